@@ -1,0 +1,134 @@
+// Package gfid is the identity of an inode in georep: a 16-byte UUID that names
+// one inode for its whole life on both master and slave (GlusterFS's gfid).
+// Hardlinks share it, a rename keeps it, a delete retires it for ever.
+//
+// Both ends of the protocol use this package; it has no dependencies beyond
+// the standard library.
+package gfid
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+)
+
+// GFID is a 16-byte inode identity. The zero value is not a valid gfid.
+type GFID [16]byte
+
+var (
+	// Root is the gfid of the root directory of every volume and replica.
+	Root = GFID{15: 1}
+	// Park names the slave's park directory (.georep/park), where entries are
+	// parked while a sequence of renames is applied.
+	Park = GFID{15: 0xfe}
+)
+
+// ErrMalformed is returned for text that is not a canonical gfid.
+var ErrMalformed = errors.New("malformed gfid")
+
+// New returns a fresh random (version 4) gfid.
+func New() GFID {
+	var g GFID
+	if _, err := rand.Read(g[:]); err != nil {
+		panic(fmt.Sprintf("gfid: reading random bytes: %v", err))
+	}
+	g[6] = g[6]&0x0f | 0x40
+	g[8] = g[8]&0x3f | 0x80
+	return g
+}
+
+// Parse parses the canonical 36-character form
+// "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" (lower or upper case hex). Anything
+// else, including the zero gfid, is ErrMalformed.
+func Parse(s string) (GFID, error) {
+	var g GFID
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return g, fmt.Errorf("%w: %q", ErrMalformed, truncate(s))
+	}
+	j := 0
+	for i := 0; i < 36; {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			i++
+			continue
+		}
+		hi, ok1 := unhex(s[i])
+		lo, ok2 := unhex(s[i+1])
+		if !ok1 || !ok2 {
+			return GFID{}, fmt.Errorf("%w: %q", ErrMalformed, truncate(s))
+		}
+		g[j] = hi<<4 | lo
+		j++
+		i += 2
+	}
+	if g.IsZero() {
+		return GFID{}, fmt.Errorf("%w: zero gfid", ErrMalformed)
+	}
+	return g, nil
+}
+
+// MustParse is Parse for constants in tests; it panics on error.
+func MustParse(s string) GFID {
+	g, err := Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return g
+}
+
+// FromBytes converts a 16-byte slice (as stored in trusted.gfid) to a GFID.
+func FromBytes(b []byte) (GFID, error) {
+	var g GFID
+	if len(b) != len(g) {
+		return g, fmt.Errorf("%w: %d bytes", ErrMalformed, len(b))
+	}
+	copy(g[:], b)
+	if g.IsZero() {
+		return GFID{}, fmt.Errorf("%w: zero gfid", ErrMalformed)
+	}
+	return g, nil
+}
+
+// IsZero reports whether g is the zero value.
+func (g GFID) IsZero() bool { return g == GFID{} }
+
+// String returns the canonical lower-case form.
+func (g GFID) String() string {
+	var b [36]byte
+	hex.Encode(b[0:8], g[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], g[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], g[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], g[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:36], g[10:16])
+	return string(b[:])
+}
+
+// Shard returns the two index directories "ab", "cd" for gfid abcd..., as in
+// GlusterFS's .glusterfs/ab/cd/<gfid> layout.
+func (g GFID) Shard() (string, string) {
+	s := g.String()
+	return s[0:2], s[2:4]
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}

@@ -1,0 +1,76 @@
+package gfid
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    string
+		wantErr bool
+	}{
+		{in: "00000000-0000-0000-0000-000000000001", want: "00000000-0000-0000-0000-000000000001"},
+		{in: "DA044DA0-6C0D-4735-A3F9-15B7B6732A82", want: "da044da0-6c0d-4735-a3f9-15b7b6732a82"},
+		{in: "00000000-0000-0000-0000-000000000000", wantErr: true},
+		{in: "", wantErr: true},
+		{in: "da044da06c0d4735a3f915b7b6732a82", wantErr: true},
+		{in: "da044da0-6c0d-4735-a3f9-15b7b6732a8g", wantErr: true},
+		{in: "da044da0-6c0d-4735-a3f9-15b7b6732a8", wantErr: true},
+		{in: "da044da0_6c0d-4735-a3f9-15b7b6732a82", wantErr: true},
+		{in: "../../etc/passwd-aaaa-bbbb-cccccccccc", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			g, err := Parse(tt.in)
+			if tt.wantErr {
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("Parse(%q) err = %v, want ErrMalformed", tt.in, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", tt.in, err)
+			}
+			if g.String() != tt.want {
+				t.Fatalf("String() = %q, want %q", g.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestNewUniqueAndRoundTrip(t *testing.T) {
+	seen := map[GFID]bool{}
+	for range 1000 {
+		g := New()
+		if seen[g] {
+			t.Fatalf("duplicate gfid %s", g)
+		}
+		seen[g] = true
+		back, err := Parse(g.String())
+		if err != nil || back != g {
+			t.Fatalf("round trip of %s: %v %s", g, err, back)
+		}
+	}
+	a, b := Root.Shard()
+	if a != "00" || b != "00" {
+		t.Fatalf("Root.Shard() = %s %s", a, b)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("00000000-0000-0000-0000-000000000001")
+	f.Add("da044da0-6c0d-4735-a3f9-15b7b6732a82")
+	f.Add("not-a-gfid")
+	f.Fuzz(func(t *testing.T, s string) {
+		g, err := Parse(s)
+		if err != nil {
+			return
+		}
+		back, err := Parse(g.String())
+		if err != nil || back != g {
+			t.Fatalf("round trip of %q failed: %v", s, err)
+		}
+	})
+}
