@@ -9,7 +9,7 @@ export PATH := $(TOOLS):$(PATH)
 
 # Pinned tool versions (installed with `go install` from the Go module proxy).
 BUF_VERSION                := v1.75.0
-PROTOC_GEN_GO_VERSION      := v1.36.11
+PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 GRPCURL_VERSION            := v1.9.3
 
