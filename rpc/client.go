@@ -1,0 +1,80 @@
+package rpc
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+)
+
+// ClientConfig configures a connection to a georep server.
+type ClientConfig struct {
+	Address  string
+	TLS      TLSFiles
+	Insecure bool
+}
+
+// NewClient returns a lazily connecting client with keepalive and message
+// limits matching NewServer, and reconnect backoff capped at 30 s.
+func NewClient(cfg ClientConfig) (*grpc.ClientConn, error) {
+	creds, err := clientCredentials(cfg.TLS, cfg.Insecure)
+	if err != nil {
+		return nil, err
+	}
+	bo := backoff.DefaultConfig
+	bo.MaxDelay = 30 * time.Second
+	conn, err := grpc.NewClient(cfg.Address,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true}),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: 5 * time.Second}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("client for %s: %w", cfg.Address, err)
+	}
+	return conn, nil
+}
+
+// WaitHealthy polls the standard health service until it reports SERVING
+// for service ("" = the whole server) or ctx ends. It returns the last error
+// seen so that the caller can say why the server is not reachable.
+func WaitHealthy(ctx context.Context, conn *grpc.ClientConn, service string) error {
+	hc := healthpb.NewHealthClient(conn)
+	delay := 100 * time.Millisecond
+	var last error
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := hc.Check(cctx, &healthpb.HealthCheckRequest{Service: service}, grpc.WaitForReady(false))
+		cancel()
+		switch {
+		case err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING:
+			return nil
+		case err == nil:
+			last = fmt.Errorf("%s reports %s", conn.Target(), resp.GetStatus())
+		default:
+			last = fmt.Errorf("%s: %s", conn.Target(), status.Convert(err).Message())
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s to be healthy: %w (last: %v)", conn.Target(), ctx.Err(), last)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// Retryable reports whether a failed call may succeed when repeated
+// (the server is unreachable or overloaded), as opposed to a refusal.
+func Retryable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+		return true
+	}
+	return false
+}

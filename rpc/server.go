@@ -1,0 +1,114 @@
+package rpc
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+)
+
+// MaxMessageSize bounds every gRPC message in both directions. An EntryOps
+// batch of the largest allowed size fits well within it.
+const MaxMessageSize = 64 << 20
+
+// ServerConfig configures a georep gRPC server.
+type ServerConfig struct {
+	// TLS holds the certificate files; ignored when Insecure is set.
+	TLS TLSFiles
+	// Insecure serves plaintext. It must be asked for explicitly.
+	Insecure bool
+	// MaxConcurrentStreams bounds the streams of one connection.
+	MaxConcurrentStreams uint32
+	// Unary and Stream interceptors run after logging and before recovery.
+	Unary  []grpc.UnaryServerInterceptor
+	Stream []grpc.StreamServerInterceptor
+}
+
+// Server is a gRPC server with health and reflection registered.
+type Server struct {
+	*grpc.Server
+	Health *health.Server
+	log    *slog.Logger
+}
+
+// NewServer builds the server both daemons use: credentials, keepalive
+// enforcement, message-size limits, slog logging, the caller's interceptors,
+// and panic recovery innermost.
+func NewServer(cfg ServerConfig, log *slog.Logger) (*Server, error) {
+	creds, err := serverCredentials(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxConcurrentStreams == 0 {
+		cfg.MaxConcurrentStreams = 64
+	}
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	recoverOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		log.ErrorContext(ctx, "panic in handler", "panic", p)
+		return status.Errorf(codes.Internal, "internal error: %v", p)
+	})
+	unary := append([]grpc.UnaryServerInterceptor{logging.UnaryServerInterceptor(interceptorLogger(log), logOpts...)}, cfg.Unary...)
+	unary = append(unary, recovery.UnaryServerInterceptor(recoverOpt))
+	stream := append([]grpc.StreamServerInterceptor{logging.StreamServerInterceptor(interceptorLogger(log), logOpts...)}, cfg.Stream...)
+	stream = append(stream, recovery.StreamServerInterceptor(recoverOpt))
+
+	s := grpc.NewServer(
+		grpc.Creds(creds),
+		grpc.MaxRecvMsgSize(MaxMessageSize),
+		grpc.MaxSendMsgSize(MaxMessageSize),
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(s, hs)
+	reflection.Register(s)
+	return &Server{Server: s, Health: hs, log: log}, nil
+}
+
+// Serve serves on lis until ctx is done, then shuts down: health goes to
+// NOT_SERVING, in-flight calls get grace to finish, then the rest is cut.
+func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.Server.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", lis.Addr(), err)
+	case <-ctx.Done():
+	}
+	s.Health.Shutdown()
+	done := make(chan struct{})
+	go func() { s.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		s.log.Warn("graceful stop timed out, closing connections", "grace", grace)
+		s.Stop()
+		<-done
+	}
+	<-errc
+	return nil
+}
+
+func interceptorLogger(l *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		// Successful calls are frequent: keep them at Debug.
+		if lvl == logging.LevelInfo {
+			lvl = logging.LevelDebug
+		}
+		l.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+}
