@@ -1,0 +1,86 @@
+// Command georep-master replicates a source directory to a georep slave.
+//
+//	georep-master --slave 127.0.0.1:7100 --source /data --work-dir /var/lib/georep/data --insecure [--oneshot]
+//
+// rsync runs it back as its transport: "georep-master rsync-tunnel ...".
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/georep/georep/cmd/internal/cli"
+	"github.com/georep/georep/master"
+	"github.com/georep/georep/rpc"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "rsync-tunnel" {
+		os.Exit(rsyncTunnel(os.Args[2:]))
+	}
+	d := master.DefaultConfig()
+	fs := pflag.NewFlagSet("georep-master", pflag.ContinueOnError)
+	fs.String("source", "", "the directory to replicate")
+	fs.String("work-dir", "", "the master's state directory (catalog, changelogs, stime, stats)")
+	fs.String("slave", "", "address of georep-slave (host:port)")
+	fs.Bool("insecure", false, "plaintext gRPC without TLS (only on trusted networks)")
+	fs.String("tls-cert", "", "PEM client certificate of this master")
+	fs.String("tls-key", "", "PEM private key of this master")
+	fs.String("tls-ca", "", "PEM CA that signs the slave's certificate")
+	fs.String("tls-server-name", "", "name expected in the slave's certificate (default: the host of --slave)")
+	fs.Int("sync-jobs", d.SyncJobs, "parallel rsync runs")
+	fs.Duration("change-interval", d.ChangeInterval, "pause between crawls in daemon mode")
+	fs.Bool("ignore-deletes", false, "never remove anything on the slave")
+	fs.Bool("sync-xattrs", false, "replicate user.* extended attributes")
+	fs.Bool("sync-acls", false, "replicate POSIX ACLs")
+	fs.String("rsync-command", d.RsyncPath, "rsync binary")
+	fs.String("rsync-options", "", "extra options for every rsync run (space separated)")
+	fs.Int("entry-batch", d.EntryBatch, "entries per EntryOps/MetaOps call")
+	fs.Bool("oneshot", false, "one pass; exit 0 only when the slave has converged to the source")
+	fs.Duration("oneshot-timeout", d.OneshotTimeout, "with --oneshot: give up (exit 1) after this long")
+	fs.Duration("lease", d.Lease, "session lease asked of the slave")
+	v, err := cli.Load(fs, os.Args[1:])
+	if err != nil {
+		cli.Fatal("georep-master", err, 2)
+	}
+	log, err := cli.Logger(v, os.Stderr)
+	if err != nil {
+		cli.Fatal("georep-master", err, 2)
+	}
+	cfg := master.Config{
+		Source:         v.GetString("source"),
+		WorkDir:        v.GetString("work-dir"),
+		Slave:          v.GetString("slave"),
+		Insecure:       v.GetBool("insecure"),
+		TLS:            rpc.TLSFiles{Cert: v.GetString("tls-cert"), Key: v.GetString("tls-key"), CA: v.GetString("tls-ca"), ServerName: v.GetString("tls-server-name")},
+		SyncJobs:       v.GetInt("sync-jobs"),
+		ChangeInterval: v.GetDuration("change-interval"),
+		IgnoreDeletes:  v.GetBool("ignore-deletes"),
+		SyncXattrs:     v.GetBool("sync-xattrs"),
+		SyncACLs:       v.GetBool("sync-acls"),
+		RsyncPath:      v.GetString("rsync-command"),
+		RsyncOptions:   strings.Fields(v.GetString("rsync-options")),
+		EntryBatch:     v.GetInt("entry-batch"),
+		Oneshot:        v.GetBool("oneshot"),
+		OneshotTimeout: v.GetDuration("oneshot-timeout"),
+		Lease:          v.GetDuration("lease"),
+	}
+	if err := cfg.Validate(); err != nil {
+		cli.Fatal("georep-master", err, 2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := master.Run(ctx, cfg, log); err != nil {
+		code := 1
+		if errors.Is(err, master.ErrNotConverged) {
+			code = 3
+		}
+		cli.Fatal("georep-master", err, code)
+	}
+}

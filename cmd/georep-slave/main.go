@@ -1,0 +1,58 @@
+// Command georep-slave serves a replica to a georep master over gRPC.
+//
+//	georep-slave --listen 127.0.0.1:7100 --root /srv/replica --insecure
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/georep/georep/cmd/internal/cli"
+	"github.com/georep/georep/rpc"
+	"github.com/georep/georep/slave"
+)
+
+func main() {
+	d := slave.DefaultConfig()
+	fs := pflag.NewFlagSet("georep-slave", pflag.ContinueOnError)
+	fs.String("listen", d.Listen, "address to serve on (host:port)")
+	fs.String("root", "", "the replica directory (created data lives under it; georep's own state in <root>/.georep)")
+	fs.Bool("insecure", false, "serve plaintext gRPC without TLS (only on trusted networks)")
+	fs.String("tls-cert", "", "PEM certificate of this slave")
+	fs.String("tls-key", "", "PEM private key of this slave")
+	fs.String("tls-ca", "", "PEM CA that signs the masters' client certificates")
+	fs.String("rsync-command", "rsync", "rsync binary")
+	fs.Int("max-batch", d.MaxBatch, "maximum entries in one EntryOps/MetaOps/Stat call")
+	fs.Duration("lease", d.Lease, "how long a master holds the session without a keep-alive")
+	fs.Bool("accept-new-master", false, "let a different master volume take over this replica")
+	v, err := cli.Load(fs, os.Args[1:])
+	if err != nil {
+		cli.Fatal("georep-slave", err, 2)
+	}
+	log, err := cli.Logger(v, os.Stderr)
+	if err != nil {
+		cli.Fatal("georep-slave", err, 2)
+	}
+	cfg := slave.Config{
+		Listen:          v.GetString("listen"),
+		Root:            v.GetString("root"),
+		Insecure:        v.GetBool("insecure"),
+		TLS:             rpc.TLSFiles{Cert: v.GetString("tls-cert"), Key: v.GetString("tls-key"), CA: v.GetString("tls-ca")},
+		RsyncPath:       v.GetString("rsync-command"),
+		MaxBatch:        v.GetInt("max-batch"),
+		Lease:           v.GetDuration("lease"),
+		AcceptNewMaster: v.GetBool("accept-new-master"),
+	}
+	if err := cfg.Validate(); err != nil {
+		cli.Fatal("georep-slave", err, 2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := slave.Run(ctx, cfg, log, nil); err != nil {
+		cli.Fatal("georep-slave", err, 1)
+	}
+}

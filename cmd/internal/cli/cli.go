@@ -1,0 +1,79 @@
+// Package cli is what the georep commands share: loading configuration with
+// viper (flags > GEOREP_* environment > --config file > defaults) and
+// building the slog logger.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// Load parses args into fs and returns a viper instance where every flag of
+// fs is also a config key (same name) readable from a YAML/TOML/JSON file
+// given with --config and from the environment as GEOREP_<KEY> with dashes
+// turned into underscores.
+func Load(fs *pflag.FlagSet, args []string) (*viper.Viper, error) {
+	fs.String("config", "", "configuration file (YAML, TOML or JSON); every flag is also a key there")
+	fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.String("log-format", "text", "log format: text or json")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	v := viper.New()
+	v.SetEnvPrefix("GEOREP")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	if err := v.BindPFlags(fs); err != nil {
+		return nil, err
+	}
+	if file := v.GetString("config"); file != "" {
+		v.SetConfigFile(file)
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", file, err)
+		}
+		known := map[string]bool{}
+		fs.VisitAll(func(f *pflag.Flag) { known[f.Name] = true })
+		var unknown []string
+		for _, k := range v.AllKeys() {
+			if !known[k] {
+				unknown = append(unknown, k)
+			}
+		}
+		if len(unknown) > 0 {
+			return nil, fmt.Errorf("config file %s: unknown keys %s", file, strings.Join(unknown, ", "))
+		}
+	}
+	return v, nil
+}
+
+// Logger builds the process logger from the log-level and log-format keys.
+func Logger(v *viper.Viper, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(v.GetString("log-level"))); err != nil {
+		return nil, fmt.Errorf("log-level: %q is not one of debug, info, warn, error", v.GetString("log-level"))
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch v.GetString("log-format") {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log-format: %q is not one of text, json", v.GetString("log-format"))
+}
+
+// Fatal prints err the way a user should see it and exits with code.
+func Fatal(prog string, err error, code int) {
+	if errors.Is(err, pflag.ErrHelp) {
+		os.Exit(0)
+	}
+	fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
+	os.Exit(code)
+}

@@ -1,0 +1,98 @@
+// Package bench compares georep with a local `rsync -a` on the same trees,
+// in the same run, on the same disk: `make bench`.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/georep/georep/integration/harness"
+)
+
+func makeTree(b *testing.B, root string, files, size int) int64 {
+	b.Helper()
+	rng := rand.New(rand.NewPCG(1, 1))
+	buf := make([]byte, size)
+	var total int64
+	for i := range files {
+		dir := filepath.Join(root, fmt.Sprintf("d%03d", i/200))
+		if i%200 == 0 {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for j := 0; j < len(buf); j += 8 {
+			v := rng.Uint64()
+			for k := 0; k < 8 && j+k < len(buf); k++ {
+				buf[j+k] = byte(v >> (8 * k))
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%05d", i)), buf, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		total += int64(size)
+	}
+	return total
+}
+
+func dropCaches() {
+	exec.Command("sync").Run()
+}
+
+func compare(b *testing.B, name string, files, size int) {
+	harness.RequireRsync(b)
+	dir := b.TempDir()
+	src := filepath.Join(dir, "src")
+	bytes := makeTree(b, src, files, size)
+
+	// Local rsync -a into an empty directory.
+	dropCaches()
+	start := time.Now()
+	out, err := exec.Command("rsync", "-a", src+"/", filepath.Join(dir, "rsync-dst")+"/").CombinedOutput()
+	if err != nil {
+		b.Fatalf("rsync: %v\n%s", err, out)
+	}
+	rsyncTime := time.Since(start)
+
+	// georep: a slave on loopback and one --oneshot pass into an empty replica.
+	replica := filepath.Join(dir, "replica")
+	os.Mkdir(replica, 0o755)
+	slave := harness.StartSlave(b, replica)
+	dropCaches()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	b.ResetTimer()
+	start = time.Now()
+	harness.MustOneshot(b, ctx, harness.MasterArgs(slave.Addr, src, filepath.Join(dir, "work"))...)
+	georepTime := time.Since(start)
+	b.StopTimer()
+
+	diffs, err := harness.Compare(src, replica, harness.CompareOptions{})
+	if err != nil || len(diffs) > 0 {
+		b.Fatalf("replica differs: %v %v", err, diffs)
+	}
+	mib := float64(bytes) / (1 << 20)
+	fps := func(d time.Duration) float64 { return float64(files) / d.Seconds() }
+	mbs := func(d time.Duration) float64 { return mib / d.Seconds() }
+	b.ReportMetric(fps(georepTime), "georep-files/s")
+	b.ReportMetric(mbs(georepTime), "georep-MiB/s")
+	b.ReportMetric(fps(rsyncTime), "rsync-files/s")
+	b.ReportMetric(mbs(rsyncTime), "rsync-MiB/s")
+	b.ReportMetric(rsyncTime.Seconds()/georepTime.Seconds(), "ratio")
+	fmt.Printf("\n%-28s %10s %12s %10s\n", name, "seconds", "files/s", "MiB/s")
+	fmt.Printf("%-28s %10.2f %12.0f %10.1f\n", "  rsync -a (local)", rsyncTime.Seconds(), fps(rsyncTime), mbs(rsyncTime))
+	fmt.Printf("%-28s %10.2f %12.0f %10.1f\n", "  georep --oneshot", georepTime.Seconds(), fps(georepTime), mbs(georepTime))
+	fmt.Printf("%-28s %10.2fx\n", "  georep rate / rsync rate", rsyncTime.Seconds()/georepTime.Seconds())
+}
+
+// BenchmarkSmallFiles: 20,000 files of 4 KiB.
+func BenchmarkSmallFiles(b *testing.B) { compare(b, "20,000 x 4 KiB", 20000, 4<<10) }
+
+// BenchmarkLargeFiles: 4 files of 256 MiB.
+func BenchmarkLargeFiles(b *testing.B) { compare(b, "4 x 256 MiB", 4, 256<<20) }

@@ -1,0 +1,4 @@
+// Package integration holds georep's end-to-end tests: they build the real
+// georep-master and georep-slave, start the slave on a loopback port with a
+// real rsync, replicate real trees and compare them whole.
+package integration

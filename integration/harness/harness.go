@@ -1,0 +1,227 @@
+// Package harness runs georep's real binaries for end-to-end tests and
+// benchmarks: it builds (or finds) georep-master and georep-slave, starts a
+// slave on a loopback port, runs masters, and compares whole trees.
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// Bin returns the path of a georep binary: from $GEOREP_BIN when set (the
+// Makefile builds into ./bin), else built once into a temporary directory.
+func Bin(t testing.TB, name string) string {
+	t.Helper()
+	if dir := os.Getenv("GEOREP_BIN"); dir != "" {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("GEOREP_BIN=%s: %v (run make build)", dir, err)
+		}
+		return p
+	}
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "georep-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "github.com/georep/georep/cmd/...")
+		cmd.Stderr = os.Stderr
+		buildErr = cmd.Run()
+	})
+	if buildErr != nil {
+		t.Fatalf("building georep: %v", buildErr)
+	}
+	return filepath.Join(binDir, name)
+}
+
+// RequireRsync skips the test when rsync is not installed.
+func RequireRsync(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("rsync"); err != nil {
+		t.Skip("rsync not installed (make deps installs the Debian package rsync)")
+	}
+}
+
+// Slave is a running georep-slave process.
+type Slave struct {
+	Addr string
+	Root string
+	cmd  *exec.Cmd
+	log  *lockedBuffer
+	done chan struct{}
+}
+
+var addrRE = regexp.MustCompile(`msg="slave serving" addr=(\S+)`)
+
+// StartSlave starts georep-slave on 127.0.0.1 port 0 serving root and waits
+// until it listens. It is stopped when the test ends.
+func StartSlave(t testing.TB, root string, extra ...string) *Slave {
+	t.Helper()
+	return startSlave(t, root, "127.0.0.1:0", extra...)
+}
+
+func startSlave(t testing.TB, root, listen string, extra ...string) *Slave {
+	t.Helper()
+	args := append([]string{"--listen", listen, "--root", root, "--insecure"}, extra...)
+	cmd := exec.Command(Bin(t, "georep-slave"), args...)
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start georep-slave: %v", err)
+	}
+	s := &Slave{Root: root, cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
+	addrc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			line := sc.Text()
+			s.log.WriteString(line + "\n")
+			if m := addrRE.FindStringSubmatch(line); m != nil {
+				select {
+				case addrc <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	go func() { cmd.Wait(); pw.Close(); close(s.done) }()
+	select {
+	case s.Addr = <-addrc:
+	case <-s.done:
+		t.Fatalf("georep-slave exited early:\n%s", s.log.String())
+	case <-time.After(30 * time.Second):
+		s.Kill()
+		t.Fatalf("georep-slave did not start listening:\n%s", s.log.String())
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("georep-slave log:\n%s", s.log.String())
+		}
+	})
+	return s
+}
+
+// Restart starts the slave again on the same address after Kill or Stop.
+func (s *Slave) Restart(t testing.TB) {
+	t.Helper()
+	n := startSlave(t, s.Root, s.Addr)
+	*s = *n
+}
+
+// Stop ends the slave with SIGTERM and waits.
+func (s *Slave) Stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(15 * time.Second):
+		s.Kill()
+	}
+}
+
+// Kill ends the slave with SIGKILL and waits.
+func (s *Slave) Kill() {
+	s.cmd.Process.Kill()
+	<-s.done
+}
+
+// Log returns what the slave has logged.
+func (s *Slave) Log() string { return s.log.String() }
+
+// MasterArgs are the arguments of a master replicating source to the slave.
+func MasterArgs(slaveAddr, source, workDir string, extra ...string) []string {
+	return append([]string{"--slave", slaveAddr, "--source", source, "--work-dir", workDir, "--insecure"}, extra...)
+}
+
+// Oneshot runs georep-master --oneshot and returns its exit code and output.
+func Oneshot(t testing.TB, ctx context.Context, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, Bin(t, "georep-master"), append(args, "--oneshot")...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		}
+		t.Fatalf("run georep-master: %v\n%s", err, out)
+	}
+	return 0, string(out)
+}
+
+// MustOneshot runs georep-master --oneshot and fails the test unless it
+// exits 0.
+func MustOneshot(t testing.TB, ctx context.Context, args ...string) string {
+	t.Helper()
+	code, out := Oneshot(t, ctx, args...)
+	if code != 0 {
+		t.Fatalf("georep-master --oneshot exited %d:\n%s", code, tail(out, 60))
+	}
+	return out
+}
+
+// StartMaster starts georep-master as a daemon; the caller kills it.
+func StartMaster(t testing.TB, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(Bin(t, "georep-master"), args...)
+	buf := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = buf, buf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start georep-master: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("georep-master log:\n%s", tail(buf.String(), 80))
+		}
+	})
+	return cmd
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(s, "\n")
+	if len(parts) > lines {
+		parts = append([]string{fmt.Sprintf("... (%d lines cut)", len(parts)-lines)}, parts[len(parts)-lines:]...)
+	}
+	return strings.Join(parts, "\n")
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) WriteString(s string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.WriteString(s)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,83 @@
+package master
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/georep/georep/rpc"
+)
+
+// Config is the master daemon's configuration. Field comments give the
+// config key; keys follow gsyncd's names where gsyncd has one.
+type Config struct {
+	Source   string       // source: the directory to replicate
+	WorkDir  string       // work-dir: the master's state (catalog, changelogs, stime, stats)
+	Slave    string       // slave: address of georep-slave, host:port
+	Insecure bool         // insecure: plaintext gRPC (explicit opt-in)
+	TLS      rpc.TLSFiles // tls-cert, tls-key, tls-ca, tls-server-name
+
+	SyncJobs       int           // sync-jobs: parallel rsync runs (gsyncd default 3)
+	ChangeInterval time.Duration // change-interval: pause between crawls in daemon mode
+	IgnoreDeletes  bool          // ignore-deletes: never remove anything on the slave
+	SyncXattrs     bool          // sync-xattrs: replicate user.* xattrs
+	SyncACLs       bool          // sync-acls: replicate POSIX ACLs (rsync -A)
+	RsyncPath      string        // rsync-command: the rsync binary
+	RsyncOptions   []string      // rsync-options: extra options for every rsync run
+	EntryBatch     int           // entry-batch: entries per EntryOps/MetaOps call
+
+	Oneshot        bool          // oneshot: one pass; exit 0 only when converged
+	OneshotTimeout time.Duration // oneshot-timeout: give up (non-zero exit) after this long
+	Lease          time.Duration // lease: session lease asked of the slave
+
+	// Self is the path of the georep-master binary, run by rsync as its -e
+	// transport ("georep-master rsync-tunnel ..."). Empty: os.Executable().
+	Self string
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		SyncJobs:       3,
+		ChangeInterval: 5 * time.Second,
+		RsyncPath:      "rsync",
+		EntryBatch:     5000,
+		OneshotTimeout: time.Hour,
+		Lease:          60 * time.Second,
+	}
+}
+
+// Validate refuses bad values with the key, the value and what is allowed.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Source == "" {
+		errs = append(errs, errors.New("source: the directory to replicate is required"))
+	} else if fi, err := os.Stat(c.Source); err != nil {
+		errs = append(errs, fmt.Errorf("source: %w", err))
+	} else if !fi.IsDir() {
+		errs = append(errs, fmt.Errorf("source: %s is not a directory", c.Source))
+	}
+	if c.WorkDir == "" {
+		errs = append(errs, errors.New("work-dir: a directory for the master's state is required"))
+	}
+	if c.Slave == "" {
+		errs = append(errs, errors.New("slave: the slave's address (host:port) is required"))
+	}
+	if c.SyncJobs < 1 || c.SyncJobs > 64 {
+		errs = append(errs, fmt.Errorf("sync-jobs: %d is outside 1..64", c.SyncJobs))
+	}
+	if c.ChangeInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("change-interval: %s is shorter than 100ms", c.ChangeInterval))
+	}
+	if c.EntryBatch < 1 || c.EntryBatch > 100000 {
+		errs = append(errs, fmt.Errorf("entry-batch: %d is outside 1..100000", c.EntryBatch))
+	}
+	if c.OneshotTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("oneshot-timeout: %s must be positive", c.OneshotTimeout))
+	}
+	if c.Lease < 5*time.Second {
+		errs = append(errs, fmt.Errorf("lease: %s is shorter than 5s", c.Lease))
+	}
+	return errors.Join(errs...)
+}

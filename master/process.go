@@ -1,0 +1,267 @@
+package master
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"syscall"
+
+	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
+	"github.com/georep/georep/master/changelog"
+	"github.com/georep/georep/master/crawl"
+	"github.com/georep/georep/master/syncer"
+	"github.com/georep/georep/rpc/gfid"
+)
+
+// outcome is what processing one changelog achieved.
+type outcome struct {
+	entries, metas, deletes int
+	files                   int
+	bytes                   int64
+	// failed maps each gfid that could not be brought up to date to why.
+	failed map[gfid.GFID]string
+}
+
+func (o *outcome) fail(g gfid.GFID, format string, args ...any) {
+	if _, ok := o.failed[g]; !ok {
+		o.failed[g] = fmt.Sprintf(format, args...)
+	}
+}
+
+// processChangelog applies one changelog: parse → stat each gfid on the
+// master → EntryOps (ordered, batched) → MetaOps → data through the sync
+// jobs. The caller advances stime only when nothing failed.
+func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.Snapshot) (*outcome, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open changelog: %w", err)
+	}
+	recs, err := changelog.Parse(f, path)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	out := &outcome{failed: map[gfid.GFID]string{}}
+
+	// Entry ops, in order.
+	var ops []*slavev1.Entry
+	var opGFID []gfid.GFID
+	touched := map[gfid.GFID]bool{} // gfids whose metadata to send
+	var data []gfid.GFID
+	for _, r := range recs {
+		switch r.Kind {
+		case changelog.Entry:
+			e, ok := w.entryOp(r, snap)
+			if !ok {
+				continue // vanished on the master since the changelog was written
+			}
+			ops = append(ops, e)
+			opGFID = append(opGFID, r.GFID)
+			switch r.Fop {
+			case changelog.Unlink, changelog.Rmdir:
+				out.deletes++
+			default:
+				touched[r.GFID] = true
+			}
+			touched[r.Parent] = true
+			if r.Fop == changelog.Rename {
+				touched[r.NewParent] = true
+			}
+		case changelog.Meta:
+			touched[r.GFID] = true
+		case changelog.Data:
+			data = append(data, r.GFID)
+		}
+	}
+	delete(touched, gfid.Park)
+	if err := w.applyEntries(ctx, ops, opGFID, snap, out); err != nil {
+		return nil, err
+	}
+	out.entries = len(ops)
+
+	// Metadata of everything touched, from the master's stat.
+	var metas []*slavev1.Meta
+	var metaGFID []gfid.GFID
+	for g := range touched {
+		if _, bad := out.failed[g]; bad {
+			continue
+		}
+		n, ok := snap.Lookup(g)
+		if !ok {
+			continue
+		}
+		metas = append(metas, w.metaOp(g, n))
+		metaGFID = append(metaGFID, g)
+	}
+	if err := w.applyMetas(ctx, metas, metaGFID, out); err != nil {
+		return nil, err
+	}
+	out.metas = len(metas)
+
+	// Data through the sync jobs.
+	var items []syncer.Item
+	for _, g := range data {
+		if _, bad := out.failed[g]; bad {
+			continue
+		}
+		n, ok := snap.Lookup(g)
+		if !ok || n.Type != crawl.TypeRegular {
+			continue
+		}
+		p, ok := snap.Path(g)
+		if !ok {
+			continue
+		}
+		items = append(items, syncer.Item{GFID: g, Path: p})
+		out.bytes += int64(n.Size)
+	}
+	if len(items) > 0 {
+		for g, err := range w.syncer.Sync(ctx, items) {
+			out.fail(g, "data: %v", err)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	out.files = len(items)
+	return out, nil
+}
+
+// entryOp converts an entry record into the protocol's form, completing it
+// from the master's stat (device numbers, symlink targets). ok is false when
+// the gfid no longer exists on the master and the op makes no sense any more.
+func (w *worker) entryOp(r changelog.Record, snap *crawl.Snapshot) (*slavev1.Entry, bool) {
+	e := &slavev1.Entry{Gfid: r.GFID.String(), Pargfid: r.Parent.String(), Name: []byte(r.Name),
+		Mode: r.Mode, Uid: r.UID, Gid: r.GID}
+	n, exists := snap.Lookup(r.GFID)
+	switch r.Fop {
+	case changelog.Create:
+		e.Op = slavev1.EntryOp_ENTRY_OP_CREATE
+	case changelog.Mkdir:
+		e.Op = slavev1.EntryOp_ENTRY_OP_MKDIR
+	case changelog.Mknod:
+		e.Op = slavev1.EntryOp_ENTRY_OP_MKNOD
+		if !exists {
+			return nil, false
+		}
+		e.Rdev = n.Rdev
+	case changelog.Symlink:
+		e.Op = slavev1.EntryOp_ENTRY_OP_SYMLINK
+		if !exists {
+			return nil, false
+		}
+		e.LinkTarget = []byte(n.Target)
+		e.Mode, e.Uid, e.Gid = n.Mode, n.UID, n.GID
+	case changelog.Link:
+		e.Op = slavev1.EntryOp_ENTRY_OP_LINK
+	case changelog.Rename:
+		e.Op = slavev1.EntryOp_ENTRY_OP_RENAME
+		e.NewPargfid = r.NewParent.String()
+		e.NewName = []byte(r.NewName)
+	case changelog.Unlink:
+		e.Op = slavev1.EntryOp_ENTRY_OP_UNLINK
+	case changelog.Rmdir:
+		e.Op = slavev1.EntryOp_ENTRY_OP_RMDIR
+	default:
+		return nil, false
+	}
+	if exists && (r.Fop == changelog.Create || r.Fop == changelog.Mkdir || r.Fop == changelog.Mknod) {
+		e.Mode, e.Uid, e.Gid = n.Mode, n.UID, n.GID
+	}
+	return e, true
+}
+
+func (w *worker) metaOp(g gfid.GFID, n crawl.Node) *slavev1.Meta {
+	m := &slavev1.Meta{
+		Gfid:    g.String(),
+		SetMode: n.Type != crawl.TypeSymlink, Mode: n.Mode & 0o7777,
+		SetOwner: true, Uid: n.UID, Gid: n.GID,
+		Mtime: &slavev1.Timespec{Sec: n.MtimeNs / 1e9, Nsec: int32(n.MtimeNs % 1e9)},
+	}
+	if w.cfg.SyncXattrs && (n.Type == crawl.TypeRegular || n.Type == crawl.TypeDir) {
+		m.SetXattrs = true
+		for name, v := range n.Xattrs {
+			m.Xattrs = append(m.Xattrs, &slavev1.Xattr{Name: name, Value: v})
+		}
+	}
+	return m
+}
+
+// applyEntries sends ops in batches. A name held on the slave by another
+// inode is purged and the op retried once: the master is the source of truth
+// (gsyncd's fix_possible_entry_failures).
+func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID []gfid.GFID, snap *crawl.Snapshot, out *outcome) error {
+	batch := w.batchSize()
+	for start := 0; start < len(ops); start += batch {
+		end := min(start+batch, len(ops))
+		failures, err := w.slave.EntryOps(ctx, ops[start:end])
+		if err != nil {
+			return err
+		}
+		for _, f := range failures {
+			i := start + int(f.GetIndex())
+			if i >= end {
+				return fmt.Errorf("entry ops: slave reported failure for entry %d of a batch of %d", f.GetIndex(), end-start)
+			}
+			if w.fixEntryFailure(ctx, ops[i], f) {
+				continue
+			}
+			w.log.Warn("entry op failed", "op", ops[i].GetOp().String(), "gfid", ops[i].GetGfid(),
+				"pargfid", ops[i].GetPargfid(), "name", fmt.Sprintf("%q", ops[i].GetName()),
+				"errno", errnoName(f.GetErrno()), "err", f.GetMessage())
+			out.fail(opGFID[i], "%s: %s", ops[i].GetOp(), f.GetMessage())
+		}
+	}
+	return nil
+}
+
+// fixEntryFailure resolves the failures the master can resolve: a name on
+// the slave that holds another inode (EEXIST) is purged and the op retried.
+func (w *worker) fixEntryFailure(ctx context.Context, op *slavev1.Entry, f *slavev1.EntryFailure) bool {
+	if syscall.Errno(f.GetErrno()) != syscall.EEXIST || f.GetExistingGfid() == op.GetGfid() {
+		return false
+	}
+	switch op.GetOp() {
+	case slavev1.EntryOp_ENTRY_OP_CREATE, slavev1.EntryOp_ENTRY_OP_MKDIR, slavev1.EntryOp_ENTRY_OP_MKNOD,
+		slavev1.EntryOp_ENTRY_OP_SYMLINK, slavev1.EntryOp_ENTRY_OP_LINK:
+	default:
+		return false
+	}
+	parent, err := gfid.Parse(op.GetPargfid())
+	if err != nil {
+		return false
+	}
+	var only gfid.GFID
+	if f.GetExistingGfid() != "" {
+		if only, err = gfid.Parse(f.GetExistingGfid()); err != nil {
+			return false
+		}
+	}
+	if err := w.slave.Purge(ctx, parent, string(op.GetName()), only); err != nil {
+		w.log.Warn("purging a conflicting name on the slave failed", "pargfid", parent, "name", fmt.Sprintf("%q", op.GetName()), "err", err)
+		return false
+	}
+	w.log.Info("purged a name the slave held for another inode", "pargfid", parent, "name", fmt.Sprintf("%q", op.GetName()), "slave_gfid", f.GetExistingGfid(), "gfid", op.GetGfid())
+	again, err := w.slave.EntryOps(ctx, []*slavev1.Entry{op})
+	return err == nil && len(again) == 0
+}
+
+func (w *worker) applyMetas(ctx context.Context, metas []*slavev1.Meta, metaGFID []gfid.GFID, out *outcome) error {
+	batch := w.batchSize()
+	for start := 0; start < len(metas); start += batch {
+		end := min(start+batch, len(metas))
+		failures, err := w.slave.MetaOps(ctx, metas[start:end])
+		if err != nil {
+			return err
+		}
+		for _, f := range failures {
+			i := start + int(f.GetIndex())
+			if i >= end {
+				return fmt.Errorf("meta ops: slave reported failure for entry %d of a batch of %d", f.GetIndex(), end-start)
+			}
+			w.log.Warn("meta op failed", "gfid", metas[i].GetGfid(), "errno", errnoName(f.GetErrno()), "err", f.GetMessage())
+			out.fail(metaGFID[i], "meta: %s", f.GetMessage())
+		}
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+package master
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
+	"github.com/georep/georep/rpc"
+	"github.com/georep/georep/rpc/gfid"
+)
+
+// slaveAPI is what the worker needs of the slave. The gRPC client below
+// implements it; tests may use a fake. Methods are safe for concurrent use.
+// Per-entry failures are returned as data; an error means the whole call
+// failed and nothing can be assumed about which entries were applied
+// (entry ops are idempotent, so the caller retries the batch).
+type slaveAPI interface {
+	EntryOps(ctx context.Context, ops []*slavev1.Entry) ([]*slavev1.EntryFailure, error)
+	MetaOps(ctx context.Context, metas []*slavev1.Meta) ([]*slavev1.EntryFailure, error)
+	Entries(ctx context.Context, dir gfid.GFID) ([]*slavev1.DirEntry, error)
+	Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) error
+	SetXtime(ctx context.Context, g gfid.GFID, t time.Time) error
+}
+
+// protocolVersion is the slave protocol version this master speaks.
+const protocolVersion = 1
+
+// slaveClient is the gRPC client of one slave session.
+type slaveClient struct {
+	conn     *grpc.ClientConn
+	api      slavev1.SlaveServiceClient
+	volumeID string // the master volume's id
+	node     string
+	lease    time.Duration
+	// sessionFile is where the current session id is written for the rsync
+	// tunnel processes that rsync starts.
+	sessionFile string
+
+	mu        sync.Mutex
+	session   string
+	slaveVol  string
+	maxBatch  int
+	haveRsync bool
+}
+
+func newSlaveClient(cfg Config, volumeID, sessionFile string) (*slaveClient, error) {
+	conn, err := rpc.NewClient(rpc.ClientConfig{Address: cfg.Slave, TLS: cfg.TLS, Insecure: cfg.Insecure})
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	return &slaveClient{
+		conn: conn, api: slavev1.NewSlaveServiceClient(conn),
+		volumeID: volumeID, node: fmt.Sprintf("%s pid %d", host, os.Getpid()),
+		lease: cfg.Lease, sessionFile: sessionFile,
+	}, nil
+}
+
+func (c *slaveClient) Close() error { return c.conn.Close() }
+
+// handshake opens the session.
+func (c *slaveClient) handshake(ctx context.Context) error {
+	resp, err := c.api.Handshake(ctx, &slavev1.HandshakeRequest{
+		ProtocolVersion: protocolVersion,
+		MasterVolumeId:  c.volumeID,
+		MasterNode:      c.node,
+		LeaseSeconds:    uint32(c.lease / time.Second),
+	})
+	if err != nil {
+		return fmt.Errorf("handshake with slave %s: %w", c.conn.Target(), err)
+	}
+	if err := writeFileAtomic(c.sessionFile, []byte(resp.GetSessionId())); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.session = resp.GetSessionId()
+	c.slaveVol = resp.GetSlaveVolumeId()
+	c.maxBatch = int(resp.GetMaxBatch())
+	c.haveRsync = false
+	for _, cap := range resp.GetCapabilities() {
+		if cap == "rsync" {
+			c.haveRsync = true
+		}
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *slaveClient) ctx(ctx context.Context) context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return metadata.AppendToOutgoingContext(ctx, "georep-session", c.session)
+}
+
+// keepAlive renews the lease every third of it until ctx ends. A failed
+// renewal is logged by the caller through the returned channel.
+func (c *slaveClient) keepAlive(ctx context.Context, errs chan<- error) {
+	t := time.NewTicker(c.lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		_, err := c.api.KeepAlive(c.ctx(ctx), &slavev1.KeepAliveRequest{Mark: &slavev1.VolumeMark{
+			Uuid: c.volumeID, Sec: now.Unix(), Nsec: int32(now.Nanosecond()), Timeout: uint32(c.lease / time.Second),
+		}})
+		if err != nil && ctx.Err() == nil {
+			select {
+			case errs <- fmt.Errorf("keep-alive: %w", err):
+			default:
+			}
+		}
+	}
+}
+
+func (c *slaveClient) EntryOps(ctx context.Context, ops []*slavev1.Entry) ([]*slavev1.EntryFailure, error) {
+	resp, err := c.api.EntryOps(c.ctx(ctx), &slavev1.EntryOpsRequest{Entries: ops})
+	if err != nil {
+		return nil, fmt.Errorf("entry ops: %w", err)
+	}
+	return resp.GetFailures(), nil
+}
+
+func (c *slaveClient) MetaOps(ctx context.Context, metas []*slavev1.Meta) ([]*slavev1.EntryFailure, error) {
+	resp, err := c.api.MetaOps(c.ctx(ctx), &slavev1.MetaOpsRequest{Metas: metas})
+	if err != nil {
+		return nil, fmt.Errorf("meta ops: %w", err)
+	}
+	return resp.GetFailures(), nil
+}
+
+func (c *slaveClient) Entries(ctx context.Context, dir gfid.GFID) ([]*slavev1.DirEntry, error) {
+	resp, err := c.api.Entries(c.ctx(ctx), &slavev1.EntriesRequest{Gfid: dir.String()})
+	if err != nil {
+		return nil, fmt.Errorf("entries of %s: %w", dir, err)
+	}
+	return resp.GetEntries(), nil
+}
+
+func (c *slaveClient) Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) error {
+	req := &slavev1.PurgeRequest{Pargfid: parent.String(), Name: []byte(name)}
+	if !only.IsZero() {
+		req.Gfid = only.String()
+	}
+	if _, err := c.api.Purge(c.ctx(ctx), req); err != nil {
+		return fmt.Errorf("purge %s/%q: %w", parent, name, err)
+	}
+	return nil
+}
+
+func (c *slaveClient) SetXtime(ctx context.Context, g gfid.GFID, t time.Time) error {
+	_, err := c.api.SetXtime(c.ctx(ctx), &slavev1.SetXtimeRequest{
+		Gfid: g.String(), VolumeId: c.volumeID,
+		Xtime: &slavev1.Timespec{Sec: t.Unix(), Nsec: int32(t.Nanosecond())},
+	})
+	if err != nil {
+		return fmt.Errorf("set xtime: %w", err)
+	}
+	return nil
+}
+
+// errnoName renders a failure's errno for logs.
+func errnoName(e int32) string { return syscall.Errno(e).Error() }

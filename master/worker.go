@@ -1,0 +1,338 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/georep/georep/master/catalog"
+	"github.com/georep/georep/master/crawl"
+	"github.com/georep/georep/master/syncer"
+	"github.com/georep/georep/rpc"
+	"github.com/georep/georep/rpc/gfid"
+)
+
+// ErrNotConverged is returned by a --oneshot run that could not bring the
+// slave in line with the source before its deadline.
+var ErrNotConverged = errors.New("not converged")
+
+type worker struct {
+	cfg     Config
+	log     *slog.Logger
+	wd      *workDir
+	cat     *catalog.Catalog
+	slave   *slaveClient
+	syncer  *syncer.Syncer
+	stats   crawlStats
+	session bool // a session is open and verified
+}
+
+// Run runs the master until ctx is done (daemon) or, with Oneshot, until the
+// slave has converged to the source.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	rsyncPath, err := exec.LookPath(cfg.RsyncPath)
+	if err != nil {
+		return fmt.Errorf("rsync-command %q not found: install the Debian package rsync", cfg.RsyncPath)
+	}
+	self := cfg.Self
+	if self == "" {
+		if self, err = os.Executable(); err != nil {
+			return fmt.Errorf("locating georep-master for the rsync tunnel: %w", err)
+		}
+	}
+	wd, err := openWorkDir(cfg.WorkDir)
+	if err != nil {
+		return err
+	}
+	defer wd.close()
+	volumeID, err := wd.volumeID()
+	if err != nil {
+		return err
+	}
+	// Changelogs a previous run left unprocessed are discarded: the catalog
+	// moves only when the slave has applied, so a new crawl covers them.
+	if old, _ := filepath.Glob(wd.path("xsync/XSYNC-CHANGELOG.*")); len(old) > 0 {
+		log.Info("discarding changelogs of an interrupted run; the crawl will redo them", "count", len(old))
+		for _, p := range old {
+			os.Remove(p)
+		}
+	}
+	cat, err := catalog.Open(wd.path("catalog.db"))
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	client, err := newSlaveClient(cfg, volumeID, wd.path("session"))
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+
+	tunnel := []string{self, "rsync-tunnel", "--slave", cfg.Slave, "--session-file", wd.path("session")}
+	if cfg.Insecure {
+		tunnel = append(tunnel, "--insecure")
+	} else {
+		tunnel = append(tunnel, "--tls-cert", cfg.TLS.Cert, "--tls-key", cfg.TLS.Key, "--tls-ca", cfg.TLS.CA)
+		if cfg.TLS.ServerName != "" {
+			tunnel = append(tunnel, "--tls-server-name", cfg.TLS.ServerName)
+		}
+	}
+	sy, err := syncer.New(syncer.Config{
+		Jobs: cfg.SyncJobs, RsyncPath: rsyncPath, RsyncOptions: cfg.RsyncOptions,
+		SyncACLs: cfg.SyncACLs, Tunnel: tunnel, StageDir: wd.path("stage"), Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	w := &worker{cfg: cfg, log: log, wd: wd, cat: cat, slave: client, syncer: sy, stats: wd.loadStats()}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		if err := sy.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("sync jobs stopped", "err", err)
+		}
+	})
+	kaErrs := make(chan error, 1)
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case err := <-kaErrs:
+				log.Warn("slave keep-alive failed", "err", err)
+			}
+		}
+	})
+	wg.Go(func() { client.keepAlive(ctx, kaErrs) })
+
+	log.Info("master starting", "source", cfg.Source, "slave", cfg.Slave, "work_dir", cfg.WorkDir,
+		"volume_id", volumeID, "sync_jobs", cfg.SyncJobs, "oneshot", cfg.Oneshot)
+	if cfg.Oneshot {
+		return w.oneshot(ctx)
+	}
+	return w.daemon(ctx)
+}
+
+// daemon crawls every change-interval until ctx is done, reconnecting with
+// backoff when the slave is away.
+func (w *worker) daemon(ctx context.Context) error {
+	backoff := time.Second
+	for {
+		_, err := w.pass(ctx)
+		wait := w.cfg.ChangeInterval
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.log.Warn("pass failed; retrying", "err", err, "retry_in", backoff)
+			wait, backoff = backoff, min(backoff*2, time.Minute)
+		} else {
+			backoff = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// oneshot runs passes until one finds nothing to do and nothing failed.
+func (w *worker) oneshot(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.OneshotTimeout)
+	defer cancel()
+	backoff := 500 * time.Millisecond
+	var last error
+	for {
+		changed, err := w.pass(ctx)
+		switch {
+		case err == nil && !changed:
+			w.log.Info("converged: the slave matches the source", "files_synced", w.stats.FilesSynced, "bytes_synced", w.stats.BytesSynced)
+			return nil
+		case err == nil:
+			backoff = 500 * time.Millisecond
+			continue
+		}
+		last = err
+		if ctx.Err() != nil {
+			break
+		}
+		w.log.Warn("pass did not converge; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return fmt.Errorf("%w within oneshot-timeout %s: %v", ErrNotConverged, w.cfg.OneshotTimeout, last)
+}
+
+// connect opens and verifies the session when none is open.
+func (w *worker) connect(ctx context.Context) error {
+	if w.session {
+		return nil
+	}
+	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	err := rpc.WaitHealthy(hctx, w.slave.conn, "")
+	cancel()
+	if err != nil {
+		return fmt.Errorf("slave %s unreachable: %w", w.cfg.Slave, err)
+	}
+	if err := w.slave.handshake(ctx); err != nil {
+		return err
+	}
+	if !w.slave.haveRsync {
+		return fmt.Errorf("slave %s cannot receive data: rsync is not installed there (install the Debian package rsync)", w.cfg.Slave)
+	}
+	if err := w.verify(ctx); err != nil {
+		return err
+	}
+	w.session = true
+	w.log.Info("session open", "slave", w.cfg.Slave, "slave_volume", w.slave.slaveVol)
+	return nil
+}
+
+// pass runs one hybrid crawl and processes its changelog. changed reports
+// whether there was anything to do.
+func (w *worker) pass(ctx context.Context) (changed bool, err error) {
+	defer func() {
+		var partial *partialError
+		if err != nil && !errors.As(err, &partial) {
+			w.session = false // reconnect, handshake and verify again
+		}
+		if err != nil {
+			w.stats.LastError = err.Error()
+			_ = w.wd.saveStats(w.stats)
+		}
+	}()
+	if err := w.connect(ctx); err != nil {
+		return false, err
+	}
+	start := time.Now()
+	w.stats.CrawlStatus = "Hybrid"
+	res, err := crawl.Hybrid(ctx, crawl.Config{
+		Source: w.cfg.Source, ChangelogDir: w.wd.path("xsync"),
+		IgnoreDeletes: w.cfg.IgnoreDeletes, SyncXattrs: w.cfg.SyncXattrs,
+	}, w.cat, w.log)
+	if err != nil {
+		return false, fmt.Errorf("hybrid crawl: %w", err)
+	}
+	if res.Changelog == "" {
+		w.stats.FilesPending, w.stats.BytesPending, w.stats.EntriesPending, w.stats.MetaPending, w.stats.DeletesPending = 0, 0, 0, 0, 0
+		w.stats.Failures, w.stats.LastError = 0, ""
+		if err := w.advance(ctx, start); err != nil {
+			return false, err
+		}
+		return false, nil
+	}
+	st := res.Stats
+	w.stats.EntriesPending, w.stats.MetaPending, w.stats.DeletesPending = st.Entries, st.Meta, st.Deletes
+	w.stats.FilesPending, w.stats.BytesPending = st.Data, st.DataBytes
+	_ = w.wd.saveStats(w.stats)
+	w.log.Info("processing changelog", "changelog", filepath.Base(res.Changelog), "entries", st.Entries,
+		"data", st.Data, "meta", st.Meta, "deletes", st.Deletes)
+
+	out, err := w.processChangelog(ctx, res.Changelog, res.Snapshot)
+	if err != nil {
+		return true, err
+	}
+	failed := make(map[gfid.GFID]bool, len(out.failed))
+	for g := range out.failed {
+		failed[g] = true
+	}
+	if err := res.Commit(w.cat, failed); err != nil {
+		return true, fmt.Errorf("commit catalog: %w", err)
+	}
+	if err := os.Remove(res.Changelog); err != nil {
+		w.log.Warn("removing processed changelog", "err", err)
+	}
+	w.stats.FilesSynced += int64(out.files - countData(out))
+	w.stats.BytesSynced += out.bytes
+	w.stats.EntriesSynced += int64(out.entries)
+	w.stats.DeletesSynced += int64(out.deletes)
+	w.stats.FilesPending, w.stats.BytesPending, w.stats.EntriesPending, w.stats.MetaPending, w.stats.DeletesPending = 0, 0, 0, 0, 0
+	w.stats.Failures = int64(len(out.failed))
+	if len(out.failed) > 0 {
+		msg := summarize(out.failed)
+		w.stats.LastError = msg
+		_ = w.wd.saveStats(w.stats)
+		return true, &partialError{n: len(out.failed), summary: msg}
+	}
+	w.stats.LastError = ""
+	if err := w.advance(ctx, start); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// partialError reports a pass whose changelog was processed but left some
+// gfids behind; the session itself is fine.
+type partialError struct {
+	n       int
+	summary string
+}
+
+func (e *partialError) Error() string {
+	return fmt.Sprintf("%d gfids not synced, kept for the next pass (stime not advanced): %s", e.n, e.summary)
+}
+
+func countData(o *outcome) int {
+	n := 0
+	for _, why := range o.failed {
+		if strings.HasPrefix(why, "data:") {
+			n++
+		}
+	}
+	return n
+}
+
+// advance moves stime to t (everything changed before t is on the slave),
+// marks the slave's root with it, and persists the stats.
+func (w *worker) advance(ctx context.Context, t time.Time) error {
+	if err := w.wd.saveStime(stime{Data: t, Entry: t}); err != nil {
+		return err
+	}
+	if err := w.slave.SetXtime(ctx, gfid.Root, t); err != nil {
+		return err
+	}
+	w.stats.LastSynced = t
+	return w.wd.saveStats(w.stats)
+}
+
+func (w *worker) batchSize() int {
+	b := w.cfg.EntryBatch
+	if m := w.slave.maxBatch; m > 0 && m < b {
+		b = m
+	}
+	return b
+}
+
+func summarize(failed map[gfid.GFID]string) string {
+	lines := make([]string, 0, len(failed))
+	for g, why := range failed {
+		lines = append(lines, g.String()+": "+why)
+	}
+	sort.Strings(lines)
+	if len(lines) > 5 {
+		lines = append(lines[:5], fmt.Sprintf("and %d more", len(failed)-5))
+	}
+	return strings.Join(lines, "; ")
+}

@@ -1,0 +1,201 @@
+package slave
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
+	"github.com/georep/georep/rpc"
+	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/slave/replica"
+)
+
+// Config is the slave daemon's configuration. Keys follow gsyncd's names
+// where gsyncd has one.
+type Config struct {
+	Listen   string
+	Root     string
+	Insecure bool
+	TLS      rpc.TLSFiles
+	// RsyncPath is the rsync binary; "" looks it up in PATH.
+	RsyncPath string
+	// MaxBatch bounds the entries of one EntryOps/MetaOps/Stat call.
+	MaxBatch int
+	// Lease is how long a master holds the session without a keep-alive.
+	Lease time.Duration
+	// AcceptNewMaster lets a master volume other than the one this replica
+	// was first synced from take it over (its gfids will not match).
+	AcceptNewMaster bool
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{Listen: "127.0.0.1:7100", MaxBatch: 10000, Lease: 60 * time.Second}
+}
+
+// Validate checks the configuration before anything starts.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen: an address is required, e.g. 127.0.0.1:7100"))
+	}
+	if c.Root == "" {
+		errs = append(errs, errors.New("root: the replica directory is required"))
+	}
+	if c.MaxBatch < 1 || c.MaxBatch > 100000 {
+		errs = append(errs, fmt.Errorf("max-batch: %d is outside 1..100000", c.MaxBatch))
+	}
+	if c.Lease < time.Second {
+		errs = append(errs, fmt.Errorf("lease: %s is shorter than 1s", c.Lease))
+	}
+	return errors.Join(errs...)
+}
+
+// Run serves the slave until ctx is done. ready, if not nil, is called with
+// the listening address once the server accepts connections.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	rep, err := replica.Open(cfg.Root, log)
+	if err != nil {
+		return err
+	}
+	defer rep.Close()
+	volumeID, err := readOrCreateID(cfg.Root, "volume-id")
+	if err != nil {
+		return err
+	}
+	rsyncPath := cfg.RsyncPath
+	if rsyncPath == "" {
+		rsyncPath = "rsync"
+	}
+	if p, err := exec.LookPath(rsyncPath); err != nil {
+		log.Warn("rsync not found: file data cannot be received until the Debian package rsync is installed", "rsync", rsyncPath)
+		rsyncPath = ""
+	} else {
+		rsyncPath = p
+	}
+	svc := &service{
+		replica:  rep,
+		sessions: &sessions{now: time.Now, maxLease: cfg.Lease},
+		binding:  &binding{root: cfg.Root, acceptNew: cfg.AcceptNewMaster},
+		volumeID: volumeID,
+		rsync:    rsyncPath,
+		maxBatch: cfg.MaxBatch,
+		log:      log,
+	}
+	srv, err := rpc.NewServer(rpc.ServerConfig{
+		Insecure: cfg.Insecure,
+		TLS:      cfg.TLS,
+		Unary:    []grpc.UnaryServerInterceptor{svc.unaryAuth},
+		Stream:   []grpc.StreamServerInterceptor{svc.streamAuth},
+	}, log)
+	if err != nil {
+		return err
+	}
+	slavev1.RegisterSlaveServiceServer(srv, svc)
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	log.Info("slave serving", "addr", lis.Addr().String(), "root", cfg.Root, "volume_id", volumeID, "insecure", cfg.Insecure)
+	if ready != nil {
+		ready(lis.Addr())
+	}
+	return srv.Serve(ctx, lis, 10*time.Second)
+}
+
+// readOrCreateID returns the UUID kept in <root>/.georep/<name>, creating it
+// on first use.
+func readOrCreateID(root, name string) (string, error) {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return "", fmt.Errorf("open replica root: %w", err)
+	}
+	defer r.Close()
+	path := ".georep/" + name
+	if b, err := r.ReadFile(path); err == nil {
+		id := strings.TrimSpace(string(b))
+		if _, err := gfid.Parse(id); err != nil {
+			return "", fmt.Errorf("%s/%s: %w", root, path, err)
+		}
+		return id, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read %s/%s: %w", root, path, err)
+	}
+	id := gfid.New().String()
+	if err := writeFileAtomic(r, path, []byte(id+"\n")); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func writeFileAtomic(r *os.Root, path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
+	}
+	if err := r.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s: %w", path, err)
+	}
+	return nil
+}
+
+// binding remembers which master volume the replica was synced from, so a
+// different master (whose gfids would not match) cannot silently write into
+// it.
+type binding struct {
+	root      string
+	acceptNew bool
+	mu        sync.Mutex
+}
+
+func (b *binding) check(masterVolume string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, err := os.OpenRoot(b.root)
+	if err != nil {
+		return fmt.Errorf("open replica root: %w", err)
+	}
+	defer r.Close()
+	const path = ".georep/master-volume-id"
+	data, err := r.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("read %s: %w", path, err)
+	default:
+		bound := strings.TrimSpace(string(data))
+		if bound == masterVolume {
+			return nil
+		}
+		if !b.acceptNew {
+			return fmt.Errorf("replica %s was synced from master volume %s, not %s: refusing a different master (start the slave with --accept-new-master to hand the replica over)", b.root, bound, masterVolume)
+		}
+	}
+	return writeFileAtomic(r, path, []byte(masterVolume+"\n"))
+}
