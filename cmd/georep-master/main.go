@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
 
 	"github.com/georep/georep/cmd/internal/cli"
 	"github.com/georep/georep/master"
@@ -24,6 +25,31 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "rsync-tunnel" {
 		os.Exit(rsyncTunnel(os.Args[2:]))
 	}
+	v, err := cli.Load(flags(), os.Args[1:])
+	if err != nil {
+		cli.Fatal("georep-master", err, 2)
+	}
+	log, err := cli.Logger(v, os.Stderr)
+	if err != nil {
+		cli.Fatal("georep-master", err, 2)
+	}
+	cfg := config(v)
+	if err := cfg.Validate(); err != nil {
+		cli.Fatal("georep-master", err, 2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := master.Run(ctx, cfg, log); err != nil {
+		code := 1
+		if errors.Is(err, master.ErrNotConverged) {
+			code = 3
+		}
+		cli.Fatal("georep-master", err, code)
+	}
+}
+
+// flags declares every option; each is also a config key.
+func flags() *pflag.FlagSet {
 	d := master.DefaultConfig()
 	fs := pflag.NewFlagSet("georep-master", pflag.ContinueOnError)
 	fs.String("source", "", "the directory to replicate")
@@ -45,15 +71,12 @@ func main() {
 	fs.Bool("oneshot", false, "one pass; exit 0 only when the slave has converged to the source")
 	fs.Duration("oneshot-timeout", d.OneshotTimeout, "with --oneshot: give up (exit 1) after this long")
 	fs.Duration("lease", d.Lease, "session lease asked of the slave")
-	v, err := cli.Load(fs, os.Args[1:])
-	if err != nil {
-		cli.Fatal("georep-master", err, 2)
-	}
-	log, err := cli.Logger(v, os.Stderr)
-	if err != nil {
-		cli.Fatal("georep-master", err, 2)
-	}
-	cfg := master.Config{
+	return fs
+}
+
+// config reads the master's configuration out of v.
+func config(v *viper.Viper) master.Config {
+	return master.Config{
 		Source:         v.GetString("source"),
 		WorkDir:        v.GetString("work-dir"),
 		Slave:          v.GetString("slave"),
@@ -70,17 +93,5 @@ func main() {
 		Oneshot:        v.GetBool("oneshot"),
 		OneshotTimeout: v.GetDuration("oneshot-timeout"),
 		Lease:          v.GetDuration("lease"),
-	}
-	if err := cfg.Validate(); err != nil {
-		cli.Fatal("georep-master", err, 2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := master.Run(ctx, cfg, log); err != nil {
-		code := 1
-		if errors.Is(err, master.ErrNotConverged) {
-			code = 3
-		}
-		cli.Fatal("georep-master", err, code)
 	}
 }

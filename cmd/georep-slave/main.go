@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
 
 	"github.com/georep/georep/cmd/internal/cli"
 	"github.com/georep/georep/rpc"
@@ -17,6 +18,27 @@ import (
 )
 
 func main() {
+	v, err := cli.Load(flags(), os.Args[1:])
+	if err != nil {
+		cli.Fatal("georep-slave", err, 2)
+	}
+	log, err := cli.Logger(v, os.Stderr)
+	if err != nil {
+		cli.Fatal("georep-slave", err, 2)
+	}
+	cfg := config(v)
+	if err := cfg.Validate(); err != nil {
+		cli.Fatal("georep-slave", err, 2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := slave.Run(ctx, cfg, log, nil); err != nil {
+		cli.Fatal("georep-slave", err, 1)
+	}
+}
+
+// flags declares every option; each is also a config key.
+func flags() *pflag.FlagSet {
 	d := slave.DefaultConfig()
 	fs := pflag.NewFlagSet("georep-slave", pflag.ContinueOnError)
 	fs.String("listen", d.Listen, "address to serve on (host:port)")
@@ -29,15 +51,12 @@ func main() {
 	fs.Int("max-batch", d.MaxBatch, "maximum entries in one EntryOps/MetaOps/Stat call")
 	fs.Duration("lease", d.Lease, "how long a master holds the session without a keep-alive")
 	fs.Bool("accept-new-master", false, "let a different master volume take over this replica")
-	v, err := cli.Load(fs, os.Args[1:])
-	if err != nil {
-		cli.Fatal("georep-slave", err, 2)
-	}
-	log, err := cli.Logger(v, os.Stderr)
-	if err != nil {
-		cli.Fatal("georep-slave", err, 2)
-	}
-	cfg := slave.Config{
+	return fs
+}
+
+// config reads the slave's configuration out of v.
+func config(v *viper.Viper) slave.Config {
+	return slave.Config{
 		Listen:          v.GetString("listen"),
 		Root:            v.GetString("root"),
 		Insecure:        v.GetBool("insecure"),
@@ -46,13 +65,5 @@ func main() {
 		MaxBatch:        v.GetInt("max-batch"),
 		Lease:           v.GetDuration("lease"),
 		AcceptNewMaster: v.GetBool("accept-new-master"),
-	}
-	if err := cfg.Validate(); err != nil {
-		cli.Fatal("georep-slave", err, 2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := slave.Run(ctx, cfg, log, nil); err != nil {
-		cli.Fatal("georep-slave", err, 1)
 	}
 }

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/georep/georep/cmd/internal/cli"
+)
+
+func TestExampleConfigLoads(t *testing.T) {
+	v, err := cli.Load(flags(), []string{"--config", "../../deploy/config/master-data.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config(v)
+	if cfg.Source != "/data" || cfg.SyncJobs != 3 || cfg.ChangeInterval != 5*time.Second || !cfg.SyncXattrs {
+		t.Fatalf("example config read as %+v", cfg)
+	}
+}
+
+func TestEnvironmentAndInvalidValues(t *testing.T) {
+	t.Setenv("GEOREP_SYNC_JOBS", "0")
+	t.Setenv("GEOREP_SOURCE", t.TempDir())
+	v, err := cli.Load(flags(), []string{"--work-dir", t.TempDir(), "--slave", "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = config(v).Validate()
+	if err == nil || !strings.Contains(err.Error(), "sync-jobs: 0 is outside 1..64") {
+		t.Fatalf("Validate() = %v, want the key, the value and what is allowed", err)
+	}
+}
+
+func TestSourceMustBeDirectory(t *testing.T) {
+	v, err := cli.Load(flags(), []string{"--source", "/etc/hostname", "--work-dir", t.TempDir(), "--slave", "x:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := config(v).Validate(); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("Validate() = %v", err)
+	}
+}
