@@ -1,0 +1,565 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/rpc/gfid"
+)
+
+// ApplyEntries applies entries in order and returns the ones that failed.
+// A failed entry does not stop the rest. Every operation is idempotent:
+// applying the same batch again converges to the same tree. When ctx is done,
+// the entries not yet applied are reported as ECANCELED failures.
+func (r *Replica) ApplyEntries(ctx context.Context, entries []Entry) []Failure {
+	var fails []Failure
+	for i, e := range entries {
+		var err error
+		if cerr := ctx.Err(); cerr != nil {
+			err = errf(unix.ECANCELED, "not applied: %v", cerr)
+		} else if err = r.lock(); err == nil {
+			err = r.applyEntry(e)
+			r.mu.Unlock()
+		}
+		if err == nil {
+			continue
+		}
+		f := Failure{Index: i, Errno: errnoOf(err), Message: describe(e) + ": " + err.Error()}
+		var oe *opError
+		if errors.As(err, &oe) {
+			f.Existing = oe.existing
+		}
+		r.log.Debug("entry op failed", "index", i, "op", e.Op.String(), "gfid", e.GFID.String(), "errno", int(f.Errno), "err", f.Message)
+		fails = append(fails, f)
+	}
+	return fails
+}
+
+// describe names an entry for messages: op, gfid, parent and name.
+func describe(e Entry) string {
+	s := fmt.Sprintf("%s %s at %s/%q", e.Op, e.GFID, e.Parent, truncName(e.Name))
+	if e.Op == OpRename {
+		s += fmt.Sprintf(" -> %s/%q", e.NewParent, truncName(e.NewName))
+	}
+	return s
+}
+
+// validateEntry refuses a malformed entry before anything is touched.
+func validateEntry(e Entry) error {
+	if e.Op < OpCreate || e.Op > OpRmdir {
+		return errf(unix.EINVAL, "unknown entry op %d", int(e.Op))
+	}
+	if e.GFID.IsZero() {
+		return errf(unix.EINVAL, "zero gfid")
+	}
+	if e.GFID == gfid.Root || e.GFID == gfid.Park {
+		return errf(unix.EPERM, "gfid %s is reserved", e.GFID)
+	}
+	if err := validateParentName(e.Parent, e.Name); err != nil {
+		return err
+	}
+	switch e.Op {
+	case OpRename:
+		return validateParentName(e.NewParent, e.NewName)
+	case OpCreate:
+		if t := e.Mode & modeTypeMask; t != 0 && t != modeReg {
+			return errf(unix.EINVAL, "CREATE with mode %#o: not a regular file", e.Mode)
+		}
+	case OpMkdir:
+		if t := e.Mode & modeTypeMask; t != 0 && t != modeDir {
+			return errf(unix.EINVAL, "MKDIR with mode %#o: not a directory", e.Mode)
+		}
+	case OpMknod:
+		switch e.Mode & modeTypeMask {
+		case modeReg, modeFifo, modeChar, modeBlock, modeSock:
+		default:
+			return errf(unix.EINVAL, "MKNOD with mode %#o: not a regular file, fifo, device or socket", e.Mode)
+		}
+	case OpSymlink:
+		switch {
+		case e.Target == "":
+			return errf(unix.EINVAL, "empty symlink target")
+		case strings.IndexByte(e.Target, 0) >= 0:
+			return errf(unix.EINVAL, "symlink target contains a NUL byte")
+		case len(e.Target) >= unix.PathMax:
+			return errf(unix.EINVAL, "symlink target of %d bytes is too long", len(e.Target))
+		}
+	}
+	return nil
+}
+
+func validateParentName(parent gfid.GFID, name string) error {
+	if parent.IsZero() {
+		return errf(unix.EINVAL, "zero parent gfid")
+	}
+	if err := ValidateName(name); err != nil {
+		return errf(unix.EINVAL, "%v", err)
+	}
+	if parent == gfid.Root && name == metaDir {
+		return errf(unix.EPERM, "reserved name %q in the replica root", name)
+	}
+	return nil
+}
+
+func (r *Replica) applyEntry(e Entry) error {
+	if err := validateEntry(e); err != nil {
+		return err
+	}
+	switch e.Op {
+	case OpCreate, OpMkdir, OpMknod, OpSymlink:
+		return r.create(e)
+	case OpLink:
+		return r.link(e)
+	case OpRename:
+		return r.rename(e)
+	case OpUnlink:
+		return r.unlink(e)
+	case OpRmdir:
+		return r.rmdir(e)
+	}
+	return errf(unix.EINVAL, "unknown entry op %d", int(e.Op))
+}
+
+// openParent opens the directory an entry names as parent.
+func (r *Replica) openParent(g gfid.GFID) (int, error) {
+	fd, err := r.openDir(g)
+	switch {
+	case err == nil:
+		return fd, nil
+	case errnoOf(err) == unix.ENOENT:
+		return -1, errf(unix.ENOENT, "parent %s not found", g)
+	case errnoOf(err) == unix.ENOTDIR:
+		return -1, errf(unix.ENOTDIR, "parent %s is not a directory", g)
+	}
+	return -1, err
+}
+
+// wantType is the file type an entry creates.
+func wantType(e Entry) FileType {
+	switch e.Op {
+	case OpMkdir:
+		return TypeDir
+	case OpSymlink:
+		return TypeSymlink
+	case OpMknod:
+		return typeOfMode(e.Mode)
+	}
+	return TypeRegular
+}
+
+func existsErr(ni nameInfo) error {
+	if ni.g.IsZero() {
+		return &opError{errno: unix.EEXIST, msg: "name exists and holds an inode without a gfid"}
+	}
+	return &opError{errno: unix.EEXIST, msg: fmt.Sprintf("name exists and holds gfid %s", ni.g), existing: ni.g}
+}
+
+// create applies CREATE, MKDIR, MKNOD and SYMLINK.
+func (r *Replica) create(e Entry) error {
+	pfd, err := r.openParent(e.Parent)
+	if err != nil {
+		return err
+	}
+	defer closeFd(pfd)
+	want := wantType(e)
+	ni, err := r.lookup(pfd, e.Name)
+	if err != nil {
+		return err
+	}
+	if ni.exists {
+		if !r.holds(ni, e.GFID) {
+			return existsErr(ni)
+		}
+		if have := typeOfMode(ni.st.Mode); have != want {
+			return &opError{errno: unix.EEXIST, msg: fmt.Sprintf("name holds gfid %s as a %s, not a %s", e.GFID, have, want), existing: e.GFID}
+		}
+		return r.repairIndex(pfd, e.Parent, e.Name, e.GFID, ni)
+	}
+
+	ie, err := r.readIndex(e.GFID)
+	if err != nil {
+		return err
+	}
+	switch ie.kind {
+	case idxFile:
+		if want == TypeDir {
+			return errf(unix.EEXIST, "gfid exists at another name (as a %s)", typeOfMode(ie.st.Mode))
+		}
+		if have := typeOfMode(ie.st.Mode); have != want {
+			return errf(unix.EEXIST, "gfid exists at another name as a %s, not a %s", have, want)
+		}
+		// Another name of an existing inode: a hardlink.
+		return r.linkFromIndex(e.GFID, pfd, e.Name)
+	case idxDir:
+		fd, derr := r.openDir(e.GFID)
+		if derr == nil {
+			closeFd(fd)
+			return errf(unix.EEXIST, "gfid exists at another name (as a directory)")
+		}
+		if !notFound(derr) {
+			return derr
+		}
+		if want != TypeDir {
+			// A stale directory pointer: remove it, the new inode replaces it.
+			if err := r.dropDirIndex(e.GFID); err != nil {
+				return err
+			}
+		}
+		// For MKDIR the stale pointer is overwritten below.
+	}
+
+	switch want {
+	case TypeDir:
+		return r.mkdir(pfd, e)
+	case TypeRegular:
+		return r.mkfile(pfd, e)
+	default:
+		return r.mknode(pfd, e, want)
+	}
+}
+
+// repairIndex makes sure the index entry of g, which the name parent/name
+// (open as dirfd/name) holds, exists.
+func (r *Replica) repairIndex(dirfd int, parent gfid.GFID, name string, g gfid.GFID, ni nameInfo) error {
+	if !ni.isDir() {
+		return r.linkIndex(dirfd, name, g)
+	}
+	ie, err := r.readIndex(g)
+	if err != nil && !notFound(err) {
+		return err
+	}
+	if err == nil && ie.kind == idxDir && ie.parent == parent && ie.name == name {
+		return nil
+	}
+	if err == nil && ie.kind == idxDir {
+		if fd, derr := r.openDir(g); derr == nil {
+			closeFd(fd)
+			r.log.Warn("directory gfid found at two names; keeping the index entry", "gfid", g.String(), "name", name)
+			return nil
+		}
+	}
+	if err == nil && ie.kind == idxFile && ie.st.Nlink > 1 {
+		return errf(unix.EEXIST, "gfid index holds a %s for directory gfid %s", typeOfMode(ie.st.Mode), g)
+	}
+	r.log.Debug("repairing gfid index entry", "gfid", g.String(), "parent", parent.String(), "name", name)
+	return r.setDirIndex(g, parent, name)
+}
+
+// setOwnerMode applies owner then permissions (after chown, so that the
+// setuid and setgid bits stick) to a new inode. As non-root a chown the
+// kernel refuses is skipped.
+func (r *Replica) setOwnerMode(n node, e Entry, isLink bool) error {
+	if err := n.chown(e.UID, e.GID); err != nil {
+		if r.asRoot || err != unix.EPERM {
+			return fmt.Errorf("chown %d:%d: %w", e.UID, e.GID, err)
+		}
+		r.log.Debug("chown refused, not root", "gfid", e.GFID.String(), "uid", e.UID, "gid", e.GID)
+	}
+	if isLink {
+		return nil
+	}
+	if err := n.chmod(e.Mode & modePerm); err != nil {
+		return fmt.Errorf("chmod %#o: %w", e.Mode&modePerm, err)
+	}
+	return nil
+}
+
+func (r *Replica) mkfile(pfd int, e Entry) error {
+	fd, err := retry(func() (int, error) {
+		return unix.Openat(pfd, e.Name, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	})
+	if err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	defer closeFd(fd)
+	if err := r.setGFID(fdNode(fd), e.GFID, false); err != nil {
+		_ = retry0(func() error { return unix.Unlinkat(pfd, e.Name, 0) })
+		return fmt.Errorf("setting gfid: %w", err)
+	}
+	if err := r.setOwnerMode(fdNode(fd), e, false); err != nil {
+		return err
+	}
+	if err := r.linkIndex(pfd, e.Name, e.GFID); err != nil {
+		return fmt.Errorf("gfid index: %w", err)
+	}
+	return nil
+}
+
+func (r *Replica) mkdir(pfd int, e Entry) error {
+	if err := retry0(func() error { return unix.Mkdirat(pfd, e.Name, 0o700) }); err != nil {
+		return fmt.Errorf("mkdir: %w", err)
+	}
+	fd, err := openDirAt(pfd, e.Name)
+	if err != nil {
+		return fmt.Errorf("opening new directory: %w", err)
+	}
+	defer closeFd(fd)
+	if err := r.setGFID(fdNode(fd), e.GFID, false); err != nil {
+		_ = retry0(func() error { return unix.Unlinkat(pfd, e.Name, unix.AT_REMOVEDIR) })
+		return fmt.Errorf("setting gfid: %w", err)
+	}
+	if err := r.setOwnerMode(fdNode(fd), e, false); err != nil {
+		return err
+	}
+	if err := r.setDirIndex(e.GFID, e.Parent, e.Name); err != nil {
+		return fmt.Errorf("gfid index: %w", err)
+	}
+	return nil
+}
+
+// mknode creates a symlink, fifo, socket or device.
+func (r *Replica) mknode(pfd int, e Entry, t FileType) error {
+	var err error
+	if t == TypeSymlink {
+		err = retry0(func() error { return unix.Symlinkat(e.Target, pfd, e.Name) })
+	} else {
+		mode := e.Mode&modeTypeMask | 0o600
+		err = retry0(func() error { return unix.Mknodat(pfd, e.Name, mode, int(e.Rdev)) })
+	}
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", t, err)
+	}
+	n := atNode(pfd, e.Name)
+	if err := r.setGFID(n, e.GFID, true); err != nil {
+		_ = retry0(func() error { return unix.Unlinkat(pfd, e.Name, 0) })
+		return fmt.Errorf("setting gfid: %w", err)
+	}
+	if err := r.setOwnerMode(n, e, t == TypeSymlink); err != nil {
+		return err
+	}
+	if err := r.linkIndex(pfd, e.Name, e.GFID); err != nil {
+		return fmt.Errorf("gfid index: %w", err)
+	}
+	return nil
+}
+
+// link applies LINK: another name for an existing non-directory.
+func (r *Replica) link(e Entry) error {
+	pfd, err := r.openParent(e.Parent)
+	if err != nil {
+		return err
+	}
+	defer closeFd(pfd)
+	ni, err := r.lookup(pfd, e.Name)
+	if err != nil {
+		return err
+	}
+	if ni.exists {
+		if !r.holds(ni, e.GFID) {
+			return existsErr(ni)
+		}
+		if ni.isDir() {
+			return errf(unix.EPERM, "LINK to a directory refused")
+		}
+		return r.linkIndex(pfd, e.Name, e.GFID)
+	}
+	ie, err := r.readIndex(e.GFID)
+	if err != nil {
+		return err
+	}
+	switch ie.kind {
+	case idxNone:
+		return errf(unix.ENOENT, "gfid %s not found", e.GFID)
+	case idxDir:
+		return errf(unix.EPERM, "LINK to a directory refused")
+	}
+	return r.linkFromIndex(e.GFID, pfd, e.Name)
+}
+
+// rename applies RENAME.
+func (r *Replica) rename(e Entry) error {
+	nfd, err := r.openParent(e.NewParent)
+	if err != nil {
+		return err
+	}
+	defer closeFd(nfd)
+	ofd, err := r.openDir(e.Parent)
+	if err != nil && !notFound(err) {
+		return err
+	}
+	var oi nameInfo
+	if err == nil {
+		defer closeFd(ofd)
+		if oi, err = r.lookup(ofd, e.Name); err != nil {
+			return err
+		}
+	}
+	ni, err := r.lookup(nfd, e.NewName)
+	if err != nil {
+		return err
+	}
+	oldHolds, newHolds := r.holds(oi, e.GFID), r.holds(ni, e.GFID)
+
+	switch {
+	case oldHolds && newHolds:
+		if e.Parent == e.NewParent && e.Name == e.NewName {
+			return nil
+		}
+		if oi.isDir() || ni.isDir() {
+			return &opError{errno: unix.EEXIST, msg: fmt.Sprintf("directory gfid %s is held by both names", e.GFID), existing: e.GFID}
+		}
+		// Two hardlinks of the same inode: rename(2) would do nothing.
+		if err := retry0(func() error { return unix.Unlinkat(ofd, e.Name, 0) }); err != nil {
+			return fmt.Errorf("unlink old name: %w", err)
+		}
+		return nil
+
+	case oldHolds:
+		return r.move(e.GFID, oi.isDir(), ofd, e.Name, nfd, e.NewParent, e.NewName, ni)
+
+	case newHolds:
+		// Already renamed (a replay).
+		return r.repairIndex(nfd, e.NewParent, e.NewName, e.GFID, ni)
+	}
+
+	// The old name does not hold the gfid: take it from wherever it is.
+	ie, err := r.readIndex(e.GFID)
+	if err != nil {
+		return err
+	}
+	switch ie.kind {
+	case idxNone:
+		return errf(unix.ENOENT, "gfid %s not found", e.GFID)
+	case idxDir:
+		dfd, err := r.openDir(e.GFID)
+		if err != nil {
+			return err
+		}
+		closeFd(dfd)
+		cfd, err := r.openDir(ie.parent)
+		if err != nil {
+			return err
+		}
+		defer closeFd(cfd)
+		return r.move(e.GFID, true, cfd, ie.name, nfd, e.NewParent, e.NewName, ni)
+	}
+	// A non-directory: give it the new name by linking its index entry,
+	// replacing what the new name holds as rename(2) would.
+	if !ni.exists {
+		return r.linkFromIndex(e.GFID, nfd, e.NewName)
+	}
+	if ni.isDir() {
+		return errf(unix.EISDIR, "new name is a directory")
+	}
+	tmp := ".georep." + e.GFID.String() + ".tmp"
+	_ = retry0(func() error { return unix.Unlinkat(nfd, tmp, 0) })
+	if err := r.linkFromIndex(e.GFID, nfd, tmp); err != nil {
+		return err
+	}
+	if err := retry0(func() error { return unix.Renameat(nfd, tmp, nfd, e.NewName) }); err != nil {
+		_ = retry0(func() error { return unix.Unlinkat(nfd, tmp, 0) })
+		return err
+	}
+	return r.dropReplaced(ni)
+}
+
+// move renames (ofd, oname), which holds g, to (nfd, nname) in directory
+// nparent, replacing what the new name held (ni) as rename(2) does, and keeps
+// the index consistent.
+func (r *Replica) move(g gfid.GFID, isDir bool, ofd int, oname string, nfd int, nparent gfid.GFID, nname string, ni nameInfo) error {
+	if isDir {
+		beneath, err := r.isBeneath(nparent, g)
+		if err != nil {
+			return err
+		}
+		if beneath {
+			return errf(unix.EINVAL, "cannot move directory %s into its own subtree (%s)", g, nparent)
+		}
+	}
+	if err := retry0(func() error { return unix.Renameat(ofd, oname, nfd, nname) }); err != nil {
+		return fmt.Errorf("rename: %w", err)
+	}
+	if isDir {
+		if err := r.setDirIndex(g, nparent, nname); err != nil {
+			return fmt.Errorf("gfid index: %w", err)
+		}
+	}
+	return r.dropReplaced(ni)
+}
+
+// dropReplaced drops the index entry of an inode that a rename replaced, if
+// that took its last name.
+func (r *Replica) dropReplaced(ni nameInfo) error {
+	if !ni.exists || ni.g.IsZero() {
+		return nil
+	}
+	if ni.isDir() {
+		return r.dropDirIndexIfGone(ni.g)
+	}
+	return r.dropFileIndex(ni.g, ni.st.Ino)
+}
+
+// dropDirIndexIfGone drops directory g's index entry if it no longer resolves.
+func (r *Replica) dropDirIndexIfGone(g gfid.GFID) error {
+	fd, err := r.openDir(g)
+	if err == nil {
+		closeFd(fd)
+		return nil
+	}
+	if !notFound(err) {
+		return err
+	}
+	return r.dropDirIndex(g)
+}
+
+// unlink applies UNLINK. A missing name is success; a name that holds another
+// inode is left alone.
+func (r *Replica) unlink(e Entry) error {
+	pfd, err := r.openDir(e.Parent)
+	if notFound(err) {
+		r.log.Debug("UNLINK: parent gone, nothing to do", "gfid", e.GFID.String(), "parent", e.Parent.String())
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer closeFd(pfd)
+	ni, err := r.lookup(pfd, e.Name)
+	if err != nil || !ni.exists {
+		return err
+	}
+	if !r.holds(ni, e.GFID) {
+		r.log.Debug("UNLINK: name holds another inode, left alone", "gfid", e.GFID.String(), "found", ni.g.String(), "name", e.Name)
+		return nil
+	}
+	if ni.isDir() {
+		return errf(unix.EISDIR, "is a directory (UNLINK refused, use RMDIR)")
+	}
+	if err := retry0(func() error { return unix.Unlinkat(pfd, e.Name, 0) }); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("unlink: %w", err)
+	}
+	return r.dropFileIndex(e.GFID, ni.st.Ino)
+}
+
+// rmdir applies RMDIR. A missing name is success; a name that holds another
+// inode is left alone.
+func (r *Replica) rmdir(e Entry) error {
+	pfd, err := r.openDir(e.Parent)
+	if notFound(err) {
+		r.log.Debug("RMDIR: parent gone, nothing to do", "gfid", e.GFID.String(), "parent", e.Parent.String())
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer closeFd(pfd)
+	ni, err := r.lookup(pfd, e.Name)
+	if err != nil || !ni.exists {
+		return err
+	}
+	if !r.holds(ni, e.GFID) {
+		r.log.Debug("RMDIR: name holds another inode, left alone", "gfid", e.GFID.String(), "found", ni.g.String(), "name", e.Name)
+		return nil
+	}
+	if !ni.isDir() {
+		return errf(unix.ENOTDIR, "not a directory (RMDIR refused)")
+	}
+	if err := retry0(func() error { return unix.Unlinkat(pfd, e.Name, unix.AT_REMOVEDIR) }); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("rmdir: %w", err)
+	}
+	return r.dropDirIndex(e.GFID)
+}

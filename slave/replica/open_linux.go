@@ -1,0 +1,220 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/rpc/gfid"
+)
+
+// Replica is an open replica root. Create it with Open and release it with
+// Close.
+type Replica struct {
+	root     string
+	log      *slog.Logger
+	ns       string // xattr namespace of georep's own attributes: "trusted" or "user"
+	gfidAttr string // ns + ".georep.gfid"
+	asRoot   bool
+
+	mu      sync.Mutex // serialises all operations
+	closed  bool
+	rootFd  int // the replica root, open for the life of the Replica
+	indexFd int // <root>/.georep/gfid
+}
+
+// Open opens the replica rooted at root, an existing directory, creating
+// georep's .georep directory (gfid index and park) in it when missing. The
+// root directory gets the gfid gfid.Root, the park directory gfid.Park.
+//
+// georep's own extended attributes live in the trusted namespace when the
+// process runs as root (euid 0), else in the user namespace; Open fails if the
+// filesystem does not support extended attributes.
+func Open(root string, log *slog.Logger) (*Replica, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("replica root %s: %w", root, err)
+	}
+	fd, err := retry(func() (int, error) {
+		return unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	})
+	switch {
+	case err == unix.ENOTDIR:
+		return nil, fmt.Errorf("replica root %s: not a directory", abs)
+	case err != nil:
+		return nil, fmt.Errorf("replica root %s: %w", abs, &os.PathError{Op: "open", Path: abs, Err: err})
+	}
+	asRoot := unix.Geteuid() == 0
+	ns := "user"
+	if asRoot {
+		ns = "trusted"
+	}
+	r := &Replica{
+		root:     abs,
+		log:      log,
+		ns:       ns,
+		gfidAttr: ns + ".georep.gfid",
+		asRoot:   asRoot,
+		rootFd:   fd,
+		indexFd:  -1,
+	}
+	if err := r.setup(); err != nil {
+		closeFd(r.indexFd)
+		closeFd(r.rootFd)
+		return nil, err
+	}
+	log.Info("replica open", "root", abs, "xattr_namespace", ns)
+	return r, nil
+}
+
+func (r *Replica) setup() error {
+	probe := r.ns + ".georep.probe"
+	err := fdNode(r.rootFd).setxattr(probe, []byte("1"))
+	switch {
+	case err == unix.ENOTSUP:
+		return fmt.Errorf("replica root %s: filesystem does not support extended attributes", r.root)
+	case err != nil:
+		return fmt.Errorf("replica root %s: probing extended attributes (%s): %w", r.root, probe, err)
+	}
+	if err := fdNode(r.rootFd).removexattr(probe); err != nil {
+		return fmt.Errorf("replica root %s: removing probe attribute %s: %w", r.root, probe, err)
+	}
+
+	if err := mkdirAllowExisting(r.rootFd, metaDir, 0o700); err != nil {
+		return fmt.Errorf("replica root %s: creating %s: %w", r.root, metaDir, err)
+	}
+	mfd, err := openDirAt(r.rootFd, metaDir)
+	if err != nil {
+		return fmt.Errorf("replica root %s: opening %s (must be a directory, not a symlink): %w", r.root, metaDir, err)
+	}
+	defer closeFd(mfd)
+	if err := retry0(func() error { return unix.Fchmod(mfd, 0o700) }); err != nil {
+		return fmt.Errorf("replica root %s: chmod %s: %w", r.root, metaDir, err)
+	}
+	// The procfs trick must work: every no-follow xattr call on a non-directory uses it.
+	if _, err := atNode(r.rootFd, metaDir).stat(); err != nil {
+		return fmt.Errorf("replica root %s: stat %s: %w", r.root, metaDir, err)
+	}
+	if _, err := retry(func() (int, error) { return unix.Lgetxattr(procPath(r.rootFd, metaDir), r.gfidAttr, nil) }); err != nil && err != unix.ENODATA {
+		return fmt.Errorf("replica root %s: xattr access through /proc/self/fd (is procfs mounted?): %w", r.root, err)
+	}
+	for _, d := range []string{indexDir, parkDir} {
+		if err := mkdirAllowExisting(mfd, d, 0o700); err != nil {
+			return fmt.Errorf("replica root %s: creating %s/%s: %w", r.root, metaDir, d, err)
+		}
+	}
+	r.indexFd, err = openDirAt(mfd, indexDir)
+	if err != nil {
+		return fmt.Errorf("replica root %s: opening %s/%s: %w", r.root, metaDir, indexDir, err)
+	}
+	pfd, err := openDirAt(mfd, parkDir)
+	if err != nil {
+		return fmt.Errorf("replica root %s: opening %s/%s: %w", r.root, metaDir, parkDir, err)
+	}
+	defer closeFd(pfd)
+
+	for _, w := range []struct {
+		fd   int
+		g    gfid.GFID
+		what string
+		link string
+	}{
+		{r.rootFd, gfid.Root, "replica root", rootLink},
+		{pfd, gfid.Park, metaDir + "/" + parkDir, parkLink},
+	} {
+		have, err := r.gfidOf(fdNode(w.fd))
+		if err != nil {
+			return fmt.Errorf("replica root %s: reading gfid of %s: %w", r.root, w.what, err)
+		}
+		switch {
+		case have.IsZero():
+			if err := fdNode(w.fd).setxattr(r.gfidAttr, w.g[:]); err != nil {
+				return fmt.Errorf("replica root %s: setting gfid of %s: %w", r.root, w.what, err)
+			}
+		case have != w.g:
+			return fmt.Errorf("replica root %s: %s carries gfid %s, want %s", r.root, w.what, have, w.g)
+		}
+		if err := r.writeDirLink(w.g, w.link); err != nil {
+			return fmt.Errorf("replica root %s: gfid index entry of %s: %w", r.root, w.what, err)
+		}
+	}
+	return nil
+}
+
+// Close releases the replica. Operations after Close fail.
+func (r *Replica) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	err := errors.Join(unix.Close(r.indexFd), unix.Close(r.rootFd))
+	r.indexFd, r.rootFd = -1, -1
+	return err
+}
+
+// Root returns the absolute path of the replica root.
+func (r *Replica) Root() string { return r.root }
+
+// DataDir returns the absolute path of the gfid index, <root>/.georep/gfid,
+// where rsync receives file data: the file of gfid abcd... is
+// DataDir()/ab/cd/<gfid>, a hardlink of the replica inode.
+func (r *Replica) DataDir() string { return filepath.Join(r.root, metaDir, indexDir) }
+
+// lock takes the replica's lock; it fails after Close.
+func (r *Replica) lock() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return fmt.Errorf("replica %s: %w", r.root, os.ErrClosed)
+	}
+	return nil
+}
+
+// gfidOf reads the gfid an inode carries; zero when it carries none (or a
+// malformed one).
+func (r *Replica) gfidOf(n node) (gfid.GFID, error) {
+	b, err := n.getxattr(r.gfidAttr)
+	switch {
+	case err == unix.ENODATA || err == unix.ENOTSUP:
+		return gfid.GFID{}, nil
+	case err == unix.EPERM && !r.asRoot:
+		// user.* attributes cannot exist on symlinks and special files.
+		return gfid.GFID{}, nil
+	case err != nil:
+		return gfid.GFID{}, err
+	}
+	g, err := gfid.FromBytes(b)
+	if err != nil {
+		r.log.Warn("malformed gfid attribute ignored", "attr", r.gfidAttr, "err", err)
+		return gfid.GFID{}, nil
+	}
+	return g, nil
+}
+
+// setGFID marks a freshly created inode with its gfid. As non-root, only
+// regular files and directories can carry a user.* attribute; any other inode
+// (special) is identified by its index hardlink instead.
+func (r *Replica) setGFID(n node, g gfid.GFID, special bool) error {
+	err := n.setxattr(r.gfidAttr, g[:])
+	if err == unix.EPERM && !r.asRoot && special {
+		return nil
+	}
+	return err
+}
+
+// noUserXattrs reports whether an inode of st_mode m cannot carry user.*
+// attributes (anything but regular files and directories).
+func noUserXattrs(m uint32) bool {
+	t := m & unix.S_IFMT
+	return t != unix.S_IFREG && t != unix.S_IFDIR
+}
