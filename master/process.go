@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
+	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/changelog"
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/master/syncer"
@@ -105,7 +106,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 			continue
 		}
 		n, ok := snap.Lookup(g)
-		if !ok || n.Type != crawl.TypeRegular {
+		if !ok || n.Type != catalog.TypeReg {
 			continue
 		}
 		p, ok := snap.Path(g)
@@ -113,7 +114,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 			continue
 		}
 		items = append(items, syncer.Item{GFID: g, Path: p})
-		out.bytes += int64(n.Size)
+		out.bytes += n.Size
 	}
 	if len(items) > 0 {
 		for g, err := range w.syncer.Sync(ctx, items) {
@@ -174,11 +175,11 @@ func (w *worker) entryOp(r changelog.Record, snap *crawl.Snapshot) (*slavev1.Ent
 func (w *worker) metaOp(g gfid.GFID, n crawl.Node) *slavev1.Meta {
 	m := &slavev1.Meta{
 		Gfid:    g.String(),
-		SetMode: n.Type != crawl.TypeSymlink, Mode: n.Mode & 0o7777,
+		SetMode: n.Type != catalog.TypeSymlink, Mode: n.Mode & 0o7777,
 		SetOwner: true, Uid: n.UID, Gid: n.GID,
 		Mtime: &slavev1.Timespec{Sec: n.MtimeNs / 1e9, Nsec: int32(n.MtimeNs % 1e9)},
 	}
-	if w.cfg.SyncXattrs && (n.Type == crawl.TypeRegular || n.Type == crawl.TypeDir) {
+	if w.cfg.SyncXattrs && (n.Type == catalog.TypeReg || n.Type == catalog.TypeDir) {
 		m.SetXattrs = true
 		for name, v := range n.Xattrs {
 			m.Xattrs = append(m.Xattrs, &slavev1.Xattr{Name: name, Value: v})
@@ -230,6 +231,17 @@ func (w *worker) fixEntryFailure(ctx context.Context, op *slavev1.Entry, f *slav
 	parent, err := gfid.Parse(op.GetPargfid())
 	if err != nil {
 		return false
+	}
+	if op.GetOp() == slavev1.EntryOp_ENTRY_OP_MKDIR && f.GetExistingGfid() == "" {
+		// The directory may exist on the slave under another name (an
+		// interrupted run): a RENAME whose old name does not hold it moves
+		// it here from wherever it is.
+		move := &slavev1.Entry{Op: slavev1.EntryOp_ENTRY_OP_RENAME, Gfid: op.GetGfid(),
+			Pargfid: op.GetPargfid(), Name: op.GetName(), NewPargfid: op.GetPargfid(), NewName: op.GetName()}
+		if again, err := w.slave.EntryOps(ctx, []*slavev1.Entry{move}); err == nil && len(again) == 0 {
+			w.log.Info("moved a directory the slave had under another name", "gfid", op.GetGfid(), "name", fmt.Sprintf("%q", op.GetName()))
+			return true
+		}
 	}
 	var only gfid.GFID
 	if f.GetExistingGfid() != "" {

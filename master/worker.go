@@ -32,7 +32,8 @@ type worker struct {
 	slave   *slaveClient
 	syncer  *syncer.Syncer
 	stats   crawlStats
-	session bool // a session is open and verified
+	session  bool // a session is open
+	verified bool // the slave has been compared with the source in this session
 }
 
 // Run runs the master until ctx is done (daemon) or, with Oneshot, until the
@@ -202,10 +203,10 @@ func (w *worker) connect(ctx context.Context) error {
 	if !w.slave.haveRsync {
 		return fmt.Errorf("slave %s cannot receive data: rsync is not installed there (install the Debian package rsync)", w.cfg.Slave)
 	}
-	if err := w.verify(ctx); err != nil {
+	if err := w.emptyPark(ctx); err != nil {
 		return err
 	}
-	w.session = true
+	w.session, w.verified = true, false
 	w.log.Info("session open", "slave", w.cfg.Slave, "slave_volume", w.slave.slaveVol)
 	return nil
 }
@@ -236,6 +237,9 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 		return false, fmt.Errorf("hybrid crawl: %w", err)
 	}
 	if res.Changelog == "" {
+		if found, err := w.verifyOnce(ctx, res.Snapshot); err != nil || found > 0 {
+			return found > 0, err
+		}
 		w.stats.FilesPending, w.stats.BytesPending, w.stats.EntriesPending, w.stats.MetaPending, w.stats.DeletesPending = 0, 0, 0, 0, 0
 		w.stats.Failures, w.stats.LastError = 0, ""
 		if err := w.advance(ctx, start); err != nil {
@@ -277,10 +281,26 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 		return true, &partialError{n: len(out.failed), summary: msg}
 	}
 	w.stats.LastError = ""
+	if found, err := w.verifyOnce(ctx, res.Snapshot); err != nil || found > 0 {
+		return true, err // the next pass repairs what verify found; stime waits for it
+	}
 	if err := w.advance(ctx, start); err != nil {
 		return true, err
 	}
 	return true, nil
+}
+
+// verifyOnce runs verify on the first complete pass of a session.
+func (w *worker) verifyOnce(ctx context.Context, snap *crawl.Snapshot) (int, error) {
+	if w.verified {
+		return 0, nil
+	}
+	found, err := w.verify(ctx, snap)
+	if err != nil {
+		return found, fmt.Errorf("verify the slave: %w", err)
+	}
+	w.verified = true
+	return found, nil
 }
 
 // partialError reports a pass whose changelog was processed but left some

@@ -228,7 +228,7 @@ func Mutate(root string, rng *rand.Rand, n int) ([]string, error) {
 				err = unix.Mkfifo(filepath.Join(root, p), 0o600)
 			}
 		}
-		if err != nil && (errors.Is(err, fs.ErrExist) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM)) {
+		if err != nil && (errors.Is(err, fs.ErrExist) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.ELOOP)) {
 			err = nil // the random pick did not make sense: not a mutation
 		}
 		if err != nil {

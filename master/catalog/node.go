@@ -1,0 +1,271 @@
+package catalog
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/georep/georep/rpc/gfid"
+)
+
+// Type is the file type of a node.
+type Type uint8
+
+const (
+	TypeUnknown Type = iota
+	TypeReg
+	TypeDir
+	TypeSymlink
+	TypeFifo
+	TypeChar
+	TypeBlock
+	TypeSocket
+)
+
+var typeNames = [...]string{"unknown", "reg", "dir", "symlink", "fifo", "char", "block", "socket"}
+
+func (t Type) String() string {
+	if int(t) < len(typeNames) {
+		return typeNames[t]
+	}
+	return fmt.Sprintf("Type(%d)", uint8(t))
+}
+
+// TypeOfMode returns the Type of a Linux st_mode.
+func TypeOfMode(mode uint32) Type {
+	switch mode & 0o170000 {
+	case 0o100000:
+		return TypeReg
+	case 0o040000:
+		return TypeDir
+	case 0o120000:
+		return TypeSymlink
+	case 0o010000:
+		return TypeFifo
+	case 0o020000:
+		return TypeChar
+	case 0o060000:
+		return TypeBlock
+	case 0o140000:
+		return TypeSocket
+	}
+	return TypeUnknown
+}
+
+// Key identifies an inode on the source: inode number and birth time in ns
+// (0 where the filesystem has no birth time).
+type Key struct {
+	Ino     uint64
+	BtimeNs int64
+}
+
+func (k Key) bytes() []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, k.Ino)
+	binary.BigEndian.PutUint64(b[8:], uint64(k.BtimeNs))
+	return b
+}
+
+func keyFromBytes(b []byte) (Key, error) {
+	if len(b) != 16 {
+		return Key{}, fmt.Errorf("%w: identity key of %d bytes", ErrCorrupt, len(b))
+	}
+	return Key{binary.BigEndian.Uint64(b), int64(binary.BigEndian.Uint64(b[8:]))}, nil
+}
+
+// Link is one name of a node: the gfid of its parent directory and the name in it.
+type Link struct {
+	Parent gfid.GFID
+	Name   string
+}
+
+// Node is a gfid's record as last synced to the slave.
+type Node struct {
+	GFID    gfid.GFID
+	Type    Type
+	Mode    uint32 // st_mode, type bits included
+	UID     uint32
+	GID     uint32
+	Size    int64
+	MtimeNs int64
+	CtimeNs int64
+	Rdev    uint64
+	Target  string // symlink target
+	// Links are the node's names; the root has none, a directory exactly one.
+	Links []Link
+	// XattrHash is a digest of the node's user.* xattrs, nil when there are
+	// none or they are not synced.
+	XattrHash []byte
+}
+
+// FileMode converts Mode to an fs.FileMode (permission and type bits).
+func (n *Node) FileMode() fs.FileMode {
+	m := fs.FileMode(n.Mode & 0o777)
+	if n.Mode&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if n.Mode&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if n.Mode&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	switch n.Type {
+	case TypeDir:
+		m |= fs.ModeDir
+	case TypeSymlink:
+		m |= fs.ModeSymlink
+	case TypeFifo:
+		m |= fs.ModeNamedPipe
+	case TypeChar:
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	case TypeBlock:
+		m |= fs.ModeDevice
+	case TypeSocket:
+		m |= fs.ModeSocket
+	}
+	return m
+}
+
+// Equal reports whether a and b are the same record. Links compare as sets.
+func (n *Node) Equal(o *Node) bool {
+	if n.GFID != o.GFID || n.Type != o.Type || n.Mode != o.Mode || n.UID != o.UID || n.GID != o.GID ||
+		n.Size != o.Size || n.MtimeNs != o.MtimeNs || n.CtimeNs != o.CtimeNs || n.Rdev != o.Rdev ||
+		n.Target != o.Target || !bytes.Equal(n.XattrHash, o.XattrHash) || len(n.Links) != len(o.Links) {
+		return false
+	}
+	if len(n.Links) == 1 {
+		return n.Links[0] == o.Links[0]
+	}
+	set := make(map[Link]int, len(n.Links))
+	for _, l := range n.Links {
+		set[l]++
+	}
+	for _, l := range o.Links {
+		if set[l] == 0 {
+			return false
+		}
+		set[l]--
+	}
+	return true
+}
+
+// ErrCorrupt is wrapped by errors about undecodable catalog contents.
+var ErrCorrupt = errors.New("catalog corrupt")
+
+const nodeVersion = 1
+
+func (n *Node) marshal() []byte {
+	b := make([]byte, 0, 96+len(n.Target)+len(n.Links)*24)
+	b = append(b, nodeVersion, byte(n.Type))
+	b = binary.AppendUvarint(b, uint64(n.Mode))
+	b = binary.AppendUvarint(b, uint64(n.UID))
+	b = binary.AppendUvarint(b, uint64(n.GID))
+	b = binary.AppendVarint(b, n.Size)
+	b = binary.AppendVarint(b, n.MtimeNs)
+	b = binary.AppendVarint(b, n.CtimeNs)
+	b = binary.AppendUvarint(b, n.Rdev)
+	b = appendBytes(b, []byte(n.Target))
+	b = appendBytes(b, n.XattrHash)
+	b = binary.AppendUvarint(b, uint64(len(n.Links)))
+	for _, l := range n.Links {
+		b = append(b, l.Parent[:]...)
+		b = appendBytes(b, []byte(l.Name))
+	}
+	return b
+}
+
+func appendBytes(b, s []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = fmt.Errorf("%w: bad varint", ErrCorrupt)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = fmt.Errorf("%w: bad varint", ErrCorrupt)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) u32() uint32 {
+	v := d.uvarint()
+	if v > 1<<32-1 && d.err == nil {
+		d.err = fmt.Errorf("%w: value %d overflows uint32", ErrCorrupt, v)
+	}
+	return uint32(v)
+}
+
+func (d *decoder) bytes(n uint64) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = fmt.Errorf("%w: truncated record", ErrCorrupt)
+		return nil
+	}
+	s := d.b[:n:n]
+	d.b = d.b[n:]
+	return s
+}
+
+func unmarshalNode(g gfid.GFID, b []byte) (Node, error) {
+	if len(b) < 2 || b[0] != nodeVersion {
+		return Node{}, fmt.Errorf("%w: node %s: unknown record version", ErrCorrupt, g)
+	}
+	n := Node{GFID: g, Type: Type(b[1])}
+	d := &decoder{b: b[2:]}
+	n.Mode = d.u32()
+	n.UID = d.u32()
+	n.GID = d.u32()
+	n.Size = d.varint()
+	n.MtimeNs = d.varint()
+	n.CtimeNs = d.varint()
+	n.Rdev = d.uvarint()
+	n.Target = string(d.bytes(d.uvarint()))
+	if h := d.bytes(d.uvarint()); len(h) > 0 {
+		n.XattrHash = append([]byte(nil), h...)
+	}
+	nl := d.uvarint()
+	if nl > uint64(len(d.b)) {
+		d.err = fmt.Errorf("%w: %d links", ErrCorrupt, nl)
+	}
+	for i := uint64(0); i < nl && d.err == nil; i++ {
+		var l Link
+		copy(l.Parent[:], d.bytes(16))
+		l.Name = string(d.bytes(d.uvarint()))
+		n.Links = append(n.Links, l)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(d.b))
+	}
+	if d.err != nil {
+		return Node{}, fmt.Errorf("node %s: %w", g, d.err)
+	}
+	return n, nil
+}

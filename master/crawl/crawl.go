@@ -1,0 +1,222 @@
+// Package crawl is the hybrid crawl of a plain-directory source: it walks
+// the tree, gives every inode its gfid through the catalog, diffs the tree
+// with the namespace as last synced and writes one changelog of ordered
+// records that take the slave from that state to the tree (gsyncd's xsync
+// crawl, master.py GMasterXsyncMixin, but it also propagates deletes and
+// renames). The ordering is specified in ARCHITECTURE.md, "Changelogs
+// written by the hybrid crawl".
+package crawl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/georep/georep/master/catalog"
+	"github.com/georep/georep/master/changelog"
+	"github.com/georep/georep/rpc/gfid"
+	"golang.org/x/sys/unix"
+)
+
+// ChangelogPrefix names the changelogs Hybrid writes: XSYNC-CHANGELOG.<unix-nanos>.
+const ChangelogPrefix = "XSYNC-CHANGELOG"
+
+// Config configures one hybrid crawl.
+type Config struct {
+	// Source is the directory to replicate.
+	Source string
+	// ChangelogDir receives the changelog (<work-dir>/xsync); it is created
+	// if missing.
+	ChangelogDir string
+	// IgnoreDeletes keeps on the slave what the source deleted (gsyncd's
+	// ignore-deletes): no UNLINK or RMDIR except where a new entry needs the
+	// name. The catalog forgets the deleted gfids.
+	IgnoreDeletes bool
+	// SyncXattrs records user.* xattrs and SETXATTR when they change.
+	SyncXattrs bool
+}
+
+// Validate checks cfg.
+func (c *Config) Validate() error {
+	if c.Source == "" {
+		return errors.New("crawl: source not set")
+	}
+	if c.ChangelogDir == "" {
+		return errors.New("crawl: changelog dir not set")
+	}
+	return nil
+}
+
+// Stats counts what one crawl saw and wrote.
+type Stats struct {
+	Dirs      int64 // directories crawled, the root included
+	Files     int64 // non-directories crawled (inodes, not names)
+	Bytes     int64 // sum of the sizes of crawled regular files
+	Entries   int64 // E records
+	Data      int64 // D records
+	DataBytes int64 // sum of the sizes of the files with a D record
+	Meta      int64 // M records
+	Deletes   int64 // UNLINK and RMDIR records
+	Renames   int64 // gfids parked and renamed
+	New       int64 // gfids assigned by this crawl
+	Vanished  int64 // entries that disappeared while crawled
+	Skipped   int64 // mount points, unsupported types, directories met twice
+	Duration  time.Duration
+}
+
+// Result is one crawl's outcome. Its records are applied by the caller, who
+// then records progress with Commit.
+type Result struct {
+	// Changelog is the path of the changelog written, "" when there were no records.
+	Changelog string
+	Records   []changelog.Record
+	Snapshot  *Snapshot
+	Stats     Stats
+
+	changed []gfid.GFID
+	deleted []gfid.GFID
+}
+
+// Hybrid crawls cfg.Source once. It must not run concurrently with another
+// crawl or a Commit on the same catalog. Entries that vanish while crawled
+// are skipped; any other error reading the source fails the crawl (a
+// directory that cannot be read must not look empty).
+func Hybrid(ctx context.Context, cfg Config, cat *catalog.Catalog, log *slog.Logger) (*Result, error) {
+	start := time.Now()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	src, err := filepath.Abs(cfg.Source)
+	if err != nil {
+		return nil, fmt.Errorf("crawl: source: %w", err)
+	}
+	cfg.Source = src
+	if err := os.MkdirAll(cfg.ChangelogDir, 0o700); err != nil {
+		return nil, fmt.Errorf("crawl: changelog dir: %w", err)
+	}
+	log = log.With("source", src)
+
+	res := &Result{}
+	w := &walker{ctx: ctx, cfg: cfg, log: log, byKey: map[catalog.Key]*inode{}, skip: map[[2]uint64]bool{}, stats: &res.Stats}
+	for _, p := range []string{cfg.ChangelogDir, cat.Path()} {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err == nil {
+			w.skip[[2]uint64{st.Dev, st.Ino}] = true
+		}
+	}
+	log.Info("hybrid crawl started")
+	if err := w.walk(); err != nil {
+		return nil, fmt.Errorf("crawl %s: %w", src, err)
+	}
+
+	old := map[gfid.GFID]*catalog.Node{}
+	if err := cat.ForEachNode(func(n catalog.Node) error { old[n.GFID] = &n; return nil }); err != nil {
+		return nil, fmt.Errorf("crawl: load catalog: %w", err)
+	}
+
+	// Identity: every inode gets its gfid, committed before any changelog.
+	var live []*inode
+	for _, in := range w.inodes {
+		if in == w.root || (in.node.Type != catalog.TypeUnknown && len(in.links) > 0) {
+			live = append(live, in)
+		}
+	}
+	keys := make([]catalog.Key, 0, len(live))
+	for _, in := range live[1:] {
+		keys = append(keys, in.key)
+	}
+	gfids, fresh, err := cat.Identify(keys)
+	if err != nil {
+		return nil, fmt.Errorf("crawl: %w", err)
+	}
+	res.Stats.New = int64(fresh)
+	w.root.node.GFID = gfid.Root
+	for i, in := range live[1:] {
+		g := gfids[i]
+		if o := old[g]; o != nil && o.Type != in.node.Type {
+			// The inode number was reused (no birth time): a new inode.
+			if g, err = cat.Reassign(in.key); err != nil {
+				return nil, fmt.Errorf("crawl: %w", err)
+			}
+			res.Stats.New++
+		}
+		in.node.GFID = g
+	}
+
+	snap := &Snapshot{source: src, nodes: make(map[gfid.GFID]*Node, len(live)), children: map[gfid.GFID]map[string]gfid.GFID{}}
+	for _, in := range live {
+		n := &Node{Node: in.node, Xattrs: in.xattrs}
+		for _, l := range in.links {
+			n.Links = append(n.Links, catalog.Link{Parent: l.parent.node.GFID, Name: l.name})
+		}
+		snap.nodes[n.GFID] = n
+		snap.order = append(snap.order, n.GFID)
+		if in.children != nil {
+			kids := make(map[string]gfid.GFID, len(in.children))
+			for name, c := range in.children {
+				kids[name] = c.node.GFID
+			}
+			snap.children[n.GFID] = kids
+		}
+		if n.Type == catalog.TypeDir {
+			res.Stats.Dirs++
+		} else {
+			res.Stats.Files++
+			if n.Type == catalog.TypeReg {
+				res.Stats.Bytes += n.Size
+			}
+		}
+	}
+
+	p := diff(old, snap, cfg.IgnoreDeletes, cfg.SyncXattrs)
+	res.Snapshot, res.Records, res.changed, res.deleted = snap, p.records, p.changed, p.deleted
+	s := &res.Stats
+	s.Entries, s.Data, s.DataBytes, s.Meta, s.Deletes, s.Renames = p.stats.Entries, p.stats.Data, p.stats.DataBytes, p.stats.Meta, p.stats.Deletes, p.stats.Renames
+
+	// Identities assigned by an earlier crawl that never got synced, whose
+	// inode is gone: forget them with the deleted gfids.
+	err = cat.ForEachIdentity(func(_ catalog.Key, g gfid.GFID) error {
+		if _, ok := snap.nodes[g]; !ok && old[g] == nil {
+			res.deleted = append(res.deleted, g)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("crawl: %w", err)
+	}
+
+	if len(res.Records) > 0 {
+		if res.Changelog, err = changelog.WriteFile(cfg.ChangelogDir, ChangelogPrefix, res.Records); err != nil {
+			return nil, fmt.Errorf("crawl: %w", err)
+		}
+	}
+	s.Duration = time.Since(start)
+	log.Info("hybrid crawl done", "changelog", res.Changelog, "dirs", s.Dirs, "files", s.Files, "bytes", s.Bytes,
+		"entries", s.Entries, "data", s.Data, "meta", s.Meta, "deletes", s.Deletes, "renames", s.Renames,
+		"new", s.New, "vanished", s.Vanished, "skipped", s.Skipped, "duration", s.Duration)
+	return res, nil
+}
+
+// Commit records the snapshot as the synced state of every gfid not in
+// failed: changed gfids get their crawled record, deleted ones are
+// forgotten. A failed gfid keeps its old synced record (or stays unsynced),
+// so the next crawl produces its operations again.
+func (r *Result) Commit(cat *catalog.Catalog, failed map[gfid.GFID]bool) error {
+	nodes := make([]catalog.Node, 0, len(r.changed))
+	for _, g := range r.changed {
+		if !failed[g] {
+			nodes = append(nodes, r.Snapshot.nodes[g].Node)
+		}
+	}
+	deleted := make([]gfid.GFID, 0, len(r.deleted))
+	for _, g := range r.deleted {
+		if !failed[g] {
+			deleted = append(deleted, g)
+		}
+	}
+	return cat.Commit(nodes, deleted)
+}

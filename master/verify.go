@@ -1,0 +1,93 @@
+package master
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/georep/georep/master/catalog"
+	"github.com/georep/georep/master/crawl"
+	"github.com/georep/georep/rpc/gfid"
+)
+
+// emptyPark removes whatever a crashed run left in the slave's park
+// directory. Those gfids are then missing from their names on the slave;
+// verify notices and the next pass recreates them.
+func (w *worker) emptyPark(ctx context.Context) error {
+	ents, err := w.slave.Entries(ctx, gfid.Park)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := w.slave.Purge(ctx, gfid.Park, string(e.GetName()), gfid.GFID{}); err != nil {
+			return err
+		}
+	}
+	if len(ents) > 0 {
+		w.log.Info("emptied the slave's park left by an interrupted run", "entries", len(ents))
+	}
+	return nil
+}
+
+// verify compares every directory of the snapshot with the slave's listing,
+// once per session: names the master does not have are purged (unless
+// ignore-deletes), names that hold another inode are purged, and names the
+// slave lacks are forgotten in the catalog so that the next pass recreates
+// them. It returns how many differences it found. This is what makes the
+// hybrid crawl heal a replica damaged, restored or half-written behind the
+// catalog's back, and what propagates deletes the catalog never saw.
+func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) {
+	found := 0
+	var unsync []gfid.GFID
+	for _, dir := range snap.GFIDs() {
+		n, ok := snap.Lookup(dir)
+		if !ok || n.Type != catalog.TypeDir {
+			continue
+		}
+		ents, err := w.slave.Entries(ctx, dir)
+		if status.Code(err) == codes.NotFound {
+			unsync = append(unsync, dir)
+			found++
+			continue
+		}
+		if err != nil {
+			return found, err
+		}
+		want := snap.Children(dir)
+		have := make(map[string]bool, len(ents))
+		for _, e := range ents {
+			name := string(e.GetName())
+			have[name] = true
+			g, mine := want[name]
+			switch {
+			case mine && e.GetGfid() == g.String():
+				continue
+			case mine:
+				unsync = append(unsync, g)
+			case w.cfg.IgnoreDeletes:
+				continue
+			}
+			found++
+			w.log.Info("purging a name on the slave that the master does not have", "pargfid", dir, "name", fmt.Sprintf("%q", name), "slave_gfid", e.GetGfid())
+			if err := w.slave.Purge(ctx, dir, name, gfid.GFID{}); err != nil {
+				return found, err
+			}
+		}
+		for name, g := range want {
+			if !have[name] {
+				unsync = append(unsync, g)
+				found++
+			}
+		}
+	}
+	if len(unsync) > 0 {
+		n, err := w.cat.Unsync(unsync)
+		if err != nil {
+			return found, err
+		}
+		w.log.Info("the slave lacks entries the catalog had recorded; they will be recreated", "gfids", n)
+	}
+	return found, nil
+}
