@@ -25,13 +25,13 @@ import (
 var ErrNotConverged = errors.New("not converged")
 
 type worker struct {
-	cfg     Config
-	log     *slog.Logger
-	wd      *workDir
-	cat     *catalog.Catalog
-	slave   *slaveClient
-	syncer  *syncer.Syncer
-	stats   crawlStats
+	cfg      Config
+	log      *slog.Logger
+	wd       *workDir
+	cat      *catalog.Catalog
+	slave    *slaveClient
+	syncer   *syncer.Syncer
+	stats    crawlStats
 	session  bool // a session is open
 	verified bool // the slave has been compared with the source in this session
 }
