@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
+	"time"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/master/catalog"
@@ -75,10 +77,12 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		}
 	}
 	delete(touched, gfid.Park)
+	t0 := time.Now()
 	if err := w.applyEntries(ctx, ops, opGFID, snap, out); err != nil {
 		return nil, err
 	}
 	out.entries = len(ops)
+	tEntries := time.Since(t0)
 
 	// Metadata of everything touched, from the master's stat.
 	var metas []*slavev1.Meta
@@ -94,10 +98,12 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		metas = append(metas, w.metaOp(g, n))
 		metaGFID = append(metaGFID, g)
 	}
+	t0 = time.Now()
 	if err := w.applyMetas(ctx, metas, metaGFID, out); err != nil {
 		return nil, err
 	}
 	out.metas = len(metas)
+	tMeta := time.Since(t0)
 
 	// Data through the sync jobs.
 	var items []syncer.Item
@@ -116,8 +122,9 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		items = append(items, syncer.Item{GFID: g, Path: p})
 		out.bytes += n.Size
 	}
+	t0 = time.Now()
 	if len(items) > 0 {
-		for g, err := range w.syncer.Sync(ctx, items) {
+		for g, err := range w.data.Sync(ctx, items) {
 			out.fail(g, "data: %v", err)
 		}
 		if ctx.Err() != nil {
@@ -125,6 +132,9 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		}
 	}
 	out.files = len(items)
+	w.log.Info("changelog processed", "changelog", filepath.Base(path), "entries", len(ops), "entry_ops_time", tEntries,
+		"metas", len(metas), "meta_ops_time", tMeta, "files", len(items), "bytes", out.bytes, "data_time", time.Since(t0),
+		"failures", len(out.failed))
 	return out, nil
 }
 
@@ -192,7 +202,7 @@ func (w *worker) metaOp(g gfid.GFID, n crawl.Node) *slavev1.Meta {
 // inode is purged and the op retried once: the master is the source of truth
 // (gsyncd's fix_possible_entry_failures).
 func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID []gfid.GFID, snap *crawl.Snapshot, out *outcome) error {
-	batch := w.batchSize()
+	batch := w.batch
 	for start := 0; start < len(ops); start += batch {
 		end := min(start+batch, len(ops))
 		failures, err := w.slave.EntryOps(ctx, ops[start:end])
@@ -259,7 +269,7 @@ func (w *worker) fixEntryFailure(ctx context.Context, op *slavev1.Entry, f *slav
 }
 
 func (w *worker) applyMetas(ctx context.Context, metas []*slavev1.Meta, metaGFID []gfid.GFID, out *outcome) error {
-	batch := w.batchSize()
+	batch := w.batch
 	for start := 0; start < len(metas); start += batch {
 		end := min(start+batch, len(metas))
 		failures, err := w.slave.MetaOps(ctx, metas[start:end])

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
+	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/gfid"
 )
@@ -27,6 +28,12 @@ type slaveAPI interface {
 	Entries(ctx context.Context, dir gfid.GFID) ([]*slavev1.DirEntry, error)
 	Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) error
 	SetXtime(ctx context.Context, g gfid.GFID, t time.Time) error
+}
+
+// dataSyncer ships file data (master/syncer). Sync blocks until every item
+// is shipped or failed and returns the failed ones.
+type dataSyncer interface {
+	Sync(ctx context.Context, items []syncer.Item) map[gfid.GFID]error
 }
 
 // protocolVersion is the slave protocol version this master speaks.

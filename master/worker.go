@@ -29,8 +29,10 @@ type worker struct {
 	log      *slog.Logger
 	wd       *workDir
 	cat      *catalog.Catalog
-	slave    *slaveClient
-	syncer   *syncer.Syncer
+	client   *slaveClient // the session: handshake, keep-alive
+	slave    slaveAPI     // the calls the pipeline makes (client, or a fake in tests)
+	data     dataSyncer
+	batch    int // entries per call: entry-batch capped by the slave's max-batch
 	stats    crawlStats
 	session  bool // a session is open
 	verified bool // the slave has been compared with the source in this session
@@ -96,7 +98,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	w := &worker{cfg: cfg, log: log, wd: wd, cat: cat, slave: client, syncer: sy, stats: wd.loadStats()}
+	w := &worker{cfg: cfg, log: log, wd: wd, cat: cat, client: client, slave: client, data: sy, batch: cfg.EntryBatch, stats: wd.loadStats()}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -192,22 +194,25 @@ func (w *worker) connect(ctx context.Context) error {
 		return nil
 	}
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	err := rpc.WaitHealthy(hctx, w.slave.conn, "")
+	err := rpc.WaitHealthy(hctx, w.client.conn, "")
 	cancel()
 	if err != nil {
 		return fmt.Errorf("slave %s unreachable: %w", w.cfg.Slave, err)
 	}
-	if err := w.slave.handshake(ctx); err != nil {
+	if err := w.client.handshake(ctx); err != nil {
 		return err
 	}
-	if !w.slave.haveRsync {
+	if !w.client.haveRsync {
 		return fmt.Errorf("slave %s cannot receive data: rsync is not installed there (install the Debian package rsync)", w.cfg.Slave)
+	}
+	if m := w.client.maxBatch; m > 0 && m < w.cfg.EntryBatch {
+		w.batch = m
 	}
 	if err := w.emptyPark(ctx); err != nil {
 		return err
 	}
 	w.session, w.verified = true, false
-	w.log.Info("session open", "slave", w.cfg.Slave, "slave_volume", w.slave.slaveVol)
+	w.log.Info("session open", "slave", w.cfg.Slave, "slave_volume", w.client.slaveVol)
 	return nil
 }
 
@@ -335,14 +340,6 @@ func (w *worker) advance(ctx context.Context, t time.Time) error {
 	}
 	w.stats.LastSynced = t
 	return w.wd.saveStats(w.stats)
-}
-
-func (w *worker) batchSize() int {
-	b := w.cfg.EntryBatch
-	if m := w.slave.maxBatch; m > 0 && m < b {
-		b = m
-	}
-	return b
 }
 
 func summarize(failed map[gfid.GFID]string) string {
