@@ -29,7 +29,7 @@ deps: ## install what the tests need from Debian (rsync, attr, acl) when missing
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## install pinned code generators into .tools/bin
+tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/grpcurl ## install pinned tools (buf, protoc plugins, grpcurl) into .tools/bin
 
 $(TOOLS)/buf:
 	GOBIN=$(TOOLS) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -75,8 +75,17 @@ demo: deps build ## replicate a sample tree through a local slave and show that 
 bench: deps build ## georep vs local rsync -a: 20,000 x 4 KiB files and 4 x 256 MiB, same run, same disk
 	GEOREP_BIN=$(BIN) $(GO) test -count=1 -timeout 60m -run '^$$' -bench . -benchtime 1x ./integration/bench/
 
+# Each fuzz target, as package:Function. Their seed corpora under testdata/fuzz
+# also run as plain tests in `make test`.
+FUZZ_TARGETS := ./rpc/gfid:FuzzParse ./master/changelog:FuzzParse ./slave:FuzzValidateRsyncArgs \
+	./slave:FuzzEntryOpsRequest ./slave/replica:FuzzApplyEntries
+
 fuzz: ## run each fuzz target for a short time (FUZZTIME, default 20s)
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-20s} ./rpc/gfid/
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $${FUZZTIME:-20s} $$pkg; \
+	done
 
 clean: ## remove build output
 	rm -rf $(BIN)

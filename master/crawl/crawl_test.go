@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -161,7 +160,7 @@ func TestInitialTreeOfEveryType(t *testing.T) {
 	must(t, unix.Mkfifo(e.p("fifo"), 0o640))
 	must(t, unix.Mknod(e.p("chr"), unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))))
 	must(t, unix.Mknod(e.p("blk"), unix.S_IFBLK|0o600, int(unix.Mkdev(7, 0))))
-	l, err := net_listenUnix(e.p("sock"))
+	l, err := listenUnix(e.p("sock"))
 	must(t, err)
 	defer l.Close()
 	write(t, e.p("d/sub/"+long), "")
@@ -520,7 +519,7 @@ func TestDeepAndWideTree(t *testing.T) {
 		t.Fatalf("recrawl: %d records", len(res.Records))
 	}
 	// Clean up what os.RemoveAll might not manage.
-	t.Cleanup(func() { exec_rm(e.src) })
+	t.Cleanup(func() { removeTree(e.src) })
 }
 
 func TestCancel(t *testing.T) {
@@ -528,11 +527,9 @@ func TestCancel(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		must(t, os.MkdirAll(e.p(strings.Repeat("x/", i+1)), 0o755))
 	}
-	ctx, cancel := context_withCancel(t)
+	ctx, cancel := withCancel(t)
 	cancel()
 	if _, err := Hybrid(ctx, e.cfg, e.cat, e.log); err == nil {
 		t.Fatal("cancelled crawl succeeded")
 	}
 }
-
-var _ = syscall.Getpid

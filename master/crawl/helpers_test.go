@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-func net_listenUnix(path string) (net.Listener, error) { return net.Listen("unix", path) }
+func listenUnix(path string) (net.Listener, error) { return net.Listen("unix", path) }
 
-func exec_rm(path string) { exec.Command("rm", "-rf", path).Run() }
+func removeTree(path string) { exec.Command("rm", "-rf", path).Run() }
 
-func context_withCancel(t *testing.T) (context.Context, context.CancelFunc) {
+func withCancel(t *testing.T) (context.Context, context.CancelFunc) {
 	return context.WithCancel(t.Context())
 }

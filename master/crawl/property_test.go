@@ -40,13 +40,20 @@ func TestRandomMutations(t *testing.T) {
 				m.step()
 			}
 			e.crawl()
+			var tot Stats
 			for round := 0; round < *propRounds; round++ {
 				n := 1 + r.IntN(12)
 				for i := 0; i < n; i++ {
 					m.step()
 				}
-				e.crawl()
+				s := e.crawl().Stats
+				tot.Entries += s.Entries
+				tot.Renames += s.Renames
+				tot.Deletes += s.Deletes
+				tot.Data += s.Data
+				tot.Meta += s.Meta
 			}
+			t.Logf("entries %d renames %d deletes %d data %d meta %d", tot.Entries, tot.Renames, tot.Deletes, tot.Data, tot.Meta)
 		})
 	}
 }
@@ -107,6 +114,9 @@ func (m *mutator) step() {
 	target := filepath.Join(m.dir(dirs), m.name())
 	switch m.r.IntN(14) {
 	case 0, 1:
+		if fi, err := os.Lstat(target); err == nil && !fi.Mode().IsRegular() {
+			return // never open a fifo
+		}
 		os.WriteFile(target, []byte(strings.Repeat("x", m.r.IntN(100))), 0o644)
 	case 2:
 		os.Mkdir(target, 0o755)
