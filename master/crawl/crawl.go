@@ -25,6 +25,10 @@ import (
 // ChangelogPrefix names the changelogs Hybrid writes: XSYNC-CHANGELOG.<unix-nanos>.
 const ChangelogPrefix = "XSYNC-CHANGELOG"
 
+// ReservedName is the top-level name under which the slave keeps its own
+// state (gfid index, park); a source entry of that name is not replicated.
+const ReservedName = ".georep"
+
 // Config configures one hybrid crawl.
 type Config struct {
 	// Source is the directory to replicate.

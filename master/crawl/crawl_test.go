@@ -533,3 +533,26 @@ func TestCancel(t *testing.T) {
 		t.Fatal("cancelled crawl succeeded")
 	}
 }
+
+func TestReservedTopLevelNameSkipped(t *testing.T) {
+	src := t.TempDir()
+	os.Mkdir(filepath.Join(src, ReservedName), 0o755)
+	os.Mkdir(filepath.Join(src, "sub"), 0o755)
+	os.Mkdir(filepath.Join(src, "sub", ReservedName), 0o755) // only the top level is reserved
+	cat, err := catalog.Open(filepath.Join(t.TempDir(), "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cat.Close()
+	res, err := Hybrid(t.Context(), Config{Source: src, ChangelogDir: t.TempDir()}, cat, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := res.Snapshot.Children(gfid.Root)[ReservedName]; ok {
+		t.Fatal("top-level .georep crawled")
+	}
+	sub := res.Snapshot.Children(gfid.Root)["sub"]
+	if _, ok := res.Snapshot.Children(sub)[ReservedName]; !ok {
+		t.Fatal("sub/.georep not crawled")
+	}
+}

@@ -282,6 +282,11 @@ func (w *walker) list(h *dirHandle) error {
 	}
 	slices.Sort(names)
 	for _, name := range names {
+		if name == ReservedName && h.parent == nil {
+			w.log.Warn("not replicating the top-level name reserved for the slave's own state", "name", name)
+			w.stats.Skipped++
+			continue
+		}
 		st, err := statxAt(h.fd, name, 0)
 		if err != nil {
 			if vanished(err) {
