@@ -87,9 +87,16 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	// Metadata of everything touched, from the master's stat.
 	var metas []*slavev1.Meta
 	var metaGFID []gfid.GFID
+	shipped := make(map[gfid.GFID]bool, len(data))
+	for _, g := range data {
+		shipped[g] = true
+	}
 	for g := range touched {
 		if _, bad := out.failed[g]; bad {
 			continue
+		}
+		if shipped[g] && !w.cfg.SyncXattrs {
+			continue // rsync sets mode, owner and times of the files it ships
 		}
 		n, ok := snap.Lookup(g)
 		if !ok {
