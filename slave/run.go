@@ -174,7 +174,11 @@ type binding struct {
 	mu        sync.Mutex
 }
 
-func (b *binding) check(masterVolume string) error {
+// check lets masterVolume use the replica: it refuses a volume other than the
+// one the replica is bound to (unless acceptNew), then calls open, and only
+// when open succeeds binds the replica to masterVolume. A refused handshake
+// (open failing because another volume holds the lease) never rebinds.
+func (b *binding) check(masterVolume string, open func() error) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r, err := os.OpenRoot(b.root)
@@ -191,11 +195,14 @@ func (b *binding) check(masterVolume string) error {
 	default:
 		bound := strings.TrimSpace(string(data))
 		if bound == masterVolume {
-			return nil
+			return open()
 		}
 		if !b.acceptNew {
 			return fmt.Errorf("replica %s was synced from master volume %s, not %s: refusing a different master (start the slave with --accept-new-master to hand the replica over)", b.root, bound, masterVolume)
 		}
+	}
+	if err := open(); err != nil {
+		return err
 	}
 	return writeFileAtomic(r, path, []byte(masterVolume+"\n"))
 }

@@ -46,10 +46,12 @@ func (s *service) Handshake(ctx context.Context, req *slavev1.HandshakeRequest) 
 	if _, err := gfid.Parse(req.GetMasterVolumeId()); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "master volume id: %v", err)
 	}
-	if err := s.binding.check(req.GetMasterVolumeId()); err != nil {
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
-	}
-	id, lease, err := s.sessions.open(req.GetMasterVolumeId(), req.GetMasterNode(), time.Duration(req.GetLeaseSeconds())*time.Second)
+	var id string
+	var lease time.Duration
+	err := s.binding.check(req.GetMasterVolumeId(), func() (err error) {
+		id, lease, err = s.sessions.open(req.GetMasterVolumeId(), req.GetMasterNode(), time.Duration(req.GetLeaseSeconds())*time.Second)
+		return err
+	})
 	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}

@@ -193,7 +193,7 @@ func (r *Replica) create(e Entry) error {
 			return errf(unix.EEXIST, "gfid exists at another name as a %s, not a %s", have, want)
 		}
 		// Another name of an existing inode: a hardlink.
-		return r.linkFromIndex(e.GFID, pfd, e.Name)
+		return r.linkFromIndex(e.GFID, ie, pfd, e.Name)
 	case idxDir:
 		fd, derr := r.openDir(e.GFID)
 		if derr == nil {
@@ -246,6 +246,11 @@ func (r *Replica) repairIndex(dirfd int, parent gfid.GFID, name string, g gfid.G
 		return errf(unix.EEXIST, "gfid index holds a %s for directory gfid %s", typeOfMode(ie.st.Mode), g)
 	}
 	r.log.Debug("repairing gfid index entry", "gfid", g.String(), "parent", parent.String(), "name", name)
+	// What the data tree holds for g is stale (a live regular file was
+	// refused above): a directory's entry lives in the links tree only.
+	if err := r.dropIndexEntry(dataTree, g); err != nil {
+		return err
+	}
 	return r.setDirIndex(g, parent, name)
 }
 
@@ -367,7 +372,7 @@ func (r *Replica) link(e Entry) error {
 	case idxDir:
 		return errf(unix.EPERM, "LINK to a directory refused")
 	}
-	return r.linkFromIndex(e.GFID, pfd, e.Name)
+	return r.linkFromIndex(e.GFID, ie, pfd, e.Name)
 }
 
 // rename applies RENAME.
@@ -440,14 +445,14 @@ func (r *Replica) rename(e Entry) error {
 	// A non-directory: give it the new name by linking its index entry,
 	// replacing what the new name holds as rename(2) would.
 	if !ni.exists {
-		return r.linkFromIndex(e.GFID, nfd, e.NewName)
+		return r.linkFromIndex(e.GFID, ie, nfd, e.NewName)
 	}
 	if ni.isDir() {
 		return errf(unix.EISDIR, "new name is a directory")
 	}
 	tmp := ".georep." + e.GFID.String() + ".tmp"
 	_ = retry0(func() error { return unix.Unlinkat(nfd, tmp, 0) })
-	if err := r.linkFromIndex(e.GFID, nfd, tmp); err != nil {
+	if err := r.linkFromIndex(e.GFID, ie, nfd, tmp); err != nil {
 		return err
 	}
 	if err := retry0(func() error { return unix.Renameat(nfd, tmp, nfd, e.NewName) }); err != nil {

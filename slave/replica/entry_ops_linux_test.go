@@ -75,7 +75,7 @@ func TestOpen(t *testing.T) {
 	})
 	t.Run("layout and reopen", func(t *testing.T) {
 		r, root := newReplica(t)
-		for _, d := range []string{".georep", ".georep/gfid", ".georep/park"} {
+		for _, d := range []string{".georep", ".georep/gfid", ".georep/links", ".georep/park"} {
 			st := lstat(t, filepath.Join(root, d))
 			if !isDirMode(st.Mode) || st.Mode&0o777 != 0o700 {
 				t.Errorf("%s: mode %o, want a 0700 directory", d, st.Mode)
@@ -92,7 +92,7 @@ func TestOpen(t *testing.T) {
 				t.Errorf("index of %s = %q, %v; want %q", g, got, err, want)
 			}
 			// The kernel resolves the index entry to the same directory.
-			if a, b := lstat(t, root+"/.georep/gfid/00/00/"+g.String()+"/."), lstat(t, filepath.Join(root, map[gfid.GFID]string{gfid.Root: ".", gfid.Park: ".georep/park"}[g])); a.Ino != b.Ino {
+			if a, b := lstat(t, root+"/.georep/links/00/00/"+g.String()+"/."), lstat(t, filepath.Join(root, map[gfid.GFID]string{gfid.Root: ".", gfid.Park: ".georep/park"}[g])); a.Ino != b.Ino {
 				t.Errorf("index entry of %s does not lead to its directory", g)
 			}
 		}
@@ -186,6 +186,7 @@ func TestCreateOps(t *testing.T) {
 			} else if g := xattrGFID(t, r, p); g != e.GFID {
 				t.Errorf("gfid xattr %s, want %s", g, e.GFID)
 			}
+			assertIndexPlace(t, root, tt.want.typ, e.GFID)
 			ip := indexPath(root, e.GFID)
 			if tt.want.typ == TypeDir {
 				if got, err := os.Readlink(ip); err != nil || got != dirLink(gfid.Root, e.Name) {
@@ -215,6 +216,7 @@ func TestCreateOps(t *testing.T) {
 			assertSameTree(t, before, snapshot(t, root))
 		})
 	}
+	assertDataDirRegularOnly(t, r)
 }
 
 func TestCreateConflicts(t *testing.T) {

@@ -114,6 +114,8 @@ func FuzzApplyEntries(f *testing.F) {
 			_, _ = r.Purge(t.Context(), gfid.Root, n, gfid.GFID{})
 		}
 		assertSameTree(t, before, snapshot(t, outside))
+		// Whatever the sequence, rsync's data directory holds regular files only.
+		assertDataDirRegularOnly(t, r)
 		top, err := os.ReadDir(dir)
 		if err != nil || len(top) != 2 {
 			t.Fatalf("temp dir holds %v, %v: want only root and outside", top, err)

@@ -132,9 +132,25 @@ func xattrGFID(t *testing.T, r *Replica, path string) gfid.GFID {
 	return g
 }
 
+// indexPath is the path of g's entry in the gfid index: in the data tree
+// when it is there, else in the links tree.
 func indexPath(root string, g gfid.GFID) string {
+	if p := dataPath(root, g); exists(p) {
+		return p
+	}
+	return linksPath(root, g)
+}
+
+// dataPath is where g's entry is in the data tree (regular files).
+func dataPath(root string, g gfid.GFID) string {
 	a, b := g.Shard()
 	return filepath.Join(root, metaDir, indexDir, a, b, g.String())
+}
+
+// linksPath is where g's entry is in the links tree (every other type).
+func linksPath(root string, g gfid.GFID) string {
+	a, b := g.Shard()
+	return filepath.Join(root, metaDir, linksDir, a, b, g.String())
 }
 
 func lstat(t *testing.T, path string) unix.Stat_t {

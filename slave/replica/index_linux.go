@@ -8,18 +8,64 @@ import (
 	"github.com/georep/georep/rpc/gfid"
 )
 
-// The gfid index (.georep/gfid/ab/cd/<gfid>), laid out like GlusterFS's
-// .glusterfs: a non-directory has a hardlink there, a directory a symlink
-// "../../xy/zw/<pargfid>/<name>" relative to its shard directory. The fixed
-// entries of the root and of the park directory lead to them.
+// The gfid index is laid out like GlusterFS's .glusterfs, in two trees of
+// shard directories ab/cd/<gfid>:
+//
+//   - the data tree .georep/gfid (DataDir, where rsync receives) holds the
+//     index entries of regular files, and nothing else: a hardlink of the
+//     inode;
+//   - the links tree .georep/links holds the index entries of every other
+//     type: a hardlink of a symlink, fifo, socket or device inode, and for a
+//     directory a symlink "../../xy/zw/<pargfid>/<name>" relative to its
+//     shard directory (so chained through the links tree). The fixed entries
+//     of the root and of the park directory lead to them.
+//
+// rsync follows the symlinks it finds along a destination path and replaces
+// a destination of another type; keeping symlinks, directory pointers and
+// special files out of the data tree means that whatever file names a
+// hostile master sends, the receiver can only reach regular files of the
+// replica.
 const (
-	rootLink = "../../../.."         // .georep/gfid/00/00 -> the replica root
-	parkLink = "../../../" + parkDir // .georep/gfid/00/00 -> .georep/park
+	rootLink = "../../../.."         // .georep/links/00/00 -> the replica root
+	parkLink = "../../../" + parkDir // .georep/links/00/00 -> .georep/park
 
 	// maxChain bounds the length of a directory's chain of index links, so a
 	// loop in a corrupt index cannot hang resolution.
 	maxChain = 4096
 )
+
+// indexTree names one of the two trees of the gfid index.
+type indexTree int
+
+const (
+	dataTree  indexTree = iota // .georep/gfid: regular files only
+	linksTree                  // .georep/links: every other type
+)
+
+func (t indexTree) String() string {
+	if t == dataTree {
+		return metaDir + "/" + indexDir
+	}
+	return metaDir + "/" + linksDir
+}
+
+func (t indexTree) other() indexTree { return 1 - t }
+
+// treeOfMode is the tree that holds the index entry of an inode of st_mode m.
+func treeOfMode(m uint32) indexTree {
+	if m&unix.S_IFMT == unix.S_IFREG {
+		return dataTree
+	}
+	return linksTree
+}
+
+// treeFd is the open descriptor of tree t.
+func (r *Replica) treeFd(t indexTree) int {
+	if t == dataTree {
+		return r.indexFd
+	}
+	return r.linksFd
+}
 
 type indexKind int
 
@@ -32,23 +78,25 @@ const (
 // indexEntry is what the gfid index says about one gfid.
 type indexEntry struct {
 	kind indexKind
+	tree indexTree   // idxFile: the tree holding the entry (idxDir: linksTree)
 	st   unix.Stat_t // idxFile: the inode
 	// idxDir: where the directory lives (zero parent for Root and Park).
 	parent gfid.GFID
 	name   string
 }
 
-// openShard opens the index directory ab/cd holding gfid g, creating it when
-// create is set.
-func (r *Replica) openShard(g gfid.GFID, create bool) (int, error) {
+// openShard opens the directory ab/cd of index tree t holding gfid g,
+// creating it when create is set.
+func (r *Replica) openShard(t indexTree, g gfid.GFID, create bool) (int, error) {
 	a, b := g.Shard()
+	tfd := r.treeFd(t)
 	if !create {
-		return openBeneath(r.indexFd, a+"/"+b, unix.O_RDONLY|unix.O_DIRECTORY)
+		return openBeneath(tfd, a+"/"+b, unix.O_RDONLY|unix.O_DIRECTORY)
 	}
-	if err := mkdirAllowExisting(r.indexFd, a, 0o700); err != nil {
+	if err := mkdirAllowExisting(tfd, a, 0o700); err != nil {
 		return -1, err
 	}
-	afd, err := openDirAt(r.indexFd, a)
+	afd, err := openDirAt(tfd, a)
 	if err != nil {
 		return -1, err
 	}
@@ -104,9 +152,19 @@ func parseDirLink(g gfid.GFID, link string) (parent gfid.GFID, name string, err 
 	return p, name, nil
 }
 
-// readIndex looks gfid g up in the index.
+// readIndex looks gfid g up in the index: first in the data tree, where only
+// a regular file's hardlink is valid, then in the links tree.
 func (r *Replica) readIndex(g gfid.GFID) (indexEntry, error) {
-	sfd, err := r.openShard(g, false)
+	st, err := r.statIndex(dataTree, g)
+	switch {
+	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG:
+		return indexEntry{kind: idxFile, tree: dataTree, st: st}, nil
+	case err == nil:
+		return indexEntry{}, errf(unix.ESTALE, "index entry of %s in %s is a %s, not a regular file", g, dataTree, typeOfMode(st.Mode))
+	case err != unix.ENOENT:
+		return indexEntry{}, err
+	}
+	sfd, err := r.openShard(linksTree, g, false)
 	if err == unix.ENOENT {
 		return indexEntry{}, nil
 	}
@@ -115,18 +173,20 @@ func (r *Replica) readIndex(g gfid.GFID) (indexEntry, error) {
 	}
 	defer closeFd(sfd)
 	gs := g.String()
-	st, err := lstatAt(sfd, gs)
+	st, err = lstatAt(sfd, gs)
 	if err == unix.ENOENT {
 		return indexEntry{}, nil
 	}
 	if err != nil {
 		return indexEntry{}, err
 	}
-	if !isLinkMode(st.Mode) {
-		if isDirMode(st.Mode) {
-			return indexEntry{}, errf(unix.ESTALE, "index entry of %s is a directory", g)
-		}
-		return indexEntry{kind: idxFile, st: st}, nil
+	switch {
+	case isDirMode(st.Mode):
+		return indexEntry{}, errf(unix.ESTALE, "index entry of %s is a directory", g)
+	case st.Mode&unix.S_IFMT == unix.S_IFREG:
+		return indexEntry{}, errf(unix.ESTALE, "index entry of %s in %s is a regular file", g, linksTree)
+	case !isLinkMode(st.Mode):
+		return indexEntry{kind: idxFile, tree: linksTree, st: st}, nil
 	}
 	// A symlink is either the inode itself (a gfid symlink: it carries the
 	// gfid) or the pointer of a directory (it carries none).
@@ -135,7 +195,7 @@ func (r *Replica) readIndex(g gfid.GFID) (indexEntry, error) {
 		return indexEntry{}, err
 	}
 	if have == g {
-		return indexEntry{kind: idxFile, st: st}, nil
+		return indexEntry{kind: idxFile, tree: linksTree, st: st}, nil
 	}
 	link, err := readlinkAt(sfd, gs)
 	if err != nil {
@@ -145,17 +205,55 @@ func (r *Replica) readIndex(g gfid.GFID) (indexEntry, error) {
 	if err != nil {
 		if !r.asRoot && have.IsZero() {
 			// As non-root a gfid symlink carries no attribute.
-			return indexEntry{kind: idxFile, st: st}, nil
+			return indexEntry{kind: idxFile, tree: linksTree, st: st}, nil
 		}
 		return indexEntry{}, err
 	}
-	return indexEntry{kind: idxDir, parent: p, name: name}, nil
+	return indexEntry{kind: idxDir, tree: linksTree, parent: p, name: name}, nil
+}
+
+// statIndex lstats the entry of g in tree t (ENOENT when there is none).
+func (r *Replica) statIndex(t indexTree, g gfid.GFID) (unix.Stat_t, error) {
+	sfd, err := r.openShard(t, g, false)
+	if err != nil {
+		return unix.Stat_t{}, err
+	}
+	defer closeFd(sfd)
+	return lstatAt(sfd, g.String())
+}
+
+// dropIndexEntry removes whatever entry tree t holds for g (nothing when it
+// holds none). Callers have established that the entry is stale.
+func (r *Replica) dropIndexEntry(t indexTree, g gfid.GFID) error {
+	sfd, err := r.openShard(t, g, false)
+	if err == unix.ENOENT {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer closeFd(sfd)
+	return removeStale(sfd, g.String())
+}
+
+// removeStale removes the stale index entry name of the shard sfd. An empty
+// directory (what an rsync receiver run with -d leaves in place of a file it
+// was sent as a directory) is removed too; a non-empty one is an error.
+func removeStale(sfd int, name string) error {
+	err := retry0(func() error { return unix.Unlinkat(sfd, name, 0) })
+	if err == unix.EISDIR {
+		err = retry0(func() error { return unix.Unlinkat(sfd, name, unix.AT_REMOVEDIR) })
+	}
+	if err == unix.ENOENT {
+		return nil
+	}
+	return err
 }
 
 // writeDirLink makes the index entry of directory g the symlink link,
 // atomically (symlink under a temporary name, then rename over).
 func (r *Replica) writeDirLink(g gfid.GFID, link string) error {
-	sfd, err := r.openShard(g, true)
+	sfd, err := r.openShard(linksTree, g, true)
 	if err != nil {
 		return err
 	}
@@ -187,22 +285,22 @@ func (r *Replica) dropDirIndex(g gfid.GFID) error {
 	if err != nil || ie.kind != idxDir {
 		return err
 	}
-	sfd, err := r.openShard(g, false)
-	if err != nil {
-		return err
-	}
-	defer closeFd(sfd)
-	err = retry0(func() error { return unix.Unlinkat(sfd, g.String(), 0) })
-	if err == unix.ENOENT {
-		return nil
-	}
-	return err
+	return r.dropIndexEntry(linksTree, g)
 }
 
 // dropFileIndex removes the index hardlink of non-directory g when it is the
 // inode ino and no other name of it is left (nlink 1).
 func (r *Replica) dropFileIndex(g gfid.GFID, ino uint64) error {
-	sfd, err := r.openShard(g, false)
+	for _, t := range []indexTree{dataTree, linksTree} {
+		if err := r.dropFileIndexIn(t, g, ino); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Replica) dropFileIndexIn(t indexTree, g gfid.GFID, ino uint64) error {
+	sfd, err := r.openShard(t, g, false)
 	if err == unix.ENOENT {
 		return nil
 	}
@@ -229,29 +327,31 @@ func (r *Replica) dropFileIndex(g gfid.GFID, ino uint64) error {
 }
 
 // linkIndex makes the index entry of non-directory g a hardlink of the inode
-// at dirfd/name. An existing entry of the same inode is kept; an entry that
-// is stale (an orphan whose only name is the index, or a dangling directory
-// pointer) is replaced; any other entry is a conflict (EEXIST).
+// at dirfd/name, in the tree for the inode's type. An existing entry of the
+// same inode is kept; an entry that is stale (an orphan whose only name is the
+// index, or a dangling directory pointer) is replaced, in whichever tree it
+// is; any other entry is a conflict (EEXIST).
 func (r *Replica) linkIndex(dirfd int, name string, g gfid.GFID) error {
 	st, err := lstatAt(dirfd, name)
 	if err != nil {
 		return err
 	}
-	sfd, err := r.openShard(g, true)
-	if err != nil {
-		return err
+	if isDirMode(st.Mode) {
+		return errf(unix.EISDIR, "gfid index: %s is a directory, not linked", g)
 	}
-	defer closeFd(sfd)
-	gs := g.String()
-	err = retry0(func() error { return unix.Linkat(dirfd, name, sfd, gs, 0) })
-	if err != unix.EEXIST {
-		return err
-	}
+	tree := treeOfMode(st.Mode)
 	ie, err := r.readIndex(g)
 	if err != nil && !notFound(err) {
 		return err
 	}
 	switch {
+	case err == nil && ie.kind == idxNone:
+		sfd, err := r.openShard(tree, g, true)
+		if err != nil {
+			return err
+		}
+		defer closeFd(sfd)
+		return retry0(func() error { return unix.Linkat(dirfd, name, sfd, g.String(), 0) })
 	case err == nil && ie.kind == idxFile && ie.st.Ino == st.Ino && ie.st.Dev == st.Dev:
 		return nil
 	case err == nil && ie.kind == idxFile && ie.st.Nlink > 1:
@@ -263,22 +363,34 @@ func (r *Replica) linkIndex(dirfd int, name string, g gfid.GFID) error {
 		}
 	}
 	r.log.Warn("replacing stale gfid index entry", "gfid", g.String())
+	sfd, err := r.openShard(tree, g, true)
+	if err != nil {
+		return err
+	}
+	defer closeFd(sfd)
+	gs := g.String()
 	tmp := gs + ".tmp"
 	_ = retry0(func() error { return unix.Unlinkat(sfd, tmp, 0) })
 	if err := retry0(func() error { return unix.Linkat(dirfd, name, sfd, tmp, 0) }); err != nil {
 		return err
 	}
-	if err := retry0(func() error { return unix.Renameat(sfd, tmp, sfd, gs) }); err != nil {
+	err = retry0(func() error { return unix.Renameat(sfd, tmp, sfd, gs) })
+	if err == unix.EISDIR {
+		if err = removeStale(sfd, gs); err == nil {
+			err = retry0(func() error { return unix.Renameat(sfd, tmp, sfd, gs) })
+		}
+	}
+	if err != nil {
 		_ = retry0(func() error { return unix.Unlinkat(sfd, tmp, 0) })
 		return err
 	}
-	return nil
+	return r.dropIndexEntry(tree.other(), g)
 }
 
 // linkFromIndex creates the name dirfd/name for non-directory g by linking
-// its index entry.
-func (r *Replica) linkFromIndex(g gfid.GFID, dirfd int, name string) error {
-	sfd, err := r.openShard(g, false)
+// its index entry ie.
+func (r *Replica) linkFromIndex(g gfid.GFID, ie indexEntry, dirfd int, name string) error {
+	sfd, err := r.openShard(ie.tree, g, false)
 	if err != nil {
 		return err
 	}
@@ -439,7 +551,7 @@ func (r *Replica) openNode(g gfid.GFID) (n node, isDir bool, done func(), err er
 		}
 		return node{}, false, nil, errf(unix.ENOENT, "gfid %s not found", g)
 	case idxFile:
-		sfd, err := r.openShard(g, false)
+		sfd, err := r.openShard(ie.tree, g, false)
 		if err != nil {
 			return node{}, false, nil, err
 		}

@@ -1,6 +1,8 @@
 // Package replica owns the slave's replica: a directory tree beneath a replica
 // root in which every inode carries the master's gfid, plus the gfid index
-// (.georep/gfid) and the park directory (.georep/park) kept beside it. It
+// (.georep/gfid for regular files, the only tree rsync writes into, and
+// .georep/links for every other type) and the park directory (.georep/park)
+// kept beside it. It
 // applies entry operations (CREATE, MKDIR, MKNOD, LINK, SYMLINK, RENAME,
 // UNLINK, RMDIR) and metadata operations by gfid, answers Stat and Entries,
 // purges names, and keeps xtime marks.
@@ -214,7 +216,8 @@ const (
 	// metaDir is the directory beneath the replica root that georep owns.
 	// It is a reserved name in the root directory.
 	metaDir  = ".georep"
-	indexDir = "gfid"
+	indexDir = "gfid"  // the data tree of the gfid index: regular files only
+	linksDir = "links" // the links tree of the gfid index: every other type
 	parkDir  = "park"
 )
 
