@@ -44,7 +44,7 @@ func Code(err error) codes.Code {
 			return codes.InvalidArgument
 		case syscall.ENOSPC, syscall.EDQUOT:
 			return codes.ResourceExhausted
-		case syscall.EROFS:
+		case syscall.EROFS, syscall.ENOTDIR, syscall.EISDIR, syscall.ENOTEMPTY, syscall.ESTALE:
 			return codes.FailedPrecondition
 		}
 	}

@@ -55,9 +55,11 @@ const stderrTail = 8 << 10
 //	   sender did not list, trusted.georep.gfid included (observed with
 //	   rsync 3.5.0); and through the master's staging symlinks it would only
 //	   ever send the symlink's own (empty) list. User xattrs go by MetaOps.
+//	d r  directories: the receiver could replace a file's index entry with
+//	   a directory (the master never sends directories)
 //	b y T C m B  backups, fuzzy basis, temp dir, cvs-exclude, pruning, and
 //	   anything else that reads or writes outside the named files
-const rsyncShortOpts = "ogtprRSIxAzvncdOJWEUNqiuh8"
+const rsyncShortOpts = "ogtpRSIxAzvncOJWEUNqiuh8"
 
 // rsyncLongFlags are the long options without a value that a receiver may
 // get. Deletions (--delete*, --remove-source-files, --ignore-errors), paths

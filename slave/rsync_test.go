@@ -28,8 +28,8 @@ import (
 var observedRsyncArgs = [][]string{
 	{"rsync", "--server", "-ogtpIRSe.LsfxCIvu", "--numeric-ids", "--existing", "--inplace", "--no-implied-dirs", ".", "."},
 	{"rsync", "--server", "-ogtpAIRSe.LsfxCIvu", "--numeric-ids", "--existing", "--inplace", "--no-implied-dirs", ".", "."},
-	{"rsync", "--server", "-vogtprIRze.iLsfxCIvu", "--numeric-ids", "--existing", "--inplace", "--no-implied-dirs", ".", "/tmp/rx/dst/"},
-	{"rsync", "--server", "-dOogtpcIRSe.LsfxCIvu", "--no-r", "--compress-level=3", "-B8192", "--timeout=30", "--bwlimit=1000",
+	{"rsync", "--server", "-vogtpIRze.iLsfxCIvu", "--numeric-ids", "--existing", "--inplace", "--no-implied-dirs", ".", "/tmp/rx/dst/"},
+	{"rsync", "--server", "-OogtpcIRSe.LsfxCIvu", "--no-r", "--compress-level=3", "-B8192", "--timeout=30", "--bwlimit=1000",
 		"--checksum-choice=xxh128", "--compress-choice=zstd", "--max-size=1073741824", "--super", "--modify-window=1",
 		"--numeric-ids", "--existing", "--fsync", "--inplace", "--no-implied-dirs", "--preallocate", "--open-noatime", ".", "."},
 }
@@ -89,6 +89,8 @@ func TestValidateRsyncArgsRefuses(t *testing.T) {
 		{"symlinks", ok("-logtpIRe.LsfxCIvu"), "", "-l"},
 		{"devices", ok("-ogDtpIRe.LsfxCIvu"), "", "-D"},
 		{"hardlinks", ok("-Hogtpe.LsfxCIvu"), "", "-H"},
+		{"dirs", ok("-dogtpIRSe.LsfxCIvu"), "", "-d"},
+		{"recursive", ok("-rogtpIRSe.LsfxCIvu"), "", "-r"},
 		{"keep dirlinks", ok("-Ktpe.LsfxCIvu"), "", "-K"},
 		{"copy dirlinks", ok("-ktp"), "", "-k"},
 		{"copy links", ok("-Ltp"), "", "-L"},

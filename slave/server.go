@@ -183,7 +183,7 @@ func (s *service) Entries(ctx context.Context, req *slavev1.EntriesRequest) (*sl
 	}
 	ents, err := s.replica.Entries(ctx, g)
 	if err != nil {
-		return nil, rpc.Error(fmt.Errorf("entries of %s: %w", g, err))
+		return nil, rpc.Error(err)
 	}
 	resp := &slavev1.EntriesResponse{Entries: make([]*slavev1.DirEntry, len(ents))}
 	for i, e := range ents {

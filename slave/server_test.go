@@ -699,9 +699,8 @@ func TestQueries(t *testing.T) {
 			{"malformed gfid", "zzz", codes.InvalidArgument, "gfid"},
 			{"empty gfid", "", codes.InvalidArgument, "gfid"},
 			{"zero gfid", zeroG, codes.InvalidArgument, "zero gfid"},
-			// ENOTDIR has no mapping in rpc.Code and comes out as Internal
 			// (see the report); the message is what a caller can rely on.
-			{"a regular file", fx.F, codes.Internal, "is not a directory"},
+			{"a regular file", fx.F, codes.FailedPrecondition, "is not a directory"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

@@ -19,6 +19,7 @@ type sessions struct {
 	maxLease time.Duration
 
 	id       string
+	lease    time.Duration // agreed at Handshake
 	volume   string
 	node     string
 	expires  time.Time
@@ -50,7 +51,7 @@ func (s *sessions) open(volume, node string, lease time.Duration) (string, time.
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", 0, fmt.Errorf("session id: %w", err)
 	}
-	s.id, s.volume, s.node, s.expires = hex.EncodeToString(b[:]), volume, node, now.Add(lease)
+	s.id, s.volume, s.node, s.lease, s.expires = hex.EncodeToString(b[:]), volume, node, lease, now.Add(lease)
 	return s.id, lease, nil
 }
 
@@ -69,7 +70,7 @@ func (s *sessions) check(id string, renew bool) error {
 		return fmt.Errorf("session %.8s… expired at %s: handshake again", id, s.expires.UTC().Format(time.RFC3339))
 	}
 	if renew {
-		s.expires = now.Add(s.maxLease)
+		s.expires = now.Add(s.lease)
 	}
 	return nil
 }
