@@ -699,7 +699,6 @@ func TestQueries(t *testing.T) {
 			{"malformed gfid", "zzz", codes.InvalidArgument, "gfid"},
 			{"empty gfid", "", codes.InvalidArgument, "gfid"},
 			{"zero gfid", zeroG, codes.InvalidArgument, "zero gfid"},
-			// (see the report); the message is what a caller can rely on.
 			{"a regular file", fx.F, codes.FailedPrecondition, "is not a directory"},
 		}
 		for _, tt := range tests {
