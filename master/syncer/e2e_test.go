@@ -144,8 +144,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // target is where the slave's rsync writes gfid g.
 func (e *env) target(g gfid.GFID) string {
-	ab, cd := g.Shard()
-	return filepath.Join(e.dataDir, ab, cd, g.String())
+	return filepath.Join(e.dataDir, g.Shard(), g.String())
 }
 
 // create mimics the entry op CREATE: an empty file at the gfid's index entry.

@@ -55,7 +55,7 @@ type job struct {
 //
 //   - --copy-links: the stage holds symlinks; send what they point to.
 //   - --relative, --files-from=- --from0, --no-implied-dirs: the list on
-//     stdin names ab/cd/<gfid>, which lands in the slave's data directory
+//     stdin names ab/<gfid>, which lands in the slave's data directory
 //     under the same name; ab and cd exist there already.
 //   - --inplace: write into the inode every hardlink of the gfid shares.
 //   - --ignore-times: a recorded data change ships even when size and mtime
@@ -105,7 +105,7 @@ func sparseWithInplace(bin string) bool {
 	return v[0] > 3 || v[0] == 3 && (v[1] > 1 || v[1] == 1 && v[2] >= 3)
 }
 
-// stage creates j.dir with a symlink ab/cd/<gfid> → source for every item
+// stage creates j.dir with a symlink ab/<gfid> → source for every item
 // and returns the NUL-separated list of those names. An item whose source is
 // gone or not a regular file fails on its own (the error matches
 // fs.ErrNotExist when it is gone) and is left out of the run.
@@ -124,10 +124,9 @@ func (j *job) stage() ([]byte, error) {
 			j.fails[id] = fmt.Errorf("stage %s: %w", id, err)
 			continue
 		}
-		ab, cd := id.Shard()
-		rel := ab + "/" + cd
+		rel := id.Shard()
 		if !made[rel] {
-			if err := os.MkdirAll(filepath.Join(j.dir, ab, cd), 0o700); err != nil {
+			if err := os.Mkdir(filepath.Join(j.dir, rel), 0o700); err != nil {
 				return nil, fmt.Errorf("stage: %w", err)
 			}
 			made[rel] = true

@@ -6,7 +6,7 @@
 //
 // Entry ops create every inode on the slave first; the syncer only fills in
 // data, mode, ownership and times of regular files that exist there
-// (rsync --existing --inplace into .georep/gfid/ab/cd/<gfid>).
+// (rsync --existing --inplace into .georep/gfid/ab/<gfid>).
 package syncer
 
 import (

@@ -107,11 +107,12 @@ func (g GFID) String() string {
 	return string(b[:])
 }
 
-// Shard returns the two index directories "ab", "cd" for gfid abcd..., as in
-// GlusterFS's .glusterfs/ab/cd/<gfid> layout.
-func (g GFID) Shard() (string, string) {
-	s := g.String()
-	return s[0:2], s[2:4]
+// Shard returns the index directory "ab" of gfid ab...: georep's gfid
+// indexes keep <gfid> in <shard>/, one level of 256 directories. (GlusterFS's
+// .glusterfs uses two levels, ab/cd; one level avoids creating up to two
+// directories per new file, which dominated the cost of an initial sync.)
+func (g GFID) Shard() string {
+	return g.String()[0:2]
 }
 
 func unhex(c byte) (byte, bool) {

@@ -87,12 +87,12 @@ func TestOpen(t *testing.T) {
 		if g := xattrGFID(t, r, filepath.Join(root, ".georep/park")); g != gfid.Park {
 			t.Errorf("park gfid %s, want %s", g, gfid.Park)
 		}
-		for g, want := range map[gfid.GFID]string{gfid.Root: "../../../..", gfid.Park: "../../../park"} {
+		for g, want := range map[gfid.GFID]string{gfid.Root: "../../..", gfid.Park: "../../park"} {
 			if got, err := os.Readlink(indexPath(root, g)); err != nil || got != want {
 				t.Errorf("index of %s = %q, %v; want %q", g, got, err, want)
 			}
 			// The kernel resolves the index entry to the same directory.
-			if a, b := lstat(t, root+"/.georep/links/00/00/"+g.String()+"/."), lstat(t, filepath.Join(root, map[gfid.GFID]string{gfid.Root: ".", gfid.Park: ".georep/park"}[g])); a.Ino != b.Ino {
+			if a, b := lstat(t, root+"/.georep/links/00/"+g.String()+"/."), lstat(t, filepath.Join(root, map[gfid.GFID]string{gfid.Root: ".", gfid.Park: ".georep/park"}[g])); a.Ino != b.Ino {
 				t.Errorf("index entry of %s does not lead to its directory", g)
 			}
 		}

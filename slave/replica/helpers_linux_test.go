@@ -143,14 +143,12 @@ func indexPath(root string, g gfid.GFID) string {
 
 // dataPath is where g's entry is in the data tree (regular files).
 func dataPath(root string, g gfid.GFID) string {
-	a, b := g.Shard()
-	return filepath.Join(root, metaDir, indexDir, a, b, g.String())
+	return filepath.Join(root, metaDir, indexDir, g.Shard(), g.String())
 }
 
 // linksPath is where g's entry is in the links tree (every other type).
 func linksPath(root string, g gfid.GFID) string {
-	a, b := g.Shard()
-	return filepath.Join(root, metaDir, linksDir, a, b, g.String())
+	return filepath.Join(root, metaDir, linksDir, g.Shard(), g.String())
 }
 
 func lstat(t *testing.T, path string) unix.Stat_t {

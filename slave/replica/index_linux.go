@@ -9,14 +9,14 @@ import (
 )
 
 // The gfid index is laid out like GlusterFS's .glusterfs, in two trees of
-// shard directories ab/cd/<gfid>:
+// shard directories ab/<gfid>:
 //
 //   - the data tree .georep/gfid (DataDir, where rsync receives) holds the
 //     index entries of regular files, and nothing else: a hardlink of the
 //     inode;
 //   - the links tree .georep/links holds the index entries of every other
 //     type: a hardlink of a symlink, fifo, socket or device inode, and for a
-//     directory a symlink "../../xy/zw/<pargfid>/<name>" relative to its
+//     directory a symlink "../xy/<pargfid>/<name>" relative to its
 //     shard directory (so chained through the links tree). The fixed entries
 //     of the root and of the park directory lead to them.
 //
@@ -26,8 +26,8 @@ import (
 // hostile master sends, the receiver can only reach regular files of the
 // replica.
 const (
-	rootLink = "../../../.."         // .georep/links/00/00 -> the replica root
-	parkLink = "../../../" + parkDir // .georep/links/00/00 -> .georep/park
+	rootLink = "../../.."         // .georep/links/00 -> the replica root
+	parkLink = "../../" + parkDir // .georep/links/00 -> .georep/park
 
 	// maxChain bounds the length of a directory's chain of index links, so a
 	// loop in a corrupt index cannot hang resolution.
@@ -85,32 +85,22 @@ type indexEntry struct {
 	name   string
 }
 
-// openShard opens the directory ab/cd of index tree t holding gfid g,
+// openShard opens the shard directory of index tree t holding gfid g,
 // creating it when create is set.
 func (r *Replica) openShard(t indexTree, g gfid.GFID, create bool) (int, error) {
-	a, b := g.Shard()
+	a := g.Shard()
 	tfd := r.treeFd(t)
-	if !create {
-		return openBeneath(tfd, a+"/"+b, unix.O_RDONLY|unix.O_DIRECTORY)
+	if create {
+		if err := mkdirAllowExisting(tfd, a, 0o700); err != nil {
+			return -1, err
+		}
 	}
-	if err := mkdirAllowExisting(tfd, a, 0o700); err != nil {
-		return -1, err
-	}
-	afd, err := openDirAt(tfd, a)
-	if err != nil {
-		return -1, err
-	}
-	defer closeFd(afd)
-	if err := mkdirAllowExisting(afd, b, 0o700); err != nil {
-		return -1, err
-	}
-	return openDirAt(afd, b)
+	return openDirAt(tfd, a)
 }
 
 // dirLink is the index symlink content of a directory named name in parent.
 func dirLink(parent gfid.GFID, name string) string {
-	a, b := parent.Shard()
-	return "../../" + a + "/" + b + "/" + parent.String() + "/" + name
+	return "../" + parent.Shard() + "/" + parent.String() + "/" + name
 }
 
 // parseDirLink parses the index symlink content of directory g.
@@ -130,16 +120,16 @@ func parseDirLink(g gfid.GFID, link string) (parent gfid.GFID, name string, err 
 	bad := func(why string) (gfid.GFID, string, error) {
 		return gfid.GFID{}, "", errf(unix.ESTALE, "index entry of directory %s: %s: %q", g, why, truncName(link))
 	}
-	const pre = len("../../ab/cd/") + 36 + 1
-	rest, ok := strings.CutPrefix(link, "../../")
-	if !ok || len(link) <= pre || link[8] != '/' || link[11] != '/' || link[pre-1] != '/' {
+	const pre = len("../ab/") + 36 + 1
+	rest, ok := strings.CutPrefix(link, "../")
+	if !ok || len(link) <= pre || link[5] != '/' || link[pre-1] != '/' {
 		return bad("not a directory link")
 	}
-	p, err := gfid.Parse(rest[6 : 6+36])
+	p, err := gfid.Parse(rest[3 : 3+36])
 	if err != nil {
 		return bad("malformed parent gfid")
 	}
-	if a, b := p.Shard(); rest[0:2] != a || rest[3:5] != b {
+	if rest[0:2] != p.Shard() {
 		return bad("shard does not match parent")
 	}
 	name = link[pre:]

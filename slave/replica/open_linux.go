@@ -33,10 +33,6 @@ type Replica struct {
 // georep's .georep directory (gfid index and park) in it when missing. The
 // root directory gets the gfid gfid.Root, the park directory gfid.Park.
 //
-// A replica whose gfid index predates the links tree (every entry in
-// .georep/gfid) is converted once: the entries that are not regular files
-// move to .georep/links.
-//
 // georep's own extended attributes live in the trusted namespace when the
 // process runs as root (euid 0), else in the user namespace; Open fails if the
 // filesystem does not support extended attributes.
@@ -177,139 +173,22 @@ func (r *Replica) Root() string { return r.root }
 
 // DataDir returns the absolute path of the data tree of the gfid index,
 // <root>/.georep/gfid, where rsync receives file data: the regular file of
-// gfid abcd... is DataDir()/ab/cd/<gfid>, a hardlink of the replica inode.
+// gfid ab... is DataDir()/ab/<gfid>, a hardlink of the replica inode.
 // DataDir holds only shard directories and hardlinks of regular files: no
 // symlink, directory pointer, device, fifo or socket that a receiving rsync
 // could follow or write into (those index entries live in .georep/links).
 func (r *Replica) DataDir() string { return filepath.Join(r.root, metaDir, indexDir) }
 
-// setupLinks opens the links tree .georep/links (mfd is .georep). When it
-// does not exist yet, it is built as .georep/links.new from every entry of
-// the data tree that is not a regular file (the layout before the links tree
-// kept all index entries in .georep/gfid), then renamed into place; an
-// interrupted conversion resumes on the next Open.
+// setupLinks creates and opens the links tree .georep/links (mfd is .georep).
 func (r *Replica) setupLinks(mfd int) error {
+	if err := mkdirAllowExisting(mfd, linksDir, 0o700); err != nil {
+		return fmt.Errorf("creating %s/%s: %w", metaDir, linksDir, err)
+	}
 	var err error
-	r.linksFd, err = openDirAt(mfd, linksDir)
-	if err == nil {
-		return nil
-	}
-	if err != unix.ENOENT {
-		return fmt.Errorf("opening %s/%s: %w", metaDir, linksDir, err)
-	}
-	const building = linksDir + ".new"
-	if err := mkdirAllowExisting(mfd, building, 0o700); err != nil {
-		return fmt.Errorf("creating %s/%s: %w", metaDir, building, err)
-	}
-	nfd, err := openDirAt(mfd, building)
-	if err != nil {
-		return fmt.Errorf("opening %s/%s: %w", metaDir, building, err)
-	}
-	defer closeFd(nfd)
-	moved, err := r.moveNonRegular(nfd)
-	if err != nil {
-		return fmt.Errorf("moving index entries that are not regular files from %s/%s to %s/%s: %w", metaDir, indexDir, metaDir, building, err)
-	}
-	if err := retry0(func() error { return unix.Renameat(mfd, building, mfd, linksDir) }); err != nil {
-		return fmt.Errorf("renaming %s/%s to %s: %w", metaDir, building, linksDir, err)
-	}
-	if moved > 0 {
-		r.log.Info("gfid index converted: entries that are not regular files moved out of the rsync data directory",
-			"moved", moved, "from", metaDir+"/"+indexDir, "to", metaDir+"/"+linksDir)
-	}
-	r.linksFd, err = openDirAt(mfd, linksDir)
-	if err != nil {
+	if r.linksFd, err = openDirAt(mfd, linksDir); err != nil {
 		return fmt.Errorf("opening %s/%s: %w", metaDir, linksDir, err)
 	}
 	return nil
-}
-
-// moveNonRegular moves every shard entry ab/cd/<name> of the data tree that
-// is neither a regular file nor a directory to the same place beneath the
-// directory dst, and returns how many it moved. Anything else that is not a
-// shard directory is only reported.
-func (r *Replica) moveNonRegular(dst int) (int, error) {
-	moved := 0
-	as, err := readDirNames(r.indexFd)
-	if err != nil {
-		return 0, err
-	}
-	for _, a := range as {
-		afd, err := openDirAt(r.indexFd, a)
-		if err != nil {
-			r.log.Warn("gfid index: not a shard directory, left alone", "tree", dataTree.String(), "name", a, "err", err)
-			continue
-		}
-		bs, err := readDirNames(afd)
-		if err != nil {
-			closeFd(afd)
-			return moved, err
-		}
-		for _, b := range bs {
-			n, err := r.moveShard(afd, a, b, dst)
-			moved += n
-			if err != nil {
-				closeFd(afd)
-				return moved, err
-			}
-		}
-		closeFd(afd)
-	}
-	return moved, nil
-}
-
-func (r *Replica) moveShard(afd int, a, b string, dst int) (int, error) {
-	bfd, err := openDirAt(afd, b)
-	if err != nil {
-		r.log.Warn("gfid index: not a shard directory, left alone", "tree", dataTree.String(), "name", a+"/"+b, "err", err)
-		return 0, nil
-	}
-	defer closeFd(bfd)
-	names, err := readDirNames(bfd)
-	if err != nil {
-		return 0, err
-	}
-	moved := 0
-	var dfd = -1
-	defer func() { closeFd(dfd) }()
-	for _, name := range names {
-		st, err := lstatAt(bfd, name)
-		if err == unix.ENOENT {
-			continue
-		}
-		if err != nil {
-			return moved, err
-		}
-		switch {
-		case st.Mode&unix.S_IFMT == unix.S_IFREG:
-			continue
-		case isDirMode(st.Mode):
-			r.log.Warn("gfid index: directory in a shard, left alone", "tree", dataTree.String(), "name", a+"/"+b+"/"+name)
-			continue
-		}
-		if dfd < 0 {
-			if err := mkdirAllowExisting(dst, a, 0o700); err != nil {
-				return moved, err
-			}
-			dafd, err := openDirAt(dst, a)
-			if err != nil {
-				return moved, err
-			}
-			err = mkdirAllowExisting(dafd, b, 0o700)
-			if err == nil {
-				dfd, err = openDirAt(dafd, b)
-			}
-			closeFd(dafd)
-			if err != nil {
-				return moved, err
-			}
-		}
-		if err := retry0(func() error { return unix.Renameat(bfd, name, dfd, name) }); err != nil {
-			return moved, fmt.Errorf("%s/%s/%s: %w", a, b, name, err)
-		}
-		moved++
-	}
-	return moved, nil
 }
 
 // lock takes the replica's lock; it fails after Close.

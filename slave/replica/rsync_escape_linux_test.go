@@ -81,8 +81,7 @@ func TestRsyncCannotEscapeThroughIndex(t *testing.T) {
 		create(file, sub, "f", 0o644),
 	)
 	shard := func(g gfid.GFID) string {
-		a, b := g.Shard()
-		return a + "/" + b + "/" + g.String()
+		return g.Shard() + "/" + g.String()
 	}
 	// Sanity: the honest path works, so a refusal below is the layout's doing.
 	if out, err := runRsync(t, r.DataDir(), map[string]string{shard(file): "honest"}); err != nil {
@@ -144,7 +143,7 @@ func TestRsyncCannotEscapeThroughIndex(t *testing.T) {
 }
 
 // assertDataDirRegularOnly checks that the directory rsync receives into
-// holds only shard directories ab/cd and, in them, regular files.
+// holds only shard directories and, in them, regular files.
 func assertDataDirRegularOnly(t *testing.T, r *Replica) {
 	t.Helper()
 	err := filepath.WalkDir(r.DataDir(), func(p string, de os.DirEntry, err error) error {
@@ -158,8 +157,8 @@ func assertDataDirRegularOnly(t *testing.T, r *Replica) {
 		}
 		st := lstat(t, p)
 		switch {
-		case depth <= 2 && isDirMode(st.Mode):
-		case depth == 3 && st.Mode&unix.S_IFMT == unix.S_IFREG:
+		case depth <= 1 && isDirMode(st.Mode):
+		case depth == 2 && st.Mode&unix.S_IFMT == unix.S_IFREG:
 		default:
 			t.Errorf("data dir holds %s, a %s at depth %d: only shard directories and regular files may be there", rel, typeOfMode(st.Mode), depth)
 		}
