@@ -17,6 +17,16 @@ import (
 // the entries not yet applied are reported as ECANCELED failures.
 func (r *Replica) ApplyEntries(ctx context.Context, entries []Entry) []Failure {
 	var fails []Failure
+	if r.lock() == nil {
+		r.beginBatch()
+		r.mu.Unlock()
+	}
+	defer func() {
+		if r.lock() == nil {
+			r.endBatch()
+			r.mu.Unlock()
+		}
+	}()
 	for i, e := range entries {
 		var err error
 		if cerr := ctx.Err(); cerr != nil {

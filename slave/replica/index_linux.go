@@ -395,6 +395,71 @@ func (r *Replica) linkFromIndex(g gfid.GFID, ie indexEntry, dirfd int, name stri
 // carries the gfid the chain names. A broken chain is ESTALE; an unknown gfid
 // ENOENT; a non-directory ENOTDIR.
 func (r *Replica) openDir(g gfid.GFID) (int, error) {
+	if fd, ok := r.cachedDir(g); ok {
+		return fd, nil
+	}
+	fd, err := r.resolveDir(g)
+	if err == nil {
+		r.cacheDir(g, fd)
+	}
+	return fd, err
+}
+
+// maxCachedDirs bounds the directory fds one batch keeps open.
+const maxCachedDirs = 1024
+
+// beginBatch starts caching resolved directories; endBatch closes them. An
+// open directory fd names the same inode across renames, so within a batch
+// the cache is exact; a removed directory (link count 0) is dropped on use.
+// The cache lives only for one call, so a directory moved behind the
+// replica's back between calls is resolved afresh through the index. Both
+// run with r.mu held.
+func (r *Replica) beginBatch() {
+	if r.dirs == nil {
+		r.dirs = make(map[gfid.GFID]int)
+	}
+}
+
+func (r *Replica) endBatch() {
+	for _, fd := range r.dirs {
+		closeFd(fd)
+	}
+	r.dirs = nil
+}
+
+// cachedDir returns a new fd of g's directory from the batch cache.
+func (r *Replica) cachedDir(g gfid.GFID) (int, bool) {
+	fd, ok := r.dirs[g]
+	if !ok {
+		return -1, false
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Nlink == 0 {
+		closeFd(fd)
+		delete(r.dirs, g)
+		return -1, false
+	}
+	nfd, err := retry(func() (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) })
+	if err != nil {
+		return -1, false
+	}
+	return nfd, true
+}
+
+func (r *Replica) cacheDir(g gfid.GFID, fd int) {
+	if r.dirs == nil || len(r.dirs) >= maxCachedDirs {
+		return
+	}
+	if _, ok := r.dirs[g]; ok {
+		return
+	}
+	if dup, err := retry(func() (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }); err == nil {
+		r.dirs[g] = dup
+	}
+}
+
+// resolveDir opens directory g through the gfid index.
+func (r *Replica) resolveDir(g gfid.GFID) (int, error) {
 	switch g {
 	case gfid.Root:
 		return openBeneath(r.rootFd, ".", unix.O_RDONLY|unix.O_DIRECTORY)

@@ -17,6 +17,16 @@ import (
 // the mode (so setuid and setgid bits stick), times last.
 func (r *Replica) ApplyMeta(ctx context.Context, metas []Meta) []Failure {
 	var fails []Failure
+	if r.lock() == nil {
+		r.beginBatch()
+		r.mu.Unlock()
+	}
+	defer func() {
+		if r.lock() == nil {
+			r.endBatch()
+			r.mu.Unlock()
+		}
+	}()
 	for i, m := range metas {
 		var err error
 		if cerr := ctx.Err(); cerr != nil {

@@ -27,6 +27,11 @@ type Replica struct {
 	rootFd  int // the replica root, open for the life of the Replica
 	indexFd int // <root>/.georep/gfid, the data tree of the gfid index
 	linksFd int // <root>/.georep/links, the links tree of the gfid index
+
+	// dirs caches directory fds by gfid during one ApplyEntries or ApplyMeta
+	// call (nil outside one), so that a batch of creates in one directory
+	// resolves it once. See cachedDir.
+	dirs map[gfid.GFID]int
 }
 
 // Open opens the replica rooted at root, an existing directory, creating
