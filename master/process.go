@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -77,12 +78,66 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		}
 	}
 	delete(touched, gfid.Park)
+
+	// Data items, each ready once the last entry op naming its gfid is
+	// applied: the sync jobs start on the first batches while the slave
+	// applies the next ones.
+	type pending struct {
+		item  syncer.Item
+		ready int // entry ops that must be applied first
+	}
+	lastOp := make(map[gfid.GFID]int, len(opGFID))
+	for i, g := range opGFID {
+		lastOp[g] = i + 1
+	}
+	var queue []pending
+	for _, g := range data {
+		n, ok := snap.Lookup(g)
+		if !ok || n.Type != catalog.TypeReg {
+			continue
+		}
+		p, ok := snap.Path(g)
+		if !ok {
+			continue
+		}
+		queue = append(queue, pending{syncer.Item{GFID: g, Path: p}, lastOp[g]})
+		out.bytes += n.Size
+	}
+	slices.SortStableFunc(queue, func(a, b pending) int { return a.ready - b.ready })
+	results := make(chan map[gfid.GFID]error, len(queue)+1)
+	launched, files := 0, 0
+	launch := func(applied int) {
+		var items []syncer.Item
+		for ; len(queue) > 0 && queue[0].ready <= applied; queue = queue[1:] {
+			if _, bad := out.failed[queue[0].item.GFID]; !bad {
+				items = append(items, queue[0].item)
+			}
+		}
+		if len(items) == 0 {
+			return
+		}
+		launched++
+		files += len(items)
+		go func() { results <- w.data.Sync(ctx, items) }()
+	}
+
 	t0 := time.Now()
-	if err := w.applyEntries(ctx, ops, opGFID, snap, out); err != nil {
+	launch(0)
+	err = w.applyEntries(ctx, ops, opGFID, snap, out, launch)
+	launch(len(ops))
+	tEntries := time.Since(t0)
+	collect := func() {
+		for ; launched > 0; launched-- {
+			for g, err := range <-results {
+				out.fail(g, "data: %v", err)
+			}
+		}
+	}
+	if err != nil {
+		collect()
 		return nil, err
 	}
 	out.entries = len(ops)
-	tEntries := time.Since(t0)
 
 	// Metadata of everything touched, from the master's stat.
 	var metas []*slavev1.Meta
@@ -105,42 +160,20 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		metas = append(metas, w.metaOp(g, n))
 		metaGFID = append(metaGFID, g)
 	}
-	t0 = time.Now()
-	if err := w.applyMetas(ctx, metas, metaGFID, out); err != nil {
+	t1 := time.Now()
+	err = w.applyMetas(ctx, metas, metaGFID, out)
+	tMeta := time.Since(t1)
+	collect()
+	if err != nil {
 		return nil, err
 	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
 	out.metas = len(metas)
-	tMeta := time.Since(t0)
-
-	// Data through the sync jobs.
-	var items []syncer.Item
-	for _, g := range data {
-		if _, bad := out.failed[g]; bad {
-			continue
-		}
-		n, ok := snap.Lookup(g)
-		if !ok || n.Type != catalog.TypeReg {
-			continue
-		}
-		p, ok := snap.Path(g)
-		if !ok {
-			continue
-		}
-		items = append(items, syncer.Item{GFID: g, Path: p})
-		out.bytes += n.Size
-	}
-	t0 = time.Now()
-	if len(items) > 0 {
-		for g, err := range w.data.Sync(ctx, items) {
-			out.fail(g, "data: %v", err)
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-	}
-	out.files = len(items)
+	out.files = files
 	w.log.Info("changelog processed", "changelog", filepath.Base(path), "entries", len(ops), "entry_ops_time", tEntries,
-		"metas", len(metas), "meta_ops_time", tMeta, "files", len(items), "bytes", out.bytes, "data_time", time.Since(t0),
+		"metas", len(metas), "meta_ops_time", tMeta, "files", files, "bytes", out.bytes, "total_time", time.Since(t0),
 		"failures", len(out.failed))
 	return out, nil
 }
@@ -208,7 +241,9 @@ func (w *worker) metaOp(g gfid.GFID, n crawl.Node) *slavev1.Meta {
 // applyEntries sends ops in batches. A name held on the slave by another
 // inode is purged and the op retried once: the master is the source of truth
 // (gsyncd's fix_possible_entry_failures).
-func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID []gfid.GFID, snap *crawl.Snapshot, out *outcome) error {
+// applied, when not nil, is called after each batch with the number of ops
+// applied so far.
+func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID []gfid.GFID, snap *crawl.Snapshot, out *outcome, applied func(int)) error {
 	batch := w.batch
 	for start := 0; start < len(ops); start += batch {
 		end := min(start+batch, len(ops))
@@ -228,6 +263,9 @@ func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID 
 				"pargfid", ops[i].GetPargfid(), "name", fmt.Sprintf("%q", ops[i].GetName()),
 				"errno", errnoName(f.GetErrno()), "err", f.GetMessage())
 			out.fail(opGFID[i], "%s: %s", ops[i].GetOp(), f.GetMessage())
+		}
+		if applied != nil {
+			applied(end)
 		}
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -132,11 +133,14 @@ func (f *fakeSlave) paths() []string {
 }
 
 type fakeData struct {
+	mu      sync.Mutex // Sync runs concurrently, as the real syncer's does
 	shipped []gfid.GFID
 	fail    map[gfid.GFID]error
 }
 
 func (d *fakeData) Sync(ctx context.Context, items []syncer.Item) map[gfid.GFID]error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	failed := map[gfid.GFID]error{}
 	for _, it := range items {
 		if err, ok := d.fail[it.GFID]; ok {
