@@ -24,6 +24,9 @@ type outcome struct {
 	bytes                   int64
 	// failed maps each gfid that could not be brought up to date to why.
 	failed map[gfid.GFID]string
+	// dataFailed holds the gfids whose entry and meta ops were applied but
+	// whose data was not shipped.
+	dataFailed map[gfid.GFID]bool
 }
 
 func (o *outcome) fail(g gfid.GFID, format string, args ...any) {
@@ -45,7 +48,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	if err != nil {
 		return nil, err
 	}
-	out := &outcome{failed: map[gfid.GFID]string{}}
+	out := &outcome{failed: map[gfid.GFID]string{}, dataFailed: map[gfid.GFID]bool{}}
 
 	// Entry ops, in order.
 	var ops []*slavev1.Entry
@@ -128,8 +131,13 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	tEntries := time.Since(t0)
 	collect := func() {
 		for ; launched > 0; launched-- {
+			reasons := map[string]int{}
 			for g, err := range <-results {
-				out.fail(g, "data: %v", err)
+				out.dataFailed[g] = true
+				reasons[err.Error()]++
+			}
+			for why, n := range reasons {
+				w.log.Warn("data not shipped", "files", n, "err", why)
 			}
 		}
 	}

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/metadata"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
@@ -50,6 +53,10 @@ type slaveClient struct {
 	// tunnel processes that rsync starts.
 	sessionFile string
 
+	// lost is set when a keep-alive is refused: the slave no longer knows
+	// the session (it restarted, or another master took over).
+	lost atomic.Bool
+
 	mu        sync.Mutex
 	session   string
 	slaveVol  string
@@ -86,7 +93,11 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 	if err := writeFileAtomic(c.sessionFile, []byte(resp.GetSessionId())); err != nil {
 		return err
 	}
+	c.lost.Store(false)
 	c.mu.Lock()
+	if granted := time.Duration(resp.GetLeaseSeconds()) * time.Second; granted > 0 {
+		c.lease = granted // the slave may grant less than asked: renew in time
+	}
 	c.session = resp.GetSessionId()
 	c.slaveVol = resp.GetSlaveVolumeId()
 	c.maxBatch = int(resp.GetMaxBatch())
@@ -109,18 +120,22 @@ func (c *slaveClient) ctx(ctx context.Context) context.Context {
 // keepAlive renews the lease every third of it until ctx ends. A failed
 // renewal is logged by the caller through the returned channel.
 func (c *slaveClient) keepAlive(ctx context.Context, errs chan<- error) {
-	t := time.NewTicker(c.lease / 3)
-	defer t.Stop()
 	for {
+		c.mu.Lock()
+		every := c.lease / 3
+		c.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(every):
 		}
 		now := time.Now()
 		_, err := c.api.KeepAlive(c.ctx(ctx), &slavev1.KeepAliveRequest{Mark: &slavev1.VolumeMark{
-			Uuid: c.volumeID, Sec: now.Unix(), Nsec: int32(now.Nanosecond()), Timeout: uint32(c.lease / time.Second),
+			Uuid: c.volumeID, Sec: now.Unix(), Nsec: int32(now.Nanosecond()), Timeout: uint32(every / time.Second * 3),
 		}})
+		if status.Code(err) == codes.FailedPrecondition {
+			c.lost.Store(true)
+		}
 		if err != nil && ctx.Err() == nil {
 			select {
 			case errs <- fmt.Errorf("keep-alive: %w", err):

@@ -30,6 +30,12 @@ type workDir struct {
 }
 
 func openWorkDir(dir string) (*workDir, error) {
+	// rsync's tunnel runs with another working directory: every path handed
+	// out from here must be absolute.
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("work-dir %s: %w", dir, err)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("work-dir %s: %w", dir, err)
 	}

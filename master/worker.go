@@ -13,6 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/master/syncer"
@@ -172,6 +175,10 @@ func (w *worker) oneshot(ctx context.Context) error {
 			continue
 		}
 		last = err
+		var refused *refusedError
+		if errors.As(err, &refused) {
+			return err // the slave will not change its mind by itself
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -190,20 +197,23 @@ func (w *worker) oneshot(ctx context.Context) error {
 
 // connect opens and verifies the session when none is open.
 func (w *worker) connect(ctx context.Context) error {
-	if w.session {
+	if w.session && !w.client.lost.Load() {
 		return nil
 	}
-	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err := rpc.WaitHealthy(hctx, w.client.conn, "")
 	cancel()
 	if err != nil {
 		return fmt.Errorf("slave %s unreachable: %w", w.cfg.Slave, err)
 	}
 	if err := w.client.handshake(ctx); err != nil {
+		if status.Code(err) == codes.FailedPrecondition {
+			return &refusedError{err}
+		}
 		return err
 	}
 	if !w.client.haveRsync {
-		return fmt.Errorf("slave %s cannot receive data: rsync is not installed there (install the Debian package rsync)", w.cfg.Slave)
+		return &refusedError{fmt.Errorf("slave %s cannot receive data: rsync is not installed there (install the Debian package rsync)", w.cfg.Slave)}
 	}
 	if m := w.client.maxBatch; m > 0 && m < w.cfg.EntryBatch {
 		w.batch = m
@@ -220,11 +230,11 @@ func (w *worker) connect(ctx context.Context) error {
 // whether there was anything to do.
 func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 	defer func() {
-		var partial *partialError
-		if err != nil && !errors.As(err, &partial) {
-			w.session = false // reconnect, handshake and verify again
-		}
 		if err != nil {
+			// Reconnect, handshake and verify again: whatever failed may
+			// have been the session itself (a restarted slave refuses the
+			// old session id on every call, rsync tunnels included).
+			w.session = false
 			w.stats.LastError = err.Error()
 			_ = w.wd.saveStats(w.stats)
 		}
@@ -267,19 +277,25 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 	for g := range out.failed {
 		failed[g] = true
 	}
-	if err := res.Commit(w.cat, failed); err != nil {
+	if err := res.Commit(w.cat, failed, out.dataFailed); err != nil {
 		return true, fmt.Errorf("commit catalog: %w", err)
 	}
 	if err := os.Remove(res.Changelog); err != nil {
 		w.log.Warn("removing processed changelog", "err", err)
 	}
-	w.stats.FilesSynced += int64(out.files - countData(out))
+	w.stats.FilesSynced += int64(out.files - len(out.dataFailed))
 	w.stats.BytesSynced += out.bytes
 	w.stats.EntriesSynced += int64(out.entries)
 	w.stats.DeletesSynced += int64(out.deletes)
 	w.stats.FilesPending, w.stats.BytesPending, w.stats.EntriesPending, w.stats.MetaPending, w.stats.DeletesPending = 0, 0, 0, 0, 0
-	w.stats.Failures = int64(len(out.failed))
-	if len(out.failed) > 0 {
+	w.stats.Failures = int64(len(out.failed) + len(out.dataFailed))
+	if w.stats.Failures > 0 {
+		w.verified = false // compare with the slave again once a pass is clean
+		for g := range out.dataFailed {
+			if _, ok := out.failed[g]; !ok {
+				out.failed[g] = "data not shipped"
+			}
+		}
 		msg := summarize(out.failed)
 		w.stats.LastError = msg
 		_ = w.wd.saveStats(w.stats)
@@ -308,6 +324,15 @@ func (w *worker) verifyOnce(ctx context.Context, snap *crawl.Snapshot) (int, err
 	return found, nil
 }
 
+// refusedError is a refusal by the slave that retrying will not change
+// (another master volume's replica, an unknown protocol version, no rsync
+// there): --oneshot gives up at once; the daemon keeps retrying with backoff,
+// since an operator may fix the slave.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
+
 // partialError reports a pass whose changelog was processed but left some
 // gfids behind; the session itself is fine.
 type partialError struct {
@@ -317,16 +342,6 @@ type partialError struct {
 
 func (e *partialError) Error() string {
 	return fmt.Sprintf("%d gfids not synced, kept for the next pass (stime not advanced): %s", e.n, e.summary)
-}
-
-func countData(o *outcome) int {
-	n := 0
-	for _, why := range o.failed {
-		if strings.HasPrefix(why, "data:") {
-			n++
-		}
-	}
-	return n
 }
 
 // advance moves stime to t (everything changed before t is on the slave),

@@ -154,9 +154,10 @@ func (d *fakeData) Sync(ctx context.Context, items []syncer.Item) map[gfid.GFID]
 
 type testWorker struct {
 	*worker
-	src   string
-	slave *fakeSlave
-	data  *fakeData
+	noVerify bool // skip the comparison with the slave after each pass
+	src      string
+	slave    *fakeSlave
+	data     *fakeData
 }
 
 func newTestWorker(t *testing.T) *testWorker {
@@ -189,7 +190,7 @@ func (tw *testWorker) crawlAndProcess(t *testing.T) *outcome {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &outcome{failed: map[gfid.GFID]string{}}
+	out := &outcome{failed: map[gfid.GFID]string{}, dataFailed: map[gfid.GFID]bool{}}
 	if res.Changelog != "" {
 		if out, err = tw.processChangelog(t.Context(), res.Changelog, res.Snapshot); err != nil {
 			t.Fatal(err)
@@ -199,8 +200,11 @@ func (tw *testWorker) crawlAndProcess(t *testing.T) *outcome {
 	for g := range out.failed {
 		failed[g] = true
 	}
-	if err := res.Commit(tw.cat, failed); err != nil {
+	if err := res.Commit(tw.cat, failed, out.dataFailed); err != nil {
 		t.Fatal(err)
+	}
+	if tw.noVerify {
+		return out
 	}
 	tw.verified = false
 	if _, err := tw.verifyOnce(t.Context(), res.Snapshot); err != nil {
@@ -302,10 +306,10 @@ func TestDataFailureKeepsGFIDPending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := out.failed[fg]; !ok {
-		t.Fatalf("data failure not reported: %v", out.failed)
+	if !out.dataFailed[fg] {
+		t.Fatalf("data failure not reported: %v", out.dataFailed)
 	}
-	if err := res.Commit(tw.cat, map[gfid.GFID]bool{fg: true}); err != nil {
+	if err := res.Commit(tw.cat, nil, out.dataFailed); err != nil {
 		t.Fatal(err)
 	}
 	delete(tw.data.fail, fg)
@@ -313,4 +317,31 @@ func TestDataFailureKeepsGFIDPending(t *testing.T) {
 	if len(tw.data.shipped) != 1 || tw.data.shipped[0] != fg {
 		t.Fatalf("the file whose data failed was not shipped on the next pass: %v", tw.data.shipped)
 	}
+}
+
+// TestDataFailureAfterRenameThenDelete: a file renamed over another whose
+// data then fails to ship, and which is deleted before the next pass, must
+// not stay on the slave under its new name.
+func TestDataFailureAfterRenameThenDelete(t *testing.T) {
+	tw := newTestWorker(t)
+	tw.noVerify = true // the catalog alone must get this right
+	tw.write(t, "a", "1")
+	tw.write(t, "b", "2")
+	tw.crawlAndProcess(t)
+	if err := os.Rename(filepath.Join(tw.src, "a"), filepath.Join(tw.src, "b")); err != nil {
+		t.Fatal(err)
+	}
+	var ga gfid.GFID
+	for name, g := range tw.slave.dirs[gfid.Root] {
+		if name == "a" {
+			ga = g
+		}
+	}
+	tw.data.fail[ga] = fmt.Errorf("rsync: file vanished")
+	tw.crawlAndProcess(t)
+	assertPaths(t, tw.slave.paths(), "b")
+	os.Remove(filepath.Join(tw.src, "b"))
+	delete(tw.data.fail, ga)
+	tw.crawlAndProcess(t)
+	assertPaths(t, tw.slave.paths())
 }

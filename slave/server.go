@@ -46,13 +46,24 @@ func (s *service) Handshake(ctx context.Context, req *slavev1.HandshakeRequest) 
 	if _, err := gfid.Parse(req.GetMasterVolumeId()); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "master volume id: %v", err)
 	}
+	// A live session of another master is the first thing to report: it is
+	// what the operator must know, and it may end by itself (Aborted: retry
+	// later). A replica bound to another master volume will not change by
+	// itself (FailedPrecondition).
+	if err := s.sessions.heldByOther(req.GetMasterVolumeId()); err != nil {
+		return nil, status.Error(codes.Aborted, err.Error())
+	}
 	var id string
 	var lease time.Duration
 	err := s.binding.check(req.GetMasterVolumeId(), func() (err error) {
 		id, lease, err = s.sessions.open(req.GetMasterVolumeId(), req.GetMasterNode(), time.Duration(req.GetLeaseSeconds())*time.Second)
 		return err
 	})
-	if err != nil {
+	var held *errHeld
+	switch {
+	case errors.As(err, &held):
+		return nil, status.Error(codes.Aborted, err.Error())
+	case err != nil:
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	s.log.Info("session opened", "master_volume", req.GetMasterVolumeId(), "master_node", req.GetMasterNode(), "lease", lease)

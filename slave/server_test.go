@@ -628,7 +628,7 @@ func TestHandshake(t *testing.T) {
 		fx := newFixture(t, func(c *Config) { c.AcceptNewMaster = true })
 		before := state(t, fx.dir)
 		_, err := fx.client.Handshake(t.Context(), &slavev1.HandshakeRequest{ProtocolVersion: ProtocolVersion, MasterVolumeId: volB, MasterNode: "intruder:2"})
-		assertStatus(t, err, codes.FailedPrecondition, "held by master volume "+volA)
+		assertStatus(t, err, codes.Aborted, "held by master volume "+volA)
 		// A refused handshake changes nothing: the replica stays bound to A.
 		assertUnchanged(t, before, state(t, fx.dir))
 		if _, err := fx.client.KeepAlive(fx.ctx(t), &slavev1.KeepAliveRequest{}); err != nil {
@@ -640,8 +640,9 @@ func TestHandshake(t *testing.T) {
 		fx := newFixture(t, nil)
 		before := state(t, fx.dir)
 		_, err := fx.client.Handshake(t.Context(), &slavev1.HandshakeRequest{ProtocolVersion: ProtocolVersion, MasterVolumeId: volB})
-		assertStatus(t, err, codes.FailedPrecondition, "--accept-new-master")
-		// Even after A's lease expired.
+		// While A holds the lease, that is what B is told.
+		assertStatus(t, err, codes.Aborted, "held by master volume "+volA)
+		// After A's lease expired, the binding refuses B.
 		fx.clock.Advance(time.Hour)
 		_, err = fx.client.Handshake(t.Context(), &slavev1.HandshakeRequest{ProtocolVersion: ProtocolVersion, MasterVolumeId: volB})
 		assertStatus(t, err, codes.FailedPrecondition, "was synced from master volume "+volA+", not "+volB)
@@ -669,7 +670,7 @@ func TestHandshake(t *testing.T) {
 		}
 		// Now A is the second master.
 		_, err = client.Handshake(t.Context(), &slavev1.HandshakeRequest{ProtocolVersion: ProtocolVersion, MasterVolumeId: volA})
-		assertStatus(t, err, codes.FailedPrecondition, "held by master volume "+volB)
+		assertStatus(t, err, codes.Aborted, "held by master volume "+volB)
 	})
 }
 

@@ -55,6 +55,17 @@ func (s *sessions) open(volume, node string, lease time.Duration) (string, time.
 	return s.id, lease, nil
 }
 
+// heldByOther returns an *errHeld when a master volume other than volume
+// holds a live lease.
+func (s *sessions) heldByOther(volume string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.id != "" && s.volume != volume && s.now().Before(s.expires) {
+		return &errHeld{volume: s.volume, node: s.node, until: s.expires}
+	}
+	return nil
+}
+
 // check verifies that id is the current session and renews its lease when
 // renew is set.
 func (s *sessions) check(id string, renew bool) error {

@@ -41,3 +41,26 @@ func TestSourceMustBeDirectory(t *testing.T) {
 		t.Fatalf("Validate() = %v", err)
 	}
 }
+
+// TestUnparsableValuesRefused: a value from the environment or a file that
+// does not parse is an error naming the key, never a silent zero value.
+func TestUnparsableValuesRefused(t *testing.T) {
+	for key, val := range map[string]string{
+		"GEOREP_IGNORE_DELETES":  "yes",
+		"GEOREP_SYNC_JOBS":       "abc",
+		"GEOREP_CHANGE_INTERVAL": "5",
+	} {
+		t.Run(key, func(t *testing.T) {
+			t.Setenv(key, val)
+			_, err := cli.Load(flags(), nil)
+			if err == nil || !strings.Contains(err.Error(), "is not a valid") {
+				t.Fatalf("%s=%s: err = %v", key, val, err)
+			}
+		})
+	}
+	t.Setenv("GEOREP_IGNORE_DELETES", "true")
+	v, err := cli.Load(flags(), nil)
+	if err != nil || !config(v).IgnoreDeletes {
+		t.Fatalf("GEOREP_IGNORE_DELETES=true: %v", err)
+	}
+}

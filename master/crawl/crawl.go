@@ -208,13 +208,21 @@ func Hybrid(ctx context.Context, cfg Config, cat *catalog.Catalog, log *slog.Log
 // Commit records the snapshot as the synced state of every gfid not in
 // failed: changed gfids get their crawled record, deleted ones are
 // forgotten. A failed gfid keeps its old synced record (or stays unsynced),
-// so the next crawl produces its operations again.
-func (r *Result) Commit(cat *catalog.Catalog, failed map[gfid.GFID]bool) error {
+// so the next crawl produces its operations again. A gfid in staleData had
+// its entry and meta ops applied but its data not shipped: its record is
+// committed (the slave has its names) with a ctime no inode has, so the next
+// crawl ships its data again.
+func (r *Result) Commit(cat *catalog.Catalog, failed, staleData map[gfid.GFID]bool) error {
 	nodes := make([]catalog.Node, 0, len(r.changed))
 	for _, g := range r.changed {
-		if !failed[g] {
-			nodes = append(nodes, r.Snapshot.nodes[g].Node)
+		if failed[g] {
+			continue
 		}
+		n := r.Snapshot.nodes[g].Node
+		if staleData[g] {
+			n.CtimeNs = -1
+		}
+		nodes = append(nodes, n)
 	}
 	deleted := make([]gfid.GFID, 0, len(r.deleted))
 	for _, g := range r.deleted {

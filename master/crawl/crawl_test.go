@@ -78,7 +78,7 @@ func (e *env) crawl() *Result {
 	if d := e.sim.diffNames(res.Snapshot, e.cfg.IgnoreDeletes); d != "" {
 		e.t.Fatalf("slave differs from the tree after replay:\n%s\nrecords:\n%s", d, strings.Join(e.lines(res), "\n"))
 	}
-	if err := res.Commit(e.cat, nil); err != nil {
+	if err := res.Commit(e.cat, nil, nil); err != nil {
 		e.t.Fatal(err)
 	}
 	e.old, e.prev = e.prev, res.Snapshot
@@ -473,7 +473,7 @@ func TestFailedGFIDsAreRedone(t *testing.T) {
 			failed[r.GFID] = true
 		}
 	}
-	must(t, res.Commit(e.cat, failed))
+	must(t, res.Commit(e.cat, failed, nil))
 	res2, err := Hybrid(t.Context(), e.cfg, e.cat, e.log)
 	must(t, err)
 	var got []string

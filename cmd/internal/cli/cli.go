@@ -50,6 +50,23 @@ func Load(fs *pflag.FlagSet, args []string) (*viper.Viper, error) {
 			return nil, fmt.Errorf("config file %s: unknown keys %s", file, strings.Join(unknown, ", "))
 		}
 	}
+	// viper's typed getters turn a value they cannot parse into the zero
+	// value ("yes" into false, "abc" into 0). Parse every value that came
+	// from the environment or the file with the flag's own parser instead,
+	// and refuse what does not parse.
+	var bad []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || !v.IsSet(f.Name) {
+			return
+		}
+		val := fmt.Sprint(v.Get(f.Name))
+		if err := f.Value.Set(val); err != nil {
+			bad = append(bad, fmt.Errorf("%s: %q is not a valid %s", f.Name, val, f.Value.Type()))
+		}
+	})
+	if err := errors.Join(bad...); err != nil {
+		return nil, err
+	}
 	return v, nil
 }
 
