@@ -62,7 +62,8 @@ type job struct {
 //     did not change; the delta algorithm still keeps the wire small.
 //   - --existing: never create an inode the entry ops did not create.
 //   - --numeric-ids, -p -t -o -g: mode, mtime and ownership as numbers.
-//   - --sparse, when this rsync allows it with --inplace (3.1.3 on).
+//   - --sparse (for files with holes only), when this rsync allows it with
+//     --inplace (3.1.3 on).
 //   - --acls with SyncACLs. Never --xattrs: see Config.SyncXattrs.
 //
 // No -r (the list names files), no -l or -D (only regular file data ships,
@@ -106,14 +107,16 @@ func sparseWithInplace(bin string) bool {
 }
 
 // stage creates j.dir with a symlink ab/<gfid> → source for every item
-// and returns the NUL-separated list of those names. An item whose source is
-// gone or not a regular file fails on its own (the error matches
-// fs.ErrNotExist when it is gone) and is left out of the run.
-func (j *job) stage() ([]byte, error) {
+// and returns the NUL-separated lists of those names: files without holes,
+// and sparse files (fewer blocks than their size needs), which ship with
+// --sparse. An item whose source is gone or not a regular file fails on its
+// own (the error matches fs.ErrNotExist when it is gone) and is left out of
+// the run.
+func (j *job) stage() (dense, sparse []byte, err error) {
 	if err := os.Mkdir(j.dir, 0o700); err != nil {
-		return nil, fmt.Errorf("stage: %w", err)
+		return nil, nil, fmt.Errorf("stage: %w", err)
 	}
-	var list bytes.Buffer
+	var lists [2]bytes.Buffer
 	made := make(map[string]bool)
 	for id, it := range j.byID {
 		fi, err := os.Stat(it.Path)
@@ -127,34 +130,56 @@ func (j *job) stage() ([]byte, error) {
 		rel := id.Shard()
 		if !made[rel] {
 			if err := os.Mkdir(filepath.Join(j.dir, rel), 0o700); err != nil {
-				return nil, fmt.Errorf("stage: %w", err)
+				return nil, nil, fmt.Errorf("stage: %w", err)
 			}
 			made[rel] = true
 		}
 		name := rel + "/" + id.String()
 		if err := os.Symlink(it.Path, filepath.Join(j.dir, name)); err != nil {
-			return nil, fmt.Errorf("stage: %w", err)
+			return nil, nil, fmt.Errorf("stage: %w", err)
+		}
+		list := &lists[0]
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Blocks*512 < st.Size {
+			list = &lists[1]
 		}
 		list.WriteString(name)
 		list.WriteByte(0)
 		j.shipped = append(j.shipped, id)
 		j.bytes += fi.Size()
 	}
-	return list.Bytes(), nil
+	return lists[0].Bytes(), lists[1].Bytes(), nil
 }
 
-// rsyncJob stages j, runs rsync over the tunnel for it and removes the stage.
+// rsyncJob stages j, runs rsync over the tunnel for it (a second run for
+// its sparse files) and removes the stage.
 func (s *Syncer) rsyncJob(ctx context.Context, j *job) (err error) {
 	defer func() {
 		if rerr := os.RemoveAll(j.dir); rerr != nil {
 			s.log.Warn("cannot remove stage", "stage", j.dir, "err", rerr)
 		}
 	}()
-	list, err := j.stage()
-	if err != nil || len(list) == 0 {
+	dense, sparse, err := j.stage()
+	if err != nil {
 		return err
 	}
-	args := append(append([]string(nil), s.options...), j.dir+"/.", "georep:.")
+	sparseOptions := s.sparseOptions
+	if sparseOptions == nil {
+		dense, sparse, sparseOptions = append(dense, sparse...), nil, s.options
+	}
+	if len(dense) > 0 {
+		if err := s.runRsync(ctx, j, s.options, dense); err != nil {
+			return err
+		}
+	}
+	if len(sparse) > 0 {
+		return s.runRsync(ctx, j, sparseOptions, sparse)
+	}
+	return nil
+}
+
+// runRsync runs rsync with options for the files named in list.
+func (s *Syncer) runRsync(ctx context.Context, j *job, options []string, list []byte) error {
+	args := append(append([]string(nil), options...), j.dir+"/.", "georep:.")
 	cmd := exec.CommandContext(ctx, s.rsync, args...)
 	cmd.Stdin = bytes.NewReader(list)
 	var stderr tail
@@ -166,8 +191,8 @@ func (s *Syncer) rsyncJob(ctx context.Context, j *job) (err error) {
 	cmd.WaitDelay = 10 * time.Second
 	start := time.Now()
 	j.ran = true
-	err = cmd.Run()
-	s.log.Debug("rsync run", "files", len(j.shipped), "duration", time.Since(start), "err", err)
+	err := cmd.Run()
+	s.log.Debug("rsync run", "files", bytes.Count(list, []byte{0}), "duration", time.Since(start), "err", err)
 	if err == nil {
 		return nil
 	}
