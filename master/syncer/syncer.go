@@ -88,7 +88,7 @@ type Syncer struct {
 	// this rsync cannot combine it with --inplace. (--sparse scans every
 	// block for zeros: it costs more than twice the time on dense data.)
 	sparseOptions []string
-	log     *slog.Logger
+	log           *slog.Logger
 
 	// ship runs one job; rsync by default, replaced in tests.
 	ship func(ctx context.Context, j *job) error
