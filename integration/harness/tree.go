@@ -75,6 +75,9 @@ func Populate(root string, rng *rand.Rand) error {
 	if err := unix.Mkfifo(filepath.Join(root, "fifo"), 0o640); err != nil {
 		return err
 	}
+	if err := bindSocket(filepath.Join(root, "d2", "socket")); err != nil {
+		return err
+	}
 	if os.Geteuid() == 0 {
 		if err := unix.Mknod(filepath.Join(root, "chardev"), unix.S_IFCHR|0o600, int(unix.Mkdev(1, 3))); err != nil {
 			return err
@@ -294,4 +297,14 @@ func rewriteSameSize(p string, rng *rand.Rand) error {
 		return err
 	}
 	return unix.UtimesNano(p, []unix.Timespec{st.Atim, st.Mtim})
+}
+
+// bindSocket leaves a unix socket inode at path (bound, then closed).
+func bindSocket(path string) error {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Bind(fd, &unix.SockaddrUnix{Name: path})
 }
