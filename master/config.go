@@ -26,6 +26,7 @@ type Config struct {
 	RsyncPath      string        // rsync-command: the rsync binary
 	RsyncOptions   []string      // rsync-options: extra options for every rsync run
 	EntryBatch     int           // entry-batch: entries per EntryOps/MetaOps call
+	SmallFileSize  int64         // small-file-size: regular files up to this size go whole through WriteFiles, not rsync (0: never)
 
 	Oneshot        bool          // oneshot: one pass; exit 0 only when converged
 	OneshotTimeout time.Duration // oneshot-timeout: give up (non-zero exit) after this long
@@ -36,6 +37,10 @@ type Config struct {
 	Self string
 }
 
+// MaxSmallFileSize bounds small-file-size: a WriteFiles call carries about
+// 4 MiB of data, and at least one file.
+const MaxSmallFileSize = 4 << 20
+
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
@@ -43,6 +48,7 @@ func DefaultConfig() Config {
 		ChangeInterval: 5 * time.Second,
 		RsyncPath:      "rsync",
 		EntryBatch:     5000,
+		SmallFileSize:  256 << 10,
 		OneshotTimeout: time.Hour,
 		Lease:          60 * time.Second,
 	}
@@ -72,6 +78,9 @@ func (c Config) Validate() error {
 	}
 	if c.EntryBatch < 1 || c.EntryBatch > 100000 {
 		errs = append(errs, fmt.Errorf("entry-batch: %d is outside 1..100000", c.EntryBatch))
+	}
+	if c.SmallFileSize < 0 || c.SmallFileSize > MaxSmallFileSize {
+		errs = append(errs, fmt.Errorf("small-file-size: %d is outside 0..%d (4 MiB)", c.SmallFileSize, MaxSmallFileSize))
 	}
 	if c.OneshotTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("oneshot-timeout: %s must be positive", c.OneshotTimeout))

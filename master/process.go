@@ -84,14 +84,20 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 
 	// Data items, each ready once the last entry op naming its gfid is
 	// applied: the sync jobs start on the first batches while the slave
-	// applies the next ones.
+	// applies the next ones. Files up to small-file-size go whole through
+	// WriteFiles instead of rsync (not with sync-acls: rsync ships the ACLs).
 	type pending struct {
 		item  syncer.Item
+		size  int64
 		ready int // entry ops that must be applied first
 	}
 	lastOp := make(map[gfid.GFID]int, len(opGFID))
 	for i, g := range opGFID {
 		lastOp[g] = i + 1
+	}
+	smallMax := w.cfg.SmallFileSize
+	if w.cfg.SyncACLs {
+		smallMax = 0
 	}
 	var queue []pending
 	for _, g := range data {
@@ -103,25 +109,39 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		if !ok {
 			continue
 		}
-		queue = append(queue, pending{syncer.Item{GFID: g, Path: p}, lastOp[g]})
+		queue = append(queue, pending{syncer.Item{GFID: g, Path: p}, n.Size, lastOp[g]})
 		out.bytes += n.Size
 	}
 	slices.SortStableFunc(queue, func(a, b pending) int { return a.ready - b.ready })
+	// Every goroutine launched sends exactly one result, and each carries at
+	// least one item.
 	results := make(chan map[gfid.GFID]error, len(queue)+1)
-	launched, files := 0, 0
+	writers := make(chan struct{}, max(1, w.cfg.SyncJobs)) // WriteFiles calls in flight
+	launched, files, smallFiles := 0, 0, 0
 	launch := func(applied int) {
 		var items []syncer.Item
+		var small smallBatcher
 		for ; len(queue) > 0 && queue[0].ready <= applied; queue = queue[1:] {
-			if _, bad := out.failed[queue[0].item.GFID]; !bad {
-				items = append(items, queue[0].item)
+			q := queue[0]
+			if _, bad := out.failed[q.item.GFID]; bad {
+				continue
 			}
+			files++
+			if smallMax > 0 && q.size <= smallMax {
+				small.add(q.item, q.size, w.batch)
+				smallFiles++
+				continue
+			}
+			items = append(items, q.item)
 		}
-		if len(items) == 0 {
-			return
+		if len(items) > 0 {
+			launched++
+			go func() { results <- w.data.Sync(ctx, items) }()
 		}
-		launched++
-		files += len(items)
-		go func() { results <- w.data.Sync(ctx, items) }()
+		for _, b := range small.done() {
+			launched++
+			go func() { results <- w.writeSmall(ctx, b, smallMax, writers) }()
+		}
 	}
 
 	t0 := time.Now()
@@ -159,7 +179,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 			continue
 		}
 		if shipped[g] && !w.cfg.SyncXattrs {
-			continue // rsync sets mode, owner and times of the files it ships
+			continue // rsync and WriteFiles set mode, owner and times of the files they ship
 		}
 		n, ok := snap.Lookup(g)
 		if !ok {
@@ -181,7 +201,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	out.metas = len(metas)
 	out.files = files
 	w.log.Info("changelog processed", "changelog", filepath.Base(path), "entries", len(ops), "entry_ops_time", tEntries,
-		"metas", len(metas), "meta_ops_time", tMeta, "files", files, "bytes", out.bytes, "total_time", time.Since(t0),
+		"metas", len(metas), "meta_ops_time", tMeta, "files", files, "small_files", smallFiles, "bytes", out.bytes, "total_time", time.Since(t0),
 		"failures", len(out.failed))
 	return out, nil
 }

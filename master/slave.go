@@ -31,6 +31,9 @@ type slaveAPI interface {
 	Entries(ctx context.Context, dir gfid.GFID) ([]*slavev1.DirEntry, error)
 	Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) error
 	SetXtime(ctx context.Context, g gfid.GFID, t time.Time) error
+	// WriteFiles replaces the whole content of regular files the slave
+	// holds and sets their mode, owner and mtime (the small-file path).
+	WriteFiles(ctx context.Context, files []*slavev1.FileData) ([]*slavev1.EntryFailure, error)
 }
 
 // dataSyncer ships file data (master/syncer). Sync blocks until every item
@@ -157,6 +160,14 @@ func (c *slaveClient) MetaOps(ctx context.Context, metas []*slavev1.Meta) ([]*sl
 	resp, err := c.api.MetaOps(c.ctx(ctx), &slavev1.MetaOpsRequest{Metas: metas})
 	if err != nil {
 		return nil, fmt.Errorf("meta ops: %w", err)
+	}
+	return resp.GetFailures(), nil
+}
+
+func (c *slaveClient) WriteFiles(ctx context.Context, files []*slavev1.FileData) ([]*slavev1.EntryFailure, error) {
+	resp, err := c.api.WriteFiles(c.ctx(ctx), &slavev1.WriteFilesRequest{Files: files})
+	if err != nil {
+		return nil, fmt.Errorf("write files: %w", err)
 	}
 	return resp.GetFailures(), nil
 }

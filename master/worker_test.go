@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -26,6 +27,7 @@ type fakeSlave struct {
 	log     []string
 	failOne map[string]*slavev1.EntryFailure // op name "CREATE a" → failure to return once
 	purged  []string
+	data    *fakeData // where WriteFiles records what it wrote
 }
 
 func newFakeSlave() *fakeSlave {
@@ -113,6 +115,27 @@ func (f *fakeSlave) Purge(ctx context.Context, parent gfid.GFID, name string, on
 	return nil
 }
 
+// WriteFiles records the files in the fake data store, honouring its
+// failures, as the real slave writes where rsync would.
+func (f *fakeSlave) WriteFiles(ctx context.Context, files []*slavev1.FileData) ([]*slavev1.EntryFailure, error) {
+	d := f.data
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.writeCalls++
+	d.maxWrite = max(d.maxWrite, len(files))
+	var fails []*slavev1.EntryFailure
+	for i, fd := range files {
+		g := gfid.MustParse(fd.GetGfid())
+		if err, ok := d.fail[g]; ok {
+			fails = append(fails, &slavev1.EntryFailure{Index: uint32(i), Errno: int32(syscall.EIO), Message: err.Error()})
+			continue
+		}
+		d.shipped = append(d.shipped, g)
+		d.written = append(d.written, fd)
+	}
+	return fails, nil
+}
+
 func (f *fakeSlave) SetXtime(ctx context.Context, g gfid.GFID, t time.Time) error { return nil }
 
 // paths renders the fake namespace as sorted paths.
@@ -133,9 +156,15 @@ func (f *fakeSlave) paths() []string {
 }
 
 type fakeData struct {
-	mu      sync.Mutex // Sync runs concurrently, as the real syncer's does
-	shipped []gfid.GFID
+	mu      sync.Mutex  // Sync runs concurrently, as the real syncer's does
+	shipped []gfid.GFID // by either path
 	fail    map[gfid.GFID]error
+	// synced are the items given to the data syncer (rsync); written the
+	// files sent in writeCalls WriteFiles calls (the small-file path).
+	synced     []syncer.Item
+	written    []*slavev1.FileData
+	writeCalls int
+	maxWrite   int // most files in one WriteFiles call
 }
 
 func (d *fakeData) Sync(ctx context.Context, items []syncer.Item) map[gfid.GFID]error {
@@ -148,6 +177,7 @@ func (d *fakeData) Sync(ctx context.Context, items []syncer.Item) map[gfid.GFID]
 			continue
 		}
 		d.shipped = append(d.shipped, it.GFID)
+		d.synced = append(d.synced, it)
 	}
 	return failed
 }
@@ -176,6 +206,7 @@ func newTestWorker(t *testing.T) *testWorker {
 	}
 	t.Cleanup(func() { cat.Close() })
 	fs, fd := newFakeSlave(), &fakeData{fail: map[gfid.GFID]error{}}
+	fs.data = fd
 	cfg := DefaultConfig()
 	cfg.Source = src
 	w := &worker{cfg: cfg, log: slog.New(slog.DiscardHandler), wd: wd, cat: cat, slave: fs, data: fd, batch: 3}
@@ -344,4 +375,132 @@ func TestDataFailureAfterRenameThenDelete(t *testing.T) {
 	delete(tw.data.fail, ga)
 	tw.crawlAndProcess(t)
 	assertPaths(t, tw.slave.paths())
+}
+
+// TestSmallFilesGoThroughWriteFiles: files up to small-file-size are written
+// whole through WriteFiles, with the bytes and attributes of the master's
+// file as read; larger ones, files that grew past the threshold since the
+// crawl and sparse ones go through the data syncer; a file that vanished or
+// stopped being a regular file fails its data.
+func TestSmallFilesGoThroughWriteFiles(t *testing.T) {
+	tw := newTestWorker(t)
+	tw.cfg.SmallFileSize = 1000
+	tw.noVerify = true
+	for i := range 7 {
+		tw.write(t, fmt.Sprintf("s%d", i), strings.Repeat("x", 300+i)) // 7 small files: batches of 3 files (and ≤ 4 MiB)
+	}
+	tw.write(t, "empty", "")
+	tw.write(t, "large", strings.Repeat("L", 1001))
+	tw.write(t, "grows", "small now")
+	tw.write(t, "gone", "vanishes")
+	tw.write(t, "tolink", "becomes a symlink")
+	if err := syscall.Chmod(filepath.Join(tw.src, "s0"), 0o4751); err != nil {
+		t.Fatal(err)
+	}
+	mt := time.Date(2010, 1, 2, 3, 4, 5, 6000, time.UTC)
+	if err := os.Chtimes(filepath.Join(tw.src, "s0"), mt, mt); err != nil {
+		t.Fatal(err)
+	}
+	sparse, err := os.Create(filepath.Join(tw.src, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sparse.Truncate(800) // all hole
+	sparse.Close()
+
+	res, err := crawl.Hybrid(t.Context(), crawl.Config{Source: tw.src, ChangelogDir: tw.wd.path("xsync")}, tw.cat, tw.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]gfid.GFID{}
+	for _, g := range res.Snapshot.GFIDs() {
+		if p, ok := res.Snapshot.Path(g); ok {
+			byName[filepath.Base(p)] = g
+		}
+	}
+	// Changes between the crawl and the shipping.
+	tw.write(t, "grows", strings.Repeat("G", 5000))
+	os.Remove(filepath.Join(tw.src, "gone"))
+	os.Remove(filepath.Join(tw.src, "tolink"))
+	os.Symlink("s1", filepath.Join(tw.src, "tolink"))
+
+	out, err := tw.processChangelog(t.Context(), res.Changelog, res.Snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := map[gfid.GFID]*slavev1.FileData{}
+	for _, fd := range tw.data.written {
+		written[gfid.MustParse(fd.GetGfid())] = fd
+	}
+	for i := range 7 {
+		fd := written[byName[fmt.Sprintf("s%d", i)]]
+		if fd == nil || string(fd.GetData()) != strings.Repeat("x", 300+i) {
+			t.Errorf("s%d not written whole through WriteFiles: %v", i, fd)
+		}
+	}
+	if fd := written[byName["empty"]]; fd == nil || len(fd.GetData()) != 0 {
+		t.Errorf("empty file not written through WriteFiles: %v", fd)
+	}
+	s0 := written[byName["s0"]]
+	if s0.GetMode() != 0o4751 || s0.GetUid() != uint32(os.Geteuid()) || s0.GetGid() != uint32(os.Getegid()) ||
+		s0.GetMtime().GetSec() != mt.Unix() || s0.GetMtime().GetNsec() != int32(mt.Nanosecond()) {
+		t.Errorf("s0 attributes %v, want mode 4751, owner %d:%d, mtime %v", s0, os.Geteuid(), os.Getegid(), mt)
+	}
+	if tw.data.maxWrite != 3 || tw.data.writeCalls < 3 { // 8 files (7 + empty) in batches of up to 3 (entry-batch)
+		t.Errorf("%d WriteFiles calls of up to %d files, want at least 3 of up to 3", tw.data.writeCalls, tw.data.maxWrite)
+	}
+	synced := map[gfid.GFID]bool{}
+	for _, it := range tw.data.synced {
+		synced[it.GFID] = true
+	}
+	for _, name := range []string{"large", "grows", "sparse"} {
+		if !synced[byName[name]] || written[byName[name]] != nil {
+			t.Errorf("%s: synced %v, written %v; want the data syncer only", name, synced[byName[name]], written[byName[name]] != nil)
+		}
+	}
+	if len(synced) != 3 {
+		t.Errorf("data syncer got %d files, want 3", len(synced))
+	}
+	for _, name := range []string{"gone", "tolink"} {
+		if !out.dataFailed[byName[name]] {
+			t.Errorf("%s: data failure not reported: %v", name, out.dataFailed)
+		}
+	}
+	if len(out.dataFailed) != 2 {
+		t.Errorf("data failures %v, want gone and tolink", out.dataFailed)
+	}
+}
+
+func TestSmallFilesDisabled(t *testing.T) {
+	for name, edit := range map[string]func(*Config){
+		"small-file-size 0": func(c *Config) { c.SmallFileSize = 0 },
+		"sync-acls":         func(c *Config) { c.SyncACLs = true },
+	} {
+		t.Run(name, func(t *testing.T) {
+			tw := newTestWorker(t)
+			edit(&tw.cfg)
+			tw.write(t, "a", "1")
+			tw.write(t, "b", "")
+			tw.crawlAndProcess(t)
+			if tw.data.writeCalls != 0 || len(tw.data.synced) != 2 {
+				t.Fatalf("WriteFiles calls %d, synced %d; want 0 and 2", tw.data.writeCalls, len(tw.data.synced))
+			}
+		})
+	}
+}
+
+func TestSmallBatcher(t *testing.T) {
+	var b smallBatcher
+	sizes := []int64{1, 2 << 20, 2 << 20, 1, 4 << 20, 5 << 20, 1, 1, 1, 1}
+	for _, s := range sizes {
+		b.add(syncer.Item{GFID: gfid.New()}, s, 3)
+	}
+	var got []int
+	for _, batch := range b.done() {
+		got = append(got, len(batch))
+	}
+	// [1, 2M] [2M, 1] [4M] [5M] [1 1 1] [1]: ≤ 4 MiB unless one file alone, ≤ 3 files
+	if fmt.Sprint(got) != "[2 2 1 1 3 1]" {
+		t.Fatalf("batch sizes %v", got)
+	}
 }

@@ -132,6 +132,36 @@ func (s *service) MetaOps(ctx context.Context, req *slavev1.MetaOpsRequest) (*sl
 	return &slavev1.MetaOpsResponse{Failures: failures}, nil
 }
 
+func (s *service) WriteFiles(ctx context.Context, req *slavev1.WriteFilesRequest) (*slavev1.WriteFilesResponse, error) {
+	// The whole request is bounded by the gRPC maximum message size; the
+	// batch size is bounded like EntryOps and MetaOps.
+	if n := len(req.GetFiles()); n > s.maxBatch {
+		return nil, status.Errorf(codes.InvalidArgument, "batch of %d files exceeds the limit of %d", n, s.maxBatch)
+	}
+	var failures []*slavev1.EntryFailure
+	files := make([]replica.FileData, 0, len(req.GetFiles()))
+	index := make([]int, 0, len(req.GetFiles()))
+	for i, pf := range req.GetFiles() {
+		g, err := gfid.Parse(pf.GetGfid())
+		if err != nil {
+			failures = append(failures, &slavev1.EntryFailure{Index: uint32(i), Errno: int32(syscall.EINVAL), Message: fmt.Sprintf("write: gfid: %v", err)})
+			continue
+		}
+		fd := replica.FileData{GFID: g, Data: pf.GetData(), Mode: pf.GetMode(), UID: pf.GetUid(), GID: pf.GetGid()}
+		if t := pf.GetMtime(); t != nil {
+			fd.Mtime = time.Unix(t.GetSec(), int64(t.GetNsec()))
+		} else {
+			fd.Mtime = time.Now()
+		}
+		files = append(files, fd)
+		index = append(index, i)
+	}
+	for _, f := range s.replica.WriteFiles(ctx, files) {
+		failures = append(failures, failureToProto(f, index[f.Index]))
+	}
+	return &slavev1.WriteFilesResponse{Failures: failures}, nil
+}
+
 func (s *service) SetXtime(ctx context.Context, req *slavev1.SetXtimeRequest) (*slavev1.SetXtimeResponse, error) {
 	g, err := parseGFID("gfid", req.GetGfid())
 	if err != nil {
@@ -239,12 +269,13 @@ func (s *service) Rsync(stream slavev1.SlaveService_RsyncServer) error {
 
 // mutating lists the methods that need the caller to hold the session.
 var mutating = map[string]bool{
-	slavev1.SlaveService_KeepAlive_FullMethodName: true,
-	slavev1.SlaveService_EntryOps_FullMethodName:  true,
-	slavev1.SlaveService_MetaOps_FullMethodName:   true,
-	slavev1.SlaveService_SetXtime_FullMethodName:  true,
-	slavev1.SlaveService_Purge_FullMethodName:     true,
-	slavev1.SlaveService_Rsync_FullMethodName:     true,
+	slavev1.SlaveService_KeepAlive_FullMethodName:  true,
+	slavev1.SlaveService_EntryOps_FullMethodName:   true,
+	slavev1.SlaveService_MetaOps_FullMethodName:    true,
+	slavev1.SlaveService_SetXtime_FullMethodName:   true,
+	slavev1.SlaveService_Purge_FullMethodName:      true,
+	slavev1.SlaveService_WriteFiles_FullMethodName: true,
+	slavev1.SlaveService_Rsync_FullMethodName:      true,
 }
 
 func (s *service) authorize(ctx context.Context, method string) error {

@@ -418,6 +418,51 @@ func TestMetaOps(t *testing.T) {
 	}
 }
 
+func TestWriteFiles(t *testing.T) {
+	fx := newFixture(t, nil)
+	mtime := &slavev1.Timespec{Sec: 1_600_000_000, Nsec: 7}
+	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
+	fx.mustEntries(t, &slavev1.Entry{Op: slavev1.EntryOp_ENTRY_OP_LINK, Gfid: fx.F, Pargfid: fx.D, Name: []byte("f2")})
+	resp, err := fx.client.WriteFiles(fx.ctx(t), &slavev1.WriteFilesRequest{Files: []*slavev1.FileData{
+		{Gfid: fx.F, Data: []byte("new content"), Mode: 0o100600, Uid: uid, Gid: gid, Mtime: mtime},
+		{Gfid: "zzz", Data: []byte("x")},
+		{Gfid: fx.D, Data: []byte("x")},
+		{Gfid: gfid.New().String(), Data: []byte("x")},
+		{Gfid: zeroG, Data: []byte("x")},
+		{Gfid: parkG, Data: []byte("x")},
+		{Gfid: fx.G, Data: []byte("g"), Mode: 0o640, Uid: uid, Gid: gid, Mtime: mtime},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint32]syscall.Errno{1: syscall.EINVAL, 2: syscall.ENOENT, 3: syscall.ENOENT, 4: syscall.EINVAL, 5: syscall.EINVAL}
+	if len(resp.GetFailures()) != len(want) {
+		t.Errorf("failures %v, want %v", resp.GetFailures(), want)
+	}
+	for _, f := range resp.GetFailures() {
+		if w, ok := want[f.GetIndex()]; !ok || syscall.Errno(f.GetErrno()) != w || f.GetMessage() == "" {
+			t.Errorf("failure %d: errno %v %q, want %v", f.GetIndex(), syscall.Errno(f.GetErrno()), f.GetMessage(), w)
+		}
+	}
+	for name, want := range map[string]string{"f": "new content", "d/f2": "new content", "d/g": "g"} {
+		if b, err := os.ReadFile(filepath.Join(fx.root, name)); err != nil || string(b) != want {
+			t.Errorf("%s = %q (%v), want %q", name, b, err, want)
+		}
+	}
+	st, err := fx.client.Stat(t.Context(), &slavev1.StatRequest{Gfids: []string{fx.F}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := st.GetResults()[0].GetAttr()
+	if a.GetMode()&0o7777 != 0o600 || a.GetMtime().GetSec() != mtime.Sec || a.GetMtime().GetNsec() != mtime.Nsec || a.GetSize() != 11 {
+		t.Errorf("after WriteFiles: %v", a)
+	}
+	// Nothing was created for the failed ones.
+	if ents, err := fx.client.Entries(t.Context(), &slavev1.EntriesRequest{Gfid: rootG}); err != nil || len(ents.GetEntries()) != 2 {
+		t.Errorf("root entries %v (%v), want d and f", ents.GetEntries(), err)
+	}
+}
+
 func TestBatchLimit(t *testing.T) {
 	fx := newFixture(t, func(c *Config) { c.MaxBatch = 4 })
 	before := state(t, fx.dir)
@@ -459,6 +504,14 @@ func TestBatchLimit(t *testing.T) {
 			_, err := fx.client.Stat(t.Context(), &slavev1.StatRequest{Gfids: gfids(5)})
 			return err
 		}, "stat of 5 gfids exceeds the limit of 4"},
+		{"write files", func() error {
+			var fs []*slavev1.FileData
+			for range 5 {
+				fs = append(fs, &slavev1.FileData{Gfid: fx.F, Data: []byte("x"), Mode: 0o777})
+			}
+			_, err := fx.client.WriteFiles(fx.ctx(t), &slavev1.WriteFilesRequest{Files: fs})
+			return err
+		}, "batch of 5 files exceeds the limit of 4"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -489,6 +542,10 @@ func TestSessionRequired(t *testing.T) {
 		},
 		"Purge": func(ctx context.Context) error {
 			_, err := fx.client.Purge(ctx, &slavev1.PurgeRequest{Pargfid: rootG, Name: []byte("d")})
+			return err
+		},
+		"WriteFiles": func(ctx context.Context) error {
+			_, err := fx.client.WriteFiles(ctx, &slavev1.WriteFilesRequest{Files: []*slavev1.FileData{{Gfid: fx.F, Data: []byte("x"), Mode: 0o777}}})
 			return err
 		},
 		"KeepAlive": func(ctx context.Context) error {

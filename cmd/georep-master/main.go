@@ -68,6 +68,7 @@ func flags() *pflag.FlagSet {
 	fs.String("rsync-command", d.RsyncPath, "rsync binary")
 	fs.String("rsync-options", "", "extra options for every rsync run (space separated)")
 	fs.Int("entry-batch", d.EntryBatch, "entries per EntryOps/MetaOps call")
+	fs.Int64("small-file-size", d.SmallFileSize, "regular files up to this many bytes are shipped whole over gRPC, not through rsync (0: never)")
 	fs.Bool("oneshot", false, "one pass; exit 0 only when the slave has converged to the source")
 	fs.Duration("oneshot-timeout", d.OneshotTimeout, "with --oneshot: give up (exit 1) after this long")
 	fs.Duration("lease", d.Lease, "session lease asked of the slave")
@@ -90,6 +91,7 @@ func config(v *viper.Viper) master.Config {
 		RsyncPath:      v.GetString("rsync-command"),
 		RsyncOptions:   strings.Fields(v.GetString("rsync-options")),
 		EntryBatch:     v.GetInt("entry-batch"),
+		SmallFileSize:  v.GetInt64("small-file-size"),
 		Oneshot:        v.GetBool("oneshot"),
 		OneshotTimeout: v.GetDuration("oneshot-timeout"),
 		Lease:          v.GetDuration("lease"),

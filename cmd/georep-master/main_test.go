@@ -32,6 +32,29 @@ func TestEnvironmentAndInvalidValues(t *testing.T) {
 	}
 }
 
+func TestSmallFileSize(t *testing.T) {
+	v, err := cli.Load(flags(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := config(v).SmallFileSize; got != 256<<10 {
+		t.Fatalf("default small-file-size %d, want 262144", got)
+	}
+	t.Setenv("GEOREP_SMALL_FILE_SIZE", "4194305")
+	t.Setenv("GEOREP_SOURCE", t.TempDir())
+	v, err = cli.Load(flags(), []string{"--work-dir", t.TempDir(), "--slave", "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = config(v).Validate()
+	if err == nil || !strings.Contains(err.Error(), "small-file-size: 4194305 is outside 0..4194304") {
+		t.Fatalf("Validate() = %v", err)
+	}
+	if _, err := cli.Load(flags(), []string{"--small-file-size", "0"}); err != nil {
+		t.Fatalf("small-file-size 0 (disabled): %v", err)
+	}
+}
+
 func TestSourceMustBeDirectory(t *testing.T) {
 	v, err := cli.Load(flags(), []string{"--source", "/etc/hostname", "--work-dir", t.TempDir(), "--slave", "x:1"})
 	if err != nil {

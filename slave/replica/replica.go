@@ -203,6 +203,17 @@ type Meta struct {
 	Xattrs    map[string][]byte
 }
 
+// FileData is the whole new content of a regular file the replica already
+// holds, with the attributes to give it afterwards (WriteFiles).
+type FileData struct {
+	GFID gfid.GFID
+	Data []byte
+	// Mode's permission bits (07777) are applied after UID and GID.
+	Mode     uint32
+	UID, GID uint32
+	Mtime    time.Time
+}
+
 // DirEntry is one name in a replica directory.
 type DirEntry struct {
 	Name string

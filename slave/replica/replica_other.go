@@ -29,6 +29,9 @@ func (r *Replica) ApplyEntries(ctx context.Context, entries []Entry) []Failure {
 func (r *Replica) ApplyMeta(ctx context.Context, metas []Meta) []Failure {
 	return unsupported(len(metas))
 }
+func (r *Replica) WriteFiles(ctx context.Context, files []FileData) []Failure {
+	return unsupported(len(files))
+}
 
 func unsupported(n int) []Failure {
 	f := make([]Failure, n)

@@ -1094,6 +1094,182 @@ func (x *MetaOpsResponse) GetFailures() []*EntryFailure {
 	return nil
 }
 
+type FileData struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gfid of a regular file the replica holds.
+	Gfid string `protobuf:"bytes,1,opt,name=gfid,proto3" json:"gfid,omitempty"`
+	// The file's whole new content.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// Permission bits (07777) applied after the owner.
+	Mode          uint32    `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Uid           uint32    `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid           uint32    `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	Mtime         *Timespec `protobuf:"bytes,6,opt,name=mtime,proto3" json:"mtime,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileData) Reset() {
+	*x = FileData{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileData) ProtoMessage() {}
+
+func (x *FileData) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileData.ProtoReflect.Descriptor instead.
+func (*FileData) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FileData) GetGfid() string {
+	if x != nil {
+		return x.Gfid
+	}
+	return ""
+}
+
+func (x *FileData) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *FileData) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *FileData) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *FileData) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *FileData) GetMtime() *Timespec {
+	if x != nil {
+		return x.Mtime
+	}
+	return nil
+}
+
+type WriteFilesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Files         []*FileData            `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteFilesRequest) Reset() {
+	*x = WriteFilesRequest{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteFilesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteFilesRequest) ProtoMessage() {}
+
+func (x *WriteFilesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteFilesRequest.ProtoReflect.Descriptor instead.
+func (*WriteFilesRequest) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *WriteFilesRequest) GetFiles() []*FileData {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+type WriteFilesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Index is the position of the failed file in the request.
+	Failures      []*EntryFailure `protobuf:"bytes,1,rep,name=failures,proto3" json:"failures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteFilesResponse) Reset() {
+	*x = WriteFilesResponse{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteFilesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteFilesResponse) ProtoMessage() {}
+
+func (x *WriteFilesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteFilesResponse.ProtoReflect.Descriptor instead.
+func (*WriteFilesResponse) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *WriteFilesResponse) GetFailures() []*EntryFailure {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
 type SetXtimeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Gfid          string                 `protobuf:"bytes,1,opt,name=gfid,proto3" json:"gfid,omitempty"`
@@ -1105,7 +1281,7 @@ type SetXtimeRequest struct {
 
 func (x *SetXtimeRequest) Reset() {
 	*x = SetXtimeRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[14]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1293,7 @@ func (x *SetXtimeRequest) String() string {
 func (*SetXtimeRequest) ProtoMessage() {}
 
 func (x *SetXtimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[14]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1306,7 @@ func (x *SetXtimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetXtimeRequest.ProtoReflect.Descriptor instead.
 func (*SetXtimeRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{14}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetXtimeRequest) GetGfid() string {
@@ -1162,7 +1338,7 @@ type SetXtimeResponse struct {
 
 func (x *SetXtimeResponse) Reset() {
 	*x = SetXtimeResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[15]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1350,7 @@ func (x *SetXtimeResponse) String() string {
 func (*SetXtimeResponse) ProtoMessage() {}
 
 func (x *SetXtimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[15]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1363,7 @@ func (x *SetXtimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetXtimeResponse.ProtoReflect.Descriptor instead.
 func (*SetXtimeResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{15}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{18}
 }
 
 type XtimeRequest struct {
@@ -1200,7 +1376,7 @@ type XtimeRequest struct {
 
 func (x *XtimeRequest) Reset() {
 	*x = XtimeRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[16]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1388,7 @@ func (x *XtimeRequest) String() string {
 func (*XtimeRequest) ProtoMessage() {}
 
 func (x *XtimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[16]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1401,7 @@ func (x *XtimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use XtimeRequest.ProtoReflect.Descriptor instead.
 func (*XtimeRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{16}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *XtimeRequest) GetGfid() string {
@@ -1252,7 +1428,7 @@ type XtimeResponse struct {
 
 func (x *XtimeResponse) Reset() {
 	*x = XtimeResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[17]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1264,7 +1440,7 @@ func (x *XtimeResponse) String() string {
 func (*XtimeResponse) ProtoMessage() {}
 
 func (x *XtimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[17]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1277,7 +1453,7 @@ func (x *XtimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use XtimeResponse.ProtoReflect.Descriptor instead.
 func (*XtimeResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{17}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *XtimeResponse) GetXtime() *Timespec {
@@ -1299,7 +1475,7 @@ type PurgeRequest struct {
 
 func (x *PurgeRequest) Reset() {
 	*x = PurgeRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[18]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1487,7 @@ func (x *PurgeRequest) String() string {
 func (*PurgeRequest) ProtoMessage() {}
 
 func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[18]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1500,7 @@ func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeRequest.ProtoReflect.Descriptor instead.
 func (*PurgeRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{18}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PurgeRequest) GetPargfid() string {
@@ -1358,7 +1534,7 @@ type PurgeResponse struct {
 
 func (x *PurgeResponse) Reset() {
 	*x = PurgeResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[19]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1546,7 @@ func (x *PurgeResponse) String() string {
 func (*PurgeResponse) ProtoMessage() {}
 
 func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[19]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1559,7 @@ func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeResponse.ProtoReflect.Descriptor instead.
 func (*PurgeResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{19}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PurgeResponse) GetRemoved() uint64 {
@@ -1410,7 +1586,7 @@ type Attr struct {
 
 func (x *Attr) Reset() {
 	*x = Attr{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[20]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1598,7 @@ func (x *Attr) String() string {
 func (*Attr) ProtoMessage() {}
 
 func (x *Attr) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[20]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1611,7 @@ func (x *Attr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attr.ProtoReflect.Descriptor instead.
 func (*Attr) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{20}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Attr) GetType() FileType {
@@ -1513,7 +1689,7 @@ type DirEntry struct {
 
 func (x *DirEntry) Reset() {
 	*x = DirEntry{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1701,7 @@ func (x *DirEntry) String() string {
 func (*DirEntry) ProtoMessage() {}
 
 func (x *DirEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1714,7 @@ func (x *DirEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirEntry.ProtoReflect.Descriptor instead.
 func (*DirEntry) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{21}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DirEntry) GetName() []byte {
@@ -1571,7 +1747,7 @@ type EntriesRequest struct {
 
 func (x *EntriesRequest) Reset() {
 	*x = EntriesRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1759,7 @@ func (x *EntriesRequest) String() string {
 func (*EntriesRequest) ProtoMessage() {}
 
 func (x *EntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1772,7 @@ func (x *EntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntriesRequest.ProtoReflect.Descriptor instead.
 func (*EntriesRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{22}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EntriesRequest) GetGfid() string {
@@ -1615,7 +1791,7 @@ type EntriesResponse struct {
 
 func (x *EntriesResponse) Reset() {
 	*x = EntriesResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +1803,7 @@ func (x *EntriesResponse) String() string {
 func (*EntriesResponse) ProtoMessage() {}
 
 func (x *EntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +1816,7 @@ func (x *EntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntriesResponse.ProtoReflect.Descriptor instead.
 func (*EntriesResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{23}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EntriesResponse) GetEntries() []*DirEntry {
@@ -1659,7 +1835,7 @@ type StatRequest struct {
 
 func (x *StatRequest) Reset() {
 	*x = StatRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +1847,7 @@ func (x *StatRequest) String() string {
 func (*StatRequest) ProtoMessage() {}
 
 func (x *StatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +1860,7 @@ func (x *StatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatRequest.ProtoReflect.Descriptor instead.
 func (*StatRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{24}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StatRequest) GetGfids() []string {
@@ -1706,7 +1882,7 @@ type StatResult struct {
 
 func (x *StatResult) Reset() {
 	*x = StatResult{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +1894,7 @@ func (x *StatResult) String() string {
 func (*StatResult) ProtoMessage() {}
 
 func (x *StatResult) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +1907,7 @@ func (x *StatResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResult.ProtoReflect.Descriptor instead.
 func (*StatResult) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{25}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StatResult) GetGfid() string {
@@ -1764,7 +1940,7 @@ type StatResponse struct {
 
 func (x *StatResponse) Reset() {
 	*x = StatResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1776,7 +1952,7 @@ func (x *StatResponse) String() string {
 func (*StatResponse) ProtoMessage() {}
 
 func (x *StatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1789,7 +1965,7 @@ func (x *StatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResponse.ProtoReflect.Descriptor instead.
 func (*StatResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{26}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StatResponse) GetResults() []*StatResult {
@@ -1811,7 +1987,7 @@ type RsyncStart struct {
 
 func (x *RsyncStart) Reset() {
 	*x = RsyncStart{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +1999,7 @@ func (x *RsyncStart) String() string {
 func (*RsyncStart) ProtoMessage() {}
 
 func (x *RsyncStart) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +2012,7 @@ func (x *RsyncStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncStart.ProtoReflect.Descriptor instead.
 func (*RsyncStart) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{27}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RsyncStart) GetArgs() []string {
@@ -1860,7 +2036,7 @@ type RsyncRequest struct {
 
 func (x *RsyncRequest) Reset() {
 	*x = RsyncRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +2048,7 @@ func (x *RsyncRequest) String() string {
 func (*RsyncRequest) ProtoMessage() {}
 
 func (x *RsyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +2061,7 @@ func (x *RsyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncRequest.ProtoReflect.Descriptor instead.
 func (*RsyncRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{28}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RsyncRequest) GetMsg() isRsyncRequest_Msg {
@@ -1955,7 +2131,7 @@ type RsyncExit struct {
 
 func (x *RsyncExit) Reset() {
 	*x = RsyncExit{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2143,7 @@ func (x *RsyncExit) String() string {
 func (*RsyncExit) ProtoMessage() {}
 
 func (x *RsyncExit) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2156,7 @@ func (x *RsyncExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncExit.ProtoReflect.Descriptor instead.
 func (*RsyncExit) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{29}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RsyncExit) GetCode() int32 {
@@ -2011,7 +2187,7 @@ type RsyncResponse struct {
 
 func (x *RsyncResponse) Reset() {
 	*x = RsyncResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2023,7 +2199,7 @@ func (x *RsyncResponse) String() string {
 func (*RsyncResponse) ProtoMessage() {}
 
 func (x *RsyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2036,7 +2212,7 @@ func (x *RsyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncResponse.ProtoReflect.Descriptor instead.
 func (*RsyncResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{30}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RsyncResponse) GetMsg() isRsyncResponse_Msg {
@@ -2172,6 +2348,17 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\x0eMetaOpsRequest\x12+\n" +
 	"\x05metas\x18\x01 \x03(\v2\x15.georep.slave.v1.MetaR\x05metas\"L\n" +
 	"\x0fMetaOpsResponse\x129\n" +
+	"\bfailures\x18\x01 \x03(\v2\x1d.georep.slave.v1.EntryFailureR\bfailures\"\x9b\x01\n" +
+	"\bFileData\x12\x12\n" +
+	"\x04gfid\x18\x01 \x01(\tR\x04gfid\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\x12\x10\n" +
+	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x05 \x01(\rR\x03gid\x12/\n" +
+	"\x05mtime\x18\x06 \x01(\v2\x19.georep.slave.v1.TimespecR\x05mtime\"D\n" +
+	"\x11WriteFilesRequest\x12/\n" +
+	"\x05files\x18\x01 \x03(\v2\x19.georep.slave.v1.FileDataR\x05files\"O\n" +
+	"\x12WriteFilesResponse\x129\n" +
 	"\bfailures\x18\x01 \x03(\v2\x1d.georep.slave.v1.EntryFailureR\bfailures\"s\n" +
 	"\x0fSetXtimeRequest\x12\x12\n" +
 	"\x04gfid\x18\x01 \x01(\tR\x04gfid\x12\x1b\n" +
@@ -2252,7 +2439,7 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\x0eFILE_TYPE_FIFO\x10\x04\x12\x12\n" +
 	"\x0eFILE_TYPE_CHAR\x10\x05\x12\x13\n" +
 	"\x0fFILE_TYPE_BLOCK\x10\x06\x12\x14\n" +
-	"\x10FILE_TYPE_SOCKET\x10\a2\x95\x06\n" +
+	"\x10FILE_TYPE_SOCKET\x10\a2\xec\x06\n" +
 	"\fSlaveService\x12R\n" +
 	"\tHandshake\x12!.georep.slave.v1.HandshakeRequest\x1a\".georep.slave.v1.HandshakeResponse\x12R\n" +
 	"\tKeepAlive\x12!.georep.slave.v1.KeepAliveRequest\x1a\".georep.slave.v1.KeepAliveResponse\x12O\n" +
@@ -2262,7 +2449,9 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\x05Xtime\x12\x1d.georep.slave.v1.XtimeRequest\x1a\x1e.georep.slave.v1.XtimeResponse\x12F\n" +
 	"\x05Purge\x12\x1d.georep.slave.v1.PurgeRequest\x1a\x1e.georep.slave.v1.PurgeResponse\x12L\n" +
 	"\aEntries\x12\x1f.georep.slave.v1.EntriesRequest\x1a .georep.slave.v1.EntriesResponse\x12C\n" +
-	"\x04Stat\x12\x1c.georep.slave.v1.StatRequest\x1a\x1d.georep.slave.v1.StatResponse\x12J\n" +
+	"\x04Stat\x12\x1c.georep.slave.v1.StatRequest\x1a\x1d.georep.slave.v1.StatResponse\x12U\n" +
+	"\n" +
+	"WriteFiles\x12\".georep.slave.v1.WriteFilesRequest\x1a#.georep.slave.v1.WriteFilesResponse\x12J\n" +
 	"\x05Rsync\x12\x1d.georep.slave.v1.RsyncRequest\x1a\x1e.georep.slave.v1.RsyncResponse(\x010\x01B6Z4github.com/georep/georep/gen/georep/slave/v1;slavev1b\x06proto3"
 
 var (
@@ -2278,41 +2467,44 @@ func file_georep_slave_v1_slave_proto_rawDescGZIP() []byte {
 }
 
 var file_georep_slave_v1_slave_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_georep_slave_v1_slave_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_georep_slave_v1_slave_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_georep_slave_v1_slave_proto_goTypes = []any{
-	(EntryOp)(0),              // 0: georep.slave.v1.EntryOp
-	(FileType)(0),             // 1: georep.slave.v1.FileType
-	(*HandshakeRequest)(nil),  // 2: georep.slave.v1.HandshakeRequest
-	(*HandshakeResponse)(nil), // 3: georep.slave.v1.HandshakeResponse
-	(*VolumeMark)(nil),        // 4: georep.slave.v1.VolumeMark
-	(*KeepAliveRequest)(nil),  // 5: georep.slave.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil), // 6: georep.slave.v1.KeepAliveResponse
-	(*Entry)(nil),             // 7: georep.slave.v1.Entry
-	(*EntryFailure)(nil),      // 8: georep.slave.v1.EntryFailure
-	(*EntryOpsRequest)(nil),   // 9: georep.slave.v1.EntryOpsRequest
-	(*EntryOpsResponse)(nil),  // 10: georep.slave.v1.EntryOpsResponse
-	(*Timespec)(nil),          // 11: georep.slave.v1.Timespec
-	(*Xattr)(nil),             // 12: georep.slave.v1.Xattr
-	(*Meta)(nil),              // 13: georep.slave.v1.Meta
-	(*MetaOpsRequest)(nil),    // 14: georep.slave.v1.MetaOpsRequest
-	(*MetaOpsResponse)(nil),   // 15: georep.slave.v1.MetaOpsResponse
-	(*SetXtimeRequest)(nil),   // 16: georep.slave.v1.SetXtimeRequest
-	(*SetXtimeResponse)(nil),  // 17: georep.slave.v1.SetXtimeResponse
-	(*XtimeRequest)(nil),      // 18: georep.slave.v1.XtimeRequest
-	(*XtimeResponse)(nil),     // 19: georep.slave.v1.XtimeResponse
-	(*PurgeRequest)(nil),      // 20: georep.slave.v1.PurgeRequest
-	(*PurgeResponse)(nil),     // 21: georep.slave.v1.PurgeResponse
-	(*Attr)(nil),              // 22: georep.slave.v1.Attr
-	(*DirEntry)(nil),          // 23: georep.slave.v1.DirEntry
-	(*EntriesRequest)(nil),    // 24: georep.slave.v1.EntriesRequest
-	(*EntriesResponse)(nil),   // 25: georep.slave.v1.EntriesResponse
-	(*StatRequest)(nil),       // 26: georep.slave.v1.StatRequest
-	(*StatResult)(nil),        // 27: georep.slave.v1.StatResult
-	(*StatResponse)(nil),      // 28: georep.slave.v1.StatResponse
-	(*RsyncStart)(nil),        // 29: georep.slave.v1.RsyncStart
-	(*RsyncRequest)(nil),      // 30: georep.slave.v1.RsyncRequest
-	(*RsyncExit)(nil),         // 31: georep.slave.v1.RsyncExit
-	(*RsyncResponse)(nil),     // 32: georep.slave.v1.RsyncResponse
+	(EntryOp)(0),               // 0: georep.slave.v1.EntryOp
+	(FileType)(0),              // 1: georep.slave.v1.FileType
+	(*HandshakeRequest)(nil),   // 2: georep.slave.v1.HandshakeRequest
+	(*HandshakeResponse)(nil),  // 3: georep.slave.v1.HandshakeResponse
+	(*VolumeMark)(nil),         // 4: georep.slave.v1.VolumeMark
+	(*KeepAliveRequest)(nil),   // 5: georep.slave.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),  // 6: georep.slave.v1.KeepAliveResponse
+	(*Entry)(nil),              // 7: georep.slave.v1.Entry
+	(*EntryFailure)(nil),       // 8: georep.slave.v1.EntryFailure
+	(*EntryOpsRequest)(nil),    // 9: georep.slave.v1.EntryOpsRequest
+	(*EntryOpsResponse)(nil),   // 10: georep.slave.v1.EntryOpsResponse
+	(*Timespec)(nil),           // 11: georep.slave.v1.Timespec
+	(*Xattr)(nil),              // 12: georep.slave.v1.Xattr
+	(*Meta)(nil),               // 13: georep.slave.v1.Meta
+	(*MetaOpsRequest)(nil),     // 14: georep.slave.v1.MetaOpsRequest
+	(*MetaOpsResponse)(nil),    // 15: georep.slave.v1.MetaOpsResponse
+	(*FileData)(nil),           // 16: georep.slave.v1.FileData
+	(*WriteFilesRequest)(nil),  // 17: georep.slave.v1.WriteFilesRequest
+	(*WriteFilesResponse)(nil), // 18: georep.slave.v1.WriteFilesResponse
+	(*SetXtimeRequest)(nil),    // 19: georep.slave.v1.SetXtimeRequest
+	(*SetXtimeResponse)(nil),   // 20: georep.slave.v1.SetXtimeResponse
+	(*XtimeRequest)(nil),       // 21: georep.slave.v1.XtimeRequest
+	(*XtimeResponse)(nil),      // 22: georep.slave.v1.XtimeResponse
+	(*PurgeRequest)(nil),       // 23: georep.slave.v1.PurgeRequest
+	(*PurgeResponse)(nil),      // 24: georep.slave.v1.PurgeResponse
+	(*Attr)(nil),               // 25: georep.slave.v1.Attr
+	(*DirEntry)(nil),           // 26: georep.slave.v1.DirEntry
+	(*EntriesRequest)(nil),     // 27: georep.slave.v1.EntriesRequest
+	(*EntriesResponse)(nil),    // 28: georep.slave.v1.EntriesResponse
+	(*StatRequest)(nil),        // 29: georep.slave.v1.StatRequest
+	(*StatResult)(nil),         // 30: georep.slave.v1.StatResult
+	(*StatResponse)(nil),       // 31: georep.slave.v1.StatResponse
+	(*RsyncStart)(nil),         // 32: georep.slave.v1.RsyncStart
+	(*RsyncRequest)(nil),       // 33: georep.slave.v1.RsyncRequest
+	(*RsyncExit)(nil),          // 34: georep.slave.v1.RsyncExit
+	(*RsyncResponse)(nil),      // 35: georep.slave.v1.RsyncResponse
 }
 var file_georep_slave_v1_slave_proto_depIdxs = []int32{
 	4,  // 0: georep.slave.v1.KeepAliveRequest.mark:type_name -> georep.slave.v1.VolumeMark
@@ -2324,41 +2516,46 @@ var file_georep_slave_v1_slave_proto_depIdxs = []int32{
 	12, // 6: georep.slave.v1.Meta.xattrs:type_name -> georep.slave.v1.Xattr
 	13, // 7: georep.slave.v1.MetaOpsRequest.metas:type_name -> georep.slave.v1.Meta
 	8,  // 8: georep.slave.v1.MetaOpsResponse.failures:type_name -> georep.slave.v1.EntryFailure
-	11, // 9: georep.slave.v1.SetXtimeRequest.xtime:type_name -> georep.slave.v1.Timespec
-	11, // 10: georep.slave.v1.XtimeResponse.xtime:type_name -> georep.slave.v1.Timespec
-	1,  // 11: georep.slave.v1.Attr.type:type_name -> georep.slave.v1.FileType
-	11, // 12: georep.slave.v1.Attr.mtime:type_name -> georep.slave.v1.Timespec
-	1,  // 13: georep.slave.v1.DirEntry.type:type_name -> georep.slave.v1.FileType
-	23, // 14: georep.slave.v1.EntriesResponse.entries:type_name -> georep.slave.v1.DirEntry
-	22, // 15: georep.slave.v1.StatResult.attr:type_name -> georep.slave.v1.Attr
-	27, // 16: georep.slave.v1.StatResponse.results:type_name -> georep.slave.v1.StatResult
-	29, // 17: georep.slave.v1.RsyncRequest.start:type_name -> georep.slave.v1.RsyncStart
-	31, // 18: georep.slave.v1.RsyncResponse.exit:type_name -> georep.slave.v1.RsyncExit
-	2,  // 19: georep.slave.v1.SlaveService.Handshake:input_type -> georep.slave.v1.HandshakeRequest
-	5,  // 20: georep.slave.v1.SlaveService.KeepAlive:input_type -> georep.slave.v1.KeepAliveRequest
-	9,  // 21: georep.slave.v1.SlaveService.EntryOps:input_type -> georep.slave.v1.EntryOpsRequest
-	14, // 22: georep.slave.v1.SlaveService.MetaOps:input_type -> georep.slave.v1.MetaOpsRequest
-	16, // 23: georep.slave.v1.SlaveService.SetXtime:input_type -> georep.slave.v1.SetXtimeRequest
-	18, // 24: georep.slave.v1.SlaveService.Xtime:input_type -> georep.slave.v1.XtimeRequest
-	20, // 25: georep.slave.v1.SlaveService.Purge:input_type -> georep.slave.v1.PurgeRequest
-	24, // 26: georep.slave.v1.SlaveService.Entries:input_type -> georep.slave.v1.EntriesRequest
-	26, // 27: georep.slave.v1.SlaveService.Stat:input_type -> georep.slave.v1.StatRequest
-	30, // 28: georep.slave.v1.SlaveService.Rsync:input_type -> georep.slave.v1.RsyncRequest
-	3,  // 29: georep.slave.v1.SlaveService.Handshake:output_type -> georep.slave.v1.HandshakeResponse
-	6,  // 30: georep.slave.v1.SlaveService.KeepAlive:output_type -> georep.slave.v1.KeepAliveResponse
-	10, // 31: georep.slave.v1.SlaveService.EntryOps:output_type -> georep.slave.v1.EntryOpsResponse
-	15, // 32: georep.slave.v1.SlaveService.MetaOps:output_type -> georep.slave.v1.MetaOpsResponse
-	17, // 33: georep.slave.v1.SlaveService.SetXtime:output_type -> georep.slave.v1.SetXtimeResponse
-	19, // 34: georep.slave.v1.SlaveService.Xtime:output_type -> georep.slave.v1.XtimeResponse
-	21, // 35: georep.slave.v1.SlaveService.Purge:output_type -> georep.slave.v1.PurgeResponse
-	25, // 36: georep.slave.v1.SlaveService.Entries:output_type -> georep.slave.v1.EntriesResponse
-	28, // 37: georep.slave.v1.SlaveService.Stat:output_type -> georep.slave.v1.StatResponse
-	32, // 38: georep.slave.v1.SlaveService.Rsync:output_type -> georep.slave.v1.RsyncResponse
-	29, // [29:39] is the sub-list for method output_type
-	19, // [19:29] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	11, // 9: georep.slave.v1.FileData.mtime:type_name -> georep.slave.v1.Timespec
+	16, // 10: georep.slave.v1.WriteFilesRequest.files:type_name -> georep.slave.v1.FileData
+	8,  // 11: georep.slave.v1.WriteFilesResponse.failures:type_name -> georep.slave.v1.EntryFailure
+	11, // 12: georep.slave.v1.SetXtimeRequest.xtime:type_name -> georep.slave.v1.Timespec
+	11, // 13: georep.slave.v1.XtimeResponse.xtime:type_name -> georep.slave.v1.Timespec
+	1,  // 14: georep.slave.v1.Attr.type:type_name -> georep.slave.v1.FileType
+	11, // 15: georep.slave.v1.Attr.mtime:type_name -> georep.slave.v1.Timespec
+	1,  // 16: georep.slave.v1.DirEntry.type:type_name -> georep.slave.v1.FileType
+	26, // 17: georep.slave.v1.EntriesResponse.entries:type_name -> georep.slave.v1.DirEntry
+	25, // 18: georep.slave.v1.StatResult.attr:type_name -> georep.slave.v1.Attr
+	30, // 19: georep.slave.v1.StatResponse.results:type_name -> georep.slave.v1.StatResult
+	32, // 20: georep.slave.v1.RsyncRequest.start:type_name -> georep.slave.v1.RsyncStart
+	34, // 21: georep.slave.v1.RsyncResponse.exit:type_name -> georep.slave.v1.RsyncExit
+	2,  // 22: georep.slave.v1.SlaveService.Handshake:input_type -> georep.slave.v1.HandshakeRequest
+	5,  // 23: georep.slave.v1.SlaveService.KeepAlive:input_type -> georep.slave.v1.KeepAliveRequest
+	9,  // 24: georep.slave.v1.SlaveService.EntryOps:input_type -> georep.slave.v1.EntryOpsRequest
+	14, // 25: georep.slave.v1.SlaveService.MetaOps:input_type -> georep.slave.v1.MetaOpsRequest
+	19, // 26: georep.slave.v1.SlaveService.SetXtime:input_type -> georep.slave.v1.SetXtimeRequest
+	21, // 27: georep.slave.v1.SlaveService.Xtime:input_type -> georep.slave.v1.XtimeRequest
+	23, // 28: georep.slave.v1.SlaveService.Purge:input_type -> georep.slave.v1.PurgeRequest
+	27, // 29: georep.slave.v1.SlaveService.Entries:input_type -> georep.slave.v1.EntriesRequest
+	29, // 30: georep.slave.v1.SlaveService.Stat:input_type -> georep.slave.v1.StatRequest
+	17, // 31: georep.slave.v1.SlaveService.WriteFiles:input_type -> georep.slave.v1.WriteFilesRequest
+	33, // 32: georep.slave.v1.SlaveService.Rsync:input_type -> georep.slave.v1.RsyncRequest
+	3,  // 33: georep.slave.v1.SlaveService.Handshake:output_type -> georep.slave.v1.HandshakeResponse
+	6,  // 34: georep.slave.v1.SlaveService.KeepAlive:output_type -> georep.slave.v1.KeepAliveResponse
+	10, // 35: georep.slave.v1.SlaveService.EntryOps:output_type -> georep.slave.v1.EntryOpsResponse
+	15, // 36: georep.slave.v1.SlaveService.MetaOps:output_type -> georep.slave.v1.MetaOpsResponse
+	20, // 37: georep.slave.v1.SlaveService.SetXtime:output_type -> georep.slave.v1.SetXtimeResponse
+	22, // 38: georep.slave.v1.SlaveService.Xtime:output_type -> georep.slave.v1.XtimeResponse
+	24, // 39: georep.slave.v1.SlaveService.Purge:output_type -> georep.slave.v1.PurgeResponse
+	28, // 40: georep.slave.v1.SlaveService.Entries:output_type -> georep.slave.v1.EntriesResponse
+	31, // 41: georep.slave.v1.SlaveService.Stat:output_type -> georep.slave.v1.StatResponse
+	18, // 42: georep.slave.v1.SlaveService.WriteFiles:output_type -> georep.slave.v1.WriteFilesResponse
+	35, // 43: georep.slave.v1.SlaveService.Rsync:output_type -> georep.slave.v1.RsyncResponse
+	33, // [33:44] is the sub-list for method output_type
+	22, // [22:33] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_georep_slave_v1_slave_proto_init() }
@@ -2366,12 +2563,12 @@ func file_georep_slave_v1_slave_proto_init() {
 	if File_georep_slave_v1_slave_proto != nil {
 		return
 	}
-	file_georep_slave_v1_slave_proto_msgTypes[28].OneofWrappers = []any{
+	file_georep_slave_v1_slave_proto_msgTypes[31].OneofWrappers = []any{
 		(*RsyncRequest_Start)(nil),
 		(*RsyncRequest_Stdin)(nil),
 		(*RsyncRequest_CloseStdin)(nil),
 	}
-	file_georep_slave_v1_slave_proto_msgTypes[30].OneofWrappers = []any{
+	file_georep_slave_v1_slave_proto_msgTypes[33].OneofWrappers = []any{
 		(*RsyncResponse_Stdout)(nil),
 		(*RsyncResponse_Stderr)(nil),
 		(*RsyncResponse_Exit)(nil),
@@ -2382,7 +2579,7 @@ func file_georep_slave_v1_slave_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georep_slave_v1_slave_proto_rawDesc), len(file_georep_slave_v1_slave_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   31,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

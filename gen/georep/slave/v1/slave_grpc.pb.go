@@ -28,16 +28,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SlaveService_Handshake_FullMethodName = "/georep.slave.v1.SlaveService/Handshake"
-	SlaveService_KeepAlive_FullMethodName = "/georep.slave.v1.SlaveService/KeepAlive"
-	SlaveService_EntryOps_FullMethodName  = "/georep.slave.v1.SlaveService/EntryOps"
-	SlaveService_MetaOps_FullMethodName   = "/georep.slave.v1.SlaveService/MetaOps"
-	SlaveService_SetXtime_FullMethodName  = "/georep.slave.v1.SlaveService/SetXtime"
-	SlaveService_Xtime_FullMethodName     = "/georep.slave.v1.SlaveService/Xtime"
-	SlaveService_Purge_FullMethodName     = "/georep.slave.v1.SlaveService/Purge"
-	SlaveService_Entries_FullMethodName   = "/georep.slave.v1.SlaveService/Entries"
-	SlaveService_Stat_FullMethodName      = "/georep.slave.v1.SlaveService/Stat"
-	SlaveService_Rsync_FullMethodName     = "/georep.slave.v1.SlaveService/Rsync"
+	SlaveService_Handshake_FullMethodName  = "/georep.slave.v1.SlaveService/Handshake"
+	SlaveService_KeepAlive_FullMethodName  = "/georep.slave.v1.SlaveService/KeepAlive"
+	SlaveService_EntryOps_FullMethodName   = "/georep.slave.v1.SlaveService/EntryOps"
+	SlaveService_MetaOps_FullMethodName    = "/georep.slave.v1.SlaveService/MetaOps"
+	SlaveService_SetXtime_FullMethodName   = "/georep.slave.v1.SlaveService/SetXtime"
+	SlaveService_Xtime_FullMethodName      = "/georep.slave.v1.SlaveService/Xtime"
+	SlaveService_Purge_FullMethodName      = "/georep.slave.v1.SlaveService/Purge"
+	SlaveService_Entries_FullMethodName    = "/georep.slave.v1.SlaveService/Entries"
+	SlaveService_Stat_FullMethodName       = "/georep.slave.v1.SlaveService/Stat"
+	SlaveService_WriteFiles_FullMethodName = "/georep.slave.v1.SlaveService/WriteFiles"
+	SlaveService_Rsync_FullMethodName      = "/georep.slave.v1.SlaveService/Rsync"
 )
 
 // SlaveServiceClient is the client API for SlaveService service.
@@ -66,6 +67,11 @@ type SlaveServiceClient interface {
 	Entries(ctx context.Context, in *EntriesRequest, opts ...grpc.CallOption) (*EntriesResponse, error)
 	// Stat describes replica inodes by gfid.
 	Stat(ctx context.Context, in *StatRequest, opts ...grpc.CallOption) (*StatResponse, error)
+	// WriteFiles replaces the whole content of small regular files the replica
+	// already holds (created by EntryOps), then sets their mode, owner and
+	// mtime: gsyncd's tar+ssh path, without rsync's per-run cost. It never
+	// creates a file. Per-file failures are response data.
+	WriteFiles(ctx context.Context, in *WriteFilesRequest, opts ...grpc.CallOption) (*WriteFilesResponse, error)
 	// Rsync is a byte tunnel to an `rsync --server` that the slave starts with
 	// arguments it validates and completes itself, confined to the replica.
 	Rsync(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RsyncRequest, RsyncResponse], error)
@@ -169,6 +175,16 @@ func (c *slaveServiceClient) Stat(ctx context.Context, in *StatRequest, opts ...
 	return out, nil
 }
 
+func (c *slaveServiceClient) WriteFiles(ctx context.Context, in *WriteFilesRequest, opts ...grpc.CallOption) (*WriteFilesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteFilesResponse)
+	err := c.cc.Invoke(ctx, SlaveService_WriteFiles_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *slaveServiceClient) Rsync(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RsyncRequest, RsyncResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &SlaveService_ServiceDesc.Streams[0], SlaveService_Rsync_FullMethodName, cOpts...)
@@ -208,6 +224,11 @@ type SlaveServiceServer interface {
 	Entries(context.Context, *EntriesRequest) (*EntriesResponse, error)
 	// Stat describes replica inodes by gfid.
 	Stat(context.Context, *StatRequest) (*StatResponse, error)
+	// WriteFiles replaces the whole content of small regular files the replica
+	// already holds (created by EntryOps), then sets their mode, owner and
+	// mtime: gsyncd's tar+ssh path, without rsync's per-run cost. It never
+	// creates a file. Per-file failures are response data.
+	WriteFiles(context.Context, *WriteFilesRequest) (*WriteFilesResponse, error)
 	// Rsync is a byte tunnel to an `rsync --server` that the slave starts with
 	// arguments it validates and completes itself, confined to the replica.
 	Rsync(grpc.BidiStreamingServer[RsyncRequest, RsyncResponse]) error
@@ -247,6 +268,9 @@ func (UnimplementedSlaveServiceServer) Entries(context.Context, *EntriesRequest)
 }
 func (UnimplementedSlaveServiceServer) Stat(context.Context, *StatRequest) (*StatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stat not implemented")
+}
+func (UnimplementedSlaveServiceServer) WriteFiles(context.Context, *WriteFilesRequest) (*WriteFilesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WriteFiles not implemented")
 }
 func (UnimplementedSlaveServiceServer) Rsync(grpc.BidiStreamingServer[RsyncRequest, RsyncResponse]) error {
 	return status.Error(codes.Unimplemented, "method Rsync not implemented")
@@ -434,6 +458,24 @@ func _SlaveService_Stat_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SlaveService_WriteFiles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WriteFilesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SlaveServiceServer).WriteFiles(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SlaveService_WriteFiles_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SlaveServiceServer).WriteFiles(ctx, req.(*WriteFilesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SlaveService_Rsync_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(SlaveServiceServer).Rsync(&grpc.GenericServerStream[RsyncRequest, RsyncResponse]{ServerStream: stream})
 }
@@ -483,6 +525,10 @@ var SlaveService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Stat",
 			Handler:    _SlaveService_Stat_Handler,
+		},
+		{
+			MethodName: "WriteFiles",
+			Handler:    _SlaveService_WriteFiles_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,156 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+
+	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
+	"github.com/georep/georep/master/syncer"
+	"github.com/georep/georep/rpc/gfid"
+)
+
+// smallBatchBytes bounds the file data of one WriteFiles call (the gRPC
+// message limit is far above it; this keeps memory and latency per call low).
+const smallBatchBytes = 4 << 20
+
+// smallBatcher groups small files into WriteFiles batches of at most
+// smallBatchBytes of data (by their snapshot size) and entry-batch files.
+type smallBatcher struct {
+	batches [][]syncer.Item
+	bytes   int64
+}
+
+func (b *smallBatcher) add(it syncer.Item, size int64, maxFiles int) {
+	n := len(b.batches)
+	if n == 0 || len(b.batches[n-1]) >= maxFiles || (len(b.batches[n-1]) > 0 && b.bytes+size > smallBatchBytes) {
+		b.batches = append(b.batches, nil)
+		b.bytes = 0
+		n++
+	}
+	b.batches[n-1] = append(b.batches[n-1], it)
+	b.bytes += size
+}
+
+func (b *smallBatcher) done() [][]syncer.Item { return b.batches }
+
+// errNotSmall means a file is not for the small-file path after all: it grew
+// beyond small-file-size since the crawl, or it has holes (rsync keeps them).
+var errNotSmall = errors.New("not a small dense file")
+
+// writeSmall ships items whole through WriteFiles, with at most cap(slots)
+// calls in flight, and returns the items that failed. Files that turn out not
+// to be small go to the data syncer instead.
+func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int64, slots chan struct{}) map[gfid.GFID]error {
+	failed := map[gfid.GFID]error{}
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		for _, it := range items {
+			failed[it.GFID] = ctx.Err()
+		}
+		return failed
+	}
+	var files []*slavev1.FileData
+	var sent []gfid.GFID
+	var rsync []syncer.Item
+	for _, it := range items {
+		fd, err := readSmall(it.Path, limit)
+		switch {
+		case errors.Is(err, errNotSmall):
+			rsync = append(rsync, it)
+		case err != nil:
+			failed[it.GFID] = err
+		default:
+			fd.Gfid = it.GFID.String()
+			files = append(files, fd)
+			sent = append(sent, it.GFID)
+		}
+	}
+	if len(files) > 0 {
+		fails, err := w.slave.WriteFiles(ctx, files)
+		if err != nil {
+			for _, g := range sent {
+				failed[g] = err
+			}
+		}
+		for _, f := range fails {
+			i := int(f.GetIndex())
+			if i >= len(sent) {
+				err := fmt.Errorf("write files: slave reported failure for file %d of a batch of %d", i, len(sent))
+				for _, g := range sent {
+					failed[g] = err
+				}
+				break
+			}
+			w.log.Debug("file write failed", "gfid", sent[i].String(), "errno", errnoName(f.GetErrno()), "err", f.GetMessage())
+			failed[sent[i]] = fmt.Errorf("slave could not write the file: %s", errnoName(f.GetErrno()))
+		}
+	}
+	<-slots
+	if len(rsync) > 0 {
+		for g, err := range w.data.Sync(ctx, rsync) {
+			failed[g] = err
+		}
+	}
+	return failed
+}
+
+// readSmall reads the regular file at path, which must be at most limit
+// bytes and dense, and returns its content with the mode, owner and mtime of
+// the inode read (not of the crawl's snapshot, so that they go with the
+// bytes). A file that is no longer a regular file or vanished is an error; a
+// larger or sparse one is errNotSmall.
+func readSmall(path string, limit int64) (*slavev1.FileData, error) {
+	if fi, err := os.Lstat(path); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file any more", path)
+	}
+	// O_NONBLOCK: a fifo swapped in since the lstat must not block the open.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, err
+	}
+	switch {
+	case st.Mode&syscall.S_IFMT != syscall.S_IFREG:
+		return nil, fmt.Errorf("%s: not a regular file any more", path)
+	case st.Size > limit, st.Blocks*512 < st.Size:
+		return nil, errNotSmall
+	}
+	buf := make([]byte, 0, st.Size+1)
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit {
+				return nil, errNotSmall
+			}
+			buf = append(buf, 0)[:len(buf)] // grow
+		}
+		n, err := f.Read(buf[len(buf):min(cap(buf), int(limit)+1)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if int64(len(buf)) > limit {
+		return nil, errNotSmall
+	}
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, err
+	}
+	return &slavev1.FileData{
+		Data: buf, Mode: st.Mode & 0o7777, Uid: st.Uid, Gid: st.Gid,
+		Mtime: &slavev1.Timespec{Sec: st.Mtim.Sec, Nsec: int32(st.Mtim.Nsec)},
+	}, nil
+}

@@ -1,0 +1,121 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/rpc/gfid"
+)
+
+// WriteFiles replaces the content of regular files the replica already
+// holds and then sets their owner, mode and mtime (in that order, so setuid
+// and setgid bits stick): the small-file path, gsyncd's tar+ssh. It returns
+// the files that failed; a failed one does not stop the rest. When ctx is
+// done, the files not yet written are reported as ECANCELED failures.
+//
+// A file is reached through its entry in the data tree of the gfid index
+// only (.georep/gfid/ab/<gfid>, the tree rsync writes into), which holds
+// nothing but regular files: a gfid of any other type, or one the replica
+// does not know, fails (EINVAL, ENOENT). WriteFiles never creates a file.
+func (r *Replica) WriteFiles(ctx context.Context, files []FileData) []Failure {
+	var fails []Failure
+	for i, f := range files {
+		var err error
+		if cerr := ctx.Err(); cerr != nil {
+			err = errf(unix.ECANCELED, "not written: %v", cerr)
+		} else if err = r.lock(); err == nil {
+			err = r.writeFile(f)
+			r.mu.Unlock()
+		}
+		if err == nil {
+			continue
+		}
+		fl := Failure{Index: i, Errno: errnoOf(err), Message: fmt.Sprintf("WRITE %s: %v", f.GFID, err)}
+		r.log.Debug("file write failed", "index", i, "gfid", f.GFID.String(), "errno", int(fl.Errno), "err", fl.Message)
+		fails = append(fails, fl)
+	}
+	return fails
+}
+
+func (r *Replica) writeFile(f FileData) error {
+	switch {
+	case f.GFID.IsZero():
+		return errf(unix.EINVAL, "zero gfid")
+	case f.GFID == gfid.Root || f.GFID == gfid.Park:
+		return errf(unix.EINVAL, "gfid %s is reserved: not a regular file", f.GFID)
+	}
+	unknown := func() error {
+		return errf(unix.ENOENT, "gfid %s: not a regular file known to the replica", f.GFID)
+	}
+	sfd, err := r.openShard(dataTree, f.GFID, false)
+	if err == unix.ENOENT {
+		return unknown()
+	}
+	if err != nil {
+		return fmt.Errorf("opening shard: %w", err)
+	}
+	defer closeFd(sfd)
+	name := f.GFID.String()
+	// lstat first so that nothing but a regular file is ever opened (opening
+	// a device can have side effects), then check the inode opened is the
+	// one looked at. O_NONBLOCK keeps a fifo from blocking the open should
+	// one have been put there behind the replica's back.
+	lst, err := lstatAt(sfd, name)
+	if err == unix.ENOENT {
+		return unknown()
+	}
+	if err != nil {
+		return err
+	}
+	if lst.Mode&unix.S_IFMT != unix.S_IFREG {
+		return errf(unix.EINVAL, "gfid %s: index entry is a %s, not a regular file", f.GFID, typeOfMode(lst.Mode))
+	}
+	fd, err := retry(func() (int, error) {
+		return unix.Openat(sfd, name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	})
+	switch {
+	case err == unix.ENOENT:
+		return unknown()
+	case err == unix.ELOOP:
+		return errf(unix.EINVAL, "gfid %s: index entry is a symlink, not a regular file", f.GFID)
+	case err != nil:
+		return fmt.Errorf("open: %w", err)
+	}
+	defer closeFd(fd)
+	st, err := fstat(fd)
+	if err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != lst.Ino || st.Dev != lst.Dev {
+		return errf(unix.EINVAL, "gfid %s: index entry changed while being opened", f.GFID)
+	}
+	if st.Size != 0 {
+		if err := retry0(func() error { return unix.Ftruncate(fd, 0) }); err != nil {
+			return fmt.Errorf("truncate: %w", err)
+		}
+	}
+	for b := f.Data; len(b) > 0; {
+		n, err := retry(func() (int, error) { return unix.Write(fd, b) })
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		if n == 0 {
+			return errf(unix.EIO, "write: no progress")
+		}
+		b = b[n:]
+	}
+	n := fdNode(fd)
+	if err := n.chown(f.UID, f.GID); err != nil {
+		return fmt.Errorf("chown %d:%d: %w", f.UID, f.GID, err)
+	}
+	if err := n.chmod(f.Mode & modePerm); err != nil {
+		return fmt.Errorf("chmod %#o: %w", f.Mode&modePerm, err)
+	}
+	mt := f.Mtime
+	if err := n.utimes(nil, timespec(&mt)); err != nil {
+		return fmt.Errorf("setting times: %w", err)
+	}
+	return nil
+}
