@@ -16,37 +16,16 @@ import (
 // applying the same batch again converges to the same tree. When ctx is done,
 // the entries not yet applied are reported as ECANCELED failures.
 func (r *Replica) ApplyEntries(ctx context.Context, entries []Entry) []Failure {
-	var fails []Failure
-	if r.lock() == nil {
-		r.beginBatch()
-		r.mu.Unlock()
-	}
-	defer func() {
-		if r.lock() == nil {
-			r.endBatch()
-			r.mu.Unlock()
-		}
-	}()
-	for i, e := range entries {
-		var err error
-		if cerr := ctx.Err(); cerr != nil {
-			err = errf(unix.ECANCELED, "not applied: %v", cerr)
-		} else if err = r.lock(); err == nil {
-			err = r.applyEntry(e)
-			r.mu.Unlock()
-		}
-		if err == nil {
-			continue
-		}
-		f := Failure{Index: i, Errno: errnoOf(err), Message: describe(e) + ": " + err.Error()}
-		var oe *opError
-		if errors.As(err, &oe) {
-			f.Existing = oe.existing
-		}
-		r.log.Debug("entry op failed", "index", i, "op", e.Op.String(), "gfid", e.GFID.String(), "errno", int(f.Errno), "err", f.Message)
-		fails = append(fails, f)
-	}
-	return fails
+	return r.applyBatch(ctx, len(entries),
+		func(i int) error { return r.applyEntry(entries[i]) },
+		func(i int, err error) Failure {
+			f := Failure{Message: describe(entries[i]) + ": " + err.Error()}
+			var oe *opError
+			if errors.As(err, &oe) {
+				f.Existing = oe.existing
+			}
+			return f
+		})
 }
 
 // describe names an entry for messages: op, gfid, parent and name.

@@ -16,33 +16,11 @@ import (
 // failed; a failed one does not stop the rest. Ownership is changed before
 // the mode (so setuid and setgid bits stick), times last.
 func (r *Replica) ApplyMeta(ctx context.Context, metas []Meta) []Failure {
-	var fails []Failure
-	if r.lock() == nil {
-		r.beginBatch()
-		r.mu.Unlock()
-	}
-	defer func() {
-		if r.lock() == nil {
-			r.endBatch()
-			r.mu.Unlock()
-		}
-	}()
-	for i, m := range metas {
-		var err error
-		if cerr := ctx.Err(); cerr != nil {
-			err = errf(unix.ECANCELED, "not applied: %v", cerr)
-		} else if err = r.lock(); err == nil {
-			err = r.applyMeta(m)
-			r.mu.Unlock()
-		}
-		if err == nil {
-			continue
-		}
-		f := Failure{Index: i, Errno: errnoOf(err), Message: fmt.Sprintf("META %s: %v", m.GFID, err)}
-		r.log.Debug("meta op failed", "index", i, "gfid", m.GFID.String(), "errno", int(f.Errno), "err", f.Message)
-		fails = append(fails, f)
-	}
-	return fails
+	return r.applyBatch(ctx, len(metas),
+		func(i int) error { return r.applyMeta(metas[i]) },
+		func(i int, err error) Failure {
+			return Failure{Message: fmt.Sprintf("META %s: %v", metas[i].GFID, err)}
+		})
 }
 
 func timespec(t *time.Time) *unix.Timespec {

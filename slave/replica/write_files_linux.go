@@ -20,23 +20,11 @@ import (
 // nothing but regular files: a gfid of any other type, or one the replica
 // does not know, fails (EINVAL, ENOENT). WriteFiles never creates a file.
 func (r *Replica) WriteFiles(ctx context.Context, files []FileData) []Failure {
-	var fails []Failure
-	for i, f := range files {
-		var err error
-		if cerr := ctx.Err(); cerr != nil {
-			err = errf(unix.ECANCELED, "not written: %v", cerr)
-		} else if err = r.lock(); err == nil {
-			err = r.writeFile(f)
-			r.mu.Unlock()
-		}
-		if err == nil {
-			continue
-		}
-		fl := Failure{Index: i, Errno: errnoOf(err), Message: fmt.Sprintf("WRITE %s: %v", f.GFID, err)}
-		r.log.Debug("file write failed", "index", i, "gfid", f.GFID.String(), "errno", int(fl.Errno), "err", fl.Message)
-		fails = append(fails, fl)
-	}
-	return fails
+	return r.applyBatch(ctx, len(files),
+		func(i int) error { return r.writeFile(files[i]) },
+		func(i int, err error) Failure {
+			return Failure{Message: fmt.Sprintf("WRITE %s: %v", files[i].GFID, err)}
+		})
 }
 
 func (r *Replica) writeFile(f FileData) error {
