@@ -22,6 +22,15 @@ import (
 // batch of the largest allowed size fits well within it.
 const MaxMessageSize = 64 << 20
 
+// Flow-control windows and socket buffers sized for bulk data (the rsync
+// tunnel): HTTP/2's default 64 KiB stream window caps one stream at a
+// window per round trip, which over a WAN is far below the link's rate.
+const (
+	streamWindow = 8 << 20
+	connWindow   = 16 << 20
+	ioBuffer     = 256 << 10
+)
+
 // ServerConfig configures a georep gRPC server.
 type ServerConfig struct {
 	// TLS holds the certificate files; ignored when Insecure is set.
@@ -68,6 +77,10 @@ func NewServer(cfg ServerConfig, log *slog.Logger) (*Server, error) {
 		grpc.MaxRecvMsgSize(MaxMessageSize),
 		grpc.MaxSendMsgSize(MaxMessageSize),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.InitialWindowSize(streamWindow),
+		grpc.InitialConnWindowSize(connWindow),
+		grpc.ReadBufferSize(ioBuffer),
+		grpc.WriteBufferSize(ioBuffer),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
 		grpc.ChainUnaryInterceptor(unary...),
