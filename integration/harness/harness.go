@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -80,7 +81,11 @@ func StartSlave(t testing.TB, root string, extra ...string) *Slave {
 
 func startSlave(t testing.TB, root, listen string, extra ...string) *Slave {
 	t.Helper()
-	args := append([]string{"--listen", listen, "--root", root, "--insecure"}, extra...)
+	args := []string{"--listen", listen, "--root", root}
+	if !slices.Contains(extra, "--tls-cert") {
+		args = append(args, "--insecure")
+	}
+	args = append(args, extra...)
 	cmd := exec.Command(Bin(t, "georep-slave"), args...)
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
@@ -118,6 +123,12 @@ func startSlave(t testing.TB, root, listen string, extra ...string) *Slave {
 		}
 	})
 	return s
+}
+
+// StartSlaveTLS starts georep-slave with mutual TLS from certs.
+func StartSlaveTLS(t testing.TB, root string, c Certs) *Slave {
+	t.Helper()
+	return StartSlave(t, root, "--tls-cert", c.SlaveCert, "--tls-key", c.SlaveKey, "--tls-ca", c.CA)
 }
 
 // Restart starts the slave again on the same address after Kill or Stop.
