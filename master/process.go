@@ -3,9 +3,12 @@ package master
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -118,6 +121,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	results := make(chan map[gfid.GFID]error, len(queue)+1)
 	writers := make(chan struct{}, max(1, w.cfg.SyncJobs)) // WriteFiles calls in flight
 	launched, files, smallFiles := 0, 0, 0
+	prog := &progress{}
 	launch := func(applied int) {
 		var items []syncer.Item
 		var small smallBatcher
@@ -136,17 +140,30 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		}
 		if len(items) > 0 {
 			launched++
-			go func() { results <- w.data.Sync(ctx, items) }()
+			go func() {
+				r := w.data.Sync(ctx, items)
+				prog.files.Add(int64(len(items)))
+				results <- r
+			}()
 		}
 		for _, b := range small.done() {
 			launched++
-			go func() { results <- w.writeSmall(ctx, b, smallMax, writers) }()
+			go func() {
+				r := w.writeSmall(ctx, b, smallMax, writers)
+				prog.files.Add(int64(len(b)))
+				results <- r
+			}()
 		}
 	}
 
 	t0 := time.Now()
+	prog.report(ctx, w.log, len(ops), len(queue), t0)
+	defer prog.stop()
 	launch(0)
-	err = w.applyEntries(ctx, ops, opGFID, snap, out, launch)
+	err = w.applyEntries(ctx, ops, opGFID, snap, out, func(applied int) {
+		prog.entries.Store(int64(applied))
+		launch(applied)
+	})
 	launch(len(ops))
 	tEntries := time.Since(t0)
 	collect := func() {
@@ -359,4 +376,46 @@ func (w *worker) applyMetas(ctx context.Context, metas []*slavev1.Meta, metaGFID
 		}
 	}
 	return nil
+}
+
+// progress logs how far a long changelog has got, every progressEvery, so
+// that a first sync of a large tree is never silent.
+type progress struct {
+	entries, files atomic.Int64
+	done           chan struct{}
+	wg             sync.WaitGroup
+}
+
+var progressEvery = 10 * time.Second // a variable for tests
+
+func (p *progress) report(ctx context.Context, log *slog.Logger, entries, files int, start time.Time) {
+	p.done = make(chan struct{})
+	p.wg.Go(func() {
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.done:
+				return
+			case <-t.C:
+			}
+			e, f := p.entries.Load(), p.files.Load()
+			elapsed := time.Since(start)
+			attrs := []any{"entries_done", e, "entries", entries, "files_done", f, "files", files, "elapsed", elapsed.Round(time.Second)}
+			if f > 0 && int(f) < files {
+				rate := float64(f) / elapsed.Seconds()
+				attrs = append(attrs, "files_per_s", int(rate), "eta", (time.Duration(float64(int64(files)-f)/rate) * time.Second).Round(time.Second))
+			}
+			log.Info("progress", attrs...)
+		}
+	})
+}
+
+func (p *progress) stop() {
+	if p.done != nil {
+		close(p.done)
+		p.wg.Wait()
+	}
 }

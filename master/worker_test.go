@@ -27,7 +27,8 @@ type fakeSlave struct {
 	log     []string
 	failOne map[string]*slavev1.EntryFailure // op name "CREATE a" → failure to return once
 	purged  []string
-	data    *fakeData // where WriteFiles records what it wrote
+	data    *fakeData     // where WriteFiles records what it wrote
+	delay   time.Duration // per EntryOps call
 }
 
 func newFakeSlave() *fakeSlave {
@@ -35,6 +36,7 @@ func newFakeSlave() *fakeSlave {
 }
 
 func (f *fakeSlave) EntryOps(ctx context.Context, ops []*slavev1.Entry) ([]*slavev1.EntryFailure, error) {
+	time.Sleep(f.delay)
 	var fails []*slavev1.EntryFailure
 	for i, e := range ops {
 		key := fmt.Sprintf("%s %s", e.GetOp(), e.GetName())
@@ -503,4 +505,33 @@ func TestSmallBatcher(t *testing.T) {
 	if fmt.Sprint(got) != "[2 2 1 1 3 1]" {
 		t.Fatalf("batch sizes %v", got)
 	}
+}
+
+// TestProgressLogged: a long changelog reports its progress.
+func TestProgressLogged(t *testing.T) {
+	old := progressEvery
+	progressEvery = 5 * time.Millisecond
+	defer func() { progressEvery = old }()
+	tw := newTestWorker(t)
+	var logs strings.Builder
+	tw.log = slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))
+	for i := range 10 {
+		tw.write(t, fmt.Sprintf("f%d", i), "x")
+	}
+	tw.slave.delay = 20 * time.Millisecond // batches of 3: four slow calls
+	tw.crawlAndProcess(t)
+	if !strings.Contains(logs.String(), "msg=progress") || !strings.Contains(logs.String(), "entries=10") {
+		t.Fatalf("no progress logged:\n%s", logs.String())
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
