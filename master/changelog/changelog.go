@@ -172,7 +172,8 @@ func validMetaFop(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if (s[i] < 'A' || s[i] > 'Z') && s[i] != '_' {
+		c := s[i]
+		if (c < 'A' || c > 'Z') && c != '_' && (i == 0 || c < '0' || c > '9') { // "FOP59" for fops we have no name for
 			return false
 		}
 	}
