@@ -106,9 +106,9 @@ func (r *Replica) applyEntry(e Entry) error {
 	case OpRename:
 		return r.rename(e)
 	case OpUnlink:
-		return r.unlink(e)
+		return r.remove(e, false)
 	case OpRmdir:
-		return r.rmdir(e)
+		return r.remove(e, true)
 	}
 	return errf(unix.EINVAL, "unknown entry op %d", int(e.Op))
 }
@@ -500,12 +500,12 @@ func (r *Replica) dropDirIndexIfGone(g gfid.GFID) error {
 	return r.dropDirIndex(g)
 }
 
-// unlink applies UNLINK. A missing name is success; a name that holds another
-// inode is left alone.
-func (r *Replica) unlink(e Entry) error {
+// remove applies UNLINK (dir false) and RMDIR (dir true). A missing parent
+// or name is success; a name that holds another inode is left alone.
+func (r *Replica) remove(e Entry, dir bool) error {
 	pfd, err := r.openDir(e.Parent)
 	if notFound(err) {
-		r.log.Debug("UNLINK: parent gone, nothing to do", "gfid", e.GFID.String(), "parent", e.Parent.String())
+		r.log.Debug("remove: parent gone, nothing to do", "op", e.Op.String(), "gfid", e.GFID.String(), "parent", e.Parent.String())
 		return nil
 	}
 	if err != nil {
@@ -517,43 +517,24 @@ func (r *Replica) unlink(e Entry) error {
 		return err
 	}
 	if !r.holds(ni, e.GFID) {
-		r.log.Debug("UNLINK: name holds another inode, left alone", "gfid", e.GFID.String(), "found", ni.g.String(), "name", e.Name)
+		r.log.Debug("remove: name holds another inode, left alone", "op", e.Op.String(), "gfid", e.GFID.String(), "found", ni.g.String(), "name", e.Name)
 		return nil
 	}
-	if ni.isDir() {
+	switch {
+	case ni.isDir() && !dir:
 		return errf(unix.EISDIR, "is a directory (UNLINK refused, use RMDIR)")
-	}
-	if err := retry0(func() error { return unix.Unlinkat(pfd, e.Name, 0) }); err != nil && err != unix.ENOENT {
-		return fmt.Errorf("unlink: %w", err)
-	}
-	return r.dropFileIndex(e.GFID, ni.st.Ino)
-}
-
-// rmdir applies RMDIR. A missing name is success; a name that holds another
-// inode is left alone.
-func (r *Replica) rmdir(e Entry) error {
-	pfd, err := r.openDir(e.Parent)
-	if notFound(err) {
-		r.log.Debug("RMDIR: parent gone, nothing to do", "gfid", e.GFID.String(), "parent", e.Parent.String())
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer closeFd(pfd)
-	ni, err := r.lookup(pfd, e.Name)
-	if err != nil || !ni.exists {
-		return err
-	}
-	if !r.holds(ni, e.GFID) {
-		r.log.Debug("RMDIR: name holds another inode, left alone", "gfid", e.GFID.String(), "found", ni.g.String(), "name", e.Name)
-		return nil
-	}
-	if !ni.isDir() {
+	case !ni.isDir() && dir:
 		return errf(unix.ENOTDIR, "not a directory (RMDIR refused)")
 	}
-	if err := retry0(func() error { return unix.Unlinkat(pfd, e.Name, unix.AT_REMOVEDIR) }); err != nil && err != unix.ENOENT {
-		return fmt.Errorf("rmdir: %w", err)
+	flags, what := 0, "unlink"
+	if dir {
+		flags, what = unix.AT_REMOVEDIR, "rmdir"
 	}
-	return r.dropDirIndex(e.GFID)
+	if err := retry0(func() error { return unix.Unlinkat(pfd, e.Name, flags) }); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if dir {
+		return r.dropDirIndex(e.GFID)
+	}
+	return r.dropFileIndex(e.GFID, ni.st.Ino)
 }
