@@ -412,15 +412,20 @@ const maxCachedDirs = 1024
 // open directory fd names the same inode across renames, so within a batch
 // the cache is exact; a removed directory (link count 0) is dropped on use.
 // The cache lives only for one call, so a directory moved behind the
-// replica's back between calls is resolved afresh through the index. Both
-// run with r.mu held.
+// replica's back between calls is resolved afresh through the index. The
+// cache has its own lock: the creates of one batch may run in parallel
+// (applyParallel).
 func (r *Replica) beginBatch() {
+	r.dirMu.Lock()
+	defer r.dirMu.Unlock()
 	if r.dirs == nil {
 		r.dirs = make(map[gfid.GFID]int)
 	}
 }
 
 func (r *Replica) endBatch() {
+	r.dirMu.Lock()
+	defer r.dirMu.Unlock()
 	for _, fd := range r.dirs {
 		closeFd(fd)
 	}
@@ -429,6 +434,8 @@ func (r *Replica) endBatch() {
 
 // cachedDir returns a new fd of g's directory from the batch cache.
 func (r *Replica) cachedDir(g gfid.GFID) (int, bool) {
+	r.dirMu.Lock()
+	defer r.dirMu.Unlock()
 	fd, ok := r.dirs[g]
 	if !ok {
 		return -1, false
@@ -447,6 +454,8 @@ func (r *Replica) cachedDir(g gfid.GFID) (int, bool) {
 }
 
 func (r *Replica) cacheDir(g gfid.GFID, fd int) {
+	r.dirMu.Lock()
+	defer r.dirMu.Unlock()
 	if r.dirs == nil || len(r.dirs) >= maxCachedDirs {
 		return
 	}

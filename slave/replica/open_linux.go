@@ -31,7 +31,8 @@ type Replica struct {
 	// dirs caches directory fds by gfid during one ApplyEntries or ApplyMeta
 	// call (nil outside one), so that a batch of creates in one directory
 	// resolves it once. See cachedDir.
-	dirs map[gfid.GFID]int
+	dirs  map[gfid.GFID]int
+	dirMu sync.Mutex // guards dirs
 }
 
 // Open opens the replica rooted at root, an existing directory, creating
