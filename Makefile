@@ -53,9 +53,10 @@ check-generate: generate ## fail when gen/ is stale (differs from what `make gen
 	@untracked=$$(git ls-files --others --exclude-standard -- gen/); \
 	if [ -n "$$untracked" ]; then echo "gen/ has files not committed: $$untracked"; exit 1; fi
 
-lint: tools ## gofmt, go vet and buf lint
+lint: tools ## gofmt, go vet, go mod tidy check and buf lint
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
 	buf lint
 
 unit: ## unit tests only (no binaries, no daemons)
