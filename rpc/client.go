@@ -7,7 +7,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
@@ -73,12 +72,3 @@ func WaitHealthy(ctx context.Context, conn *grpc.ClientConn, service string) err
 	}
 }
 
-// Retryable reports whether a failed call may succeed when repeated
-// (the server is unreachable or overloaded), as opposed to a refusal.
-func Retryable(err error) bool {
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
-		return true
-	}
-	return false
-}
