@@ -71,4 +71,3 @@ func WaitHealthy(ctx context.Context, conn *grpc.ClientConn, service string) err
 		delay = min(delay*2, 5*time.Second)
 	}
 }
-
