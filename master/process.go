@@ -160,7 +160,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	prog.report(ctx, w.log, len(ops), len(queue), t0)
 	defer prog.stop()
 	launch(0)
-	err = w.applyEntries(ctx, ops, opGFID, snap, out, func(applied int) {
+	err = w.applyEntries(ctx, ops, opGFID, out, func(applied int) {
 		prog.entries.Store(int64(applied))
 		launch(applied)
 	})
@@ -285,32 +285,41 @@ func (w *worker) metaOp(g gfid.GFID, n crawl.Node) *slavev1.Meta {
 
 // applyEntries sends ops in batches. A name held on the slave by another
 // inode is purged and the op retried once: the master is the source of truth
-// (gsyncd's fix_possible_entry_failures).
-// applied, when not nil, is called after each batch with the number of ops
-// applied so far.
-func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID []gfid.GFID, snap *crawl.Snapshot, out *outcome, applied func(int)) error {
-	batch := w.batch
-	for start := 0; start < len(ops); start += batch {
-		end := min(start+batch, len(ops))
-		failures, err := w.slave.EntryOps(ctx, ops[start:end])
+// (gsyncd's fix_possible_entry_failures). applied, when not nil, is called
+// after each batch with the number of ops applied so far.
+func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID []gfid.GFID, out *outcome, applied func(int)) error {
+	return inBatches(ctx, w.batch, ops, w.slave.EntryOps, func(i int, f *slavev1.EntryFailure) {
+		if w.fixEntryFailure(ctx, ops[i], f) {
+			return
+		}
+		w.log.Warn("entry op failed", "op", ops[i].GetOp().String(), "gfid", ops[i].GetGfid(),
+			"pargfid", ops[i].GetPargfid(), "name", fmt.Sprintf("%q", ops[i].GetName()),
+			"errno", errnoName(f.GetErrno()), "err", f.GetMessage())
+		out.fail(opGFID[i], "%s: %s", ops[i].GetOp(), f.GetMessage())
+	}, applied)
+}
+
+// inBatches sends items in calls of at most batch items and hands every
+// failure the slave reports to onFail with the item's index in items; done,
+// when not nil, gets the number of items sent after each call.
+func inBatches[T any](ctx context.Context, batch int, items []T,
+	call func(context.Context, []T) ([]*slavev1.EntryFailure, error),
+	onFail func(int, *slavev1.EntryFailure), done func(int)) error {
+	for start := 0; start < len(items); start += batch {
+		end := min(start+batch, len(items))
+		failures, err := call(ctx, items[start:end])
 		if err != nil {
 			return err
 		}
 		for _, f := range failures {
 			i := start + int(f.GetIndex())
 			if i >= end {
-				return fmt.Errorf("entry ops: slave reported failure for entry %d of a batch of %d", f.GetIndex(), end-start)
+				return fmt.Errorf("slave reported a failure for item %d of a batch of %d", f.GetIndex(), end-start)
 			}
-			if w.fixEntryFailure(ctx, ops[i], f) {
-				continue
-			}
-			w.log.Warn("entry op failed", "op", ops[i].GetOp().String(), "gfid", ops[i].GetGfid(),
-				"pargfid", ops[i].GetPargfid(), "name", fmt.Sprintf("%q", ops[i].GetName()),
-				"errno", errnoName(f.GetErrno()), "err", f.GetMessage())
-			out.fail(opGFID[i], "%s: %s", ops[i].GetOp(), f.GetMessage())
+			onFail(i, f)
 		}
-		if applied != nil {
-			applied(end)
+		if done != nil {
+			done(end)
 		}
 	}
 	return nil
@@ -359,23 +368,10 @@ func (w *worker) fixEntryFailure(ctx context.Context, op *slavev1.Entry, f *slav
 }
 
 func (w *worker) applyMetas(ctx context.Context, metas []*slavev1.Meta, metaGFID []gfid.GFID, out *outcome) error {
-	batch := w.batch
-	for start := 0; start < len(metas); start += batch {
-		end := min(start+batch, len(metas))
-		failures, err := w.slave.MetaOps(ctx, metas[start:end])
-		if err != nil {
-			return err
-		}
-		for _, f := range failures {
-			i := start + int(f.GetIndex())
-			if i >= end {
-				return fmt.Errorf("meta ops: slave reported failure for entry %d of a batch of %d", f.GetIndex(), end-start)
-			}
-			w.log.Warn("meta op failed", "gfid", metas[i].GetGfid(), "errno", errnoName(f.GetErrno()), "err", f.GetMessage())
-			out.fail(metaGFID[i], "meta: %s", f.GetMessage())
-		}
-	}
-	return nil
+	return inBatches(ctx, w.batch, metas, w.slave.MetaOps, func(i int, f *slavev1.EntryFailure) {
+		w.log.Warn("meta op failed", "gfid", metas[i].GetGfid(), "errno", errnoName(f.GetErrno()), "err", f.GetMessage())
+		out.fail(metaGFID[i], "meta: %s", f.GetMessage())
+	}, nil)
 }
 
 // progress logs how far a long changelog has got, every progressEvery, so
