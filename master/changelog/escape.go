@@ -1,6 +1,9 @@
 package changelog
 
-import "strings"
+import (
+	"encoding/hex"
+	"strings"
+)
 
 const hexDigits = "0123456789ABCDEF"
 
@@ -44,10 +47,9 @@ func Unescape(s string) string {
 	b := make([]byte, 0, len(s))
 	for i := 0; i < len(s); i++ {
 		if s[i] == '%' && i+2 < len(s) {
-			hi, ok1 := unhex(s[i+1])
-			lo, ok2 := unhex(s[i+2])
-			if ok1 && ok2 {
-				b = append(b, hi<<4|lo)
+			var c [1]byte
+			if _, err := hex.Decode(c[:], []byte(s[i+1:i+3])); err == nil {
+				b = append(b, c[0])
 				i += 2
 				continue
 			}
@@ -55,16 +57,4 @@ func Unescape(s string) string {
 		b = append(b, s[i])
 	}
 	return string(b)
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }

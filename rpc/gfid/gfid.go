@@ -46,20 +46,9 @@ func Parse(s string) (GFID, error) {
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return g, fmt.Errorf("%w: %q", ErrMalformed, truncate(s))
 	}
-	j := 0
-	for i := 0; i < 36; {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			i++
-			continue
-		}
-		hi, ok1 := unhex(s[i])
-		lo, ok2 := unhex(s[i+1])
-		if !ok1 || !ok2 {
-			return GFID{}, fmt.Errorf("%w: %q", ErrMalformed, truncate(s))
-		}
-		g[j] = hi<<4 | lo
-		j++
-		i += 2
+	hexDigits := s[0:8] + s[9:13] + s[14:18] + s[19:23] + s[24:36]
+	if _, err := hex.Decode(g[:], []byte(hexDigits)); err != nil {
+		return GFID{}, fmt.Errorf("%w: %q", ErrMalformed, truncate(s))
 	}
 	if g.IsZero() {
 		return GFID{}, fmt.Errorf("%w: zero gfid", ErrMalformed)
@@ -113,18 +102,6 @@ func (g GFID) String() string {
 // directories per new file, which dominated the cost of an initial sync.)
 func (g GFID) Shard() string {
 	return g.String()[0:2]
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 func truncate(s string) string {
