@@ -60,15 +60,12 @@ lint: tools ## gofmt, go vet, go mod tidy check and buf lint
 	buf lint
 
 unit: ## unit tests only (no binaries, no daemons)
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+	$(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v /integration)
 
 integration: deps build ## end-to-end tests: real binaries, real rsync, loopback gRPC
 	GEOREP_BIN=$(BIN) $(GO) test -count=1 -timeout 20m ./integration/...
 
-test: deps check-generate lint ## everything CI runs: generated code check, lint, unit and integration tests
-	$(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v /integration)
-	@$(MAKE) --no-print-directory build
-	GEOREP_BIN=$(BIN) $(GO) test -count=1 -timeout 20m ./integration/...
+test: deps check-generate lint unit integration ## everything CI runs: generated code check, lint, unit and integration tests
 
 demo: deps build ## replicate a sample tree through a local slave and show that it matches
 	./integration/demo/demo.sh
