@@ -136,6 +136,20 @@ func (c *Catalog) Identify(keys []Key) (gfids []gfid.GFID, fresh int, err error)
 	return gfids, fresh, nil
 }
 
+// Identity returns the gfid assigned to key, if any, without assigning one.
+func (c *Catalog) Identity(k Key) (g gfid.GFID, ok bool, err error) {
+	err = c.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketIdent).Get(k.bytes())
+		if v == nil {
+			return nil
+		}
+		g, err = gfid.FromBytes(v)
+		ok = err == nil
+		return err
+	})
+	return g, ok, err
+}
+
 // Reassign gives key a fresh gfid, committed before it returns. The crawl
 // uses it when the inode behind a key is evidently not the one the key was
 // given to (an inode number reused on a filesystem without birth time). The

@@ -62,6 +62,19 @@ type mutator struct {
 	t    *testing.T
 	r    *rand.Rand
 	root string
+	// note, when set, hears of every name a mutation changes (as a change
+	// journal would) before and after it happens; data is true when the
+	// content was written.
+	note func(path string, data bool)
+}
+
+func (m *mutator) touch(data bool, paths ...string) {
+	if m.note == nil {
+		return
+	}
+	for _, p := range paths {
+		m.note(p, data)
+	}
 }
 
 func (m *mutator) name() string {
@@ -118,45 +131,61 @@ func (m *mutator) step() {
 			return // never open a fifo
 		}
 		os.WriteFile(target, []byte(strings.Repeat("x", m.r.IntN(100))), 0o644)
+		m.touch(true, target)
 	case 2:
 		os.Mkdir(target, 0o755)
+		m.touch(false, target)
 	case 3:
 		os.Symlink(m.name(), target)
+		m.touch(false, target)
 	case 4:
 		unix.Mkfifo(target, 0o644)
+		m.touch(false, target)
 	case 5:
 		if f := m.pick(files); f != "" {
 			os.Link(f, target)
+			m.touch(false, target)
 		}
 	case 6, 7:
 		if p := m.pick(all); p != "" {
+			m.gone(target)
 			os.Rename(p, target) // over files, empty dirs; into own subtree fails
+			m.touch(false, p, target)
 		}
 	case 8:
 		if p := m.pick(all); p != "" {
 			os.Remove(p)
+			m.touch(false, p)
 		}
 	case 9:
 		if d := m.pick(dirs); d != "" {
+			m.gone(d)
 			os.RemoveAll(d)
+			m.touch(false, d)
 		}
 	case 10:
 		if f := m.pick(files); f != "" {
 			os.WriteFile(f, []byte(fmt.Sprint(m.r.Uint64())), 0o644)
+			m.touch(true, f)
 		}
 	case 11:
 		if p := m.pick(all); p != "" {
 			os.Chmod(p, fs.FileMode(0o700|m.r.IntN(0o100)))
+			m.touch(false, p)
 		}
 	case 12: // swap two names
 		a, b := m.pick(all), m.pick(all)
 		if a != "" && b != "" && a != b {
 			tmp := filepath.Join(m.root, ".swap")
 			if os.Rename(a, tmp) == nil {
+				m.touch(false, a, tmp)
 				if os.Rename(b, a) == nil {
+					m.touch(false, b, a)
 					os.Rename(tmp, b)
+					m.touch(false, tmp, b)
 				} else {
 					os.Rename(tmp, a)
+					m.touch(false, tmp, a)
 				}
 			}
 		}
@@ -171,9 +200,26 @@ func (m *mutator) step() {
 			if c := m.pick(sub); c != "" {
 				tmp := filepath.Join(filepath.Dir(d), ".mv"+fmt.Sprint(m.r.IntN(1000)))
 				if os.Rename(c, tmp) == nil {
-					os.Rename(d, filepath.Join(tmp, filepath.Base(d)))
+					m.touch(false, c, tmp)
+					to := filepath.Join(tmp, filepath.Base(d))
+					os.Rename(d, to)
+					m.touch(false, d, to)
 				}
 			}
 		}
 	}
+}
+
+// gone notes every name below path, which a mutation is about to remove
+// (a journal reports each deletion of rm -rf, and what a rename replaces).
+func (m *mutator) gone(path string) {
+	if m.note == nil {
+		return
+	}
+	filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && p != path {
+			m.note(p, false)
+		}
+		return nil
+	})
 }

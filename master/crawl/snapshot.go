@@ -22,6 +22,9 @@ type Snapshot struct {
 	nodes    map[gfid.GFID]*Node
 	children map[gfid.GFID]map[string]gfid.GFID
 	order    []gfid.GFID // discovery order: root first, parents before children
+	// rel holds, for a scoped crawl, the paths of the directories it was
+	// given, as they were opened: fresher than their ancestors' names.
+	rel map[gfid.GFID]string
 }
 
 // Lookup returns the crawled node of g.
@@ -38,6 +41,10 @@ func (s *Snapshot) Lookup(g gfid.GFID) (Node, bool) {
 func (s *Snapshot) Path(g gfid.GFID) (string, bool) {
 	var parts []string
 	for g != gfid.Root {
+		if r, ok := s.rel[g]; ok {
+			slices.Reverse(parts)
+			return filepath.Join(append([]string{s.source, r}, parts...)...), true
+		}
 		n, ok := s.nodes[g]
 		if !ok || len(n.Links) == 0 || len(parts) > len(s.nodes) {
 			return "", false

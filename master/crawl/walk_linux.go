@@ -39,7 +39,8 @@ type dirHandle struct {
 	in      *inode
 	dev     uint64
 	fd      int
-	pending int // subdirectories not yet opened
+	pending int  // subdirectories not yet opened
+	top     bool // the source itself
 }
 
 // maxOpenDirs bounds the directory descriptors the walk holds at once.
@@ -56,6 +57,9 @@ type walker struct {
 	open    []*dirHandle
 	noBtime bool
 	stats   *Stats
+	// known, when set, reports directories the catalog already holds:
+	// the scoped crawl does not descend into them.
+	known func(catalog.Key) bool
 }
 
 // retry calls fn until it does not fail with EINTR.
@@ -105,20 +109,31 @@ func (w *walker) walk() error {
 	}
 	w.root = w.newInode(&st)
 	w.root.children = map[string]*inode{}
-	rh := &dirHandle{in: w.root, dev: devOf(&st), fd: rootFd}
+	rh := &dirHandle{in: w.root, dev: devOf(&st), fd: rootFd, top: true}
 	defer func() {
-		for _, h := range w.open {
-			if h.fd >= 0 {
-				unix.Close(h.fd)
-				h.fd = -1
-			}
-		}
+		w.closeAll()
 		unix.Close(rootFd)
 	}()
 	if err := w.list(rh); err != nil {
 		return err
 	}
-	stack := w.subdirs(rh, nil)
+	return w.descend(w.subdirs(rh, nil))
+}
+
+// closeAll closes the directories the walk opened.
+func (w *walker) closeAll() {
+	for _, h := range w.open {
+		if h.fd >= 0 {
+			unix.Close(h.fd)
+			h.fd = -1
+		}
+	}
+	w.open = nil
+}
+
+// descend lists the directories on stack and everything below them, depth
+// first.
+func (w *walker) descend(stack []*dirHandle) error {
 	for len(stack) > 0 {
 		if err := w.ctx.Err(); err != nil {
 			return err
@@ -151,7 +166,7 @@ func (w *walker) walk() error {
 func (w *walker) subdirs(h *dirHandle, stack []*dirHandle) []*dirHandle {
 	names := make([]string, 0, len(h.in.children))
 	for name, c := range h.in.children {
-		if c.node.Type == catalog.TypeDir && c.children == nil {
+		if c.node.Type == catalog.TypeDir && c.children == nil && (w.known == nil || !w.known(c.key)) {
 			names = append(names, name)
 		}
 	}
@@ -238,8 +253,10 @@ func (w *walker) drop(h *dirHandle) {
 
 func (w *walker) relPath(h *dirHandle) string {
 	var parts []string
-	for p := h; p != nil && p.parent != nil; p = p.parent {
-		parts = append(parts, p.name)
+	for p := h; p != nil; p = p.parent {
+		if p.name != "" && p.name != "." {
+			parts = append(parts, p.name) // a top handle of a scoped crawl is named by its path
+		}
 	}
 	slices.Reverse(parts)
 	return strconv.Quote("/" + strings.Join(parts, "/"))
@@ -282,77 +299,85 @@ func (w *walker) list(h *dirHandle) error {
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		if name == ReservedName && h.parent == nil {
-			w.log.Warn("not replicating the top-level name reserved for the slave's own state", "name", name)
-			w.stats.Skipped++
-			continue
+		if err := w.entry(h, name); err != nil {
+			return err
 		}
-		st, err := statxAt(h.fd, name, 0)
-		if err != nil {
-			if vanished(err) {
-				w.stats.Vanished++
-				continue
-			}
-			return fmt.Errorf("stat %s/%q: %w", w.relPath(h), name, err)
-		}
-		if dev := devOf(&st); dev != h.dev {
-			w.log.Warn("skipping mount point", "dir", w.relPath(h), "name", name)
-			w.stats.Skipped++
-			continue
-		}
-		if w.skip[[2]uint64{h.dev, st.Ino}] {
-			continue
-		}
-		key := catalog.Key{Ino: st.Ino}
-		if st.Mask&unix.STATX_BTIME != 0 {
-			key.BtimeNs = nsOf(st.Btime)
-		}
-		in := w.byKey[key]
-		if in != nil && (in.node.Type == catalog.TypeDir || uint32(st.Mode)&unix.S_IFMT == unix.S_IFDIR) {
-			// A directory met twice: it moved during the walk.
-			w.log.Debug("directory seen twice during crawl", "dir", w.relPath(h), "name", name)
-			w.stats.Skipped++
-			continue
-		}
-		if in == nil {
-			in = w.newInode(&st)
-			w.byKey[key] = in
-			switch in.node.Type {
-			case catalog.TypeSymlink:
-				target, err := readlinkat(h.fd, name)
-				if err != nil {
-					if vanished(err) || errors.Is(err, unix.EINVAL) {
-						in.node.Type = catalog.TypeUnknown
-						delete(w.byKey, key)
-						w.stats.Vanished++
-						continue
-					}
-					return fmt.Errorf("readlink %s/%q: %w", w.relPath(h), name, err)
-				}
-				in.node.Target = target
-			case catalog.TypeUnknown:
-				delete(w.byKey, key)
-				w.stats.Skipped++
-				continue
-			}
-			if w.cfg.SyncXattrs && in.node.Type != catalog.TypeSymlink {
-				x, err := userXattrs(h.fd, name)
-				if err != nil {
-					if vanished(err) {
-						in.node.Type = catalog.TypeUnknown
-						delete(w.byKey, key)
-						w.stats.Vanished++
-						continue
-					}
-					return fmt.Errorf("xattrs of %s/%q: %w", w.relPath(h), name, err)
-				}
-				in.xattrs = x
-				in.node.XattrHash = hashXattrs(x)
-			}
-		}
-		in.links = append(in.links, wlink{h.in, name})
-		h.in.children[name] = in
 	}
+	return nil
+}
+
+// entry stats name in h and records it as a child of h.
+func (w *walker) entry(h *dirHandle, name string) error {
+	if name == ReservedName && h.top {
+		w.log.Warn("not replicating the top-level name reserved for the slave's own state", "name", name)
+		w.stats.Skipped++
+		return nil
+	}
+	st, err := statxAt(h.fd, name, 0)
+	if err != nil {
+		if vanished(err) {
+			w.stats.Vanished++
+			return nil
+		}
+		return fmt.Errorf("stat %s/%q: %w", w.relPath(h), name, err)
+	}
+	if dev := devOf(&st); dev != h.dev {
+		w.log.Warn("skipping mount point", "dir", w.relPath(h), "name", name)
+		w.stats.Skipped++
+		return nil
+	}
+	if w.skip[[2]uint64{h.dev, st.Ino}] {
+		return nil
+	}
+	key := catalog.Key{Ino: st.Ino}
+	if st.Mask&unix.STATX_BTIME != 0 {
+		key.BtimeNs = nsOf(st.Btime)
+	}
+	in := w.byKey[key]
+	if in != nil && len(in.links) > 0 && (in.node.Type == catalog.TypeDir || uint32(st.Mode)&unix.S_IFMT == unix.S_IFDIR) {
+		// A directory met twice: it moved during the walk.
+		w.log.Debug("directory seen twice during crawl", "dir", w.relPath(h), "name", name)
+		w.stats.Skipped++
+		return nil
+	}
+	if in == nil {
+		in = w.newInode(&st)
+		w.byKey[key] = in
+		switch in.node.Type {
+		case catalog.TypeSymlink:
+			target, err := readlinkat(h.fd, name)
+			if err != nil {
+				if vanished(err) || errors.Is(err, unix.EINVAL) {
+					in.node.Type = catalog.TypeUnknown
+					delete(w.byKey, key)
+					w.stats.Vanished++
+					return nil
+				}
+				return fmt.Errorf("readlink %s/%q: %w", w.relPath(h), name, err)
+			}
+			in.node.Target = target
+		case catalog.TypeUnknown:
+			delete(w.byKey, key)
+			w.stats.Skipped++
+			return nil
+		}
+		if w.cfg.SyncXattrs && in.node.Type != catalog.TypeSymlink {
+			x, err := userXattrs(h.fd, name)
+			if err != nil {
+				if vanished(err) {
+					in.node.Type = catalog.TypeUnknown
+					delete(w.byKey, key)
+					w.stats.Vanished++
+					return nil
+				}
+				return fmt.Errorf("xattrs of %s/%q: %w", w.relPath(h), name, err)
+			}
+			in.xattrs = x
+			in.node.XattrHash = hashXattrs(x)
+		}
+	}
+	in.links = append(in.links, wlink{h.in, name})
+	h.in.children[name] = in
 	return nil
 }
 

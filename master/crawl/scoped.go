@@ -1,0 +1,431 @@
+package crawl
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/georep/georep/master/catalog"
+	"github.com/georep/georep/master/changelog"
+	"github.com/georep/georep/rpc/gfid"
+	"golang.org/x/sys/unix"
+)
+
+// Dir is a directory of the source in which some names changed, as a
+// change journal reported them.
+type Dir struct {
+	// Fd is an open descriptor of the directory (O_RDONLY|O_DIRECTORY),
+	// owned by the caller. Using the descriptor, not a path, keeps a
+	// directory renamed since the change was reported the same directory.
+	Fd int
+	// Rel is the directory's path relative to the source ("." for the
+	// source) when it was opened: data of the files in it is read there.
+	Rel string
+	// Names to re-examine, each mapped to whether its content was written
+	// (which ships its data even if size and times look unchanged). The
+	// name "" stands for the directory itself (its attributes).
+	Names map[string]bool
+}
+
+// ErrIncomplete is returned by Scoped when the names it was given do not
+// tell where some entry belongs (a directory the catalog has never seen,
+// reported without its own creation; a catalog without the source's root):
+// the caller must fall back to a hybrid crawl.
+var ErrIncomplete = errors.New("crawl: the changed names do not place every entry; a hybrid crawl is needed")
+
+// Scoped re-examines only the given names and diffs them with the catalog:
+// gsyncd's changelog crawl, for a plain directory whose changes a journal
+// reported by directory and name. The cost is proportional to the change:
+// the names are statted, directories new to the catalog are walked whole,
+// and the catalog is read only for the gfids involved and their ancestors.
+// The records and the Result are those of Hybrid, and are committed the
+// same way; the Snapshot holds only the gfids involved (no Children).
+//
+// A name examined and not found has lost its entry; a gfid left without
+// any name is deleted (a directory with everything the catalog has below
+// it), unless the same batch finds it elsewhere: a rename is reported in
+// both directories, so batches that include both ends become renames.
+func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, log *slog.Logger) (*Result, error) {
+	start := time.Now()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	src, err := filepath.Abs(cfg.Source)
+	if err != nil {
+		return nil, fmt.Errorf("crawl: source: %w", err)
+	}
+	cfg.Source = src
+	if err := os.MkdirAll(cfg.ChangelogDir, 0o700); err != nil {
+		return nil, fmt.Errorf("crawl: changelog dir: %w", err)
+	}
+	res := &Result{}
+	w := &walker{ctx: ctx, cfg: cfg, log: log.With("source", src), byKey: map[catalog.Key]*inode{}, skip: map[[2]uint64]bool{}, stats: &res.Stats}
+	for _, p := range []string{cfg.ChangelogDir, cat.Path()} {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err == nil {
+			w.skip[[2]uint64{st.Dev, st.Ino}] = true
+		}
+	}
+	rootSt, err := statxAt(unix.AT_FDCWD, src, 0)
+	if err != nil {
+		return nil, fmt.Errorf("crawl: stat source %s: %w", src, err)
+	}
+	rootKey := keyOf(&rootSt)
+	w.known = func(k catalog.Key) bool {
+		g, ok, err := cat.Identity(k)
+		if err != nil || !ok {
+			return false
+		}
+		_, ok, err = cat.Node(g)
+		return err == nil && ok
+	}
+	defer w.closeAll()
+
+	// 1. Stat the directories and the names in them; walk the directories
+	// the catalog does not know.
+	type probed struct {
+		h     *dirHandle
+		rel   string
+		names map[string]bool
+	}
+	var tops []probed
+	for _, d := range dirs {
+		st, err := statxAt(d.Fd, "", unix.AT_EMPTY_PATH)
+		if err != nil {
+			if vanished(err) {
+				res.Stats.Vanished++
+				continue
+			}
+			return nil, fmt.Errorf("crawl: stat directory %q: %w", d.Rel, err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return nil, fmt.Errorf("crawl: %q is not a directory", d.Rel)
+		}
+		key := keyOf(&st)
+		in := w.byKey[key]
+		if in == nil {
+			in = w.newInode(&st)
+			w.byKey[key] = in
+		}
+		if in.children == nil {
+			in.children = map[string]*inode{}
+		}
+		rel := d.Rel
+		if rel == "" {
+			rel = "."
+		}
+		tops = append(tops, probed{&dirHandle{name: rel, in: in, dev: devOf(&st), fd: d.Fd, top: key == rootKey}, rel, d.Names})
+	}
+	var stack []*dirHandle
+	for _, p := range tops {
+		names := make([]string, 0, len(p.names))
+		for name := range p.names {
+			if name != "" {
+				names = append(names, name)
+			}
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			if err := w.entry(p.h, name); err != nil {
+				return nil, fmt.Errorf("crawl: %w", err)
+			}
+			c := p.h.in.children[name]
+			if c != nil && c.node.Type == catalog.TypeDir && c.children == nil && !w.known(c.key) && !slices.ContainsFunc(tops, func(t probed) bool { return t.h.in == c }) {
+				c.children = map[string]*inode{}
+				stack = append(stack, &dirHandle{parent: p.h, name: name, in: c, dev: p.h.dev, fd: -1})
+				p.h.pending++
+			}
+		}
+	}
+	if err := w.descend(stack); err != nil {
+		return nil, fmt.Errorf("crawl: %w", err)
+	}
+
+	// 2. Identify every inode found.
+	var live []*inode
+	for _, in := range w.inodes {
+		if in.node.Type != catalog.TypeUnknown && in.key != rootKey {
+			live = append(live, in)
+		}
+	}
+	keys := make([]catalog.Key, len(live))
+	for i, in := range live {
+		keys[i] = in.key
+	}
+	gfids, fresh, err := cat.Identify(keys)
+	if err != nil {
+		return nil, fmt.Errorf("crawl: %w", err)
+	}
+	res.Stats.New = int64(fresh)
+	old := map[gfid.GFID]*catalog.Node{}
+	load := func(g gfid.GFID) (*catalog.Node, error) {
+		if o, ok := old[g]; ok {
+			return o, nil
+		}
+		n, ok, err := cat.Node(g)
+		if err != nil {
+			return nil, fmt.Errorf("crawl: %w", err)
+		}
+		var o *catalog.Node
+		if ok {
+			o = &n
+		}
+		old[g] = o
+		return o, nil
+	}
+	for i, in := range live {
+		g := gfids[i]
+		o, err := load(g)
+		if err != nil {
+			return nil, err
+		}
+		if o != nil && o.Type != in.node.Type {
+			if g, err = cat.Reassign(in.key); err != nil {
+				return nil, fmt.Errorf("crawl: %w", err)
+			}
+			res.Stats.New++
+			old[g] = nil
+		}
+		in.node.GFID = g
+	}
+	if in := w.byKey[rootKey]; in != nil {
+		in.node.GFID = gfid.Root
+	}
+	rootOld, err := load(gfid.Root)
+	if err != nil {
+		return nil, err
+	}
+	if rootOld == nil {
+		return nil, ErrIncomplete
+	}
+
+	// 3. The gfids involved: those found, and those the catalog had at the
+	// examined names; a directory left without a name takes everything the
+	// catalog has below it.
+	fresh2 := map[gfid.GFID]*inode{}
+	found := map[gfid.GFID][]catalog.Link{}
+	for _, in := range w.inodes {
+		if in.node.Type == catalog.TypeUnknown {
+			continue
+		}
+		fresh2[in.node.GFID] = in
+		for _, l := range in.links {
+			found[in.node.GFID] = append(found[in.node.GFID], catalog.Link{Parent: l.parent.node.GFID, Name: l.name})
+		}
+	}
+	examined := map[catalog.Link]bool{}
+	force := map[gfid.GFID]bool{}
+	involved := map[gfid.GFID]bool{}
+	for g := range fresh2 {
+		involved[g] = true
+	}
+	for _, p := range tops {
+		for name, data := range p.names {
+			if name == "" {
+				continue
+			}
+			l := catalog.Link{Parent: p.h.in.node.GFID, Name: name}
+			examined[l] = true
+			if c := p.h.in.children[name]; c != nil && data {
+				force[c.node.GFID] = true
+			}
+			og, ok, err := cat.Lookup(l.Parent, l.Name)
+			if err != nil {
+				return nil, fmt.Errorf("crawl: %w", err)
+			}
+			if ok {
+				involved[og] = true
+			}
+		}
+	}
+	gone := map[gfid.GFID]bool{}
+	links := map[gfid.GFID][]catalog.Link{}
+	for {
+		grew := false
+		for g := range involved {
+			o, err := load(g)
+			if err != nil {
+				return nil, err
+			}
+			ls := slices.Clone(found[g])
+			if o != nil {
+				for _, l := range o.Links {
+					if !examined[l] && !gone[l.Parent] && !slices.Contains(ls, l) {
+						ls = append(ls, l)
+					}
+				}
+			}
+			links[g] = ls
+			if len(ls) > 0 || g == gfid.Root || o == nil || o.Type != catalog.TypeDir || gone[g] {
+				continue
+			}
+			gone[g] = true
+			grew = true
+			kids, err := cat.Children(g)
+			if err != nil {
+				return nil, fmt.Errorf("crawl: %w", err)
+			}
+			for _, c := range kids {
+				involved[c] = true
+			}
+		}
+		if !grew {
+			break
+		}
+	}
+
+	// 4. The snapshot: the gfids involved that still have a name, with
+	// their ancestors as the catalog has them (unchanged) so that paths
+	// and the order of removals are whole.
+	snap := &Snapshot{source: src, nodes: map[gfid.GFID]*Node{}, children: map[gfid.GFID]map[string]gfid.GFID{}, rel: map[gfid.GFID]string{}}
+	for g := range involved {
+		ls := links[g]
+		if len(ls) == 0 && g != gfid.Root {
+			if in := fresh2[g]; in != nil {
+				// On the source but placed nowhere: its own creation
+				// was not among the names.
+				log.Debug("scoped crawl cannot place an entry", "gfid", g)
+				return nil, ErrIncomplete
+			}
+			continue
+		}
+		var n Node
+		if in := fresh2[g]; in != nil {
+			n = Node{Node: in.node, Xattrs: in.xattrs}
+			if in.children != nil && !slices.ContainsFunc(tops, func(t probed) bool { return t.h.in == in }) {
+				kids := make(map[string]gfid.GFID, len(in.children))
+				for name, c := range in.children {
+					kids[name] = c.node.GFID
+				}
+				snap.children[g] = kids
+			}
+		} else {
+			n = Node{Node: *old[g]}
+		}
+		n.GFID, n.Links = g, ls
+		snap.nodes[g] = &n
+	}
+	for _, p := range tops {
+		if _, ok := snap.nodes[p.h.in.node.GFID]; ok {
+			snap.rel[p.h.in.node.GFID] = p.rel
+		}
+	}
+	for g := range involved {
+		n := snap.nodes[g]
+		if n == nil {
+			continue
+		}
+		for _, l := range n.Links {
+			for p := l.Parent; ; {
+				if _, ok := snap.nodes[p]; ok || gone[p] {
+					break
+				}
+				o, err := load(p)
+				if err != nil {
+					return nil, err
+				}
+				if o == nil {
+					return nil, ErrIncomplete // a parent the catalog does not hold
+				}
+				snap.nodes[p] = &Node{Node: *o}
+				if p == gfid.Root || len(o.Links) == 0 {
+					break
+				}
+				p = o.Links[0].Parent
+			}
+		}
+	}
+	for g := range old {
+		if _, ok := snap.nodes[g]; !ok && old[g] == nil {
+			delete(old, g)
+		}
+	}
+	for g, o := range old {
+		if o == nil {
+			delete(old, g)
+		}
+	}
+	snap.order = snap.depthOrder()
+
+	p := diff(old, snap, cfg.IgnoreDeletes, cfg.SyncXattrs, force)
+	res.Snapshot, res.Records, res.changed, res.deleted = snap, p.records, p.changed, p.deleted
+	s := &res.Stats
+	s.Entries, s.Data, s.DataBytes, s.Meta, s.Deletes, s.Renames = p.stats.Entries, p.stats.Data, p.stats.DataBytes, p.stats.Meta, p.stats.Deletes, p.stats.Renames
+	for _, n := range snap.nodes {
+		if n.Type == catalog.TypeDir {
+			s.Dirs++
+		} else {
+			s.Files++
+		}
+	}
+	if len(res.Records) > 0 {
+		if res.Changelog, err = changelog.WriteFile(cfg.ChangelogDir, ChangelogPrefix, res.Records); err != nil {
+			return nil, fmt.Errorf("crawl: %w", err)
+		}
+	}
+	s.Duration = time.Since(start)
+	w.log.Debug("scoped crawl done", "dirs", len(dirs), "changelog", res.Changelog, "entries", s.Entries,
+		"data", s.Data, "meta", s.Meta, "deletes", s.Deletes, "renames", s.Renames, "new", s.New, "duration", s.Duration)
+	return res, nil
+}
+
+func keyOf(st *unix.Statx_t) catalog.Key {
+	k := catalog.Key{Ino: st.Ino}
+	if st.Mask&unix.STATX_BTIME != 0 {
+		k.BtimeNs = nsOf(st.Btime)
+	}
+	return k
+}
+
+// depthOrder orders the snapshot's gfids parents first: by depth, then by
+// path, then by gfid.
+func (s *Snapshot) depthOrder() []gfid.GFID {
+	type key struct {
+		depth int
+		path  string
+	}
+	memo := map[gfid.GFID]key{}
+	var keyOf func(g gfid.GFID, budget int) key
+	keyOf = func(g gfid.GFID, budget int) key {
+		if k, ok := memo[g]; ok {
+			return k
+		}
+		n := s.nodes[g]
+		if g == gfid.Root || n == nil || len(n.Links) == 0 || budget == 0 {
+			return key{}
+		}
+		l := n.Links[0]
+		pk := keyOf(l.Parent, budget-1)
+		k := key{pk.depth + 1, pk.path + "\x00" + l.Name}
+		memo[g] = k
+		return k
+	}
+	order := make([]gfid.GFID, 0, len(s.nodes))
+	for g := range s.nodes {
+		order = append(order, g)
+		keyOf(g, len(s.nodes)+1)
+	}
+	slices.SortFunc(order, func(a, b gfid.GFID) int {
+		if a == gfid.Root || b == gfid.Root {
+			return cmp.Compare(b2i(b == gfid.Root), b2i(a == gfid.Root))
+		}
+		ka, kb := memo[a], memo[b]
+		return cmp.Or(cmp.Compare(ka.depth, kb.depth), strings.Compare(ka.path, kb.path), bytes.Compare(a[:], b[:]))
+	})
+	return order
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
