@@ -19,14 +19,20 @@ type Config struct {
 	TLS      rpc.TLSFiles // tls-cert, tls-key, tls-ca, tls-server-name
 
 	SyncJobs       int           // sync-jobs: parallel rsync runs (gsyncd default 3)
-	ChangeInterval time.Duration // change-interval: pause between crawls in daemon mode
-	IgnoreDeletes  bool          // ignore-deletes: never remove anything on the slave
-	SyncXattrs     bool          // sync-xattrs: replicate user.* xattrs
-	SyncACLs       bool          // sync-acls: replicate POSIX ACLs (rsync -A)
-	RsyncPath      string        // rsync-command: the rsync binary
-	RsyncOptions   []string      // rsync-options: extra options for every rsync run
-	EntryBatch     int           // entry-batch: entries per EntryOps/MetaOps call
-	SmallFileSize  int64         // small-file-size: regular files up to this size go whole through WriteFiles, not rsync (0: never)
+	ChangeInterval time.Duration // change-interval: pause between crawls (xsync), between retries of the failure queue (changelog)
+	// ChangeDetector is change-detector: "changelog" (the fanotify journal,
+	// falling back to xsync where it is unavailable) or "xsync" (a hybrid
+	// crawl every change-interval).
+	ChangeDetector     string
+	RolloverTime       time.Duration // rollover-time: a journal file is closed and indexed after this long
+	ChangelogBatchSize int           // changelog-batch-size: journal records per live pass
+	IgnoreDeletes      bool          // ignore-deletes: never remove anything on the slave
+	SyncXattrs         bool          // sync-xattrs: replicate user.* xattrs
+	SyncACLs           bool          // sync-acls: replicate POSIX ACLs (rsync -A)
+	RsyncPath          string        // rsync-command: the rsync binary
+	RsyncOptions       []string      // rsync-options: extra options for every rsync run
+	EntryBatch         int           // entry-batch: entries per EntryOps/MetaOps call
+	SmallFileSize      int64         // small-file-size: regular files up to this size go whole through WriteFiles, not rsync (0: never)
 
 	Oneshot        bool          // oneshot: one pass; exit 0 only when converged
 	OneshotTimeout time.Duration // oneshot-timeout: give up (non-zero exit) after this long
@@ -37,6 +43,12 @@ type Config struct {
 	Self string
 }
 
+// The change detectors.
+const (
+	DetectorChangelog = "changelog"
+	DetectorXsync     = "xsync"
+)
+
 // MaxSmallFileSize bounds small-file-size: a WriteFiles call carries about
 // 4 MiB of data, and at least one file.
 const MaxSmallFileSize = 4 << 20
@@ -44,13 +56,16 @@ const MaxSmallFileSize = 4 << 20
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		SyncJobs:       3,
-		ChangeInterval: 5 * time.Second,
-		RsyncPath:      "rsync",
-		EntryBatch:     5000,
-		SmallFileSize:  256 << 10,
-		OneshotTimeout: time.Hour,
-		Lease:          60 * time.Second,
+		SyncJobs:           3,
+		ChangeInterval:     5 * time.Second,
+		ChangeDetector:     DetectorChangelog,
+		RolloverTime:       15 * time.Second,
+		ChangelogBatchSize: 20000,
+		RsyncPath:          "rsync",
+		EntryBatch:         5000,
+		SmallFileSize:      256 << 10,
+		OneshotTimeout:     time.Hour,
+		Lease:              60 * time.Second,
 	}
 }
 
@@ -75,6 +90,15 @@ func (c Config) Validate() error {
 	}
 	if c.ChangeInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("change-interval: %s is shorter than 100ms", c.ChangeInterval))
+	}
+	if c.ChangeDetector != DetectorChangelog && c.ChangeDetector != DetectorXsync {
+		errs = append(errs, fmt.Errorf("change-detector: %q is not one of changelog, xsync", c.ChangeDetector))
+	}
+	if c.RolloverTime < 100*time.Millisecond || c.RolloverTime > time.Hour {
+		errs = append(errs, fmt.Errorf("rollover-time: %s is outside 100ms..1h", c.RolloverTime))
+	}
+	if c.ChangelogBatchSize < 1 || c.ChangelogBatchSize > 1000000 {
+		errs = append(errs, fmt.Errorf("changelog-batch-size: %d is outside 1..1000000", c.ChangelogBatchSize))
 	}
 	if c.EntryBatch < 1 || c.EntryBatch > 100000 {
 		errs = append(errs, fmt.Errorf("entry-batch: %d is outside 1..100000", c.EntryBatch))

@@ -28,8 +28,9 @@ type outcome struct {
 	// failed maps each gfid that could not be brought up to date to why.
 	failed map[gfid.GFID]string
 	// dataFailed holds the gfids whose entry and meta ops were applied but
-	// whose data was not shipped.
+	// whose data was not shipped; dataWhy says why.
 	dataFailed map[gfid.GFID]bool
+	dataWhy    map[gfid.GFID]string
 }
 
 func (o *outcome) fail(g gfid.GFID, format string, args ...any) {
@@ -40,8 +41,11 @@ func (o *outcome) fail(g gfid.GFID, format string, args ...any) {
 
 // processChangelog applies one changelog: parse → stat each gfid on the
 // master → EntryOps (ordered, batched) → MetaOps → data through the sync
-// jobs. The caller advances stime only when nothing failed.
-func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.Snapshot) (*outcome, error) {
+// jobs. The caller advances stime only when nothing failed. entriesDone,
+// when not nil, is called once every entry op has been applied (or has
+// failed), before the metadata: the caller records it so that a replay
+// after a crash skips them (gsyncd's entry stime).
+func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.Snapshot, entriesDone func(failed map[gfid.GFID]string) error) (*outcome, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open changelog: %w", err)
@@ -51,7 +55,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	if err != nil {
 		return nil, err
 	}
-	out := &outcome{failed: map[gfid.GFID]string{}, dataFailed: map[gfid.GFID]bool{}}
+	out := &outcome{failed: map[gfid.GFID]string{}, dataFailed: map[gfid.GFID]bool{}, dataWhy: map[gfid.GFID]string{}}
 
 	// Entry ops, in order.
 	var ops []*slavev1.Entry
@@ -171,12 +175,16 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 			reasons := map[string]int{}
 			for g, err := range <-results {
 				out.dataFailed[g] = true
+				out.dataWhy[g] = err.Error()
 				reasons[err.Error()]++
 			}
 			for why, n := range reasons {
 				w.log.Warn("data not shipped", "files", n, "err", why)
 			}
 		}
+	}
+	if err == nil && entriesDone != nil {
+		err = entriesDone(out.failed)
 	}
 	if err != nil {
 		collect()

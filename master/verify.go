@@ -15,20 +15,20 @@ import (
 // emptyPark removes whatever a crashed run left in the slave's park
 // directory. Those gfids are then missing from their names on the slave;
 // verify notices and the next pass recreates them.
-func (w *worker) emptyPark(ctx context.Context) error {
+func (w *worker) emptyPark(ctx context.Context) (int, error) {
 	ents, err := w.slave.Entries(ctx, gfid.Park)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, e := range ents {
 		if err := w.slave.Purge(ctx, gfid.Park, string(e.GetName()), gfid.GFID{}); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if len(ents) > 0 {
 		w.log.Info("emptied the slave's park left by an interrupted run", "entries", len(ents))
 	}
-	return nil
+	return len(ents), nil
 }
 
 // verify compares every directory of the snapshot with the slave's listing,

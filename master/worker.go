@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -39,7 +40,15 @@ type worker struct {
 	stats    crawlStats
 	session  bool // a session is open
 	verified bool // the slave has been compared with the source in this session
+	// needFull asks the live loop for a hybrid crawl: at start, after the
+	// journal lost events, or when the park held entries.
+	needFull bool
+	failures *failureQueue
 }
+
+// errNeedFull is returned by a live pass that cannot work from the journal
+// alone: a hybrid crawl must run first.
+var errNeedFull = errors.New("a hybrid crawl is needed")
 
 // Run runs the master until ctx is done (daemon) or, with Oneshot, until the
 // slave has converged to the source.
@@ -101,7 +110,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	w := &worker{cfg: cfg, log: log, wd: wd, cat: cat, client: client, slave: client, data: sy, batch: cfg.EntryBatch, stats: wd.loadStats()}
+	failures, err := loadFailures(wd.path("failures"))
+	if err != nil {
+		return err
+	}
+	if n := failures.len(); n > 0 {
+		log.Warn("failure queue from the previous run; the first crawl retries it", "failures", n)
+	}
+	w := &worker{cfg: cfg, log: log, wd: wd, cat: cat, client: client, slave: client, data: sy, batch: cfg.EntryBatch,
+		stats: wd.loadStats(), failures: failures, needFull: true}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -131,17 +148,26 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.Oneshot {
 		return w.oneshot(ctx)
 	}
+	if cfg.ChangeDetector == DetectorChangelog {
+		lj, err := startJournal(ctx, cfg, wd, log)
+		if err == nil {
+			defer lj.close()
+			return w.live(ctx, lj)
+		}
+		log.Warn("no change journal: falling back to a hybrid crawl every change-interval", "err", err, "change_interval", cfg.ChangeInterval)
+	}
 	return w.daemon(ctx)
 }
 
 // daemon crawls every change-interval until ctx is done, reconnecting with
-// backoff when the slave is away.
+// backoff when the slave is away (change-detector xsync).
 func (w *worker) daemon(ctx context.Context) error {
 	backoff := time.Second
 	for {
 		_, err := w.pass(ctx)
 		wait := w.cfg.ChangeInterval
-		if err != nil {
+		var partial *partialError
+		if err != nil && !errors.As(err, &partial) {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -218,8 +244,12 @@ func (w *worker) connect(ctx context.Context) error {
 	if m := w.client.maxBatch; m > 0 && m < w.cfg.EntryBatch {
 		w.batch = m
 	}
-	if err := w.emptyPark(ctx); err != nil {
+	parked, err := w.emptyPark(ctx)
+	if err != nil {
 		return err
+	}
+	if parked > 0 {
+		w.needFull = true // what was parked must be found again and recreated
 	}
 	w.session, w.verified = true, false
 	w.log.Info("session open", "slave", w.cfg.Slave, "slave_volume", w.client.slaveVol)
@@ -229,25 +259,13 @@ func (w *worker) connect(ctx context.Context) error {
 // pass runs one hybrid crawl and processes its changelog. changed reports
 // whether there was anything to do.
 func (w *worker) pass(ctx context.Context) (changed bool, err error) {
-	defer func() {
-		if err != nil {
-			// Reconnect, handshake and verify again: whatever failed may
-			// have been the session itself (a restarted slave refuses the
-			// old session id on every call, rsync tunnels included).
-			w.session = false
-			w.stats.LastError = err.Error()
-			_ = w.wd.saveStats(w.stats)
-		}
-	}()
+	defer w.passDone(&err)
 	if err := w.connect(ctx); err != nil {
 		return false, err
 	}
 	start := time.Now()
 	w.stats.CrawlStatus = "Hybrid"
-	res, err := crawl.Hybrid(ctx, crawl.Config{
-		Source: w.cfg.Source, ChangelogDir: w.wd.path("xsync"),
-		IgnoreDeletes: w.cfg.IgnoreDeletes, SyncXattrs: w.cfg.SyncXattrs,
-	}, w.cat, w.log)
+	res, err := crawl.Hybrid(ctx, w.crawlConfig(), w.cat, w.log)
 	if err != nil {
 		return false, fmt.Errorf("hybrid crawl: %w", err)
 	}
@@ -255,30 +273,72 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 		if found, err := w.verifyOnce(ctx, res.Snapshot); err != nil || found > 0 {
 			return found > 0, err
 		}
-		w.stats.FilesPending, w.stats.BytesPending, w.stats.EntriesPending, w.stats.MetaPending, w.stats.DeletesPending = 0, 0, 0, 0, 0
-		w.stats.Failures, w.stats.LastError = 0, ""
-		if err := w.advance(ctx, start); err != nil {
+		if err := w.settle(nil, true); err != nil {
 			return false, err
 		}
-		return false, nil
+		return false, w.advance(ctx, start)
 	}
+	if err := w.apply(ctx, res, true); err != nil {
+		return true, err
+	}
+	if found, err := w.verifyOnce(ctx, res.Snapshot); err != nil || found > 0 {
+		return true, err // the next pass repairs what verify found; stime waits for it
+	}
+	return true, w.advance(ctx, start)
+}
+
+func (w *worker) crawlConfig() crawl.Config {
+	return crawl.Config{Source: w.cfg.Source, ChangelogDir: w.wd.path("xsync"),
+		IgnoreDeletes: w.cfg.IgnoreDeletes, SyncXattrs: w.cfg.SyncXattrs}
+}
+
+// passDone records a failed pass. Unless the pass only left failures in
+// the queue, the session is reopened, handshake and all: whatever failed
+// may have been the session itself (a restarted slave refuses the old
+// session id on every call, rsync tunnels included).
+func (w *worker) passDone(err *error) {
+	if *err == nil {
+		return
+	}
+	var partial *partialError
+	if !errors.As(*err, &partial) && !errors.Is(*err, errNeedFull) {
+		w.session = false
+	}
+	w.stats.LastError = (*err).Error()
+	_ = w.wd.saveStats(w.stats)
+}
+
+// apply processes the changelog of a crawl and commits its outcome: the
+// catalog, the stats and the failure queue. retried says whether the crawl
+// retried every queued failure (a hybrid crawl always does). It returns a
+// *partialError when anything is left in the failure queue.
+func (w *worker) apply(ctx context.Context, res *crawl.Result, retried bool) error {
 	st := res.Stats
 	w.stats.EntriesPending, w.stats.MetaPending, w.stats.DeletesPending = st.Entries, st.Meta, st.Deletes
 	w.stats.FilesPending, w.stats.BytesPending = st.Data, st.DataBytes
 	_ = w.wd.saveStats(w.stats)
-	w.log.Info("processing changelog", "changelog", filepath.Base(res.Changelog), "entries", st.Entries,
+	w.log.Debug("processing changelog", "changelog", filepath.Base(res.Changelog), "entries", st.Entries,
 		"data", st.Data, "meta", st.Meta, "deletes", st.Deletes)
 
-	out, err := w.processChangelog(ctx, res.Changelog, res.Snapshot)
+	out, err := w.processChangelog(ctx, res.Changelog, res.Snapshot, func(failed map[gfid.GFID]string) error {
+		bad := make(map[gfid.GFID]bool, len(failed))
+		for g := range failed {
+			bad[g] = true
+		}
+		if err := res.CommitEntries(w.cat, bad); err != nil {
+			return fmt.Errorf("commit entry ops: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return true, err
+		return err
 	}
 	failed := make(map[gfid.GFID]bool, len(out.failed))
 	for g := range out.failed {
 		failed[g] = true
 	}
 	if err := res.Commit(w.cat, failed, out.dataFailed); err != nil {
-		return true, fmt.Errorf("commit catalog: %w", err)
+		return fmt.Errorf("commit catalog: %w", err)
 	}
 	if err := os.Remove(res.Changelog); err != nil {
 		w.log.Warn("removing processed changelog", "err", err)
@@ -288,27 +348,55 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 	w.stats.EntriesSynced += int64(out.entries)
 	w.stats.DeletesSynced += int64(out.deletes)
 	w.stats.FilesPending, w.stats.BytesPending, w.stats.EntriesPending, w.stats.MetaPending, w.stats.DeletesPending = 0, 0, 0, 0, 0
-	w.stats.Failures = int64(len(out.failed) + len(out.dataFailed))
-	if w.stats.Failures > 0 {
-		w.verified = false // compare with the slave again once a pass is clean
-		for g := range out.dataFailed {
-			if _, ok := out.failed[g]; !ok {
-				out.failed[g] = "data not shipped"
+
+	var queue []*failure
+	for g, why := range out.failed {
+		dir, name := locate(g, res.Snapshot, w.cat)
+		queue = append(queue, &failure{GFID: g, Dir: dir, Name: name, Reason: why})
+	}
+	for g := range out.dataFailed {
+		if failed[g] {
+			continue
+		}
+		dir, name := locate(g, res.Snapshot, w.cat)
+		if p, ok := res.Snapshot.Path(g); ok {
+			if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+				// Removed since the crawl: its removal is a change of
+				// its own, not a failure.
+				w.log.Debug("data not shipped: the file is gone from the source", "gfid", g, "path", p)
+				continue
 			}
 		}
-		msg := summarize(out.failed)
-		w.stats.LastError = msg
-		_ = w.wd.saveStats(w.stats)
-		return true, &partialError{n: len(out.failed), summary: msg}
+		queue = append(queue, &failure{GFID: g, Dir: dir, Name: name, Data: true, Reason: "data not shipped: " + out.dataWhy[g]})
 	}
-	w.stats.LastError = ""
-	if found, err := w.verifyOnce(ctx, res.Snapshot); err != nil || found > 0 {
-		return true, err // the next pass repairs what verify found; stime waits for it
+	return w.settle(queue, retried)
+}
+
+// settle records what a pass left failing in the durable queue and
+// returns a *partialError while the queue is not empty.
+func (w *worker) settle(failed []*failure, retried bool) error {
+	if err := w.failures.update(failed, retried, time.Now()); err != nil {
+		return err
 	}
-	if err := w.advance(ctx, start); err != nil {
-		return true, err
+	for _, f := range failed {
+		w.log.Warn("sync failure queued for retry", "gfid", f.GFID, "path", filepath.Join(f.Dir, f.Name),
+			"data", f.Data, "attempts", f.Attempts, "since", f.Since.Format(time.RFC3339), "reason", f.Reason)
 	}
-	return true, nil
+	n := w.failures.len()
+	w.stats.Failures = int64(n)
+	if n == 0 {
+		w.stats.LastError = ""
+		return w.wd.saveStats(w.stats)
+	}
+	w.verified = false // compare with the slave again once a hybrid pass is clean
+	reasons := make(map[gfid.GFID]string, n)
+	for _, f := range w.failures.list() {
+		reasons[f.GFID] = f.Reason
+	}
+	msg := summarize(reasons)
+	w.stats.LastError = msg
+	_ = w.wd.saveStats(w.stats)
+	return &partialError{n: n, summary: msg}
 }
 
 // verifyOnce runs verify on the first complete pass of a session.
@@ -341,7 +429,7 @@ type partialError struct {
 }
 
 func (e *partialError) Error() string {
-	return fmt.Sprintf("%d gfids not synced, kept for the next pass (stime not advanced): %s", e.n, e.summary)
+	return fmt.Sprintf("%d gfids in the failure queue, retried every change-interval (stime not advanced): %s", e.n, e.summary)
 }
 
 // advance moves stime to t (everything changed before t is on the slave),

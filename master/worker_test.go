@@ -225,7 +225,7 @@ func (tw *testWorker) crawlAndProcess(t *testing.T) *outcome {
 	}
 	out := &outcome{failed: map[gfid.GFID]string{}, dataFailed: map[gfid.GFID]bool{}}
 	if res.Changelog != "" {
-		if out, err = tw.processChangelog(t.Context(), res.Changelog, res.Snapshot); err != nil {
+		if out, err = tw.processChangelog(t.Context(), res.Changelog, res.Snapshot, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -335,7 +335,7 @@ func TestDataFailureKeepsGFIDPending(t *testing.T) {
 		}
 	}
 	tw.data.fail[fg] = fmt.Errorf("rsync exit 23")
-	out, err := tw.processChangelog(t.Context(), res.Changelog, res.Snapshot)
+	out, err := tw.processChangelog(t.Context(), res.Changelog, res.Snapshot, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,7 +426,7 @@ func TestSmallFilesGoThroughWriteFiles(t *testing.T) {
 	os.Remove(filepath.Join(tw.src, "tolink"))
 	os.Symlink("s1", filepath.Join(tw.src, "tolink"))
 
-	out, err := tw.processChangelog(t.Context(), res.Changelog, res.Snapshot)
+	out, err := tw.processChangelog(t.Context(), res.Changelog, res.Snapshot, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

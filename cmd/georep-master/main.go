@@ -61,7 +61,10 @@ func flags() *pflag.FlagSet {
 	fs.String("tls-ca", "", "PEM CA that signs the slave's certificate")
 	fs.String("tls-server-name", "", "name expected in the slave's certificate (default: the host of --slave)")
 	fs.Int("sync-jobs", d.SyncJobs, "parallel rsync runs")
-	fs.Duration("change-interval", d.ChangeInterval, "pause between crawls in daemon mode")
+	fs.Duration("change-interval", d.ChangeInterval, "daemon: pause between hybrid crawls (xsync), between retries of the failure queue (changelog)")
+	fs.String("change-detector", d.ChangeDetector, "daemon: changelog (fanotify journal, needs root; falls back to xsync) or xsync (a hybrid crawl every change-interval)")
+	fs.Duration("rollover-time", d.RolloverTime, "a change journal file is closed and indexed after this long (records are consumed before)")
+	fs.Int("changelog-batch-size", d.ChangelogBatchSize, "journal records per live pass")
 	fs.Bool("ignore-deletes", false, "never remove anything on the slave")
 	fs.Bool("sync-xattrs", false, "replicate user.* extended attributes")
 	fs.Bool("sync-acls", false, "replicate POSIX ACLs")
@@ -78,22 +81,25 @@ func flags() *pflag.FlagSet {
 // config reads the master's configuration out of v.
 func config(v *viper.Viper) master.Config {
 	return master.Config{
-		Source:         v.GetString("source"),
-		WorkDir:        v.GetString("work-dir"),
-		Slave:          v.GetString("slave"),
-		Insecure:       v.GetBool("insecure"),
-		TLS:            rpc.TLSFiles{Cert: v.GetString("tls-cert"), Key: v.GetString("tls-key"), CA: v.GetString("tls-ca"), ServerName: v.GetString("tls-server-name")},
-		SyncJobs:       v.GetInt("sync-jobs"),
-		ChangeInterval: v.GetDuration("change-interval"),
-		IgnoreDeletes:  v.GetBool("ignore-deletes"),
-		SyncXattrs:     v.GetBool("sync-xattrs"),
-		SyncACLs:       v.GetBool("sync-acls"),
-		RsyncPath:      v.GetString("rsync-command"),
-		RsyncOptions:   strings.Fields(v.GetString("rsync-options")),
-		EntryBatch:     v.GetInt("entry-batch"),
-		SmallFileSize:  v.GetInt64("small-file-size"),
-		Oneshot:        v.GetBool("oneshot"),
-		OneshotTimeout: v.GetDuration("oneshot-timeout"),
-		Lease:          v.GetDuration("lease"),
+		Source:             v.GetString("source"),
+		WorkDir:            v.GetString("work-dir"),
+		Slave:              v.GetString("slave"),
+		Insecure:           v.GetBool("insecure"),
+		TLS:                rpc.TLSFiles{Cert: v.GetString("tls-cert"), Key: v.GetString("tls-key"), CA: v.GetString("tls-ca"), ServerName: v.GetString("tls-server-name")},
+		SyncJobs:           v.GetInt("sync-jobs"),
+		ChangeInterval:     v.GetDuration("change-interval"),
+		ChangeDetector:     v.GetString("change-detector"),
+		RolloverTime:       v.GetDuration("rollover-time"),
+		ChangelogBatchSize: v.GetInt("changelog-batch-size"),
+		IgnoreDeletes:      v.GetBool("ignore-deletes"),
+		SyncXattrs:         v.GetBool("sync-xattrs"),
+		SyncACLs:           v.GetBool("sync-acls"),
+		RsyncPath:          v.GetString("rsync-command"),
+		RsyncOptions:       strings.Fields(v.GetString("rsync-options")),
+		EntryBatch:         v.GetInt("entry-batch"),
+		SmallFileSize:      v.GetInt64("small-file-size"),
+		Oneshot:            v.GetBool("oneshot"),
+		OneshotTimeout:     v.GetDuration("oneshot-timeout"),
+		Lease:              v.GetDuration("lease"),
 	}
 }

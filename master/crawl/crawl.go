@@ -232,3 +232,36 @@ func (r *Result) Commit(cat *catalog.Catalog, failed, staleData map[gfid.GFID]bo
 	}
 	return cat.Commit(nodes, deleted)
 }
+
+// CommitEntries records that the entry ops of the records were applied
+// (gsyncd's entry stime, kept per gfid): every gfid an entry record names
+// gets its new names, with times no inode has so that its metadata and data
+// are still redone; deleted gfids are forgotten. A crash before Commit then
+// replays the metadata and data, not the entry ops.
+func (r *Result) CommitEntries(cat *catalog.Catalog, failed map[gfid.GFID]bool) error {
+	named := map[gfid.GFID]bool{}
+	for _, rec := range r.Records {
+		if rec.Kind == changelog.Entry {
+			named[rec.GFID] = true
+		}
+	}
+	var nodes []catalog.Node
+	for _, g := range r.changed {
+		if failed[g] || !named[g] {
+			continue
+		}
+		n := r.Snapshot.nodes[g].Node
+		n.MtimeNs, n.CtimeNs = -1, -1
+		nodes = append(nodes, n)
+	}
+	var deleted []gfid.GFID
+	for _, g := range r.deleted {
+		if named[g] && !failed[g] {
+			deleted = append(deleted, g)
+		}
+	}
+	if len(nodes) == 0 && len(deleted) == 0 {
+		return nil
+	}
+	return cat.Commit(nodes, deleted)
+}

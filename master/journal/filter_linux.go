@@ -32,19 +32,23 @@ func newFilter(mountFD int, source string, exclude []string, log *slog.Logger) *
 func (f *filter) reset() { clear(f.cache) }
 
 // keep reports whether the events of directory h belong to the journal. A
-// directory that cannot be resolved is kept (unless the cache excluded it
-// before): the consumer resolves it again and finds it stale, and a removed
-// directory's removal is also reported in its parent.
+// removed directory's events are dropped; one that cannot be resolved for
+// another reason is kept (the consumer decides).
 func (f *filter) keep(h Handle) bool {
 	k := h.key()
 	if in, ok := f.cache[k]; ok {
 		return in
 	}
 	fd, path, err := openHandle(f.mountFD, h, unix.O_PATH)
+	if errors.Is(err, ErrStale) {
+		// Removed since: the consumer would skip its records (it finds
+		// the handle stale too), and its removal is reported in its
+		// parent. Keeping them would fill the journal with the churn of
+		// every short-lived directory on the filesystem.
+		return false
+	}
 	if err != nil {
-		if !errors.Is(err, ErrStale) {
-			f.log.Debug("journal: directory handle not resolved, kept", "handle", h.String(), "err", err)
-		}
+		f.log.Debug("journal: directory handle not resolved, kept", "handle", h.String(), "err", err)
 		return true
 	}
 	unix.Close(fd)

@@ -1,0 +1,318 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/master/crawl"
+	"github.com/georep/georep/master/journal"
+)
+
+// settleTime is how long a live pass waits after the journal's first
+// signal, so that the two halves of a rename (reported as two events) and
+// the rest of a burst land in the same pass.
+const settleTime = 15 * time.Millisecond
+
+// liveJournal is the master's side of the change journal: the producer
+// (fanotify), the resolver of its directory handles, and the cursor up to
+// which the slave has been brought.
+type liveJournal struct {
+	cfg      Config
+	dir      string
+	log      *slog.Logger
+	prod     *journal.Producer
+	resolver *journal.Resolver
+	cur      journal.Cursor
+	started  time.Time
+}
+
+func startJournal(ctx context.Context, cfg Config, wd *workDir, log *slog.Logger) (*liveJournal, error) {
+	lj := &liveJournal{cfg: cfg, dir: wd.path("journal"), log: log}
+	if err := lj.start(ctx, wd.dir); err != nil {
+		return nil, err
+	}
+	r, err := journal.NewResolver(cfg.Source)
+	if err != nil {
+		lj.prod.Close()
+		return nil, fmt.Errorf("change journal: %w", err)
+	}
+	lj.resolver = r
+	return lj, nil
+}
+
+func (lj *liveJournal) start(ctx context.Context, workDir string) error {
+	p, err := journal.Start(ctx, journal.Config{Source: lj.cfg.Source, Dir: lj.dir, Rollover: lj.cfg.RolloverTime,
+		Exclude: []string{workDir}, Log: lj.log})
+	if err != nil {
+		return err
+	}
+	lj.prod, lj.started = p, time.Now()
+	lj.cur = journal.Cursor{Gen: p.Generation(), Seq: 1}
+	if err := journal.Prune(lj.dir, lj.cur); err != nil {
+		lj.log.Warn("pruning old journal generations", "err", err)
+	}
+	lj.log.Info("change journal started: every change is replicated as it happens", "journal", lj.dir, "generation", p.Generation(), "rollover_time", lj.cfg.RolloverTime)
+	return nil
+}
+
+func (lj *liveJournal) close() {
+	if err := lj.prod.Close(); err != nil {
+		lj.log.Warn("change journal", "err", err)
+	}
+	lj.resolver.Close()
+}
+
+// read returns the next records after the cursor (at most max).
+func (lj *liveJournal) read(max int) ([]journal.Record, journal.Cursor, error) {
+	return journal.Read(lj.dir, lj.cur, max)
+}
+
+// consumed moves the cursor past records the slave now reflects.
+func (lj *liveJournal) consumed(next journal.Cursor) {
+	rolled := next.Seq != lj.cur.Seq
+	lj.cur = next
+	if rolled {
+		if err := journal.Prune(lj.dir, lj.cur); err != nil {
+			lj.log.Warn("pruning consumed journal files", "err", err)
+		}
+	}
+}
+
+// skipToEnd moves the cursor past every record written so far: a hybrid
+// crawl that starts now covers them.
+func (lj *liveJournal) skipToEnd() error {
+	for {
+		recs, next, err := journal.Read(lj.dir, lj.cur, 100000)
+		if err != nil {
+			return fmt.Errorf("change journal: %w", err)
+		}
+		lj.consumed(next)
+		if len(recs) == 0 {
+			return nil
+		}
+	}
+}
+
+// live is the daemon with a change journal: gsyncd's crawl chaining. A
+// hybrid crawl first (there is no history to replay: the journal of a plain
+// directory exists only while the master runs, so it never covers the time
+// since stime), then a live pass for every batch of journal records. A lost
+// event stream (queue overflow, a journal error, a directory the journal
+// cannot place) sends it back to a hybrid crawl, so nothing is missed.
+func (w *worker) live(ctx context.Context, lj *liveJournal) error {
+	if st, err := w.wd.loadStime(); err == nil && !st.Data.IsZero() {
+		w.log.Info("history crawl not possible: the change journal starts with this run; a hybrid crawl covers the time since stime",
+			"stime", st.Data.Format(time.RFC3339Nano), "journal_start", lj.started.Format(time.RFC3339Nano))
+	}
+	backoff := time.Second
+	lastRetry := time.Now()
+	timer := time.NewTimer(w.cfg.ChangeInterval)
+	defer timer.Stop()
+	for ctx.Err() == nil {
+		if err := lj.prod.Err(); err != nil {
+			w.log.Error("change journal stopped; restarting it, then a hybrid crawl", "err", err)
+			lj.prod.Close()
+			if err := lj.start(ctx, w.wd.dir); err != nil {
+				w.log.Error("cannot restart the change journal: falling back to a hybrid crawl every change-interval", "err", err)
+				return w.daemon(ctx)
+			}
+			w.needFull = true
+		}
+		var err error
+		if w.needFull {
+			if err = lj.skipToEnd(); err == nil {
+				_, err = w.pass(ctx)
+				lastRetry = time.Now()
+				var partial *partialError
+				if err == nil || errors.As(err, &partial) {
+					w.needFull = false
+				}
+			}
+		} else {
+			retry := w.failures.len() > 0 && time.Since(lastRetry) >= w.cfg.ChangeInterval
+			var recs []journal.Record
+			var next journal.Cursor
+			recs, next, err = lj.read(w.cfg.ChangelogBatchSize)
+			if err == nil && len(recs) == 0 && !retry {
+				timer.Reset(w.cfg.ChangeInterval)
+				select {
+				case <-ctx.Done():
+				case <-lj.prod.Notify():
+					time.Sleep(settleTime)
+				case <-lj.prod.Done():
+				case <-timer.C:
+				}
+				continue
+			}
+			if err != nil {
+				w.log.Error("reading the change journal failed; crawling the whole tree", "err", err)
+				w.needFull = true
+				continue
+			}
+			err = w.livePass(ctx, lj, recs, retry)
+			if retry {
+				lastRetry = time.Now()
+			}
+			var partial *partialError
+			switch {
+			case err == nil || errors.As(err, &partial):
+				lj.consumed(next)
+			case errors.Is(err, errNeedFull):
+				w.log.Info("the change journal cannot place every change; crawling the whole tree", "reason", err)
+				w.needFull, err = true, nil
+			}
+		}
+		var partial *partialError
+		if err == nil || errors.As(err, &partial) {
+			backoff = time.Second
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		w.log.Warn("pass failed; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+	return nil
+}
+
+// livePass re-examines the names the journal reported (and, with retry,
+// those of the failure queue) and brings the slave up to date with them.
+func (w *worker) livePass(ctx context.Context, lj *liveJournal, recs []journal.Record, retry bool) (err error) {
+	defer w.passDone(&err)
+	if err := w.connect(ctx); err != nil {
+		return err
+	}
+	if w.needFull {
+		return errNeedFull
+	}
+	start := time.Now()
+	w.stats.CrawlStatus = "Changelog"
+	dirs, closeDirs, err := w.journalDirs(lj, recs, retry)
+	defer closeDirs()
+	if err != nil {
+		return err
+	}
+	res, err := crawl.Scoped(ctx, w.crawlConfig(), w.cat, dirs, w.log)
+	closeDirs()
+	if err != nil {
+		if errors.Is(err, crawl.ErrIncomplete) {
+			return fmt.Errorf("%w: %v", errNeedFull, err)
+		}
+		return fmt.Errorf("changelog crawl: %w", err)
+	}
+	if res.Changelog == "" {
+		if err := w.settle(nil, retry); err != nil {
+			return err
+		}
+		return w.advance(ctx, start)
+	}
+	if err := w.apply(ctx, res, retry); err != nil {
+		return err
+	}
+	w.log.Debug("live pass", "records", len(recs), "dirs", len(dirs), "entries", res.Stats.Entries, "data", res.Stats.Data,
+		"meta", res.Stats.Meta, "took", time.Since(start))
+	return w.advance(ctx, start)
+}
+
+// journalDirs opens the directories the records name (and, with retry,
+// those of the failure queue) and gathers the names to re-examine in each.
+func (w *worker) journalDirs(lj *liveJournal, recs []journal.Record, retry bool) ([]crawl.Dir, func(), error) {
+	var fds []int
+	closeAll := func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		fds = nil
+	}
+	byKey := map[string]int{}    // handle → index in dirs
+	byIno := map[[2]uint64]int{} // (dev, ino) → index in dirs: a handle and a path may name one directory
+	var dirs []crawl.Dir
+	add := func(fd int, rel string) (int, error) {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+		if i, ok := byIno[[2]uint64{st.Dev, st.Ino}]; ok {
+			unix.Close(fd)
+			return i, nil
+		}
+		fds = append(fds, fd)
+		dirs = append(dirs, crawl.Dir{Fd: fd, Rel: rel, Names: map[string]bool{}})
+		byIno[[2]uint64{st.Dev, st.Ino}] = len(dirs) - 1
+		return len(dirs) - 1, nil
+	}
+	for _, r := range recs {
+		if r.Kind == journal.Overflow {
+			return nil, closeAll, fmt.Errorf("%w: the kernel's event queue overflowed", errNeedFull)
+		}
+		k := r.Dir.String()
+		i, ok := byKey[k]
+		if !ok {
+			fd, rel, err := lj.resolver.Open(r.Dir)
+			switch {
+			case errors.Is(err, journal.ErrStale), errors.Is(err, journal.ErrOutside):
+				byKey[k] = -1 // its removal or move is reported in its parent
+				continue
+			case err != nil:
+				return nil, closeAll, fmt.Errorf("change journal: %w", err)
+			}
+			if i, err = add(fd, rel); err != nil {
+				if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESTALE) {
+					byKey[k] = -1
+					continue
+				}
+				return nil, closeAll, fmt.Errorf("change journal: %w", err)
+			}
+			byKey[k] = i
+		}
+		if i < 0 {
+			continue
+		}
+		dirs[i].Names[r.Name] = dirs[i].Names[r.Name] || r.Kind == journal.Data
+	}
+	if retry {
+		for _, f := range w.failures.list() {
+			if f.Dir == "" {
+				return nil, closeAll, fmt.Errorf("%w: failure queue holds %s without a place", errNeedFull, f.GFID)
+			}
+			fd, err := openBeneath(w.cfg.Source, f.Dir)
+			if err != nil {
+				return nil, closeAll, fmt.Errorf("%w: failure queue: directory %q: %v", errNeedFull, f.Dir, err)
+			}
+			i, err := add(fd, f.Dir)
+			if err != nil {
+				return nil, closeAll, fmt.Errorf("%w: failure queue: directory %q: %v", errNeedFull, f.Dir, err)
+			}
+			dirs[i].Names[f.Name] = dirs[i].Names[f.Name] || f.Data
+		}
+	}
+	slices.SortFunc(dirs, func(a, b crawl.Dir) int { return len(a.Rel) - len(b.Rel) })
+	return dirs, closeAll, nil
+}
+
+// openBeneath opens directory rel of source without leaving it or
+// following symlinks.
+func openBeneath(source, rel string) (int, error) {
+	root, err := unix.Open(source, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(root)
+	return unix.Openat2(root, filepath.Clean(rel), &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+}
