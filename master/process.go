@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
@@ -164,7 +163,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	prog.report(ctx, w.log, len(ops), len(queue), t0)
 	defer prog.stop()
 	launch(0)
-	err = w.applyEntries(ctx, ops, opGFID, out, func(applied int) {
+	err = w.applyEntries(ctx, ops, opGFID, out, snap, func(applied int) {
 		prog.entries.Store(int64(applied))
 		launch(applied)
 	})
@@ -291,22 +290,6 @@ func (w *worker) metaOp(g gfid.GFID, n crawl.Node) *slavev1.Meta {
 	return m
 }
 
-// applyEntries sends ops in batches. A name held on the slave by another
-// inode is purged and the op retried once: the master is the source of truth
-// (gsyncd's fix_possible_entry_failures). applied, when not nil, is called
-// after each batch with the number of ops applied so far.
-func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID []gfid.GFID, out *outcome, applied func(int)) error {
-	return inBatches(ctx, w.batch, ops, w.slave.EntryOps, func(i int, f *slavev1.EntryFailure) {
-		if w.fixEntryFailure(ctx, ops[i], f) {
-			return
-		}
-		w.log.Warn("entry op failed", "op", ops[i].GetOp().String(), "gfid", ops[i].GetGfid(),
-			"pargfid", ops[i].GetPargfid(), "name", fmt.Sprintf("%q", ops[i].GetName()),
-			"errno", errnoName(f.GetErrno()), "err", f.GetMessage())
-		out.fail(opGFID[i], "%s: %s", ops[i].GetOp(), f.GetMessage())
-	}, applied)
-}
-
 // inBatches sends items in calls of at most batch items and hands every
 // failure the slave reports to onFail with the item's index in items; done,
 // when not nil, gets the number of items sent after each call.
@@ -331,48 +314,6 @@ func inBatches[T any](ctx context.Context, batch int, items []T,
 		}
 	}
 	return nil
-}
-
-// fixEntryFailure resolves the failures the master can resolve: a name on
-// the slave that holds another inode (EEXIST) is purged and the op retried.
-func (w *worker) fixEntryFailure(ctx context.Context, op *slavev1.Entry, f *slavev1.EntryFailure) bool {
-	if syscall.Errno(f.GetErrno()) != syscall.EEXIST || f.GetExistingGfid() == op.GetGfid() {
-		return false
-	}
-	switch op.GetOp() {
-	case slavev1.EntryOp_ENTRY_OP_CREATE, slavev1.EntryOp_ENTRY_OP_MKDIR, slavev1.EntryOp_ENTRY_OP_MKNOD,
-		slavev1.EntryOp_ENTRY_OP_SYMLINK, slavev1.EntryOp_ENTRY_OP_LINK:
-	default:
-		return false
-	}
-	parent, err := gfid.Parse(op.GetPargfid())
-	if err != nil {
-		return false
-	}
-	if op.GetOp() == slavev1.EntryOp_ENTRY_OP_MKDIR && f.GetExistingGfid() == "" {
-		// The directory may exist on the slave under another name (an
-		// interrupted run): a RENAME whose old name does not hold it moves
-		// it here from wherever it is.
-		move := &slavev1.Entry{Op: slavev1.EntryOp_ENTRY_OP_RENAME, Gfid: op.GetGfid(),
-			Pargfid: op.GetPargfid(), Name: op.GetName(), NewPargfid: op.GetPargfid(), NewName: op.GetName()}
-		if again, err := w.slave.EntryOps(ctx, []*slavev1.Entry{move}); err == nil && len(again) == 0 {
-			w.log.Info("moved a directory the slave had under another name", "gfid", op.GetGfid(), "name", fmt.Sprintf("%q", op.GetName()))
-			return true
-		}
-	}
-	var only gfid.GFID
-	if f.GetExistingGfid() != "" {
-		if only, err = gfid.Parse(f.GetExistingGfid()); err != nil {
-			return false
-		}
-	}
-	if err := w.slave.Purge(ctx, parent, string(op.GetName()), only); err != nil {
-		w.log.Warn("purging a conflicting name on the slave failed", "pargfid", parent, "name", fmt.Sprintf("%q", op.GetName()), "err", err)
-		return false
-	}
-	w.log.Info("purged a name the slave held for another inode", "pargfid", parent, "name", fmt.Sprintf("%q", op.GetName()), "slave_gfid", f.GetExistingGfid(), "gfid", op.GetGfid())
-	again, err := w.slave.EntryOps(ctx, []*slavev1.Entry{op})
-	return err == nil && len(again) == 0
 }
 
 func (w *worker) applyMetas(ctx context.Context, metas []*slavev1.Meta, metaGFID []gfid.GFID, out *outcome) error {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -534,4 +535,126 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// A slave that lost a directory (and what was in it) behind the catalog's
+// back: a CREATE inside it finds no parent, the rounds recreate the parent
+// chain from the master's snapshot and retry.
+func TestEntryFailureRoundsCreateMissingParents(t *testing.T) {
+	tw := newTestWorker(t)
+	tw.noVerify = true
+	tw.write(t, "a/b/old", "1")
+	tw.crawlAndProcess(t)
+	// The slave loses a and a/b.
+	for name, g := range tw.slave.dirs[gfid.Root] {
+		if name == "a" {
+			for _, b := range tw.slave.dirs[g] {
+				delete(tw.slave.dirs, b)
+			}
+			delete(tw.slave.dirs, g)
+			delete(tw.slave.dirs[gfid.Root], name)
+		}
+	}
+	tw.write(t, "a/b/new", "2")
+	out := tw.crawlAndProcess(t)
+	if len(out.failed) > 0 {
+		t.Fatalf("not resolved: %v", out.failed)
+	}
+	paths := tw.slave.paths()
+	for _, want := range []string{"a", "a/b", "a/b/new"} {
+		if !slices.Contains(paths, want) {
+			t.Fatalf("slave namespace %q lacks %q", paths, want)
+		}
+	}
+}
+
+// A file the slave lost: its RENAME finds no gfid; the rounds create it at
+// the new name and leave its data to the failure queue.
+func TestEntryFailureRoundsRecreateMissingFile(t *testing.T) {
+	tw := newTestWorker(t)
+	tw.noVerify = true
+	tw.write(t, "f", "1")
+	tw.crawlAndProcess(t)
+	delete(tw.slave.dirs[gfid.Root], "f")
+	if err := os.Rename(filepath.Join(tw.src, "f"), filepath.Join(tw.src, "g")); err != nil {
+		t.Fatal(err)
+	}
+	out := tw.crawlAndProcess(t)
+	if len(out.failed) > 0 {
+		t.Fatalf("not resolved: %v", out.failed)
+	}
+	if paths := tw.slave.paths(); !slices.Contains(paths, "g") || slices.Contains(paths, "f") {
+		t.Fatalf("slave namespace %q, want g and no f", paths)
+	}
+	if len(out.dataFailed) != 1 {
+		t.Fatalf("data of the recreated file not left to the failure queue: %v", out.dataFailed)
+	}
+}
+
+// A failure the master cannot resolve stops after a round without
+// progress and is reported.
+func TestEntryFailureRoundsStopWithoutProgress(t *testing.T) {
+	tw := newTestWorker(t)
+	tw.noVerify = true
+	tw.write(t, "f", "1")
+	tw.slave.failOne["ENTRY_OP_CREATE f"] = &slavev1.EntryFailure{Errno: int32(syscall.EACCES), Message: "permission denied"}
+	out := tw.crawlAndProcess(t)
+	if len(out.failed) != 1 {
+		t.Fatalf("failed = %v, want the CREATE of f", out.failed)
+	}
+}
+
+func TestFailureQueue(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "failures")
+	q, err := loadFailures(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := gfid.New(), gfid.New()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := q.update([]*failure{{GFID: a, Dir: "d", Name: "x", Reason: "EACCES"}}, true, t0); err != nil {
+		t.Fatal(err)
+	}
+	// A pass that did not retry the queue keeps a; a new failure b joins.
+	if err := q.update([]*failure{{GFID: b, Dir: ".", Name: "y", Data: true, Reason: "rsync"}}, false, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// A retrying pass where a fails again: attempts grow, since stays; b is resolved.
+	if err := q.update([]*failure{{GFID: a, Dir: "d", Name: "x", Reason: "EACCES"}}, true, t0.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	q2, err := loadFailures(path) // durable
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := q2.list()
+	if len(l) != 1 || l[0].GFID != a || l[0].Attempts != 2 || !l[0].Since.Equal(t0) || !l[0].Last.Equal(t0.Add(2*time.Minute)) {
+		t.Fatalf("queue = %+v", l[0])
+	}
+	if err := os.WriteFile(path, []byte("{garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadFailures(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("damaged queue: err = %v, want one naming the file", err)
+	}
+}
+
+// A directory removed on the master that the slave holds more in: purged.
+func TestEntryFailureRoundsPurgeNonEmptyDir(t *testing.T) {
+	tw := newTestWorker(t)
+	tw.noVerify = true
+	tw.write(t, "d/f", "1")
+	tw.crawlAndProcess(t)
+	dg := tw.slave.dirs[gfid.Root]["d"]
+	tw.slave.dirs[dg]["stray"] = gfid.New()
+	if err := os.RemoveAll(filepath.Join(tw.src, "d")); err != nil {
+		t.Fatal(err)
+	}
+	out := tw.crawlAndProcess(t)
+	if len(out.failed) > 0 {
+		t.Fatalf("not resolved: %v", out.failed)
+	}
+	if _, ok := tw.slave.dirs[gfid.Root]["d"]; ok || !slices.Contains(tw.slave.purged, "d") {
+		t.Fatalf("d not purged: purged %q", tw.slave.purged)
+	}
 }
