@@ -18,7 +18,7 @@ import (
 
 // detectors are the change detectors the live tests run the daemon with, one
 // subtest each; "" passes no --change-detector flag (the daemon's default).
-var detectors = []string{""}
+var detectors = []string{"changelog", "xsync"}
 
 var liveSeed = flag.Uint64("live-seed", 0, "seed of the live writers of TestLive (0: a fixed default)")
 

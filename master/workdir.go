@@ -20,7 +20,9 @@ import (
 //	lock          flock held while a daemon runs on this work dir
 //	volume-id     the master volume's UUID (a plain directory has none of its own)
 //	catalog.db    gfid identity and the namespace as last synced (master/catalog)
-//	xsync/        changelogs written by the hybrid crawl
+//	xsync/        changelogs written by the crawls (hybrid and scoped)
+//	journal/      the change journal (master/journal) while the daemon runs
+//	failures      the durable failure queue (JSON)
 //	stage/        scratch directories of the sync jobs
 //	stime         how far the slave is known to be in sync (JSON)
 //	stats         crawl statistics (JSON, gsyncd's total_crawl_stats)

@@ -29,7 +29,7 @@ import (
 
 // detectors are the change detectors the daemon benchmarks run with, one
 // sub-benchmark each; "" passes no --change-detector flag (the default).
-var detectors = []string{""}
+var detectors = []string{"changelog", "xsync"}
 
 var changeInterval = flag.String("change-interval", "", "--change-interval of the daemon in the daemon benchmarks (\"\": the daemon's default)")
 
