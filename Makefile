@@ -76,7 +76,7 @@ bench: deps build ## georep vs local rsync -a: 20,000 x 4 KiB files and 4 x 256 
 # Each fuzz target, as package:Function. Their seed corpora under testdata/fuzz
 # also run as plain tests in `make test`.
 FUZZ_TARGETS := ./rpc/gfid:FuzzParse ./master/changelog:FuzzParse ./master/changelog:FuzzParseBrick ./slave:FuzzValidateRsyncArgs \
-	./slave:FuzzEntryOpsRequest ./slave/replica:FuzzApplyEntries
+	./slave:FuzzEntryOpsRequest ./slave/replica:FuzzApplyEntries ./master/journal:FuzzRead ./master/journal:FuzzParseEvents
 
 fuzz: ## run each fuzz target for a short time (FUZZTIME, default 20s)
 	@set -e; for t in $(FUZZ_TARGETS); do \

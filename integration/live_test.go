@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -696,4 +697,45 @@ func mixWriters(root string) ([]harness.Writer, func()) {
 			r()
 		}
 	}
+}
+
+// TestLiveFallbackWithoutFanotify runs the daemon as an unprivileged user,
+// who may not mark a filesystem with fanotify: the master must say so in its
+// log and keep replicating by periodic hybrid crawls.
+func TestLiveFallbackWithoutFanotify(t *testing.T) {
+	harness.RequireRoot(t, "runs the master as the unprivileged user 65534")
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) not found: cannot drop privileges")
+	}
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, dst, work := filepath.Join(base, "src"), filepath.Join(base, "dst"), filepath.Join(base, "work")
+	for _, d := range []string{src, dst, work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(work, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "before"), []byte("one\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	slave := harness.StartSlave(t, dst)
+	args := append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", harness.Bin(t, "georep-master")},
+		harness.MasterArgs(slave.Addr, src, work, "--change-interval", "300ms")...)
+	m := harness.StartProc(t, nil, setpriv, args...)
+	if !m.WaitLog("falling back to a hybrid crawl every change-interval", 30*time.Second) {
+		t.Fatalf("the master did not log its fallback:\n%s", lastLines(m.Log(), 20))
+	}
+	waitLive(t, m, src, dst, "the initial sync")
+	if err := os.WriteFile(filepath.Join(src, "after"), []byte("two\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitLive(t, m, src, dst, "a write after the initial sync")
 }
