@@ -224,7 +224,11 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	}
 	out.metas = len(metas)
 	out.files = files
-	w.log.Info("changelog processed", "changelog", filepath.Base(path), "entries", len(ops), "entry_ops_time", tEntries,
+	level := slog.LevelInfo
+	if w.stats.CrawlStatus == "Changelog" {
+		level = slog.LevelDebug // a live pass per change: too many for info
+	}
+	w.log.Log(ctx, level, "changelog processed", "changelog", filepath.Base(path), "entries", len(ops), "entry_ops_time", tEntries,
 		"metas", len(metas), "meta_ops_time", tMeta, "files", files, "small_files", smallFiles, "bytes", out.bytes, "total_time", time.Since(t0),
 		"failures", len(out.failed))
 	return out, nil

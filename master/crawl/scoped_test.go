@@ -244,3 +244,28 @@ func TestScopedStaleDir(t *testing.T) {
 	}
 	_ = res
 }
+
+// After CommitEntries alone (a crash before Commit), a new crawl redoes the
+// metadata and data of what the entry ops created, not the entry ops.
+func TestCommitEntriesSkipsEntryOpsOnReplay(t *testing.T) {
+	e := newEnv(t)
+	e.crawl()
+	must(t, os.Mkdir(e.p("d"), 0o755))
+	write(t, e.p("d/f"), "data")
+	res, err := Hybrid(t.Context(), e.cfg, e.cat, e.log)
+	must(t, err)
+	must(t, res.CommitEntries(e.cat, nil))
+	again, err := Hybrid(t.Context(), e.cfg, e.cat, e.log)
+	must(t, err)
+	got := e.lines(again)
+	for _, r := range again.Records {
+		if r.Kind == changelog.Entry {
+			t.Fatalf("entry op replayed after CommitEntries: %q", got)
+		}
+	}
+	for _, want := range []string{"D /d/f", "M SETATTR /d"} {
+		if !slices.Contains(got, want) {
+			t.Fatalf("replay %q lacks %q", got, want)
+		}
+	}
+}
