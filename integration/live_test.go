@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -738,4 +739,49 @@ func TestLiveFallbackWithoutFanotify(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLive(t, m, src, dst, "a write after the initial sync")
+}
+
+// TestLiveQueueOverflow makes the kernel drop events: the daemon is stopped
+// (SIGSTOP) while more changes happen than its fanotify queue holds (the
+// queue limit is lowered for the daemon's group only while it starts). The
+// master must notice the overflow, crawl the whole tree, and converge.
+func TestLiveQueueOverflow(t *testing.T) {
+	harness.RequireRoot(t, "fanotify needs root")
+	const sysctl = "/proc/sys/fs/fanotify/max_queued_events"
+	old, err := os.ReadFile(sysctl)
+	if err != nil {
+		t.Skipf("no %s: %v", sysctl, err)
+	}
+	s := newSite(t)
+	if err := os.WriteFile(filepath.Join(s.src, "seed"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sysctl, []byte("64\n"), 0o644); err != nil {
+		t.Skipf("cannot lower %s: %v", sysctl, err)
+	}
+	restore := func() { os.WriteFile(sysctl, old, 0o644) }
+	defer restore()
+	m := harness.StartMasterProc(t, nil, s.args("--change-detector", "changelog")...)
+	if !m.WaitLog("change journal started", 30*time.Second) {
+		t.Fatalf("no change journal:\n%s", lastLines(m.Log(), 20))
+	}
+	restore() // the limit is read when the group is created
+	waitLive(t, m, s.src, s.replica, "the initial sync")
+
+	if err := m.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 500 {
+		if err := os.WriteFile(filepath.Join(s.src, fmt.Sprintf("burst%03d", i)), []byte{byte(i)}, 0o644); err != nil {
+			m.Cmd.Process.Signal(syscall.SIGCONT)
+			t.Fatal(err)
+		}
+	}
+	if err := m.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if !m.WaitLog("event queue overflowed", 30*time.Second) {
+		t.Fatalf("the master did not report the overflow:\n%s", lastLines(m.Log(), 20))
+	}
+	waitLive(t, m, s.src, s.replica, "after the overflow")
 }
