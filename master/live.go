@@ -69,6 +69,19 @@ func (lj *liveJournal) close() {
 	lj.resolver.Close()
 }
 
+// stopped returns why the producer stopped, nil while it runs.
+func (lj *liveJournal) stopped() error {
+	select {
+	case <-lj.prod.Done():
+		if err := lj.prod.Err(); err != nil {
+			return err
+		}
+		return errors.New("the change journal stopped")
+	default:
+		return nil
+	}
+}
+
 // read returns the next records after the cursor (at most max).
 func (lj *liveJournal) read(max int) ([]journal.Record, journal.Cursor, error) {
 	return journal.Read(lj.dir, lj.cur, max)
@@ -116,7 +129,7 @@ func (w *worker) live(ctx context.Context, lj *liveJournal) error {
 	timer := time.NewTimer(w.cfg.ChangeInterval)
 	defer timer.Stop()
 	for ctx.Err() == nil {
-		if err := lj.prod.Err(); err != nil {
+		if err := lj.stopped(); err != nil && ctx.Err() == nil {
 			w.log.Error("change journal stopped; restarting it, then a hybrid crawl", "err", err)
 			lj.prod.Close()
 			if err := lj.start(ctx, w.wd.dir); err != nil {
