@@ -85,12 +85,10 @@ type Result struct {
 	deleted []gfid.GFID
 }
 
-// Hybrid crawls cfg.Source once. It must not run concurrently with another
-// crawl or a Commit on the same catalog. Entries that vanish while crawled
-// are skipped; any other error reading the source fails the crawl (a
-// directory that cannot be read must not look empty).
-func Hybrid(ctx context.Context, cfg Config, cat *catalog.Catalog, log *slog.Logger) (*Result, error) {
-	start := time.Now()
+// newWalker checks cfg and prepares a walk of its source, which it makes
+// absolute; our own files inside the source (changelogs, catalog) are
+// skipped.
+func newWalker(ctx context.Context, cfg Config, cat *catalog.Catalog, log *slog.Logger, stats *Stats) (*walker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -102,16 +100,28 @@ func Hybrid(ctx context.Context, cfg Config, cat *catalog.Catalog, log *slog.Log
 	if err := os.MkdirAll(cfg.ChangelogDir, 0o700); err != nil {
 		return nil, fmt.Errorf("crawl: changelog dir: %w", err)
 	}
-	log = log.With("source", src)
-
-	res := &Result{}
-	w := &walker{ctx: ctx, cfg: cfg, log: log, byKey: map[catalog.Key]*inode{}, skip: map[[2]uint64]bool{}, stats: &res.Stats}
+	w := &walker{ctx: ctx, cfg: cfg, log: log.With("source", src), byKey: map[catalog.Key]*inode{}, skip: map[[2]uint64]bool{}, stats: stats}
 	for _, p := range []string{cfg.ChangelogDir, cat.Path()} {
 		var st unix.Stat_t
 		if err := unix.Stat(p, &st); err == nil {
 			w.skip[[2]uint64{st.Dev, st.Ino}] = true
 		}
 	}
+	return w, nil
+}
+
+// Hybrid crawls cfg.Source once. It must not run concurrently with another
+// crawl or a Commit on the same catalog. Entries that vanish while crawled
+// are skipped; any other error reading the source fails the crawl (a
+// directory that cannot be read must not look empty).
+func Hybrid(ctx context.Context, cfg Config, cat *catalog.Catalog, log *slog.Logger) (*Result, error) {
+	start := time.Now()
+	res := &Result{}
+	w, err := newWalker(ctx, cfg, cat, log, &res.Stats)
+	if err != nil {
+		return nil, err
+	}
+	src, log := w.cfg.Source, w.log
 	log.Info("hybrid crawl started")
 	if err := w.walk(); err != nil {
 		return nil, fmt.Errorf("crawl %s: %w", src, err)

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -55,25 +53,13 @@ var ErrIncomplete = errors.New("crawl: the changed names do not place every entr
 // both directories, so batches that include both ends become renames.
 func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, log *slog.Logger) (*Result, error) {
 	start := time.Now()
-	if err := cfg.Validate(); err != nil {
+	res := &Result{}
+	w, err := newWalker(ctx, cfg, cat, log, &res.Stats)
+	if err != nil {
 		return nil, err
 	}
-	src, err := filepath.Abs(cfg.Source)
-	if err != nil {
-		return nil, fmt.Errorf("crawl: source: %w", err)
-	}
-	cfg.Source = src
-	if err := os.MkdirAll(cfg.ChangelogDir, 0o700); err != nil {
-		return nil, fmt.Errorf("crawl: changelog dir: %w", err)
-	}
-	res := &Result{}
-	w := &walker{ctx: ctx, cfg: cfg, log: log.With("source", src), byKey: map[catalog.Key]*inode{}, skip: map[[2]uint64]bool{}, stats: &res.Stats}
-	for _, p := range []string{cfg.ChangelogDir, cat.Path()} {
-		var st unix.Stat_t
-		if err := unix.Stat(p, &st); err == nil {
-			w.skip[[2]uint64{st.Dev, st.Ino}] = true
-		}
-	}
+	src := w.cfg.Source
+	cfg = w.cfg
 	rootSt, err := statxAt(unix.AT_FDCWD, src, 0)
 	if err != nil {
 		return nil, fmt.Errorf("crawl: stat source %s: %w", src, err)
