@@ -2,12 +2,14 @@ package integration
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -784,4 +786,71 @@ func TestLiveQueueOverflow(t *testing.T) {
 		t.Fatalf("the master did not report the overflow:\n%s", lastLines(m.Log(), 20))
 	}
 	waitLive(t, m, s.src, s.replica, "after the overflow")
+}
+
+// TestLiveFailureQueue makes the slave refuse a create (its directory is
+// immutable): the failure is recorded in the work dir's failure queue with
+// its reason, stime does not advance, and once the slave accepts again the
+// retry (every change-interval) converges and empties the queue.
+func TestLiveFailureQueue(t *testing.T) {
+	harness.RequireRoot(t, "chattr +i needs root")
+	chattr, err := exec.LookPath("chattr")
+	if err != nil {
+		t.Skip("chattr (e2fsprogs) not found")
+	}
+	for _, det := range detectors {
+		t.Run(detectorName(det), func(t *testing.T) {
+			s := newSite(t)
+			if err := os.MkdirAll(filepath.Join(s.src, "d"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			m := harness.StartMasterProc(t, nil, s.args(liveArgs(det)...)...)
+			waitLive(t, m, s.src, s.replica, "the initial sync")
+			dir := filepath.Join(s.replica, "d")
+			if out, err := exec.Command(chattr, "+i", dir).CombinedOutput(); err != nil {
+				t.Skipf("chattr +i on the replica's filesystem: %v: %s", err, out)
+			}
+			defer exec.Command(chattr, "-i", dir).Run()
+			stimeBefore, _ := os.ReadFile(filepath.Join(s.work, "stime"))
+
+			if err := os.WriteFile(filepath.Join(s.src, "d", "blocked"), []byte("x\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var queue []map[string]any
+			deadline := time.Now().Add(liveConverge)
+			for !slices.ContainsFunc(queue, func(f map[string]any) bool { return f["name"] == "blocked" }) && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+				if b, err := os.ReadFile(filepath.Join(s.work, "failures")); err == nil {
+					json.Unmarshal(b, &queue)
+				}
+			}
+			blocked := slices.IndexFunc(queue, func(f map[string]any) bool { return f["dir"] == "d" && f["name"] == "blocked" })
+			if blocked < 0 || queue[blocked]["reason"] == "" {
+				t.Fatalf("failure queue = %v, want the create of d/blocked with a reason", queue)
+			}
+			if !m.WaitLog("sync failure queued for retry", 10*time.Second) {
+				t.Fatalf("the failure was not logged:\n%s", lastLines(m.Log(), 20))
+			}
+			time.Sleep(time.Second) // more retries, all refused
+			if stimeAfter, _ := os.ReadFile(filepath.Join(s.work, "stime")); string(stimeAfter) != string(stimeBefore) {
+				t.Fatalf("stime advanced past a failure: %s -> %s", stimeBefore, stimeAfter)
+			}
+
+			if out, err := exec.Command(chattr, "-i", dir).CombinedOutput(); err != nil {
+				t.Fatalf("chattr -i: %v: %s", err, out)
+			}
+			waitLive(t, m, s.src, s.replica, "after the slave accepts again")
+			deadline = time.Now().Add(liveConverge)
+			for time.Now().Before(deadline) {
+				b, _ := os.ReadFile(filepath.Join(s.work, "failures"))
+				queue = nil
+				json.Unmarshal(b, &queue)
+				if len(queue) == 0 {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Fatalf("failure queue not emptied after convergence: %v", queue)
+		})
+	}
 }

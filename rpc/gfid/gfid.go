@@ -96,6 +96,19 @@ func (g GFID) String() string {
 	return string(b[:])
 }
 
+// MarshalText writes g in its textual form (JSON, YAML).
+func (g GFID) MarshalText() ([]byte, error) { return []byte(g.String()), nil }
+
+// UnmarshalText parses the textual form, strictly.
+func (g *GFID) UnmarshalText(b []byte) error {
+	p, err := Parse(string(b))
+	if err != nil {
+		return err
+	}
+	*g = p
+	return nil
+}
+
 // Shard returns the index directory "ab" of gfid ab...: georep's gfid
 // indexes keep <gfid> in <shard>/, one level of 256 directories. (GlusterFS's
 // .glusterfs uses two levels, ab/cd; one level avoids creating up to two

@@ -1,6 +1,7 @@
 package gfid
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 )
@@ -72,4 +73,19 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip of %q failed: %v", s, err)
 		}
 	})
+}
+
+func TestTextMarshaling(t *testing.T) {
+	g := New()
+	b, err := json.Marshal(map[string]GFID{"g": g})
+	if err != nil || string(b) != `{"g":"`+g.String()+`"}` {
+		t.Fatalf("json = %s, %v", b, err)
+	}
+	var back map[string]GFID
+	if err := json.Unmarshal(b, &back); err != nil || back["g"] != g {
+		t.Fatalf("round trip: %v %v", back, err)
+	}
+	if err := json.Unmarshal([]byte(`{"g":"not-a-gfid"}`), &back); err == nil {
+		t.Fatal("malformed gfid accepted")
+	}
 }
