@@ -22,10 +22,63 @@ type filter struct {
 	exclude []string
 	cache   map[string]bool
 	log     *slog.Logger
+	// The same, by (dev, ino), for directories deeper than PATH_MAX.
+	sourceKey   [2]uint64
+	excludeKeys map[[2]uint64]bool
 }
 
 func newFilter(mountFD int, source string, exclude []string, log *slog.Logger) *filter {
-	return &filter{mountFD: mountFD, source: source, exclude: exclude, cache: make(map[string]bool), log: log}
+	f := &filter{mountFD: mountFD, source: source, exclude: exclude, cache: make(map[string]bool), log: log,
+		excludeKeys: map[[2]uint64]bool{}}
+	var st unix.Stat_t
+	if unix.Stat(source, &st) == nil {
+		f.sourceKey = [2]uint64{st.Dev, st.Ino}
+	}
+	for _, ex := range exclude {
+		if unix.Stat(ex, &st) == nil {
+			f.excludeKeys[[2]uint64{st.Dev, st.Ino}] = true
+		}
+	}
+	return f
+}
+
+// insideFD decides for directory fd by walking up its ancestors with "..":
+// the way for a directory whose path is longer than PATH_MAX (its
+// /proc/self/fd link cannot be read).
+func (f *filter) insideFD(fd int) bool {
+	cur := fd
+	defer func() {
+		if cur != fd {
+			unix.Close(cur)
+		}
+	}()
+	for range 1 << 14 {
+		var st unix.Stat_t
+		if err := unix.Fstat(cur, &st); err != nil {
+			return true // undecided: kept
+		}
+		key := [2]uint64{st.Dev, st.Ino}
+		switch {
+		case f.excludeKeys[key]:
+			return false
+		case key == f.sourceKey:
+			return true
+		}
+		parent, err := unix.Openat(cur, "..", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return true
+		}
+		var pst unix.Stat_t
+		if err := unix.Fstat(parent, &pst); err != nil || (pst.Dev == st.Dev && pst.Ino == st.Ino) {
+			unix.Close(parent)
+			return err != nil // the filesystem's root: outside
+		}
+		if cur != fd {
+			unix.Close(cur)
+		}
+		cur = parent
+	}
+	return true
 }
 
 // reset forgets every decision.
@@ -47,17 +100,30 @@ func (f *filter) keep(h Handle) bool {
 		// every short-lived directory on the filesystem.
 		return false
 	}
+	if errors.Is(err, unix.ENAMETOOLONG) {
+		fd, err := unix.OpenByHandleAt(f.mountFD, unix.NewFileHandle(h.Type, h.Bytes), unix.O_PATH|unix.O_CLOEXEC)
+		if err == nil {
+			in := f.insideFD(fd)
+			unix.Close(fd)
+			f.remember(k, in)
+			return in
+		}
+	}
 	if err != nil {
 		f.log.Debug("journal: directory handle not resolved, kept", "handle", h.String(), "err", err)
 		return true
 	}
 	unix.Close(fd)
 	in := f.inside(path)
+	f.remember(k, in)
+	return in
+}
+
+func (f *filter) remember(k string, in bool) {
 	if len(f.cache) >= maxCached {
 		f.reset()
 	}
 	f.cache[k] = in
-	return in
 }
 
 // inside decides on a resolved path.
