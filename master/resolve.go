@@ -68,6 +68,14 @@ func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID 
 		}
 		w.log.Info("entry failure resolution", "round", round, "retried", len(failed)-len(kept), "resolved", len(failed)-len(kept)-len(again), "left", len(again)+len(kept))
 		progress := len(again) < len(failed)-len(kept)
+		for _, ef := range again {
+			// A second ENOENT on RENAME or LINK has a remedy of its own.
+			kind := ops[ef.i].GetOp()
+			if ef.enoent == 1 && syscall.Errno(ef.f.GetErrno()) == syscall.ENOENT &&
+				(kind == slavev1.EntryOp_ENTRY_OP_RENAME || kind == slavev1.EntryOp_ENTRY_OP_LINK) {
+				progress = true
+			}
+		}
 		failed = append(kept, again...)
 		if !progress {
 			break

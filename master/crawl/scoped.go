@@ -104,6 +104,13 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 		if in.children == nil {
 			in.children = map[string]*inode{}
 		}
+		if cfg.SyncXattrs && in.xattrs == nil {
+			x, err := userXattrs(d.Fd, ".")
+			if err != nil && !vanished(err) {
+				return nil, fmt.Errorf("crawl: xattrs of %q: %w", d.Rel, err)
+			}
+			in.xattrs, in.node.XattrHash = x, hashXattrs(x)
+		}
 		rel := d.Rel
 		if rel == "" {
 			rel = "."

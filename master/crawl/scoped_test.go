@@ -269,3 +269,23 @@ func TestCommitEntriesSkipsEntryOpsOnReplay(t *testing.T) {
 		}
 	}
 }
+
+// An xattr set on a directory is reported on the directory itself: the
+// scoped crawl reads the directory's xattrs too.
+func TestScopedDirectoryXattr(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.SyncXattrs = true
+	must(t, os.Mkdir(e.p("d"), 0o755))
+	e.crawl()
+	if err := unix.Setxattr(e.p("d"), "user.note", nil, 0); err != nil {
+		t.Skipf("user xattrs unsupported here: %v", err)
+	}
+	fd, err := unix.Open(e.p("d"), unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	must(t, err)
+	defer unix.Close(fd)
+	res, err := Scoped(t.Context(), e.cfg, e.cat, []Dir{{Fd: fd, Rel: "d", Names: map[string]bool{"": false}}}, e.log)
+	must(t, err)
+	if got := e.lines(res); !slices.Contains(got, "M SETXATTR /d") {
+		t.Fatalf("records %q lack the directory's SETXATTR", got)
+	}
+}
