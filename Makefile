@@ -13,15 +13,15 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 GRPCURL_VERSION            := v1.9.3
 
-# Debian packages the tests and the demo need.
-DEB_PACKAGES := rsync attr acl
+# Debian packages the tests and the demo need (GlusterFS for integration/gluster).
+DEB_PACKAGES := rsync attr acl glusterfs-server glusterfs-client
 
 .PHONY: help deps tools build test unit integration lint generate check-generate demo bench fuzz clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-deps: ## install what the tests need from Debian (rsync, attr, acl) when missing
+deps: ## install what the tests need from Debian (rsync, attr, acl, glusterfs-server, glusterfs-client) when missing
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \

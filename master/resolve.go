@@ -19,6 +19,7 @@ type entryFailure struct {
 	i      int
 	f      *slavev1.EntryFailure
 	enoent int // ENOENT answers so far
+	eexist int // EEXIST answers without the gfid holding the name
 }
 
 // applyEntries sends ops in batches, then resolves the failures the master
@@ -69,10 +70,11 @@ func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID 
 		w.log.Info("entry failure resolution", "round", round, "retried", len(failed)-len(kept), "resolved", len(failed)-len(kept)-len(again), "left", len(again)+len(kept))
 		progress := len(again) < len(failed)-len(kept)
 		for _, ef := range again {
-			// A second ENOENT on RENAME or LINK has a remedy of its own.
-			kind := ops[ef.i].GetOp()
-			if ef.enoent == 1 && syscall.Errno(ef.f.GetErrno()) == syscall.ENOENT &&
-				(kind == slavev1.EntryOp_ENTRY_OP_RENAME || kind == slavev1.EntryOp_ENTRY_OP_LINK) {
+			// A second ENOENT on RENAME or LINK, and a second EEXIST on a
+			// create, have remedies of their own.
+			kind, errno := ops[ef.i].GetOp(), syscall.Errno(ef.f.GetErrno())
+			if (ef.enoent == 1 && errno == syscall.ENOENT && (kind == slavev1.EntryOp_ENTRY_OP_RENAME || kind == slavev1.EntryOp_ENTRY_OP_LINK)) ||
+				(ef.eexist == 1 && errno == syscall.EEXIST && isCreate(kind)) {
 				progress = true
 			}
 		}
@@ -105,8 +107,10 @@ func isCreate(op slavev1.EntryOp) bool {
 //
 //   - EEXIST, the name holds another gfid: that entry is not the master's
 //     (or no longer at that name): purged, the op retried.
-//   - EEXIST, the gfid exists under another name: moved here by a RENAME
-//     that takes it from wherever it is.
+//   - EEXIST on a create, no gfid named: the name is purged (it may hold an
+//     inode without a gfid) and the op retried; refused again, the gfid
+//     exists under another name: moved here by a RENAME that takes it from
+//     wherever it is.
 //   - ENOENT on a create: the parent is missing: its directories are
 //     created from the master's snapshot first (MKDIR is idempotent).
 //   - ENOENT on RENAME or LINK: first as above (the new parent may be
@@ -139,11 +143,27 @@ func (w *worker) fixEntry(ctx context.Context, op *slavev1.Entry, ef *entryFailu
 			w.log.Info("purged a name the slave held for another inode", "pargfid", pg, "name", fmt.Sprintf("%q", name), "slave_gfid", ex, "gfid", op.GetGfid())
 			return nil, op, false
 		}
-		if isCreate(kind) {
-			w.log.Info("moving an entry the slave holds under another name", "gfid", op.GetGfid(), "name", fmt.Sprintf("%q", op.GetName()))
-			return nil, &slavev1.Entry{Op: slavev1.EntryOp_ENTRY_OP_RENAME, Gfid: op.GetGfid(),
-				Pargfid: op.GetPargfid(), Name: op.GetName(), NewPargfid: op.GetPargfid(), NewName: op.GetName()}, false
+		if !isCreate(kind) {
+			return nil, nil, false
 		}
+		ef.eexist++
+		if ef.eexist == 1 {
+			// The name may hold an inode without a gfid (a slave killed
+			// between creating it and marking it): purge it and retry.
+			pg, err := gfid.Parse(op.GetPargfid())
+			if err != nil {
+				return nil, nil, false
+			}
+			if err := w.slave.Purge(ctx, pg, string(op.GetName()), gfid.GFID{}); err != nil {
+				w.log.Warn("purging a name on the slave failed", "pargfid", pg, "name", fmt.Sprintf("%q", op.GetName()), "err", err)
+				return nil, nil, false
+			}
+			return nil, op, false
+		}
+		// Refused again: the gfid exists under another name.
+		w.log.Info("moving an entry the slave holds under another name", "gfid", op.GetGfid(), "name", fmt.Sprintf("%q", op.GetName()))
+		return nil, &slavev1.Entry{Op: slavev1.EntryOp_ENTRY_OP_RENAME, Gfid: op.GetGfid(),
+			Pargfid: op.GetPargfid(), Name: op.GetName(), NewPargfid: op.GetPargfid(), NewName: op.GetName()}, false
 	case syscall.ENOENT:
 		ef.enoent++
 		if kind == slavev1.EntryOp_ENTRY_OP_RENAME && op.GetNewPargfid() == gfid.Park.String() {
