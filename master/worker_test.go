@@ -658,3 +658,19 @@ func TestEntryFailureRoundsPurgeNonEmptyDir(t *testing.T) {
 		t.Fatalf("d not purged: purged %q", tw.slave.purged)
 	}
 }
+
+// A name holding an inode without a gfid (a slave killed mid-create)
+// answers EEXIST without a gfid: purged, and the create retried.
+func TestEntryFailureRoundsPurgeUnmarkedName(t *testing.T) {
+	tw := newTestWorker(t)
+	tw.noVerify = true
+	tw.write(t, "f", "1")
+	tw.slave.failOne["ENTRY_OP_CREATE f"] = &slavev1.EntryFailure{Errno: int32(syscall.EEXIST), Message: "name exists and holds an inode without a gfid"}
+	out := tw.crawlAndProcess(t)
+	if len(out.failed) > 0 {
+		t.Fatalf("not resolved: %v", out.failed)
+	}
+	if !slices.Contains(tw.slave.purged, "f") || !slices.Contains(tw.slave.paths(), "f") {
+		t.Fatalf("purged %q, slave %q", tw.slave.purged, tw.slave.paths())
+	}
+}
