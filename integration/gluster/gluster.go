@@ -206,6 +206,11 @@ func (g *glusterd) stop() error {
 	if g.exited() {
 		return fmt.Errorf("glusterd (pid %d) had exited: %v\n%s", g.cmd.Process.Pid, g.cmd.ProcessState, g.output())
 	}
+	// glusterd runs hook scripts (e.g. after a volume delete) in the
+	// background, and they call back into it: let them finish first.
+	for deadline := time.Now().Add(stopTimeout); len(liveChildren(g.cmd.Process.Pid)) > 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
 	g.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-g.done:
@@ -215,6 +220,33 @@ func (g *glusterd) stop() error {
 	g.cmd.Process.Kill()
 	<-g.done
 	return fmt.Errorf("glusterd (pid %d) ignored SIGTERM for %v and was killed\n%s", g.cmd.Process.Pid, stopTimeout, g.output())
+}
+
+// liveChildren returns the pids of the processes (not zombies) whose parent
+// is pid.
+func liveChildren(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var kids []int
+	for _, e := range ents {
+		kid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) >= 2 && f[0] != "Z" && f[1] == strconv.Itoa(pid) {
+			kids = append(kids, kid)
+		}
+	}
+	return kids
 }
 
 // waitReady polls the gluster CLI until glusterd answers, own (when not nil)
