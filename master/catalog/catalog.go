@@ -153,6 +153,64 @@ func (c *Catalog) Identify(keys []Key) (gfids []gfid.GFID, fresh int, err error)
 	return gfids, fresh, nil
 }
 
+// Bind records that each keys[i] is the inode of gfids[i], as a GlusterFS
+// brick says (trusted.gfid): the brick's gfid is the truth and replaces
+// whatever the catalog had for that key. It returns how many bindings were
+// new, and commits before it returns.
+func (c *Catalog) Bind(keys []Key, gfids []gfid.GFID) (fresh int, err error) {
+	if len(keys) != len(gfids) {
+		return 0, fmt.Errorf("catalog: bind %d keys to %d gfids", len(keys), len(gfids))
+	}
+	var missing []int
+	err = c.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketIdent)
+		for i, k := range keys {
+			if v := b.Get(k.bytes()); v == nil || !bytes.Equal(v, gfids[i][:]) {
+				missing = append(missing, i)
+			}
+		}
+		return nil
+	})
+	if err != nil || len(missing) == 0 {
+		return 0, err
+	}
+	err = c.db.Update(func(tx *bolt.Tx) error {
+		ident, keyof := tx.Bucket(bucketIdent), tx.Bucket(bucketKeyOf)
+		type pair struct{ kb, g []byte }
+		pairs := make([]pair, 0, len(missing))
+		for _, i := range missing {
+			pairs = append(pairs, pair{keys[i].bytes(), gfids[i][:]})
+		}
+		slices.SortFunc(pairs, func(a, b pair) int { return bytes.Compare(a.kb, b.kb) })
+		for _, p := range pairs {
+			if old := ident.Get(p.kb); old != nil && !bytes.Equal(old, p.g) {
+				if err := keyof.Delete(slices.Clone(old)); err != nil {
+					return err
+				}
+			}
+			if err := ident.Put(p.kb, p.g); err != nil {
+				return err
+			}
+		}
+		slices.SortFunc(pairs, func(a, b pair) int { return bytes.Compare(a.g, b.g) })
+		for _, p := range pairs {
+			if old := keyof.Get(p.g); old != nil && !bytes.Equal(old, p.kb) && bytes.Equal(ident.Get(old), p.g) {
+				if err := ident.Delete(slices.Clone(old)); err != nil {
+					return err
+				}
+			}
+			if err := keyof.Put(p.g, p.kb); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("catalog: bind gfids: %w", err)
+	}
+	return len(missing), nil
+}
+
 // Identity returns the gfid assigned to key, if any, without assigning one.
 func (c *Catalog) Identity(k Key) (g gfid.GFID, ok bool, err error) {
 	err = c.db.View(func(tx *bolt.Tx) error {

@@ -42,6 +42,12 @@ type Config struct {
 	IgnoreDeletes bool
 	// SyncXattrs records user.* xattrs and SETXATTR when they change.
 	SyncXattrs bool
+	// Brick makes the source a GlusterFS brick: every inode's gfid is its
+	// trusted.gfid (recorded in the catalog, never assigned), GlusterFS's
+	// own top-level directories (.glusterfs, .trashcan) and DHT link files
+	// are not replicated, and an inode without a gfid yet (its creation
+	// still in progress) is skipped: its changelog record brings it later.
+	Brick bool
 }
 
 // Validate checks cfg.
@@ -139,11 +145,7 @@ func Hybrid(ctx context.Context, cfg Config, cat *catalog.Catalog, log *slog.Log
 			live = append(live, in)
 		}
 	}
-	keys := make([]catalog.Key, 0, len(live))
-	for _, in := range live[1:] {
-		keys = append(keys, in.key)
-	}
-	gfids, fresh, err := cat.Identify(keys)
+	gfids, fresh, err := w.identify(cat, live[1:])
 	if err != nil {
 		return nil, fmt.Errorf("crawl: %w", err)
 	}
@@ -151,7 +153,7 @@ func Hybrid(ctx context.Context, cfg Config, cat *catalog.Catalog, log *slog.Log
 	w.root.node.GFID = gfid.Root
 	for i, in := range live[1:] {
 		g := gfids[i]
-		if o := old[g]; o != nil && o.Type != in.node.Type {
+		if o := old[g]; o != nil && o.Type != in.node.Type && !cfg.Brick {
 			// The inode number was reused (no birth time): a new inode.
 			if g, err = cat.Reassign(in.key); err != nil {
 				return nil, fmt.Errorf("crawl: %w", err)

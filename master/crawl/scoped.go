@@ -98,7 +98,18 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 		key := keyOf(&st)
 		in := w.byKey[key]
 		if in == nil {
+			var g gfid.GFID
+			if cfg.Brick {
+				if g, err = brickGFID(d.Fd, ""); err != nil {
+					if vanished(err) {
+						res.Stats.Vanished++
+						continue
+					}
+					return nil, fmt.Errorf("crawl: gfid of directory %q: %w", d.Rel, err)
+				}
+			}
 			in = w.newInode(&st)
+			in.gfid = g
 			w.byKey[key] = in
 		}
 		if in.children == nil {
@@ -149,11 +160,7 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 			live = append(live, in)
 		}
 	}
-	keys := make([]catalog.Key, len(live))
-	for i, in := range live {
-		keys[i] = in.key
-	}
-	gfids, fresh, err := cat.Identify(keys)
+	gfids, fresh, err := w.identify(cat, live)
 	if err != nil {
 		return nil, fmt.Errorf("crawl: %w", err)
 	}
@@ -180,7 +187,7 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 		if err != nil {
 			return nil, err
 		}
-		if o != nil && o.Type != in.node.Type {
+		if o != nil && o.Type != in.node.Type && !cfg.Brick {
 			if g, err = cat.Reassign(in.key); err != nil {
 				return nil, fmt.Errorf("crawl: %w", err)
 			}

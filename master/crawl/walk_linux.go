@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/georep/georep/master/catalog"
+	"github.com/georep/georep/rpc/gfid"
 	"github.com/pkg/xattr"
 	"golang.org/x/sys/unix"
 )
@@ -19,6 +20,7 @@ import (
 // inode is one inode found by the walk, before it has a gfid.
 type inode struct {
 	key      catalog.Key
+	gfid     gfid.GFID    // a brick's trusted.gfid (Config.Brick)
 	node     catalog.Node // GFID and Links are filled in after identification
 	links    []wlink
 	xattrs   map[string][]byte
@@ -329,6 +331,10 @@ func (w *walker) entry(h *dirHandle, name string) error {
 	if w.skip[[2]uint64{h.dev, st.Ino}] {
 		return nil
 	}
+	if w.cfg.Brick && w.brickSkip(h, name, &st) {
+		w.stats.Skipped++
+		return nil
+	}
 	key := catalog.Key{Ino: st.Ino}
 	if st.Mask&unix.STATX_BTIME != 0 {
 		key.BtimeNs = nsOf(st.Btime)
@@ -341,7 +347,19 @@ func (w *walker) entry(h *dirHandle, name string) error {
 		return nil
 	}
 	if in == nil {
+		var g gfid.GFID
+		if w.cfg.Brick {
+			if g, err = brickGFID(h.fd, name); err != nil {
+				if vanished(err) || errors.Is(err, errNoGFID) {
+					w.log.Debug("skipping a brick entry without gfid", "dir", w.relPath(h), "name", name, "err", err)
+					w.stats.Vanished++
+					return nil
+				}
+				return fmt.Errorf("gfid of %s/%q: %w", w.relPath(h), name, err)
+			}
+		}
 		in = w.newInode(&st)
+		in.gfid = g
 		w.byKey[key] = in
 		switch in.node.Type {
 		case catalog.TypeSymlink:
