@@ -18,14 +18,24 @@ import (
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/slave/glusterfs"
 	"github.com/georep/georep/slave/replica"
 )
 
 // Config is the slave daemon's configuration. Keys follow gsyncd's names
 // where gsyncd has one.
 type Config struct {
-	Listen   string
-	Root     string
+	Listen string
+	// Root is the replica directory of a plain-directory replica. Exactly
+	// one of Root and GlusterVolume is set.
+	Root string
+	// GlusterVolume, VolfileServer and StateDir select a GlusterFS volume
+	// as the replica: the slave mounts it itself (see slave/glusterfs).
+	GlusterVolume string
+	VolfileServer string
+	// StateDir holds the private mount point of GlusterVolume; "" is a
+	// fresh directory under /run/georep (or the system's temp dir).
+	StateDir string
 	Insecure bool
 	TLS      rpc.TLSFiles
 	// RsyncPath is the rsync binary; "" looks it up in PATH.
@@ -50,8 +60,17 @@ func (c Config) Validate() error {
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen: an address is required, e.g. 127.0.0.1:7100"))
 	}
-	if c.Root == "" {
-		errs = append(errs, errors.New("root: the replica directory is required"))
+	switch {
+	case c.Root == "" && c.GlusterVolume == "":
+		errs = append(errs, errors.New("root, gluster-volume: one is required: root for a replica directory, or gluster-volume (with volfile-server) for a GlusterFS volume"))
+	case c.Root != "" && c.GlusterVolume != "":
+		errs = append(errs, fmt.Errorf("root %q, gluster-volume %q: only one may be set: root for a replica directory, or gluster-volume for a GlusterFS volume", c.Root, c.GlusterVolume))
+	case c.GlusterVolume != "":
+		if err := c.glusterConfig().Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	case c.VolfileServer != "":
+		errs = append(errs, fmt.Errorf("volfile-server %q: only allowed with gluster-volume", c.VolfileServer))
 	}
 	if c.MaxBatch < 1 || c.MaxBatch > 100000 {
 		errs = append(errs, fmt.Errorf("max-batch: %d is outside 1..100000", c.MaxBatch))
@@ -68,12 +87,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	rep, err := replica.Open(cfg.Root, log)
+	rep, err := openReplica(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer rep.Close()
-	volumeID, err := readOrCreateID(cfg.Root, "volume-id")
+	defer func() {
+		if cerr := rep.Close(); cerr != nil {
+			log.Error("closing the replica", "err", cerr)
+		}
+	}()
+	volumeID, err := readOrCreateID(rep.Root(), "volume-id")
 	if err != nil {
 		return err
 	}
@@ -90,7 +113,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	svc := &service{
 		replica:  rep,
 		sessions: &sessions{now: time.Now, maxLease: cfg.Lease},
-		binding:  &binding{root: cfg.Root, acceptNew: cfg.AcceptNewMaster},
+		binding:  &binding{root: rep.Root(), acceptNew: cfg.AcceptNewMaster},
 		volumeID: volumeID,
 		rsync:    rsyncPath,
 		maxBatch: cfg.MaxBatch,
@@ -110,11 +133,31 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	log.Info("slave serving", "addr", lis.Addr().String(), "root", cfg.Root, "volume_id", volumeID, "insecure", cfg.Insecure)
+	log.Info("slave serving", "addr", lis.Addr().String(), "root", cfg.Root, "gluster_volume", cfg.GlusterVolume, "volume_id", volumeID, "insecure", cfg.Insecure)
 	if ready != nil {
 		ready(lis.Addr())
 	}
 	return srv.Serve(ctx, lis, 10*time.Second)
+}
+
+func (c Config) glusterConfig() glusterfs.Config {
+	return glusterfs.Config{Volume: c.GlusterVolume, VolfileServer: c.VolfileServer, StateDir: c.StateDir}
+}
+
+// openReplica opens the replica the configuration names.
+func openReplica(ctx context.Context, cfg Config, log *slog.Logger) (Replica, error) {
+	if cfg.GlusterVolume != "" {
+		v, err := glusterfs.Open(ctx, cfg.glusterConfig(), log)
+		if err != nil {
+			return nil, err
+		}
+		return v, nil
+	}
+	r, err := replica.Open(cfg.Root, log)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // readOrCreateID returns the UUID kept in <root>/.georep/<name>, creating it

@@ -26,11 +26,39 @@ const ProtocolVersion = 1
 // sessionKey is the metadata key carrying the session id.
 const sessionKey = "georep-session"
 
+// Replica is the replica the slave applies the protocol to: a plain
+// directory (*replica.Replica) or a GlusterFS volume (*glusterfs.Volume).
+// Both apply the same semantics (package slave/replica/replicatest is their
+// conformance suite).
+//
+// Contract: every method is safe for concurrent use. Batch methods
+// (ApplyEntries, ApplyMeta, WriteFiles) apply items in order and return the
+// failed ones (Failure.Index is the position in the batch); a failure does
+// not stop the rest, and items not applied when ctx is done fail with
+// ECANCELED. Errors of the other methods carry an errno (fs.ErrNotExist for
+// an unknown gfid). DataDir is the absolute directory the slave's rsync
+// receives into, where ab/<gfid> is the regular file of gfid; Root is the
+// directory holding the slave's own state (.georep/volume-id,
+// .georep/master-volume-id). After Close no method may be called.
+type Replica interface {
+	ApplyEntries(ctx context.Context, entries []replica.Entry) []replica.Failure
+	ApplyMeta(ctx context.Context, metas []replica.Meta) []replica.Failure
+	WriteFiles(ctx context.Context, files []replica.FileData) []replica.Failure
+	Stat(ctx context.Context, g gfid.GFID) (replica.Attr, error)
+	Entries(ctx context.Context, dir gfid.GFID) ([]replica.DirEntry, error)
+	Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) (uint64, error)
+	SetXtime(ctx context.Context, g gfid.GFID, volumeID string, sec int64, nsec int32) error
+	Xtime(ctx context.Context, g gfid.GFID, volumeID string) (sec int64, nsec int32, ok bool, err error)
+	DataDir() string
+	Root() string
+	Close() error
+}
+
 // service implements slavev1.SlaveServiceServer: it validates, converts from
 // proto, calls the replica, converts back and maps errors.
 type service struct {
 	slavev1.UnimplementedSlaveServiceServer
-	replica  *replica.Replica
+	replica  Replica
 	sessions *sessions
 	binding  *binding
 	volumeID string

@@ -1,6 +1,7 @@
 // Command georep-slave serves a replica to a georep master over gRPC.
 //
 //	georep-slave --listen 127.0.0.1:7100 --root /srv/replica --insecure
+//	georep-slave --listen 0.0.0.0:7100 --gluster-volume SLAVEVOL --volfile-server HOST
 package main
 
 import (
@@ -43,6 +44,9 @@ func flags() *pflag.FlagSet {
 	fs := pflag.NewFlagSet("georep-slave", pflag.ContinueOnError)
 	fs.String("listen", d.Listen, "address to serve on (host:port)")
 	fs.String("root", "", "the replica directory (created data lives under it; georep's own state in <root>/.georep)")
+	fs.String("gluster-volume", "", "replicate into this GlusterFS volume instead of a directory (the slave mounts it; needs root)")
+	fs.String("volfile-server", "", "a host of the GlusterFS pool serving --gluster-volume")
+	fs.String("state-dir", "", "where the slave makes the private mount point of --gluster-volume (default: a fresh directory under /run/georep)")
 	fs.Bool("insecure", false, "serve plaintext gRPC without TLS (only on trusted networks)")
 	fs.String("tls-cert", "", "PEM certificate of this slave")
 	fs.String("tls-key", "", "PEM private key of this slave")
@@ -59,6 +63,9 @@ func config(v *viper.Viper) slave.Config {
 	return slave.Config{
 		Listen:          v.GetString("listen"),
 		Root:            v.GetString("root"),
+		GlusterVolume:   v.GetString("gluster-volume"),
+		VolfileServer:   v.GetString("volfile-server"),
+		StateDir:        v.GetString("state-dir"),
 		Insecure:        v.GetBool("insecure"),
 		TLS:             rpc.TLSFiles{Cert: v.GetString("tls-cert"), Key: v.GetString("tls-key"), CA: v.GetString("tls-ca")},
 		RsyncPath:       v.GetString("rsync-command"),

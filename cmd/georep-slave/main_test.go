@@ -48,3 +48,36 @@ func TestUnknownKeyRefused(t *testing.T) {
 		t.Fatalf("err = %v, want it to name the unknown key", err)
 	}
 }
+
+// TestReplicaKind: exactly one of --root and --gluster-volume, and the
+// errors name the keys.
+func TestReplicaKind(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string // "" = valid
+	}{
+		{"root", []string{"--root", "/srv/r"}, ""},
+		{"gluster", []string{"--gluster-volume", "vol", "--volfile-server", "gl1"}, ""},
+		{"neither", nil, "root, gluster-volume: one is required"},
+		{"both", []string{"--root", "/r", "--gluster-volume", "vol", "--volfile-server", "gl1"}, "only one may be set"},
+		{"gluster without server", []string{"--gluster-volume", "vol"}, "volfile-server"},
+		{"bad volume name", []string{"--gluster-volume", "a/b", "--volfile-server", "gl1"}, `gluster-volume: "a/b"`},
+		{"server without volume", []string{"--root", "/r", "--volfile-server", "gl1"}, "only allowed with gluster-volume"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := cli.Load(flags(), tt.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = config(v).Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}

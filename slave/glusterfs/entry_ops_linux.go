@@ -1,0 +1,468 @@
+package glusterfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/slave/replica"
+)
+
+// ApplyEntries applies entries in order and returns the ones that failed;
+// a failed entry does not stop the rest. Every operation is idempotent, as
+// in package replica: CREATE of a name already holding the gfid succeeds,
+// RENAME whose new name holds the gfid succeeds, UNLINK and RMDIR of a
+// missing name (or of a name holding another inode) succeed, and a name
+// holding another gfid is an EEXIST failure carrying that gfid. When ctx is
+// done, the entries not yet applied fail with ECANCELED.
+func (v *Volume) ApplyEntries(ctx context.Context, entries []replica.Entry) []replica.Failure {
+	return v.applyBatch(ctx, len(entries),
+		func(i int) error { return v.applyEntry(entries[i]) },
+		func(i int) string { return describe(entries[i]) })
+}
+
+// applyBatch applies n operations in order, each under the lock.
+func (v *Volume) applyBatch(ctx context.Context, n int, apply func(i int) error, what func(i int) string) []replica.Failure {
+	var fails []replica.Failure
+	for i := range n {
+		var err error
+		if cerr := ctx.Err(); cerr != nil {
+			err = errf(unix.ECANCELED, "not applied: %v", cerr)
+		} else if err = v.lock(); err == nil {
+			err = apply(i)
+			v.mu.Unlock()
+		}
+		if err != nil {
+			f := replica.Failure{Index: i, Errno: errnoOf(err), Message: what(i) + ": " + err.Error()}
+			var oe *opError
+			if errors.As(err, &oe) {
+				f.Existing = oe.existing
+			}
+			v.log.Debug("slave volume op failed", "index", i, "errno", int(f.Errno), "err", f.Message)
+			fails = append(fails, f)
+		}
+	}
+	return fails
+}
+
+func describe(e replica.Entry) string {
+	s := fmt.Sprintf("%s %s at %s/%q", e.Op, e.GFID, e.Parent, truncName(e.Name))
+	if e.Op == replica.OpRename {
+		s += fmt.Sprintf(" -> %s/%q", e.NewParent, truncName(e.NewName))
+	}
+	return s
+}
+
+func validateParentName(parent gfid.GFID, name string) error {
+	if parent.IsZero() {
+		return errf(unix.EINVAL, "zero parent gfid")
+	}
+	if err := replica.ValidateName(name); err != nil {
+		return errf(unix.EINVAL, "%v", err)
+	}
+	if parent == gfid.Root && name == metaDir {
+		return errf(unix.EPERM, "reserved name %q in the replica root", name)
+	}
+	return nil
+}
+
+// validateEntry refuses a malformed entry before anything is touched (the
+// rules of package replica).
+func validateEntry(e replica.Entry) error {
+	if e.Op < replica.OpCreate || e.Op > replica.OpRmdir {
+		return errf(unix.EINVAL, "unknown entry op %d", int(e.Op))
+	}
+	if e.GFID.IsZero() {
+		return errf(unix.EINVAL, "zero gfid")
+	}
+	if e.GFID == gfid.Root || e.GFID == gfid.Park {
+		return errf(unix.EPERM, "gfid %s is reserved", e.GFID)
+	}
+	if err := validateParentName(e.Parent, e.Name); err != nil {
+		return err
+	}
+	t := e.Mode & unix.S_IFMT
+	switch e.Op {
+	case replica.OpRename:
+		return validateParentName(e.NewParent, e.NewName)
+	case replica.OpCreate:
+		if t != 0 && t != unix.S_IFREG {
+			return errf(unix.EINVAL, "CREATE with mode %#o: not a regular file", e.Mode)
+		}
+	case replica.OpMkdir:
+		if t != 0 && t != unix.S_IFDIR {
+			return errf(unix.EINVAL, "MKDIR with mode %#o: not a directory", e.Mode)
+		}
+	case replica.OpMknod:
+		switch t {
+		case unix.S_IFREG, unix.S_IFIFO, unix.S_IFCHR, unix.S_IFBLK, unix.S_IFSOCK:
+		default:
+			return errf(unix.EINVAL, "MKNOD with mode %#o: not a regular file, fifo, device or socket", e.Mode)
+		}
+	case replica.OpSymlink:
+		switch {
+		case e.Target == "":
+			return errf(unix.EINVAL, "empty symlink target")
+		case strings.IndexByte(e.Target, 0) >= 0:
+			return errf(unix.EINVAL, "symlink target contains a NUL byte")
+		case len(e.Target) >= unix.PathMax:
+			return errf(unix.EINVAL, "symlink target of %d bytes is too long", len(e.Target))
+		}
+	}
+	return nil
+}
+
+func (v *Volume) applyEntry(e replica.Entry) error {
+	if err := validateEntry(e); err != nil {
+		return err
+	}
+	switch e.Op {
+	case replica.OpCreate, replica.OpMkdir, replica.OpMknod, replica.OpSymlink:
+		return v.create(e)
+	case replica.OpLink:
+		return v.link(e)
+	case replica.OpRename:
+		return v.rename(e)
+	case replica.OpUnlink:
+		return v.remove(e, false)
+	}
+	return v.remove(e, true)
+}
+
+// wantMode is the st_mode an entry creates.
+func wantMode(e replica.Entry) uint32 {
+	perm := e.Mode & 0o7777
+	switch e.Op {
+	case replica.OpMkdir:
+		return unix.S_IFDIR | perm
+	case replica.OpSymlink:
+		return unix.S_IFLNK | 0o777
+	case replica.OpMknod:
+		return e.Mode
+	}
+	return unix.S_IFREG | perm
+}
+
+func existsErr(ni nameInfo) error {
+	if ni.g.IsZero() {
+		return &opError{errno: unix.EEXIST, msg: "name exists and holds an inode without a gfid"}
+	}
+	return &opError{errno: unix.EEXIST, msg: fmt.Sprintf("name exists and holds gfid %s", ni.g), existing: ni.g}
+}
+
+// statGFID stats the inode of g without following it; ok is false when the
+// volume has no such gfid.
+func (v *Volume) statGFID(g gfid.GFID) (st unix.Stat_t, ok bool, err error) {
+	fd, err := v.openGFID(g, unix.O_PATH)
+	if err == unix.ENOENT {
+		return st, false, nil
+	}
+	if err != nil {
+		return st, false, fmt.Errorf("lookup gfid %s: %w", g, err)
+	}
+	defer closeFd(fd)
+	st, err = fstat(fd)
+	return st, err == nil, err
+}
+
+// create applies CREATE, MKDIR, MKNOD and SYMLINK.
+func (v *Volume) create(e replica.Entry) error {
+	pfd, err := v.openParent(e.Parent)
+	if err != nil {
+		return err
+	}
+	defer closeFd(pfd)
+	mode := wantMode(e)
+	want := typeOfMode(mode)
+	ni, err := v.lookup(pfd, e.Name)
+	if err != nil {
+		return err
+	}
+	if ni.exists {
+		if ni.g != e.GFID {
+			return existsErr(ni)
+		}
+		if have := typeOfMode(ni.st.Mode); have != want {
+			return &opError{errno: unix.EEXIST, msg: fmt.Sprintf("name holds gfid %s as a %s, not a %s", e.GFID, have, want), existing: e.GFID}
+		}
+		return nil
+	}
+	st, ok, err := v.statGFID(e.GFID)
+	if err != nil {
+		return err
+	}
+	if ok {
+		have := typeOfMode(st.Mode)
+		if want == replica.TypeDir || have == replica.TypeDir {
+			return errf(unix.EEXIST, "gfid exists at another name (as a %s)", have)
+		}
+		if have != want {
+			return errf(unix.EEXIST, "gfid exists at another name as a %s, not a %s", have, want)
+		}
+		// Another name of an existing inode: a hardlink.
+		return v.linkGFID(e.GFID, pfd, e.Name)
+	}
+	if err := v.newEntry(e.Parent, e.Name, e.GFID, mode, e.Rdev, e.Target); err != nil {
+		if err == unix.EEXIST || err == unix.ENODATA {
+			// Raced, or the gfid appeared elsewhere: report what is there.
+			if ni, lerr := v.lookup(pfd, e.Name); lerr == nil && ni.exists && ni.g != e.GFID {
+				return existsErr(ni)
+			}
+			return errf(unix.EEXIST, "create: %v", err)
+		}
+		if err == unix.ENOENT {
+			return errf(unix.ENOENT, "parent %s not found", e.Parent)
+		}
+		return fmt.Errorf("create: %w", err)
+	}
+	fd, err := v.openGFID(e.GFID, unix.O_PATH)
+	if err != nil {
+		return fmt.Errorf("open new %s: %w", want, err)
+	}
+	defer closeFd(fd)
+	n := node{fd}
+	if err := n.chown(e.UID, e.GID); err != nil {
+		return fmt.Errorf("chown %d:%d: %w", e.UID, e.GID, err)
+	}
+	if want != replica.TypeSymlink {
+		// After chown, so that setuid and setgid stick.
+		if err := n.chmod(mode & 0o7777); err != nil {
+			return fmt.Errorf("chmod %#o: %w", mode&0o7777, err)
+		}
+	}
+	return nil
+}
+
+// linkGFID gives the non-directory of gfid g the name dirfd/name.
+func (v *Volume) linkGFID(g gfid.GFID, dirfd int, name string) error {
+	fd, err := v.openGFID(g, unix.O_PATH)
+	if err != nil {
+		if err == unix.ENOENT {
+			return errf(unix.ENOENT, "gfid %s not found", g)
+		}
+		return err
+	}
+	defer closeFd(fd)
+	if err := retry0(func() error { return unix.Linkat(fd, "", dirfd, name, unix.AT_EMPTY_PATH) }); err != nil {
+		return fmt.Errorf("link: %w", err)
+	}
+	return nil
+}
+
+// link applies LINK: another name for an existing non-directory.
+func (v *Volume) link(e replica.Entry) error {
+	pfd, err := v.openParent(e.Parent)
+	if err != nil {
+		return err
+	}
+	defer closeFd(pfd)
+	ni, err := v.lookup(pfd, e.Name)
+	if err != nil {
+		return err
+	}
+	if ni.exists {
+		if ni.g != e.GFID {
+			return existsErr(ni)
+		}
+		if ni.isDir() {
+			return errf(unix.EPERM, "LINK to a directory refused")
+		}
+		return nil
+	}
+	st, ok, err := v.statGFID(e.GFID)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return errf(unix.ENOENT, "gfid %s not found", e.GFID)
+	case isDirMode(st.Mode):
+		return errf(unix.EPERM, "LINK to a directory refused")
+	}
+	return v.linkGFID(e.GFID, pfd, e.Name)
+}
+
+// rename applies RENAME.
+func (v *Volume) rename(e replica.Entry) error {
+	nfd, err := v.openParent(e.NewParent)
+	if err != nil {
+		return err
+	}
+	defer closeFd(nfd)
+	ofd, err := v.openParent(e.Parent)
+	if err != nil && !notFound(err) {
+		return err
+	}
+	var oi nameInfo
+	if err == nil {
+		defer closeFd(ofd)
+		if oi, err = v.lookup(ofd, e.Name); err != nil {
+			return err
+		}
+	}
+	ni, err := v.lookup(nfd, e.NewName)
+	if err != nil {
+		return err
+	}
+	oldHolds, newHolds := oi.exists && oi.g == e.GFID, ni.exists && ni.g == e.GFID
+	switch {
+	case oldHolds && newHolds:
+		if e.Parent == e.NewParent && e.Name == e.NewName {
+			return nil
+		}
+		if oi.isDir() || ni.isDir() {
+			return &opError{errno: unix.EEXIST, msg: fmt.Sprintf("directory gfid %s is held by both names", e.GFID), existing: e.GFID}
+		}
+		// Two hardlinks of one inode: rename(2) would do nothing.
+		if err := retry0(func() error { return unix.Unlinkat(ofd, e.Name, 0) }); err != nil && err != unix.ENOENT {
+			return fmt.Errorf("unlink old name: %w", err)
+		}
+		return nil
+	case oldHolds:
+		return v.move(ofd, e.Name, nfd, e.NewName)
+	case newHolds:
+		return nil // already renamed (a replay)
+	}
+	// The old name does not hold the gfid: take it from wherever it is.
+	st, ok, err := v.statGFID(e.GFID)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return errf(unix.ENOENT, "gfid %s not found", e.GFID)
+	case isDirMode(st.Mode):
+		dfd, name, err := v.dirLocation(e.GFID)
+		if err != nil {
+			return err
+		}
+		defer closeFd(dfd)
+		return v.move(dfd, name, nfd, e.NewName)
+	}
+	if !ni.exists {
+		return v.linkGFID(e.GFID, nfd, e.NewName)
+	}
+	if ni.isDir() {
+		return errf(unix.EISDIR, "new name is a directory")
+	}
+	tmp := ".georep." + e.GFID.String() + ".tmp"
+	_ = retry0(func() error { return unix.Unlinkat(nfd, tmp, 0) })
+	if err := v.linkGFID(e.GFID, nfd, tmp); err != nil {
+		return err
+	}
+	if err := retry0(func() error { return unix.Renameat(nfd, tmp, nfd, e.NewName) }); err != nil {
+		_ = retry0(func() error { return unix.Unlinkat(nfd, tmp, 0) })
+		return fmt.Errorf("rename: %w", err)
+	}
+	return nil
+}
+
+func (v *Volume) move(ofd int, oname string, nfd int, nname string) error {
+	if err := retry0(func() error { return unix.Renameat(ofd, oname, nfd, nname) }); err != nil {
+		return fmt.Errorf("rename: %w", err)
+	}
+	return nil
+}
+
+// dirLocation returns the parent (O_PATH) and name of directory g, from the
+// volume's ancestry path, checked against the gfid found there.
+func (v *Volume) dirLocation(g gfid.GFID) (int, string, error) {
+	path, err := v.dirPath(g)
+	if err != nil {
+		return -1, "", err
+	}
+	i := strings.LastIndexByte(path, '/')
+	parent, name := path[:i], path[i+1:]
+	if parent == "" {
+		parent = "."
+	} else {
+		parent = parent[1:]
+	}
+	pfd, err := openBeneath(v.rootFd, parent, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return -1, "", fmt.Errorf("directory %s at %q: %w", g, path, err)
+	}
+	ni, err := v.lookup(pfd, name)
+	if err == nil && (!ni.exists || ni.g != g) {
+		err = errf(unix.ESTALE, "directory %s is not at %q", g, path)
+	}
+	if err != nil {
+		closeFd(pfd)
+		return -1, "", err
+	}
+	return pfd, name, nil
+}
+
+// dirPath is the path of directory g from the volume root ("/a/b"), as the
+// volume reports it (glusterfs.ancestry.path).
+func (v *Volume) dirPath(g gfid.GFID) (string, error) {
+	fd, err := v.openGFID(g, unix.O_PATH)
+	if err == unix.ENOENT {
+		return "", errf(unix.ENOENT, "gfid %s not found", g)
+	}
+	if err != nil {
+		return "", fmt.Errorf("lookup gfid %s: %w", g, err)
+	}
+	defer closeFd(fd)
+	st, err := fstat(fd)
+	if err != nil {
+		return "", err
+	}
+	if !isDirMode(st.Mode) {
+		return "", errf(unix.ENOTDIR, "gfid %s is a %s, not a directory", g, typeOfMode(st.Mode))
+	}
+	b, err := node{fd}.getxattr(ancestryAttr)
+	if err != nil {
+		return "", fmt.Errorf("%s of %s: %w", ancestryAttr, g, err)
+	}
+	for len(b) > 0 && b[len(b)-1] == 0 {
+		b = b[:len(b)-1]
+	}
+	path := string(b)
+	if !strings.HasPrefix(path, "/") || path == "/" || strings.Contains(path, "//") {
+		return "", errf(unix.EIO, "%s of %s is %q", ancestryAttr, g, truncName(path))
+	}
+	for _, c := range strings.Split(path[1:], "/") {
+		if err := replica.ValidateName(c); err != nil {
+			return "", errf(unix.EIO, "%s of %s: %v", ancestryAttr, g, err)
+		}
+	}
+	return path, nil
+}
+
+// remove applies UNLINK (dir false) and RMDIR (dir true). A missing parent
+// or name is success; a name holding another inode is left alone.
+func (v *Volume) remove(e replica.Entry, dir bool) error {
+	pfd, err := v.openParent(e.Parent)
+	if notFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer closeFd(pfd)
+	ni, err := v.lookup(pfd, e.Name)
+	if err != nil || !ni.exists {
+		return err
+	}
+	if ni.g != e.GFID {
+		v.log.Debug("remove: name holds another inode, left alone", "op", e.Op.String(), "gfid", e.GFID.String(), "found", ni.g.String(), "name", e.Name)
+		return nil
+	}
+	switch {
+	case ni.isDir() && !dir:
+		return errf(unix.EISDIR, "is a directory (UNLINK refused, use RMDIR)")
+	case !ni.isDir() && dir:
+		return errf(unix.ENOTDIR, "not a directory (RMDIR refused)")
+	}
+	flags, what := 0, "unlink"
+	if dir {
+		flags, what = unix.AT_REMOVEDIR, "rmdir"
+	}
+	if err := retry0(func() error { return unix.Unlinkat(pfd, e.Name, flags) }); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}

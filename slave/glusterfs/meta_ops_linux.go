@@ -1,0 +1,110 @@
+package glusterfs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/slave/replica"
+)
+
+// ApplyMeta applies metadata operations in order (gsyncd's meta_ops) and
+// returns the ones that failed; a failed one does not stop the rest.
+// Ownership is changed before the mode (so setuid and setgid stick), times
+// last.
+func (v *Volume) ApplyMeta(ctx context.Context, metas []replica.Meta) []replica.Failure {
+	return v.applyBatch(ctx, len(metas),
+		func(i int) error { return v.applyMeta(metas[i]) },
+		func(i int) string { return "META " + metas[i].GFID.String() })
+}
+
+func validateXattrs(m replica.Meta) error {
+	for name := range m.Xattrs {
+		if !strings.HasPrefix(name, "user.") || len(name) == len("user.") {
+			return errf(unix.EINVAL, "xattr %q is outside the user.* namespace", truncName(name))
+		}
+		if len(name) > 255 || strings.IndexByte(name, 0) >= 0 {
+			return errf(unix.EINVAL, "invalid xattr name %q", truncName(name))
+		}
+	}
+	return nil
+}
+
+func (v *Volume) applyMeta(m replica.Meta) error {
+	switch {
+	case m.GFID.IsZero():
+		return errf(unix.EINVAL, "zero gfid")
+	case m.GFID == gfid.Park:
+		return errf(unix.EPERM, "gfid %s is reserved", m.GFID)
+	}
+	if m.SetXattrs {
+		if err := validateXattrs(m); err != nil {
+			return err
+		}
+	}
+	fd, err := v.openNode(m.GFID)
+	if err != nil {
+		return err
+	}
+	defer closeFd(fd)
+	n := node{fd}
+	st, err := n.stat()
+	if err != nil {
+		return err
+	}
+	isLink := isLinkMode(st.Mode)
+	if m.SetOwner {
+		if err := n.chown(m.UID, m.GID); err != nil {
+			return fmt.Errorf("chown %d:%d: %w", m.UID, m.GID, err)
+		}
+	}
+	if m.SetMode && !isLink {
+		if err := n.chmod(m.Mode & 0o7777); err != nil {
+			return fmt.Errorf("chmod %#o: %w", m.Mode&0o7777, err)
+		}
+	}
+	if m.SetXattrs && !isLink {
+		if err := replaceUserXattrs(n, m.Xattrs); err != nil {
+			return err
+		}
+	}
+	if m.Atime != nil || m.Mtime != nil {
+		if err := n.utimes(m.Atime, m.Mtime); err != nil {
+			return fmt.Errorf("setting times: %w", err)
+		}
+	}
+	return nil
+}
+
+// replaceUserXattrs makes the user.* attributes of n exactly want; other
+// namespaces are kept.
+func replaceUserXattrs(n node, want map[string][]byte) error {
+	have, err := n.listxattr()
+	if err != nil {
+		return fmt.Errorf("listing xattrs: %w", err)
+	}
+	for _, name := range have {
+		if !strings.HasPrefix(name, "user.") {
+			continue
+		}
+		if _, keep := want[name]; keep {
+			continue
+		}
+		if err := n.removexattr(name); err != nil && err != unix.ENODATA {
+			return fmt.Errorf("removing xattr %q: %w", name, err)
+		}
+	}
+	for name, value := range want {
+		if cur, err := n.getxattr(name); err == nil && bytes.Equal(cur, value) {
+			continue
+		}
+		if err := n.setxattr(name, value); err != nil {
+			return fmt.Errorf("setting xattr %q: %w", name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,309 @@
+package glusterfs
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/rpc/gfid"
+)
+
+// Names on the volume and in the private state directory.
+const (
+	metaDir  = ".georep" // georep's directory in the volume root (reserved name)
+	parkName = "park"    // .georep/park, gfid.Park
+	gfidDir  = ".gfid"   // the aux-gfid mount's virtual directory
+	// gfidAttr is the virtual attribute holding an inode's gfid as text.
+	gfidAttr = "glusterfs.gfid.string"
+	// newfileAttr creates an inode with a given gfid (gfid-access).
+	newfileAttr = "glusterfs.gfid.newfile"
+	// ancestryAttr is the virtual attribute holding a directory's path
+	// from the volume root.
+	ancestryAttr = "glusterfs.ancestry.path"
+)
+
+// Volume is a mounted slave volume. Create it with Open, release it with
+// Close.
+type Volume struct {
+	cfg   Config
+	log   *slog.Logger
+	state string // the private state directory
+	point string // the mount point
+	data  string // the rsync directory: ab -> <point>/.gfid
+	cl    *client
+
+	mu     sync.Mutex // serialises all operations
+	closed bool
+	rootFd int // the mount root, O_PATH
+}
+
+// Open mounts the volume and makes sure georep's directory and the park
+// directory (gfid.Park) exist on it.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Volume, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("gluster-volume: the slave must run as root to mount a GlusterFS volume and create inodes with given gfids")
+	}
+	base := cfg.StateDir
+	if base == "" {
+		base = "/run/georep"
+		if err := os.MkdirAll(base, 0o700); err != nil {
+			base = os.TempDir()
+		}
+	} else if err := os.MkdirAll(base, 0o700); err != nil {
+		return nil, fmt.Errorf("state-dir %s: %w", base, err)
+	}
+	state, err := os.MkdirTemp(base, "glusterfs-"+cfg.Volume+"-")
+	if err != nil {
+		return nil, fmt.Errorf("state-dir %s: %w", base, err)
+	}
+	v := &Volume{cfg: cfg, log: log, state: state, point: filepath.Join(state, "mnt"), data: filepath.Join(state, "rsync"), rootFd: -1}
+	fail := func(err error) (*Volume, error) {
+		return nil, errors.Join(err, v.Close())
+	}
+	if err := os.Mkdir(v.point, 0o700); err != nil {
+		return fail(err)
+	}
+	if v.cl, err = mountVolume(ctx, cfg, v.point, filepath.Join(state, "glusterfs.log"), log); err != nil {
+		return fail(err)
+	}
+	if v.rootFd, err = retry(func() (int, error) {
+		return unix.Open(v.point, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	}); err != nil {
+		return fail(fmt.Errorf("open mount %s: %w", v.point, err))
+	}
+	if err := v.setup(); err != nil {
+		return fail(err)
+	}
+	if err := v.makeDataDir(); err != nil {
+		return fail(err)
+	}
+	log.Info("slave volume mounted", "volume", cfg.Volume, "mount", v.point)
+	return v, nil
+}
+
+// setup creates .georep (any gfid) and .georep/park (gfid.Park).
+func (v *Volume) setup() error {
+	ni, err := v.lookup(v.rootFd, metaDir)
+	if err != nil {
+		return fmt.Errorf("%s: %w", metaDir, err)
+	}
+	if !ni.exists {
+		if err := v.newEntry(gfid.Root, metaDir, gfid.New(), unix.S_IFDIR|0o700, 0, ""); err != nil && errnoOf(err) != unix.EEXIST {
+			return fmt.Errorf("create %s: %w", metaDir, err)
+		}
+		if ni, err = v.lookup(v.rootFd, metaDir); err != nil {
+			return fmt.Errorf("%s: %w", metaDir, err)
+		}
+	}
+	if !ni.isDir() {
+		return fmt.Errorf("%s in the volume root is not a directory: move it away", metaDir)
+	}
+	mfd, err := openBeneath(v.rootFd, metaDir, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", metaDir, err)
+	}
+	defer closeFd(mfd)
+	pi, err := v.lookup(mfd, parkName)
+	if err != nil {
+		return fmt.Errorf("%s/%s: %w", metaDir, parkName, err)
+	}
+	if !pi.exists {
+		if err := v.newEntry(ni.g, parkName, gfid.Park, unix.S_IFDIR|0o700, 0, ""); err != nil {
+			return fmt.Errorf("create %s/%s with gfid %s: %w", metaDir, parkName, gfid.Park, err)
+		}
+		return nil
+	}
+	if !pi.isDir() || pi.g != gfid.Park {
+		return fmt.Errorf("%s/%s holds gfid %s, want the park directory %s: move it away", metaDir, parkName, pi.g, gfid.Park)
+	}
+	return nil
+}
+
+// makeDataDir makes the rsync directory: one symlink per shard, ab ->
+// <mount>/.gfid, so that the master's paths ab/<gfid> land in the inode of
+// that gfid on the mount.
+func (v *Volume) makeDataDir() error {
+	if err := os.Mkdir(v.data, 0o700); err != nil {
+		return err
+	}
+	target := filepath.Join(v.point, gfidDir)
+	for i := range 256 {
+		if err := os.Symlink(target, filepath.Join(v.data, fmt.Sprintf("%02x", i))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close unmounts the volume, reaps the client and removes the private state
+// directory.
+func (v *Volume) Close() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return nil
+	}
+	v.closed = true
+	closeFd(v.rootFd)
+	v.rootFd = -1
+	var errs []error
+	if v.cl != nil {
+		if err := v.cl.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if ok, err := mounted(v.point); err != nil || ok {
+		errs = append(errs, fmt.Errorf("%s is still mounted: state directory %s kept", v.point, v.state))
+		return errors.Join(errs...)
+	}
+	if err := os.RemoveAll(v.state); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Root is the mount point: the directory holding georep's own state
+// (.georep/volume-id, .georep/master-volume-id).
+func (v *Volume) Root() string { return v.point }
+
+// DataDir is the directory the slave's rsync receives into: ab/<gfid> there
+// is the inode of gfid on the volume.
+func (v *Volume) DataDir() string { return v.data }
+
+func (v *Volume) lock() error {
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return errf(unix.EBADF, "slave volume is closed")
+	}
+	return nil
+}
+
+// openGFID opens the inode of g (O_PATH unless flags say otherwise), never
+// following a symlink.
+func (v *Volume) openGFID(g gfid.GFID, flags int) (int, error) {
+	if g == gfid.Root {
+		return openBeneath(v.rootFd, ".", flags)
+	}
+	fd, err := openBeneath(v.rootFd, gfidDir+"/"+g.String(), flags)
+	if err == unix.ESTALE || err == unix.EINVAL && g.IsZero() {
+		err = unix.ENOENT
+	}
+	return fd, err
+}
+
+// openParent opens the directory of gfid g (O_PATH) for *at calls.
+func (v *Volume) openParent(g gfid.GFID) (int, error) {
+	fd, err := v.openGFID(g, unix.O_PATH|unix.O_DIRECTORY)
+	switch {
+	case err == nil:
+		return fd, nil
+	case err == unix.ENOENT:
+		return -1, errf(unix.ENOENT, "parent %s not found", g)
+	case err == unix.ENOTDIR || err == unix.ELOOP:
+		return -1, errf(unix.ENOTDIR, "parent %s is not a directory", g)
+	}
+	return -1, fmt.Errorf("open parent %s: %w", g, err)
+}
+
+// nameInfo is what a name in a directory holds.
+type nameInfo struct {
+	exists bool
+	st     unix.Stat_t
+	g      gfid.GFID // zero if none could be read
+}
+
+func (ni nameInfo) isDir() bool { return ni.exists && isDirMode(ni.st.Mode) }
+
+// lookup looks name up in dirfd without following it, with its gfid.
+func (v *Volume) lookup(dirfd int, name string) (nameInfo, error) {
+	st, err := lstatAt(dirfd, name)
+	if err == unix.ENOENT || err == unix.ESTALE {
+		return nameInfo{}, nil
+	}
+	if err != nil {
+		return nameInfo{}, err
+	}
+	p := procPath(dirfd, name)
+	b, err := readSized(func(d []byte) (int, error) { return unix.Lgetxattr(p, gfidAttr, d) })
+	if err == unix.ENOENT || err == unix.ESTALE {
+		return nameInfo{}, nil
+	}
+	if err != nil {
+		return nameInfo{}, fmt.Errorf("%s of %q: %w", gfidAttr, truncName(name), err)
+	}
+	g, err := parseGFIDAttr(b)
+	if err != nil {
+		return nameInfo{}, fmt.Errorf("%s of %q: %w", gfidAttr, truncName(name), err)
+	}
+	return nameInfo{exists: true, st: st, g: g}, nil
+}
+
+func parseGFIDAttr(b []byte) (gfid.GFID, error) {
+	for len(b) > 0 && b[len(b)-1] == 0 {
+		b = b[:len(b)-1]
+	}
+	return gfid.Parse(string(b))
+}
+
+// gfidOfFd reads the gfid of the inode open as fd.
+func gfidOfFd(fd int) (gfid.GFID, error) {
+	b, err := node{fd}.getxattr(gfidAttr)
+	if err != nil {
+		return gfid.GFID{}, err
+	}
+	return parseGFIDAttr(b)
+}
+
+// newEntry creates name in directory parent as an inode of gfid g with
+// gsyncd's glusterfs.gfid.newfile blob (resource.py _fmt_mknod, _fmt_mkdir,
+// _fmt_symlink): uid and gid 0 (the caller chowns), the mode with its type
+// bits, rdev for devices, umask 0.
+func (v *Volume) newEntry(parent gfid.GFID, name string, g gfid.GFID, mode uint32, rdev uint64, target string) error {
+	blob := newfileBlob(g, name, mode, rdev, target)
+	pfd, err := v.openParent(parent)
+	if err != nil {
+		return err
+	}
+	defer closeFd(pfd)
+	// pfd is an O_PATH directory: the procfs link leads to it.
+	return retry0(func() error { return unix.Setxattr(procFd(pfd), newfileAttr, blob, 0) })
+}
+
+// newfileBlob packs gfid-access's ga_newfile_args: big endian
+// uid, gid, the gfid as 36 characters + NUL, st_mode, the name + NUL, then
+// for a directory mode and umask, for a symlink the target + NUL, for
+// anything else mode, rdev and umask.
+func newfileBlob(g gfid.GFID, name string, mode uint32, rdev uint64, target string) []byte {
+	b := make([]byte, 0, 64+len(name)+len(target))
+	b = binary.BigEndian.AppendUint32(b, 0)
+	b = binary.BigEndian.AppendUint32(b, 0)
+	b = append(append(b, g.String()...), 0)
+	b = binary.BigEndian.AppendUint32(b, mode)
+	b = append(append(b, name...), 0)
+	switch mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		b = binary.BigEndian.AppendUint32(b, mode&0o7777)
+		b = binary.BigEndian.AppendUint32(b, 0)
+	case unix.S_IFLNK:
+		b = append(append(b, target...), 0)
+	default:
+		b = binary.BigEndian.AppendUint32(b, mode&0o7777)
+		b = binary.BigEndian.AppendUint32(b, uint32(rdev))
+		b = binary.BigEndian.AppendUint32(b, 0)
+	}
+	return b
+}
