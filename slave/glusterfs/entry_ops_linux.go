@@ -396,7 +396,7 @@ func (v *Volume) dirLocation(g gfid.GFID) (int, string, error) {
 }
 
 // dirPath is the path of directory g from the volume root ("/a/b"), as the
-// volume reports it (glusterfs.ancestry.path).
+// volume reports it (glusterfs.gfid2path, else glusterfs.ancestry.path).
 func (v *Volume) dirPath(g gfid.GFID) (string, error) {
 	fd, err := v.openGFID(g, unix.O_PATH)
 	if err == unix.ENOENT {
@@ -413,9 +413,14 @@ func (v *Volume) dirPath(g gfid.GFID) (string, error) {
 	if !isDirMode(st.Mode) {
 		return "", errf(unix.ENOTDIR, "gfid %s is a %s, not a directory", g, typeOfMode(st.Mode))
 	}
-	b, err := node{fd}.getxattr(ancestryAttr)
+	// glusterfs.gfid2path first: glusterfs.ancestry.path answered ENODATA
+	// for a directory renamed a few times (GlusterFS 10.3).
+	b, err := node{fd}.getxattr(gfid2pathAttr)
 	if err != nil {
-		return "", fmt.Errorf("%s of %s: %w", ancestryAttr, g, err)
+		b, err = node{fd}.getxattr(ancestryAttr)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s of %s: %w", gfid2pathAttr, g, err)
 	}
 	for len(b) > 0 && b[len(b)-1] == 0 {
 		b = b[:len(b)-1]

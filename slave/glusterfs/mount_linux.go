@@ -56,7 +56,13 @@ func mountVolume(ctx context.Context, cfg Config, point, logFile string, log *sl
 		return nil, err
 	}
 	c := &client{point: point, logFile: logFile, out: out, done: make(chan struct{}), log: log}
+	// No kernel caching of entries or attributes: a gfid whose last name
+	// went must stop resolving at once (with the default 1 s entry timeout
+	// the kernel kept serving .gfid/<gfid> of a replaced file), and the
+	// slave checks names and gfids right before acting on them.
 	args := []string{"-N", "--aux-gfid-mount",
+		"--entry-timeout=0", "--attribute-timeout=0", "--negative-timeout=0",
+		"--xlator-option=*md-cache.md-cache-timeout=0",
 		"--volfile-server=" + cfg.VolfileServer, "--volfile-id=" + cfg.Volume,
 		"--log-file=" + logFile, point}
 	c.cmd = exec.Command(bin, args...)

@@ -24,9 +24,10 @@ const (
 	gfidAttr = "glusterfs.gfid.string"
 	// newfileAttr creates an inode with a given gfid (gfid-access).
 	newfileAttr = "glusterfs.gfid.newfile"
-	// ancestryAttr is the virtual attribute holding a directory's path
-	// from the volume root.
-	ancestryAttr = "glusterfs.ancestry.path"
+	// gfid2pathAttr and ancestryAttr are virtual attributes holding a
+	// directory's path from the volume root.
+	gfid2pathAttr = "glusterfs.gfid2path"
+	ancestryAttr  = "glusterfs.ancestry.path"
 )
 
 // Volume is a mounted slave volume. Create it with Open, release it with
@@ -200,9 +201,25 @@ func (v *Volume) openGFID(g gfid.GFID, flags int) (int, error) {
 	}
 	fd, err := openBeneath(v.rootFd, gfidDir+"/"+g.String(), flags)
 	if err == unix.ESTALE || err == unix.EINVAL && g.IsZero() {
+		return -1, unix.ENOENT
+	}
+	if err != nil {
+		return -1, err
+	}
+	// A gfid whose inode is gone can still open (a cached inode) and then
+	// answer ESTALE.
+	st, err := fstat(fd)
+	if err == nil && st.Nlink == 0 && !isDirMode(st.Mode) {
 		err = unix.ENOENT
 	}
-	return fd, err
+	if err != nil {
+		closeFd(fd)
+		if err == unix.ESTALE {
+			err = unix.ENOENT
+		}
+		return -1, err
+	}
+	return fd, nil
 }
 
 // openParent opens the directory of gfid g (O_PATH) for *at calls.

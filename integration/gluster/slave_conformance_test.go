@@ -1,0 +1,27 @@
+package gluster
+
+import (
+	"testing"
+
+	"github.com/georep/georep/slave/glusterfs"
+	"github.com/georep/georep/slave/replica/replicatest"
+)
+
+// TestSlaveConformanceGlusterFS runs the replica conformance suite against
+// the slave's GlusterFS backend on a fresh volume it mounts itself.
+func TestSlaveConformanceGlusterFS(t *testing.T) {
+	c := Start(t)
+	vol := c.Volume(t, "slaveconf", VolumeOpts{})
+	replicatest.Run(t, replicatest.Caps{Root: true}, func(t *testing.T) replicatest.Backend {
+		v, err := glusterfs.Open(t.Context(), glusterfs.Config{Volume: vol.Name, VolfileServer: Host, StateDir: t.TempDir()}, testLog(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := v.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return v
+	})
+}
