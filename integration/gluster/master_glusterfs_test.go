@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/georep/georep/integration/gluster"
+	"github.com/georep/georep/master/changelog"
 	"github.com/georep/georep/master/glusterfs"
+	gfidpkg "github.com/georep/georep/rpc/gfid"
 )
 
 // TestMasterGlusterFSVolumeInfo checks master/glusterfs's view of real
@@ -193,5 +197,159 @@ func TestMasterGlusterFSMount(t *testing.T) {
 	}
 	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), " "+aux.Dir+" ") {
 		t.Errorf("%s still mounted", aux.Dir)
+	}
+}
+
+// TestMasterGlusterFSChangelogs reads a real brick's changelogs with
+// History and Rolled: the files written show up in the rolled-over
+// changelogs, empty rollovers are indexed but not kept, and turning the
+// changelog off and on again is a gap History and Rolled refuse to cross.
+func TestMasterGlusterFSChangelogs(t *testing.T) {
+	c := gluster.Start(t)
+	v := c.Volume(t, "history", gluster.VolumeOpts{Bricks: 1, Changelog: true, RolloverTime: time.Second})
+	brick := v.Bricks[0].Path
+	htimes := waitGlob(t, filepath.Join(brick, glusterfs.ChangelogDir, "htime", "HTIME.*"), 10*time.Second)
+	start, err := strconv.ParseInt(strings.TrimPrefix(filepath.Base(htimes[0]), "HTIME."), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// History covers times a whole second after the changelog came on.
+	since := time.Unix(start+1, 0)
+	time.Sleep(time.Until(since.Add(100 * time.Millisecond)))
+	if _, err := glusterfs.History(brick, time.Unix(start, 0), time.Now()); !errors.Is(err, glusterfs.ErrNoHistory) {
+		t.Errorf("history from the second the changelog came on: %v, want ErrNoHistory", err)
+	}
+
+	m, err := glusterfs.Mount(t.Context(), glusterfs.MountConfig{VolfileServer: c.Host, Volume: v.Name, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	want := map[gfidpkg.GFID]string{}
+	for i := range 3 {
+		name := fmt.Sprintf("file%d", i)
+		if err := os.WriteFile(filepath.Join(m.Dir, name), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		g, err := glusterfs.BrickGFID(filepath.Join(brick, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[g] = name
+		time.Sleep(1100 * time.Millisecond) // spread over rollovers
+	}
+
+	// Wait until the live crawl has seen every create.
+	var rolled []string
+	created := map[gfidpkg.GFID]string{}
+	for deadline := time.Now().Add(15 * time.Second); len(created) < len(want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("creates seen %v, want %v (rolled %v)", created, want, rolled)
+		}
+		time.Sleep(200 * time.Millisecond)
+		// History would have found none yet: Rolled from a second before.
+		if rolled, err = glusterfs.Rolled(brick, since.Add(-time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		created = map[gfidpkg.GFID]string{}
+		for _, p := range rolled {
+			f, err := os.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, err := changelog.ParseBrick(f, p)
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				if r.Fop == changelog.Create {
+					created[r.GFID] = r.Name
+				}
+			}
+		}
+	}
+	for g, name := range want {
+		if created[g] != name {
+			t.Errorf("create of %s (%s): %q", name, g, created[g])
+		}
+	}
+	if len(rolled) < 2 {
+		t.Errorf("writes 1.1 s apart rolled over into %d changelogs", len(rolled))
+	}
+	until := time.Now()
+	hist, err := glusterfs.History(brick, since, until)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rolled may have seen fewer (it ran earlier), never others.
+	if !slices.Equal(hist[:len(rolled)], rolled) {
+		t.Errorf("history %v\nrolled %v", hist, rolled)
+	}
+	last, _ := glusterfs.ChangelogEpoch(hist[len(hist)-1])
+	if more, err := glusterfs.History(brick, last, until); err != nil || !slices.Equal(more, hist[len(hist)-1:]) {
+		t.Errorf("history from the last one's epoch: %v, %v; want it alone", more, err)
+	}
+	if more, err := glusterfs.Rolled(brick, last); err != nil || len(more) != 0 {
+		t.Errorf("rolled after the last one: %v, %v", more, err)
+	}
+
+	// Empty rollovers: in the index as changelog.<epoch>, not on disk.
+	idx, err := os.ReadFile(htimes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, full := 0, 0
+	for _, p := range strings.Split(strings.TrimSuffix(string(idx), "\x00"), "\x00") {
+		_, statErr := os.Lstat(p)
+		switch base := filepath.Base(p); {
+		case strings.HasPrefix(base, "changelog."):
+			empty++
+			if statErr == nil {
+				t.Errorf("empty rollover %s kept on disk", p)
+			}
+		case strings.HasPrefix(base, "CHANGELOG."):
+			full++
+			if statErr != nil {
+				t.Error(statErr)
+			}
+		}
+	}
+	t.Logf("index: %d empty and %d non-empty rollovers", empty, full)
+	if empty == 0 {
+		t.Error("no empty rollover indexed")
+	}
+
+	// Off, a change, on again: a new index, and a gap nobody may cross.
+	v.Set(t, "changelog.changelog", "off")
+	time.Sleep(1100 * time.Millisecond)
+	if err := os.WriteFile(filepath.Join(m.Dir, "unrecorded"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	v.Set(t, "changelog.changelog", "on")
+	waitGlob(t, filepath.Join(brick, glusterfs.ChangelogDir, "htime", "HTIME.*[0-9]"), 10*time.Second)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		hs, _ := filepath.Glob(filepath.Join(brick, glusterfs.ChangelogDir, "htime", "HTIME.*"))
+		if len(hs) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("indexes %v after turning the changelog on again", hs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := glusterfs.History(brick, since, time.Now()); !errors.Is(err, glusterfs.ErrNoHistory) {
+		t.Errorf("history across the gap: %v, want ErrNoHistory", err)
+	} else {
+		t.Log(err)
+	}
+	if _, err := glusterfs.Rolled(brick, last); !errors.Is(err, glusterfs.ErrNoHistory) {
+		t.Errorf("rolled across the gap: %v, want ErrNoHistory", err)
 	}
 }

@@ -54,12 +54,16 @@ func (p *htimePeriod) last() int64 {
 	return p.ents[len(p.ents)-1].Epoch
 }
 
-// History returns the brick's rolled-over changelogs whose rollover epoch is
-// in (since, until], in rollover order, as absolute paths under brick, from
-// its HTIME index, the way libgfchangelog's history API finds them. Epochs are
-// whole seconds: a changelog of epoch E holds changes up to E+1 at most, so
-// one of the second since falls in is included when since is not a whole
-// second. A changelog listed twice is returned once.
+// History returns the brick's rolled-over changelogs that may hold a change
+// made after since, up to those rolled over in the second of until, in
+// rollover order, as absolute paths under brick, from its HTIME index (as
+// libgfchangelog's history API finds them). A changelog is named after the
+// second it was rolled over in and holds the changes up to that moment
+// (observed: a file written at 459.03 s is in CHANGELOG.459), so the one of
+// since's own second is included: epochs in [floor(since), until]. A caller
+// that keeps as stime the epoch of the last changelog it processed gets that
+// one again (replaying it is harmless; gsyncd even keeps epoch - 1). A
+// changelog listed twice is returned once.
 //
 // It fails with an error wrapping ErrNoHistory, so that the caller falls back
 // to a full crawl, when the index cannot vouch for every change after since:
@@ -83,7 +87,7 @@ func History(brick string, since, until time.Time) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("history of %s: %w", brick, err)
 	}
-	after, upto := afterEpoch(since), until.Unix()
+	after, upto := since.Unix()-1, until.Unix()
 	// The last period that began a whole second before since.
 	i := -1
 	for j, p := range periods {
@@ -132,8 +136,8 @@ func History(brick string, since, until time.Time) ([]string, error) {
 	return paths, nil
 }
 
-// afterEpoch is the last epoch whose changelog holds nothing after t: a
-// changelog of epoch E may hold changes up to E+1.
+// afterEpoch is the epoch of the last changelog processed, given as a time:
+// a fraction of a second counts as the second before.
 func afterEpoch(t time.Time) int64 {
 	if t.Nanosecond() == 0 {
 		return t.Unix()
@@ -194,11 +198,14 @@ func epochSuffix(name, prefix string) (int64, bool) {
 	return n, err == nil && n >= 0
 }
 
-// Rolled returns the changelogs the brick rolled over with an epoch after
-// after (by the rule of History), in rollover order, for the live crawl: a
-// worker remembers the epoch of the last one it processed and asks again.
-// It lists the day directories (YYYY/MM/DD) from the day before after to
-// the day after today, not the HTIME index, which grows without bound.
+// Rolled returns the changelogs the brick rolled over after the one of
+// epoch after (whole seconds; with a fraction, the changelog of its own second is
+// included), in
+// rollover order, for the live crawl: a worker passes the epoch of the last
+// changelog it processed (ChangelogEpoch), or, when History found none, one
+// second before the since it gave History. It lists the day directories
+// (YYYY/MM/DD) from the day before after to the day after today, not the
+// HTIME index, which grows without bound.
 //
 // A period of the changelog that began after after means it was off for a
 // while since: Rolled then fails with an error wrapping ErrNoHistory.

@@ -86,8 +86,9 @@ func TestHistory(t *testing.T) {
 		err          error
 	}{
 		{"all of period one", sec(1), sec(12), []int64{3, 4, 6, 9}, nil},
-		{"bounds exclusive, inclusive", sec(3), sec(6), []int64{4, 6}, nil},
-		{"fractional since includes its second", sec(3).Add(time.Millisecond), sec(6), []int64{3, 4, 6}, nil},
+		{"since's own second included", sec(3), sec(6), []int64{3, 4, 6}, nil},
+		{"fractional since", sec(3).Add(time.Millisecond), sec(6), []int64{3, 4, 6}, nil},
+		{"until's second included", sec(4), sec(6).Add(time.Millisecond), []int64{4, 6}, nil},
 		{"nothing", sec(10), sec(12), nil, nil},
 		{"since = start of the index", sec(0), sec(12), nil, ErrNoHistory},
 		{"before the changelog was on", sec(-100), sec(5), nil, ErrNoHistory},
@@ -132,7 +133,7 @@ func TestHistoryMissingChangelog(t *testing.T) {
 	if _, err := History(brick, time.Unix(t0+1, 0), time.Unix(t0+3, 0)); !errors.Is(err, ErrNoHistory) || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("err = %v", err)
 	}
-	got, err := History(brick, time.Unix(t0+2, 0), time.Unix(t0+3, 0))
+	got, err := History(brick, time.Unix(t0+3, 0), time.Unix(t0+3, 0))
 	if err != nil || len(got) != 1 {
 		t.Errorf("after the missing one: %v, %v", got, err)
 	}
@@ -161,7 +162,7 @@ func TestHistoryFixture(t *testing.T) {
 	if _, err := History(brick, time.Unix(1795570050, 0), time.Unix(1795570100, 0)); !errors.Is(err, ErrNoHistory) || !strings.Contains(err.Error(), "CHANGELOG.1795570073") {
 		t.Errorf("err = %v", err)
 	}
-	if got, err := History(brick, time.Unix(1795570073, 0), time.Unix(1795570080, 0)); err != nil || len(got) != 0 {
+	if got, err := History(brick, time.Unix(1795570074, 0), time.Unix(1795570080, 0)); err != nil || len(got) != 0 {
 		t.Errorf("empty rollovers only: %v, %v", got, err)
 	}
 }
