@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -37,8 +38,9 @@ type Volume struct {
 	log   *slog.Logger
 	state string // the private state directory
 	point string // the mount point
-	data  string // the rsync directory: ab -> <point>/.gfid
+	data  string // the rsync directory: ab is a bind mount of <point>/.gfid
 	cl    *client
+	binds []string // the shard bind mounts in data
 
 	mu     sync.Mutex // serialises all operations
 	closed bool
@@ -133,20 +135,50 @@ func (v *Volume) setup() error {
 	return nil
 }
 
-// makeDataDir makes the rsync directory: one symlink per shard, ab ->
-// <mount>/.gfid, so that the master's paths ab/<gfid> land in the inode of
-// that gfid on the mount.
+// makeDataDir makes the rsync directory: 256 shard directories ab, each a
+// bind mount of <mount>/.gfid (nosymfollow like the mount), so that the
+// master's paths ab/<gfid> land in the inode of that gfid on the attached
+// mount. Symlinks ab -> <mount>/.gfid do not work: rsync 3.4+ opens the
+// directories of a destination path without following symlinks (ELOOP).
 func (v *Volume) makeDataDir() error {
 	if err := os.Mkdir(v.data, 0o700); err != nil {
 		return err
 	}
-	target := filepath.Join(v.point, gfidDir)
+	src := filepath.Join(v.point, gfidDir)
 	for i := range 256 {
-		if err := os.Symlink(target, filepath.Join(v.data, fmt.Sprintf("%02x", i))); err != nil {
+		dst := filepath.Join(v.data, fmt.Sprintf("%02x", i))
+		if err := os.Mkdir(dst, 0o700); err != nil {
 			return err
+		}
+		if err := retry0(func() error { return unix.Mount(src, dst, "", unix.MS_BIND, "") }); err != nil {
+			return fmt.Errorf("bind %s on %s: %w", src, dst, err)
+		}
+		v.binds = append(v.binds, dst)
+		flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_NOSYMFOLLOW | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+		if err := retry0(func() error { return unix.Mount("", dst, "", flags, "") }); err != nil {
+			return fmt.Errorf("remount %s nosymfollow: %w", dst, err)
 		}
 	}
 	return nil
+}
+
+// unbind unmounts the shard bind mounts (never lazily).
+func (v *Volume) unbind() error {
+	var errs []error
+	for _, dst := range v.binds {
+		var err error
+		for range 50 {
+			if err = retry0(func() error { return unix.Unmount(dst, 0) }); err != unix.EBUSY {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil && err != unix.EINVAL {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", dst, err))
+		}
+	}
+	v.binds = nil
+	return errors.Join(errs...)
 }
 
 // Close unmounts the volume, reaps the client and removes the private state
@@ -161,6 +193,9 @@ func (v *Volume) Close() error {
 	closeFd(v.rootFd)
 	v.rootFd = -1
 	var errs []error
+	if err := v.unbind(); err != nil {
+		errs = append(errs, err)
+	}
 	if v.cl != nil {
 		if err := v.cl.close(); err != nil {
 			errs = append(errs, err)
