@@ -12,11 +12,16 @@ import (
 // Config is the master daemon's configuration. Field comments give the
 // config key; keys follow gsyncd's names where gsyncd has one.
 type Config struct {
-	Source   string       // source: the directory to replicate
-	WorkDir  string       // work-dir: the master's state (catalog, changelogs, stime, stats)
-	Slave    string       // slave: address of georep-slave, host:port
-	Insecure bool         // insecure: plaintext gRPC (explicit opt-in)
-	TLS      rpc.TLSFiles // tls-cert, tls-key, tls-ca, tls-server-name
+	Source string // source: the directory to replicate
+	// GlusterVolume (gluster-volume) replaces Source on a GlusterFS node:
+	// the master volume whose local bricks are replicated, one worker each.
+	GlusterVolume string
+	VolfileServer string       // volfile-server: the glusterd to ask for the volume (default: this node)
+	GlusterCLI    string       // gluster-command: the gluster CLI binary
+	WorkDir       string       // work-dir: the master's state (catalog, changelogs, stime, stats)
+	Slave         string       // slave: address of georep-slave, host:port
+	Insecure      bool         // insecure: plaintext gRPC (explicit opt-in)
+	TLS           rpc.TLSFiles // tls-cert, tls-key, tls-ca, tls-server-name
 
 	SyncJobs       int           // sync-jobs: parallel rsync runs (gsyncd default 3)
 	ChangeInterval time.Duration // change-interval: pause between crawls (xsync), between retries of the failure queue (changelog)
@@ -62,6 +67,7 @@ func DefaultConfig() Config {
 		RolloverTime:       15 * time.Second,
 		ChangelogBatchSize: 20000,
 		RsyncPath:          "rsync",
+		GlusterCLI:         "gluster",
 		EntryBatch:         5000,
 		SmallFileSize:      256 << 10,
 		OneshotTimeout:     time.Hour,
@@ -72,12 +78,14 @@ func DefaultConfig() Config {
 // Validate refuses bad values with the key, the value and what is allowed.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Source == "" {
-		errs = append(errs, errors.New("source: the directory to replicate is required"))
-	} else if fi, err := os.Stat(c.Source); err != nil {
-		errs = append(errs, fmt.Errorf("source: %w", err))
-	} else if !fi.IsDir() {
-		errs = append(errs, fmt.Errorf("source: %s is not a directory", c.Source))
+	switch {
+	case c.Source != "" && c.GlusterVolume != "":
+		errs = append(errs, fmt.Errorf("source %q and gluster-volume %q: give one of them, not both", c.Source, c.GlusterVolume))
+	case c.GlusterVolume != "":
+	case c.Source == "":
+		errs = append(errs, errors.New("source: the directory to replicate is required (or gluster-volume: a GlusterFS volume)"))
+	default:
+		errs = append(errs, sourceErr(c.Source)...)
 	}
 	if c.WorkDir == "" {
 		errs = append(errs, errors.New("work-dir: a directory for the master's state is required"))
@@ -113,4 +121,15 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("lease: %s is shorter than 5s", c.Lease))
 	}
 	return errors.Join(errs...)
+}
+
+func sourceErr(source string) []error {
+	fi, err := os.Stat(source)
+	switch {
+	case err != nil:
+		return []error{fmt.Errorf("source: %w", err)}
+	case !fi.IsDir():
+		return []error{fmt.Errorf("source: %s is not a directory", source)}
+	}
+	return nil
 }

@@ -202,7 +202,15 @@ func (w *worker) live(ctx context.Context, lj *liveJournal) error {
 
 // livePass re-examines the names the journal reported (and, with retry,
 // those of the failure queue) and brings the slave up to date with them.
-func (w *worker) livePass(ctx context.Context, lj *liveJournal, recs []journal.Record, retry bool) (err error) {
+func (w *worker) livePass(ctx context.Context, lj *liveJournal, recs []journal.Record, retry bool) error {
+	return w.scopedPass(ctx, retry, time.Time{}, func(ds *dirSet) error { return w.journalDirs(ds, lj, recs) })
+}
+
+// scopedPass runs one changelog crawl: gather names the directories and
+// names to re-examine, the failure queue's are added with retry, and the
+// slave is brought up to date with them. stime then advances to stimeAt,
+// or to the start of the pass when stimeAt is zero.
+func (w *worker) scopedPass(ctx context.Context, retry bool, stimeAt time.Time, gather func(*dirSet) error) (err error) {
 	defer w.passDone(&err)
 	if err := w.connect(ctx); err != nil {
 		return err
@@ -211,14 +219,23 @@ func (w *worker) livePass(ctx context.Context, lj *liveJournal, recs []journal.R
 		return errNeedFull
 	}
 	start := time.Now()
+	if stimeAt.IsZero() {
+		stimeAt = start
+	}
 	w.stats.CrawlStatus = "Changelog"
-	dirs, closeDirs, err := w.journalDirs(lj, recs, retry)
-	defer closeDirs()
-	if err != nil {
+	ds := &dirSet{byIno: map[[2]uint64]int{}}
+	defer ds.close()
+	if err := gather(ds); err != nil {
 		return err
 	}
+	if retry {
+		if err := w.failureDirs(ds); err != nil {
+			return err
+		}
+	}
+	dirs := ds.sorted()
 	res, err := crawl.Scoped(ctx, w.crawlConfig(), w.cat, dirs, w.log)
-	closeDirs()
+	ds.close()
 	if err != nil {
 		if errors.Is(err, crawl.ErrIncomplete) {
 			return fmt.Errorf("%w: %v", errNeedFull, err)
@@ -229,47 +246,67 @@ func (w *worker) livePass(ctx context.Context, lj *liveJournal, recs []journal.R
 		if err := w.settle(nil, retry); err != nil {
 			return err
 		}
-		return w.advance(ctx, start)
+		return w.advance(ctx, stimeAt)
 	}
 	if err := w.apply(ctx, res, retry); err != nil {
 		return err
 	}
-	w.log.Debug("live pass", "records", len(recs), "dirs", len(dirs), "entries", res.Stats.Entries, "data", res.Stats.Data,
+	w.log.Debug("live pass", "dirs", len(dirs), "entries", res.Stats.Entries, "data", res.Stats.Data,
 		"meta", res.Stats.Meta, "took", time.Since(start))
-	return w.advance(ctx, start)
+	return w.advance(ctx, stimeAt)
 }
 
-// journalDirs opens the directories the records name (and, with retry,
-// those of the failure queue) and gathers the names to re-examine in each.
-func (w *worker) journalDirs(lj *liveJournal, recs []journal.Record, retry bool) ([]crawl.Dir, func(), error) {
-	var fds []int
-	closeAll := func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		fds = nil
+// dirSet gathers the directories of one changelog crawl, each opened
+// once, with the names to re-examine in each.
+type dirSet struct {
+	fds   []int
+	byIno map[[2]uint64]int // (dev, ino) → index in dirs: a handle and a path may name one directory
+	dirs  []crawl.Dir
+}
+
+// add takes fd (closing it when the directory is already in the set) and
+// returns the directory's index.
+func (s *dirSet) add(fd int, rel string) (int, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, err
 	}
-	byKey := map[string]int{}    // handle → index in dirs
-	byIno := map[[2]uint64]int{} // (dev, ino) → index in dirs: a handle and a path may name one directory
-	var dirs []crawl.Dir
-	add := func(fd int, rel string) (int, error) {
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			unix.Close(fd)
-			return -1, err
-		}
-		if i, ok := byIno[[2]uint64{st.Dev, st.Ino}]; ok {
-			unix.Close(fd)
-			return i, nil
-		}
-		fds = append(fds, fd)
-		dirs = append(dirs, crawl.Dir{Fd: fd, Rel: rel, Names: map[string]bool{}})
-		byIno[[2]uint64{st.Dev, st.Ino}] = len(dirs) - 1
-		return len(dirs) - 1, nil
+	if i, ok := s.byIno[[2]uint64{st.Dev, st.Ino}]; ok {
+		unix.Close(fd)
+		return i, nil
 	}
+	s.fds = append(s.fds, fd)
+	s.dirs = append(s.dirs, crawl.Dir{Fd: fd, Rel: rel, Names: map[string]bool{}})
+	s.byIno[[2]uint64{st.Dev, st.Ino}] = len(s.dirs) - 1
+	return len(s.dirs) - 1, nil
+}
+
+// mark records name in directory i, data saying its content was written.
+func (s *dirSet) mark(i int, name string, data bool) {
+	s.dirs[i].Names[name] = s.dirs[i].Names[name] || data
+}
+
+// sorted returns the directories, shallowest first.
+func (s *dirSet) sorted() []crawl.Dir {
+	slices.SortFunc(s.dirs, func(a, b crawl.Dir) int { return len(a.Rel) - len(b.Rel) })
+	return s.dirs
+}
+
+func (s *dirSet) close() {
+	for _, fd := range s.fds {
+		unix.Close(fd)
+	}
+	s.fds = nil
+}
+
+// journalDirs opens the directories the records name and gathers the names
+// to re-examine in each.
+func (w *worker) journalDirs(ds *dirSet, lj *liveJournal, recs []journal.Record) error {
+	byKey := map[string]int{} // handle → index in dirs
 	for _, r := range recs {
 		if r.Kind == journal.Overflow {
-			return nil, closeAll, fmt.Errorf("%w: the kernel's event queue overflowed", errNeedFull)
+			return fmt.Errorf("%w: the kernel's event queue overflowed", errNeedFull)
 		}
 		k := r.Dir.String()
 		i, ok := byKey[k]
@@ -280,40 +317,42 @@ func (w *worker) journalDirs(lj *liveJournal, recs []journal.Record, retry bool)
 				byKey[k] = -1 // its removal or move is reported in its parent
 				continue
 			case err != nil:
-				return nil, closeAll, fmt.Errorf("change journal: %w", err)
+				return fmt.Errorf("change journal: %w", err)
 			}
-			if i, err = add(fd, rel); err != nil {
+			if i, err = ds.add(fd, rel); err != nil {
 				if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESTALE) {
 					byKey[k] = -1
 					continue
 				}
-				return nil, closeAll, fmt.Errorf("change journal: %w", err)
+				return fmt.Errorf("change journal: %w", err)
 			}
 			byKey[k] = i
 		}
 		if i < 0 {
 			continue
 		}
-		dirs[i].Names[r.Name] = dirs[i].Names[r.Name] || r.Kind == journal.Data
+		ds.mark(i, r.Name, r.Kind == journal.Data)
 	}
-	if retry {
-		for _, f := range w.failures.list() {
-			if f.Dir == "" {
-				return nil, closeAll, fmt.Errorf("%w: failure queue holds %s without a place", errNeedFull, f.GFID)
-			}
-			fd, err := openBeneath(w.cfg.Source, f.Dir)
-			if err != nil {
-				return nil, closeAll, fmt.Errorf("%w: failure queue: directory %q: %v", errNeedFull, f.Dir, err)
-			}
-			i, err := add(fd, f.Dir)
-			if err != nil {
-				return nil, closeAll, fmt.Errorf("%w: failure queue: directory %q: %v", errNeedFull, f.Dir, err)
-			}
-			dirs[i].Names[f.Name] = dirs[i].Names[f.Name] || f.Data
+	return nil
+}
+
+// failureDirs adds the places of the failure queue's entries.
+func (w *worker) failureDirs(ds *dirSet) error {
+	for _, f := range w.failures.list() {
+		if f.Dir == "" {
+			return fmt.Errorf("%w: failure queue holds %s without a place", errNeedFull, f.GFID)
 		}
+		fd, err := openBeneath(w.cfg.Source, f.Dir)
+		if err != nil {
+			return fmt.Errorf("%w: failure queue: directory %q: %v", errNeedFull, f.Dir, err)
+		}
+		i, err := ds.add(fd, f.Dir)
+		if err != nil {
+			return fmt.Errorf("%w: failure queue: directory %q: %v", errNeedFull, f.Dir, err)
+		}
+		ds.mark(i, f.Name, f.Data)
 	}
-	slices.SortFunc(dirs, func(a, b crawl.Dir) int { return len(a.Rel) - len(b.Rel) })
-	return dirs, closeAll, nil
+	return nil
 }
 
 // openBeneath opens directory rel of source without leaving it or

@@ -17,6 +17,7 @@ import (
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc/gfid"
+	"golang.org/x/sys/unix"
 )
 
 // outcome is what processing one changelog achieved.
@@ -114,6 +115,9 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		p, ok := snap.Path(g)
 		if !ok {
 			continue
+		}
+		if w.brick != nil && w.brick.auxMount != "" {
+			p = w.brick.dataPath(g)
 		}
 		queue = append(queue, pending{syncer.Item{GFID: g, Path: p}, n.Size, lastOp[g]})
 		out.bytes += n.Size
@@ -279,6 +283,16 @@ func (w *worker) entryOp(r changelog.Record, snap *crawl.Snapshot) (*slavev1.Ent
 }
 
 func (w *worker) metaOp(g gfid.GFID, n crawl.Node) *slavev1.Meta {
+	if w.brick != nil && w.brick.auxMount != "" {
+		// GlusterFS keeps the volume's times apart from the brick inode's
+		// (the utime translator's trusted.glusterfs.mdata), and DHT merges
+		// a directory's from every brick: the volume's view is the truth.
+		var st unix.Stat_t
+		if err := unix.Lstat(w.brick.dataPath(g), &st); err == nil && catalog.TypeOfMode(st.Mode) == n.Type {
+			n.Mode, n.UID, n.GID = st.Mode, st.Uid, st.Gid
+			n.MtimeNs = st.Mtim.Nano()
+		}
+	}
 	m := &slavev1.Meta{
 		Gfid:    g.String(),
 		SetMode: n.Type != catalog.TypeSymlink, Mode: n.Mode & 0o7777,

@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -59,6 +60,10 @@ type slaveClient struct {
 	// lost is set when a keep-alive is refused: the slave no longer knows
 	// the session (it restarted, or another master took over).
 	lost atomic.Bool
+	// gen counts the sessions opened; hsMu serialises opening them (brick
+	// workers share one client and one session).
+	gen  atomic.Int64
+	hsMu sync.Mutex
 
 	mu        sync.Mutex
 	session   string
@@ -81,6 +86,13 @@ func newSlaveClient(cfg Config, volumeID, sessionFile string) (*slaveClient, err
 }
 
 func (c *slaveClient) Close() error { return c.conn.Close() }
+
+// slaveVolume returns the slave's volume id, known once a session is open.
+func (c *slaveClient) slaveVolume() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.slaveVol
+}
 
 // handshake opens the session.
 func (c *slaveClient) handshake(ctx context.Context) error {
@@ -118,6 +130,24 @@ func (c *slaveClient) ctx(ctx context.Context) context.Context {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return metadata.AppendToOutgoingContext(ctx, "georep-session", c.session)
+}
+
+// keepAliveLogged runs keepAlive until ctx is done, logging its failures.
+func (c *slaveClient) keepAliveLogged(ctx context.Context, log *slog.Logger) {
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case err := <-errs:
+				log.Warn("slave keep-alive failed", "err", err)
+			}
+		}
+	})
+	c.keepAlive(ctx, errs)
 }
 
 // keepAlive renews the lease every third of it until ctx ends. A failed

@@ -38,6 +38,10 @@ func (w *worker) emptyPark(ctx context.Context) (int, error) {
 // them. It returns how many differences it found. This is what makes the
 // hybrid crawl heal a replica damaged, restored or half-written behind the
 // catalog's back, and what propagates deletes the catalog never saw.
+//
+// A worker whose source holds only part of the namespace (a brick of a
+// volume distributed over several bricks) purges nothing: a name it lacks
+// may be another brick's.
 func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) {
 	found := 0
 	var unsync []gfid.GFID
@@ -66,7 +70,11 @@ func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) 
 				continue
 			case mine:
 				unsync = append(unsync, g)
-			case w.cfg.IgnoreDeletes:
+				if w.partial {
+					found++
+					continue // the create's EEXIST resolution purges it
+				}
+			case w.cfg.IgnoreDeletes, w.partial:
 				continue
 			}
 			found++

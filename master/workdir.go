@@ -115,6 +115,7 @@ func (w *workDir) saveStime(s stime) error { return writeJSON(w.path("stime"), s
 // crawlStats mirrors gsyncd's total_crawl_stats, persisted after every
 // changelog so that status survives restarts.
 type crawlStats struct {
+	WorkerStatus   string    `json:"worker_status,omitempty"` // Active, Passive (brick workers)
 	CrawlStatus    string    `json:"crawl_status"`
 	LastSynced     time.Time `json:"last_synced"`
 	FilesSynced    int64     `json:"files_synced"`

@@ -19,6 +19,7 @@ import (
 
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/crawl"
+	"github.com/georep/georep/master/glusterfs"
 	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/gfid"
@@ -29,21 +30,28 @@ import (
 var ErrNotConverged = errors.New("not converged")
 
 type worker struct {
-	cfg      Config
-	log      *slog.Logger
-	wd       *workDir
-	cat      *catalog.Catalog
-	client   *slaveClient // the session: handshake, keep-alive
-	slave    slaveAPI     // the calls the pipeline makes (client, or a fake in tests)
-	data     dataSyncer
-	batch    int // entries per call: entry-batch capped by the slave's max-batch
-	stats    crawlStats
-	session  bool // a session is open
-	verified bool // the slave has been compared with the source in this session
+	cfg     Config
+	log     *slog.Logger
+	wd      *workDir
+	cat     *catalog.Catalog
+	client  *slaveClient // the session: handshake, keep-alive
+	slave   slaveAPI     // the calls the pipeline makes (client, or a fake in tests)
+	data    dataSyncer
+	batch   int // entries per call: entry-batch capped by the slave's max-batch
+	stats   crawlStats
+	session bool // a session is open
+	// sessionGen is the client's session generation this worker adopted.
+	sessionGen int64
+	verified   bool // the slave has been compared with the source in this session
 	// needFull asks the live loop for a hybrid crawl: at start, after the
 	// journal lost events, or when the park held entries.
 	needFull bool
 	failures *failureQueue
+	brick    *brickState // a GlusterFS brick worker; nil for a plain directory
+	// partial is set when the source holds only part of the namespace (a
+	// brick of a volume distributed over several): verify purges nothing.
+	partial bool
+	syncer  *syncer.Syncer
 }
 
 // errNeedFull is returned by a live pass that cannot work from the journal
@@ -71,77 +79,31 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer wd.close()
+	if cfg.GlusterVolume != "" {
+		return runGluster(ctx, cfg, wd, rsyncPath, self, log)
+	}
 	volumeID, err := wd.volumeID()
 	if err != nil {
 		return err
 	}
-	// Changelogs a previous run left unprocessed are discarded: the catalog
-	// moves only when the slave has applied, so a new crawl covers them.
-	if old, _ := filepath.Glob(wd.path("xsync/XSYNC-CHANGELOG.*")); len(old) > 0 {
-		log.Info("discarding changelogs of an interrupted run; the crawl will redo them", "count", len(old))
-		for _, p := range old {
-			os.Remove(p)
-		}
-	}
-	cat, err := catalog.Open(wd.path("catalog.db"))
-	if err != nil {
-		return err
-	}
-	defer cat.Close()
 	client, err := newSlaveClient(cfg, volumeID, wd.path("session"))
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-
-	tunnel := []string{self, "rsync-tunnel", "--slave", cfg.Slave, "--session-file", wd.path("session")}
-	if cfg.Insecure {
-		tunnel = append(tunnel, "--insecure")
-	} else {
-		tunnel = append(tunnel, "--tls-cert", cfg.TLS.Cert, "--tls-key", cfg.TLS.Key, "--tls-ca", cfg.TLS.CA)
-		if cfg.TLS.ServerName != "" {
-			tunnel = append(tunnel, "--tls-server-name", cfg.TLS.ServerName)
-		}
-	}
-	sy, err := syncer.New(syncer.Config{
-		Jobs: cfg.SyncJobs, RsyncPath: rsyncPath, RsyncOptions: cfg.RsyncOptions,
-		SyncACLs: cfg.SyncACLs, Tunnel: tunnel, StageDir: wd.path("stage"), Log: log,
-	})
+	w, err := newWorker(cfg, wd, client, rsyncPath, self, log)
 	if err != nil {
 		return err
 	}
-	failures, err := loadFailures(wd.path("failures"))
-	if err != nil {
-		return err
-	}
-	if n := failures.len(); n > 0 {
-		log.Warn("failure queue from the previous run; the first crawl retries it", "failures", n)
-	}
-	w := &worker{cfg: cfg, log: log, wd: wd, cat: cat, client: client, slave: client, data: sy, batch: cfg.EntryBatch,
-		stats: wd.loadStats(), failures: failures, needFull: true}
+	defer w.close()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	wg.Go(func() {
-		if err := sy.Run(ctx); err != nil && ctx.Err() == nil {
-			log.Error("sync jobs stopped", "err", err)
-		}
-	})
-	kaErrs := make(chan error, 1)
-	wg.Go(func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case err := <-kaErrs:
-				log.Warn("slave keep-alive failed", "err", err)
-			}
-		}
-	})
-	wg.Go(func() { client.keepAlive(ctx, kaErrs) })
+	wg.Go(func() { w.runSyncer(ctx) })
+	wg.Go(func() { client.keepAliveLogged(ctx, log) })
 
 	log.Info("master starting", "source", cfg.Source, "slave", cfg.Slave, "work_dir", cfg.WorkDir,
 		"volume_id", volumeID, "sync_jobs", cfg.SyncJobs, "oneshot", cfg.Oneshot)
@@ -157,6 +119,60 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		log.Warn("no change journal: falling back to a hybrid crawl every change-interval", "err", err, "change_interval", cfg.ChangeInterval)
 	}
 	return w.daemon(ctx)
+}
+
+// newWorker sets up a worker on its work dir: the catalog, the sync jobs,
+// the failure queue. Its session goes through client, which workers may
+// share. close releases what it opened.
+func newWorker(cfg Config, wd *workDir, client *slaveClient, rsyncPath, self string, log *slog.Logger) (*worker, error) {
+	// Changelogs a previous run left unprocessed are discarded: the catalog
+	// moves only when the slave has applied, so a new crawl covers them.
+	if old, _ := filepath.Glob(wd.path("xsync/XSYNC-CHANGELOG.*")); len(old) > 0 {
+		log.Info("discarding changelogs of an interrupted run; the crawl will redo them", "count", len(old))
+		for _, p := range old {
+			os.Remove(p)
+		}
+	}
+	cat, err := catalog.Open(wd.path("catalog.db"))
+	if err != nil {
+		return nil, err
+	}
+	tunnel := []string{self, "rsync-tunnel", "--slave", cfg.Slave, "--session-file", client.sessionFile}
+	if cfg.Insecure {
+		tunnel = append(tunnel, "--insecure")
+	} else {
+		tunnel = append(tunnel, "--tls-cert", cfg.TLS.Cert, "--tls-key", cfg.TLS.Key, "--tls-ca", cfg.TLS.CA)
+		if cfg.TLS.ServerName != "" {
+			tunnel = append(tunnel, "--tls-server-name", cfg.TLS.ServerName)
+		}
+	}
+	sy, err := syncer.New(syncer.Config{
+		Jobs: cfg.SyncJobs, RsyncPath: rsyncPath, RsyncOptions: cfg.RsyncOptions,
+		SyncACLs: cfg.SyncACLs, Tunnel: tunnel, StageDir: wd.path("stage"), Log: log,
+	})
+	if err != nil {
+		cat.Close()
+		return nil, err
+	}
+	failures, err := loadFailures(wd.path("failures"))
+	if err != nil {
+		cat.Close()
+		return nil, err
+	}
+	if n := failures.len(); n > 0 {
+		log.Warn("failure queue from the previous run; the first crawl retries it", "failures", n)
+	}
+	return &worker{cfg: cfg, log: log, wd: wd, cat: cat, client: client, slave: client, data: sy, batch: cfg.EntryBatch,
+		stats: wd.loadStats(), failures: failures, needFull: true, syncer: sy}, nil
+}
+
+func (w *worker) close() { w.cat.Close() }
+
+// runSyncer runs the sync jobs until ctx is done.
+func (w *worker) runSyncer(ctx context.Context) {
+	if err := w.syncer.Run(ctx); err != nil && ctx.Err() == nil {
+		w.log.Error("sync jobs stopped", "err", err)
+	}
 }
 
 // daemon crawls every change-interval until ctx is done, reconnecting with
@@ -222,8 +238,17 @@ func (w *worker) oneshot(ctx context.Context) error {
 }
 
 // connect opens and verifies the session when none is open.
+// Brick workers of one master share the client and its session: a worker
+// whose session another worker has reopened since adopts the new one
+// instead of opening yet another (which would invalidate theirs).
 func (w *worker) connect(ctx context.Context) error {
-	if w.session && !w.client.lost.Load() {
+	if w.session && w.sessionGen == w.client.gen.Load() && !w.client.lost.Load() {
+		return nil
+	}
+	w.client.hsMu.Lock()
+	defer w.client.hsMu.Unlock()
+	if g := w.client.gen.Load(); g > w.sessionGen && !w.client.lost.Load() {
+		w.adopt(g)
 		return nil
 	}
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -241,9 +266,7 @@ func (w *worker) connect(ctx context.Context) error {
 	if !w.client.haveRsync {
 		return &refusedError{fmt.Errorf("slave %s cannot receive data: rsync is not installed there (install the Debian package rsync)", w.cfg.Slave)}
 	}
-	if m := w.client.maxBatch; m > 0 && m < w.cfg.EntryBatch {
-		w.batch = m
-	}
+	gen := w.client.gen.Add(1)
 	parked, err := w.emptyPark(ctx)
 	if err != nil {
 		return err
@@ -251,9 +274,18 @@ func (w *worker) connect(ctx context.Context) error {
 	if parked > 0 {
 		w.needFull = true // what was parked must be found again and recreated
 	}
-	w.session, w.verified = true, false
-	w.log.Info("session open", "slave", w.cfg.Slave, "slave_volume", w.client.slaveVol)
+	w.adopt(gen)
+	w.log.Info("session open", "slave", w.cfg.Slave, "slave_volume", w.client.slaveVolume())
 	return nil
+}
+
+// adopt makes the client's session generation gen this worker's session.
+func (w *worker) adopt(gen int64) {
+	w.batch = w.cfg.EntryBatch
+	if m := w.client.maxBatch; m > 0 && m < w.cfg.EntryBatch {
+		w.batch = m
+	}
+	w.session, w.sessionGen, w.verified = true, gen, false
 }
 
 // pass runs one hybrid crawl and processes its changelog. changed reports
@@ -289,7 +321,7 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 
 func (w *worker) crawlConfig() crawl.Config {
 	return crawl.Config{Source: w.cfg.Source, ChangelogDir: w.wd.path("xsync"),
-		IgnoreDeletes: w.cfg.IgnoreDeletes, SyncXattrs: w.cfg.SyncXattrs}
+		IgnoreDeletes: w.cfg.IgnoreDeletes, SyncXattrs: w.cfg.SyncXattrs, Brick: w.brick != nil}
 }
 
 // passDone records a failed pass. Unless the pass only left failures in
@@ -437,6 +469,11 @@ func (e *partialError) Error() string {
 func (w *worker) advance(ctx context.Context, t time.Time) error {
 	if err := w.wd.saveStime(stime{Data: t, Entry: t}); err != nil {
 		return err
+	}
+	if b := w.brick; b != nil {
+		if err := glusterfs.SetStime(b.path, b.volumeID, w.client.slaveVolume(), t); err != nil {
+			return fmt.Errorf("brick stime: %w", err)
+		}
 	}
 	if err := w.slave.SetXtime(ctx, gfid.Root, t); err != nil {
 		return err

@@ -1,6 +1,8 @@
-// Command georep-master replicates a source directory to a georep slave.
+// Command georep-master replicates a source directory, or the bricks of a
+// GlusterFS volume on this node, to a georep slave.
 //
 //	georep-master --slave 127.0.0.1:7100 --source /data --work-dir /var/lib/georep/data --insecure [--oneshot]
+//	georep-master --slave SLAVEHOST:7100 --gluster-volume MASTERVOL --volfile-server HOST --work-dir /var/lib/georep/MASTERVOL [--oneshot]
 //
 // rsync runs it back as its transport: "georep-master rsync-tunnel ...".
 package main
@@ -53,6 +55,9 @@ func flags() *pflag.FlagSet {
 	d := master.DefaultConfig()
 	fs := pflag.NewFlagSet("georep-master", pflag.ContinueOnError)
 	fs.String("source", "", "the directory to replicate")
+	fs.String("gluster-volume", "", "instead of --source: the GlusterFS volume whose bricks on this node are replicated (one worker per brick)")
+	fs.String("volfile-server", "", "with --gluster-volume: the glusterd serving the volume (default: the bricks' host)")
+	fs.String("gluster-command", d.GlusterCLI, "with --gluster-volume: the gluster CLI binary")
 	fs.String("work-dir", "", "the master's state directory (catalog, changelogs, stime, stats)")
 	fs.String("slave", "", "address of georep-slave (host:port)")
 	fs.Bool("insecure", false, "plaintext gRPC without TLS (only on trusted networks)")
@@ -82,6 +87,9 @@ func flags() *pflag.FlagSet {
 func config(v *viper.Viper) master.Config {
 	return master.Config{
 		Source:             v.GetString("source"),
+		GlusterVolume:      v.GetString("gluster-volume"),
+		VolfileServer:      v.GetString("volfile-server"),
+		GlusterCLI:         v.GetString("gluster-command"),
 		WorkDir:            v.GetString("work-dir"),
 		Slave:              v.GetString("slave"),
 		Insecure:           v.GetBool("insecure"),

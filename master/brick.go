@@ -1,0 +1,332 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/master/catalog"
+	"github.com/georep/georep/master/changelog"
+	"github.com/georep/georep/master/glusterfs"
+	"github.com/georep/georep/rpc/gfid"
+)
+
+// A brick worker replicates one brick of a GlusterFS master volume (gsyncd's
+// worker, one per local brick). Its source is the brick directory itself,
+// crawled in brick mode (gfids from trusted.gfid); it learns of changes
+// from the changelogs the brick's changelog translator writes, which it
+// reads directly from <brick>/.glusterfs/changelogs; its data is read
+// through an aux-gfid mount of the volume; its stime lives on the brick in
+// gsyncd's xattr format as well as in its work dir.
+
+// brickState is what a worker knows of its brick.
+type brickState struct {
+	path     string // the brick directory
+	volumeID string // the master volume's UUID
+	auxMount string // an aux-gfid mount of the volume ("" reads data from the brick)
+	// lastEpoch is the epoch of the last changelog applied, done the
+	// changelogs of that epoch applied: several rollovers can share one
+	// second, so the next listing starts at lastEpoch again, less done.
+	lastEpoch time.Time
+	done      map[string]bool
+}
+
+// applied records the changelogs of a batch whose last epoch is epoch.
+func (b *brickState) applied(files []string, epoch time.Time) {
+	if !epoch.Equal(b.lastEpoch) || b.done == nil {
+		b.lastEpoch, b.done = epoch, map[string]bool{}
+	}
+	for _, f := range files {
+		if e, err := glusterfs.ChangelogEpoch(f); err == nil && e.Equal(epoch) {
+			b.done[f] = true
+		}
+	}
+}
+
+// pending lists the changelogs not applied yet, in order.
+func (b *brickState) pending() ([]string, error) {
+	files, err := glusterfs.Rolled(b.path, b.lastEpoch.Add(-time.Second))
+	if err != nil {
+		return nil, err
+	}
+	out := files[:0]
+	for _, f := range files {
+		if !b.done[f] {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// startAt makes the changelogs after t (t's own second included: a
+// changelog of that second may have rolled over after t) the next to apply.
+func (b *brickState) startAt(t time.Time) {
+	b.lastEpoch, b.done = t.Truncate(time.Second), nil
+}
+
+// dataPath returns where the data of g is read: the aux-gfid mount's
+// .gfid/<gfid>, which sees the volume (not a brick's copy of it).
+func (b *brickState) dataPath(g gfid.GFID) string {
+	return filepath.Join(b.auxMount, ".gfid", g.String())
+}
+
+// brickLive is the crawl chaining of a brick worker, as gsyncd's: history
+// from stime through the brick's changelogs when they cover it, else a
+// hybrid crawl; then the changelogs as they roll over, every
+// change-interval. A gap (changelog turned off for a while, changelogs
+// lost) or a change the changelogs cannot place sends it back to a hybrid
+// crawl.
+func (w *worker) brickLive(ctx context.Context) error {
+	b := w.brick
+	w.needFull = true
+	chained := false
+	backoff := time.Second
+	lastRetry := time.Now()
+	for ctx.Err() == nil {
+		var err error
+		if !chained {
+			// The slave's volume id, part of the brick's stime key, is
+			// known once the session is open.
+			if err = w.connect(ctx); err == nil {
+				chained = true
+				w.chainStart()
+			}
+		} else if w.needFull {
+			start := time.Now()
+			_, err = w.pass(ctx)
+			lastRetry = time.Now()
+			var partial *partialError
+			if err == nil || errors.As(err, &partial) {
+				// The changelogs rolled over after the crawl started hold
+				// everything it may have missed.
+				w.needFull = false
+				b.startAt(start)
+			}
+		} else {
+			retry := w.failures.len() > 0 && time.Since(lastRetry) >= w.cfg.ChangeInterval
+			var files []string
+			files, err = b.pending()
+			if err == nil && len(files) == 0 && !retry {
+				select {
+				case <-ctx.Done():
+				case <-time.After(w.cfg.ChangeInterval):
+				}
+				continue
+			}
+			if err != nil {
+				w.log.Error("reading the brick's changelogs failed; crawling the whole brick", "err", err)
+				w.needFull = true
+				continue
+			}
+			files, recs, epoch, perr := w.readBrickChangelogs(files)
+			if len(files) == 0 {
+				epoch = b.lastEpoch // a retry of the failure queue only
+			}
+			// stime: everything before the batch's last second is applied
+			// (another changelog of that second may roll over later).
+			stimeAt := epoch.Add(-time.Second)
+			if perr != nil {
+				// A malformed changelog: say which, crawl the brick
+				// instead (nothing is skipped), and move past it.
+				w.log.Error("brick changelog unreadable; crawling the whole brick instead", "err", perr)
+				w.needFull = true
+				continue
+			}
+			err = w.scopedPass(ctx, retry, stimeAt, func(ds *dirSet) error { return w.brickDirs(ds, recs) })
+			if retry {
+				lastRetry = time.Now()
+			}
+			var partial *partialError
+			switch {
+			case err == nil || errors.As(err, &partial):
+				if len(files) > 0 {
+					b.applied(files, epoch)
+				}
+			case errors.Is(err, errNeedFull):
+				w.log.Info("the changelogs cannot place every change; crawling the whole brick", "reason", err)
+				w.needFull, err = true, nil
+			}
+		}
+		var partial *partialError
+		if err == nil || errors.As(err, &partial) {
+			backoff = time.Second
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		w.log.Warn("pass failed; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+	return nil
+}
+
+// chainStart decides where a brick worker starts: from stime through the
+// brick's changelog history when it covers the time since, else with a
+// hybrid crawl. stime is the later of the work dir's and the brick's (a
+// session moved from gsyncd keeps its place).
+func (w *worker) chainStart() {
+	b := w.brick
+	st, _ := w.wd.loadStime()
+	bt, ok, err := glusterfs.Stime(b.path, b.volumeID, w.client.slaveVolume())
+	switch {
+	case err != nil:
+		w.log.Warn("reading the brick's stime", "brick", b.path, "err", err)
+	case ok && bt.After(st.Data):
+		st.Data = bt
+	}
+	if st.Data.IsZero() {
+		w.log.Info("no stime: a hybrid crawl of the brick starts the session", "brick", b.path)
+		return
+	}
+	if _, err := glusterfs.History(b.path, st.Data, time.Now()); err != nil {
+		w.log.Info("history crawl not possible: a hybrid crawl covers the time since stime", "stime", st.Data.Format(time.RFC3339), "reason", err)
+		return
+	}
+	w.log.Info("history crawl from stime through the brick's changelogs", "stime", st.Data.Format(time.RFC3339))
+	w.needFull = false
+	b.startAt(st.Data)
+}
+
+// readBrickChangelogs parses changelogs in order until changelog-batch-size
+// records are gathered. It returns the files taken, their records and the
+// epoch of the last one.
+func (w *worker) readBrickChangelogs(files []string) (taken []string, recs []changelog.Record, epoch time.Time, err error) {
+	for _, p := range files {
+		if len(taken) > 0 && len(recs) >= w.cfg.ChangelogBatchSize {
+			break
+		}
+		e, err := glusterfs.ChangelogEpoch(p)
+		if err != nil {
+			return nil, nil, time.Time{}, err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, nil, time.Time{}, fmt.Errorf("open brick changelog: %w", err)
+		}
+		rs, err := changelog.ParseBrick(f, p)
+		f.Close()
+		if err != nil {
+			return nil, nil, time.Time{}, err
+		}
+		recs, taken, epoch = append(recs, rs...), append(taken, p), e
+	}
+	return taken, recs, epoch, nil
+}
+
+// brickDirs opens the directories the brick's changelog records name and
+// gathers the names to re-examine: the names of entry records, and for
+// data and metadata records the names the catalog knows the gfid by (a
+// gfid new since the last pass is named by its own entry record).
+func (w *worker) brickDirs(ds *dirSet, recs []changelog.Record) error {
+	byGFID := map[gfid.GFID]int{} // directory gfid → index in ds, -1: gone
+	dir := func(g gfid.GFID) (int, error) {
+		if i, ok := byGFID[g]; ok {
+			return i, nil
+		}
+		fd, rel, err := w.openBrickDir(g)
+		if err != nil {
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, errOutsideBrick) {
+				byGFID[g] = -1 // removed since: its removal is recorded in its parent
+				return -1, nil
+			}
+			return -1, err
+		}
+		i, err := ds.add(fd, rel)
+		if err != nil {
+			return -1, err
+		}
+		byGFID[g] = i
+		return i, nil
+	}
+	mark := func(parent gfid.GFID, name string, data bool) error {
+		i, err := dir(parent)
+		if err != nil || i < 0 {
+			return err
+		}
+		ds.mark(i, name, data)
+		return nil
+	}
+	named := map[gfid.GFID]bool{}
+	for _, r := range recs {
+		if r.Kind == changelog.Entry {
+			named[r.GFID] = true
+		}
+	}
+	for _, r := range recs {
+		var err error
+		switch r.Kind {
+		case changelog.Entry:
+			err = mark(r.Parent, r.Name, false)
+			if err == nil && r.Fop == changelog.Rename {
+				err = mark(r.NewParent, r.NewName, false)
+			}
+		case changelog.Data, changelog.Meta:
+			data := r.Kind == changelog.Data
+			var n catalog.Node
+			var ok bool
+			n, ok, err = w.cat.Node(r.GFID)
+			switch {
+			case err != nil:
+			case ok && n.Type == catalog.TypeDir:
+				err = mark(r.GFID, "", false)
+			case ok:
+				for _, l := range n.Links {
+					if err = mark(l.Parent, l.Name, data); err != nil {
+						break
+					}
+				}
+			case r.GFID == gfid.Root:
+				err = mark(gfid.Root, "", false)
+			case !named[r.GFID]:
+				// Neither synced nor named here: a file the last crawl
+				// skipped (no gfid yet). Only a crawl can find it.
+				err = fmt.Errorf("%w: %s %s is not in the catalog and no entry record names it", errNeedFull, r.Kind, r.GFID)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var errOutsideBrick = errors.New("not inside the brick")
+
+// openBrickDir opens directory g of the brick through the brick's gfid
+// index (.glusterfs/ab/cd/<gfid>, a symlink to the directory for
+// directories), and returns it with its path relative to the brick.
+func (w *worker) openBrickDir(g gfid.GFID) (int, string, error) {
+	brick := w.brick.path
+	p := brick
+	if g != gfid.Root {
+		s := g.String()
+		p = filepath.Join(brick, ".glusterfs", s[0:2], s[2:4], s)
+	}
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, "", err
+	}
+	real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		unix.Close(fd)
+		return -1, "", err
+	}
+	rel, err := filepath.Rel(brick, real)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") || strings.HasPrefix(rel, ".glusterfs") {
+		unix.Close(fd)
+		return -1, "", fmt.Errorf("directory %s at %s: %w", g, real, errOutsideBrick)
+	}
+	return fd, rel, nil
+}
