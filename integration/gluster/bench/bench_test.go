@@ -271,6 +271,8 @@ func cell(r result, note string, f func(time.Duration) string) string {
 	switch {
 	case r.ok():
 		return f(r.took)
+	case r.wrong:
+		return "WRONG"
 	case r.ran:
 		return "FAILED"
 	case note != "":

@@ -64,7 +64,8 @@ func glusterCLI(args ...string) (string, error) {
 // gsyncdHost is what every gsyncd session on this host needs, set up once
 // by a benchmark: sshd on loopback, root's key login, gsec_create's keys.
 type gsyncdHost struct {
-	sshd *sshd
+	sshd   *sshd
+	sshDir string // root's ~/.ssh
 }
 
 // setUpGsyncdHost prepares the host for gsyncd sessions and registers the
@@ -79,7 +80,7 @@ func setUpGsyncdHost(tb testing.TB) *gsyncdHost {
 	// Registered first, so undone last: after the sessions and sshd stopped.
 	keepDir(tb, sshDir)
 	removeNew(tb, geoRepDir, func(name string) bool { return gsecFiles[name] || strings.HasPrefix(name, "georep-") })
-	h := &gsyncdHost{sshd: startSSHD(tb)}
+	h := &gsyncdHost{sshd: startSSHD(tb), sshDir: sshDir}
 	authorizeRootKey(tb, sshDir, h.sshd.port)
 	if _, err := glusterCLI("system::", "execute", "gsec_create"); err != nil {
 		tb.Fatal(err)
@@ -144,6 +145,31 @@ func authorizeRootKey(tb testing.TB, sshDir string, port int) {
 	}
 }
 
+// waitAuthorized waits until root's authorized_keys holds the public key of
+// gsyncd's secret.pem.
+func waitAuthorized(sshDir string, timeout time.Duration) error {
+	pub, err := os.ReadFile(filepath.Join(geoRepDir, "secret.pem.pub"))
+	if err != nil {
+		return err
+	}
+	f := strings.Fields(string(pub))
+	if len(f) < 2 {
+		return fmt.Errorf("%s: not a public key", filepath.Join(geoRepDir, "secret.pem.pub"))
+	}
+	auth := filepath.Join(sshDir, "authorized_keys")
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(auth)
+		if strings.Contains(string(b), f[1]) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the push-pem hook did not authorize secret.pem in %s within %s (see /var/log/glusterfs/glusterd.log)", auth, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // gsyncdSession is a geo-replication session MASTER HOST::SLAVE.
 type gsyncdSession struct {
 	master, slave string
@@ -173,6 +199,13 @@ func newGsyncdSession(tb testing.TB, h *gsyncdHost, k knobs, master, slave *glus
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { s.remove(tb) })
+	// glusterd runs the push-pem hook (which authorizes secret.pem for root
+	// through add_secret_pub) in the background after create returns: a
+	// session started before it is done is refused by sshd and stays
+	// "Created".
+	if err := waitAuthorized(h.sshDir, 2*time.Minute); err != nil {
+		tb.Fatal(err)
+	}
 	// create does not keep ssh-port in the session's configuration: without
 	// this, the monitor connects to port 22.
 	configs := [][2]string{{"ssh_port", port}, {"change_interval", strconv.Itoa(k.changeInterval)}}

@@ -217,9 +217,10 @@ func checkFile(p string, w fileSum) string {
 
 // result is one measurement of one tool.
 type result struct {
-	took time.Duration
-	err  string // why there is no figure: not converged, wrong replica, not run
-	ran  bool
+	took  time.Duration
+	err   string // why there is no figure: not converged, wrong replica, not run
+	ran   bool
+	wrong bool // the names were all there but contents wrong at the deadline
 }
 
 func (r result) ok() bool { return r.ran && r.err == "" }
@@ -238,9 +239,9 @@ func waitConverged(root string, want tree, start, deadline time.Time, pre func()
 		}
 	})
 	var last string
-	first := true
+	first, wrong := true, false
 	for {
-		if (pre == nil || pre()) && func() bool { last = namesDiff(root, want); return last == "" }() {
+		if (pre == nil || pre()) && func() bool { last = namesDiff(root, want); wrong = wrong && last == ""; return last == "" }() {
 			matched := time.Since(start)
 			bad := checkFiles(root, want, pending)
 			if len(bad) == 0 {
@@ -255,7 +256,7 @@ func waitConverged(root string, want tree, start, deadline time.Time, pre func()
 				pending = append(pending, rel)
 			}
 			slices.Sort(pending)
-			last = describeBad(bad, len(want))
+			last, wrong = describeBad(bad, len(want)), true
 		} else if pre != nil && last == "" {
 			last = "the operations' files are not all as they should be yet"
 		}
@@ -266,7 +267,7 @@ func waitConverged(root string, want tree, start, deadline time.Time, pre func()
 					msg += "\n" + d
 				}
 			}
-			return result{ran: true, err: msg}
+			return result{ran: true, err: msg, wrong: wrong}
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
