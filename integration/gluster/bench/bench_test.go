@@ -177,7 +177,7 @@ func benchTree(b *testing.B, tool string, k knobs, r *treeResults) {
 	rep.start(b)
 	r.small = waitConverged(p.slaveView, want, start, start.Add(2*time.Minute+time.Duration(r.files)*time.Second/20), nil, rep.diag)
 	if !r.small.ok() {
-		b.Logf("%s, initial sync of %d files: %s", tool, r.files, r.small.err)
+		fail(b, "%s, initial sync of %d files: %s", tool, r.files, r.small.err)
 		return
 	}
 	b.Logf("%s: initial sync of %d files in %s", tool, r.files, r.small.took.Round(10*time.Millisecond))
@@ -191,9 +191,9 @@ func benchTree(b *testing.B, tool string, k knobs, r *treeResults) {
 	check := mixedOps(b, p.masterMount, want, r.files, r.each, 5)
 	start = time.Now()
 	r.mixed = waitConverged(p.slaveView, want, start, start.Add(2*time.Minute+time.Duration(3*r.each)*time.Second/10),
-		func() bool { return check(p.slaveView) }, rep.diag)
+		func() string { return check(p.slaveView) }, rep.diag)
 	if !r.mixed.ok() {
-		b.Logf("%s, mixed operations: %s", tool, r.mixed.err)
+		fail(b, "%s, mixed operations: %s", tool, r.mixed.err)
 		return
 	}
 	b.Logf("%s: %d mixed operations on the slave %s after the last", tool, 3*r.each, r.mixed.took.Round(10*time.Millisecond))
@@ -202,7 +202,7 @@ func benchTree(b *testing.B, tool string, k knobs, r *treeResults) {
 	time.Sleep(2 * time.Second)
 	r.lat, r.latErr = latencies(p.masterMount, p.slaveView, k.latencyN, 2*time.Minute, 7, rep.diag)
 	if r.latErr != "" {
-		b.Logf("%s, latency: %s", tool, r.latErr)
+		fail(b, "%s, latency: %s", tool, r.latErr)
 	}
 	if len(r.lat) > 0 {
 		b.ReportMetric(percentile(r.lat, .5).Seconds(), "p50-s")
@@ -253,10 +253,18 @@ func benchLarge(b *testing.B, tool string, k knobs, r *largeResults) {
 	bound := 2*time.Minute + time.Duration(want.bytes()/(5<<20))*time.Second
 	r.sync = waitConverged(p.slaveView, want, start, start.Add(bound), nil, rep.diag)
 	if !r.sync.ok() {
-		b.Logf("%s, large files: %s", tool, r.sync.err)
+		fail(b, "%s, large files: %s", tool, r.sync.err)
 		return
 	}
 	b.ReportMetric(float64(want.bytes())/(1<<20)/r.sync.took.Seconds(), "MiB/s")
+}
+
+// fail reports a tool's failure in full on stdout (a benchmark's log is
+// truncated) and its first line in the log.
+func fail(b *testing.B, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	fmt.Printf("\n%s\n", msg)
+	b.Log(firstLine(msg))
 }
 
 // percentile is the nearest-rank q-quantile of ds.

@@ -84,14 +84,14 @@ func TestTreeChecks(t *testing.T) {
 	}
 
 	check := mixedOps(t, src, want, 450, 20, 5)
-	if check(dst) {
+	if check(dst) == "" {
 		t.Fatal("mixed operations seen on a slave that did not get them")
 	}
-	if !check(src) {
+	if check(src) != "" {
 		t.Fatal("mixed operations not seen on the master")
 	}
 	start := time.Now()
-	if r := waitConverged(src, want, start, start.Add(time.Second), func() bool { return check(src) }, nil); !r.ok() {
+	if r := waitConverged(src, want, start, start.Add(time.Second), func() string { return check(src) }, nil); !r.ok() {
 		t.Fatalf("master does not match its own tree: %s", r.err)
 	}
 	if r := waitConverged(dst, want, start, start.Add(time.Second), nil, nil); r.ok() || r.err == "" {

@@ -230,7 +230,7 @@ func (r result) ok() bool { return r.ran && r.err == "" }
 // must pass first. The time reported is from start to the moment the names
 // (and pre) first matched when every file's content was then right; if not,
 // to the end of the check after which no file was wrong any more.
-func waitConverged(root string, want tree, start, deadline time.Time, pre func() bool, diag func() string) result {
+func waitConverged(root string, want tree, start, deadline time.Time, pre func() string, diag func() string) result {
 	pending := slices.Sorted(func(yield func(string) bool) {
 		for rel := range want {
 			if !yield(rel) {
@@ -241,7 +241,11 @@ func waitConverged(root string, want tree, start, deadline time.Time, pre func()
 	var last string
 	first, wrong := true, false
 	for {
-		if (pre == nil || pre()) && func() bool { last = namesDiff(root, want); wrong = wrong && last == ""; return last == "" }() {
+		last = ""
+		if pre != nil {
+			last = pre()
+		}
+		if last == "" && func() bool { last = namesDiff(root, want); wrong = wrong && last == ""; return last == "" }() {
 			matched := time.Since(start)
 			bad := checkFiles(root, want, pending)
 			if len(bad) == 0 {
@@ -257,8 +261,8 @@ func waitConverged(root string, want tree, start, deadline time.Time, pre func()
 			}
 			slices.Sort(pending)
 			last, wrong = describeBad(bad, len(want)), true
-		} else if pre != nil && last == "" {
-			last = "the operations' files are not all as they should be yet"
+		} else {
+			wrong = false
 		}
 		if time.Now().After(deadline) {
 			msg := fmt.Sprintf("not converged after %s: %s", time.Since(start).Round(time.Second), last)
@@ -290,8 +294,9 @@ func describeBad(bad map[string]string, total int) string {
 
 // mixedOps applies each renames, deletes and overwrites (with new bytes) to
 // distinct files of the small-file tree under root in a seeded order, updates
-// want, and returns a check that the slave view shows their effect.
-func mixedOps(tb testing.TB, root string, want tree, files, each int, seed uint64) func(slave string) bool {
+// want, and returns a check that the slave view shows their effect: "" when
+// it does, else the first operation it does not show.
+func mixedOps(tb testing.TB, root string, want tree, files, each int, seed uint64) func(slave string) string {
 	tb.Helper()
 	rng := rand.New(rand.NewPCG(seed, seed))
 	dirs := (files + perDir - 1) / perDir
@@ -332,23 +337,36 @@ func mixedOps(tb testing.TB, root string, want tree, files, each int, seed uint6
 			tb.Fatal(err)
 		}
 	}
-	return func(slave string) bool {
+	return func(slave string) string {
+		n := 0
+		first := ""
 		for _, o := range ops {
+			why := ""
 			switch o.kind {
 			case 'r', 'd':
 				if _, err := os.Lstat(filepath.Join(slave, o.from)); !errors.Is(err, fs.ErrNotExist) {
-					return false
-				}
-				if o.kind == 'r' && checkFile(filepath.Join(slave, o.to), want[o.to]) != "" {
-					return false
+					why = o.from + " still there"
+				} else if o.kind == 'r' {
+					if w := checkFile(filepath.Join(slave, o.to), want[o.to]); w != "" {
+						why = o.to + ": " + w
+					}
 				}
 			case 'o':
 				if got, err := os.ReadFile(filepath.Join(slave, o.from)); err != nil || !bytes.Equal(got, o.content) {
-					return false
+					why = o.from + ": not overwritten"
+				}
+			}
+			if why != "" {
+				n++
+				if first == "" {
+					first = why
 				}
 			}
 		}
-		return true
+		if n == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%d of %d operations not on the slave (e.g. %s)", n, len(ops), first)
 	}
 }
 
