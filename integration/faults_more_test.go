@@ -1,0 +1,474 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/georep/georep/integration/harness"
+)
+
+var faultRounds = flag.Int("fault-rounds", 0, "rounds of each kill -9 test of faults_more_test.go (0: $GEOREP_FAULT_ROUNDS, else 8)")
+
+// killRounds is the number of seeded rounds of each kill -9 test.
+func killRounds(t *testing.T) int {
+	t.Helper()
+	if *faultRounds > 0 {
+		return *faultRounds
+	}
+	if s := os.Getenv("GEOREP_FAULT_ROUNDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			t.Fatalf("GEOREP_FAULT_ROUNDS=%q: want a positive number", s)
+		}
+		return n
+	}
+	return 8
+}
+
+// killTree is the tree the kill -9 tests of this file interrupt: 1,500 small
+// files (shipped inside gRPC), 3 × 12 MiB and a 16 MiB sparse file (shipped
+// by rsync, the sparse one in a run of its own).
+func killTree(t *testing.T, seed uint64) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(seed, 23))
+	if err := harness.PopulateLoad(src, rng, 1500, 3, 12<<20); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(src, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 1<<20)
+	for i := range chunk {
+		chunk[i] = byte(rng.Uint32())
+	}
+	for _, off := range []int64{4 << 20, 9 << 20, 15 << 20} {
+		if _, err := f.WriteAt(chunk, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// calibrate times one --oneshot initial sync of src into a fresh replica
+// (and checks it): the kill points of a round are fractions of it.
+func calibrate(t *testing.T, src string) time.Duration {
+	t.Helper()
+	dir := t.TempDir()
+	replica := filepath.Join(dir, "replica")
+	if err := os.Mkdir(replica, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	slave := harness.StartSlave(t, replica)
+	ctx, cancel := context.WithTimeout(t.Context(), oneshotBound)
+	defer cancel()
+	start := time.Now()
+	harness.MustOneshot(t, ctx, harness.MasterArgs(slave.Addr, src, filepath.Join(dir, "work"), "--oneshot-timeout", "120s")...)
+	d := time.Since(start)
+	mustConverge(t, src, replica, harness.CompareOptions{}, "the calibration run")
+	slave.Stop()
+	t.Logf("an undisturbed initial sync takes %s", d.Round(time.Millisecond))
+	return d
+}
+
+// killPoint is a seeded point in [lo, hi) of d.
+func killPoint(rng *rand.Rand, d time.Duration, lo, hi float64) time.Duration {
+	return time.Duration((lo + (hi-lo)*rng.Float64()) * float64(d))
+}
+
+// roundDirs makes a fresh replica and work dir for one round.
+func roundDirs(t *testing.T) (dir, replica, work string) {
+	t.Helper()
+	dir = t.TempDir()
+	replica, work = filepath.Join(dir, "replica"), filepath.Join(dir, "work")
+	if err := os.Mkdir(replica, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, replica, work
+}
+
+// pending says how far the replica is from src right after a kill.
+func pending(src, replica string) string {
+	d, err := harness.QuickCompare(src, replica)
+	switch {
+	case err != nil:
+		return "compare: " + err.Error()
+	case d == "":
+		return "nothing pending (names, sizes, times)"
+	}
+	return "pending, e.g. " + d
+}
+
+// checkClean fails the test when the master's failure queue is not empty
+// or the slave's park holds anything once the replica has converged.
+func checkClean(t *testing.T, work, replica string) {
+	t.Helper()
+	if q := readFailures(t, work); len(q) > 0 {
+		t.Errorf("the failure queue is not empty after convergence: %v", q)
+	}
+	if ents, err := os.ReadDir(filepath.Join(replica, ".georep", "park")); err == nil && len(ents) > 0 {
+		t.Errorf("the slave's park holds %d entries after convergence", len(ents))
+	}
+}
+
+// readFailures reads the master's failure queue (nil when there is none).
+func readFailures(t *testing.T, work string) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(work, "failures"))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q []map[string]any
+	if err := json.Unmarshal(b, &q); err != nil {
+		// Rewritten atomically: a parse error is a bug.
+		t.Fatalf("failure queue %s: %v:\n%s", filepath.Join(work, "failures"), err, b)
+	}
+	return q
+}
+
+// procInfo is one process of /proc.
+type procInfo struct {
+	pid, ppid int
+	comm      string
+	cmdline   string
+}
+
+func procTable() map[int]procInfo {
+	ents, _ := os.ReadDir("/proc")
+	tab := make(map[int]procInfo, len(ents))
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < open {
+			continue
+		}
+		f := strings.Fields(s[close+1:])
+		if len(f) < 2 || f[0] == "Z" {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		tab[pid] = procInfo{pid: pid, ppid: ppid, comm: s[open+1 : close], cmdline: strings.ReplaceAll(strings.TrimRight(string(cmd), "\x00"), "\x00", " ")}
+	}
+	return tab
+}
+
+// descendants returns the live descendants of pid whose command name is
+// comm, found by their parent chain: the rsync processes a georep daemon
+// started, and nothing else on the machine.
+func descendants(pid int, comm string) []procInfo {
+	tab := procTable()
+	var out []procInfo
+	for _, p := range tab {
+		if p.comm != comm {
+			continue
+		}
+		for q, n := p.ppid, 0; q > 1 && n < 64; q, n = tab[q].ppid, n+1 {
+			if q == pid {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b procInfo) int { return a.pid - b.pid })
+	return out
+}
+
+// procsInCwd returns the processes whose working directory is under dir:
+// the slave's rsync receivers (they run in the replica's data directory),
+// still found after the slave that started them was killed.
+func procsInCwd(dir string) []int {
+	var pids []int
+	for pid := range procTable() {
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err == nil && (cwd == dir || strings.HasPrefix(cwd, dir+"/")) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitGone waits up to timeout for the processes find returns to end and
+// returns those still running then.
+func waitGone(find func() []int, timeout time.Duration) []int {
+	deadline := time.Now().Add(timeout)
+	for {
+		pids := find()
+		if len(pids) == 0 || time.Now().After(deadline) {
+			return pids
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// killTally counts the kills of a test that hit the sync while it was still
+// running; a test whose kills all came after convergence tested nothing.
+type killTally struct{ kills, mid int }
+
+func (k *killTally) add(t *testing.T, mid bool) {
+	t.Helper()
+	k.kills++
+	if mid {
+		k.mid++
+	}
+}
+
+func (k *killTally) check(t *testing.T, what string) {
+	t.Helper()
+	t.Logf("%s: %d of %d kills hit a sync in progress", what, k.mid, k.kills)
+	if k.kills > 0 && k.mid == 0 {
+		t.Errorf("%s: no kill hit a sync in progress: the test exercised nothing (is the tree too small for this machine?)", what)
+	}
+}
+
+// TestKillMasterRandom SIGKILLs the master daemon at seeded random points of
+// a large initial sync, once or twice a round, then brings the replica in
+// line with a restarted daemon (even rounds) or a --oneshot run (odd
+// rounds). Rounds: -fault-rounds or $GEOREP_FAULT_ROUNDS (default 8); replay
+// with -fault-seed.
+func TestKillMasterRandom(t *testing.T) {
+	harness.RequireRsync(t)
+	seed := faultSeedOr(4401)
+	src := killTree(t, seed)
+	total := calibrate(t, src)
+	rng := rand.New(rand.NewPCG(seed, 3))
+	var tally killTally
+	for round := range killRounds(t) {
+		kills := []time.Duration{killPoint(rng, total, 0.02, 0.95)}
+		if round%3 == 2 {
+			kills = append(kills, killPoint(rng, total, 0.02, 0.6))
+		}
+		t.Run(fmt.Sprintf("round-%d", round), func(t *testing.T) {
+			defer func() {
+				if t.Failed() {
+					t.Logf("kill points %v; replay with -fault-seed %d", kills, seed)
+				}
+			}()
+			_, replica, work := roundDirs(t)
+			slave := harness.StartSlave(t, replica)
+			t.Cleanup(func() { harness.KillProcsMentioning(work) })
+			for i, at := range kills {
+				m := harness.StartMasterProc(t, nil, harness.MasterArgs(slave.Addr, src, work, "--change-interval", "200ms")...)
+				time.Sleep(at)
+				if m.Exited() {
+					t.Fatalf("the master daemon exited on its own before the kill point %s:\n%s", at, lastLines(m.Log(), 20))
+				}
+				m.Kill()
+				p := pending(src, replica)
+				tally.add(t, !strings.HasPrefix(p, "nothing"))
+				t.Logf("kill -9 #%d at %s: %s; %d children left running", i+1, at.Round(time.Millisecond), p, len(harness.ProcsMentioning(work)))
+			}
+			if round%2 == 0 {
+				m := harness.StartMasterProc(t, nil, harness.MasterArgs(slave.Addr, src, work, "--change-interval", "200ms")...)
+				waitLive(t, m, src, replica, "a restarted daemon after kill -9")
+				m.Kill()
+			} else {
+				ctx, cancel := context.WithTimeout(t.Context(), oneshotBound)
+				defer cancel()
+				out := harness.MustOneshot(t, ctx, harness.MasterArgs(slave.Addr, src, work, "--oneshot-timeout", "120s")...)
+				if !strings.Contains(out, "converged") {
+					t.Errorf("--oneshot exited 0 without saying it converged:\n%s", lastLines(out, 5))
+				}
+			}
+			if left := harness.WaitNoProcsMentioning(work, 60*time.Second); len(left) > 0 {
+				t.Errorf("processes of the killed masters still running 60s later: %v", left)
+			}
+			mustConverge(t, src, replica, harness.CompareOptions{}, "after kill -9 of the master")
+			checkClean(t, work, replica)
+		})
+	}
+	tally.check(t, "master")
+}
+
+// TestKillSlaveRandom SIGKILLs the slave at seeded random points of a large
+// initial sync and restarts it on the same address after a random pause;
+// the master, a daemon (even rounds) or --oneshot (odd rounds), must retry
+// and converge.
+func TestKillSlaveRandom(t *testing.T) {
+	harness.RequireRsync(t)
+	seed := faultSeedOr(4402)
+	src := killTree(t, seed)
+	total := calibrate(t, src)
+	rng := rand.New(rand.NewPCG(seed, 4))
+	var tally killTally
+	for round := range killRounds(t) {
+		at := killPoint(rng, total, 0.02, 0.95)
+		down := time.Duration(rng.Int64N(int64(1500 * time.Millisecond)))
+		daemon := round%2 == 0
+		t.Run(fmt.Sprintf("round-%d", round), func(t *testing.T) {
+			defer func() {
+				if t.Failed() {
+					t.Logf("slave killed at %s, down %s; replay with -fault-seed %d", at, down, seed)
+				}
+			}()
+			_, replica, work := roundDirs(t)
+			// A master notices the slave's restart when a call or a
+			// keep-alive (every third of the lease) is refused for its
+			// session; its rsync tunnels being refused does not count, so
+			// with only data left to ship it waits for the keep-alive (20 s
+			// at the default lease). A 6 s lease asked by the master keeps
+			// rounds short (one granted by the slave would not: the first
+			// keep-alive is timed from the lease asked).
+			slave := harness.StartSlave(t, replica)
+			t.Cleanup(func() { harness.KillProcsMentioning(work) })
+			args := harness.MasterArgs(slave.Addr, src, work, "--change-interval", "200ms", "--lease", "6s")
+			if !daemon {
+				args = append(args, "--oneshot", "--oneshot-timeout", "120s")
+			}
+			m := harness.StartMasterProc(t, nil, args...)
+			time.Sleep(at)
+			slave.Kill()
+			p := pending(src, replica)
+			tally.add(t, !strings.HasPrefix(p, "nothing") && !m.Exited())
+			// The slave's rsync receivers outlive it until their input ends.
+			orphans := procsInCwd(replica)
+			t.Logf("slave killed at %s (daemon master: %v): %s; %d of its rsync processes left; down for %s",
+				at.Round(time.Millisecond), daemon, p, len(orphans), down.Round(time.Millisecond))
+			time.Sleep(down)
+			slave.Restart(t)
+			back := time.Now()
+			if daemon {
+				waitLive(t, m, src, replica, "after the slave came back")
+			} else {
+				code, ok := m.Wait(oneshotBound)
+				if !ok {
+					t.Fatalf("the --oneshot master did not end within %s after the slave came back", oneshotBound)
+				}
+				if code != 0 {
+					t.Fatalf("the --oneshot master exited %d after the slave was killed (it should retry until converged):\n%s", code, lastLines(m.Log(), 30))
+				}
+			}
+			t.Logf("converged %s after the slave came back; the master logged %d retries", time.Since(back).Round(time.Millisecond), strings.Count(m.Log(), "retrying"))
+			m.Kill()
+			if left := waitGone(func() []int { return procsInCwd(replica) }, 30*time.Second); len(left) > 0 {
+				t.Errorf("rsync processes of the killed slave still running 30s later: %v", left)
+			}
+			mustConverge(t, src, replica, harness.CompareOptions{}, "after kill -9 of the slave")
+			checkClean(t, work, replica)
+		})
+	}
+	tally.check(t, "slave")
+}
+
+// TestKillRsyncRandom SIGKILLs rsync processes (the master's sender, the
+// slave's receiver or generator, or the rsync-tunnel between them) while a
+// daemon master syncs a large tree, up to three times a round: each failed
+// run must go to the failure queue, be retried and converge.
+func TestKillRsyncRandom(t *testing.T) {
+	harness.RequireRsync(t)
+	seed := faultSeedOr(4403)
+	src := killTree(t, seed)
+	calibrate(t, src)
+	rng := rand.New(rand.NewPCG(seed, 5))
+	var tally killTally
+	for round := range killRounds(t) {
+		nkills := 1 + rng.IntN(3)
+		type kill struct {
+			side  string        // "master", "slave" or "tunnel"
+			after time.Duration // after the process was first seen
+			pick  uint64
+		}
+		var plan []kill
+		for range nkills {
+			plan = append(plan, kill{side: []string{"master", "slave", "slave", "master", "tunnel"}[rng.IntN(5)],
+				after: time.Duration(rng.Int64N(int64(250 * time.Millisecond))), pick: rng.Uint64()})
+		}
+		t.Run(fmt.Sprintf("round-%d", round), func(t *testing.T) {
+			defer func() {
+				if t.Failed() {
+					t.Logf("kill plan %+v; replay with -fault-seed %d", plan, seed)
+				}
+			}()
+			_, replica, work := roundDirs(t)
+			slave := harness.StartSlave(t, replica)
+			t.Cleanup(func() { harness.KillProcsMentioning(work) })
+			m := harness.StartMasterProc(t, nil, harness.MasterArgs(slave.Addr, src, work, "--change-interval", "200ms")...)
+			killed := 0
+			for _, k := range plan {
+				find := func() []procInfo {
+					switch k.side {
+					case "master":
+						return descendants(m.Cmd.Process.Pid, "rsync")
+					case "slave":
+						return descendants(slave.Pid(), "rsync")
+					}
+					return descendants(m.Cmd.Process.Pid, "georep-master")
+				}
+				// Wait for a run to start (bounded: the sync may be over).
+				var procs []procInfo
+				deadline := time.Now().Add(20 * time.Second)
+				for len(procs) == 0 && time.Now().Before(deadline) && !m.Exited() {
+					procs = find()
+					if len(procs) == 0 {
+						time.Sleep(5 * time.Millisecond)
+					}
+				}
+				if len(procs) == 0 {
+					t.Logf("no %s rsync process appeared within 20s: kill skipped", k.side)
+					continue
+				}
+				time.Sleep(k.after)
+				victim := procs[k.pick%uint64(len(procs))]
+				if err := syscall.Kill(victim.pid, syscall.SIGKILL); err != nil {
+					t.Logf("%s process %d (%s) was gone %s after it was seen", k.side, victim.pid, victim.comm, k.after)
+					continue
+				}
+				killed++
+				tally.add(t, true)
+				t.Logf("kill -9 %s pid %d %.60q %s after it was seen", k.side, victim.pid, victim.cmdline, k.after.Round(time.Millisecond))
+				// Let the retry start before the next kill looks for it.
+				waitGone(func() []int {
+					if _, err := os.Stat(fmt.Sprintf("/proc/%d", victim.pid)); err == nil {
+						return []int{victim.pid}
+					}
+					return nil
+				}, 5*time.Second)
+			}
+			waitLive(t, m, src, replica, fmt.Sprintf("after %d rsync kills", killed))
+			if killed > 0 {
+				if !strings.Contains(m.Log(), "rsync") {
+					t.Errorf("the master's log does not mention rsync after %d of its runs were killed:\n%s", killed, lastLines(m.Log(), 20))
+				}
+				t.Logf("master log lines mentioning the failure queue: %d", strings.Count(m.Log(), "queued for retry"))
+			}
+			// The failure queue empties at the next retry after convergence.
+			deadline := time.Now().Add(convergeTimeout)
+			for len(readFailures(t, work)) > 0 && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			m.Kill()
+			mustConverge(t, src, replica, harness.CompareOptions{}, "after rsync kills")
+			checkClean(t, work, replica)
+		})
+	}
+	tally.check(t, "rsync")
+}
