@@ -191,9 +191,13 @@ func newGsyncdSession(tb testing.TB, h *gsyncdHost, k knobs, master, slave *glus
 	sessionName := master.Name + "_" + gluster.Host + "_" + slave.Name
 	s.logDir = filepath.Join(geoRepLogs, sessionName)
 	mine := func(name string) bool { return strings.Contains(name, master.Name) }
-	for _, dir := range []string{geoRepLogs, geoRepSecLogs, gsyncdWorkDir} {
+	for _, dir := range []string{geoRepSecLogs, gsyncdWorkDir} {
 		removeNew(tb, dir, mine)
 	}
+	// create's gverify.sh and the CLI log there too, when they did not yet.
+	removeNew(tb, geoRepLogs, func(name string) bool {
+		return mine(name) || name == "cli.log" || strings.HasPrefix(name, "gverify-")
+	})
 	port := strconv.Itoa(h.sshd.port)
 	if _, err := glusterCLI(s.cmd("create", "ssh-port", port, "push-pem", "force")...); err != nil {
 		tb.Fatal(err)
