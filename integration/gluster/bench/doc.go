@@ -49,6 +49,12 @@
 // arrives: the benchmark sets it unless GEOREP_BENCH_GSYNCD_STOCK=1, which
 // runs gsyncd's defaults (and shows the empty files in the table).
 //
+// gsyncd's live changelog processing sometimes never sees the brick's new
+// changelogs (its history crawl at start always works): the mixed
+// operations then time out with the session Active in "Changelog Crawl"
+// and no batch in its log. The table says FAILED with the reason, and the
+// tail of gsyncd.log is printed; nothing retries or restarts it.
+//
 // # georep
 //
 // When both georep-master --help and georep-slave --help offer
