@@ -28,6 +28,7 @@ import (
 
 // brickState is what a worker knows of its brick.
 type brickState struct {
+	name     string // host:path, as the volume names it
 	path     string // the brick directory
 	volumeID string // the master volume's UUID
 	auxMount string // an aux-gfid mount of the volume ("" reads data from the brick)

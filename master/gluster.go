@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -51,8 +52,14 @@ func runGluster(ctx context.Context, cfg Config, wd *workDir, rsyncPath, self st
 		return fmt.Errorf("work-dir: %w", err)
 	}
 	// As gsyncd: --client-pid=-1 marks our reads as geo-replication's.
+	// Unlike gsyncd, nothing is cached: a size or content cached by this
+	// client from before another client's write would ship stale data
+	// (seen: a swapped-in file read as empty).
 	mnt, err := glusterfs.Mount(ctx, glusterfs.MountConfig{VolfileServer: server, Volume: vol.Name,
-		Dir: wd.path("aux-mount"), AuxGFID: true, LogFile: wd.path("aux-mount.log"), ExtraArgs: []string{"--client-pid=-1"}})
+		Dir: wd.path("aux-mount"), AuxGFID: true, LogFile: wd.path("aux-mount.log"), ExtraArgs: []string{
+			"--client-pid=-1", "--entry-timeout=0", "--attribute-timeout=0", "--negative-timeout=0",
+			"--direct-io-mode=enable", "--xlator-option=*md-cache.md-cache-timeout=0",
+		}})
 	if err != nil {
 		return fmt.Errorf("gluster-volume %s: aux-gfid mount: %w", vol.Name, err)
 	}
@@ -90,7 +97,7 @@ func runGluster(ctx context.Context, cfg Config, wd *workDir, rsyncPath, self st
 			return err
 		}
 		defer w.close()
-		w.brick = &brickState{path: b.Path, volumeID: vol.ID, auxMount: mnt.Dir}
+		w.brick = &brickState{name: b.String(), path: b.Path, volumeID: vol.ID, auxMount: mnt.Dir}
 		w.partial = len(vol.Bricks)/max(vol.ReplicaCount, 1) > 1
 		wg.Go(func() { w.runSyncer(ctx) })
 		if _, ok := sets[b.ReplicaSet]; !ok {
@@ -124,52 +131,138 @@ func runGluster(ctx context.Context, cfg Config, wd *workDir, rsyncPath, self st
 			continue
 		}
 		for _, w := range ws {
-			run.Go(func() { w.activeWhenLocked(ctx, wd.path(fmt.Sprintf("active.%d.lock", set)), changelogOn) })
+			name := w.brick.name
+			online := func(ctx context.Context) (bool, error) {
+				st, err := glusterfs.GetVolumeStatus(ctx, cfg.GlusterCLI, cfg.VolfileServer, vol.Name)
+				if err != nil {
+					return false, err
+				}
+				return st[name].Online, nil
+			}
+			run.Go(func() { w.supervise(ctx, wd.path(fmt.Sprintf("active.%d.lock", set)), changelogOn, online) })
 		}
 	}
 	run.Wait()
 	return errors.Join(errs...)
 }
 
-// activeWhenLocked waits Passive until it holds the replica set's lock,
-// then replicates its brick (Active) until ctx is done.
-func (w *worker) activeWhenLocked(ctx context.Context, lockPath string, changelogOn bool) {
-	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		w.log.Error("replica set lock", "err", err)
-		return
-	}
-	defer f.Close()
-	w.stats.WorkerStatus = "Passive"
-	_ = w.wd.saveStats(w.stats)
-	for logged := false; ; logged = true {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			w.log.Error("replica set lock", "err", err)
-			return
-		}
-		if !logged {
-			w.log.Info("worker Passive: another brick of the replica set is Active")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-	}
-	w.log.Info("worker Active")
-	w.stats.WorkerStatus = "Active"
-	_ = w.wd.saveStats(w.stats)
+// brickCheckEvery is how often an Active worker checks that its brick's
+// process runs (a variable for tests).
+var brickCheckEvery = 5 * time.Second
+
+// supervise is gsyncd's monitor for one brick: the worker waits Passive
+// until its brick is online and it holds the replica set's lock, then runs
+// Active until ctx is done. It steps down (Faulty) when its brick goes
+// offline, letting another brick of the set take over, and comes back
+// Passive when the brick is online again; a worker that fails (an error or
+// a panic) is Faulty and restarted with backoff.
+func (w *worker) supervise(ctx context.Context, lockPath string, changelogOn bool, online func(context.Context) (bool, error)) {
 	run := w.brickLive
 	if !changelogOn {
 		run = w.daemon
 	}
-	if err := run(ctx); err != nil && ctx.Err() == nil {
-		w.log.Error("worker stopped", "err", err)
+	backoff := time.Second
+	for ctx.Err() == nil {
+		lock, err := w.becomeActive(ctx, lockPath, online)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Error("worker cannot take the replica set's lock", "err", err)
+			}
+			return
+		}
+		w.setStatus("Active", "")
+		w.log.Info("worker Active")
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			defer func() {
+				if p := recover(); p != nil {
+					done <- fmt.Errorf("worker panicked: %v\n%s", p, debug.Stack())
+				}
+			}()
+			done <- run(runCtx)
+		}()
+		var why string
+		tick := time.NewTicker(brickCheckEvery)
+	watch:
+		for {
+			select {
+			case err := <-done:
+				if err != nil && ctx.Err() == nil {
+					why = err.Error()
+				}
+				break watch
+			case <-tick.C:
+				up, err := online(ctx)
+				if err != nil {
+					w.log.Warn("cannot tell whether the brick is online; staying Active", "err", err)
+					continue
+				}
+				if !up {
+					why = "brick offline"
+					stop()
+					<-done
+					break watch
+				}
+			}
+		}
+		tick.Stop()
+		stop()
+		lock.Close() // another brick of the set may take over
+		if ctx.Err() != nil {
+			return
+		}
+		w.setStatus("Faulty", why)
+		w.log.Error("worker Faulty: stepping down; another brick of the replica set may take over", "reason", why, "restart_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Minute)
 	}
+}
+
+// becomeActive waits, Passive, until the brick is online and the worker
+// holds the replica set's lock, which it returns.
+func (w *worker) becomeActive(ctx context.Context, lockPath string, online func(context.Context) (bool, error)) (*os.File, error) {
+	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for logged := ""; ; {
+		why := ""
+		if up, err := online(ctx); err == nil && !up {
+			why = "brick offline"
+		} else if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+			return f, nil
+		} else if errors.Is(err, unix.EWOULDBLOCK) {
+			why = "another brick of the replica set is Active"
+		} else {
+			f.Close()
+			return nil, err
+		}
+		if why != logged {
+			w.setStatus("Passive", why)
+			w.log.Info("worker Passive", "reason", why)
+			logged = why
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// setStatus records the worker's state (Active, Passive, Faulty) and why.
+func (w *worker) setStatus(state, why string) {
+	w.stats.WorkerStatus = state
+	if why != "" {
+		w.stats.LastError = why
+	}
+	_ = w.wd.saveStats(w.stats)
 }
 
 // brickDirName names a brick's work dir after its path.

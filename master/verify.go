@@ -1,12 +1,15 @@
 package master
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/rpc/gfid"
@@ -44,7 +47,7 @@ func (w *worker) emptyPark(ctx context.Context) (int, error) {
 // may be another brick's.
 func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) {
 	found := 0
-	var unsync []gfid.GFID
+	var unsync, purgedIn []gfid.GFID
 	for _, dir := range snap.GFIDs() {
 		n, ok := snap.Lookup(dir)
 		if !ok || n.Type != catalog.TypeDir {
@@ -82,12 +85,32 @@ func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) 
 			if err := w.slave.Purge(ctx, dir, name, gfid.GFID{}); err != nil {
 				return found, err
 			}
+			purgedIn = append(purgedIn, dir)
 		}
 		for name, g := range want {
 			if !have[name] {
 				unsync = append(unsync, g)
 				found++
 			}
+		}
+	}
+	// A purge changed the directory's mtime on the slave: set it again.
+	if len(purgedIn) > 0 {
+		var metas []*slavev1.Meta
+		var metaGFID []gfid.GFID
+		slices.SortFunc(purgedIn, func(a, b gfid.GFID) int { return bytes.Compare(a[:], b[:]) })
+		for _, dir := range slices.Compact(purgedIn) {
+			if n, ok := snap.Lookup(dir); ok {
+				metas = append(metas, w.metaOp(dir, n))
+				metaGFID = append(metaGFID, dir)
+			}
+		}
+		out := &outcome{failed: map[gfid.GFID]string{}}
+		if err := w.applyMetas(ctx, metas, metaGFID, out); err != nil {
+			return found, err
+		}
+		if len(out.failed) > 0 {
+			return found, fmt.Errorf("verify: resetting the metadata of directories it purged in: %s", summarize(out.failed))
 		}
 	}
 	if len(unsync) > 0 {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/georep/georep/integration/gluster"
 	"github.com/georep/georep/integration/harness"
+	"github.com/georep/georep/master/glusterfs"
 )
 
 // masterSite is a GlusterFS master volume (changelog on, 1 s rollover)
@@ -70,8 +72,11 @@ func (s *masterSite) check(t *testing.T, what string) {
 
 // checkGFIDs checks that every replica inode carries the gfid GlusterFS
 // gave the master's inode (read from the brick that holds it).
-func (s *masterSite) checkGFIDs(t *testing.T) {
+func (s *masterSite) checkGFIDs(t *testing.T, bricks ...gluster.Brick) {
 	t.Helper()
+	if len(bricks) == 0 {
+		bricks = s.vol.Bricks
+	}
 	n := 0
 	err := filepath.WalkDir(s.replica, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
@@ -85,7 +90,7 @@ func (s *masterSite) checkGFIDs(t *testing.T) {
 			return nil
 		}
 		want := ""
-		for _, b := range s.vol.Bricks {
+		for _, b := range bricks {
 			var st unix.Stat_t
 			if unix.Lstat(filepath.Join(b.Path, rel), &st) != nil || (st.Mode&unix.S_IFMT == unix.S_IFREG && st.Mode&0o7777 == unix.S_ISVTX && st.Size == 0) {
 				continue // not on this brick, or a DHT link file
@@ -113,6 +118,20 @@ func (s *masterSite) checkGFIDs(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no replica inode checked")
 	}
+}
+
+// startDaemon starts georep-master without --oneshot; it is stopped with
+// SIGTERM (it unmounts its aux-gfid mount) when the test ends.
+func (s *masterSite) startDaemon(t *testing.T, extra ...string) *harness.Proc {
+	t.Helper()
+	m := harness.StartMasterProc(t, nil, s.args(append([]string{"--change-interval", "500ms"}, extra...)...)...)
+	t.Cleanup(func() {
+		m.Cmd.Process.Signal(syscall.SIGTERM)
+		if _, ok := m.Wait(60 * time.Second); !ok {
+			t.Errorf("georep-master ignored SIGTERM for 60 s")
+		}
+	})
+	return m
 }
 
 func head(s []string, n int) []string {
@@ -156,8 +175,7 @@ func TestGlusterMasterToPlainDir(t *testing.T) {
 	s.checkGFIDs(t)
 
 	// Live: the daemon picks changes up from the bricks' changelogs.
-	m := harness.StartMaster(t, s.args("--change-interval", "500ms")...)
-	_ = m
+	s.startDaemon(t)
 	for round := range 2 {
 		ops, err := harness.Mutate(s.mnt, rng, 30)
 		if err != nil {
@@ -172,4 +190,79 @@ func TestGlusterMasterToPlainDir(t *testing.T) {
 		}
 	}
 	s.checkGFIDs(t)
+}
+
+// TestGlusterReplicaTakeover replicates a replica-2 volume: one worker per
+// brick, one Active, one Passive. The Active brick's process is killed
+// mid-replication: its worker steps down, the other takes over, and
+// changes made meanwhile reach the slave.
+func TestGlusterReplicaTakeover(t *testing.T) {
+	s := newMasterSite(t, gluster.VolumeOpts{Replica: 2})
+	s.vol.Set(t, "cluster.quorum-type", "none") // writes go on with one brick of two
+	rng := rand.New(rand.NewPCG(3, 5))
+	if err := harness.Populate(s.mnt, rng); err != nil {
+		t.Fatal(err)
+	}
+	m := s.startDaemon(t)
+	if diffs, err := harness.WaitConverged(s.vol.Mount(t), s.replica, harness.CompareOptions{}, 2*time.Minute); err != nil || len(diffs) > 0 {
+		t.Fatalf("initial sync did not converge (%v):\n%s", err, strings.Join(head(diffs, 30), "\n"))
+	}
+	active := activeBrick(t, m, "")
+	passive := s.vol.Bricks[0]
+	if passive.Host+":"+passive.Path == active {
+		passive = s.vol.Bricks[1]
+	}
+	if !strings.Contains(m.Log(), "Passive") {
+		t.Fatalf("no worker Passive:\n%s", m.Log())
+	}
+
+	// Kill the Active brick's process.
+	st, err := glusterfs.GetVolumeStatus(t.Context(), "", "", s.vol.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := st[active].Pid
+	if pid <= 0 {
+		t.Fatalf("no pid for brick %s in %+v", active, st)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed brick %s (pid %d)", active, pid)
+	ops, err := harness.Mutate(s.mnt, rng, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := activeBrick(t, m, active); got != passive.Host+":"+passive.Path {
+		t.Fatalf("Active after the kill: %s, want %s", got, passive.Host+":"+passive.Path)
+	}
+	diffs, err := harness.WaitConverged(s.vol.Mount(t), s.replica, harness.CompareOptions{}, 2*time.Minute)
+	if err != nil || len(diffs) > 0 {
+		t.Fatalf("after the takeover the replica did not converge (%v):\n%s\nmutations:\n%s", err, strings.Join(head(diffs, 30), "\n"), strings.Join(ops, "\n"))
+	}
+	s.checkGFIDs(t, passive) // the killed brick holds the tree as it was
+}
+
+// activeBrick waits until the master's log names an Active brick other
+// than not, and returns it (host:path).
+func activeBrick(t *testing.T, m *harness.Proc, not string) string {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		lines := strings.Split(m.Log(), "\n")
+		for i := len(lines) - 1; i >= 0; i-- {
+			if !strings.Contains(lines[i], `msg="worker Active"`) {
+				continue
+			}
+			_, b, _ := strings.Cut(lines[i], "brick=")
+			b, _, _ = strings.Cut(b, " ")
+			if b != not {
+				return b
+			}
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("no worker became Active (other than %q):\n%s", not, m.Log())
+	return ""
 }
