@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/master/catalog"
+	"github.com/georep/georep/master/glusterfs"
 	"github.com/georep/georep/rpc/gfid"
 )
 
@@ -16,27 +17,16 @@ import (
 // top-level directories of the brick, and leaves DHT link files where a
 // file's name hashes to a brick other than the one holding its data.
 
-const (
-	brickGFIDXattr   = "trusted.gfid"
-	brickLinktoXattr = "trusted.glusterfs.dht.linkto"
-)
-
-// brickInternal reports the top-level names of a brick that are
-// GlusterFS's own, never replicated (gsyncd skips them too).
-func brickInternal(name string) bool {
-	switch name {
-	case ".glusterfs", ".trashcan", ".shard", ".landfill":
-		return true
-	}
-	return false
-}
+const brickGFIDXattr = glusterfs.GFIDXattr
 
 // errNoGFID is returned for a brick inode without trusted.gfid: its
 // creation is still in progress on the brick.
 var errNoGFID = errors.New("no trusted.gfid")
 
 // brickGFID reads trusted.gfid of name in dirfd ("" for dirfd itself)
-// without following a final symlink.
+// without following a final symlink: one system call through the
+// directory's /proc/self/fd link (glusterfs.BrickGFIDAt takes three, and
+// the crawl reads one per inode).
 func brickGFID(dirfd int, name string) (gfid.GFID, error) {
 	var g gfid.GFID
 	buf := make([]byte, 64)
@@ -62,23 +52,14 @@ func brickGFID(dirfd int, name string) (gfid.GFID, error) {
 	return g, nil
 }
 
-// isLinkto reports whether name in dirfd is a DHT link file: a regular file
-// with no permission bits but the sticky bit, and the linkto xattr. It
-// points at the brick that holds the file; that brick's worker syncs it.
-func isLinkto(dirfd int, name string, st *unix.Statx_t) bool {
-	if uint32(st.Mode)&unix.S_IFMT != unix.S_IFREG || uint32(st.Mode)&0o7777 != unix.S_ISVTX {
-		return false
+// brickSkip decides, in brick mode, whether name in h is not replicated:
+// GlusterFS's own top-level directories, and DHT link files (they point at
+// the brick that holds the file; that brick's worker syncs it).
+func (w *walker) brickSkip(h *dirHandle, name string, st *unix.Statx_t) (bool, error) {
+	if h.top && glusterfs.BrickInternal(name) {
+		return true, nil
 	}
-	_, err := unix.Lgetxattr("/proc/self/fd/"+strconv.Itoa(dirfd)+"/"+name, brickLinktoXattr, nil)
-	return err == nil || errors.Is(err, unix.ERANGE)
-}
-
-// brickSkip decides, in brick mode, whether name in h is not replicated.
-func (w *walker) brickSkip(h *dirHandle, name string, st *unix.Statx_t) bool {
-	if h.top && brickInternal(name) {
-		return true
-	}
-	return isLinkto(h.fd, name, st)
+	return glusterfs.IsLinktoAt(h.fd, name, st)
 }
 
 // identify gives every inode of ins its gfid: assigned by the catalog for a

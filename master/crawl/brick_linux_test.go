@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/master/catalog"
+	"github.com/georep/georep/master/glusterfs"
 	"github.com/georep/georep/rpc/gfid"
 )
 
@@ -43,7 +44,7 @@ func fakeBrick(t *testing.T) (dir string, gfids map[string]gfid.GFID) {
 	write(t, filepath.Join(dir, "d/linkto"), "")
 	must(t, os.Chmod(filepath.Join(dir, "d/linkto"), os.ModeSticky))
 	setGFID("d/linkto", gfid.New())
-	must(t, unix.Lsetxattr(filepath.Join(dir, "d/linkto"), brickLinktoXattr, []byte("vol-client-1\x00"), 0))
+	must(t, unix.Lsetxattr(filepath.Join(dir, "d/linkto"), glusterfs.LinktoXattr, []byte("vol-client-1\x00"), 0))
 	// Created, but GlusterFS has not given it a gfid yet.
 	write(t, filepath.Join(dir, "d/nogfid"), "y")
 	return dir, gfids

@@ -331,9 +331,15 @@ func (w *walker) entry(h *dirHandle, name string) error {
 	if w.skip[[2]uint64{h.dev, st.Ino}] {
 		return nil
 	}
-	if w.cfg.Brick && w.brickSkip(h, name, &st) {
-		w.stats.Skipped++
-		return nil
+	if w.cfg.Brick {
+		skip, err := w.brickSkip(h, name, &st)
+		if err != nil {
+			return fmt.Errorf("%s/%q: %w", w.relPath(h), name, err)
+		}
+		if skip {
+			w.stats.Skipped++
+			return nil
+		}
 	}
 	key := catalog.Key{Ino: st.Ino}
 	if st.Mask&unix.STATX_BTIME != 0 {
