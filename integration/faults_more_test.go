@@ -472,3 +472,176 @@ func TestKillRsyncRandom(t *testing.T) {
 	}
 	tally.check(t, "rsync")
 }
+
+// netFault is one fault a Proxy applies to the master's connections.
+type netFault struct {
+	name  string
+	apply func(p *harness.Proxy)
+	hold  time.Duration
+}
+
+var netFaults = []netFault{
+	{"pause-both", func(p *harness.Proxy) { p.Pause(harness.Both) }, 3 * time.Second},
+	{"pause-up", func(p *harness.Proxy) { p.Pause(harness.Up) }, 2 * time.Second},
+	{"pause-down", func(p *harness.Proxy) { p.Pause(harness.Down) }, 2 * time.Second},
+	{"cut-fin", func(p *harness.Proxy) { p.Cut(false) }, 2 * time.Second},
+	{"cut-rst", func(p *harness.Proxy) { p.Cut(true) }, 3 * time.Second},
+}
+
+// waitUp waits until the proxy has moved n more bytes master → slave than
+// from, the master is gone, or timeout passes: a point where a sync is
+// surely under way.
+func waitUp(p *harness.Proxy, from, n int64, m *harness.Proc, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) && !m.Exited() {
+		if _, _, up, _ := p.Stats(); up-from >= n {
+			return true
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return false
+}
+
+// churn changes src for the next fault round: Mutate's operations and a big
+// file rewritten (shipped by rsync).
+func churn(t *testing.T, src string, rng *rand.Rand) {
+	t.Helper()
+	if _, err := harness.Mutate(src, rng, 30); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 12<<20)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("big-%d", rng.IntN(4))), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNetworkCutDaemon puts a TCP proxy between a daemon master and its
+// slave and, mid-sync, blackholes the link both ways and each way alone,
+// and cuts it with FIN and with RST, a few seconds each: after each the
+// replica must converge with nothing lost and an empty failure queue.
+func TestNetworkCutDaemon(t *testing.T) {
+	harness.RequireRsync(t)
+	seed := faultSeedOr(4404)
+	rng := rand.New(rand.NewPCG(seed, 6))
+	src := killTree(t, seed)
+	_, replica, work := roundDirs(t)
+	slave := harness.StartSlave(t, replica)
+	proxy := harness.StartProxy(t, slave.Addr)
+	t.Cleanup(func() { harness.KillProcsMentioning(work) })
+	m := harness.StartMasterProc(t, nil, harness.MasterArgs(proxy.Addr, src, work, "--change-interval", "200ms")...)
+	for i, f := range netFaults {
+		_, _, from, _ := proxy.Stats()
+		if i > 0 {
+			churn(t, src, rng)
+		}
+		// Strike once a few MiB have gone through: the sync is under way.
+		hit := waitUp(proxy, from, int64(1+rng.IntN(6))<<20, m, 10*time.Second)
+		f.apply(proxy)
+		p := pending(src, replica)
+		time.Sleep(f.hold)
+		conns := proxy.Conns()
+		proxy.Resume()
+		start := time.Now()
+		waitLive(t, m, src, replica, "after "+f.name)
+		t.Logf("%s for %s (mid-sync: %v, %s; %d connections held): converged %s after the link came back",
+			f.name, f.hold, hit, p, conns, time.Since(start).Round(time.Millisecond))
+		deadline := time.Now().Add(convergeTimeout)
+		for len(readFailures(t, work)) > 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		checkClean(t, work, replica)
+	}
+	acc, ref, up, down := proxy.Stats()
+	t.Logf("proxy: %d connections, %d reset while cut, %d MiB up, %d KiB down", acc, ref, up>>20, down>>10)
+	mustConverge(t, src, replica, harness.CompareOptions{}, "after every network fault")
+}
+
+// TestNetworkCutOneshot cuts a --oneshot master's link mid-sync: a short
+// cut or blackhole must still converge (exit 0) or end with exit 3 and a
+// clear message within --oneshot-timeout; one that outlasts the timeout
+// must end with exit 3 in time. Either way the next run converges.
+func TestNetworkCutOneshot(t *testing.T) {
+	harness.RequireRsync(t)
+	seed := faultSeedOr(4405)
+	rng := rand.New(rand.NewPCG(seed, 7))
+	src := killTree(t, seed)
+	cases := []struct {
+		name    string
+		fault   func(p *harness.Proxy)
+		hold    time.Duration // 0: until the master exits
+		timeout time.Duration // --oneshot-timeout
+	}{
+		{"cut-rst-2s", func(p *harness.Proxy) { p.Cut(true) }, 2 * time.Second, 60 * time.Second},
+		{"cut-fin-2s", func(p *harness.Proxy) { p.Cut(false) }, 2 * time.Second, 60 * time.Second},
+		{"blackhole-3s", func(p *harness.Proxy) { p.Pause(harness.Both) }, 3 * time.Second, 60 * time.Second},
+		{"cut-rst-past-timeout", func(p *harness.Proxy) { p.Cut(true) }, 0, 6 * time.Second},
+		{"blackhole-past-timeout", func(p *harness.Proxy) { p.Pause(harness.Both) }, 0, 6 * time.Second},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, replica, work := roundDirs(t)
+			slave := harness.StartSlave(t, replica)
+			proxy := harness.StartProxy(t, slave.Addr)
+			t.Cleanup(func() { harness.KillProcsMentioning(work) })
+			m := harness.StartMasterProc(t, nil, harness.MasterArgs(proxy.Addr, src, work,
+				"--oneshot", "--oneshot-timeout", c.timeout.String())...)
+			start := time.Now()
+			hit := waitUp(proxy, 0, int64(1+rng.IntN(6))<<20, m, 20*time.Second)
+			c.fault(proxy)
+			p := pending(src, replica)
+			bound := c.timeout + 20*time.Second
+			var code int
+			var ok bool
+			if c.hold > 0 {
+				time.Sleep(c.hold)
+				proxy.Resume()
+				code, ok = m.Wait(bound)
+			} else {
+				code, ok = m.Wait(bound)
+				proxy.Resume()
+			}
+			took := time.Since(start)
+			if !ok {
+				t.Fatalf("--oneshot --oneshot-timeout %s still running %s after it started (fault at a point where the sync was %s)", c.timeout, took.Round(time.Second), p)
+			}
+			last := lastLines(m.Log(), 1)
+			t.Logf("%s (mid-sync: %v, %s): exit %d after %s: %.300s", c.name, hit, p, code, took.Round(time.Millisecond), last)
+			switch code {
+			case 0:
+				if c.hold == 0 && hit {
+					t.Errorf("exit 0 though the link was down from mid-sync to the end")
+				}
+				mustConverge(t, src, replica, harness.CompareOptions{}, "after exit 0")
+			case 3:
+				for _, want := range []string{"not converged", "oneshot-timeout " + c.timeout.String()} {
+					if !strings.Contains(last, want) {
+						t.Errorf("exit 3 without saying %q in its last line:\n%s", want, last)
+					}
+				}
+				if !strings.Contains(last, proxy.Addr) {
+					// Not a failure: the exit code and "not converged" say
+					// what the caller must know. A blackholed link ends in
+					// a bare "context deadline exceeded" (see the report).
+					t.Logf("note: the final message does not name the slave %s", proxy.Addr)
+				}
+				if took > c.timeout+15*time.Second {
+					t.Errorf("exit 3 came %s after the start, more than 15s past --oneshot-timeout %s", took.Round(time.Millisecond), c.timeout)
+				}
+			default:
+				t.Fatalf("exit %d, want 0 (converged) or 3 (not converged):\n%s", code, lastLines(m.Log(), 20))
+			}
+			if left := harness.WaitNoProcsMentioning(work, 30*time.Second); len(left) > 0 {
+				t.Errorf("processes of the --oneshot master still running 30s after it exited: %v", left)
+			}
+			// The next run, over the restored link, converges.
+			ctx, cancel := context.WithTimeout(t.Context(), oneshotBound)
+			defer cancel()
+			harness.MustOneshot(t, ctx, harness.MasterArgs(proxy.Addr, src, work, "--oneshot-timeout", "120s")...)
+			mustConverge(t, src, replica, harness.CompareOptions{}, "after the next --oneshot run")
+			checkClean(t, work, replica)
+		})
+	}
+}
