@@ -21,32 +21,67 @@ import (
 // masterSite is a GlusterFS master volume (changelog on, 1 s rollover)
 // mounted for the test to write to, and a plain-directory slave.
 type masterSite struct {
-	vol     *gluster.Volume
-	mnt     string // FUSE mount of the master volume: the tree as users see it
-	replica string
-	work    string
-	slave   *harness.Slave
+	vol       *gluster.Volume
+	mnt       string // FUSE mount of the master volume: the tree as users see it
+	replica   string // a plain-directory slave's replica
+	slaveVol  *gluster.Volume
+	work      string
+	slaveAddr string
 }
 
 func newMasterSite(t *testing.T, opts gluster.VolumeOpts) *masterSite {
 	t.Helper()
-	harness.RequireRsync(t)
-	c := gluster.Start(t)
-	opts.Changelog, opts.RolloverTime = true, time.Second
-	s := &masterSite{vol: c.Volume(t, "gmaster", opts)}
-	s.mnt = s.vol.Mount(t)
-	dir := t.TempDir()
-	s.replica, s.work = filepath.Join(dir, "replica"), filepath.Join(dir, "work")
+	s := newMaster(t, opts)
+	s.replica = filepath.Join(t.TempDir(), "replica")
 	if err := os.Mkdir(s.replica, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s.slave = harness.StartSlave(t, s.replica)
+	s.slaveAddr = harness.StartSlave(t, s.replica).Addr
 	return s
+}
+
+func newMaster(t *testing.T, opts gluster.VolumeOpts) *masterSite {
+	t.Helper()
+	harness.RequireRsync(t)
+	c := gluster.Start(t)
+	opts.Changelog, opts.RolloverTime = true, time.Second
+	s := &masterSite{vol: c.Volume(t, "gmaster", opts), work: filepath.Join(t.TempDir(), "work")}
+	s.mnt = s.vol.Mount(t)
+	return s
+}
+
+// newGlusterPair is a GlusterFS master volume replicated to a GlusterFS
+// slave volume, which georep-slave mounts itself.
+func newGlusterPair(t *testing.T, opts, slaveOpts gluster.VolumeOpts) *masterSite {
+	t.Helper()
+	s := newMaster(t, opts)
+	s.slaveVol = gluster.Start(t).Volume(t, "gslave", slaveOpts)
+	s.slaveAddr = harness.FreeAddr(t)
+	slave := harness.StartProc(t, nil, "georep-slave", "--listen", s.slaveAddr, "--insecure",
+		"--gluster-volume", s.slaveVol.Name, "--volfile-server", gluster.Host, "--state-dir", filepath.Join(t.TempDir(), "state"))
+	t.Cleanup(func() {
+		slave.Cmd.Process.Signal(syscall.SIGTERM) // it unmounts what it mounted
+		slave.Wait(60 * time.Second)
+	})
+	if !slave.WaitLog("slave serving", 90*time.Second) {
+		t.Fatalf("georep-slave did not start:\n%s", slave.Log())
+	}
+	return s
+}
+
+// view returns the replica as a reader sees it: the plain directory, or a
+// fresh mount of the slave volume.
+func (s *masterSite) view(t *testing.T) string {
+	t.Helper()
+	if s.slaveVol != nil {
+		return s.slaveVol.Mount(t)
+	}
+	return s.replica
 }
 
 func (s *masterSite) args(extra ...string) []string {
 	return append([]string{"--gluster-volume", s.vol.Name, "--volfile-server", gluster.Host,
-		"--slave", s.slave.Addr, "--work-dir", s.work, "--insecure"}, extra...)
+		"--slave", s.slaveAddr, "--work-dir", s.work, "--insecure"}, extra...)
 }
 
 func (s *masterSite) oneshot(t *testing.T) string {
@@ -61,7 +96,7 @@ func (s *masterSite) oneshot(t *testing.T) string {
 // and a client that wrote recently may still show a cached one.
 func (s *masterSite) check(t *testing.T, what string) {
 	t.Helper()
-	diffs, err := harness.Compare(s.vol.Mount(t), s.replica, harness.CompareOptions{})
+	diffs, err := harness.Compare(s.vol.Mount(t), s.view(t), harness.CompareOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,11 +113,12 @@ func (s *masterSite) checkGFIDs(t *testing.T, bricks ...gluster.Brick) {
 		bricks = s.vol.Bricks
 	}
 	n := 0
-	err := filepath.WalkDir(s.replica, func(p string, d os.DirEntry, err error) error {
+	view := s.view(t)
+	err := filepath.WalkDir(view, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(s.replica, p)
+		rel, _ := filepath.Rel(view, p)
 		if rel == ".georep" {
 			return filepath.SkipDir
 		}
@@ -100,12 +136,26 @@ func (s *masterSite) checkGFIDs(t *testing.T, bricks ...gluster.Brick) {
 				break
 			}
 		}
-		buf := make([]byte, 16)
-		m, err := unix.Lgetxattr(p, "trusted.georep.gfid", buf)
-		if err != nil || m != 16 {
-			return fmt.Errorf("%s: replica gfid: %v", rel, err)
+		got := ""
+		if s.slaveVol != nil {
+			for _, b := range s.slaveVol.Bricks {
+				var st unix.Stat_t
+				if unix.Lstat(filepath.Join(b.Path, rel), &st) != nil || (st.Mode&unix.S_IFMT == unix.S_IFREG && st.Mode&0o7777 == unix.S_ISVTX && st.Size == 0) {
+					continue
+				}
+				if g, err := b.GFID(rel); err == nil {
+					got = g
+					break
+				}
+			}
+		} else {
+			buf := make([]byte, 16)
+			m, err := unix.Lgetxattr(p, "trusted.georep.gfid", buf)
+			if err != nil || m != 16 {
+				return fmt.Errorf("%s: replica gfid: %v", rel, err)
+			}
+			got = fmt.Sprintf("%x-%x-%x-%x-%x", buf[0:4], buf[4:6], buf[6:8], buf[8:10], buf[10:16])
 		}
-		got := fmt.Sprintf("%x-%x-%x-%x-%x", buf[0:4], buf[4:6], buf[6:8], buf[8:10], buf[10:16])
 		if got != want {
 			return fmt.Errorf("%s: gfid %s on the replica, %s on the master volume", rel, got, want)
 		}
@@ -142,12 +192,23 @@ func head(s []string, n int) []string {
 }
 
 // TestGlusterMasterToPlainDir replicates a 2-brick distribute volume (one
-// worker per brick) to a plain directory: an initial sync of every file
-// type, then seeded mutation rounds through the volume's mount, each
-// synced with --oneshot (hybrid crawls of the bricks), then the daemon
-// replicating live mutations from the bricks' changelogs.
+// worker per brick) to a plain directory.
 func TestGlusterMasterToPlainDir(t *testing.T) {
-	s := newMasterSite(t, gluster.VolumeOpts{Bricks: 2})
+	newMasterSite(t, gluster.VolumeOpts{Bricks: 2}).initialThenLive(t)
+}
+
+// TestGlusterMasterToGlusterSlave replicates a 2-brick distribute volume to
+// a GlusterFS volume: same rounds, and the slave volume's inodes carry the
+// master volume's gfids (trusted.gfid on the bricks of both).
+func TestGlusterMasterToGlusterSlave(t *testing.T) {
+	newGlusterPair(t, gluster.VolumeOpts{Bricks: 2}, gluster.VolumeOpts{}).initialThenLive(t)
+}
+
+// initialThenLive is the scenario both slave kinds go through: an initial
+// sync of every file type, two mutation rounds synced with --oneshot (hybrid
+// crawls of the bricks), then the daemon replicating two rounds of
+// mutations live from the bricks' changelogs.
+func (s *masterSite) initialThenLive(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	if err := harness.Populate(s.mnt, rng); err != nil {
 		t.Fatal(err)
@@ -164,7 +225,7 @@ func TestGlusterMasterToPlainDir(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.oneshot(t)
-		diffs, err := harness.Compare(s.vol.Mount(t), s.replica, harness.CompareOptions{})
+		diffs, err := harness.Compare(s.vol.Mount(t), s.view(t), harness.CompareOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,7 +242,7 @@ func TestGlusterMasterToPlainDir(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		diffs, err := harness.WaitConverged(s.vol.Mount(t), s.replica, harness.CompareOptions{}, 90*time.Second)
+		diffs, err := harness.WaitConverged(s.vol.Mount(t), s.view(t), harness.CompareOptions{}, 90*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
