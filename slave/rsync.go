@@ -456,6 +456,7 @@ func ServeRsync(stream slavev1.SlaveService_RsyncServer, dataDir, rsyncPath stri
 // half-close, then keeps draining until the client half-closes. It closes w.
 func recvStdin(stream slavev1.SlaveService_RsyncServer, w *os.File) error {
 	open := true
+	closed := false // the client sent CloseStdin
 	closeIn := func() {
 		if open {
 			w.Close()
@@ -473,14 +474,20 @@ func recvStdin(stream slavev1.SlaveService_RsyncServer, w *os.File) error {
 		}
 		switch msg := m.GetMsg().(type) {
 		case *slavev1.RsyncRequest_Stdin:
-			if !open {
+			if closed {
 				return status.Error(codes.InvalidArgument, "rsync stdin data after close_stdin")
+			}
+			if !open {
+				// rsync exited: the client keeps sending until it sees
+				// the exit status; drop the rest.
+				continue
 			}
 			if _, err := w.Write(msg.Stdin); err != nil {
 				// rsync exited (EPIPE); drop the rest.
 				closeIn()
 			}
 		case *slavev1.RsyncRequest_CloseStdin:
+			closed = true
 			closeIn()
 		case *slavev1.RsyncRequest_Start:
 			closeIn()
