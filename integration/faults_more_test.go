@@ -645,3 +645,154 @@ func TestNetworkCutOneshot(t *testing.T) {
 		})
 	}
 }
+
+// readStime returns the data stime of the master's work dir (zero when it
+// has none).
+func readStime(t *testing.T, work string) time.Time {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(work, "stime"))
+	if os.IsNotExist(err) {
+		return time.Time{}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Data time.Time `json:"data"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatalf("stime: %v: %s", err, b)
+	}
+	return st.Data
+}
+
+// waitFailures polls the failure queue until ok accepts it or timeout
+// passes, and returns the last queue read.
+func waitFailures(t *testing.T, work string, timeout time.Duration, ok func([]map[string]any) bool) ([]map[string]any, bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		q := readFailures(t, work)
+		if ok(q) {
+			return q, true
+		}
+		if time.Now().After(deadline) {
+			return q, false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func attempts(f map[string]any) int {
+	n, _ := f["attempts"].(float64)
+	return int(n)
+}
+
+// TestSlaveFilesystemFull puts the replica on a 24 MiB tmpfs and syncs a
+// tree of more than 40 MiB into it: the master must report "no space left"
+// in its log and in its failure queue, retry, hold stime, and say so in
+// the exit of a --oneshot run; once the tmpfs is grown it must converge
+// with nothing lost.
+func TestSlaveFilesystemFull(t *testing.T) {
+	harness.RequireRsync(t)
+	mnt := mountTemp(t, "tmpfs", 0, "size=24m")
+	seed := faultSeedOr(4406)
+	rng := rand.New(rand.NewPCG(seed, 8))
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := harness.PopulateLoad(src, rng, 300, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	replica, work := filepath.Join(mnt, "replica"), filepath.Join(t.TempDir(), "work")
+	if err := os.Mkdir(replica, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	slave := harness.StartSlave(t, replica)
+	t.Cleanup(func() { harness.KillProcsMentioning(work) })
+	args := harness.MasterArgs(slave.Addr, src, work, "--change-interval", "300ms")
+	m := harness.StartMasterProc(t, nil, args...)
+	waitLive(t, m, src, replica, "the initial sync (fits)")
+
+	// 4 × 8 MiB through rsync and 1,000 small files through WriteFiles:
+	// more than the tmpfs holds.
+	written := time.Now()
+	bigDir := filepath.Join(src, "big")
+	if err := os.Mkdir(bigDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := harness.PopulateLoad(bigDir, rng, 1000, 4, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	noSpace := func(f map[string]any) bool {
+		r, _ := f["reason"].(string)
+		return strings.Contains(strings.ToLower(r), "no space left on device")
+	}
+	q, ok := waitFailures(t, work, convergeTimeout, func(q []map[string]any) bool {
+		return slices.ContainsFunc(q, func(f map[string]any) bool { return noSpace(f) && attempts(f) >= 2 })
+	})
+	if !ok {
+		t.Fatalf("no failure retried with reason \"no space left on device\" in the failure queue (%d entries): %.2000v", len(q), q)
+	}
+	full := slices.IndexFunc(q, noSpace)
+	t.Logf("replica full: %d gfids in the failure queue, e.g. %s: attempts %d, reason %.300s", len(q), q[full]["name"], attempts(q[full]), q[full]["reason"])
+	if !strings.Contains(strings.ToLower(m.Log()), "no space left on device") {
+		t.Errorf("the master's log does not say \"no space left on device\":\n%s", lastLines(m.Log(), 10))
+	}
+	// stime says "everything changed before it is on the slave": it must
+	// not pass the last change of a file still failing, and must not move
+	// while the queue holds failures.
+	stime := readStime(t, work)
+	for _, f := range q {
+		dir, _ := f["dir"].(string)
+		name, _ := f["name"].(string)
+		fi, err := os.Stat(filepath.Join(src, dir, name))
+		if err != nil {
+			t.Errorf("failure queue names %q in %q, not in the source: %v", name, dir, err)
+			continue
+		}
+		if stime.After(fi.ModTime()) {
+			t.Errorf("stime %s is past the last change of %s (%s), which is still in the failure queue", stime, filepath.Join(dir, name), fi.ModTime())
+		}
+	}
+	if m.Exited() {
+		t.Fatalf("the daemon exited on a full replica:\n%s", lastLines(m.Log(), 20))
+	}
+
+	// A --oneshot run on the same work dir says why it cannot converge.
+	m.Kill()
+	if left := harness.WaitNoProcsMentioning(work, 30*time.Second); len(left) > 0 {
+		t.Fatalf("children of the killed master still running: %v", left)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	code, out := harness.Oneshot(t, ctx, append(args, "--oneshot-timeout", "5s")...)
+	last := lastLines(out, 1)
+	t.Logf("--oneshot on the full replica: exit %d: %.400s", code, last)
+	if code != 3 {
+		t.Errorf("--oneshot on a full replica exited %d, want 3:\n%s", code, lastLines(out, 10))
+	}
+	if !strings.Contains(strings.ToLower(last), "no space left on device") {
+		t.Errorf("--oneshot's final message does not say \"no space left on device\":\n%s", last)
+	}
+	if got := readStime(t, work); !got.Equal(stime) {
+		t.Errorf("stime moved from %s to %s while the replica was full", stime, got)
+	}
+
+	// Grow the tmpfs: the daemon converges, nothing lost.
+	m = harness.StartMasterProc(t, nil, args...)
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", syscall.MS_REMOUNT, "size=128m"); err != nil {
+		t.Fatalf("remount the tmpfs bigger: %v", err)
+	}
+	waitLive(t, m, src, replica, "after the tmpfs was grown")
+	if q, ok := waitFailures(t, work, convergeTimeout, func(q []map[string]any) bool { return len(q) == 0 }); !ok {
+		t.Errorf("the failure queue was not emptied after convergence: %.1000v", q)
+	}
+	if got := readStime(t, work); !got.After(written) {
+		t.Errorf("stime %s did not pass the time the files were written (%s) after convergence", got, written)
+	}
+	m.Kill()
+	mustConverge(t, src, replica, harness.CompareOptions{}, "after the tmpfs was grown")
+	checkClean(t, work, replica)
+}
