@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -795,4 +796,109 @@ func TestSlaveFilesystemFull(t *testing.T) {
 	m.Kill()
 	mustConverge(t, src, replica, harness.CompareOptions{}, "after the tmpfs was grown")
 	checkClean(t, work, replica)
+}
+
+// TestUnreadableSource runs the master as the unprivileged user 65534 over a
+// source it can read except two files (chmod 000, one small one shipped in
+// gRPC, one big one shipped by rsync): both must be in the failure queue
+// with their reason and retried, the rest synced, and once they are made
+// readable the daemon (periodic hybrid crawls: no fanotify unprivileged)
+// must sync them.
+func TestUnreadableSource(t *testing.T) {
+	harness.RequireRsync(t)
+	harness.RequireRoot(t, "runs the master as the unprivileged user 65534")
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) not found: cannot drop privileges")
+	}
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, replica, work := filepath.Join(base, "src"), filepath.Join(base, "replica"), filepath.Join(base, "work")
+	for _, d := range []string{src, replica, work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(work, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(faultSeedOr(4407), 9))
+	if err := harness.PopulateLoad(src, rng, 200, 1, 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	locked := map[string]int{"d05/secret": 3000, "d07/big-secret": 1 << 20}
+	for p, n := range locked {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		if err := os.WriteFile(filepath.Join(src, p), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(src, p), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slave := harness.StartSlave(t, replica)
+	t.Cleanup(func() { harness.KillProcsMentioning(work) })
+	args := append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", harness.Bin(t, "georep-master")},
+		harness.MasterArgs(slave.Addr, src, work, "--change-interval", "300ms")...)
+	m := harness.StartProc(t, nil, setpriv, args...)
+
+	denied := func(f map[string]any) bool {
+		r, _ := f["reason"].(string)
+		return strings.Contains(strings.ToLower(r), "permission denied")
+	}
+	q, ok := waitFailures(t, work, convergeTimeout, func(q []map[string]any) bool {
+		for p := range locked {
+			if !slices.ContainsFunc(q, func(f map[string]any) bool {
+				return f["dir"] == filepath.Dir(p) && f["name"] == filepath.Base(p) && denied(f) && attempts(f) >= 2
+			}) {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		t.Fatalf("the failure queue does not hold both unreadable files, retried, with reason \"permission denied\": %.2000v\nmaster log:\n%s", q, lastLines(m.Log(), 20))
+	}
+	for _, f := range q {
+		t.Logf("queued: %s/%s attempts %d reason %.200s", f["dir"], f["name"], attempts(f), f["reason"])
+	}
+	// An rsync run is all or nothing (syncer.RsyncError): a readable file
+	// shipped in the same run as the unreadable big one is queued too, with
+	// that run's reason. Anything else is not expected.
+	for _, f := range q {
+		p := filepath.Join(f["dir"].(string), f["name"].(string))
+		r, _ := f["reason"].(string)
+		if _, ok := locked[p]; !ok && !strings.Contains(r, "rsync exited with code 23") {
+			t.Errorf("the failure queue holds the readable %s: %s", p, r)
+		}
+	}
+	if !strings.Contains(m.Log(), "sync failure queued for retry") {
+		t.Errorf("the master did not log the failure:\n%s", lastLines(m.Log(), 20))
+	}
+	// Everything else is on the replica.
+	for _, p := range []string{"big0", "d05/f0005", "d07/f0007"} {
+		a, _ := os.ReadFile(filepath.Join(src, p))
+		b, err := os.ReadFile(filepath.Join(replica, p))
+		if err != nil || string(a) != string(b) {
+			t.Errorf("%s not synced while the unreadable files fail: %v", p, err)
+		}
+	}
+	for p := range locked {
+		if err := os.Chmod(filepath.Join(src, p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitLive(t, m, src, replica, "once the files are readable")
+	if q, ok := waitFailures(t, work, convergeTimeout, func(q []map[string]any) bool { return len(q) == 0 }); !ok {
+		t.Errorf("the failure queue was not emptied after convergence: %.1000v", q)
+	}
+	m.Kill()
+	mustConverge(t, src, replica, harness.CompareOptions{}, "once the files are readable")
 }
