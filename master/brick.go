@@ -37,7 +37,86 @@ type brickState struct {
 	// second, so the next listing starts at lastEpoch again, less done.
 	lastEpoch time.Time
 	done      map[string]bool
+	// current maps the inode of the changelog the brick is writing (and of
+	// the one it last rolled over) to how many of its records are applied:
+	// records are consumed before rollover, and not again after it.
+	current map[uint64]int
+	curSize int64 // the current changelog's size when last read
 }
+
+// currentChangelog is the changelog the brick is writing.
+func (b *brickState) currentChangelog() string {
+	return filepath.Join(b.path, ".glusterfs", "changelogs", "CHANGELOG")
+}
+
+// currentRead is what a pass takes from the current changelog.
+type currentRead struct {
+	ino  uint64
+	n    int // its records applied once this pass is done
+	size int64
+	recs []changelog.Record
+}
+
+// readCurrent returns the whole records of the current changelog not
+// applied yet (nil when there is no current changelog).
+func (b *brickState) readCurrent() (*currentRead, error) {
+	p := b.currentChangelog()
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open brick changelog: %w", err)
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("stat brick changelog: %w", err)
+	}
+	recs, _, err := changelog.ParseBrickPrefix(f, p)
+	if err != nil {
+		return nil, err
+	}
+	done := min(b.current[st.Ino], len(recs))
+	return &currentRead{ino: st.Ino, n: len(recs), size: st.Size, recs: recs[done:]}, nil
+}
+
+// consumed records that the records of cur are applied; inodes other than
+// cur's and the one before it (rolled over, still to be listed) are
+// forgotten.
+func (b *brickState) consumed(cur *currentRead) {
+	if cur == nil {
+		return
+	}
+	if b.current == nil {
+		b.current = map[uint64]int{}
+	}
+	if _, ok := b.current[cur.ino]; !ok && len(b.current) > 1 {
+		clear(b.current) // two rollovers since: both listed and applied by now
+	}
+	b.current[cur.ino], b.curSize = cur.n, cur.size
+}
+
+// waitChange waits until the current changelog changes (the brick wrote a
+// record or rolled over), at most d.
+func (b *brickState) waitChange(ctx context.Context, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(brickPollEvery):
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(b.currentChangelog(), &st); err == nil && st.Size != b.curSize {
+			return
+		}
+	}
+}
+
+// brickPollEvery is how often an idle brick worker looks at the brick's
+// current changelog: one stat(2).
+const brickPollEvery = 100 * time.Millisecond
 
 // applied records the changelogs of a batch whose last epoch is epoch.
 func (b *brickState) applied(files []string, epoch time.Time) {
@@ -80,8 +159,9 @@ func (b *brickState) dataPath(g gfid.GFID) string {
 
 // brickLive is the crawl chaining of a brick worker, as gsyncd's: history
 // from stime through the brick's changelogs when they cover it, else a
-// hybrid crawl; then the changelogs as they roll over, every
-// change-interval. A gap (changelog turned off for a while, changelogs
+// hybrid crawl; then the changelogs as they roll over, and the records of
+// the one the brick is writing as soon as they are written (gsyncd waits
+// for the rollover). A gap (changelog turned off for a while, changelogs
 // lost) or a change the changelogs cannot place sends it back to a hybrid
 // crawl.
 func (w *worker) brickLive(ctx context.Context) error {
@@ -114,32 +194,36 @@ func (w *worker) brickLive(ctx context.Context) error {
 			retry := w.failures.len() > 0 && time.Since(lastRetry) >= w.cfg.ChangeInterval
 			var files []string
 			files, err = b.pending()
-			if err == nil && len(files) == 0 && !retry {
-				select {
-				case <-ctx.Done():
-				case <-time.After(w.cfg.ChangeInterval):
-				}
-				continue
-			}
 			if err != nil {
 				w.log.Error("reading the brick's changelogs failed; crawling the whole brick", "err", err)
 				w.needFull = true
 				continue
 			}
 			files, recs, epoch, perr := w.readBrickChangelogs(files)
-			if len(files) == 0 {
-				epoch = b.lastEpoch // a retry of the failure queue only
+			var cur *currentRead
+			if perr == nil && len(recs) < w.cfg.ChangelogBatchSize {
+				cur, perr = b.readCurrent()
 			}
-			// stime: everything before the batch's last second is applied
-			// (another changelog of that second may roll over later).
-			stimeAt := epoch.Add(-time.Second)
 			if perr != nil {
-				// A malformed changelog: say which, crawl the brick
-				// instead (nothing is skipped), and move past it.
+				// A malformed changelog: say which, and crawl the brick
+				// instead (nothing is skipped); the crawl moves past it.
 				w.log.Error("brick changelog unreadable; crawling the whole brick instead", "err", perr)
 				w.needFull = true
 				continue
 			}
+			if cur != nil {
+				recs = append(recs, cur.recs...)
+			}
+			if len(recs) == 0 && !retry {
+				b.waitChange(ctx, w.cfg.ChangeInterval)
+				continue
+			}
+			if len(files) == 0 {
+				epoch = b.lastEpoch // the current changelog, or the failure queue, only
+			}
+			// stime: everything before the batch's last second is applied
+			// (another changelog of that second may roll over later).
+			stimeAt := epoch.Add(-time.Second)
 			err = w.scopedPass(ctx, retry, stimeAt, func(ds *dirSet) error { return w.brickDirs(ds, recs) })
 			if retry {
 				lastRetry = time.Now()
@@ -150,6 +234,7 @@ func (w *worker) brickLive(ctx context.Context) error {
 				if len(files) > 0 {
 					b.applied(files, epoch)
 				}
+				b.consumed(cur)
 			case errors.Is(err, errNeedFull):
 				w.log.Info("the changelogs cannot place every change; crawling the whole brick", "reason", err)
 				w.needFull, err = true, nil
@@ -216,10 +301,20 @@ func (w *worker) readBrickChangelogs(files []string) (taken []string, recs []cha
 		if err != nil {
 			return nil, nil, time.Time{}, fmt.Errorf("open brick changelog: %w", err)
 		}
-		rs, err := changelog.ParseBrick(f, p)
+		var st unix.Stat_t
+		err = unix.Fstat(int(f.Fd()), &st)
+		var rs []changelog.Record
+		if err == nil {
+			rs, err = changelog.ParseBrick(f, p)
+		}
 		f.Close()
 		if err != nil {
 			return nil, nil, time.Time{}, err
+		}
+		// Records applied while it was the current changelog are not
+		// applied again.
+		if n := w.brick.current[st.Ino]; n > 0 {
+			rs = rs[min(n, len(rs)):]
 		}
 		recs, taken, epoch = append(recs, rs...), append(taken, p), e
 	}

@@ -30,6 +30,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -101,20 +102,41 @@ var errTruncated = fmt.Errorf("truncated: %w", io.ErrUnexpectedEOF)
 // which are *BrickError wrapping ErrInvalid (and io.ErrUnexpectedEOF when
 // the input ends inside a record), or the reader's error.
 func ParseBrick(r io.Reader, name string) ([]Record, error) {
+	recs, _, err := parseBrick(r, name, false)
+	return recs, err
+}
+
+// ParseBrickPrefix is ParseBrick for the changelog a brick is still
+// writing: input that ends inside a record (or inside the header) is not an
+// error; the records before it are returned, with the number of bytes they
+// and the header take. The brick appends whole records, so the rest is
+// there at the next read.
+func ParseBrickPrefix(r io.Reader, name string) (recs []Record, complete int64, err error) {
+	return parseBrick(r, name, true)
+}
+
+func parseBrick(r io.Reader, name string, prefix bool) ([]Record, int64, error) {
 	d := &brickDecoder{r: bufio.NewReaderSize(r, 2*maxBrickField), name: name}
 	if err := d.header(); err != nil {
-		return nil, err
+		if prefix && errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, 0, nil
+		}
+		return nil, 0, err
 	}
 	var recs []Record
 	for {
+		end := d.off
 		if _, err := d.r.Peek(1); err == io.EOF {
-			return recs, nil
+			return recs, end, nil
 		} else if err != nil {
-			return nil, &BrickError{name, d.off, err}
+			return nil, 0, &BrickError{name, d.off, err}
 		}
 		rec, err := d.record()
 		if err != nil {
-			return nil, err
+			if prefix && errors.Is(err, io.ErrUnexpectedEOF) {
+				return recs, end, nil
+			}
+			return nil, 0, err
 		}
 		recs = append(recs, rec)
 	}
@@ -143,6 +165,9 @@ func (d *brickDecoder) readErr(err error) error {
 
 func (d *brickDecoder) header() error {
 	line, err := d.r.ReadSlice('\n')
+	if err == io.EOF && len(line) <= maxBrickHeader {
+		return &BrickError{d.name, 0, fmt.Errorf("%w: header %w", ErrInvalid, errTruncated)}
+	}
 	if err != nil || len(line) > maxBrickHeader {
 		if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
 			return &BrickError{d.name, 0, err}

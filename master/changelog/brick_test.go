@@ -673,3 +673,45 @@ func FuzzParseBrick(f *testing.F) {
 		}
 	})
 }
+
+// TestParseBrickPrefix reads a changelog the brick is still writing: cut at
+// every byte, it returns exactly the records that are whole before the cut,
+// and how many bytes they take.
+func TestParseBrickPrefix(t *testing.T) {
+	name := "testdata/gluster/CHANGELOG.1795570073.workload-ascii"
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := ParseBrick(bytes.NewReader(data), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The end of each record, from parsing every prefix.
+	prev := 0
+	for cut := 0; cut <= len(data); cut++ {
+		recs, n, err := ParseBrickPrefix(bytes.NewReader(data[:cut]), name)
+		if err != nil {
+			t.Fatalf("cut at %d: %v", cut, err)
+		}
+		if n > int64(cut) || len(recs) < prev || len(recs) > len(all) {
+			t.Fatalf("cut at %d: %d records in %d bytes (had %d)", cut, len(recs), n, prev)
+		}
+		for i := range recs {
+			if !reflect.DeepEqual(recs[i], all[i]) {
+				t.Fatalf("cut at %d: record %d is %+v, want %+v", cut, i, recs[i], all[i])
+			}
+		}
+		if again, m, _ := ParseBrickPrefix(bytes.NewReader(data[:n]), name); len(again) != len(recs) || m != n {
+			t.Fatalf("cut at %d: the complete prefix of %d bytes holds %d records, want %d", cut, n, len(again), len(recs))
+		}
+		prev = len(recs)
+	}
+	if prev != len(all) {
+		t.Fatalf("whole file: %d records, want %d", prev, len(all))
+	}
+	// Malformed input is still an error.
+	if _, _, err := ParseBrickPrefix(strings.NewReader("not a changelog\n"), "bad"); err == nil {
+		t.Error("garbage header accepted")
+	}
+}
