@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
@@ -46,7 +47,9 @@ func NewClient(cfg ClientConfig) (*grpc.ClientConn, error) {
 
 // WaitHealthy polls the standard health service until it reports SERVING
 // for service ("" = the whole server) or ctx ends. It returns the last error
-// seen so that the caller can say why the server is not reachable.
+// seen so that the caller can say why the server is not reachable. A refusal
+// of this client's identity (PermissionDenied, Unauthenticated) will not
+// change by waiting: it is returned at once, wrapping the status error.
 func WaitHealthy(ctx context.Context, conn *grpc.ClientConn, service string) error {
 	hc := healthpb.NewHealthClient(conn)
 	delay := 100 * time.Millisecond
@@ -60,6 +63,8 @@ func WaitHealthy(ctx context.Context, conn *grpc.ClientConn, service string) err
 			return nil
 		case err == nil:
 			last = fmt.Errorf("%s reports %s", conn.Target(), resp.GetStatus())
+		case status.Code(err) == codes.PermissionDenied || status.Code(err) == codes.Unauthenticated:
+			return fmt.Errorf("%s refused this client: %w", conn.Target(), err)
 		default:
 			last = fmt.Errorf("%s: %s", conn.Target(), status.Convert(err).Message())
 		}

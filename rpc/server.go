@@ -2,9 +2,11 @@ package rpc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -37,6 +39,12 @@ type ServerConfig struct {
 	TLS TLSFiles
 	// Insecure serves plaintext. It must be asked for explicitly.
 	Insecure bool
+	// AllowedClients, when not empty, admits only clients whose verified
+	// certificate carries one of these identities (Common Name, DNS SAN or
+	// URI SAN; see PeerIdentities) to every RPC, health and reflection
+	// included; others get PermissionDenied naming their identities. It
+	// needs TLS.
+	AllowedClients []string
 	// MaxConcurrentStreams bounds the streams of one connection.
 	MaxConcurrentStreams uint32
 	// Unary and Stream interceptors run after logging and before recovery.
@@ -55,6 +63,9 @@ type Server struct {
 // enforcement, message-size limits, slog logging, the caller's interceptors,
 // and panic recovery innermost.
 func NewServer(cfg ServerConfig, log *slog.Logger) (*Server, error) {
+	if len(cfg.AllowedClients) > 0 && cfg.Insecure {
+		return nil, errors.New("an allowlist of client certificate identities needs TLS: it cannot be used with --insecure")
+	}
 	creds, err := serverCredentials(cfg)
 	if err != nil {
 		return nil, err
@@ -67,10 +78,15 @@ func NewServer(cfg ServerConfig, log *slog.Logger) (*Server, error) {
 		log.ErrorContext(ctx, "panic in handler", "panic", p)
 		return status.Errorf(codes.Internal, "internal error: %v", p)
 	})
-	unary := append([]grpc.UnaryServerInterceptor{logging.UnaryServerInterceptor(interceptorLogger(log), logOpts...)}, cfg.Unary...)
-	unary = append(unary, recovery.UnaryServerInterceptor(recoverOpt))
-	stream := append([]grpc.StreamServerInterceptor{logging.StreamServerInterceptor(interceptorLogger(log), logOpts...)}, cfg.Stream...)
-	stream = append(stream, recovery.StreamServerInterceptor(recoverOpt))
+	unary := []grpc.UnaryServerInterceptor{logging.UnaryServerInterceptor(interceptorLogger(log), logOpts...)}
+	stream := []grpc.StreamServerInterceptor{logging.StreamServerInterceptor(interceptorLogger(log), logOpts...)}
+	if len(cfg.AllowedClients) > 0 {
+		allow := allowlist(slices.Clone(cfg.AllowedClients))
+		unary = append(unary, allow.unary)
+		stream = append(stream, allow.stream)
+	}
+	unary = append(append(unary, cfg.Unary...), recovery.UnaryServerInterceptor(recoverOpt))
+	stream = append(append(stream, cfg.Stream...), recovery.StreamServerInterceptor(recoverOpt))
 
 	s := grpc.NewServer(
 		grpc.Creds(creds),

@@ -1,14 +1,22 @@
 package rpc
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 )
 
 // TLSFiles names the PEM files of one end of a mutually authenticated TLS
@@ -75,4 +83,88 @@ func clientCredentials(files TLSFiles, insecureOK bool) (credentials.TransportCr
 		RootCAs:      pool,
 		ServerName:   files.ServerName,
 	}), nil
+}
+
+// PeerIdentities returns the identities of a verified client certificate
+// that an allowlist (the slave's allowed-masters) may name: its Subject
+// Common Name, its DNS SANs and its URI SANs, in that order, without
+// duplicates.
+func PeerIdentities(cert *x509.Certificate) []string {
+	var ids []string
+	add := func(s string) {
+		if s != "" && !slices.Contains(ids, s) {
+			ids = append(ids, s)
+		}
+	}
+	add(cert.Subject.CommonName)
+	for _, n := range cert.DNSNames {
+		add(n)
+	}
+	for _, u := range cert.URIs {
+		add(u.String())
+	}
+	return ids
+}
+
+// peerCert returns the verified leaf certificate of the client of ctx, nil
+// on a plaintext connection or one without a verified chain.
+func peerCert(ctx context.Context) *x509.Certificate {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.AuthInfo == nil {
+		return nil
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return info.State.VerifiedChains[0][0]
+}
+
+// allowlist admits the clients whose verified certificate carries one of its
+// identities (see PeerIdentities). DNS names compare case-insensitively,
+// everything else exactly.
+type allowlist []string
+
+func (a allowlist) check(ctx context.Context) error {
+	cert := peerCert(ctx)
+	if cert == nil {
+		// NewServer refuses an allowlist without TLS; a TLS connection
+		// always has a verified chain (RequireAndVerifyClientCert).
+		return status.Error(codes.Unauthenticated, "no verified client certificate")
+	}
+	ids := PeerIdentities(cert)
+	for _, want := range a {
+		for _, id := range ids {
+			if id == want || strings.EqualFold(id, want) && !strings.Contains(want, "://") {
+				return nil
+			}
+		}
+	}
+	return status.Errorf(codes.PermissionDenied, "client certificate %s (serial %s) is not an allowed master: add one of its identities to the slave's allowed-masters",
+		describeIdentities(ids), cert.SerialNumber.Text(16))
+}
+
+func describeIdentities(ids []string) string {
+	if len(ids) == 0 {
+		return "without a name"
+	}
+	q := make([]string, len(ids))
+	for i, id := range ids {
+		q[i] = strconv.Quote(id)
+	}
+	return strings.Join(q, ", ")
+}
+
+func (a allowlist) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := a.check(ctx); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (a allowlist) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := a.check(ss.Context()); err != nil {
+		return err
+	}
+	return handler(srv, ss)
 }
