@@ -38,6 +38,15 @@ type Config struct {
 	StateDir string
 	Insecure bool
 	TLS      rpc.TLSFiles
+	// AllowedMasters lists the identities of the masters' client
+	// certificates the slave serves (Common Name, DNS SAN or URI SAN, see
+	// rpc.PeerIdentities); every other certificate of the CA is refused
+	// with PermissionDenied on every call. Empty: any certificate the CA
+	// signed (logged as a warning at start). Needs TLS.
+	AllowedMasters []string
+	// MaxRsyncStreams bounds the rsync tunnel streams (each an rsync
+	// process) running at once; more are refused with ResourceExhausted.
+	MaxRsyncStreams int
 	// RsyncPath is the rsync binary; "" looks it up in PATH.
 	RsyncPath string
 	// MaxBatch bounds the entries of one EntryOps/MetaOps/Stat call.
@@ -51,7 +60,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Listen: "127.0.0.1:7100", MaxBatch: 10000, Lease: 60 * time.Second}
+	return Config{Listen: "127.0.0.1:7100", MaxBatch: 10000, Lease: 60 * time.Second, MaxRsyncStreams: 64}
 }
 
 // Validate checks the configuration before anything starts.
@@ -74,6 +83,17 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBatch < 1 || c.MaxBatch > 100000 {
 		errs = append(errs, fmt.Errorf("max-batch: %d is outside 1..100000", c.MaxBatch))
+	}
+	if c.MaxRsyncStreams < 1 || c.MaxRsyncStreams > 1024 {
+		errs = append(errs, fmt.Errorf("max-rsync-streams: %d is outside 1..1024", c.MaxRsyncStreams))
+	}
+	if c.Insecure && len(c.AllowedMasters) > 0 {
+		errs = append(errs, errors.New("allowed-masters: names certificate identities, which need TLS: drop insecure or allowed-masters"))
+	}
+	for _, m := range c.AllowedMasters {
+		if strings.TrimSpace(m) == "" || strings.TrimSpace(m) != m {
+			errs = append(errs, fmt.Errorf("allowed-masters: %q is not an identity (empty or surrounded by spaces)", m))
+		}
 	}
 	if c.Lease < time.Second {
 		errs = append(errs, fmt.Errorf("lease: %s is shorter than 1s", c.Lease))
@@ -111,19 +131,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		rsyncPath = p
 	}
 	svc := &service{
-		replica:  rep,
-		sessions: &sessions{now: time.Now, maxLease: cfg.Lease},
-		binding:  &binding{root: rep.Root(), acceptNew: cfg.AcceptNewMaster},
-		volumeID: volumeID,
-		rsync:    rsyncPath,
-		maxBatch: cfg.MaxBatch,
-		log:      log,
+		replica:    rep,
+		sessions:   &sessions{now: time.Now, maxLease: cfg.Lease},
+		binding:    &binding{root: rep.Root(), acceptNew: cfg.AcceptNewMaster},
+		volumeID:   volumeID,
+		rsync:      rsyncPath,
+		rsyncSlots: make(chan struct{}, cfg.MaxRsyncStreams),
+		maxBatch:   cfg.MaxBatch,
+		log:        log,
+	}
+	if !cfg.Insecure && len(cfg.AllowedMasters) == 0 {
+		log.Warn("allowed-masters is empty: any client certificate signed by tls-ca is served as a master; list the masters' certificate names in allowed-masters", "tls_ca", cfg.TLS.CA)
 	}
 	srv, err := rpc.NewServer(rpc.ServerConfig{
-		Insecure: cfg.Insecure,
-		TLS:      cfg.TLS,
-		Unary:    []grpc.UnaryServerInterceptor{svc.unaryAuth},
-		Stream:   []grpc.StreamServerInterceptor{svc.streamAuth},
+		Insecure:       cfg.Insecure,
+		TLS:            cfg.TLS,
+		AllowedClients: cfg.AllowedMasters,
+		Unary:          []grpc.UnaryServerInterceptor{svc.unaryAuth},
+		Stream:         []grpc.StreamServerInterceptor{svc.streamAuth},
 	}, log)
 	if err != nil {
 		return err
@@ -133,7 +158,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	log.Info("slave serving", "addr", lis.Addr().String(), "root", cfg.Root, "gluster_volume", cfg.GlusterVolume, "volume_id", volumeID, "insecure", cfg.Insecure)
+	log.Info("slave serving", "addr", lis.Addr().String(), "root", cfg.Root, "gluster_volume", cfg.GlusterVolume, "volume_id", volumeID, "insecure", cfg.Insecure, "allowed_masters", cfg.AllowedMasters)
 	if ready != nil {
 		ready(lis.Addr())
 	}

@@ -63,8 +63,10 @@ type service struct {
 	binding  *binding
 	volumeID string
 	rsync    string // path of rsync, "" when not installed
-	maxBatch int
-	log      *slog.Logger
+	// rsyncSlots bounds the Rsync streams running at once (nil: no bound).
+	rsyncSlots chan struct{}
+	maxBatch   int
+	log        *slog.Logger
 }
 
 func (s *service) Handshake(ctx context.Context, req *slavev1.HandshakeRequest) (*slavev1.HandshakeResponse, error) {
@@ -291,6 +293,14 @@ func (s *service) Stat(ctx context.Context, req *slavev1.StatRequest) (*slavev1.
 func (s *service) Rsync(stream slavev1.SlaveService_RsyncServer) error {
 	if s.rsync == "" {
 		return status.Error(codes.FailedPrecondition, "rsync not found on the slave: install the Debian package rsync")
+	}
+	if s.rsyncSlots != nil {
+		select {
+		case s.rsyncSlots <- struct{}{}:
+			defer func() { <-s.rsyncSlots }()
+		default:
+			return status.Errorf(codes.ResourceExhausted, "%d rsync streams are already running, the slave's max-rsync-streams: retry when one ends", cap(s.rsyncSlots))
+		}
 	}
 	return ServeRsync(stream, s.replica.DataDir(), s.rsync, s.log)
 }
