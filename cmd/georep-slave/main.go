@@ -2,12 +2,15 @@
 //
 //	georep-slave --listen 127.0.0.1:7100 --root /srv/replica --insecure
 //	georep-slave --listen 0.0.0.0:7100 --gluster-volume SLAVEVOL --volfile-server HOST
+//	georep-slave certs --dir /etc/georep/tls --slave-name replica.example.net --master-name master-a
 package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -19,6 +22,12 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "certs" {
+		if err := certsCommand(os.Args[2:], os.Stdout); err != nil {
+			cli.Fatal("georep-slave certs", err, 2)
+		}
+		return
+	}
 	v, err := cli.Load(flags(), os.Args[1:])
 	if err != nil {
 		cli.Fatal("georep-slave", err, 2)
@@ -51,6 +60,8 @@ func flags() *pflag.FlagSet {
 	fs.String("tls-cert", "", "PEM certificate of this slave")
 	fs.String("tls-key", "", "PEM private key of this slave")
 	fs.String("tls-ca", "", "PEM CA that signs the masters' client certificates")
+	fs.StringSlice("allowed-masters", nil, "identities (certificate CN, DNS or URI SAN) of the masters served, comma-separated; empty: any certificate signed by tls-ca")
+	fs.Int("max-rsync-streams", d.MaxRsyncStreams, "rsync tunnel streams (rsync processes) running at once; more are refused")
 	fs.String("rsync-command", "rsync", "rsync binary")
 	fs.Int("max-batch", d.MaxBatch, "maximum entries in one EntryOps/MetaOps/Stat call")
 	fs.Duration("lease", d.Lease, "how long a master holds the session without a keep-alive")
@@ -72,5 +83,31 @@ func config(v *viper.Viper) slave.Config {
 		MaxBatch:        v.GetInt("max-batch"),
 		Lease:           v.GetDuration("lease"),
 		AcceptNewMaster: v.GetBool("accept-new-master"),
+		AllowedMasters:  stringList(v, "allowed-masters"),
+		MaxRsyncStreams: v.GetInt("max-rsync-streams"),
 	}
+}
+
+// stringList reads a list key: a list in a config file, or a comma-separated
+// string from a flag or the environment (viper would split the environment's
+// value on spaces).
+func stringList(v *viper.Viper, key string) []string {
+	var items []string
+	switch val := v.Get(key).(type) {
+	case string:
+		items = strings.Split(val, ",")
+	case []string:
+		items = val
+	case []any:
+		for _, x := range val {
+			items = append(items, fmt.Sprint(x))
+		}
+	}
+	var out []string
+	for _, it := range items {
+		if it = strings.TrimSpace(it); it != "" {
+			out = append(out, it)
+		}
+	}
+	return out
 }

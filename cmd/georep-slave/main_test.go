@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,5 +80,76 @@ func TestReplicaKind(t *testing.T) {
 				t.Fatalf("Validate = %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestAllowedMasters: the list key from a flag (comma-separated or
+// repeated), the environment (comma-separated) and a file (a list).
+func TestAllowedMasters(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "slave.yaml")
+	os.WriteFile(file, []byte("root: /r\nallowed-masters: [master-a, \"spiffe://example.net/m b\"]\n"), 0o600)
+	tests := []struct {
+		name string
+		env  string
+		args []string
+		want string
+	}{
+		{"flag", "", []string{"--root", "/r", "--allowed-masters", "a, b.example.net", "--allowed-masters", "c"}, "a|b.example.net|c"},
+		{"environment", "m1,m2 x", []string{"--root", "/r"}, "m1|m2 x"},
+		{"file", "", []string{"--config", file}, "master-a|spiffe://example.net/m b"},
+		{"unset", "", []string{"--root", "/r"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.env != "" {
+				t.Setenv("GEOREP_ALLOWED_MASTERS", tt.env)
+			}
+			v, err := cli.Load(flags(), tt.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := config(v)
+			if got := strings.Join(cfg.AllowedMasters, "|"); got != tt.want {
+				t.Fatalf("allowed-masters %q, want %q", got, tt.want)
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	v, err := cli.Load(flags(), []string{"--root", "/r", "--insecure", "--allowed-masters", "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := config(v).Validate(); err == nil || !strings.Contains(err.Error(), "allowed-masters") {
+		t.Fatalf("allowed-masters with --insecure: %v, want a refusal naming the key", err)
+	}
+}
+
+func TestCertsCommand(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tls")
+	var out strings.Builder
+	if err := certsCommand([]string{"--dir", dir, "--slave-name", "replica.example.net,127.0.0.1", "--master-name", "master-a"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"ca.crt", "ca.key", "slave.crt", "slave.key", "master.crt", "master.key"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if !strings.Contains(out.String(), "--allowed-masters master-a") {
+		t.Errorf("output does not say how to configure the slave:\n%s", out.String())
+	}
+	for _, bad := range [][]string{
+		{"--slave-name", "h"},
+		{"--dir", dir},
+		{"--dir", dir, "--slave-name", "a b"},
+		{"--dir", dir, "--slave-name", "h", "--days", "0"},
+		{"--dir", dir, "--slave-name", "h", "extra"},
+		{"--dir", dir, "--slave-name", "h", "--bogus"},
+	} {
+		if err := certsCommand(bad, io.Discard); err == nil {
+			t.Errorf("certs %q accepted", bad)
+		}
 	}
 }
