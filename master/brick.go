@@ -240,20 +240,7 @@ func (w *worker) brickLive(ctx context.Context) error {
 				w.needFull, err = true, nil
 			}
 		}
-		var partial *partialError
-		if err == nil || errors.As(err, &partial) {
-			backoff = time.Second
-			continue
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		w.log.Warn("pass failed; retrying", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, time.Minute)
+		w.backoffAfter(ctx, err, &backoff)
 	}
 	return nil
 }

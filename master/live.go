@@ -182,22 +182,29 @@ func (w *worker) live(ctx context.Context, lj *liveJournal) error {
 				w.needFull, err = true, nil
 			}
 		}
-		var partial *partialError
-		if err == nil || errors.As(err, &partial) {
-			backoff = time.Second
-			continue
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		w.log.Warn("pass failed; retrying", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, time.Minute)
+		w.backoffAfter(ctx, err, &backoff)
 	}
 	return nil
+}
+
+// backoffAfter waits after a failed pass, saying why: 1 s, doubling to
+// 1 min; a pass that ran (even one that left failures in the queue) resets
+// the wait and does not wait.
+func (w *worker) backoffAfter(ctx context.Context, err error, backoff *time.Duration) {
+	var partial *partialError
+	if err == nil || errors.As(err, &partial) {
+		*backoff = time.Second
+		return
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	w.log.Warn("pass failed; retrying", "err", err, "retry_in", *backoff)
+	select {
+	case <-ctx.Done():
+	case <-time.After(*backoff):
+	}
+	*backoff = min(*backoff*2, time.Minute)
 }
 
 // livePass re-examines the names the journal reported (and, with retry,

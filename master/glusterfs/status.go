@@ -1,12 +1,10 @@
 package glusterfs
 
 import (
-	"bytes"
 	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"os/exec"
 )
 
 // statusOutput is the answer of `gluster --xml volume status NAME`.
@@ -54,21 +52,9 @@ func ParseVolumeStatus(data []byte) (map[string]BrickStatus, error) {
 // GetVolumeStatus asks the gluster CLI (as GetVolume does) which bricks of
 // volume name have a running brick process.
 func GetVolumeStatus(ctx context.Context, cliPath, volfileServer, name string) (map[string]BrickStatus, error) {
-	cli, err := findBinary(cliPath, "gluster")
+	stdout, stderr, runErr, err := runCLI(ctx, cliPath, volfileServer, "volume", "status", name)
 	if err != nil {
 		return nil, fmt.Errorf("volume %s: %w", name, err)
-	}
-	args := []string{"--mode=script", "--xml"}
-	if volfileServer != "" && !isLocalHost(ctx, volfileServer) {
-		args = append(args, "--remote-host="+volfileServer)
-	}
-	args = append(args, "volume", "status", name)
-	cmd := exec.CommandContext(ctx, cli, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	if ctx.Err() != nil {
-		return nil, fmt.Errorf("volume %s: gluster volume status: %w", name, ctx.Err())
 	}
 	m, err := ParseVolumeStatus(stdout.Bytes())
 	if err != nil {

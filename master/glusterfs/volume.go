@@ -226,21 +226,9 @@ func GetVolume(ctx context.Context, cliPath, volfileServer, name string) (*Volum
 	if name == "" {
 		return nil, errors.New("gluster volume info: no volume name")
 	}
-	cli, err := findBinary(cliPath, "gluster")
+	stdout, stderr, runErr, err := runCLI(ctx, cliPath, volfileServer, "volume", "info", name)
 	if err != nil {
 		return nil, fmt.Errorf("volume %s: %w", name, err)
-	}
-	args := []string{"--mode=script", "--xml"}
-	if volfileServer != "" && !isLocalHost(ctx, volfileServer) {
-		args = append(args, "--remote-host="+volfileServer)
-	}
-	args = append(args, "volume", "info", name)
-	cmd := exec.CommandContext(ctx, cli, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	if ctx.Err() != nil {
-		return nil, fmt.Errorf("volume %s: gluster volume info: %w", name, ctx.Err())
 	}
 	vols, err := ParseVolumeInfo(stdout.Bytes())
 	if err != nil {
@@ -263,6 +251,30 @@ func GetVolume(ctx context.Context, cliPath, volfileServer, name string) (*Volum
 		}
 	}
 	return nil, &CLIError{Op: "volume info " + name, Msg: fmt.Sprintf("answer holds no volume %q (%d volumes)", name, len(vols))}
+}
+
+// runCLI runs the gluster CLI (cliPath; "" finds gluster in PATH or the
+// sbin directories) with --xml, against volfileServer with --remote-host
+// when it is not this node. err is set when the CLI could not run at all or
+// ctx ended; runErr is the CLI's own failure, whose answer may still be in
+// stdout.
+func runCLI(ctx context.Context, cliPath, volfileServer string, args ...string) (stdout, stderr *bytes.Buffer, runErr, err error) {
+	cli, err := findBinary(cliPath, "gluster")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	all := []string{"--mode=script", "--xml"}
+	if volfileServer != "" && !isLocalHost(ctx, volfileServer) {
+		all = append(all, "--remote-host="+volfileServer)
+	}
+	cmd := exec.CommandContext(ctx, cli, append(all, args...)...)
+	stdout, stderr = &bytes.Buffer{}, &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	runErr = cmd.Run()
+	if ctx.Err() != nil {
+		return nil, nil, nil, fmt.Errorf("gluster %s: %w", strings.Join(args, " "), ctx.Err())
+	}
+	return stdout, stderr, runErr, nil
 }
 
 func cliMessage(runErr error, stdout, stderr []byte) string {
