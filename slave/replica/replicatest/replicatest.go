@@ -69,6 +69,8 @@ func Run(t *testing.T, caps Caps, open func(t *testing.T) Backend) {
 		{"Remove", testRemove},
 		{"MissingParent", testMissingParent},
 		{"HostileInput", testHostile},
+		{"HostileRenameLink", testHostileRenameLink},
+		{"HostileSymlinkSwap", testHostileSymlinkSwap},
 		{"UnknownGFIDs", testUnknown},
 		{"WriteFiles", testWriteFiles},
 		{"MetaOps", testMeta},
@@ -711,5 +713,177 @@ func testXtime(t *testing.T, s *suite, dir gfid.GFID) {
 	}
 	if err := s.b.SetXtime(t.Context(), dir, vol, 1, 1e9); err == nil {
 		t.Fatal("SetXtime with nsec 1e9: no error")
+	}
+}
+
+// testHostileRenameLink: a directory moved into its own descendant (at any
+// depth, by name or by a stale name), and LINK of a directory (hardlinks of
+// directories would make loops), are refused and change nothing.
+func testHostileRenameLink(t *testing.T, s *suite, dir gfid.GFID) {
+	a, b, c := gfid.New(), gfid.New(), gfid.New()
+	s.apply(t, mkdir(a, dir, "a"), mkdir(b, a, "b"), mkdir(c, b, "c"))
+	before := s.tree(t, gfid.Root)
+	for _, e := range []replica.Entry{
+		rename(a, dir, "a", a, "self"),
+		rename(a, dir, "a", b, "child"),
+		rename(a, dir, "a", c, "grandchild"),
+		rename(a, dir, "stale-name", c, "grandchild"),
+		rename(b, a, "b", c, "b"),
+	} {
+		s.applyFail(t, e, unix.EINVAL)
+	}
+	for _, e := range []replica.Entry{
+		link(a, dir, "a-link"),
+		link(c, dir, "c-link"),
+		link(dir, a, "up"),
+		link(gfid.Root, c, "root"),
+	} {
+		s.applyFail(t, e, unix.EPERM)
+	}
+	if after := s.tree(t, gfid.Root); !mapsEqual(before, after) {
+		t.Fatalf("refused renames and links changed the tree:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// outsideDir makes a directory outside the replica, with a file in it, and
+// returns it with a description of both to compare later.
+func outsideDir(t *testing.T) (dir string, describe func() string) {
+	t.Helper()
+	dir = t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "sentinel"), []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	describe = func() string {
+		var b strings.Builder
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			var st unix.Stat_t
+			if err := unix.Lstat(p, &st); err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, "%s mode=%o uid=%d nlink=%d size=%d mtime=%d.%d\n", p, st.Mode, st.Uid, st.Nlink, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
+			if d.Type().IsRegular() {
+				data, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(&b, "  %q\n", data)
+			}
+			xs := make([]byte, 4096)
+			if n, err := unix.Llistxattr(p, xs); err == nil && n > 0 {
+				fmt.Fprintf(&b, "  xattrs %q\n", xs[:n])
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("walk %s: %v", dir, err)
+		}
+		return b.String()
+	}
+	return dir, describe
+}
+
+// testHostileSymlinkSwap: someone with access to the replica's filesystem
+// swaps a replica directory for a symlink to a directory outside it between
+// two calls. Every operation naming that directory (by gfid, as parent, as
+// the thing to change) fails or reaches the real directory, never the
+// symlink's target: nothing outside changes and nothing of it is listed.
+// Once the directory is back, the replica works again.
+func testHostileSymlinkSwap(t *testing.T, s *suite, dir gfid.GFID) {
+	rooted, ok := s.b.(interface{ Root() string })
+	if !ok {
+		t.Fatalf("backend %T has no Root() string: the suite cannot reach its directories", s.b)
+	}
+	d, f, sub := gfid.New(), gfid.New(), gfid.New()
+	s.apply(t, mkdir(d, dir, "d"), create(f, d, "f", 0o644), mkdir(sub, d, "sub"))
+	here := filepath.Join(rooted.Root(), "t-HostileSymlinkSwap")
+	if _, err := os.Lstat(filepath.Join(here, "d", "f")); err != nil {
+		t.Fatalf("the suite's directory is not where it expects: %v", err)
+	}
+	outside, describeOutside := outsideDir(t)
+	before := describeOutside()
+	swap := func(t *testing.T) {
+		t.Helper()
+		if err := os.Rename(filepath.Join(here, "d"), filepath.Join(here, "d.real")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(outside, filepath.Join(here, "d")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restore := func(t *testing.T) {
+		t.Helper()
+		if err := os.Remove(filepath.Join(here, "d")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(here, "d.real"), filepath.Join(here, "d")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	swap(t)
+	x := gfid.New()
+	for _, e := range []replica.Entry{
+		create(x, d, "x", 0o644),
+		mkdir(x, d, "x"),
+		symlink(x, d, "x", "/etc/passwd"),
+		mknod(x, d, "x", unix.S_IFIFO|0o644, 0),
+		link(f, d, "x"),
+		rename(f, d, "f", d, "x"),
+		rename(f, dir, "nowhere", d, "x"),
+		unlink(gfid.New(), d, "sentinel"),
+		rmdir(sub, d, "sub"),
+		rename(d, dir, "d", dir, "d2"),
+		rmdir(d, dir, "d"),
+	} {
+		fl := s.b.ApplyEntries(t.Context(), []replica.Entry{e})
+		t.Logf("%s %q in the swapped directory: %s", e.Op, e.Name, describe(fl))
+		for _, x := range fl {
+			if x.Errno == 0 || x.Message == "" {
+				t.Errorf("%s %q: failure without errno or message: %s", e.Op, e.Name, describe(fl))
+			}
+		}
+	}
+	metaFails := s.b.ApplyMeta(t.Context(), []replica.Meta{
+		{GFID: d, SetMode: true, Mode: 0o777},
+		{GFID: d, SetXattrs: true, Xattrs: map[string][]byte{"user.evil": []byte("1")}},
+	})
+	t.Logf("MetaOps of the swapped directory: %s", describe(metaFails))
+	if ents, err := s.b.Entries(t.Context(), d); err == nil {
+		for _, e := range ents {
+			if e.Name == "sentinel" {
+				t.Errorf("Entries of the swapped directory lists the symlink target's %q", e.Name)
+			}
+		}
+	}
+	if n, err := s.b.Purge(t.Context(), d, "sentinel", gfid.GFID{}); err == nil && n > 0 {
+		t.Errorf("Purge of sentinel in the swapped directory removed %d", n)
+	}
+	if _, err := s.b.Purge(t.Context(), dir, "d", d); err != nil {
+		t.Logf("Purge of the swapped directory itself: %v", err)
+	}
+	if after := describeOutside(); after != before {
+		t.Fatalf("operations on a directory swapped for a symlink changed what it points to:\nbefore\n%safter\n%s", before, after)
+	}
+	if fi, err := os.Lstat(filepath.Join(here, "d")); err == nil && fi.Mode()&fs.ModeSymlink == 0 {
+		t.Logf("the symlink was replaced by a %v", fi.Mode().Type())
+	}
+	// Put the directory back (unless the replica purged the symlink
+	// already) and check it works again.
+	if _, err := os.Lstat(filepath.Join(here, "d.real")); err == nil {
+		if fi, err := os.Lstat(filepath.Join(here, "d")); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			restore(t)
+		} else if err != nil {
+			if err := os.Rename(filepath.Join(here, "d.real"), filepath.Join(here, "d")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(here, "d")); err == nil {
+		y := gfid.New()
+		if fl := s.b.ApplyEntries(t.Context(), []replica.Entry{create(y, d, "after", 0o644)}); len(fl) > 0 {
+			t.Logf("create in the restored directory: %s", describe(fl))
+		}
 	}
 }
