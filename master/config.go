@@ -3,6 +3,8 @@ package master
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -42,6 +44,14 @@ type Config struct {
 	Oneshot        bool          // oneshot: one pass; exit 0 only when converged
 	OneshotTimeout time.Duration // oneshot-timeout: give up (non-zero exit) after this long
 	Lease          time.Duration // lease: session lease asked of the slave
+
+	// The operator interface (master/status.go).
+	StatusListen  string         // status-listen: host:port of the status service ("" : a UNIX socket <work-dir>/status.sock)
+	MetricsListen string         // metrics-listen: host:port serving Prometheus /metrics ("" : none)
+	LogLevel      *slog.LevelVar // the logger's level, for log-level set live (nil: not settable)
+	// Progress, with Oneshot, is where a progress bar is drawn (a
+	// terminal); nil draws none (the log says "progress" every 10 s).
+	Progress io.Writer
 
 	// Self is the path of the georep-master binary, run by rsync as its -e
 	// transport ("georep-master rsync-tunnel ..."). Empty: os.Executable().

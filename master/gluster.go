@@ -23,7 +23,7 @@ import (
 // local bricks of one replica set, one worker is Active at a time (it
 // holds <work-dir>/active.<set>.lock); the others are Passive and take over
 // when it stops.
-func runGluster(ctx context.Context, cfg Config, wd *workDir, rsyncPath, self string, log *slog.Logger) error {
+func runGluster(ctx context.Context, cfg Config, wd *workDir, mon *monitor, rsyncPath, self string, log *slog.Logger) error {
 	vol, err := glusterfs.GetVolume(ctx, cfg.GlusterCLI, cfg.VolfileServer, cfg.GlusterVolume)
 	if err != nil {
 		return err
@@ -98,6 +98,7 @@ func runGluster(ctx context.Context, cfg Config, wd *workDir, rsyncPath, self st
 		}
 		defer w.close()
 		w.brick = &brickState{name: b.String(), path: b.Path, volumeID: vol.ID, auxMount: mnt.Dir}
+		mon.add(w, b.String())
 		w.partial = len(vol.Bricks)/max(vol.ReplicaCount, 1) > 1
 		wg.Go(func() { w.runSyncer(ctx) })
 		if _, ok := sets[b.ReplicaSet]; !ok {

@@ -126,7 +126,7 @@ func (w *worker) live(ctx context.Context, lj *liveJournal) error {
 	}
 	backoff := time.Second
 	lastRetry := time.Now()
-	timer := time.NewTimer(w.cfg.ChangeInterval)
+	timer := time.NewTimer(w.changeInterval())
 	defer timer.Stop()
 	for ctx.Err() == nil {
 		if err := lj.stopped(); err != nil && ctx.Err() == nil {
@@ -149,14 +149,16 @@ func (w *worker) live(ctx context.Context, lj *liveJournal) error {
 				}
 			}
 		} else {
-			retry := w.failures.len() > 0 && time.Since(lastRetry) >= w.cfg.ChangeInterval
+			retryNow := w.retryNow.Swap(false)
+			retry := w.failures.len() > 0 && (retryNow || time.Since(lastRetry) >= w.changeInterval())
 			var recs []journal.Record
 			var next journal.Cursor
 			recs, next, err = lj.read(w.cfg.ChangelogBatchSize)
-			if err == nil && len(recs) == 0 && !retry {
-				timer.Reset(w.cfg.ChangeInterval)
+			if err == nil && len(recs) == 0 && !retry && !w.tick.Swap(false) {
+				timer.Reset(w.changeInterval())
 				select {
 				case <-ctx.Done():
+				case <-w.wake:
 				case <-lj.prod.Notify():
 					time.Sleep(settleTime)
 				case <-lj.prod.Done():
@@ -181,6 +183,9 @@ func (w *worker) live(ctx context.Context, lj *liveJournal) error {
 				w.log.Info("the change journal cannot place every change; crawling the whole tree", "reason", err)
 				w.needFull, err = true, nil
 			}
+		}
+		if ctx.Err() == nil {
+			w.passResult(err)
 		}
 		w.backoffAfter(ctx, err, &backoff)
 	}

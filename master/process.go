@@ -107,6 +107,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		smallMax = 0
 	}
 	var queue []pending
+	sizeOf := make(map[gfid.GFID]int64, len(data)) // for the progress and the rates
 	for _, g := range data {
 		n, ok := snap.Lookup(g)
 		if !ok || n.Type != catalog.TypeReg {
@@ -120,6 +121,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 			p = w.brick.dataPath(g)
 		}
 		queue = append(queue, pending{syncer.Item{GFID: g, Path: p}, n.Size, lastOp[g]})
+		sizeOf[g] = n.Size
 		out.bytes += n.Size
 	}
 	slices.SortStableFunc(queue, func(a, b pending) int { return a.ready - b.ready })
@@ -128,7 +130,9 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	results := make(chan map[gfid.GFID]error, len(queue)+1)
 	writers := make(chan struct{}, max(1, w.cfg.SyncJobs)) // WriteFiles calls in flight
 	launched, files, smallFiles := 0, 0, 0
-	prog := &progress{}
+	prog := &progress{start: time.Now(), entriesTotal: int64(len(ops)), filesTotal: int64(len(queue)), bytesTotal: out.bytes}
+	w.prog.Store(prog)
+	defer w.prog.Store(nil)
 	launch := func(applied int) {
 		var items []syncer.Item
 		var small smallBatcher
@@ -150,6 +154,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 			go func() {
 				r := w.data.Sync(ctx, items)
 				prog.files.Add(int64(len(items)))
+				w.shipped(prog, items, r, sizeOf)
 				results <- r
 			}()
 		}
@@ -158,6 +163,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 			go func() {
 				r := w.writeSmall(ctx, b, smallMax, writers)
 				prog.files.Add(int64(len(b)))
+				w.shipped(prog, b, r, sizeOf)
 				results <- r
 			}()
 		}
@@ -185,6 +191,9 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 				w.log.Warn("data not shipped", "files", n, "err", why)
 			}
 		}
+	}
+	if err == nil {
+		w.countEntryOps(ops)
 	}
 	if err == nil && entriesDone != nil {
 		err = entriesDone(out.failed)
@@ -345,8 +354,12 @@ func (w *worker) applyMetas(ctx context.Context, metas []*slavev1.Meta, metaGFID
 // that a first sync of a large tree is never silent.
 type progress struct {
 	entries, files atomic.Int64
-	done           chan struct{}
-	wg             sync.WaitGroup
+	bytes          atomic.Int64 // of the files shipped
+	// What the changelog holds, set before the progress is published.
+	start                                time.Time
+	entriesTotal, filesTotal, bytesTotal int64
+	done                                 chan struct{}
+	wg                                   sync.WaitGroup
 }
 
 var progressEvery = 10 * time.Second // a variable for tests

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -29,6 +30,9 @@ import (
 type workDir struct {
 	dir  string
 	lock *os.File
+	// published is the last crawlStats loaded or saved: the status service
+	// reads it while the worker's goroutine goes on changing its own copy.
+	published atomic.Pointer[crawlStats]
 }
 
 func openWorkDir(dir string) (*workDir, error) {
@@ -136,10 +140,22 @@ func (w *workDir) loadStats() crawlStats {
 	if b, err := os.ReadFile(w.path("stats")); err == nil {
 		_ = json.Unmarshal(b, &s) // a damaged stats file is only statistics: start afresh
 	}
+	w.published.Store(&s)
 	return s
 }
 
-func (w *workDir) saveStats(s crawlStats) error { return writeJSON(w.path("stats"), s) }
+func (w *workDir) saveStats(s crawlStats) error {
+	w.published.Store(&s)
+	return writeJSON(w.path("stats"), s)
+}
+
+// stats returns the last crawlStats saved (safe from any goroutine).
+func (w *workDir) stats() crawlStats {
+	if s := w.published.Load(); s != nil {
+		return *s
+	}
+	return crawlStats{}
+}
 
 func writeJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")

@@ -8,9 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,6 +54,19 @@ type worker struct {
 	// brick of a volume distributed over several): verify purges nothing.
 	partial bool
 	syncer  *syncer.Syncer
+
+	// What the operator interface (master/status.go) sees and steers.
+	mon   *monitor     // nil in tests
+	entry *workerEntry // the worker in mon
+	prog  atomic.Pointer[progress]
+	// shippedFiles and shippedBytes count the data shipped (the rates).
+	shippedFiles, shippedBytes atomic.Int64
+	// wake interrupts the wait between passes; tick then asks for a pass
+	// even without changes (a checkpoint), retryNow for a retry of the
+	// failure queue.
+	wake           chan struct{}
+	tick, retryNow atomic.Bool
+	failedInARow   int // passes that failed in a row (plain directory)
 }
 
 // errNeedFull is returned by a live pass that cannot work from the journal
@@ -79,8 +94,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer wd.close()
+	mon, err := newMonitor(cfg, wd, log)
+	if err != nil {
+		return err
+	}
+	octx, ocancel := context.WithCancel(ctx)
+	var ops sync.WaitGroup
+	defer ops.Wait()
+	defer ocancel()
+	if err := mon.start(octx, &ops); err != nil {
+		return err
+	}
 	if cfg.GlusterVolume != "" {
-		return runGluster(ctx, cfg, wd, rsyncPath, self, log)
+		return runGluster(ctx, cfg, wd, mon, rsyncPath, self, log)
 	}
 	volumeID, err := wd.volumeID()
 	if err != nil {
@@ -96,6 +122,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer w.close()
+	mon.add(w, cfg.Source)
+	w.setStatus(stateInitializing, "")
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -114,11 +142,95 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		lj, err := startJournal(ctx, cfg, wd, log)
 		if err == nil {
 			defer lj.close()
-			return w.live(ctx, lj)
+			return w.restarting(ctx, func(ctx context.Context) error { return w.live(ctx, lj) })
 		}
 		log.Warn("no change journal: falling back to a hybrid crawl every change-interval", "err", err, "change_interval", cfg.ChangeInterval)
 	}
-	return w.daemon(ctx)
+	return w.restarting(ctx, w.daemon)
+}
+
+// restarting runs the loop of a plain-directory worker until ctx is done;
+// a loop that fails or panics makes the worker Faulty, with its reason,
+// and is restarted with backoff (what supervise does for brick workers).
+func (w *worker) restarting(ctx context.Context, loop func(context.Context) error) error {
+	defer w.entry.exited.Store(true)
+	backoff := time.Second
+	for {
+		err := func() (err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("worker panicked: %v\n%s", p, debug.Stack())
+				}
+			}()
+			return loop(ctx)
+		}()
+		if ctx.Err() != nil {
+			return nil
+		}
+		why := "the worker's loop ended"
+		if err != nil {
+			why = err.Error()
+		}
+		w.session = false
+		w.setStatus(stateFaulty, why)
+		w.log.Error("worker Faulty: restarting", "reason", why, "restart_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+}
+
+// faultyAfter is how many passes in a row must fail before a
+// plain-directory worker is Faulty.
+const faultyAfter = 2
+
+// passResult keeps a plain-directory worker's state: Active after a pass
+// that reached the slave, Faulty with the reason once passes keep failing.
+// Brick workers' state is their supervisor's (supervise).
+func (w *worker) passResult(err error) {
+	if w.brick != nil || w.mon == nil {
+		return
+	}
+	var partial *partialError
+	if err == nil || errors.As(err, &partial) || errors.Is(err, errNeedFull) {
+		w.failedInARow = 0
+		if w.stats.WorkerStatus != stateActive {
+			w.setStatus(stateActive, "")
+			w.log.Info("worker Active")
+		}
+		return
+	}
+	w.failedInARow++
+	if w.failedInARow >= faultyAfter && w.stats.WorkerStatus != stateFaulty {
+		w.setStatus(stateFaulty, err.Error())
+		w.log.Error("worker Faulty: passes keep failing; retrying with backoff", "reason", err, "failed_passes", w.failedInARow)
+	}
+}
+
+// nudge interrupts the worker's wait between passes: for a retry of the
+// failure queue (retry), or for a pass even without changes.
+func (w *worker) nudge(retry bool) {
+	if retry {
+		w.retryNow.Store(true)
+	} else {
+		w.tick.Store(true)
+	}
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// changeInterval is change-interval, as last set through the status
+// service.
+func (w *worker) changeInterval() time.Duration {
+	if w.mon != nil {
+		return w.mon.changeInterval()
+	}
+	return w.cfg.ChangeInterval
 }
 
 // newWorker sets up a worker on its work dir: the catalog, the sync jobs,
@@ -146,9 +258,11 @@ func newWorker(cfg Config, wd *workDir, client *slaveClient, rsyncPath, self str
 			tunnel = append(tunnel, "--tls-server-name", cfg.TLS.ServerName)
 		}
 	}
+	var w *worker // set below, before the sync jobs run
 	sy, err := syncer.New(syncer.Config{
 		Jobs: cfg.SyncJobs, RsyncPath: rsyncPath, RsyncOptions: cfg.RsyncOptions,
 		SyncACLs: cfg.SyncACLs, Tunnel: tunnel, StageDir: wd.path("stage"), Log: log,
+		OnRun: func(d time.Duration, err error) { w.observeRsync(d, err) },
 	})
 	if err != nil {
 		cat.Close()
@@ -162,8 +276,9 @@ func newWorker(cfg Config, wd *workDir, client *slaveClient, rsyncPath, self str
 	if n := failures.len(); n > 0 {
 		log.Warn("failure queue from the previous run; the first crawl retries it", "failures", n)
 	}
-	return &worker{cfg: cfg, log: log, wd: wd, cat: cat, client: client, slave: client, data: sy, batch: cfg.EntryBatch,
-		stats: wd.loadStats(), failures: failures, needFull: true, syncer: sy}, nil
+	w = &worker{cfg: cfg, log: log, wd: wd, cat: cat, client: client, slave: client, data: sy, batch: cfg.EntryBatch,
+		stats: wd.loadStats(), failures: failures, needFull: true, syncer: sy, wake: make(chan struct{}, 1)}
+	return w, nil
 }
 
 func (w *worker) close() { w.cat.Close() }
@@ -181,7 +296,10 @@ func (w *worker) daemon(ctx context.Context) error {
 	backoff := time.Second
 	for {
 		_, err := w.pass(ctx)
-		wait := w.cfg.ChangeInterval
+		if ctx.Err() == nil {
+			w.passResult(err)
+		}
+		wait := w.changeInterval()
 		var partial *partialError
 		if err != nil && !errors.As(err, &partial) {
 			if ctx.Err() != nil {
@@ -195,6 +313,7 @@ func (w *worker) daemon(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-w.wake:
 		case <-time.After(wait):
 		}
 	}
@@ -242,6 +361,11 @@ func (w *worker) oneshot(ctx context.Context) error {
 // whose session another worker has reopened since adopts the new one
 // instead of opening yet another (which would invalidate theirs).
 func (w *worker) connect(ctx context.Context) error {
+	if w.mon != nil {
+		if err := w.mon.gate(ctx, w.entry); err != nil {
+			return err
+		}
+	}
 	if w.session && w.sessionGen == w.client.gen.Load() && !w.client.lost.Load() {
 		return nil
 	}
@@ -276,6 +400,9 @@ func (w *worker) connect(ctx context.Context) error {
 	}
 	w.adopt(gen)
 	w.log.Info("session open", "slave", w.cfg.Slave, "slave_volume", w.client.slaveVolume())
+	if w.brick == nil && w.mon != nil && w.stats.WorkerStatus == stateInitializing {
+		w.setStatus(stateActive, "")
+	}
 	return nil
 }
 

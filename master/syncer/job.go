@@ -193,6 +193,9 @@ func (s *Syncer) runRsync(ctx context.Context, j *job, options []string, list []
 	j.ran = true
 	err := cmd.Run()
 	s.log.Debug("rsync run", "files", bytes.Count(list, []byte{0}), "duration", time.Since(start), "err", err)
+	if s.cfg.OnRun != nil {
+		s.cfg.OnRun(time.Since(start), err)
+	}
 	if err == nil {
 		return nil
 	}

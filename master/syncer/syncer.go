@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/georep/georep/rpc/gfid"
 )
@@ -66,6 +67,9 @@ type Config struct {
 	StageDir string
 	// Log receives the syncer's log; discarded when nil.
 	Log *slog.Logger
+	// OnRun, when not nil, is told how long each rsync run took and how it
+	// ended (the master's metrics).
+	OnRun func(time.Duration, error)
 }
 
 // Stats counts what a Syncer shipped.
@@ -232,6 +236,13 @@ func (s *Syncer) Sync(ctx context.Context, items []Item) map[gfid.GFID]error {
 		errs[it.GFID] = ctx.Err()
 	}
 	return errs
+}
+
+// QueueLen returns the number of Sync calls waiting for a free job.
+func (s *Syncer) QueueLen() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue)
 }
 
 // Stats returns what the Syncer has shipped so far.

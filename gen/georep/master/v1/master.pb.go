@@ -274,7 +274,8 @@ type WorkerStatus struct {
 	CheckpointTime           *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=checkpoint_time,json=checkpointTime,proto3" json:"checkpoint_time,omitempty"`
 	CheckpointCompleted      bool                   `protobuf:"varint,13,opt,name=checkpoint_completed,json=checkpointCompleted,proto3" json:"checkpoint_completed,omitempty"`
 	CheckpointCompletionTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=checkpoint_completion_time,json=checkpointCompletionTime,proto3" json:"checkpoint_completion_time,omitempty"`
-	// lag_seconds is how far stime is behind now (0 when never synced).
+	// lag_seconds is how far stime is behind now while the worker has work
+	// (a changelog in flight, failures, not Active); 0 once it has caught up.
 	LagSeconds     float64 `protobuf:"fixed64,15,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`
 	BytesPerSecond float64 `protobuf:"fixed64,16,opt,name=bytes_per_second,json=bytesPerSecond,proto3" json:"bytes_per_second,omitempty"`
 	FilesPerSecond float64 `protobuf:"fixed64,17,opt,name=files_per_second,json=filesPerSecond,proto3" json:"files_per_second,omitempty"`

@@ -1,0 +1,398 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	masterv1 "github.com/georep/georep/gen/georep/master/v1"
+	"github.com/georep/georep/rpc"
+)
+
+// monitor is what the operator interface sees of a running master (gsyncd's
+// monitor and its status files): the workers' published state, rates, the
+// checkpoint, pause and the keys that may change while the master runs.
+// Workers publish; the status service and the metrics read. Every method
+// is safe for concurrent use.
+type monitor struct {
+	cfg  Config
+	log  *slog.Logger
+	wd   *workDir // the master's work dir: checkpoint and pause live there
+	node string
+	now  func() time.Time
+
+	// interval is change-interval as changed live (ns; 0: cfg's).
+	interval atomic.Int64
+	metrics  *metrics
+
+	mu      sync.Mutex
+	workers []*workerEntry
+	paused  bool
+	resumed chan struct{} // closed when paused ends
+	cp      checkpoint
+	// changed is closed and replaced whenever the checkpoint changes.
+	changed chan struct{}
+}
+
+// workerEntry is one worker as the monitor knows it.
+type workerEntry struct {
+	name   string // brick host:path, or the source directory
+	w      *worker
+	parked atomic.Bool // waiting at the pause gate
+	exited atomic.Bool // its loop has returned
+	// samples of what it shipped, for the rates (guarded by monitor.mu).
+	samples []rateSample
+}
+
+type rateSample struct {
+	at           time.Time
+	files, bytes int64
+}
+
+// rateWindow is how far back the rates look.
+const rateWindow = 10 * time.Second
+
+func newMonitor(cfg Config, wd *workDir, log *slog.Logger) (*monitor, error) {
+	node, err := os.Hostname()
+	if err != nil {
+		node = "localhost"
+	}
+	m := &monitor{cfg: cfg, log: log, wd: wd, node: node, now: time.Now,
+		resumed: make(chan struct{}), changed: make(chan struct{}), metrics: newMetrics()}
+	close(m.resumed)
+	cp, err := loadCheckpoint(wd.path("checkpoint"))
+	if err != nil {
+		return nil, err
+	}
+	m.cp = cp
+	if _, err := os.Stat(wd.path("paused")); err == nil {
+		m.paused, m.resumed = true, make(chan struct{})
+		log.Warn("the session is paused (georepctl resume lets it go on)")
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("work-dir: %w", err)
+	}
+	m.metrics.register(m)
+	return m, nil
+}
+
+// add makes w one of the monitored workers, under name.
+func (m *monitor) add(w *worker, name string) *workerEntry {
+	e := &workerEntry{name: name, w: w}
+	w.mon, w.entry = m, e
+	m.mu.Lock()
+	m.workers = append(m.workers, e)
+	m.mu.Unlock()
+	return e
+}
+
+// run samples the workers' rates and decides the checkpoint until ctx is
+// done.
+func (m *monitor) run(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	var lastNudge time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := m.now()
+		m.sample(now)
+		if pending := m.checkCheckpoint(now); len(pending) > 0 && now.Sub(lastNudge) >= time.Second {
+			// An idle worker does no pass, and so never moves stime past
+			// the checkpoint: ask it for one.
+			for _, w := range pending {
+				w.nudge(false)
+			}
+			lastNudge = now
+		}
+	}
+}
+
+func (m *monitor) sample(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.workers {
+		s := rateSample{at: now, files: e.w.shippedFiles.Load(), bytes: e.w.shippedBytes.Load()}
+		e.samples = append(e.samples, s)
+		for len(e.samples) > 2 && now.Sub(e.samples[1].at) >= rateWindow {
+			e.samples = e.samples[1:]
+		}
+	}
+}
+
+// rates returns files/s and bytes/s over the last rateWindow (m.mu held).
+func (e *workerEntry) rates() (files, bytes float64) {
+	if len(e.samples) < 2 {
+		return 0, 0
+	}
+	a, b := e.samples[0], e.samples[len(e.samples)-1]
+	dt := b.at.Sub(a.at).Seconds()
+	if dt <= 0 {
+		return 0, 0
+	}
+	return float64(b.files-a.files) / dt, float64(b.bytes-a.bytes) / dt
+}
+
+// Worker states, as gsyncd names them.
+const (
+	stateInitializing = "Initializing"
+	stateActive       = "Active"
+	statePassive      = "Passive"
+	stateFaulty       = "Faulty"
+	statePaused       = "Paused"
+	stateStopped      = "Stopped"
+)
+
+// workerStatus is one row of the status.
+type workerStatus struct {
+	Node, Brick, Slave string
+	State              string
+	Reason             string
+	Stats              crawlStats
+	Lag                time.Duration // 0: caught up
+	FilesPerSec        float64
+	BytesPerSec        float64
+	QueueDepth         int        // data calls waiting for a sync job
+	Checkpoint         checkpoint // Time zero: none
+	CheckpointDone     time.Time  // this worker reached it (zero: not yet)
+	Progress           *progressStatus
+}
+
+// progressStatus is how far the changelog in flight has got.
+type progressStatus struct {
+	Started                   time.Time
+	EntriesDone, EntriesTotal int64
+	FilesDone, FilesTotal     int64
+	BytesDone, BytesTotal     int64
+	ETA                       time.Duration // 0: unknown
+}
+
+// status returns the state of every worker, paused, and the checkpoint.
+func (m *monitor) status() (ws []workerStatus, paused bool, cp checkpoint) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.workers {
+		st := e.w.wd.stats()
+		s := workerStatus{Node: m.node, Brick: e.name, Slave: m.cfg.Slave, Stats: st, Checkpoint: m.cp}
+		s.State, s.Reason = st.WorkerStatus, st.LastError
+		if s.State == "" {
+			s.State = stateInitializing
+		}
+		switch {
+		case e.exited.Load():
+			s.State = stateStopped
+		case m.paused && e.parked.Load():
+			s.State, s.Reason = statePaused, "paused by the operator"
+		case m.paused && s.State == stateActive:
+			s.Reason = "pausing: finishing the current pass"
+		}
+		if s.State == stateActive && st.LastError == "" {
+			s.Reason = ""
+		}
+		// Lag: how far stime is behind while the worker has work it
+		// knows of (a changelog in flight, failures, not Active); an
+		// Active worker with nothing to do has caught up, whatever its
+		// stime (an idle worker does no pass to move it).
+		busy := e.w.prog.Load() != nil || st.Failures > 0 || s.State != stateActive
+		if !st.LastSynced.IsZero() && busy {
+			s.Lag = max(now.Sub(st.LastSynced), 0)
+		}
+		s.FilesPerSec, s.BytesPerSec = e.rates()
+		if e.w.syncer != nil {
+			s.QueueDepth = e.w.syncer.QueueLen()
+		}
+		if !m.cp.Time.IsZero() {
+			s.CheckpointDone = m.cp.Workers[e.name]
+		}
+		if p := e.w.prog.Load(); p != nil {
+			s.Progress = p.status(now)
+		}
+		ws = append(ws, s)
+	}
+	return ws, m.paused, m.cp
+}
+
+// pause stops the workers at their next pass; resume lets them go on.
+// Both persist across restarts (the file <work-dir>/paused).
+func (m *monitor) pause() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.paused {
+		return nil
+	}
+	if err := writeFileAtomic(m.wd.path("paused"), []byte(m.now().UTC().Format(time.RFC3339)+"\n")); err != nil {
+		return err
+	}
+	m.paused, m.resumed = true, make(chan struct{})
+	m.log.Info("session paused: the workers stop after the pass in flight")
+	return nil
+}
+
+func (m *monitor) resume() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.paused {
+		return nil
+	}
+	if err := os.Remove(m.wd.path("paused")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("resume: %w", err)
+	}
+	m.paused = false
+	close(m.resumed)
+	m.log.Info("session resumed")
+	return nil
+}
+
+// gate blocks e's worker while the session is paused.
+func (m *monitor) gate(ctx context.Context, e *workerEntry) error {
+	for {
+		m.mu.Lock()
+		paused, resumed := m.paused, m.resumed
+		m.mu.Unlock()
+		if !paused {
+			return nil
+		}
+		e.parked.Store(true)
+		select {
+		case <-ctx.Done():
+			e.parked.Store(false)
+			return ctx.Err()
+		case <-resumed:
+		}
+		e.parked.Store(false)
+	}
+}
+
+// retryFailures asks every worker to retry its failure queue now and
+// returns how many failures are queued.
+func (m *monitor) retryFailures() (int, error) {
+	fs, err := m.failures()
+	if err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	ws := make([]*worker, 0, len(m.workers))
+	for _, e := range m.workers {
+		ws = append(ws, e.w)
+	}
+	m.mu.Unlock()
+	for _, w := range ws {
+		w.nudge(true)
+	}
+	return len(fs), nil
+}
+
+// workerFailure is a failure of the queue of one worker.
+type workerFailure struct {
+	Brick string
+	failure
+}
+
+// failures reads every worker's durable failure queue (the file, rewritten
+// atomically after every pass, not the worker's live copy).
+func (m *monitor) failures() ([]workerFailure, error) {
+	m.mu.Lock()
+	es := append([]*workerEntry(nil), m.workers...)
+	m.mu.Unlock()
+	var out []workerFailure
+	for _, e := range es {
+		q, err := loadFailures(e.w.wd.path("failures"))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range q.list() {
+			out = append(out, workerFailure{Brick: e.name, failure: *f})
+		}
+	}
+	return out, nil
+}
+
+// changeInterval is change-interval, as last set.
+func (m *monitor) changeInterval() time.Duration {
+	if v := m.interval.Load(); v > 0 {
+		return time.Duration(v)
+	}
+	return m.cfg.ChangeInterval
+}
+
+// status returns how far p has got at now.
+func (p *progress) status(now time.Time) *progressStatus {
+	s := &progressStatus{Started: p.start,
+		EntriesDone: p.entries.Load(), EntriesTotal: p.entriesTotal,
+		FilesDone: p.files.Load(), FilesTotal: p.filesTotal,
+		BytesDone: p.bytes.Load(), BytesTotal: p.bytesTotal}
+	elapsed := now.Sub(p.start).Seconds()
+	switch {
+	case elapsed <= 0:
+	case s.BytesDone > 0 && s.BytesTotal > s.BytesDone:
+		s.ETA = time.Duration(float64(s.BytesTotal-s.BytesDone) / (float64(s.BytesDone) / elapsed) * float64(time.Second))
+	case s.FilesDone > 0 && s.FilesTotal > s.FilesDone:
+		s.ETA = time.Duration(float64(s.FilesTotal-s.FilesDone) / (float64(s.FilesDone) / elapsed) * float64(time.Second))
+	}
+	return s
+}
+
+// start serves the status service (and /metrics when asked for) and runs
+// the monitor until ctx is done; wg waits for all of it.
+func (m *monitor) start(ctx context.Context, wg *sync.WaitGroup) error {
+	// Always the UNIX socket in the work dir (georepctl --work-dir), and
+	// status-listen's TCP address when given.
+	sock := m.wd.path("status.sock")
+	_ = os.Remove(sock) // a previous run's: the work dir's lock is ours
+	ulis, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("status socket %s: %w", sock, err)
+	}
+	liss := []net.Listener{ulis}
+	closeAll := func() {
+		for _, l := range liss {
+			l.Close()
+		}
+	}
+	if m.cfg.StatusListen != "" {
+		tlis, err := listenTCP("status-listen", m.cfg.StatusListen)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		liss = append(liss, tlis)
+	}
+	if m.cfg.MetricsListen != "" {
+		mlis, err := listenTCP("metrics-listen", m.cfg.MetricsListen)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		serveMetrics(ctx, mlis, m.metrics.reg, m.log, wg)
+	}
+	svc := &statusService{mon: m}
+	for _, lis := range liss {
+		srv, err := rpc.NewServer(rpc.ServerConfig{Insecure: true}, m.log)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		masterv1.RegisterMasterServiceServer(srv, svc)
+		wg.Go(func() {
+			if err := srv.Serve(ctx, lis, 2*time.Second); err != nil {
+				m.log.Error("status service stopped", "err", err)
+			}
+		})
+		m.log.Info("serving status", "addr", lis.Addr().String())
+	}
+	wg.Go(func() { m.run(ctx) })
+	if m.cfg.Oneshot && m.cfg.Progress != nil {
+		wg.Go(func() { m.progressBar(ctx, m.cfg.Progress) })
+	}
+	return nil
+}

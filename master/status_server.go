@@ -1,0 +1,190 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	masterv1 "github.com/georep/georep/gen/georep/master/v1"
+)
+
+// statusService implements masterv1.MasterServiceServer over the monitor:
+// it converts from proto, calls the monitor, converts back and maps errors.
+type statusService struct {
+	masterv1.UnimplementedMasterServiceServer
+	mon *monitor
+}
+
+func (s *statusService) GetStatus(ctx context.Context, _ *masterv1.GetStatusRequest) (*masterv1.GetStatusResponse, error) {
+	ws, paused, cp := s.mon.status()
+	resp := &masterv1.GetStatusResponse{Paused: paused, Checkpoint: checkpointToProto(cp), Slave: s.mon.cfg.Slave,
+		MasterVolume: s.mon.cfg.Source}
+	if v := s.mon.cfg.GlusterVolume; v != "" {
+		resp.MasterVolume = v
+	}
+	for _, w := range ws {
+		resp.Workers = append(resp.Workers, workerToProto(w))
+	}
+	return resp, nil
+}
+
+func (s *statusService) SetCheckpoint(ctx context.Context, req *masterv1.SetCheckpointRequest) (*masterv1.SetCheckpointResponse, error) {
+	var t time.Time
+	if req.GetTime() != nil {
+		if err := req.GetTime().CheckValid(); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "checkpoint time: %v", err)
+		}
+		t = req.GetTime().AsTime()
+	}
+	cp, err := s.mon.setCheckpoint(t)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &masterv1.SetCheckpointResponse{Checkpoint: checkpointToProto(cp)}, nil
+}
+
+func (s *statusService) WaitCheckpoint(_ *masterv1.WaitCheckpointRequest, stream grpc.ServerStreamingServer[masterv1.WaitCheckpointResponse]) error {
+	err := s.mon.waitCheckpoint(stream.Context(), func(p checkpointProgress) error {
+		return stream.Send(&masterv1.WaitCheckpointResponse{Checkpoint: checkpointToProto(p.Checkpoint),
+			WorkersDone: int32(p.Done), WorkersTotal: int32(p.Total)})
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNoCheckpoint):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	}
+	return err // already a status: the stream's own
+}
+
+func (s *statusService) ListFailures(ctx context.Context, _ *masterv1.ListFailuresRequest) (*masterv1.ListFailuresResponse, error) {
+	fs, err := s.mon.failures()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	resp := &masterv1.ListFailuresResponse{}
+	for _, f := range fs {
+		p := ""
+		if f.Name != "" || f.Dir != "" {
+			p = filepath.Join(f.Dir, f.Name)
+		}
+		resp.Failures = append(resp.Failures, &masterv1.Failure{Brick: f.Brick, Gfid: f.GFID.String(), Path: p,
+			Reason: f.Reason, Data: f.Data, Since: ts(f.Since), Last: ts(f.Last), Attempts: int32(f.Attempts)})
+	}
+	return resp, nil
+}
+
+func (s *statusService) RetryFailures(ctx context.Context, _ *masterv1.RetryFailuresRequest) (*masterv1.RetryFailuresResponse, error) {
+	n, err := s.mon.retryFailures()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &masterv1.RetryFailuresResponse{Failures: int32(n)}, nil
+}
+
+func (s *statusService) Pause(ctx context.Context, _ *masterv1.PauseRequest) (*masterv1.PauseResponse, error) {
+	if err := s.mon.pause(); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &masterv1.PauseResponse{}, nil
+}
+
+func (s *statusService) Resume(ctx context.Context, _ *masterv1.ResumeRequest) (*masterv1.ResumeResponse, error) {
+	if err := s.mon.resume(); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &masterv1.ResumeResponse{}, nil
+}
+
+func (s *statusService) GetConfig(ctx context.Context, req *masterv1.GetConfigRequest) (*masterv1.GetConfigResponse, error) {
+	vals, err := s.mon.getConfig(req.GetKey())
+	if err != nil {
+		return nil, configStatus(err)
+	}
+	resp := &masterv1.GetConfigResponse{}
+	for _, v := range vals {
+		resp.Values = append(resp.Values, &masterv1.ConfigValue{Key: v.Key, Value: v.Value, Live: v.Live})
+	}
+	return resp, nil
+}
+
+func (s *statusService) SetConfig(ctx context.Context, req *masterv1.SetConfigRequest) (*masterv1.SetConfigResponse, error) {
+	v, err := s.mon.setConfig(req.GetKey(), req.GetValue())
+	if err != nil {
+		return nil, configStatus(err)
+	}
+	return &masterv1.SetConfigResponse{Value: &masterv1.ConfigValue{Key: v.Key, Value: v.Value, Live: v.Live}}, nil
+}
+
+func configStatus(err error) error {
+	switch {
+	case errors.Is(err, errUnknownKey), errors.Is(err, errBadValue):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, errNotLive):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func checkpointToProto(cp checkpoint) *masterv1.Checkpoint {
+	if cp.Time.IsZero() {
+		return nil
+	}
+	return &masterv1.Checkpoint{Time: ts(cp.Time), SetTime: ts(cp.SetAt), Completed: !cp.Completed.IsZero(),
+		CompletionTime: ts(cp.Completed)}
+}
+
+var workerStates = map[string]masterv1.WorkerState{
+	stateInitializing: masterv1.WorkerState_WORKER_STATE_INITIALIZING,
+	stateActive:       masterv1.WorkerState_WORKER_STATE_ACTIVE,
+	statePassive:      masterv1.WorkerState_WORKER_STATE_PASSIVE,
+	stateFaulty:       masterv1.WorkerState_WORKER_STATE_FAULTY,
+	statePaused:       masterv1.WorkerState_WORKER_STATE_PAUSED,
+	stateStopped:      masterv1.WorkerState_WORKER_STATE_STOPPED,
+}
+
+var crawlStatuses = map[string]masterv1.CrawlStatus{
+	"Hybrid":    masterv1.CrawlStatus_CRAWL_STATUS_HYBRID,
+	"History":   masterv1.CrawlStatus_CRAWL_STATUS_HISTORY,
+	"Changelog": masterv1.CrawlStatus_CRAWL_STATUS_CHANGELOG,
+}
+
+func workerToProto(w workerStatus) *masterv1.WorkerStatus {
+	st := w.Stats
+	p := &masterv1.WorkerStatus{
+		MasterNode: w.Node, Brick: w.Brick, Slave: w.Slave,
+		State: workerStates[w.State], CrawlStatus: crawlStatuses[st.CrawlStatus],
+		LastSynced:   ts(st.LastSynced),
+		EntryPending: st.EntriesPending, DataPending: st.FilesPending, MetaPending: st.MetaPending,
+		DeletesPending: st.DeletesPending, Failures: st.Failures,
+		LagSeconds: w.Lag.Seconds(), BytesPerSecond: w.BytesPerSec, FilesPerSecond: w.FilesPerSec,
+		Reason:      w.Reason,
+		FilesSynced: st.FilesSynced, BytesSynced: st.BytesSynced, EntriesSynced: st.EntriesSynced, DeletesSynced: st.DeletesSynced,
+	}
+	if !w.Checkpoint.Time.IsZero() {
+		p.CheckpointTime = ts(w.Checkpoint.Time)
+		p.CheckpointCompleted = !w.CheckpointDone.IsZero()
+		p.CheckpointCompletionTime = ts(w.CheckpointDone)
+	}
+	if g := w.Progress; g != nil {
+		p.Progress = &masterv1.Progress{EntriesDone: g.EntriesDone, EntriesTotal: g.EntriesTotal,
+			FilesDone: g.FilesDone, FilesTotal: g.FilesTotal, BytesDone: g.BytesDone, BytesTotal: g.BytesTotal,
+			EtaSeconds: g.ETA.Seconds(), Started: ts(g.Started)}
+	}
+	return p
+}
