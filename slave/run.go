@@ -56,6 +56,8 @@ type Config struct {
 	// AcceptNewMaster lets a master volume other than the one this replica
 	// was first synced from take it over (its gfids will not match).
 	AcceptNewMaster bool
+	// MetricsListen is host:port serving Prometheus /metrics; "" none.
+	MetricsListen string
 }
 
 // DefaultConfig returns the defaults.
@@ -143,12 +145,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if !cfg.Insecure && len(cfg.AllowedMasters) == 0 {
 		log.Warn("allowed-masters is empty: any client certificate signed by tls-ca is served as a master; list the masters' certificate names in allowed-masters", "tls_ca", cfg.TLS.CA)
 	}
+	mx := newMetrics()
 	srv, err := rpc.NewServer(rpc.ServerConfig{
 		Insecure:       cfg.Insecure,
 		TLS:            cfg.TLS,
 		AllowedClients: cfg.AllowedMasters,
-		Unary:          []grpc.UnaryServerInterceptor{svc.unaryAuth},
-		Stream:         []grpc.StreamServerInterceptor{svc.streamAuth},
+		Unary:          []grpc.UnaryServerInterceptor{mx.unary, svc.unaryAuth},
+		Stream:         []grpc.StreamServerInterceptor{mx.stream, svc.streamAuth},
 	}, log)
 	if err != nil {
 		return err
@@ -157,6 +160,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	if cfg.MetricsListen != "" {
+		mlis, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("metrics-listen %s: %w", cfg.MetricsListen, err)
+		}
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		mctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		mx.serve(mctx, mlis, log, &wg)
 	}
 	log.Info("slave serving", "addr", lis.Addr().String(), "root", cfg.Root, "gluster_volume", cfg.GlusterVolume, "volume_id", volumeID, "insecure", cfg.Insecure, "allowed_masters", cfg.AllowedMasters)
 	if ready != nil {
