@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/cmd/internal/cli"
 	"github.com/georep/georep/master"
@@ -31,11 +32,15 @@ func main() {
 	if err != nil {
 		cli.Fatal("georep-master", err, 2)
 	}
-	log, err := cli.Logger(v, os.Stderr)
+	log, level, err := cli.LoggerLevel(v, os.Stderr)
 	if err != nil {
 		cli.Fatal("georep-master", err, 2)
 	}
 	cfg := config(v)
+	cfg.LogLevel = level
+	if cfg.Oneshot && isTerminal(os.Stderr) {
+		cfg.Progress = os.Stderr
+	}
 	if err := cfg.Validate(); err != nil {
 		cli.Fatal("georep-master", err, 2)
 	}
@@ -80,6 +85,8 @@ func flags() *pflag.FlagSet {
 	fs.Bool("oneshot", false, "one pass; exit 0 only when the slave has converged to the source")
 	fs.Duration("oneshot-timeout", d.OneshotTimeout, "with --oneshot: give up (exit 1) after this long")
 	fs.Duration("lease", d.Lease, "session lease asked of the slave")
+	fs.String("status-listen", "", "host:port of the status service georepctl talks to (default: a UNIX socket <work-dir>/status.sock)")
+	fs.String("metrics-listen", "", "host:port serving Prometheus metrics on /metrics (default: none)")
 	return fs
 }
 
@@ -109,5 +116,13 @@ func config(v *viper.Viper) master.Config {
 		Oneshot:            v.GetBool("oneshot"),
 		OneshotTimeout:     v.GetDuration("oneshot-timeout"),
 		Lease:              v.GetDuration("lease"),
+		StatusListen:       v.GetString("status-listen"),
+		MetricsListen:      v.GetString("metrics-listen"),
 	}
+}
+
+// isTerminal says whether f is a terminal (a progress bar is drawn there).
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

@@ -72,18 +72,27 @@ func Load(fs *pflag.FlagSet, args []string) (*viper.Viper, error) {
 
 // Logger builds the process logger from the log-level and log-format keys.
 func Logger(v *viper.Viper, w io.Writer) (*slog.Logger, error) {
+	l, _, err := LoggerLevel(v, w)
+	return l, err
+}
+
+// LoggerLevel is Logger, also returning the level the logger obeys, which
+// may be changed while the process runs.
+func LoggerLevel(v *viper.Viper, w io.Writer) (*slog.Logger, *slog.LevelVar, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(v.GetString("log-level"))); err != nil {
-		return nil, fmt.Errorf("log-level: %q is not one of debug, info, warn, error", v.GetString("log-level"))
+		return nil, nil, fmt.Errorf("log-level: %q is not one of debug, info, warn, error", v.GetString("log-level"))
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	lv := new(slog.LevelVar)
+	lv.Set(level)
+	opts := &slog.HandlerOptions{Level: lv}
 	switch v.GetString("log-format") {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), lv, nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), lv, nil
 	}
-	return nil, fmt.Errorf("log-format: %q is not one of text, json", v.GetString("log-format"))
+	return nil, nil, fmt.Errorf("log-format: %q is not one of text, json", v.GetString("log-format"))
 }
 
 // Fatal prints err the way a user should see it and exits with code.
