@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -366,72 +367,131 @@ func (v *Volume) move(ofd int, oname string, nfd int, nname string) error {
 	return nil
 }
 
-// dirLocation returns the parent (O_PATH) and name of directory g, from the
-// volume's ancestry path, checked against the gfid found there.
+// dirLocation returns the parent (O_PATH, opened by its gfid) and name of
+// directory g, where the volume holds it now.
+//
+// The volume names a directory's path in two virtual attributes, and
+// neither is enough alone: glusterfs.ancestry.path is read from the
+// bricks' own handle links (.glusterfs/ab/cd/<gfid> ->
+// ../../xy/zw/<pargfid>/<name>, rewritten by every rename, so current),
+// but answered ENODATA for a directory renamed a few times (GlusterFS
+// 10.3); glusterfs.gfid2path is the brick's in-memory inode table
+// (inode_path), which can still name where the directory was. And the path
+// is never walked through the kernel: on an aux-gfid mount whose
+// directories are renamed through .gfid/<pargfid>, a walk from the mount
+// root answered ENOENT for a component that was there (seen for one
+// Entries call in five after random directory renames, on one and on two
+// bricks). So each candidate path is resolved one component at a time by
+// gfid (lookup in .gfid/<pargfid>, then .gfid/<gfid> of what is found
+// there), and the last component must hold g. A directory found at none of
+// them is ESTALE: the caller fails and the master retries.
 func (v *Volume) dirLocation(g gfid.GFID) (int, string, error) {
-	path, err := v.dirPath(g)
+	paths, err := v.dirPaths(g)
 	if err != nil {
 		return -1, "", err
 	}
-	i := strings.LastIndexByte(path, '/')
-	parent, name := path[:i], path[i+1:]
-	if parent == "" {
-		parent = "."
-	} else {
-		parent = parent[1:]
+	var errs []error
+	for _, path := range paths {
+		pfd, name, err := v.resolvePath(g, path)
+		if err == nil {
+			return pfd, name, nil
+		}
+		errs = append(errs, err)
 	}
-	pfd, err := openBeneath(v.rootFd, parent, unix.O_PATH|unix.O_DIRECTORY)
-	if err != nil {
-		return -1, "", fmt.Errorf("directory %s at %q: %w", g, path, err)
-	}
-	ni, err := v.lookup(pfd, name)
-	if err == nil && (!ni.exists || ni.g != g) {
-		err = errf(unix.ESTALE, "directory %s is not at %q", g, path)
-	}
-	if err != nil {
-		closeFd(pfd)
-		return -1, "", err
-	}
-	return pfd, name, nil
+	return -1, "", errf(unix.ESTALE, "directory %s: %v", g, errors.Join(errs...))
 }
 
-// dirPath is the path of directory g from the volume root ("/a/b"), as the
-// volume reports it (glusterfs.gfid2path, else glusterfs.ancestry.path).
-func (v *Volume) dirPath(g gfid.GFID) (string, error) {
+// resolvePath finds directory g at path ("/a/b"), walking it by gfid from
+// the root; it returns the parent (O_PATH) and the name holding g.
+func (v *Volume) resolvePath(g gfid.GFID, path string) (int, string, error) {
+	comps := strings.Split(path[1:], "/")
+	pfd, err := v.openGFID(gfid.Root, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return -1, "", fmt.Errorf("open the volume root: %w", err)
+	}
+	for i, c := range comps {
+		ni, err := v.lookup(pfd, c)
+		if err != nil {
+			closeFd(pfd)
+			return -1, "", fmt.Errorf("at %q: %w", path, err)
+		}
+		if i == len(comps)-1 {
+			if !ni.exists || ni.g != g {
+				closeFd(pfd)
+				return -1, "", errf(unix.ESTALE, "not at %q", path)
+			}
+			return pfd, c, nil
+		}
+		if !ni.isDir() || ni.g.IsZero() {
+			closeFd(pfd)
+			return -1, "", errf(unix.ESTALE, "not at %q: %q is not a directory there", path, c)
+		}
+		next, err := v.openParent(ni.g)
+		closeFd(pfd)
+		if err != nil {
+			return -1, "", fmt.Errorf("at %q: %w", path, err)
+		}
+		pfd = next
+	}
+	closeFd(pfd)
+	return -1, "", errf(unix.EIO, "empty path %q", path) // not reached: dirPaths refuses "/"
+}
+
+// dirPaths is where the volume says directory g is, paths from the volume
+// root ("/a/b"): glusterfs.ancestry.path first, then glusterfs.gfid2path
+// when it names another path (see dirLocation). It fails with ENOENT when
+// the volume has no gfid g, ENOTDIR when g is not a directory.
+func (v *Volume) dirPaths(g gfid.GFID) ([]string, error) {
 	fd, err := v.openGFID(g, unix.O_PATH)
 	if err == unix.ENOENT {
-		return "", errf(unix.ENOENT, "gfid %s not found", g)
+		return nil, errf(unix.ENOENT, "gfid %s not found", g)
 	}
 	if err != nil {
-		return "", fmt.Errorf("lookup gfid %s: %w", g, err)
+		return nil, fmt.Errorf("lookup gfid %s: %w", g, err)
 	}
 	defer closeFd(fd)
 	st, err := fstat(fd)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if !isDirMode(st.Mode) {
-		return "", errf(unix.ENOTDIR, "gfid %s is a %s, not a directory", g, typeOfMode(st.Mode))
+		return nil, errf(unix.ENOTDIR, "gfid %s is a %s, not a directory", g, typeOfMode(st.Mode))
 	}
-	// glusterfs.gfid2path first: glusterfs.ancestry.path answered ENODATA
-	// for a directory renamed a few times (GlusterFS 10.3).
-	b, err := node{fd}.getxattr(gfid2pathAttr)
-	if err != nil {
-		b, err = node{fd}.getxattr(ancestryAttr)
+	var paths []string
+	var errs []error
+	for _, attr := range []string{ancestryAttr, gfid2pathAttr} {
+		path, err := readDirPath(node{fd}, attr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s of %s: %w", attr, g, err))
+			continue
+		}
+		if !slices.Contains(paths, path) {
+			paths = append(paths, path)
+		}
 	}
+	if len(paths) == 0 {
+		return nil, errors.Join(errs...)
+	}
+	return paths, nil
+}
+
+// readDirPath reads a directory path attribute and checks it is an
+// absolute path of valid names other than "/".
+func readDirPath(n node, attr string) (string, error) {
+	b, err := n.getxattr(attr)
 	if err != nil {
-		return "", fmt.Errorf("%s of %s: %w", gfid2pathAttr, g, err)
+		return "", err
 	}
 	for len(b) > 0 && b[len(b)-1] == 0 {
 		b = b[:len(b)-1]
 	}
 	path := string(b)
 	if !strings.HasPrefix(path, "/") || path == "/" || strings.Contains(path, "//") {
-		return "", errf(unix.EIO, "%s of %s is %q", ancestryAttr, g, truncName(path))
+		return "", errf(unix.EIO, "not a directory path: %q", truncName(path))
 	}
 	for _, c := range strings.Split(path[1:], "/") {
 		if err := replica.ValidateName(c); err != nil {
-			return "", errf(unix.EIO, "%s of %s: %v", ancestryAttr, g, err)
+			return "", errf(unix.EIO, "%v", err)
 		}
 	}
 	return path, nil

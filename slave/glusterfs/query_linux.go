@@ -51,22 +51,22 @@ func (v *Volume) Stat(ctx context.Context, g gfid.GFID) (replica.Attr, error) {
 	return a, nil
 }
 
-// openDirByGFID opens directory g for reading: the root directly, any other
-// directory through the path the volume reports for it, checked against
-// the gfid of what was opened. (GlusterFS's gfid-access refuses to open
-// .gfid/<gfid> of a directory for reading.)
+// openDirByGFID opens directory g for reading: the root directly, any
+// other directory by name in its parent, located by dirLocation and
+// checked against the gfid of what was opened. (GlusterFS's gfid-access
+// refuses to open .gfid/<gfid> of a directory for reading.)
 func (v *Volume) openDirByGFID(g gfid.GFID) (int, error) {
-	path := "."
-	if g != gfid.Root {
-		p, err := v.dirPath(g)
-		if err != nil {
-			return -1, err
-		}
-		path = p[1:]
+	if g == gfid.Root {
+		return openBeneath(v.rootFd, ".", unix.O_RDONLY|unix.O_DIRECTORY)
 	}
-	fd, err := openBeneath(v.rootFd, path, unix.O_RDONLY|unix.O_DIRECTORY)
+	pfd, name, err := v.dirLocation(g)
 	if err != nil {
-		return -1, fmt.Errorf("open directory %s at %q: %w", g, path, err)
+		return -1, err
+	}
+	defer closeFd(pfd)
+	fd, err := openBeneath(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return -1, fmt.Errorf("open directory %s (%q): %w", g, truncName(name), err)
 	}
 	got, err := gfidOfFd(fd)
 	if err == nil && got != g {
@@ -97,6 +97,15 @@ func (v *Volume) Entries(ctx context.Context, dir gfid.GFID) ([]replica.DirEntry
 		return nil, fmt.Errorf("entries of %s: %w", dir, err)
 	}
 	defer closeFd(fd)
+	// Names are looked up in .gfid/<dir>, as everywhere else, not through
+	// the descriptor opened for reading: lookups by name in a directory
+	// reached by name answered ENOENT for names renamed into it through
+	// .gfid/<dir> (see dirLocation).
+	pfd, err := v.openParent(dir)
+	if err != nil {
+		return nil, fmt.Errorf("entries of %s: %w", dir, err)
+	}
+	defer closeFd(pfd)
 	names, err := readDirNames(fd)
 	if err != nil {
 		return nil, fmt.Errorf("entries of %s: reading directory: %w", dir, err)
@@ -110,7 +119,7 @@ func (v *Volume) Entries(ctx context.Context, dir gfid.GFID) ([]replica.DirEntry
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		ni, err := v.lookup(fd, name)
+		ni, err := v.lookup(pfd, name)
 		if err != nil {
 			return nil, fmt.Errorf("entries of %s: %q: %w", dir, name, err)
 		}
@@ -270,6 +279,14 @@ func (v *Volume) purge(ctx context.Context, dirfd int, name string, ni nameInfo,
 	if err != nil {
 		closeFd(fd)
 		return fmt.Errorf("reading %q: %w", name, err)
+	}
+	// Children are looked up and removed in .gfid/<gfid> (see Entries);
+	// through the descriptor read only for a directory without a gfid.
+	if !ni.g.IsZero() {
+		closeFd(fd)
+		if fd, err = v.openParent(ni.g); err != nil {
+			return fmt.Errorf("open %q: %w", name, err)
+		}
 	}
 	for _, child := range names {
 		if child == "." || child == ".." {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -65,6 +66,9 @@ func Run(t *testing.T, caps Caps, open func(t *testing.T) Backend) {
 		{"ExistsWithOtherGFID", testExistsOther},
 		{"Rename", testRename},
 		{"RenameDirectory", testRenameDir},
+		{"RenameDirectoryTwice", testRenameDirTwice},
+		{"RenameFromMovedParent", testRenameFromMovedParent},
+		{"DirectoriesKeepMoving", testDirsKeepMoving},
 		{"Hardlinks", testHardlinks},
 		{"Remove", testRemove},
 		{"MissingParent", testMissingParent},
@@ -390,6 +394,142 @@ func testRenameDir(t *testing.T, s *suite, dir gfid.GFID) {
 	s.wantNames(t, dir, at("again", d), at("other", other))
 	// A directory cannot move beneath itself.
 	s.applyFail(t, rename(d, dir, "again", d, "inside"), unix.EINVAL)
+}
+
+// parkMove is the master's rename sequence for g: to the park directory,
+// then to its new name.
+func parkMove(g, parent gfid.GFID, name string, np gfid.GFID, nn string) []replica.Entry {
+	return []replica.Entry{rename(g, parent, name, gfid.Park, g.String()), rename(g, gfid.Park, g.String(), np, nn)}
+}
+
+// testRenameDirTwice: two workers (the bricks of a distribute volume each
+// hold every directory) send the same directory rename; the second finds
+// the directory already moved, in one batch or op by op, also after its old
+// parent and its new parent moved.
+func testRenameDirTwice(t *testing.T, s *suite, dir gfid.GFID) {
+	a, b, c, d, child, sub := gfid.New(), gfid.New(), gfid.New(), gfid.New(), gfid.New(), gfid.New()
+	s.apply(t, mkdir(a, dir, "a"), mkdir(b, a, "b"), mkdir(c, dir, "c"),
+		mkdir(d, b, "d"), create(child, d, "child", 0o644), mkdir(sub, d, "sub"))
+	move := parkMove(d, b, "d", c, "moved")
+	s.apply(t, move...) // the first worker
+	s.apply(t, move...) // the second, in one batch
+	for _, e := range move {
+		s.apply(t, e) // and op by op
+	}
+	s.wantNames(t, c, at("moved", d))
+	s.wantNames(t, b)
+	s.wantNames(t, d, at("child", child), at("sub", sub))
+	s.wantNames(t, gfid.Park)
+	// The second worker is late: the old parent's own parent has moved
+	// meanwhile, and the directory's new parent too.
+	s.apply(t, parkMove(a, dir, "a", c, "a2")...)
+	s.apply(t, parkMove(c, dir, "c", dir, "c2")...)
+	s.apply(t, move...)
+	s.wantNames(t, dir, at("c2", c))
+	s.wantNames(t, c, at("a2", a), at("moved", d))
+	s.wantNames(t, d, at("child", child), at("sub", sub))
+	// Entries and creates by gfid work wherever it went.
+	c2 := gfid.New()
+	s.apply(t, create(c2, sub, "c2", 0o600))
+	s.wantNames(t, sub, at("c2", c2))
+	// A stale old name anywhere: the directory is taken from where it is.
+	s.apply(t, rename(d, a, "gone", b, "back"))
+	s.wantNames(t, b, at("back", d))
+	s.wantNames(t, c, at("a2", a))
+	s.wantNames(t, gfid.Park)
+}
+
+// testRenameFromMovedParent: a non-directory renamed out of a directory
+// that moved meanwhile leaves no name behind; its other names stay.
+func testRenameFromMovedParent(t *testing.T, s *suite, dir gfid.GFID) {
+	p, q, f, h := gfid.New(), gfid.New(), gfid.New(), gfid.New()
+	s.apply(t, mkdir(p, dir, "p"), mkdir(q, dir, "q"), create(f, p, "f", 0o644),
+		create(h, p, "h", 0o644), link(h, dir, "h-other"))
+	s.apply(t, parkMove(p, dir, "p", q, "p2")...)
+	// The file's old parent is named by gfid: found where it moved.
+	s.apply(t, parkMove(f, p, "f", dir, "f2")...)
+	s.apply(t, parkMove(h, p, "h", q, "h2")...)
+	s.wantNames(t, p)
+	s.wantNames(t, dir, at("f2", f), at("h-other", h), at("q", q))
+	s.wantNames(t, q, at("h2", h), at("p2", p))
+	if a := s.stat(t, f); a.Nlink != 1 {
+		t.Fatalf("f: nlink %d, want 1", a.Nlink)
+	}
+	if a := s.stat(t, h); a.Nlink != 2 {
+		t.Fatalf("h: nlink %d, want 2", a.Nlink)
+	}
+	// The second worker replays both, after another move of the parent.
+	s.apply(t, parkMove(p, q, "p2", dir, "p3")...)
+	s.apply(t, parkMove(f, p, "f", dir, "f2")...)
+	s.apply(t, parkMove(h, p, "h", q, "h2")...)
+	s.wantNames(t, p)
+	s.wantNames(t, dir, at("f2", f), at("h-other", h), at("p3", p), at("q", q))
+	s.wantNames(t, q, at("h2", h))
+	s.wantNames(t, gfid.Park)
+	if a := s.stat(t, h); a.Nlink != 2 {
+		t.Fatalf("h after replay: nlink %d, want 2", a.Nlink)
+	}
+	// Renamed while its old name is gone: given the new name, its other
+	// names kept (a hardlink the master still has).
+	s.apply(t, rename(h, p, "h", p, "h3"))
+	s.wantNames(t, p, at("h3", h))
+	if a := s.stat(t, h); a.Nlink != 3 {
+		t.Fatalf("h: nlink %d, want 3", a.Nlink)
+	}
+}
+
+// testDirsKeepMoving renames directories of a tree at random through the
+// park directory and lists every directory after each move: a directory is
+// found by gfid wherever it went, its old names vanish.
+func testDirsKeepMoving(t *testing.T, s *suite, dir gfid.GFID) {
+	rng := rand.New(rand.NewPCG(5, 8))
+	type loc struct {
+		parent gfid.GFID
+		name   string
+	}
+	where := map[gfid.GFID]loc{}
+	dirs := []gfid.GFID{dir}
+	for i := range 10 {
+		g, p := gfid.New(), dirs[rng.IntN(len(dirs))]
+		name := fmt.Sprintf("d%d", i)
+		s.apply(t, mkdir(g, p, name), create(gfid.New(), g, "f", 0o644))
+		where[g] = loc{p, name}
+		dirs = append(dirs, g)
+	}
+	beneath := func(g, d gfid.GFID) bool { // g is d or below it
+		for ; g != dir; g = where[g].parent {
+			if g == d {
+				return true
+			}
+		}
+		return false
+	}
+	for i := range 30 {
+		g, np := dirs[1+rng.IntN(len(dirs)-1)], dirs[rng.IntN(len(dirs))]
+		if beneath(np, g) {
+			continue
+		}
+		name := fmt.Sprintf("r%d", i)
+		s.apply(t, parkMove(g, where[g].parent, where[g].name, np, name)...)
+		where[g] = loc{np, name}
+		for _, d := range dirs {
+			var want []string
+			for _, c := range dirs[1:] {
+				if where[c].parent == d {
+					want = append(want, at(where[c].name, c))
+				}
+			}
+			got := s.names(t, d)
+			if d != dir {
+				got = slices.DeleteFunc(got, func(n string) bool { return strings.HasPrefix(n, "f=") })
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("move %d: Entries %s = %q, want %q", i, d, got, want)
+			}
+		}
+	}
 }
 
 func testHardlinks(t *testing.T, s *suite, dir gfid.GFID) {
