@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -208,8 +209,20 @@ func TestGlusterMasterToGlusterSlave(t *testing.T) {
 // sync of every file type, two mutation rounds synced with --oneshot (hybrid
 // crawls of the bricks), then the daemon replicating two rounds of
 // mutations live from the bricks' changelogs.
+//
+// GEOREP_E2E_SEED=N seeds the tree and the mutations with N instead of 7
+// (the seed is logged, to replay a failure).
 func (s *masterSite) initialThenLive(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 11))
+	seed := uint64(7)
+	if v := os.Getenv("GEOREP_E2E_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("GEOREP_E2E_SEED=%q: not a number", v)
+		}
+		seed = n
+	}
+	t.Logf("seed %d (GEOREP_E2E_SEED)", seed)
+	rng := rand.New(rand.NewPCG(seed, 11))
 	if err := harness.Populate(s.mnt, rng); err != nil {
 		t.Fatal(err)
 	}
