@@ -191,7 +191,7 @@ func (w *worker) brickLive(ctx context.Context) error {
 				b.startAt(start)
 			}
 		} else {
-			retry := w.failures.len() > 0 && time.Since(lastRetry) >= w.cfg.ChangeInterval
+			retry := (w.failures.len() > 0 || len(w.staleData) > 0) && time.Since(lastRetry) >= w.cfg.ChangeInterval
 			var files []string
 			files, err = b.pending()
 			if err != nil {

@@ -150,7 +150,7 @@ func (w *worker) live(ctx context.Context, lj *liveJournal) error {
 			}
 		} else {
 			retryNow := w.retryNow.Swap(false)
-			retry := w.failures.len() > 0 && (retryNow || time.Since(lastRetry) >= w.changeInterval())
+			retry := (w.failures.len() > 0 || len(w.staleData) > 0) && (retryNow || time.Since(lastRetry) >= w.changeInterval())
 			var recs []journal.Record
 			var next journal.Cursor
 			recs, next, err = lj.read(w.cfg.ChangelogBatchSize)
@@ -245,6 +245,7 @@ func (w *worker) scopedPass(ctx context.Context, retry bool, stimeAt time.Time, 
 			return err
 		}
 	}
+	w.staleDirs(ds)
 	dirs := ds.sorted()
 	res, err := crawl.Scoped(ctx, w.crawlConfig(), w.cat, dirs, w.log)
 	ds.close()

@@ -50,6 +50,10 @@ type worker struct {
 	needFull bool
 	failures *failureQueue
 	brick    *brickState // a GlusterFS brick worker; nil for a plain directory
+	// staleData holds the files whose data was not shipped because they
+	// had moved since the crawl: the next live pass re-examines them where
+	// the catalog then puts them (a hybrid crawl finds them anyway).
+	staleData map[gfid.GFID]bool
 	// partial is set when the source holds only part of the namespace (a
 	// brick of a volume distributed over several): verify purges nothing.
 	partial bool
@@ -277,7 +281,7 @@ func newWorker(cfg Config, wd *workDir, client *slaveClient, rsyncPath, self str
 		log.Warn("failure queue from the previous run; the first crawl retries it", "failures", n)
 	}
 	w = &worker{cfg: cfg, log: log, wd: wd, cat: cat, client: client, slave: client, data: sy, batch: cfg.EntryBatch,
-		stats: wd.loadStats(), failures: failures, needFull: true, syncer: sy, wake: make(chan struct{}, 1)}
+		stats: wd.loadStats(), failures: failures, needFull: true, staleData: map[gfid.GFID]bool{}, syncer: sy, wake: make(chan struct{}, 1)}
 	return w, nil
 }
 
@@ -428,6 +432,7 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("hybrid crawl: %w", err)
 	}
+	clear(w.staleData) // the crawl saw every file wherever it is now
 	if res.Changelog == "" {
 		if found, err := w.verifyOnce(ctx, res.Snapshot); err != nil || found > 0 {
 			return found > 0, err
@@ -520,9 +525,13 @@ func (w *worker) apply(ctx context.Context, res *crawl.Result, retried bool) err
 		dir, name := locate(g, res.Snapshot, w.cat)
 		if p, ok := res.Snapshot.Path(g); ok {
 			if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-				// Removed since the crawl: its removal is a change of
-				// its own, not a failure.
-				w.log.Debug("data not shipped: the file is gone from the source", "gfid", g, "path", p)
+				// Gone from where the crawl saw it. Removed, its removal
+				// is a change of its own; moved (itself, or a directory
+				// above it), the journal reports the move, but a directory
+				// moved is not walked again: the next live pass looks for
+				// it where the catalog now puts it.
+				w.log.Debug("data not shipped: the file is gone from where the crawl saw it", "gfid", g, "path", p)
+				w.staleData[g] = true
 				continue
 			}
 		}
