@@ -83,7 +83,7 @@ func flags() *pflag.FlagSet {
 	fs.Int("entry-batch", d.EntryBatch, "entries per EntryOps/MetaOps call")
 	fs.Int64("small-file-size", d.SmallFileSize, "regular files up to this many bytes are shipped whole over gRPC, not through rsync (0: never)")
 	fs.Bool("oneshot", false, "one pass; exit 0 only when the slave has converged to the source")
-	fs.Duration("oneshot-timeout", d.OneshotTimeout, "with --oneshot: give up (exit 1) after this long")
+	fs.Duration("oneshot-timeout", d.OneshotTimeout, "with --oneshot: give up (exit 3) after this long")
 	fs.Duration("lease", d.Lease, "session lease asked of the slave")
 	fs.String("status-listen", "", "host:port of the status service georepctl talks to (default: a UNIX socket <work-dir>/status.sock)")
 	fs.String("metrics-listen", "", "host:port serving Prometheus metrics on /metrics (default: none)")
