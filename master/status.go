@@ -200,10 +200,12 @@ func (m *monitor) status() (ws []workerStatus, paused bool, cp checkpoint) {
 			s.Reason = ""
 		}
 		// Lag: how far stime is behind while the worker has work it
-		// knows of (a changelog in flight, failures, not Active); an
+		// knows of (a changelog in flight or pending, failures, not
+		// Active); an
 		// Active worker with nothing to do has caught up, whatever its
 		// stime (an idle worker does no pass to move it).
-		busy := e.w.prog.Load() != nil || st.Failures > 0 || s.State != stateActive
+		pending := st.EntriesPending + st.FilesPending + st.MetaPending + st.DeletesPending
+		busy := e.w.prog.Load() != nil || pending > 0 || st.Failures > 0 || s.State != stateActive
 		if !st.LastSynced.IsZero() && busy {
 			s.Lag = max(now.Sub(st.LastSynced), 0)
 		}
