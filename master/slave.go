@@ -72,6 +72,10 @@ type slaveClient struct {
 	haveRsync bool
 }
 
+// sessionRefusal is what the slave says of a session id it does not hold;
+// rsync tunnels pass it on as text, through rsync's error output.
+const sessionRefusal = "is not the current session"
+
 func newSlaveClient(cfg Config, volumeID, sessionFile string) (*slaveClient, error) {
 	conn, err := rpc.NewClient(rpc.ClientConfig{Address: cfg.Slave, TLS: cfg.TLS, Insecure: cfg.Insecure})
 	if err != nil {

@@ -518,6 +518,15 @@ func (w *worker) apply(ctx context.Context, res *crawl.Result, retried bool) err
 		dir, name := locate(g, res.Snapshot, w.cat)
 		queue = append(queue, &failure{GFID: g, Dir: dir, Name: name, Reason: why})
 	}
+	for _, why := range out.dataWhy {
+		if strings.Contains(why, sessionRefusal) {
+			// The slave restarted or another master took over: the rsync
+			// tunnels are refused until the session is opened again, and
+			// the keep-alive would notice only at its next round.
+			w.client.lost.Store(true)
+			break
+		}
+	}
 	for g := range out.dataFailed {
 		if failed[g] {
 			continue
