@@ -15,8 +15,9 @@ GRPCURL_VERSION            := v1.9.3
 
 # Debian packages the tests and the demo need: GlusterFS for integration/gluster,
 # openssh-server for gsyncd in the side-by-side benchmark, systemd for
-# systemd-analyze and openssl for deploy/tls/make-certs.sh in the deploy test.
-DEB_PACKAGES := rsync attr acl glusterfs-server glusterfs-client openssh-server systemd openssl
+# systemd-analyze and openssl for deploy/tls/make-certs.sh in the deploy test,
+# iproute2 for the network namespaces of the WAN test.
+DEB_PACKAGES := rsync attr acl glusterfs-server glusterfs-client openssh-server systemd openssl iproute2
 
 .PHONY: help deps tools build test unit integration lint generate check-generate demo bench bench-gluster fuzz clean
 
