@@ -164,24 +164,54 @@ func FuzzValidateRsyncArgs(f *testing.F) {
 	}
 	f.Add("rsync\n--server\n--delete\n.\n.")
 	f.Add("rsync\n--server\n-le.x\n.\n/etc")
+	f.Add("rsync\n--server\n-tpe.LsfxC/../x\n.\n.")
+	f.Add("rsync\n--server\n--temp-dir=/tmp\n.\n.")
+	f.Add("rsync\n--server\n--timeout=1;id\n.\n.")
+	f.Add("rsync\n--server\n-B8192\n--checksum-choice=xxh128,md5\n.\n../../outside")
+	f.Add("rsync\n--server\n-t\n.\n--delete")
 	f.Fuzz(func(t *testing.T, s string) {
 		args := strings.Split(s, "\n")
 		got, err := ValidateRsyncArgs(args, "/data")
 		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("refusal without a reason")
+			}
 			return
 		}
 		if len(got) < 4 || got[0] != "rsync" || got[1] != "--server" || got[len(got)-2] != "." || got[len(got)-1] != "/data/" {
 			t.Fatalf("bad shape %q", got)
 		}
+		// The destination the request named never matters.
+		other := append(slices.Clone(args[:len(args)-1]), "elsewhere")
+		if again, err := ValidateRsyncArgs(other, "/data"); err != nil || !slices.Equal(again, got) {
+			t.Fatalf("the requested path changed the result: %q vs %q (%v)", got, again, err)
+		}
 		for _, a := range got[2 : len(got)-2] {
 			if a == "." || !strings.HasPrefix(a, "-") || strings.HasPrefix(a, "--delete") || a == "--sender" {
 				t.Fatalf("%q let through in %q", a, got)
 			}
-			if !strings.HasPrefix(a, "--") {
-				opts, _, _ := strings.Cut(a[1:], "e")
-				if strings.ContainsAny(opts, "lLkKHDsbyTX") {
-					t.Fatalf("%q let through in %q", a, got)
+			// No option carries a path, a shell word or a NUL.
+			if strings.ContainsAny(a, "/ \x00;$`'\"\\") {
+				t.Fatalf("%q let through in %q", a, got)
+			}
+			if strings.HasPrefix(a, "--") {
+				name, val, hasVal := strings.Cut(a, "=")
+				if !rsyncLongFlags[a] && !(hasVal && rsyncLongValues[name] != nil && rsyncLongValues[name](val)) {
+					t.Fatalf("long option %q not in the allowlists, in %q", a, got)
 				}
+				continue
+			}
+			if strings.HasPrefix(a, "-B") && isUint(a[2:]) {
+				continue
+			}
+			opts, _, _ := strings.Cut(a[1:], "e")
+			for _, c := range opts {
+				if !strings.ContainsRune(rsyncShortOpts, c) {
+					t.Fatalf("short option -%c of %q not in the allowlist, in %q", c, a, got)
+				}
+			}
+			if strings.ContainsAny(opts, "lLkKHDsbyTXdrCmB") {
+				t.Fatalf("%q let through in %q", a, got)
 			}
 		}
 		for _, f := range rsyncForced {

@@ -28,6 +28,7 @@ import (
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/slave/replica"
 )
 
 var (
@@ -1009,5 +1010,67 @@ func FuzzEntryOpsRequest(f *testing.F) {
 		if err != nil || len(top) != 2 {
 			t.Fatalf("scratch dir holds %v, %v: want only root and outside", top, err)
 		}
+		assertReplicaIntact(t, svc, root)
 	})
+}
+
+// assertReplicaIntact checks what no request may break: the root and the park
+// directory keep their gfids, rsync's data directory holds only shard
+// directories and regular files (ARCHITECTURE.md, "The slave's replica"),
+// every name listed beneath the root can be stat'ed by its gfid with the
+// type listed, and a new entry can still be created.
+func assertReplicaIntact(t *testing.T, svc *service, root string) {
+	t.Helper()
+	ctx := t.Context()
+	if a, err := svc.replica.Stat(ctx, gfid.Root); err != nil || a.Type != replica.TypeDir {
+		t.Fatalf("Stat(root) = %v, %v", a, err)
+	}
+	if a, err := svc.replica.Stat(ctx, gfid.Park); err != nil || a.Type != replica.TypeDir {
+		t.Fatalf("Stat(park) = %v, %v", a, err)
+	}
+	data := svc.replica.DataDir()
+	err := filepath.WalkDir(data, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(data, p)
+		depth := strings.Count(rel, "/") + 1
+		if rel == "." {
+			depth = 0
+		}
+		switch {
+		case depth <= 1 && d.IsDir():
+		case depth == 2 && d.Type().IsRegular():
+		default:
+			t.Fatalf("data directory holds %s (%v) at depth %d: only shard directories and regular files may be there", rel, d.Type(), depth)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(g gfid.GFID, path string, depth int)
+	walk = func(g gfid.GFID, path string, depth int) {
+		ents, err := svc.replica.Entries(ctx, g)
+		if err != nil {
+			t.Fatalf("Entries(%s %q): %v", g, path, err)
+		}
+		for _, e := range ents {
+			if e.GFID.IsZero() {
+				continue // a name without a gfid (not created by georep)
+			}
+			a, err := svc.replica.Stat(ctx, e.GFID)
+			if err != nil || a.Type != e.Type {
+				t.Fatalf("%s/%s lists gfid %s as %v; Stat gives %v, %v", path, e.Name, e.GFID, e.Type, a.Type, err)
+			}
+			if e.Type == replica.TypeDir && depth < 16 {
+				walk(e.GFID, path+"/"+e.Name, depth+1)
+			}
+		}
+	}
+	walk(gfid.Root, "", 0)
+	g := gfid.New()
+	if fl := svc.replica.ApplyEntries(ctx, []replica.Entry{{Op: replica.OpCreate, GFID: g, Parent: gfid.Root, Name: "intact-" + g.String(), Mode: unix.S_IFREG | 0o644}}); len(fl) > 0 {
+		t.Fatalf("a create after the requests failed: %+v", fl)
+	}
 }

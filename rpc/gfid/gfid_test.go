@@ -3,6 +3,7 @@ package gfid
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -63,10 +64,24 @@ func FuzzParse(f *testing.F) {
 	f.Add("00000000-0000-0000-0000-000000000001")
 	f.Add("da044da0-6c0d-4735-a3f9-15b7b6732a82")
 	f.Add("not-a-gfid")
+	f.Add("00000000-0000-0000-0000-000000000000")
+	f.Add("DA044DA0-6C0D-4735-A3F9-15B7B6732A82")
+	f.Add("da044da0+6c0d-4735-a3f9-15b7b6732a82")
+	f.Add("{a044da0-6c0d-4735-a3f9-15b7b6732a8}")
+	f.Add("da044da0-6c0d-4735-a3f9-15b7b6732a8\x00")
 	f.Fuzz(func(t *testing.T, s string) {
 		g, err := Parse(s)
 		if err != nil {
+			if !errors.Is(err, ErrMalformed) || !g.IsZero() {
+				t.Fatalf("Parse(%q) = %v, %v: want the zero gfid and ErrMalformed", s, g, err)
+			}
 			return
+		}
+		// Only the canonical text (any case) of a non-zero gfid is accepted:
+		// nothing else (braces, missing dashes, NUL, padding) may name a
+		// gfid, or two texts would name one replica inode.
+		if g.IsZero() || !strings.EqualFold(s, g.String()) || g.String() != strings.ToLower(g.String()) {
+			t.Fatalf("Parse(%q) accepted it as %s", s, g)
 		}
 		back, err := Parse(g.String())
 		if err != nil || back != g {

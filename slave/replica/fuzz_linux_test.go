@@ -127,5 +127,36 @@ func FuzzApplyEntries(f *testing.F) {
 		if g := xattrGFID(t, r, filepath.Join(root, ".georep/park")); g != gfid.Park {
 			t.Fatalf("park gfid %s", g)
 		}
+		// The index agrees with the namespace: every name listed beneath
+		// the root is found by its gfid with the type listed, and a
+		// directory is where its index says.
+		var walk func(g gfid.GFID, path string, depth int)
+		walk = func(g gfid.GFID, path string, depth int) {
+			ents, err := r.Entries(t.Context(), g)
+			if err != nil {
+				t.Fatalf("Entries(%s %q): %v", g, path, err)
+			}
+			for _, e := range ents {
+				if e.GFID.IsZero() {
+					t.Fatalf("%s/%s has no gfid: georep created it without one", path, e.Name)
+				}
+				a, err := r.Stat(t.Context(), e.GFID)
+				if err != nil || a.Type != e.Type {
+					t.Fatalf("%s/%s is gfid %s, a %v; Stat gives %v, %v", path, e.Name, e.GFID, e.Type, a.Type, err)
+				}
+				if e.Type == TypeDir && depth < 16 {
+					walk(e.GFID, path+"/"+e.Name, depth+1)
+				}
+			}
+		}
+		walk(gfid.Root, "", 0)
+		// And the replica still works: a new directory and a file in it.
+		nd, nf := gfid.New(), gfid.New()
+		if fl := r.ApplyEntries(t.Context(), []Entry{
+			{Op: OpMkdir, GFID: nd, Parent: gfid.Root, Name: "after-" + nd.String(), Mode: unix.S_IFDIR | 0o755},
+			{Op: OpCreate, GFID: nf, Parent: nd, Name: "f", Mode: unix.S_IFREG | 0o644},
+		}); len(fl) > 0 {
+			t.Fatalf("creating after the sequence failed: %+v", fl)
+		}
 	})
 }
