@@ -11,11 +11,29 @@ import (
 	"github.com/georep/georep/integration/harness"
 )
 
+// newInsecureSite is newSite with a slave serving plaintext, for the tests
+// whose masters say --insecure themselves (in a config file, the
+// environment) or that use plaintext tools.
+func newInsecureSite(t *testing.T) *site {
+	t.Helper()
+	harness.RequireRsync(t)
+	dir := t.TempDir()
+	s := &site{src: filepath.Join(dir, "src"), replica: filepath.Join(dir, "replica"), work: filepath.Join(dir, "work")}
+	for _, d := range []string{s.src, s.replica} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.slave = harness.StartSlaveInsecure(t, s.replica)
+	return s
+}
+
 // TestMutualTLS replicates over mutually authenticated TLS (the rsync tunnel
 // included), and checks that a master without a certificate of the slave's
 // CA, or speaking plaintext, is turned away with a clear error.
 func TestMutualTLS(t *testing.T) {
 	harness.RequireRsync(t)
+	t.Parallel()
 	dir := t.TempDir()
 	certs := harness.MakeCerts(t, filepath.Join(dir))
 	src, replica := filepath.Join(dir, "src"), filepath.Join(dir, "replica")
@@ -35,6 +53,9 @@ func TestMutualTLS(t *testing.T) {
 	if diffs, err := harness.Compare(src, replica, harness.CompareOptions{}); err != nil || len(diffs) > 0 {
 		t.Fatalf("replica differs after a sync over TLS: %v %v", err, diffs)
 	}
+	if !strings.Contains(slave.Log(), "allowed-masters is empty") {
+		t.Errorf("a TLS slave without allowed-masters does not warn that any certificate of its CA is a master:\n%s", slave.Log())
+	}
 
 	t.Run("certificate of another CA", func(t *testing.T) {
 		other := harness.MakeCerts(t, t.TempDir())
@@ -47,7 +68,7 @@ func TestMutualTLS(t *testing.T) {
 		}
 	})
 	t.Run("plaintext master", func(t *testing.T) {
-		code, out := harness.Oneshot(t, ctx, "--slave", slave.Addr, "--source", src, "--work-dir", t.TempDir(), "--insecure", "--oneshot-timeout", "3s")
+		code, out := harness.Oneshot(t, ctx, harness.MasterArgsInsecure(slave.Addr, src, t.TempDir(), "--oneshot-timeout", "3s")...)
 		if code == 0 {
 			t.Fatalf("a plaintext master was served by a TLS slave:\n%s", out)
 		}
@@ -56,6 +77,113 @@ func TestMutualTLS(t *testing.T) {
 		code, out := harness.Oneshot(t, ctx, "--slave", slave.Addr, "--source", src, "--work-dir", t.TempDir())
 		if code == 0 || !strings.Contains(out, "pass --insecure") {
 			t.Fatalf("exit %d, output:\n%s", code, out)
+		}
+	})
+}
+
+// TestHarnessTLSByDefault: a slave the harness starts requires mutual TLS,
+// and MasterArgs, a restart and a proxy all carry its certificates.
+func TestHarnessTLSByDefault(t *testing.T) {
+	s := newSite(t)
+	t.Parallel()
+	if s.slave.Certs == nil {
+		t.Fatal("harness.StartSlave started a slave without certificates")
+	}
+	args := strings.Join(s.args(), " ")
+	if strings.Contains(args, "--insecure") || !strings.Contains(args, "--tls-cert "+s.slave.Certs.MasterCert) {
+		t.Fatalf("MasterArgs of a TLS slave: %s", args)
+	}
+	os.WriteFile(filepath.Join(s.src, "f"), []byte("x"), 0o644)
+	s.sync(t)
+	s.check(t, harness.CompareOptions{}, "over the harness's TLS")
+	s.slave.Stop()
+	s.slave.Restart(t)
+	proxy := harness.StartProxy(t, s.slave.Addr)
+	os.WriteFile(filepath.Join(s.src, "g"), []byte("y"), 0o644)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	harness.MustOneshot(t, ctx, harness.MasterArgs(proxy.Addr, s.src, s.work, "--oneshot-timeout", "60s")...)
+	s.check(t, harness.CompareOptions{}, "through a proxy to the restarted TLS slave")
+}
+
+// TestAllowedMasters: a slave with allowed-masters serves only those master
+// identities; another certificate of the same CA is refused on its first
+// call, the error names its identity and the key, and the replica is not
+// touched.
+func TestAllowedMasters(t *testing.T) {
+	harness.RequireRsync(t)
+	t.Parallel()
+	dir := t.TempDir()
+	// Two masters of one CA: copy A's files away before B's are made.
+	ca := filepath.Join(dir, "ca")
+	a := harness.MakeCertsFor(t, ca, "master-a")
+	keep := filepath.Join(dir, "a")
+	os.Mkdir(keep, 0o700)
+	for _, p := range []*string{&a.MasterCert, &a.MasterKey} {
+		b, err := os.ReadFile(*p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*p = filepath.Join(keep, filepath.Base(*p))
+		os.WriteFile(*p, b, 0o600)
+	}
+	b := harness.MakeCertsFor(t, ca, "master-b.example.net")
+
+	srcA, srcB, replica := filepath.Join(dir, "srcA"), filepath.Join(dir, "srcB"), filepath.Join(dir, "replica")
+	for _, d := range []string{srcA, srcB, replica} {
+		os.Mkdir(d, 0o755)
+	}
+	os.WriteFile(filepath.Join(srcA, "from-A"), []byte(strings.Repeat("A", 1<<20)), 0o644)
+	os.WriteFile(filepath.Join(srcB, "from-B"), []byte("B"), 0o644)
+	slave := harness.StartSlaveTLS(t, replica, b, "--allowed-masters", "master-a")
+	if strings.Contains(slave.Log(), "allowed-masters is empty") {
+		t.Errorf("warned about an empty allowed-masters that is not empty:\n%s", slave.Log())
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	masterArgs := func(c harness.Certs, src, work string, extra ...string) []string {
+		return append([]string{"--slave", slave.Addr, "--source", src, "--work-dir", work,
+			"--tls-cert", c.MasterCert, "--tls-key", c.MasterKey, "--tls-ca", c.CA}, extra...)
+	}
+
+	t.Run("identity not listed", func(t *testing.T) {
+		code, out := harness.Oneshot(t, ctx, masterArgs(b, srcB, filepath.Join(dir, "workB"), "--oneshot-timeout", "3s")...)
+		if code == 0 {
+			t.Fatalf("master-b.example.net was served:\n%s", out)
+		}
+		for _, want := range []string{"PermissionDenied", `"master-b.example.net"`, "allowed-masters"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the master's output does not say %q:\n%s", want, lastLines(out, 3))
+			}
+		}
+		if ents, _ := os.ReadDir(replica); len(ents) > 1 {
+			t.Errorf("the refused master changed the replica: %v", ents)
+		}
+	})
+	t.Run("identity listed", func(t *testing.T) {
+		harness.MustOneshot(t, ctx, masterArgs(a, srcA, filepath.Join(dir, "workA"), "--oneshot-timeout", "60s")...)
+		if diffs, err := harness.Compare(srcA, replica, harness.CompareOptions{}); err != nil || len(diffs) > 0 {
+			t.Fatalf("replica differs after master-a's sync: %v %v", err, diffs)
+		}
+	})
+	// B, refused by identity, cannot get in with A's volume id either (its
+	// work dir copied): the session is never reached.
+	t.Run("identity not listed, allowed master's work dir", func(t *testing.T) {
+		stolen := filepath.Join(dir, "stolen")
+		os.Mkdir(stolen, 0o700)
+		vid, err := os.ReadFile(filepath.Join(dir, "workA", "volume-id"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(stolen, "volume-id"), vid, 0o600)
+		os.WriteFile(filepath.Join(srcA, "evil"), []byte("evil"), 0o644)
+		defer os.Remove(filepath.Join(srcA, "evil"))
+		code, out := harness.Oneshot(t, ctx, masterArgs(b, srcA, stolen, "--oneshot-timeout", "3s")...)
+		if code == 0 || !strings.Contains(out, "PermissionDenied") {
+			t.Fatalf("master-b with master-a's volume id: exit %d:\n%s", code, lastLines(out, 3))
+		}
+		if _, err := os.Lstat(filepath.Join(replica, "evil")); err == nil {
+			t.Fatal("master-b wrote into the replica with master-a's volume id")
 		}
 	})
 }

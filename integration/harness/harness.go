@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -65,26 +64,40 @@ func RequireRsync(t testing.TB) {
 type Slave struct {
 	Addr string
 	Root string
-	cmd  *exec.Cmd
-	log  *lockedBuffer
-	done chan struct{}
+	// Certs are the certificates the slave serves with, nil when it serves
+	// plaintext (or with certificates the test passed in its own flags).
+	Certs *Certs
+	extra []string
+	cmd   *exec.Cmd
+	log   *lockedBuffer
+	done  chan struct{}
 }
 
 var addrRE = regexp.MustCompile(`msg="slave serving" addr=(\S+)`)
 
 // StartSlave starts georep-slave on 127.0.0.1 port 0 serving root and waits
 // until it listens. It is stopped when the test ends.
+//
+// The slave requires mutual TLS with certificates made for the test (see
+// Slave.Certs), and MasterArgs gives a master of its address the matching
+// flags; unless extra says otherwise: with --insecure it serves plaintext
+// (StartSlaveInsecure), with --tls-cert the caller's certificates.
 func StartSlave(t testing.TB, root string, extra ...string) *Slave {
 	t.Helper()
 	return startSlave(t, root, "127.0.0.1:0", extra...)
 }
 
+// StartSlaveInsecure starts georep-slave serving plaintext (--insecure), for
+// the tests about plaintext itself or tools that speak only plaintext.
+func StartSlaveInsecure(t testing.TB, root string, extra ...string) *Slave {
+	t.Helper()
+	return startSlave(t, root, "127.0.0.1:0", append([]string{"--insecure"}, extra...)...)
+}
+
 func startSlave(t testing.TB, root, listen string, extra ...string) *Slave {
 	t.Helper()
-	args := []string{"--listen", listen, "--root", root}
-	if !slices.Contains(extra, "--tls-cert") {
-		args = append(args, "--insecure")
-	}
+	tlsArgs, certs, decided := transportArgs(t, listen, extra)
+	args := append([]string{"--listen", listen, "--root", root}, tlsArgs...)
 	args = append(args, extra...)
 	cmd := exec.Command(Bin(t, "georep-slave"), args...)
 	pr, pw := io.Pipe()
@@ -92,7 +105,7 @@ func startSlave(t testing.TB, root, listen string, extra ...string) *Slave {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start georep-slave: %v", err)
 	}
-	s := &Slave{Root: root, cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
+	s := &Slave{Root: root, Certs: certs, extra: extra, cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
 	addrc := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -116,6 +129,9 @@ func startSlave(t testing.TB, root, listen string, extra ...string) *Slave {
 		s.Kill()
 		t.Fatalf("georep-slave did not start listening:\n%s", s.log.String())
 	}
+	if decided {
+		register(t, s.Addr, certs)
+	}
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
@@ -125,16 +141,25 @@ func startSlave(t testing.TB, root, listen string, extra ...string) *Slave {
 	return s
 }
 
-// StartSlaveTLS starts georep-slave with mutual TLS from certs.
-func StartSlaveTLS(t testing.TB, root string, c Certs) *Slave {
+// StartSlaveTLS starts georep-slave with mutual TLS from certs; MasterArgs
+// gives a master of its address certs' master certificate.
+func StartSlaveTLS(t testing.TB, root string, c Certs, extra ...string) *Slave {
 	t.Helper()
-	return StartSlave(t, root, "--tls-cert", c.SlaveCert, "--tls-key", c.SlaveKey, "--tls-ca", c.CA)
+	s := StartSlave(t, root, append(c.SlaveArgs(), extra...)...)
+	s.Certs = &c
+	register(t, s.Addr, &c)
+	return s
 }
 
-// Restart starts the slave again on the same address after Kill or Stop.
+// Restart starts the slave again on the same address, with the same flags
+// and certificates, after Kill or Stop.
 func (s *Slave) Restart(t testing.TB) {
 	t.Helper()
-	n := startSlave(t, s.Root, s.Addr)
+	certs := s.Certs
+	n := startSlave(t, s.Root, s.Addr, s.extra...)
+	if n.Certs == nil {
+		n.Certs = certs
+	}
 	*s = *n
 }
 
@@ -157,8 +182,30 @@ func (s *Slave) Kill() {
 // Log returns what the slave has logged.
 func (s *Slave) Log() string { return s.log.String() }
 
-// MasterArgs are the arguments of a master replicating source to the slave.
+// MasterArgs are the arguments of a master replicating source to the slave
+// at slaveAddr, with the TLS flags of the certificates the harness started
+// that slave with (or a proxy to it). For an address the harness started no
+// slave on (nothing listens yet, or a slave the test started itself) they
+// say --insecure, and a slave StartSlaveAt starts there later serves
+// plaintext to match.
 func MasterArgs(slaveAddr, source, workDir string, extra ...string) []string {
+	args := []string{"--slave", slaveAddr, "--source", source, "--work-dir", workDir}
+	c, known := transportOf(slaveAddr)
+	switch {
+	case c != nil:
+		args = append(args, c.MasterArgs()...)
+	case !known:
+		register(nil, slaveAddr, nil)
+		fallthrough
+	default:
+		args = append(args, "--insecure")
+	}
+	return append(args, extra...)
+}
+
+// MasterArgsInsecure are MasterArgs for a plaintext master, whatever the
+// slave at slaveAddr serves.
+func MasterArgsInsecure(slaveAddr, source, workDir string, extra ...string) []string {
 	return append([]string{"--slave", slaveAddr, "--source", source, "--work-dir", workDir, "--insecure"}, extra...)
 }
 

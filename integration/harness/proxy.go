@@ -44,9 +44,16 @@ func (d Direction) String() string {
 // again, nothing lost. Cut closes every connection at once, with a reset
 // (RST) or an orderly close (FIN), and resets every connection attempted
 // until Resume.
+//
+// A proxy started with StartDelayProxy also holds every chunk it reads for
+// a fixed one-way delay before passing it on, each direction on its own
+// (a round trip through it takes twice the delay). See StartDelayProxy for
+// what that models and what it does not.
 type Proxy struct {
 	Addr   string
 	Target string
+
+	delay time.Duration // one-way, each way (0: none)
 
 	ln     net.Listener
 	wg     sync.WaitGroup
@@ -64,18 +71,49 @@ type Proxy struct {
 
 type proxyConn struct {
 	client, server *net.TCPConn
-	halves         atomic.Int32 // directions closed in order (EOF passed on)
+	halves         atomic.Int32  // directions closed in order (EOF passed on)
+	gone           chan struct{} // closed when the connection is dropped
 }
 
 // StartProxy listens on 127.0.0.1 port 0 and forwards to target. It is
-// closed, with every connection it holds, when the test ends.
+// closed, with every connection it holds, when the test ends. MasterArgs of
+// its address carry the TLS flags of target's slave.
 func StartProxy(t testing.TB, target string) *Proxy {
+	t.Helper()
+	return startProxy(t, target, 0)
+}
+
+// StartDelayProxy is StartProxy with a latency: every chunk read from
+// either side is written to the other delay after it was read, in order,
+// so that a round trip through the proxy takes 2×delay more than on
+// loopback. Bandwidth is not limited otherwise: a direction holds up to
+// delayQueue chunks (each at most 64 KiB) in flight, far more than gRPC's
+// flow-control windows let a sender have outstanding.
+//
+// It models the latency that application-level round trips see (HTTP/2
+// flow-control windows, request/response turns, rsync's protocol), not a
+// WAN's TCP: each side's TCP talks to the proxy over loopback, so there is
+// no loss, and congestion windows (slow start, recovery) never see the
+// delay. An orderly close (FIN) is delayed like data; a reset is passed on
+// at once.
+func StartDelayProxy(t testing.TB, target string, delay time.Duration) *Proxy {
+	t.Helper()
+	if delay <= 0 {
+		t.Fatalf("StartDelayProxy: delay %s, want > 0", delay)
+	}
+	return startProxy(t, target, delay)
+}
+
+func startProxy(t testing.TB, target string, delay time.Duration) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("proxy listen: %v", err)
 	}
-	p := &Proxy{Addr: ln.Addr().String(), Target: target, ln: ln, conns: map[*proxyConn]struct{}{}, gate: make(chan struct{})}
+	p := &Proxy{Addr: ln.Addr().String(), Target: target, delay: delay, ln: ln, conns: map[*proxyConn]struct{}{}, gate: make(chan struct{})}
+	if c, known := transportOf(target); known {
+		register(t, p.Addr, c)
+	}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.Close)
@@ -104,7 +142,7 @@ func (p *Proxy) accept() {
 			reset(client)
 			continue
 		}
-		pc := &proxyConn{client: client, server: s.(*net.TCPConn)}
+		pc := &proxyConn{client: client, server: s.(*net.TCPConn), gone: make(chan struct{})}
 		p.mu.Lock()
 		if p.down || p.closed.Load() {
 			p.mu.Unlock()
@@ -115,9 +153,107 @@ func (p *Proxy) accept() {
 		p.conns[pc] = struct{}{}
 		p.mu.Unlock()
 		p.accepted.Add(1)
+		if p.delay > 0 {
+			p.wg.Add(4)
+			for _, d := range []struct {
+				from, to *net.TCPConn
+				dir      Direction
+			}{{pc.client, pc.server, Up}, {pc.server, pc.client, Down}} {
+				q := make(chan delayed, delayQueue)
+				go p.delayIn(pc, d.from, q, d.dir)
+				go p.delayOut(pc, d.to, q, d.dir)
+			}
+			continue
+		}
 		p.wg.Add(2)
 		go p.pump(pc, pc.client, pc.server, Up)
 		go p.pump(pc, pc.server, pc.client, Down)
+	}
+}
+
+// delayQueue is how many chunks a direction of a StartDelayProxy holds in
+// flight: 16 Ki chunks, from 1 GiB of 64 KiB reads down to 16 MiB of 1 KiB
+// ones, which no gRPC connection's window (16 MiB in rpc/) exceeds in
+// practice.
+const delayQueue = 16 << 10
+
+// delayed is a chunk a delaying proxy holds until at; eof stands for the
+// sender's FIN.
+type delayed struct {
+	at  time.Time
+	b   []byte
+	eof bool
+}
+
+// delayIn reads from, stamping each chunk with its release time, into q; it
+// ends at EOF (queued too), an error (the connection is reset) or when the
+// connection or the proxy is gone.
+func (p *Proxy) delayIn(pc *proxyConn, from *net.TCPConn, q chan<- delayed, dir Direction) {
+	defer p.wg.Done()
+	defer close(q)
+	buf := make([]byte, 64<<10)
+	for {
+		if !p.wait(dir) {
+			return
+		}
+		n, err := from.Read(buf)
+		if n > 0 {
+			c := delayed{at: time.Now().Add(p.delay), b: append([]byte(nil), buf[:n]...)}
+			select {
+			case q <- c:
+			case <-pc.gone:
+				return
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				select {
+				case q <- delayed{at: time.Now().Add(p.delay), eof: true}:
+				case <-pc.gone:
+				}
+				return
+			}
+			p.drop(pc, true)
+			return
+		}
+	}
+}
+
+// delayOut writes each chunk of q to to once its time has come (and its
+// direction is not paused), passing the FIN on at the end as pump does.
+func (p *Proxy) delayOut(pc *proxyConn, to *net.TCPConn, q <-chan delayed, dir Direction) {
+	defer p.wg.Done()
+	idx := 0
+	if dir == Down {
+		idx = 1
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop() // Go ≥ 1.23: no stale tick after Stop, Reset is safe
+	defer timer.Stop()
+	for c := range q {
+		if d := time.Until(c.at); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-pc.gone:
+				return
+			}
+		}
+		if !p.wait(dir) {
+			return
+		}
+		if c.eof {
+			to.CloseWrite()
+			if pc.halves.Add(1) == 2 {
+				p.drop(pc, false)
+			}
+			return
+		}
+		if _, err := to.Write(c.b); err != nil {
+			p.drop(pc, true)
+			return
+		}
+		p.bytes[idx].Add(int64(len(c.b)))
 	}
 }
 
@@ -186,6 +322,7 @@ func (p *Proxy) drop(pc *proxyConn, rst bool) {
 	if !ok {
 		return
 	}
+	close(pc.gone)
 	if rst {
 		reset(pc.client)
 		reset(pc.server)
