@@ -188,7 +188,7 @@ func TestRelativePaths(t *testing.T) {
 // TestConfigSources: every key can come from a flag, a GEOREP_* variable or
 // a --config file, in that precedence; bad values exit 2 naming the key.
 func TestConfigSources(t *testing.T) {
-	s := newSite(t)
+	s := newInsecureSite(t) // the keys given include insecure
 	t.Parallel()
 	master := harness.Bin(t, "georep-master")
 	os.MkdirAll(filepath.Join(s.src, "d"), 0o755)
@@ -309,7 +309,7 @@ func TestGrpcurl(t *testing.T) {
 	if grpcurl == "" {
 		t.Skip("grpcurl not found in PATH or .tools/bin (make tools installs it)")
 	}
-	s := newSite(t)
+	s := newInsecureSite(t) // grpcurl -plaintext
 	t.Parallel()
 	run := func(args ...string) string {
 		t.Helper()

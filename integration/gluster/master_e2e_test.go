@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,7 +38,7 @@ func newMasterSite(t *testing.T, opts gluster.VolumeOpts) *masterSite {
 	if err := os.Mkdir(s.replica, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s.slaveAddr = harness.StartSlave(t, s.replica).Addr
+	s.slaveAddr = harness.StartSlaveInsecure(t, s.replica).Addr // args() says --insecure
 	return s
 }
 
@@ -264,6 +265,22 @@ func (s *masterSite) initialThenLive(t *testing.T) {
 		}
 	}
 	s.checkGFIDs(t)
+
+	// On the idle volume a checkpoint completes: stime follows the
+	// bricks' (empty) rollovers.
+	ctl := func(args ...string) string {
+		t.Helper()
+		out, err := exec.CommandContext(t.Context(), harness.Bin(t, "georepctl"), append([]string{"--work-dir", s.work}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("georepctl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	ctl("checkpoint", "set", "now")
+	ctl("checkpoint", "wait", "--timeout", "60s")
+	if st := ctl("status"); !strings.Contains(st, "Changelog") || !strings.Contains(st, "Active") {
+		t.Errorf("status after the checkpoint:\n%s", st)
+	}
 }
 
 // TestGlusterReplicaTakeover replicates a replica-2 volume: one worker per
