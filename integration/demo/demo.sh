@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# make demo: start a georep-slave on loopback, replicate a sample tree with
-# georep-master --oneshot, show that the replica matches, then change the
-# source and replicate again.
+# make demo: make a CA and certificates (georep-slave certs), start a
+# georep-slave on loopback serving mutual TLS to that one master identity,
+# replicate a sample tree with georep-master --oneshot, show that the replica
+# matches, then change the source and replicate again.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${GEOREP_BIN:-$PWD/bin}
@@ -24,15 +25,21 @@ mkfifo "$SRC/a-fifo"
 chmod 4755 "$SRC/src/pkg/file1.bin"
 touch -d '2001-02-03 04:05:06' "$SRC/docs/readme.txt"
 
+TLS=$DEMO/tls
+echo "== certificates in $TLS"
+"$BIN/georep-slave" certs --dir "$TLS" --slave-name 127.0.0.1,localhost --master-name demo-master
+MASTER_TLS=(--tls-cert "$TLS/master.crt" --tls-key "$TLS/master.key" --tls-ca "$TLS/ca.crt")
+
 LOG=$DEMO/slave.log
-"$BIN/georep-slave" --listen 127.0.0.1:0 --root "$REPLICA" --insecure 2>"$LOG" &
+"$BIN/georep-slave" --listen 127.0.0.1:0 --root "$REPLICA" \
+  --tls-cert "$TLS/slave.crt" --tls-key "$TLS/slave.key" --tls-ca "$TLS/ca.crt" --allowed-masters demo-master 2>"$LOG" &
 SLAVE_PID=$!
 for _ in $(seq 1 100); do ADDR=$(sed -n 's/.*msg="slave serving" addr=\([^ ]*\).*/\1/p' "$LOG"); [ -n "$ADDR" ] && break; sleep 0.1; done
 [ -n "$ADDR" ] || { cat "$LOG"; echo "slave did not start"; exit 1; }
-echo "== slave serving $REPLICA on $ADDR"
+echo "== slave serving $REPLICA on $ADDR (mutual TLS 1.3, allowed-masters: demo-master)"
 
 echo "== georep-master --oneshot"
-"$BIN/georep-master" --slave "$ADDR" --source "$SRC" --work-dir "$WORK" --insecure --oneshot
+"$BIN/georep-master" --slave "$ADDR" --source "$SRC" --work-dir "$WORK" "${MASTER_TLS[@]}" --oneshot
 compare() {
   # rsync in dry-run checksum mode lists every difference; none means a match.
   local diff
@@ -46,7 +53,7 @@ mv "$SRC/src/pkg" "$SRC/src/renamed-pkg"
 rm "$SRC/src/renamed-pkg/file2.bin"
 printf 'changed\n' > "$SRC/docs/readme.txt"
 ln "$SRC/src/renamed-pkg/file3.bin" "$SRC/file3-link"
-"$BIN/georep-master" --slave "$ADDR" --source "$SRC" --work-dir "$WORK" --insecure --oneshot
+"$BIN/georep-master" --slave "$ADDR" --source "$SRC" --work-dir "$WORK" "${MASTER_TLS[@]}" --oneshot
 compare
 echo "== crawl stats:"; cat "$WORK/stats"
 echo "== demo files are in $DEMO"
