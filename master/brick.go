@@ -37,11 +37,13 @@ type brickState struct {
 	// second, so the next listing starts at lastEpoch again, less done.
 	lastEpoch time.Time
 	done      map[string]bool
-	// current maps the inode of the changelog the brick is writing (and of
-	// the one it last rolled over) to how many of its records are applied:
-	// records are consumed before rollover, and not again after it.
+	// current maps the inode of the changelog the brick is writing to how
+	// many of its records are applied: records are consumed before
+	// rollover (and all of them again after it).
 	current map[uint64]int
 	curSize int64 // the current changelog's size when last read
+	// idleStime is the last rollover stime followed while idle.
+	idleStime time.Time
 }
 
 // currentChangelog is the changelog the brick is writing.
@@ -81,9 +83,7 @@ func (b *brickState) readCurrent() (*currentRead, error) {
 	return &currentRead{ino: st.Ino, n: len(recs), size: st.Size, recs: recs[done:]}, nil
 }
 
-// consumed records that the records of cur are applied; inodes other than
-// cur's and the one before it (rolled over, still to be listed) are
-// forgotten.
+// consumed records that the records of cur are applied.
 func (b *brickState) consumed(cur *currentRead) {
 	if cur == nil {
 		return
@@ -91,19 +91,21 @@ func (b *brickState) consumed(cur *currentRead) {
 	if b.current == nil {
 		b.current = map[uint64]int{}
 	}
-	if _, ok := b.current[cur.ino]; !ok && len(b.current) > 1 {
-		clear(b.current) // two rollovers since: both listed and applied by now
+	if _, ok := b.current[cur.ino]; !ok {
+		clear(b.current) // a rollover since
 	}
 	b.current[cur.ino], b.curSize = cur.n, cur.size
 }
 
 // waitChange waits until the current changelog changes (the brick wrote a
-// record or rolled over), at most d.
-func (b *brickState) waitChange(ctx context.Context, d time.Duration) {
+// record or rolled over), something is sent on wake, or d passes.
+func (b *brickState) waitChange(ctx context.Context, wake <-chan struct{}, d time.Duration) {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
+			return
+		case <-wake:
 			return
 		case <-time.After(brickPollEvery):
 		}
@@ -151,8 +153,8 @@ func (b *brickState) startAt(t time.Time) {
 	b.lastEpoch, b.done = t.Truncate(time.Second), nil
 }
 
-// dataPath returns where the data of g is read: the aux-gfid mount's
-// .gfid/<gfid>, which sees the volume (not a brick's copy of it).
+// dataPath returns g on the aux-gfid mount, .gfid/<gfid>: the volume's
+// view of it, where its times are read.
 func (b *brickState) dataPath(g gfid.GFID) string {
 	return filepath.Join(b.auxMount, ".gfid", g.String())
 }
@@ -191,7 +193,13 @@ func (w *worker) brickLive(ctx context.Context) error {
 				b.startAt(start)
 			}
 		} else {
-			retry := (w.failures.len() > 0 || len(w.staleData) > 0) && time.Since(lastRetry) >= w.cfg.ChangeInterval
+			retryNow := w.retryNow.Swap(false)
+			retry := (w.failures.len() > 0 || len(w.staleData) > 0) && (retryNow || time.Since(lastRetry) >= w.changeInterval())
+			// The last rollover, read before the listing: when nothing is
+			// pending, every change up to it is applied, even if no
+			// changelog was written since (an idle volume's rollovers are
+			// empty and leave no file), so stime can follow it.
+			lastRoll, _, rollErr := glusterfs.LastRollover(b.path)
 			var files []string
 			files, err = b.pending()
 			if err != nil {
@@ -214,12 +222,26 @@ func (w *worker) brickLive(ctx context.Context) error {
 			if cur != nil {
 				recs = append(recs, cur.recs...)
 			}
-			if len(recs) == 0 && !retry {
-				b.waitChange(ctx, w.cfg.ChangeInterval)
+			idleTo := time.Time{}
+			if len(files) == 0 && (cur == nil || len(cur.recs) == 0) && rollErr == nil && lastRoll.After(b.lastEpoch) {
+				idleTo = lastRoll
+			}
+			if len(recs) == 0 && !retry && !w.tick.Swap(false) {
+				if idleTo.After(b.idleStime) {
+					if err := w.advance(ctx, idleTo.Add(-time.Second)); err != nil {
+						w.log.Debug("advancing stime while idle", "err", err)
+					} else {
+						b.idleStime = idleTo
+					}
+				}
+				b.waitChange(ctx, w.wake, w.changeInterval())
 				continue
 			}
 			if len(files) == 0 {
 				epoch = b.lastEpoch // the current changelog, or the failure queue, only
+				if idleTo.After(epoch) {
+					epoch = idleTo
+				}
 			}
 			// stime: everything before the batch's last second is applied
 			// (another changelog of that second may roll over later).
@@ -239,6 +261,9 @@ func (w *worker) brickLive(ctx context.Context) error {
 				w.log.Info("the changelogs cannot place every change; crawling the whole brick", "reason", err)
 				w.needFull, err = true, nil
 			}
+		}
+		if ctx.Err() == nil {
+			w.passResult(err)
 		}
 		w.backoffAfter(ctx, err, &backoff)
 	}
@@ -298,11 +323,12 @@ func (w *worker) readBrickChangelogs(files []string) (taken []string, recs []cha
 		if err != nil {
 			return nil, nil, time.Time{}, err
 		}
-		// Records applied while it was the current changelog are not
-		// applied again.
-		if n := w.brick.current[st.Ino]; n > 0 {
-			rs = rs[min(n, len(rs)):]
-		}
+		// Records applied while it was the current changelog are
+		// applied again, now that the brick is done with them: the brick
+		// records an entry op as it starts it, and a file's data once per
+		// changelog however often it is written, so what an early read
+		// saw may not be the end of it.
+		delete(w.brick.current, st.Ino)
 		recs, taken, epoch = append(recs, rs...), append(taken, p), e
 	}
 	return taken, recs, epoch, nil

@@ -31,6 +31,11 @@ func runGluster(ctx context.Context, cfg Config, wd *workDir, mon *monitor, rsyn
 	if err := vol.Servable(); err != nil {
 		return err
 	}
+	if vol.Options["features.shard"] == "on" {
+		// A brick holds a sharded file's first shard only, and data is
+		// read on the bricks.
+		return fmt.Errorf("gluster-volume %s is sharded (features.shard on): georep reads file data on the bricks and cannot replicate sharded files", vol.Name)
+	}
 	node, err := glusterfs.LocalNodeUUID()
 	if err != nil {
 		return fmt.Errorf("gluster-volume %s: this node's glusterd identity: %w", vol.Name, err)
@@ -51,10 +56,11 @@ func runGluster(ctx context.Context, cfg Config, wd *workDir, mon *monitor, rsyn
 	if err := os.MkdirAll(wd.path("aux-mount"), 0o700); err != nil {
 		return fmt.Errorf("work-dir: %w", err)
 	}
-	// As gsyncd: --client-pid=-1 marks our reads as geo-replication's.
-	// Unlike gsyncd, nothing is cached: a size or content cached by this
-	// client from before another client's write would ship stale data
-	// (seen: a swapped-in file read as empty).
+	// As gsyncd: --client-pid=-1 marks our reads as geo-replication's. The
+	// mount gives the volume's view of modes, owners and times; file data
+	// is read on the bricks (the client's quick-read served the old
+	// content of a file rewritten at the same size and mtime, and a cached
+	// size made a swapped-in file read as empty). Nothing is cached.
 	mnt, err := glusterfs.Mount(ctx, glusterfs.MountConfig{VolfileServer: server, Volume: vol.Name,
 		Dir: wd.path("aux-mount"), AuxGFID: true, LogFile: wd.path("aux-mount.log"), ExtraArgs: []string{
 			"--client-pid=-1", "--entry-timeout=0", "--attribute-timeout=0", "--negative-timeout=0",

@@ -117,9 +117,6 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		if !ok {
 			continue
 		}
-		if w.brick != nil && w.brick.auxMount != "" {
-			p = w.brick.dataPath(g)
-		}
 		queue = append(queue, pending{syncer.Item{GFID: g, Path: p}, n.Size, lastOp[g]})
 		sizeOf[g] = n.Size
 		out.bytes += n.Size
@@ -229,6 +226,9 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	err = w.applyMetas(ctx, metas, metaGFID, out)
 	tMeta := time.Since(t1)
 	collect()
+	if err == nil && w.brick != nil {
+		err = w.shippedMeta(ctx, data, snap, out)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -245,6 +245,26 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		"metas", len(metas), "meta_ops_time", tMeta, "files", files, "small_files", smallFiles, "bytes", out.bytes, "total_time", time.Since(t0),
 		"failures", len(out.failed))
 	return out, nil
+}
+
+// shippedMeta sets, once their data is shipped, the metadata of the
+// regular files a brick worker shipped: rsync and WriteFiles read them on
+// the brick, whose inode's times are not the volume's (see metaOp).
+func (w *worker) shippedMeta(ctx context.Context, data []gfid.GFID, snap *crawl.Snapshot, out *outcome) error {
+	var metas []*slavev1.Meta
+	var metaGFID []gfid.GFID
+	for _, g := range data {
+		n, ok := snap.Lookup(g)
+		if !ok || n.Type != catalog.TypeReg || out.dataFailed[g] {
+			continue
+		}
+		if _, bad := out.failed[g]; bad {
+			continue
+		}
+		metas = append(metas, w.metaOp(g, n))
+		metaGFID = append(metaGFID, g)
+	}
+	return w.applyMetas(ctx, metas, metaGFID, out)
 }
 
 // entryOp converts an entry record into the protocol's form, completing it
@@ -296,9 +316,14 @@ func (w *worker) metaOp(g gfid.GFID, n crawl.Node) *slavev1.Meta {
 		// GlusterFS keeps the volume's times apart from the brick inode's
 		// (the utime translator's trusted.glusterfs.mdata), and DHT merges
 		// a directory's from every brick: the volume's view is the truth.
+		// But a regular file's mode is the brick's: DHT hides setgid and
+		// sticky together (its mark of a file being migrated).
 		var st unix.Stat_t
 		if err := unix.Lstat(w.brick.dataPath(g), &st); err == nil && catalog.TypeOfMode(st.Mode) == n.Type {
-			n.Mode, n.UID, n.GID = st.Mode, st.Uid, st.Gid
+			if n.Type != catalog.TypeReg {
+				n.Mode = st.Mode
+			}
+			n.UID, n.GID = st.Uid, st.Gid
 			n.MtimeNs = st.Mtim.Nano()
 		}
 	}

@@ -206,7 +206,10 @@ func TestMasterGlusterFSMount(t *testing.T) {
 // changelog off and on again is a gap History and Rolled refuse to cross.
 func TestMasterGlusterFSChangelogs(t *testing.T) {
 	c := gluster.Start(t)
-	v := c.Volume(t, "history", gluster.VolumeOpts{Bricks: 1, Changelog: true, RolloverTime: time.Second})
+	// A 2 s rollover: at 1 s, two rollovers sometimes fell in one second on
+	// a loaded machine, and a create went missing from the rolled
+	// changelogs (both are named CHANGELOG.<that second>).
+	v := c.Volume(t, "history", gluster.VolumeOpts{Bricks: 1, Changelog: true, RolloverTime: 2 * time.Second})
 	brick := v.Bricks[0].Path
 	htimes := waitGlob(t, filepath.Join(brick, glusterfs.ChangelogDir, "htime", "HTIME.*"), 10*time.Second)
 	start, err := strconv.ParseInt(strings.TrimPrefix(filepath.Base(htimes[0]), "HTIME."), 10, 64)
@@ -240,13 +243,13 @@ func TestMasterGlusterFSChangelogs(t *testing.T) {
 			t.Fatal(err)
 		}
 		want[g] = name
-		time.Sleep(1100 * time.Millisecond) // spread over rollovers
+		time.Sleep(2100 * time.Millisecond) // spread over rollovers
 	}
 
 	// Wait until the live crawl has seen every create.
 	var rolled []string
 	created := map[gfidpkg.GFID]string{}
-	for deadline := time.Now().Add(15 * time.Second); len(created) < len(want); {
+	for deadline := time.Now().Add(20 * time.Second); len(created) < len(want); {
 		if time.Now().After(deadline) {
 			t.Fatalf("creates seen %v, want %v (rolled %v)", created, want, rolled)
 		}
@@ -299,6 +302,7 @@ func TestMasterGlusterFSChangelogs(t *testing.T) {
 	}
 
 	// Empty rollovers: in the index as changelog.<epoch>, not on disk.
+	time.Sleep(4500 * time.Millisecond) // idle over two rollovers
 	idx, err := os.ReadFile(htimes[0])
 	if err != nil {
 		t.Fatal(err)
@@ -322,6 +326,11 @@ func TestMasterGlusterFSChangelogs(t *testing.T) {
 	t.Logf("index: %d empty and %d non-empty rollovers", empty, full)
 	if empty == 0 {
 		t.Error("no empty rollover indexed")
+	}
+	// The last rollover, empty ones counted: an idle worker's stime follows it.
+	lastRoll, ok, err := glusterfs.LastRollover(brick)
+	if err != nil || !ok || lastRoll.Before(last) {
+		t.Errorf("last rollover %v (ok %v, %v), want at or after the last changelog's %v", lastRoll, ok, err, last)
 	}
 
 	// Off, a change, on again: a new index, and a gap nobody may cross.

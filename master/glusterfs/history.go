@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/georep/georep/master/changelog"
 )
 
@@ -266,3 +268,41 @@ func ChangelogEpoch(path string) (time.Time, error) {
 	}
 	return time.Unix(ep, 0), nil
 }
+
+// LastRollover returns the epoch of the brick's last changelog rollover,
+// empty ones included (GlusterFS keeps no file for those, only the HTIME
+// index entry): the current index's trusted.glusterfs.htime xattr,
+// "<last epoch>:<entries>". ok is false when the brick has no index yet.
+func LastRollover(brick string) (t time.Time, ok bool, err error) {
+	dir := filepath.Join(brick, ChangelogDir, "htime")
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	var newest int64 = -1
+	for _, e := range ents {
+		if start, ok := epochSuffix(e.Name(), "HTIME."); ok && start > newest {
+			newest = start
+		}
+	}
+	if newest < 0 {
+		return time.Time{}, false, nil
+	}
+	cur := filepath.Join(dir, "HTIME."+strconv.FormatInt(newest, 10))
+	buf := make([]byte, 64)
+	n, err := unix.Getxattr(cur, htimeXattr, buf)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("%s of %s: %w", htimeXattr, cur, err)
+	}
+	last, _, err := changelog.ParseHTIMEXattr(strings.TrimRight(string(buf[:n]), "\x00"))
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("%s: %w", dir, err)
+	}
+	return time.Unix(last, 0), last > 0, nil
+}
+
+// htimeXattr holds, on an HTIME index, "<last epoch>:<entries>".
+const htimeXattr = "trusted.glusterfs.htime"
