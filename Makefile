@@ -19,7 +19,7 @@ GRPCURL_VERSION            := v1.9.3
 # iproute2 for the network namespaces of the WAN test.
 DEB_PACKAGES := rsync attr acl glusterfs-server glusterfs-client openssh-server systemd openssl iproute2
 
-.PHONY: help deps tools build test unit integration lint generate check-generate demo bench bench-gluster fuzz clean
+.PHONY: help deps tools build test unit integration lint generate check-generate demo bench bench-gluster fuzz fuzz-ci clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -72,7 +72,7 @@ unit: ## unit tests only (no binaries, no daemons)
 integration: deps build ## end-to-end tests: real binaries, real rsync, loopback gRPC
 	GEOREP_BIN=$(BIN) $(GO) test -count=1 -timeout 20m ./integration/...
 
-test: deps check-generate lint unit integration ## everything CI runs: generated code check, lint, unit and integration tests
+test: deps check-generate lint unit fuzz-ci integration ## everything CI runs: generated code check, lint, unit tests, a short fuzz of every target, integration tests
 
 demo: deps build ## replicate a sample tree through a local slave and show that it matches
 	./integration/demo/demo.sh
@@ -93,6 +93,13 @@ fuzz: ## run each fuzz target for a short time (FUZZTIME, default 20s)
 		pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$pkg $$fn"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $${FUZZTIME:-20s} $$pkg; \
+	done
+
+fuzz-ci: ## every fuzz target for FUZZTIME each (default 5s); part of `make test`
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$pkg $$fn ($${FUZZTIME:-5s})"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $${FUZZTIME:-5s} $$pkg \
+		|| { echo "$$fn found a failing input: see $$pkg/testdata/fuzz/$$fn/"; exit 1; }; \
 	done
 
 clean: ## remove build output

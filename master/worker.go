@@ -382,6 +382,10 @@ func (w *worker) connect(ctx context.Context) error {
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err := rpc.WaitHealthy(hctx, w.client.conn, "")
 	cancel()
+	if status.Code(err) == codes.PermissionDenied {
+		// Not among the slave's allowed-masters: retrying cannot help.
+		return &refusedError{fmt.Errorf("slave %s refuses this master's certificate: %w", w.cfg.Slave, err)}
+	}
 	if err != nil {
 		return fmt.Errorf("slave %s unreachable: %w", w.cfg.Slave, err)
 	}
