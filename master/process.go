@@ -31,6 +31,11 @@ type outcome struct {
 	// whose data was not shipped; dataWhy says why.
 	dataFailed map[gfid.GFID]bool
 	dataWhy    map[gfid.GFID]string
+	// resolving holds the gfids whose entry ops the slave refused and the
+	// resolution rounds retry: their data waits for the outcome (a purge
+	// may replace the inode it would have been written to). purged holds
+	// the gfids whose names the rounds purged on the slave.
+	resolving, purged map[gfid.GFID]bool
 }
 
 func (o *outcome) fail(g gfid.GFID, format string, args ...any) {
@@ -55,7 +60,8 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	if err != nil {
 		return nil, err
 	}
-	out := &outcome{failed: map[gfid.GFID]string{}, dataFailed: map[gfid.GFID]bool{}, dataWhy: map[gfid.GFID]string{}}
+	out := &outcome{failed: map[gfid.GFID]string{}, dataFailed: map[gfid.GFID]bool{}, dataWhy: map[gfid.GFID]string{},
+		resolving: map[gfid.GFID]bool{}, purged: map[gfid.GFID]bool{}}
 
 	// Entry ops, in order.
 	var ops []*slavev1.Entry
@@ -130,6 +136,8 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	prog := &progress{start: time.Now(), entriesTotal: int64(len(ops)), filesTotal: int64(len(queue)), bytesTotal: out.bytes}
 	w.prog.Store(prog)
 	defer w.prog.Store(nil)
+	var deferred []pending
+	launchedData := map[gfid.GFID]bool{}
 	launch := func(applied int) {
 		var items []syncer.Item
 		var small smallBatcher
@@ -138,6 +146,11 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 			if _, bad := out.failed[q.item.GFID]; bad {
 				continue
 			}
+			if out.resolving[q.item.GFID] {
+				deferred = append(deferred, q)
+				continue
+			}
+			launchedData[q.item.GFID] = true
 			files++
 			if smallMax > 0 && q.size <= smallMax {
 				small.add(q.item, q.size, w.batch)
@@ -174,6 +187,16 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		prog.entries.Store(int64(applied))
 		launch(applied)
 	})
+	// The resolution rounds are over: the data that waited for them goes,
+	// and data already written to an inode the rounds purged goes again at
+	// the next pass.
+	queue, out.resolving = append(deferred, queue...), nil
+	for g := range out.purged {
+		if launchedData[g] {
+			out.dataFailed[g] = true
+			out.dataWhy[g] = "the slave's inode was replaced while its entry conflicts were resolved; shipped again"
+		}
+	}
 	launch(len(ops))
 	tEntries := time.Since(t0)
 	collect := func() {

@@ -31,6 +31,9 @@ func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID 
 	var failed []*entryFailure
 	err := inBatches(ctx, w.batch, ops, w.slave.EntryOps, func(i int, f *slavev1.EntryFailure) {
 		failed = append(failed, &entryFailure{i: i, f: f})
+		if out.resolving != nil {
+			out.resolving[opGFID[i]] = true
+		}
 	}, applied)
 	if err != nil {
 		return err
@@ -139,6 +142,9 @@ func (w *worker) fixEntry(ctx context.Context, op *slavev1.Entry, ef *entryFailu
 			if err := w.slave.Purge(ctx, pg, string(name), only); err != nil {
 				w.log.Warn("purging a conflicting name on the slave failed", "pargfid", pg, "name", fmt.Sprintf("%q", name), "err", err)
 				return nil, nil, false
+			}
+			if out.purged != nil {
+				out.purged[only] = true
 			}
 			w.log.Info("purged a name the slave held for another inode", "pargfid", pg, "name", fmt.Sprintf("%q", name), "slave_gfid", ex, "gfid", op.GetGfid())
 			return nil, op, false
