@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,6 +29,7 @@ const (
 // package's service is not started: sshd runs only as startSSHD starts it.
 func requireSSHD(tb testing.TB) {
 	tb.Helper()
+	defer requirePrivsepUser(tb)
 	if _, err := os.Stat(sshdBin); err == nil {
 		return
 	}
@@ -52,6 +54,22 @@ func requireSSHD(tb testing.TB) {
 	if _, err := os.Stat(sshdBin); err != nil {
 		tb.Fatalf("%s installed but %v", sshdPackage, err)
 	}
+}
+
+// requirePrivsepUser creates sshd's privilege separation user when it is
+// missing, as the package's postinst does (seen missing here after a
+// restore of /etc/passwd: sshd then refuses to start).
+func requirePrivsepUser(tb testing.TB) {
+	tb.Helper()
+	if _, err := user.Lookup("sshd"); err == nil {
+		return
+	}
+	out, err := exec.Command("adduser", "--quiet", "--system", "--no-create-home", "--home", "/run/sshd",
+		"--shell", "/usr/sbin/nologin", "sshd").CombinedOutput()
+	if err != nil {
+		tb.Fatalf("creating sshd's privilege separation user: %v\n%s", err, out)
+	}
+	tb.Log("created sshd's privilege separation user (the package's postinst would have)")
 }
 
 // sshd is an sshd this benchmark started in the foreground (-D), our child,
