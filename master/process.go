@@ -138,6 +138,8 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	defer w.prog.Store(nil)
 	var deferred []pending
 	launchedData := map[gfid.GFID]bool{}
+	var writtenMu sync.Mutex
+	writtenWhole := map[gfid.GFID]bool{} // shipped by WriteFiles, metadata included
 	launch := func(applied int) {
 		var items []syncer.Item
 		var small smallBatcher
@@ -171,7 +173,11 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		for _, b := range small.done() {
 			launched++
 			go func() {
-				r := w.writeSmall(ctx, b, smallMax, writers)
+				r := w.writeSmall(ctx, b, smallMax, writers, func(g gfid.GFID) {
+					writtenMu.Lock()
+					writtenWhole[g] = true
+					writtenMu.Unlock()
+				})
 				prog.files.Add(int64(len(b)))
 				w.shipped(prog, b, r, sizeOf)
 				results <- r
@@ -250,7 +256,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	tMeta := time.Since(t1)
 	collect()
 	if err == nil && w.brick != nil {
-		err = w.shippedMeta(ctx, data, snap, out)
+		err = w.shippedMeta(ctx, data, writtenWhole, snap, out)
 	}
 	if err != nil {
 		return nil, err
@@ -271,14 +277,15 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 }
 
 // shippedMeta sets, once their data is shipped, the metadata of the
-// regular files a brick worker shipped: rsync and WriteFiles read them on
-// the brick, whose inode's times are not the volume's (see metaOp).
-func (w *worker) shippedMeta(ctx context.Context, data []gfid.GFID, snap *crawl.Snapshot, out *outcome) error {
+// regular files a brick worker shipped with rsync: rsync read them on the
+// brick, whose inode's times are not the volume's (see metaOp). WriteFiles
+// carried the volume's already (whole).
+func (w *worker) shippedMeta(ctx context.Context, data []gfid.GFID, whole map[gfid.GFID]bool, snap *crawl.Snapshot, out *outcome) error {
 	var metas []*slavev1.Meta
 	var metaGFID []gfid.GFID
 	for _, g := range data {
 		n, ok := snap.Lookup(g)
-		if !ok || n.Type != catalog.TypeReg || out.dataFailed[g] {
+		if !ok || n.Type != catalog.TypeReg || out.dataFailed[g] || whole[g] {
 			continue
 		}
 		if _, bad := out.failed[g]; bad {

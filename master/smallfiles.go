@@ -43,8 +43,9 @@ var errNotSmall = errors.New("not a small dense file")
 
 // writeSmall ships items whole through WriteFiles, with at most cap(slots)
 // calls in flight, and returns the items that failed. Files that turn out not
-// to be small go to the data syncer instead.
-func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int64, slots chan struct{}) map[gfid.GFID]error {
+// to be small go to the data syncer instead. written, when not nil, is told
+// each file WriteFiles wrote, with its mode, owner and mtime.
+func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int64, slots chan struct{}, written func(gfid.GFID)) map[gfid.GFID]error {
 	failed := map[gfid.GFID]error{}
 	select {
 	case slots <- struct{}{}:
@@ -66,10 +67,22 @@ func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int6
 			failed[it.GFID] = err
 		default:
 			fd.Gfid = it.GFID.String()
+			if w.brick != nil {
+				w.volumeMeta(it.GFID, fd)
+			}
 			files = append(files, fd)
 			sent = append(sent, it.GFID)
 		}
 	}
+	defer func() {
+		if written != nil {
+			for _, g := range sent {
+				if failed[g] == nil {
+					written(g)
+				}
+			}
+		}
+	}()
 	if len(files) > 0 {
 		fails, err := w.slave.WriteFiles(ctx, files)
 		if err != nil {
@@ -97,6 +110,17 @@ func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int6
 		}
 	}
 	return failed
+}
+
+// volumeMeta gives a file a brick worker read on its brick the owner and
+// mtime the volume shows (see metaOp); its mode stays the brick's.
+func (w *worker) volumeMeta(g gfid.GFID, fd *slavev1.FileData) {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(w.brick.dataPath(g), &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return // gone or replaced: the next pass sees it
+	}
+	fd.Uid, fd.Gid = st.Uid, st.Gid
+	fd.Mtime = &slavev1.Timespec{Sec: st.Mtim.Sec, Nsec: int32(st.Mtim.Nsec)}
 }
 
 // readSmall reads the regular file at path, which must be at most limit

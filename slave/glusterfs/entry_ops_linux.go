@@ -20,10 +20,24 @@ import (
 // missing name (or of a name holding another inode) succeed, and a name
 // holding another gfid is an EEXIST failure carrying that gfid. When ctx is
 // done, the entries not yet applied fail with ECANCELED.
+//
+// Runs of creates of non-directories that cannot affect each other (most of
+// an initial sync) are applied side by side; everything else in order.
 func (v *Volume) ApplyEntries(ctx context.Context, entries []replica.Entry) []replica.Failure {
-	return v.applyBatch(ctx, len(entries),
-		func(i int) error { return v.applyEntry(entries[i]) },
-		func(i int) string { return describe(entries[i]) })
+	apply := func(i int) error { return v.applyEntry(entries[i]) }
+	what := func(i int) string { return describe(entries[i]) }
+	var fails []replica.Failure
+	for _, r := range independentRuns(entries) {
+		if r[1]-r[0] > 1 {
+			fails = append(fails, v.applyParallel(ctx, r[0], r[1], apply, what)...)
+			continue
+		}
+		for _, f := range v.applyBatch(ctx, 1, func(int) error { return apply(r[0]) }, func(int) string { return what(r[0]) }) {
+			f.Index = r[0]
+			fails = append(fails, f)
+		}
+	}
+	return fails
 }
 
 // applyBatch applies n operations in order, each under the lock.
@@ -38,13 +52,7 @@ func (v *Volume) applyBatch(ctx context.Context, n int, apply func(i int) error,
 			v.mu.Unlock()
 		}
 		if err != nil {
-			f := replica.Failure{Index: i, Errno: errnoOf(err), Message: what(i) + ": " + err.Error()}
-			var oe *opError
-			if errors.As(err, &oe) {
-				f.Existing = oe.existing
-			}
-			v.log.Debug("slave volume op failed", "index", i, "errno", int(f.Errno), "err", f.Message)
-			fails = append(fails, f)
+			fails = append(fails, v.failure(i, err, what))
 		}
 	}
 	return fails

@@ -17,9 +17,12 @@ import (
 // Ownership is changed before the mode (so setuid and setgid stick), times
 // last.
 func (v *Volume) ApplyMeta(ctx context.Context, metas []replica.Meta) []replica.Failure {
-	return v.applyBatch(ctx, len(metas),
-		func(i int) error { return v.applyMeta(metas[i]) },
-		func(i int) string { return "META " + metas[i].GFID.String() })
+	apply := func(i int) error { return v.applyMeta(metas[i]) }
+	what := func(i int) string { return "META " + metas[i].GFID.String() }
+	if distinct(len(metas), func(i int) gfid.GFID { return metas[i].GFID }) {
+		return v.applyParallel(ctx, 0, len(metas), apply, what) // one inode each: no order to keep
+	}
+	return v.applyBatch(ctx, len(metas), apply, what)
 }
 
 func validateXattrs(m replica.Meta) error {

@@ -42,7 +42,7 @@ type Volume struct {
 	cl    *client
 	binds []string // the shard bind mounts in data
 
-	mu     sync.Mutex // serialises all operations
+	mu     sync.RWMutex // held to write by every operation, except independent ones of one call (rlock)
 	closed bool
 	rootFd int // the mount root, O_PATH
 }

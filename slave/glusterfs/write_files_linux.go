@@ -15,9 +15,12 @@ import (
 // volume does not hold as a regular file fails with ENOENT; nothing is ever
 // created.
 func (v *Volume) WriteFiles(ctx context.Context, files []replica.FileData) []replica.Failure {
-	return v.applyBatch(ctx, len(files),
-		func(i int) error { return v.writeFile(files[i]) },
-		func(i int) string { return "WRITE " + files[i].GFID.String() })
+	apply := func(i int) error { return v.writeFile(files[i]) }
+	what := func(i int) string { return "WRITE " + files[i].GFID.String() }
+	if distinct(len(files), func(i int) gfid.GFID { return files[i].GFID }) {
+		return v.applyParallel(ctx, 0, len(files), apply, what) // one inode each: no order to keep
+	}
+	return v.applyBatch(ctx, len(files), apply, what)
 }
 
 func (v *Volume) writeFile(f replica.FileData) error {
