@@ -29,6 +29,7 @@ type masterSite struct {
 	slaveVol  *gluster.Volume
 	work      string
 	slaveAddr string
+	certs     harness.Certs // mutual TLS between the two daemons
 }
 
 func newMasterSite(t *testing.T, opts gluster.VolumeOpts) *masterSite {
@@ -38,7 +39,7 @@ func newMasterSite(t *testing.T, opts gluster.VolumeOpts) *masterSite {
 	if err := os.Mkdir(s.replica, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s.slaveAddr = harness.StartSlaveInsecure(t, s.replica).Addr // args() says --insecure
+	s.slaveAddr = harness.StartSlaveTLS(t, s.replica, s.certs).Addr
 	return s
 }
 
@@ -47,7 +48,8 @@ func newMaster(t *testing.T, opts gluster.VolumeOpts) *masterSite {
 	harness.RequireRsync(t)
 	c := gluster.Start(t)
 	opts.Changelog, opts.RolloverTime = true, time.Second
-	s := &masterSite{vol: c.Volume(t, "gmaster", opts), work: filepath.Join(t.TempDir(), "work")}
+	s := &masterSite{vol: c.Volume(t, "gmaster", opts), work: filepath.Join(t.TempDir(), "work"),
+		certs: harness.MakeCerts(t, t.TempDir())}
 	s.mnt = s.vol.Mount(t)
 	return s
 }
@@ -59,8 +61,9 @@ func newGlusterPair(t *testing.T, opts, slaveOpts gluster.VolumeOpts) *masterSit
 	s := newMaster(t, opts)
 	s.slaveVol = gluster.Start(t).Volume(t, "gslave", slaveOpts)
 	s.slaveAddr = harness.FreeAddr(t)
-	slave := harness.StartProc(t, nil, "georep-slave", "--listen", s.slaveAddr, "--insecure",
-		"--gluster-volume", s.slaveVol.Name, "--volfile-server", gluster.Host, "--state-dir", filepath.Join(t.TempDir(), "state"))
+	slave := harness.StartProc(t, nil, "georep-slave", append([]string{"--listen", s.slaveAddr,
+		"--gluster-volume", s.slaveVol.Name, "--volfile-server", gluster.Host, "--state-dir", filepath.Join(t.TempDir(), "state")},
+		s.certs.SlaveArgs()...)...)
 	t.Cleanup(func() {
 		slave.Cmd.Process.Signal(syscall.SIGTERM) // it unmounts what it mounted
 		slave.Wait(60 * time.Second)
@@ -82,8 +85,9 @@ func (s *masterSite) view(t *testing.T) string {
 }
 
 func (s *masterSite) args(extra ...string) []string {
-	return append([]string{"--gluster-volume", s.vol.Name, "--volfile-server", gluster.Host,
-		"--slave", s.slaveAddr, "--work-dir", s.work, "--insecure"}, extra...)
+	args := append([]string{"--gluster-volume", s.vol.Name, "--volfile-server", gluster.Host,
+		"--slave", s.slaveAddr, "--work-dir", s.work}, s.certs.MasterArgs()...)
+	return append(args, extra...)
 }
 
 func (s *masterSite) oneshot(t *testing.T) string {
