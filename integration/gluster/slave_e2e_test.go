@@ -44,8 +44,9 @@ func TestSlaveGlusterFSEndToEnd(t *testing.T) {
 	}
 
 	addr := harness.FreeAddr(t)
-	slave := harness.StartProc(t, nil, "georep-slave", "--listen", addr, "--insecure",
-		"--gluster-volume", vol.Name, "--volfile-server", Host, "--state-dir", state)
+	certs := harness.MakeCerts(t, t.TempDir()) // mutual TLS between the two daemons
+	slave := harness.StartProc(t, nil, "georep-slave", append([]string{"--listen", addr,
+		"--gluster-volume", vol.Name, "--volfile-server", Host, "--state-dir", state}, certs.SlaveArgs()...)...)
 	t.Cleanup(func() {
 		// SIGTERM: the slave unmounts its volume and reaps the client.
 		_ = slave.Cmd.Process.Signal(syscall.SIGTERM)
@@ -65,7 +66,7 @@ func TestSlaveGlusterFSEndToEnd(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 		defer cancel()
-		harness.MustOneshot(t, ctx, harness.MasterArgs(addr, src, work)...)
+		harness.MustOneshot(t, ctx, append([]string{"--slave", addr, "--source", src, "--work-dir", work}, certs.MasterArgs()...)...)
 		diffs, err := harness.Compare(src, view, harness.CompareOptions{})
 		if err != nil {
 			t.Fatal(err)
