@@ -95,16 +95,3 @@ func TestVolumeName(t *testing.T) {
 		t.Error("two volumes of one name are not unique")
 	}
 }
-
-func TestUnescapeMountinfo(t *testing.T) {
-	for in, want := range map[string]string{
-		`/tmp/plain`:         "/tmp/plain",
-		`/tmp/with\040space`: "/tmp/with space",
-		`/tmp/back\134slash`: `/tmp/back\slash`,
-		`/tmp/trailing\04`:   `/tmp/trailing\04`,
-	} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
