@@ -37,10 +37,12 @@ type brickState struct {
 	// second, so the next listing starts at lastEpoch again, less done.
 	lastEpoch time.Time
 	done      map[string]bool
-	// current maps the inode of the changelog the brick is writing to how
-	// many of its records are applied: records are consumed before
-	// rollover (and all of them again after it).
-	current map[uint64]int
+	// curIno is the inode of the changelog the brick is writing, curRecs
+	// how many of its records are applied: records are consumed before
+	// rollover (and all of them again after it, when the rolled file is
+	// read under its new name).
+	curIno  uint64
+	curRecs int
 	curSize int64 // the current changelog's size when last read
 	// idleStime is the last rollover stime followed while idle.
 	idleStime time.Time
@@ -79,7 +81,10 @@ func (b *brickState) readCurrent() (*currentRead, error) {
 	if err != nil {
 		return nil, err
 	}
-	done := min(b.current[st.Ino], len(recs))
+	done := 0
+	if st.Ino == b.curIno {
+		done = min(b.curRecs, len(recs))
+	}
 	return &currentRead{ino: st.Ino, n: len(recs), size: st.Size, recs: recs[done:]}, nil
 }
 
@@ -88,13 +93,7 @@ func (b *brickState) consumed(cur *currentRead) {
 	if cur == nil {
 		return
 	}
-	if b.current == nil {
-		b.current = map[uint64]int{}
-	}
-	if _, ok := b.current[cur.ino]; !ok {
-		clear(b.current) // a rollover since
-	}
-	b.current[cur.ino], b.curSize = cur.n, cur.size
+	b.curIno, b.curRecs, b.curSize = cur.ino, cur.n, cur.size
 }
 
 // waitChange waits until the current changelog changes (the brick wrote a
@@ -313,12 +312,7 @@ func (w *worker) readBrickChangelogs(files []string) (taken []string, recs []cha
 		if err != nil {
 			return nil, nil, time.Time{}, fmt.Errorf("open brick changelog: %w", err)
 		}
-		var st unix.Stat_t
-		err = unix.Fstat(int(f.Fd()), &st)
-		var rs []changelog.Record
-		if err == nil {
-			rs, err = changelog.ParseBrick(f, p)
-		}
+		rs, err := changelog.ParseBrick(f, p)
 		f.Close()
 		if err != nil {
 			return nil, nil, time.Time{}, err
@@ -328,7 +322,6 @@ func (w *worker) readBrickChangelogs(files []string) (taken []string, recs []cha
 		// records an entry op as it starts it, and a file's data once per
 		// changelog however often it is written, so what an early read
 		// saw may not be the end of it.
-		delete(w.brick.current, st.Ino)
 		recs, taken, epoch = append(recs, rs...), append(taken, p), e
 	}
 	return taken, recs, epoch, nil

@@ -1,10 +1,8 @@
 package master
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"slices"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -47,7 +45,8 @@ func (w *worker) emptyPark(ctx context.Context) (int, error) {
 // may be another brick's.
 func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) {
 	found := 0
-	var unsync, purgedIn []gfid.GFID
+	var unsync []gfid.GFID
+	purgedIn := map[gfid.GFID]bool{}
 	for _, dir := range snap.GFIDs() {
 		n, ok := snap.Lookup(dir)
 		if !ok || n.Type != catalog.TypeDir {
@@ -85,7 +84,7 @@ func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) 
 			if err := w.slave.Purge(ctx, dir, name, gfid.GFID{}); err != nil {
 				return found, err
 			}
-			purgedIn = append(purgedIn, dir)
+			purgedIn[dir] = true
 		}
 		for name, g := range want {
 			if !have[name] {
@@ -98,8 +97,7 @@ func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) 
 	if len(purgedIn) > 0 {
 		var metas []*slavev1.Meta
 		var metaGFID []gfid.GFID
-		slices.SortFunc(purgedIn, func(a, b gfid.GFID) int { return bytes.Compare(a[:], b[:]) })
-		for _, dir := range slices.Compact(purgedIn) {
+		for dir := range purgedIn {
 			if n, ok := snap.Lookup(dir); ok {
 				metas = append(metas, w.metaOp(dir, n))
 				metaGFID = append(metaGFID, dir)
