@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -812,26 +811,7 @@ func TestSlaveFilesystemFull(t *testing.T) {
 // must sync them.
 func TestUnreadableSource(t *testing.T) {
 	harness.RequireRsync(t)
-	harness.RequireRoot(t, "runs the master as the unprivileged user 65534")
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("setpriv (util-linux) not found: cannot drop privileges")
-	}
-	base := t.TempDir()
-	for _, d := range []string{filepath.Dir(base), base} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	src, replica, work := filepath.Join(base, "src"), filepath.Join(base, "replica"), filepath.Join(base, "work")
-	for _, d := range []string{src, replica, work} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Chown(work, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
+	setpriv, src, replica, work := unprivilegedSite(t)
 	rng := rand.New(rand.NewPCG(faultSeedOr(4407), 9))
 	if err := harness.PopulateLoad(src, rng, 200, 1, 2<<20); err != nil {
 		t.Fatal(err)

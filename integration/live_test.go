@@ -706,26 +706,7 @@ func mixWriters(root string) ([]harness.Writer, func()) {
 // who may not mark a filesystem with fanotify: the master must say so in its
 // log and keep replicating by periodic hybrid crawls.
 func TestLiveFallbackWithoutFanotify(t *testing.T) {
-	harness.RequireRoot(t, "runs the master as the unprivileged user 65534")
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("setpriv (util-linux) not found: cannot drop privileges")
-	}
-	base := t.TempDir()
-	for _, d := range []string{filepath.Dir(base), base} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	src, dst, work := filepath.Join(base, "src"), filepath.Join(base, "dst"), filepath.Join(base, "work")
-	for _, d := range []string{src, dst, work} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Chown(work, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
+	setpriv, src, dst, work := unprivilegedSite(t)
 	if err := os.WriteFile(filepath.Join(src, "before"), []byte("one\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -269,26 +269,7 @@ func TestStatusCheckpointPause(t *testing.T) {
 // requeues it at once (change-interval is an hour).
 func TestStatusFailures(t *testing.T) {
 	harness.RequireRsync(t)
-	harness.RequireRoot(t, "runs the master as the unprivileged user 65534")
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("setpriv (util-linux) not found: cannot drop privileges")
-	}
-	base := t.TempDir()
-	for _, d := range []string{filepath.Dir(base), base} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	src, replica, work := filepath.Join(base, "src"), filepath.Join(base, "replica"), filepath.Join(base, "work")
-	for _, d := range []string{src, replica, work} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Chown(work, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
+	setpriv, src, replica, work := unprivilegedSite(t)
 	if err := os.WriteFile(filepath.Join(src, "open"), []byte("open"), 0o644); err != nil {
 		t.Fatal(err)
 	}
