@@ -341,8 +341,8 @@ func (w *worker) oneshot(ctx context.Context) error {
 		}
 		last = err
 		var refused *refusedError
-		if errors.As(err, &refused) {
-			return err // the slave will not change its mind by itself
+		if errors.As(err, &refused) || errors.Is(err, ErrGuard) {
+			return err // the slave will not change its mind by itself, nor a guard
 		}
 		if ctx.Err() != nil {
 			break

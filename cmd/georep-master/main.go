@@ -48,7 +48,10 @@ func main() {
 	defer stop()
 	if err := master.Run(ctx, cfg, log); err != nil {
 		code := 1
-		if errors.Is(err, master.ErrNotConverged) {
+		switch {
+		case errors.Is(err, master.ErrGuard):
+			code = 4
+		case errors.Is(err, master.ErrNotConverged):
 			code = 3
 		}
 		cli.Fatal("georep-master", err, code)
