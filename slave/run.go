@@ -56,6 +56,12 @@ type Config struct {
 	// AcceptNewMaster lets a master volume other than the one this replica
 	// was first synced from take it over (its gfids will not match).
 	AcceptNewMaster bool
+	// Adopt lets the first master bind a replica root (or slave volume)
+	// that holds entries georep did not create; without it that master is
+	// refused (FailedPrecondition, ErrorInfo reason REPLICA_NOT_EMPTY),
+	// because its first pass removes whatever its source lacks. The
+	// adoption is recorded in .georep/adopted.
+	Adopt bool
 	// MetricsListen is host:port serving Prometheus /metrics; "" none.
 	MetricsListen string
 }
@@ -135,7 +141,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	svc := &service{
 		replica:    rep,
 		sessions:   &sessions{now: time.Now, maxLease: cfg.Lease},
-		binding:    &binding{root: rep.Root(), acceptNew: cfg.AcceptNewMaster},
+		binding:    &binding{root: rep.Root(), acceptNew: cfg.AcceptNewMaster, adopt: cfg.Adopt, own: ownRootNames(cfg), log: log},
 		volumeID:   volumeID,
 		rsync:      rsyncPath,
 		rsyncSlots: make(chan struct{}, cfg.MaxRsyncStreams),
@@ -178,6 +184,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		ready(lis.Addr())
 	}
 	return srv.Serve(ctx, lis, 10*time.Second)
+}
+
+// ownRootNames are the names in the root of the configured replica that
+// its file system keeps there (not data anyone put there).
+func ownRootNames(cfg Config) map[string]bool {
+	own := map[string]bool{}
+	if cfg.GlusterVolume != "" {
+		for _, n := range glusterfs.InternalRootNames {
+			own[n] = true
+		}
+	}
+	return own
 }
 
 func (c Config) glusterConfig() glusterfs.Config {
@@ -250,18 +268,31 @@ func writeFileAtomic(r *os.Root, path string, data []byte) error {
 
 // binding remembers which master volume the replica was synced from, so a
 // different master (whose gfids would not match) cannot silently write into
-// it.
+// it, and keeps the first master out of a root that holds data georep did
+// not create unless the slave runs with adopt.
 type binding struct {
 	root      string
 	acceptNew bool
-	mu        sync.Mutex
+	// adopt lets the first master bind a root holding foreign entries.
+	adopt bool
+	// own are the names in the root that belong to the replica's
+	// file system rather than to anyone's data (a GlusterFS volume's
+	// .trashcan), besides .georep.
+	own map[string]bool
+	log *slog.Logger
+	now func() time.Time
+	mu  sync.Mutex
 }
 
 // check lets masterVolume use the replica: it refuses a volume other than the
-// one the replica is bound to (unless acceptNew), then calls open, and only
-// when open succeeds binds the replica to masterVolume. A refused handshake
-// (open failing because another volume holds the lease) never rebinds.
-func (b *binding) check(masterVolume string, open func() error) error {
+// one the replica is bound to (unless acceptNew), and a first master when
+// the root holds foreign entries (unless adopt: the adoption is then
+// recorded in .georep/adopted), then calls open, and only when open succeeds
+// binds the replica to masterVolume. A refused handshake (open failing
+// because another volume holds the lease) never rebinds. A root already
+// bound to masterVolume is never checked for foreign entries: everything in
+// it is this master's replica.
+func (b *binding) check(masterVolume, masterNode string, open func() error) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r, err := os.OpenRoot(b.root)
@@ -271,8 +302,19 @@ func (b *binding) check(masterVolume string, open func() error) error {
 	defer r.Close()
 	const path = ".georep/master-volume-id"
 	data, err := r.ReadFile(path)
+	var adoption *adoptionRecord
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		count, names, err := foreignEntries(r, b.own)
+		if err != nil {
+			return err
+		}
+		if count > 0 && !b.adopt {
+			return &errNotEmpty{root: b.root, count: count, names: names, master: masterVolume}
+		}
+		if count > 0 {
+			adoption = &adoptionRecord{MasterVolume: masterVolume, MasterNode: masterNode, Entries: count, Names: names}
+		}
 	case err != nil:
 		return fmt.Errorf("read %s: %w", path, err)
 	default:
@@ -283,9 +325,36 @@ func (b *binding) check(masterVolume string, open func() error) error {
 		if !b.acceptNew {
 			return fmt.Errorf("replica %s was synced from master volume %s, not %s: refusing a different master (start the slave with --accept-new-master to hand the replica over)", b.root, bound, masterVolume)
 		}
+		// What the root holds is the old master's replica: georep's own
+		// data, handed over by the operator; no adopt needed.
+		b.logger().Warn("replica handed over to another master volume (accept-new-master): its first pass removes what its source lacks",
+			"root", b.root, "old_master_volume", bound, "master_volume", masterVolume, "master_node", masterNode)
 	}
 	if err := open(); err != nil {
 		return err
 	}
+	if adoption != nil {
+		adoption.Time = b.clock()().UTC()
+		if err := writeAdoption(r, *adoption); err != nil {
+			return err
+		}
+		b.logger().Warn("non-empty replica root adopted (adopt): this master's first pass removes what its source lacks",
+			"root", b.root, "master_volume", masterVolume, "master_node", masterNode,
+			"foreign_entries", adoption.Entries, "first", adoption.Names, "record", adoptedFile)
+	}
 	return writeFileAtomic(r, path, []byte(masterVolume+"\n"))
+}
+
+func (b *binding) logger() *slog.Logger {
+	if b.log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return b.log
+}
+
+func (b *binding) clock() func() time.Time {
+	if b.now == nil {
+		return time.Now
+	}
+	return b.now
 }

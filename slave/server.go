@@ -85,14 +85,21 @@ func (s *service) Handshake(ctx context.Context, req *slavev1.HandshakeRequest) 
 	}
 	var id string
 	var lease time.Duration
-	err := s.binding.check(req.GetMasterVolumeId(), func() (err error) {
+	err := s.binding.check(req.GetMasterVolumeId(), req.GetMasterNode(), func() (err error) {
 		id, lease, err = s.sessions.open(req.GetMasterVolumeId(), req.GetMasterNode(), time.Duration(req.GetLeaseSeconds())*time.Second)
 		return err
 	})
 	var held *errHeld
+	var notEmpty *errNotEmpty
 	switch {
 	case errors.As(err, &held):
 		return nil, status.Error(codes.Aborted, err.Error())
+	case errors.As(err, &notEmpty):
+		s.log.Error("first master refused: the replica root is not empty", "root", notEmpty.root,
+			"foreign_entries", notEmpty.count, "first", notEmpty.names,
+			"master_volume", req.GetMasterVolumeId(), "master_node", req.GetMasterNode(),
+			"to_proceed", "check the directory, then restart georep-slave with --adopt")
+		return nil, notEmpty.grpcStatus()
 	case err != nil:
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}

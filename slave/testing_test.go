@@ -79,7 +79,7 @@ func newService(t testing.TB, cfg Config, now func() time.Time, log *slog.Logger
 	return &service{
 		replica:  rep,
 		sessions: &sessions{now: now, maxLease: cfg.Lease},
-		binding:  &binding{root: cfg.Root, acceptNew: cfg.AcceptNewMaster},
+		binding:  &binding{root: cfg.Root, acceptNew: cfg.AcceptNewMaster, adopt: cfg.Adopt, own: ownRootNames(cfg), log: log, now: now},
 		volumeID: volumeID,
 		rsync:    rsyncPath,
 		maxBatch: cfg.MaxBatch,

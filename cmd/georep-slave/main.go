@@ -66,6 +66,7 @@ func flags() *pflag.FlagSet {
 	fs.Int("max-batch", d.MaxBatch, "maximum entries in one EntryOps/MetaOps/Stat call")
 	fs.Duration("lease", d.Lease, "how long a master holds the session without a keep-alive")
 	fs.Bool("accept-new-master", false, "let a different master volume take over this replica")
+	fs.Bool("adopt", false, "let the first master take over a root (or volume) that already holds other data: what that master's source lacks is then removed")
 	fs.String("metrics-listen", "", "host:port serving Prometheus metrics on /metrics (default: none)")
 	return fs
 }
@@ -84,6 +85,7 @@ func config(v *viper.Viper) slave.Config {
 		MaxBatch:        v.GetInt("max-batch"),
 		Lease:           v.GetDuration("lease"),
 		AcceptNewMaster: v.GetBool("accept-new-master"),
+		Adopt:           v.GetBool("adopt"),
 		MetricsListen:   v.GetString("metrics-listen"),
 		AllowedMasters:  stringList(v, "allowed-masters"),
 		MaxRsyncStreams: v.GetInt("max-rsync-streams"),

@@ -153,3 +153,35 @@ func TestCertsCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestAdoptKey: adopt is a flag, GEOREP_ADOPT and a config file key, off
+// by default.
+func TestAdoptKey(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "slave.yaml")
+	os.WriteFile(file, []byte("root: /r\nadopt: true\n"), 0o600)
+	for _, tt := range []struct {
+		name string
+		env  string
+		args []string
+		want bool
+	}{
+		{"default", "", []string{"--root", "/r"}, false},
+		{"flag", "", []string{"--root", "/r", "--adopt"}, true},
+		{"environment", "true", []string{"--root", "/r"}, true},
+		{"file", "", []string{"--config", file}, true},
+		{"flag over file", "", []string{"--config", file, "--adopt=false"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.env != "" {
+				t.Setenv("GEOREP_ADOPT", tt.env)
+			}
+			v, err := cli.Load(flags(), tt.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := config(v).Adopt; got != tt.want {
+				t.Fatalf("adopt = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -44,3 +44,12 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// InternalRootNames are the names GlusterFS itself keeps in a volume's root,
+// as the slave's mount shows them: .trashcan, the trash translator's
+// directory (present once features.trash is on). A fresh volume's root shows
+// nothing else (.glusterfs lives on the bricks only; the aux-gfid mount's
+// .gfid is not listed). They are not data anyone put on the volume: the
+// slave does not count them when it refuses the first master of a non-empty
+// volume.
+var InternalRootNames = []string{".trashcan"}
