@@ -15,13 +15,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-)
 
-// The ErrorInfo of a Handshake refused because the replica root holds data
-// that is not georep's (the master maps it by Reason, not by message).
-const (
-	ErrorDomain           = "georep"
-	ReasonReplicaNotEmpty = "REPLICA_NOT_EMPTY"
+	"github.com/georep/georep/rpc"
 )
 
 // adoptedFile records the adoption of a non-empty root (JSON, adoptionRecord).
@@ -56,8 +51,8 @@ func (e *errNotEmpty) Error() string {
 func (e *errNotEmpty) grpcStatus() error {
 	st := status.New(codes.FailedPrecondition, e.Error())
 	withInfo, err := st.WithDetails(&errdetails.ErrorInfo{
-		Domain: ErrorDomain,
-		Reason: ReasonReplicaNotEmpty,
+		Domain: rpc.ErrorDomain,
+		Reason: rpc.ReasonReplicaNotEmpty,
 		Metadata: map[string]string{
 			"root":    e.root,
 			"entries": strconv.Itoa(e.count),

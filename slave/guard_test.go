@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
+	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/gfid"
 )
 
@@ -41,16 +41,6 @@ func handshakeReq(vol string) *slavev1.HandshakeRequest {
 	return &slavev1.HandshakeRequest{ProtocolVersion: ProtocolVersion, MasterVolumeId: vol, MasterNode: "master-host pid 1"}
 }
 
-// notEmptyInfo returns the REPLICA_NOT_EMPTY ErrorInfo of err, or nil.
-func notEmptyInfo(err error) *errdetails.ErrorInfo {
-	for _, d := range status.Convert(err).Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain && info.GetReason() == ReasonReplicaNotEmpty {
-			return info
-		}
-	}
-	return nil
-}
-
 // TestNonEmptyRootRefused: the first master of a root holding foreign data
 // is refused with FailedPrecondition and the ErrorInfo detail, the message
 // names the root, the count, the first names and --adopt, and nothing in
@@ -65,9 +55,9 @@ func TestNonEmptyRootRefused(t *testing.T) {
 	for _, want := range []string{`"albums", "precious-0", "precious-1", "precious-2", "precious-3", and 3 more`, "--adopt", "what the master lacks is then removed", volA} {
 		assertStatus(t, err, codes.FailedPrecondition, want)
 	}
-	info := notEmptyInfo(err)
+	info := rpc.ErrorInfo(err, rpc.ReasonReplicaNotEmpty)
 	if info == nil {
-		t.Fatalf("no ErrorInfo %s/%s in %v", ErrorDomain, ReasonReplicaNotEmpty, status.Convert(err).Details())
+		t.Fatalf("no ErrorInfo %s/%s in %v", rpc.ErrorDomain, rpc.ReasonReplicaNotEmpty, status.Convert(err).Details())
 	}
 	if md := info.GetMetadata(); md["root"] != root || md["entries"] != "8" || !strings.HasPrefix(md["names"], "albums\nprecious-0\n") {
 		t.Errorf("ErrorInfo metadata %q", md)

@@ -1,0 +1,34 @@
+package rpc
+
+import (
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/status"
+)
+
+// ErrorDomain is the Domain of the ErrorInfo details georep's refusals carry.
+const ErrorDomain = "georep"
+
+// Reasons of ErrorInfo details: what a client matches a refusal by, never
+// by its message.
+const (
+	// ReasonReplicaNotEmpty: the slave refused the first master of a
+	// replica root that holds data georep did not create (Handshake,
+	// FailedPrecondition). Metadata: root, entries (the count), names (the
+	// first few, one a line).
+	ReasonReplicaNotEmpty = "REPLICA_NOT_EMPTY"
+)
+
+// ErrorInfo returns the ErrorInfo of domain ErrorDomain with reason that
+// err's status carries, or nil.
+func ErrorInfo(err error, reason string) *errdetails.ErrorInfo {
+	st, ok := status.FromError(err)
+	if !ok {
+		return nil
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain && info.GetReason() == reason {
+			return info
+		}
+	}
+	return nil
+}
