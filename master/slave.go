@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -107,6 +109,9 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 		LeaseSeconds:    uint32(c.lease / time.Second),
 	})
 	if err != nil {
+		if g := handshakeGuard(c.conn.Target(), err); g != nil {
+			return fmt.Errorf("handshake with slave %s: %w", c.conn.Target(), g)
+		}
 		return fmt.Errorf("handshake with slave %s: %w", c.conn.Target(), err)
 	}
 	if err := writeFileAtomic(c.sessionFile, []byte(resp.GetSessionId())); err != nil {
@@ -128,6 +133,35 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 	}
 	c.mu.Unlock()
 	return nil
+}
+
+// handshakeGuard maps the slave's refusal of a first master on a replica
+// root holding data georep did not create (ErrorInfo reason
+// REPLICA_NOT_EMPTY, matched by reason, never by message) to the
+// replica-not-empty guard; nil for any other error.
+func handshakeGuard(slave string, err error) *GuardError {
+	info := rpc.ErrorInfo(err, rpc.ReasonReplicaNotEmpty)
+	if info == nil {
+		return nil
+	}
+	md := info.GetMetadata()
+	root := md["root"]
+	first := ""
+	if names := md["names"]; names != "" {
+		q := strings.Split(names, "\n")
+		for i := range q {
+			q[i] = strconv.Quote(q[i])
+		}
+		first = ", first " + strings.Join(q, ", ")
+	}
+	detail := fmt.Sprintf("slave %s: replica root %s is bound to no master yet and holds %s entries georep did not create%s; this master's first pass would remove every one its source lacks",
+		slave, root, md["entries"], first)
+	return &GuardError{
+		Guard:  "replica-not-empty",
+		Detail: detail,
+		Proceed: fmt.Sprintf("check that %s on the slave is the directory (or volume) meant to hold this replica; "+
+			"then restart georep-slave with --adopt, and this master takes it over, removing what its source lacks", root),
+	}
 }
 
 func (c *slaveClient) ctx(ctx context.Context) context.Context {
