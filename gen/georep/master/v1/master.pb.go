@@ -142,6 +142,60 @@ func (CrawlStatus) EnumDescriptor() ([]byte, []int) {
 	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{1}
 }
 
+// FailureClass says whether retrying a failure can help.
+type FailureClass int32
+
+const (
+	FailureClass_FAILURE_CLASS_UNSPECIFIED FailureClass = 0
+	// TRANSIENT: retrying may help (a full disk, a race, a connection, a
+	// permission an operator may fix on the source).
+	FailureClass_FAILURE_CLASS_TRANSIENT FailureClass = 1
+	// PERMANENT: retrying cannot help without changing the input (a name or
+	// xattr the slave refuses, an operation its filesystem does not support).
+	FailureClass_FAILURE_CLASS_PERMANENT FailureClass = 2
+)
+
+// Enum value maps for FailureClass.
+var (
+	FailureClass_name = map[int32]string{
+		0: "FAILURE_CLASS_UNSPECIFIED",
+		1: "FAILURE_CLASS_TRANSIENT",
+		2: "FAILURE_CLASS_PERMANENT",
+	}
+	FailureClass_value = map[string]int32{
+		"FAILURE_CLASS_UNSPECIFIED": 0,
+		"FAILURE_CLASS_TRANSIENT":   1,
+		"FAILURE_CLASS_PERMANENT":   2,
+	}
+)
+
+func (x FailureClass) Enum() *FailureClass {
+	p := new(FailureClass)
+	*p = x
+	return p
+}
+
+func (x FailureClass) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FailureClass) Descriptor() protoreflect.EnumDescriptor {
+	return file_georep_master_v1_master_proto_enumTypes[2].Descriptor()
+}
+
+func (FailureClass) Type() protoreflect.EnumType {
+	return &file_georep_master_v1_master_proto_enumTypes[2]
+}
+
+func (x FailureClass) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FailureClass.Descriptor instead.
+func (FailureClass) EnumDescriptor() ([]byte, []int) {
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{2}
+}
+
 type GetStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -876,8 +930,11 @@ func (*ListFailuresRequest) Descriptor() ([]byte, []int) {
 }
 
 type ListFailuresResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Failures      []*Failure             `protobuf:"bytes,1,rep,name=failures,proto3" json:"failures,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Failures []*Failure             `protobuf:"bytes,1,rep,name=failures,proto3" json:"failures,omitempty"`
+	// skipped are the gfids the operator skipped (SkipFailure) that have not
+	// synced since.
+	Skipped       []*SkippedFailure `protobuf:"bytes,2,rep,name=skipped,proto3" json:"skipped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -919,18 +976,30 @@ func (x *ListFailuresResponse) GetFailures() []*Failure {
 	return nil
 }
 
+func (x *ListFailuresResponse) GetSkipped() []*SkippedFailure {
+	if x != nil {
+		return x.Skipped
+	}
+	return nil
+}
+
 // Failure is one entry of a worker's failure queue.
 type Failure struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Brick string                 `protobuf:"bytes,1,opt,name=brick,proto3" json:"brick,omitempty"`
 	Gfid  string                 `protobuf:"bytes,2,opt,name=gfid,proto3" json:"gfid,omitempty"`
 	// path is relative to the source (or brick); empty when unknown.
-	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
-	Data          bool                   `protobuf:"varint,5,opt,name=data,proto3" json:"data,omitempty"`
-	Since         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=since,proto3" json:"since,omitempty"`
-	Last          *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last,proto3" json:"last,omitempty"`
-	Attempts      int32                  `protobuf:"varint,8,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Path     string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	Reason   string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	Data     bool                   `protobuf:"varint,5,opt,name=data,proto3" json:"data,omitempty"`
+	Since    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=since,proto3" json:"since,omitempty"`
+	Last     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last,proto3" json:"last,omitempty"`
+	Attempts int32                  `protobuf:"varint,8,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Class    FailureClass           `protobuf:"varint,9,opt,name=class,proto3,enum=georep.master.v1.FailureClass" json:"class,omitempty"`
+	// errno is the symbolic errno the failure carried (EPERM), empty when none.
+	Errno string `protobuf:"bytes,10,opt,name=errno,proto3" json:"errno,omitempty"`
+	// side is where it failed: "slave" or "source" (empty when unknown).
+	Side          string `protobuf:"bytes,11,opt,name=side,proto3" json:"side,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1021,6 +1090,98 @@ func (x *Failure) GetAttempts() int32 {
 	return 0
 }
 
+func (x *Failure) GetClass() FailureClass {
+	if x != nil {
+		return x.Class
+	}
+	return FailureClass_FAILURE_CLASS_UNSPECIFIED
+}
+
+func (x *Failure) GetErrno() string {
+	if x != nil {
+		return x.Errno
+	}
+	return ""
+}
+
+func (x *Failure) GetSide() string {
+	if x != nil {
+		return x.Side
+	}
+	return ""
+}
+
+// SkippedFailure is a failure the operator skipped.
+type SkippedFailure struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Failure *Failure               `protobuf:"bytes,1,opt,name=failure,proto3" json:"failure,omitempty"`
+	Time    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// by is who asked: the uid and pid of a UNIX socket peer, or the address
+	// (and TLS identity) of a TCP one.
+	By            string `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SkippedFailure) Reset() {
+	*x = SkippedFailure{}
+	mi := &file_georep_master_v1_master_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SkippedFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SkippedFailure) ProtoMessage() {}
+
+func (x *SkippedFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_master_v1_master_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SkippedFailure.ProtoReflect.Descriptor instead.
+func (*SkippedFailure) Descriptor() ([]byte, []int) {
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SkippedFailure) GetFailure() *Failure {
+	if x != nil {
+		return x.Failure
+	}
+	return nil
+}
+
+func (x *SkippedFailure) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *SkippedFailure) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *SkippedFailure) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type RetryFailuresRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1029,7 +1190,7 @@ type RetryFailuresRequest struct {
 
 func (x *RetryFailuresRequest) Reset() {
 	*x = RetryFailuresRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[12]
+	mi := &file_georep_master_v1_master_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1202,7 @@ func (x *RetryFailuresRequest) String() string {
 func (*RetryFailuresRequest) ProtoMessage() {}
 
 func (x *RetryFailuresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[12]
+	mi := &file_georep_master_v1_master_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,19 +1215,21 @@ func (x *RetryFailuresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryFailuresRequest.ProtoReflect.Descriptor instead.
 func (*RetryFailuresRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{12}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{13}
 }
 
 type RetryFailuresResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Failures      int32                  `protobuf:"varint,1,opt,name=failures,proto3" json:"failures,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Failures int32                  `protobuf:"varint,1,opt,name=failures,proto3" json:"failures,omitempty"`
+	// unskipped is how many of them the operator had skipped.
+	Unskipped     int32 `protobuf:"varint,2,opt,name=unskipped,proto3" json:"unskipped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RetryFailuresResponse) Reset() {
 	*x = RetryFailuresResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[13]
+	mi := &file_georep_master_v1_master_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1241,7 @@ func (x *RetryFailuresResponse) String() string {
 func (*RetryFailuresResponse) ProtoMessage() {}
 
 func (x *RetryFailuresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[13]
+	mi := &file_georep_master_v1_master_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1254,7 @@ func (x *RetryFailuresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryFailuresResponse.ProtoReflect.Descriptor instead.
 func (*RetryFailuresResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{13}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RetryFailuresResponse) GetFailures() int32 {
@@ -1099,6 +1262,120 @@ func (x *RetryFailuresResponse) GetFailures() int32 {
 		return x.Failures
 	}
 	return 0
+}
+
+func (x *RetryFailuresResponse) GetUnskipped() int32 {
+	if x != nil {
+		return x.Unskipped
+	}
+	return 0
+}
+
+type SkipFailureRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Gfid  string                 `protobuf:"bytes,1,opt,name=gfid,proto3" json:"gfid,omitempty"`
+	// reason is the operator's, recorded in the skip log; required.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SkipFailureRequest) Reset() {
+	*x = SkipFailureRequest{}
+	mi := &file_georep_master_v1_master_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SkipFailureRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SkipFailureRequest) ProtoMessage() {}
+
+func (x *SkipFailureRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_master_v1_master_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SkipFailureRequest.ProtoReflect.Descriptor instead.
+func (*SkipFailureRequest) Descriptor() ([]byte, []int) {
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SkipFailureRequest) GetGfid() string {
+	if x != nil {
+		return x.Gfid
+	}
+	return ""
+}
+
+func (x *SkipFailureRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type SkipFailureResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// skipped holds one entry per worker whose queue held the gfid.
+	Skipped []*SkippedFailure `protobuf:"bytes,1,rep,name=skipped,proto3" json:"skipped,omitempty"`
+	// logs are the skip logs the entries went to.
+	Logs          []string `protobuf:"bytes,2,rep,name=logs,proto3" json:"logs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SkipFailureResponse) Reset() {
+	*x = SkipFailureResponse{}
+	mi := &file_georep_master_v1_master_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SkipFailureResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SkipFailureResponse) ProtoMessage() {}
+
+func (x *SkipFailureResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_master_v1_master_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SkipFailureResponse.ProtoReflect.Descriptor instead.
+func (*SkipFailureResponse) Descriptor() ([]byte, []int) {
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SkipFailureResponse) GetSkipped() []*SkippedFailure {
+	if x != nil {
+		return x.Skipped
+	}
+	return nil
+}
+
+func (x *SkipFailureResponse) GetLogs() []string {
+	if x != nil {
+		return x.Logs
+	}
+	return nil
 }
 
 type PauseRequest struct {
@@ -1109,7 +1386,7 @@ type PauseRequest struct {
 
 func (x *PauseRequest) Reset() {
 	*x = PauseRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[14]
+	mi := &file_georep_master_v1_master_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1398,7 @@ func (x *PauseRequest) String() string {
 func (*PauseRequest) ProtoMessage() {}
 
 func (x *PauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[14]
+	mi := &file_georep_master_v1_master_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1411,7 @@ func (x *PauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRequest.ProtoReflect.Descriptor instead.
 func (*PauseRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{14}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{17}
 }
 
 type PauseResponse struct {
@@ -1145,7 +1422,7 @@ type PauseResponse struct {
 
 func (x *PauseResponse) Reset() {
 	*x = PauseResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[15]
+	mi := &file_georep_master_v1_master_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1434,7 @@ func (x *PauseResponse) String() string {
 func (*PauseResponse) ProtoMessage() {}
 
 func (x *PauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[15]
+	mi := &file_georep_master_v1_master_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1447,7 @@ func (x *PauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseResponse.ProtoReflect.Descriptor instead.
 func (*PauseResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{15}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{18}
 }
 
 type ResumeRequest struct {
@@ -1181,7 +1458,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[16]
+	mi := &file_georep_master_v1_master_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +1470,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[16]
+	mi := &file_georep_master_v1_master_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +1483,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{16}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{19}
 }
 
 type ResumeResponse struct {
@@ -1217,7 +1494,7 @@ type ResumeResponse struct {
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[17]
+	mi := &file_georep_master_v1_master_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1506,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[17]
+	mi := &file_georep_master_v1_master_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1519,7 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{17}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{20}
 }
 
 type GetConfigRequest struct {
@@ -1254,7 +1531,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[18]
+	mi := &file_georep_master_v1_master_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1543,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[18]
+	mi := &file_georep_master_v1_master_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1556,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{18}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetConfigRequest) GetKey() string {
@@ -1298,7 +1575,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[19]
+	mi := &file_georep_master_v1_master_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1587,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[19]
+	mi := &file_georep_master_v1_master_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1600,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{19}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetConfigResponse) GetValues() []*ConfigValue {
@@ -1346,7 +1623,7 @@ type ConfigValue struct {
 
 func (x *ConfigValue) Reset() {
 	*x = ConfigValue{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[20]
+	mi := &file_georep_master_v1_master_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1635,7 @@ func (x *ConfigValue) String() string {
 func (*ConfigValue) ProtoMessage() {}
 
 func (x *ConfigValue) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[20]
+	mi := &file_georep_master_v1_master_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1648,7 @@ func (x *ConfigValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigValue.ProtoReflect.Descriptor instead.
 func (*ConfigValue) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{20}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ConfigValue) GetKey() string {
@@ -1405,7 +1682,7 @@ type SetConfigRequest struct {
 
 func (x *SetConfigRequest) Reset() {
 	*x = SetConfigRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[21]
+	mi := &file_georep_master_v1_master_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1417,7 +1694,7 @@ func (x *SetConfigRequest) String() string {
 func (*SetConfigRequest) ProtoMessage() {}
 
 func (x *SetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[21]
+	mi := &file_georep_master_v1_master_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1430,7 +1707,7 @@ func (x *SetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConfigRequest.ProtoReflect.Descriptor instead.
 func (*SetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{21}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetConfigRequest) GetKey() string {
@@ -1456,7 +1733,7 @@ type SetConfigResponse struct {
 
 func (x *SetConfigResponse) Reset() {
 	*x = SetConfigResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[22]
+	mi := &file_georep_master_v1_master_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1745,7 @@ func (x *SetConfigResponse) String() string {
 func (*SetConfigResponse) ProtoMessage() {}
 
 func (x *SetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[22]
+	mi := &file_georep_master_v1_master_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1758,7 @@ func (x *SetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConfigResponse.ProtoReflect.Descriptor instead.
 func (*SetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{22}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetConfigResponse) GetValue() *ConfigValue {
@@ -1566,9 +1843,10 @@ const file_georep_master_v1_master_proto_rawDesc = "" +
 	"checkpoint\x12!\n" +
 	"\fworkers_done\x18\x02 \x01(\x05R\vworkersDone\x12#\n" +
 	"\rworkers_total\x18\x03 \x01(\x05R\fworkersTotal\"\x15\n" +
-	"\x13ListFailuresRequest\"M\n" +
+	"\x13ListFailuresRequest\"\x89\x01\n" +
 	"\x14ListFailuresResponse\x125\n" +
-	"\bfailures\x18\x01 \x03(\v2\x19.georep.master.v1.FailureR\bfailures\"\xf1\x01\n" +
+	"\bfailures\x18\x01 \x03(\v2\x19.georep.master.v1.FailureR\bfailures\x12:\n" +
+	"\askipped\x18\x02 \x03(\v2 .georep.master.v1.SkippedFailureR\askipped\"\xd1\x02\n" +
 	"\aFailure\x12\x14\n" +
 	"\x05brick\x18\x01 \x01(\tR\x05brick\x12\x12\n" +
 	"\x04gfid\x18\x02 \x01(\tR\x04gfid\x12\x12\n" +
@@ -1577,10 +1855,26 @@ const file_georep_master_v1_master_proto_rawDesc = "" +
 	"\x04data\x18\x05 \x01(\bR\x04data\x120\n" +
 	"\x05since\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12.\n" +
 	"\x04last\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04last\x12\x1a\n" +
-	"\battempts\x18\b \x01(\x05R\battempts\"\x16\n" +
-	"\x14RetryFailuresRequest\"3\n" +
+	"\battempts\x18\b \x01(\x05R\battempts\x124\n" +
+	"\x05class\x18\t \x01(\x0e2\x1e.georep.master.v1.FailureClassR\x05class\x12\x14\n" +
+	"\x05errno\x18\n" +
+	" \x01(\tR\x05errno\x12\x12\n" +
+	"\x04side\x18\v \x01(\tR\x04side\"\x9d\x01\n" +
+	"\x0eSkippedFailure\x123\n" +
+	"\afailure\x18\x01 \x01(\v2\x19.georep.master.v1.FailureR\afailure\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x0e\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x16\n" +
+	"\x14RetryFailuresRequest\"Q\n" +
 	"\x15RetryFailuresResponse\x12\x1a\n" +
-	"\bfailures\x18\x01 \x01(\x05R\bfailures\"\x0e\n" +
+	"\bfailures\x18\x01 \x01(\x05R\bfailures\x12\x1c\n" +
+	"\tunskipped\x18\x02 \x01(\x05R\tunskipped\"@\n" +
+	"\x12SkipFailureRequest\x12\x12\n" +
+	"\x04gfid\x18\x01 \x01(\tR\x04gfid\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"e\n" +
+	"\x13SkipFailureResponse\x12:\n" +
+	"\askipped\x18\x01 \x03(\v2 .georep.master.v1.SkippedFailureR\askipped\x12\x12\n" +
+	"\x04logs\x18\x02 \x03(\tR\x04logs\"\x0e\n" +
 	"\fPauseRequest\"\x0f\n" +
 	"\rPauseResponse\"\x0f\n" +
 	"\rResumeRequest\"\x10\n" +
@@ -1610,13 +1904,18 @@ const file_georep_master_v1_master_proto_rawDesc = "" +
 	"\x18CRAWL_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CRAWL_STATUS_HYBRID\x10\x01\x12\x18\n" +
 	"\x14CRAWL_STATUS_HISTORY\x10\x02\x12\x1a\n" +
-	"\x16CRAWL_STATUS_CHANGELOG\x10\x032\xb2\x06\n" +
+	"\x16CRAWL_STATUS_CHANGELOG\x10\x03*g\n" +
+	"\fFailureClass\x12\x1d\n" +
+	"\x19FAILURE_CLASS_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17FAILURE_CLASS_TRANSIENT\x10\x01\x12\x1b\n" +
+	"\x17FAILURE_CLASS_PERMANENT\x10\x022\x8e\a\n" +
 	"\rMasterService\x12T\n" +
 	"\tGetStatus\x12\".georep.master.v1.GetStatusRequest\x1a#.georep.master.v1.GetStatusResponse\x12`\n" +
 	"\rSetCheckpoint\x12&.georep.master.v1.SetCheckpointRequest\x1a'.georep.master.v1.SetCheckpointResponse\x12e\n" +
 	"\x0eWaitCheckpoint\x12'.georep.master.v1.WaitCheckpointRequest\x1a(.georep.master.v1.WaitCheckpointResponse0\x01\x12]\n" +
 	"\fListFailures\x12%.georep.master.v1.ListFailuresRequest\x1a&.georep.master.v1.ListFailuresResponse\x12`\n" +
-	"\rRetryFailures\x12&.georep.master.v1.RetryFailuresRequest\x1a'.georep.master.v1.RetryFailuresResponse\x12H\n" +
+	"\rRetryFailures\x12&.georep.master.v1.RetryFailuresRequest\x1a'.georep.master.v1.RetryFailuresResponse\x12Z\n" +
+	"\vSkipFailure\x12$.georep.master.v1.SkipFailureRequest\x1a%.georep.master.v1.SkipFailureResponse\x12H\n" +
 	"\x05Pause\x12\x1e.georep.master.v1.PauseRequest\x1a\x1f.georep.master.v1.PauseResponse\x12K\n" +
 	"\x06Resume\x12\x1f.georep.master.v1.ResumeRequest\x1a .georep.master.v1.ResumeResponse\x12T\n" +
 	"\tGetConfig\x12\".georep.master.v1.GetConfigRequest\x1a#.georep.master.v1.GetConfigResponse\x12T\n" +
@@ -1634,80 +1933,91 @@ func file_georep_master_v1_master_proto_rawDescGZIP() []byte {
 	return file_georep_master_v1_master_proto_rawDescData
 }
 
-var file_georep_master_v1_master_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_georep_master_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_georep_master_v1_master_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_georep_master_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_georep_master_v1_master_proto_goTypes = []any{
 	(WorkerState)(0),               // 0: georep.master.v1.WorkerState
 	(CrawlStatus)(0),               // 1: georep.master.v1.CrawlStatus
-	(*GetStatusRequest)(nil),       // 2: georep.master.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),      // 3: georep.master.v1.GetStatusResponse
-	(*WorkerStatus)(nil),           // 4: georep.master.v1.WorkerStatus
-	(*Progress)(nil),               // 5: georep.master.v1.Progress
-	(*Checkpoint)(nil),             // 6: georep.master.v1.Checkpoint
-	(*SetCheckpointRequest)(nil),   // 7: georep.master.v1.SetCheckpointRequest
-	(*SetCheckpointResponse)(nil),  // 8: georep.master.v1.SetCheckpointResponse
-	(*WaitCheckpointRequest)(nil),  // 9: georep.master.v1.WaitCheckpointRequest
-	(*WaitCheckpointResponse)(nil), // 10: georep.master.v1.WaitCheckpointResponse
-	(*ListFailuresRequest)(nil),    // 11: georep.master.v1.ListFailuresRequest
-	(*ListFailuresResponse)(nil),   // 12: georep.master.v1.ListFailuresResponse
-	(*Failure)(nil),                // 13: georep.master.v1.Failure
-	(*RetryFailuresRequest)(nil),   // 14: georep.master.v1.RetryFailuresRequest
-	(*RetryFailuresResponse)(nil),  // 15: georep.master.v1.RetryFailuresResponse
-	(*PauseRequest)(nil),           // 16: georep.master.v1.PauseRequest
-	(*PauseResponse)(nil),          // 17: georep.master.v1.PauseResponse
-	(*ResumeRequest)(nil),          // 18: georep.master.v1.ResumeRequest
-	(*ResumeResponse)(nil),         // 19: georep.master.v1.ResumeResponse
-	(*GetConfigRequest)(nil),       // 20: georep.master.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),      // 21: georep.master.v1.GetConfigResponse
-	(*ConfigValue)(nil),            // 22: georep.master.v1.ConfigValue
-	(*SetConfigRequest)(nil),       // 23: georep.master.v1.SetConfigRequest
-	(*SetConfigResponse)(nil),      // 24: georep.master.v1.SetConfigResponse
-	(*timestamppb.Timestamp)(nil),  // 25: google.protobuf.Timestamp
+	(FailureClass)(0),              // 2: georep.master.v1.FailureClass
+	(*GetStatusRequest)(nil),       // 3: georep.master.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),      // 4: georep.master.v1.GetStatusResponse
+	(*WorkerStatus)(nil),           // 5: georep.master.v1.WorkerStatus
+	(*Progress)(nil),               // 6: georep.master.v1.Progress
+	(*Checkpoint)(nil),             // 7: georep.master.v1.Checkpoint
+	(*SetCheckpointRequest)(nil),   // 8: georep.master.v1.SetCheckpointRequest
+	(*SetCheckpointResponse)(nil),  // 9: georep.master.v1.SetCheckpointResponse
+	(*WaitCheckpointRequest)(nil),  // 10: georep.master.v1.WaitCheckpointRequest
+	(*WaitCheckpointResponse)(nil), // 11: georep.master.v1.WaitCheckpointResponse
+	(*ListFailuresRequest)(nil),    // 12: georep.master.v1.ListFailuresRequest
+	(*ListFailuresResponse)(nil),   // 13: georep.master.v1.ListFailuresResponse
+	(*Failure)(nil),                // 14: georep.master.v1.Failure
+	(*SkippedFailure)(nil),         // 15: georep.master.v1.SkippedFailure
+	(*RetryFailuresRequest)(nil),   // 16: georep.master.v1.RetryFailuresRequest
+	(*RetryFailuresResponse)(nil),  // 17: georep.master.v1.RetryFailuresResponse
+	(*SkipFailureRequest)(nil),     // 18: georep.master.v1.SkipFailureRequest
+	(*SkipFailureResponse)(nil),    // 19: georep.master.v1.SkipFailureResponse
+	(*PauseRequest)(nil),           // 20: georep.master.v1.PauseRequest
+	(*PauseResponse)(nil),          // 21: georep.master.v1.PauseResponse
+	(*ResumeRequest)(nil),          // 22: georep.master.v1.ResumeRequest
+	(*ResumeResponse)(nil),         // 23: georep.master.v1.ResumeResponse
+	(*GetConfigRequest)(nil),       // 24: georep.master.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),      // 25: georep.master.v1.GetConfigResponse
+	(*ConfigValue)(nil),            // 26: georep.master.v1.ConfigValue
+	(*SetConfigRequest)(nil),       // 27: georep.master.v1.SetConfigRequest
+	(*SetConfigResponse)(nil),      // 28: georep.master.v1.SetConfigResponse
+	(*timestamppb.Timestamp)(nil),  // 29: google.protobuf.Timestamp
 }
 var file_georep_master_v1_master_proto_depIdxs = []int32{
-	4,  // 0: georep.master.v1.GetStatusResponse.workers:type_name -> georep.master.v1.WorkerStatus
-	6,  // 1: georep.master.v1.GetStatusResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
+	5,  // 0: georep.master.v1.GetStatusResponse.workers:type_name -> georep.master.v1.WorkerStatus
+	7,  // 1: georep.master.v1.GetStatusResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
 	0,  // 2: georep.master.v1.WorkerStatus.state:type_name -> georep.master.v1.WorkerState
 	1,  // 3: georep.master.v1.WorkerStatus.crawl_status:type_name -> georep.master.v1.CrawlStatus
-	25, // 4: georep.master.v1.WorkerStatus.last_synced:type_name -> google.protobuf.Timestamp
-	25, // 5: georep.master.v1.WorkerStatus.checkpoint_time:type_name -> google.protobuf.Timestamp
-	25, // 6: georep.master.v1.WorkerStatus.checkpoint_completion_time:type_name -> google.protobuf.Timestamp
-	5,  // 7: georep.master.v1.WorkerStatus.progress:type_name -> georep.master.v1.Progress
-	25, // 8: georep.master.v1.Progress.started:type_name -> google.protobuf.Timestamp
-	25, // 9: georep.master.v1.Checkpoint.time:type_name -> google.protobuf.Timestamp
-	25, // 10: georep.master.v1.Checkpoint.set_time:type_name -> google.protobuf.Timestamp
-	25, // 11: georep.master.v1.Checkpoint.completion_time:type_name -> google.protobuf.Timestamp
-	25, // 12: georep.master.v1.SetCheckpointRequest.time:type_name -> google.protobuf.Timestamp
-	6,  // 13: georep.master.v1.SetCheckpointResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
-	6,  // 14: georep.master.v1.WaitCheckpointResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
-	13, // 15: georep.master.v1.ListFailuresResponse.failures:type_name -> georep.master.v1.Failure
-	25, // 16: georep.master.v1.Failure.since:type_name -> google.protobuf.Timestamp
-	25, // 17: georep.master.v1.Failure.last:type_name -> google.protobuf.Timestamp
-	22, // 18: georep.master.v1.GetConfigResponse.values:type_name -> georep.master.v1.ConfigValue
-	22, // 19: georep.master.v1.SetConfigResponse.value:type_name -> georep.master.v1.ConfigValue
-	2,  // 20: georep.master.v1.MasterService.GetStatus:input_type -> georep.master.v1.GetStatusRequest
-	7,  // 21: georep.master.v1.MasterService.SetCheckpoint:input_type -> georep.master.v1.SetCheckpointRequest
-	9,  // 22: georep.master.v1.MasterService.WaitCheckpoint:input_type -> georep.master.v1.WaitCheckpointRequest
-	11, // 23: georep.master.v1.MasterService.ListFailures:input_type -> georep.master.v1.ListFailuresRequest
-	14, // 24: georep.master.v1.MasterService.RetryFailures:input_type -> georep.master.v1.RetryFailuresRequest
-	16, // 25: georep.master.v1.MasterService.Pause:input_type -> georep.master.v1.PauseRequest
-	18, // 26: georep.master.v1.MasterService.Resume:input_type -> georep.master.v1.ResumeRequest
-	20, // 27: georep.master.v1.MasterService.GetConfig:input_type -> georep.master.v1.GetConfigRequest
-	23, // 28: georep.master.v1.MasterService.SetConfig:input_type -> georep.master.v1.SetConfigRequest
-	3,  // 29: georep.master.v1.MasterService.GetStatus:output_type -> georep.master.v1.GetStatusResponse
-	8,  // 30: georep.master.v1.MasterService.SetCheckpoint:output_type -> georep.master.v1.SetCheckpointResponse
-	10, // 31: georep.master.v1.MasterService.WaitCheckpoint:output_type -> georep.master.v1.WaitCheckpointResponse
-	12, // 32: georep.master.v1.MasterService.ListFailures:output_type -> georep.master.v1.ListFailuresResponse
-	15, // 33: georep.master.v1.MasterService.RetryFailures:output_type -> georep.master.v1.RetryFailuresResponse
-	17, // 34: georep.master.v1.MasterService.Pause:output_type -> georep.master.v1.PauseResponse
-	19, // 35: georep.master.v1.MasterService.Resume:output_type -> georep.master.v1.ResumeResponse
-	21, // 36: georep.master.v1.MasterService.GetConfig:output_type -> georep.master.v1.GetConfigResponse
-	24, // 37: georep.master.v1.MasterService.SetConfig:output_type -> georep.master.v1.SetConfigResponse
-	29, // [29:38] is the sub-list for method output_type
-	20, // [20:29] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	29, // 4: georep.master.v1.WorkerStatus.last_synced:type_name -> google.protobuf.Timestamp
+	29, // 5: georep.master.v1.WorkerStatus.checkpoint_time:type_name -> google.protobuf.Timestamp
+	29, // 6: georep.master.v1.WorkerStatus.checkpoint_completion_time:type_name -> google.protobuf.Timestamp
+	6,  // 7: georep.master.v1.WorkerStatus.progress:type_name -> georep.master.v1.Progress
+	29, // 8: georep.master.v1.Progress.started:type_name -> google.protobuf.Timestamp
+	29, // 9: georep.master.v1.Checkpoint.time:type_name -> google.protobuf.Timestamp
+	29, // 10: georep.master.v1.Checkpoint.set_time:type_name -> google.protobuf.Timestamp
+	29, // 11: georep.master.v1.Checkpoint.completion_time:type_name -> google.protobuf.Timestamp
+	29, // 12: georep.master.v1.SetCheckpointRequest.time:type_name -> google.protobuf.Timestamp
+	7,  // 13: georep.master.v1.SetCheckpointResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
+	7,  // 14: georep.master.v1.WaitCheckpointResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
+	14, // 15: georep.master.v1.ListFailuresResponse.failures:type_name -> georep.master.v1.Failure
+	15, // 16: georep.master.v1.ListFailuresResponse.skipped:type_name -> georep.master.v1.SkippedFailure
+	29, // 17: georep.master.v1.Failure.since:type_name -> google.protobuf.Timestamp
+	29, // 18: georep.master.v1.Failure.last:type_name -> google.protobuf.Timestamp
+	2,  // 19: georep.master.v1.Failure.class:type_name -> georep.master.v1.FailureClass
+	14, // 20: georep.master.v1.SkippedFailure.failure:type_name -> georep.master.v1.Failure
+	29, // 21: georep.master.v1.SkippedFailure.time:type_name -> google.protobuf.Timestamp
+	15, // 22: georep.master.v1.SkipFailureResponse.skipped:type_name -> georep.master.v1.SkippedFailure
+	26, // 23: georep.master.v1.GetConfigResponse.values:type_name -> georep.master.v1.ConfigValue
+	26, // 24: georep.master.v1.SetConfigResponse.value:type_name -> georep.master.v1.ConfigValue
+	3,  // 25: georep.master.v1.MasterService.GetStatus:input_type -> georep.master.v1.GetStatusRequest
+	8,  // 26: georep.master.v1.MasterService.SetCheckpoint:input_type -> georep.master.v1.SetCheckpointRequest
+	10, // 27: georep.master.v1.MasterService.WaitCheckpoint:input_type -> georep.master.v1.WaitCheckpointRequest
+	12, // 28: georep.master.v1.MasterService.ListFailures:input_type -> georep.master.v1.ListFailuresRequest
+	16, // 29: georep.master.v1.MasterService.RetryFailures:input_type -> georep.master.v1.RetryFailuresRequest
+	18, // 30: georep.master.v1.MasterService.SkipFailure:input_type -> georep.master.v1.SkipFailureRequest
+	20, // 31: georep.master.v1.MasterService.Pause:input_type -> georep.master.v1.PauseRequest
+	22, // 32: georep.master.v1.MasterService.Resume:input_type -> georep.master.v1.ResumeRequest
+	24, // 33: georep.master.v1.MasterService.GetConfig:input_type -> georep.master.v1.GetConfigRequest
+	27, // 34: georep.master.v1.MasterService.SetConfig:input_type -> georep.master.v1.SetConfigRequest
+	4,  // 35: georep.master.v1.MasterService.GetStatus:output_type -> georep.master.v1.GetStatusResponse
+	9,  // 36: georep.master.v1.MasterService.SetCheckpoint:output_type -> georep.master.v1.SetCheckpointResponse
+	11, // 37: georep.master.v1.MasterService.WaitCheckpoint:output_type -> georep.master.v1.WaitCheckpointResponse
+	13, // 38: georep.master.v1.MasterService.ListFailures:output_type -> georep.master.v1.ListFailuresResponse
+	17, // 39: georep.master.v1.MasterService.RetryFailures:output_type -> georep.master.v1.RetryFailuresResponse
+	19, // 40: georep.master.v1.MasterService.SkipFailure:output_type -> georep.master.v1.SkipFailureResponse
+	21, // 41: georep.master.v1.MasterService.Pause:output_type -> georep.master.v1.PauseResponse
+	23, // 42: georep.master.v1.MasterService.Resume:output_type -> georep.master.v1.ResumeResponse
+	25, // 43: georep.master.v1.MasterService.GetConfig:output_type -> georep.master.v1.GetConfigResponse
+	28, // 44: georep.master.v1.MasterService.SetConfig:output_type -> georep.master.v1.SetConfigResponse
+	35, // [35:45] is the sub-list for method output_type
+	25, // [25:35] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_georep_master_v1_master_proto_init() }
@@ -1720,8 +2030,8 @@ func file_georep_master_v1_master_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georep_master_v1_master_proto_rawDesc), len(file_georep_master_v1_master_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   23,
+			NumEnums:      3,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	MasterService_WaitCheckpoint_FullMethodName = "/georep.master.v1.MasterService/WaitCheckpoint"
 	MasterService_ListFailures_FullMethodName   = "/georep.master.v1.MasterService/ListFailures"
 	MasterService_RetryFailures_FullMethodName  = "/georep.master.v1.MasterService/RetryFailures"
+	MasterService_SkipFailure_FullMethodName    = "/georep.master.v1.MasterService/SkipFailure"
 	MasterService_Pause_FullMethodName          = "/georep.master.v1.MasterService/Pause"
 	MasterService_Resume_FullMethodName         = "/georep.master.v1.MasterService/Resume"
 	MasterService_GetConfig_FullMethodName      = "/georep.master.v1.MasterService/GetConfig"
@@ -52,8 +53,15 @@ type MasterServiceClient interface {
 	// ListFailures lists the durable failure queue of every worker.
 	ListFailures(ctx context.Context, in *ListFailuresRequest, opts ...grpc.CallOption) (*ListFailuresResponse, error)
 	// RetryFailures retries the failure queue at once instead of at the next
-	// change-interval.
+	// change-interval; the gfids the operator skipped go back into the queue.
 	RetryFailures(ctx context.Context, in *RetryFailuresRequest, opts ...grpc.CallOption) (*RetryFailuresResponse, error)
+	// SkipFailure lifts a failure: the gfid leaves the failure queue of every
+	// worker holding it and no longer holds stime or checkpoints; it is
+	// recorded, with who asked and why, in the worker's skip log
+	// (<work dir>/skipped.log), and is not queued again when it fails again
+	// until it syncs once or RetryFailures retries it. A gfid no queue holds
+	// is NOT_FOUND; an empty reason INVALID_ARGUMENT.
+	SkipFailure(ctx context.Context, in *SkipFailureRequest, opts ...grpc.CallOption) (*SkipFailureResponse, error)
 	// Pause stops processing once the passes in flight are done.
 	Pause(ctx context.Context, in *PauseRequest, opts ...grpc.CallOption) (*PauseResponse, error)
 	// Resume lets paused workers go on.
@@ -133,6 +141,16 @@ func (c *masterServiceClient) RetryFailures(ctx context.Context, in *RetryFailur
 	return out, nil
 }
 
+func (c *masterServiceClient) SkipFailure(ctx context.Context, in *SkipFailureRequest, opts ...grpc.CallOption) (*SkipFailureResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SkipFailureResponse)
+	err := c.cc.Invoke(ctx, MasterService_SkipFailure_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *masterServiceClient) Pause(ctx context.Context, in *PauseRequest, opts ...grpc.CallOption) (*PauseResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PauseResponse)
@@ -190,8 +208,15 @@ type MasterServiceServer interface {
 	// ListFailures lists the durable failure queue of every worker.
 	ListFailures(context.Context, *ListFailuresRequest) (*ListFailuresResponse, error)
 	// RetryFailures retries the failure queue at once instead of at the next
-	// change-interval.
+	// change-interval; the gfids the operator skipped go back into the queue.
 	RetryFailures(context.Context, *RetryFailuresRequest) (*RetryFailuresResponse, error)
+	// SkipFailure lifts a failure: the gfid leaves the failure queue of every
+	// worker holding it and no longer holds stime or checkpoints; it is
+	// recorded, with who asked and why, in the worker's skip log
+	// (<work dir>/skipped.log), and is not queued again when it fails again
+	// until it syncs once or RetryFailures retries it. A gfid no queue holds
+	// is NOT_FOUND; an empty reason INVALID_ARGUMENT.
+	SkipFailure(context.Context, *SkipFailureRequest) (*SkipFailureResponse, error)
 	// Pause stops processing once the passes in flight are done.
 	Pause(context.Context, *PauseRequest) (*PauseResponse, error)
 	// Resume lets paused workers go on.
@@ -226,6 +251,9 @@ func (UnimplementedMasterServiceServer) ListFailures(context.Context, *ListFailu
 }
 func (UnimplementedMasterServiceServer) RetryFailures(context.Context, *RetryFailuresRequest) (*RetryFailuresResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RetryFailures not implemented")
+}
+func (UnimplementedMasterServiceServer) SkipFailure(context.Context, *SkipFailureRequest) (*SkipFailureResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SkipFailure not implemented")
 }
 func (UnimplementedMasterServiceServer) Pause(context.Context, *PauseRequest) (*PauseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Pause not implemented")
@@ -343,6 +371,24 @@ func _MasterService_RetryFailures_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MasterService_SkipFailure_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SkipFailureRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServiceServer).SkipFailure(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MasterService_SkipFailure_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServiceServer).SkipFailure(ctx, req.(*SkipFailureRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _MasterService_Pause_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PauseRequest)
 	if err := dec(in); err != nil {
@@ -437,6 +483,10 @@ var MasterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RetryFailures",
 			Handler:    _MasterService_RetryFailures_Handler,
+		},
+		{
+			MethodName: "SkipFailure",
+			Handler:    _MasterService_SkipFailure_Handler,
 		},
 		{
 			MethodName: "Pause",
