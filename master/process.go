@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
@@ -25,12 +26,17 @@ type outcome struct {
 	entries, metas, deletes int
 	files                   int
 	bytes                   int64
-	// failed maps each gfid that could not be brought up to date to why.
+	// failed maps each gfid that could not be brought up to date to why,
+	// causes to what classifies it (its errno, side and op).
 	failed map[gfid.GFID]string
+	causes map[gfid.GFID]cause
 	// dataFailed holds the gfids whose entry and meta ops were applied but
-	// whose data was not shipped; dataWhy says why.
+	// whose data was not shipped; dataWhy says why, dataCauses classifies.
 	dataFailed map[gfid.GFID]bool
 	dataWhy    map[gfid.GFID]string
+	dataCauses map[gfid.GFID]cause
+	// named holds every gfid a record of the changelog names.
+	named map[gfid.GFID]bool
 	// resolving holds the gfids whose entry ops the slave refused and the
 	// resolution rounds retry: their data waits for the outcome (a purge
 	// may replace the inode it would have been written to). purged holds
@@ -38,10 +44,25 @@ type outcome struct {
 	resolving, purged map[gfid.GFID]bool
 }
 
-func (o *outcome) fail(g gfid.GFID, format string, args ...any) {
+// fail records the first failure of g, classified by c.
+func (o *outcome) fail(g gfid.GFID, c cause, format string, args ...any) {
 	if _, ok := o.failed[g]; !ok {
 		o.failed[g] = fmt.Sprintf(format, args...)
+		if o.causes == nil {
+			o.causes = map[gfid.GFID]cause{}
+		}
+		o.causes[g] = c
 	}
+}
+
+// failData records that the data of g was not shipped, why and its cause.
+func (o *outcome) failData(g gfid.GFID, why string, c cause) {
+	o.dataFailed[g] = true
+	o.dataWhy[g] = why
+	if o.dataCauses == nil {
+		o.dataCauses = map[gfid.GFID]cause{}
+	}
+	o.dataCauses[g] = c
 }
 
 // processChangelog applies one changelog: parse → stat each gfid on the
@@ -60,8 +81,12 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	if err != nil {
 		return nil, err
 	}
-	out := &outcome{failed: map[gfid.GFID]string{}, dataFailed: map[gfid.GFID]bool{}, dataWhy: map[gfid.GFID]string{},
-		resolving: map[gfid.GFID]bool{}, purged: map[gfid.GFID]bool{}}
+	out := &outcome{failed: map[gfid.GFID]string{}, causes: map[gfid.GFID]cause{},
+		dataFailed: map[gfid.GFID]bool{}, dataWhy: map[gfid.GFID]string{}, dataCauses: map[gfid.GFID]cause{},
+		named: make(map[gfid.GFID]bool, len(recs)), resolving: map[gfid.GFID]bool{}, purged: map[gfid.GFID]bool{}}
+	for _, r := range recs {
+		out.named[r.GFID] = true
+	}
 
 	// Entry ops, in order.
 	var ops []*slavev1.Entry
@@ -199,8 +224,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	queue, out.resolving = append(deferred, queue...), nil
 	for g := range out.purged {
 		if launchedData[g] {
-			out.dataFailed[g] = true
-			out.dataWhy[g] = "the slave's inode was replaced while its entry conflicts were resolved; shipped again"
+			out.failData(g, "the slave's inode was replaced while its entry conflicts were resolved; shipped again", cause{kind: kindData})
 		}
 	}
 	launch(len(ops))
@@ -209,8 +233,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		for ; launched > 0; launched-- {
 			reasons := map[string]int{}
 			for g, err := range <-results {
-				out.dataFailed[g] = true
-				out.dataWhy[g] = err.Error()
+				out.failData(g, err.Error(), dataCause(err))
 				reasons[err.Error()]++
 			}
 			for why, n := range reasons {
@@ -401,7 +424,7 @@ func inBatches[T any](ctx context.Context, batch int, items []T,
 func (w *worker) applyMetas(ctx context.Context, metas []*slavev1.Meta, metaGFID []gfid.GFID, out *outcome) error {
 	return inBatches(ctx, w.batch, metas, w.slave.MetaOps, func(i int, f *slavev1.EntryFailure) {
 		w.log.Warn("meta op failed", "gfid", metas[i].GetGfid(), "errno", errnoName(f.GetErrno()), "err", f.GetMessage())
-		out.fail(metaGFID[i], "meta: %s", f.GetMessage())
+		out.fail(metaGFID[i], cause{errno: syscall.Errno(f.GetErrno()), side: sideSlave, kind: kindMeta}, "meta: %s", f.GetMessage())
 	}, nil)
 }
 

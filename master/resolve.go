@@ -86,14 +86,51 @@ func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID 
 			break
 		}
 	}
-	for _, ef := range failed {
+	w.recordEntryFailures(ops, opGFID, failed, out)
+	return nil
+}
+
+// recordEntryFailures records the ops the slave still refuses, each
+// classified by its errno. An ENOENT under a directory whose own op failed
+// permanently in this pass (or under a child of one, and so on down) is
+// permanent too: the parent will not be there however often it is retried.
+func (w *worker) recordEntryFailures(ops []*slavev1.Entry, opGFID []gfid.GFID, failed []*entryFailure, out *outcome) {
+	classes := make([]cause, len(failed))
+	permanent := map[string]bool{} // gfids (as sent) that failed permanently
+	for i, ef := range failed {
+		classes[i] = cause{errno: syscall.Errno(ef.f.GetErrno()), side: sideSlave, kind: kindEntry, op: ops[ef.i].GetOp()}
+		if classify(classes[i]) == classPermanent {
+			permanent[ops[ef.i].GetGfid()] = true
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for i, ef := range failed {
+			op := ops[ef.i]
+			if classes[i].errno != syscall.ENOENT || classes[i].parentPermanent {
+				continue
+			}
+			parent := op.GetPargfid()
+			if op.GetOp() == slavev1.EntryOp_ENTRY_OP_RENAME {
+				parent = op.GetNewPargfid()
+			}
+			if permanent[parent] {
+				classes[i].parentPermanent, changed = true, true
+				permanent[op.GetGfid()] = true
+			}
+		}
+	}
+	for i, ef := range failed {
 		op := ops[ef.i]
 		w.log.Warn("entry op failed", "op", op.GetOp().String(), "gfid", op.GetGfid(),
 			"pargfid", op.GetPargfid(), "name", fmt.Sprintf("%q", op.GetName()),
-			"errno", errnoName(ef.f.GetErrno()), "err", ef.f.GetMessage())
-		out.fail(opGFID[ef.i], "%s: %s", op.GetOp(), ef.f.GetMessage())
+			"errno", errnoName(ef.f.GetErrno()), "err", ef.f.GetMessage(), "class", classify(classes[i]))
+		why := ef.f.GetMessage()
+		if classes[i].parentPermanent {
+			why += " (its parent failed permanently)"
+		}
+		out.fail(opGFID[ef.i], classes[i], "%s: %s", op.GetOp(), why)
 	}
-	return nil
 }
 
 func isCreate(op slavev1.EntryOp) bool {
@@ -210,8 +247,7 @@ func (w *worker) fixEntry(ctx context.Context, op *slavev1.Entry, ef *entryFailu
 				return nil, nil, false
 			case catalog.TypeReg:
 				e.Op = slavev1.EntryOp_ENTRY_OP_CREATE
-				out.dataFailed[g] = true
-				out.dataWhy[g] = "recreated on the slave, data follows"
+				out.failData(g, "recreated on the slave, data follows", cause{kind: kindData})
 			case catalog.TypeSymlink:
 				e.Op, e.LinkTarget = slavev1.EntryOp_ENTRY_OP_SYMLINK, []byte(n.Target)
 			default:

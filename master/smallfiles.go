@@ -100,7 +100,8 @@ func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int6
 				break
 			}
 			w.log.Debug("file write failed", "gfid", sent[i].String(), "errno", errnoName(f.GetErrno()), "err", f.GetMessage())
-			failed[sent[i]] = fmt.Errorf("slave could not write the file: %s", errnoName(f.GetErrno()))
+			failed[sent[i]] = &slaveErrno{errno: syscall.Errno(f.GetErrno()),
+				err: fmt.Errorf("slave could not write the file: %s", errnoName(f.GetErrno()))}
 		}
 	}
 	<-slots

@@ -14,6 +14,7 @@ import (
 
 	masterv1 "github.com/georep/georep/gen/georep/master/v1"
 	"github.com/georep/georep/rpc"
+	"github.com/georep/georep/rpc/gfid"
 )
 
 // monitor is what the operator interface sees of a running master (gsyncd's
@@ -275,13 +276,10 @@ func (m *monitor) gate(ctx context.Context, e *workerEntry) error {
 	}
 }
 
-// retryFailures asks every worker to retry its failure queue now and
-// returns how many failures are queued.
-func (m *monitor) retryFailures() (int, error) {
-	fs, err := m.failures()
-	if err != nil {
-		return 0, err
-	}
+// retryFailures asks every worker to retry its failure queue now, the
+// gfids the operator skipped back in it, and returns how many failures
+// are queued and how many of them had been skipped.
+func (m *monitor) retryFailures() (queued, unskipped int, err error) {
 	m.mu.Lock()
 	ws := make([]*worker, 0, len(m.workers))
 	for _, e := range m.workers {
@@ -289,9 +287,73 @@ func (m *monitor) retryFailures() (int, error) {
 	}
 	m.mu.Unlock()
 	for _, w := range ws {
+		if w.failures == nil {
+			continue
+		}
+		n, err := w.failures.unskip(m.now())
+		if err != nil {
+			return 0, 0, err
+		}
+		if n > 0 {
+			m.log.Info("the gfids the operator skipped are queued again", "worker", w.entry.name, "gfids", n)
+		}
+		unskipped += n
+	}
+	fs, err := m.failures()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, w := range ws {
 		w.nudge(true)
 	}
-	return len(fs), nil
+	return len(fs), unskipped, nil
+}
+
+// errNotQueued is a skip of a gfid that no failure queue holds.
+var errNotQueued = errors.New("not in the failure queue")
+
+// workerSkip is a failure that one worker's queue held and the operator
+// skipped.
+type workerSkip struct {
+	Brick string
+	*skipRecord
+	Log string // the skip log it went to
+}
+
+// skipFailure lifts the failure of g in every worker queue that holds it
+// (a directory may fail on several bricks): see failureQueue.skip. by is
+// who asked, why the operator's reason.
+func (m *monitor) skipFailure(g gfid.GFID, by fmt.Stringer, why string) ([]workerSkip, error) {
+	m.mu.Lock()
+	es := append([]*workerEntry(nil), m.workers...)
+	m.mu.Unlock()
+	var out []workerSkip
+	for _, e := range es {
+		q := e.w.failures
+		if q == nil {
+			continue
+		}
+		rec, ok, err := q.skip(g, e.name, by, why, m.now())
+		if err != nil {
+			return out, err
+		}
+		if !ok {
+			continue
+		}
+		m.log.Warn("failure skipped by the operator: it no longer holds stime", "worker", e.name, "gfid", g,
+			"path", rec.path(), "failure", rec.Reason, "class", rec.class(), "by", rec.By, "reason", why, "skip_log", q.skipLogPath())
+		out = append(out, workerSkip{Brick: e.name, skipRecord: rec, Log: q.skipLogPath()})
+		e.w.nudge(false) // a pass, so that stime moves
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	for _, e := range es {
+		if q := e.w.failures; q != nil && q.isSkipped(g) {
+			return nil, fmt.Errorf("gfid %s is %w: it was skipped already (georepctl failures lists the skipped gfids)", g, errNotQueued)
+		}
+	}
+	return nil, fmt.Errorf("gfid %s is %w of any worker (georepctl failures lists it)", g, errNotQueued)
 }
 
 // workerFailure is a failure of the queue of one worker.
@@ -303,20 +365,31 @@ type workerFailure struct {
 // failures reads every worker's durable failure queue (the file, rewritten
 // atomically after every pass, not the worker's live copy).
 func (m *monitor) failures() ([]workerFailure, error) {
+	fs, _, err := m.failuresAndSkips()
+	return fs, err
+}
+
+// failuresAndSkips reads every worker's durable failure queue and the
+// gfids the operator skipped.
+func (m *monitor) failuresAndSkips() ([]workerFailure, []workerSkip, error) {
 	m.mu.Lock()
 	es := append([]*workerEntry(nil), m.workers...)
 	m.mu.Unlock()
 	var out []workerFailure
+	var skips []workerSkip
 	for _, e := range es {
 		q, err := loadFailures(e.w.wd.path("failures"))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, f := range q.list() {
 			out = append(out, workerFailure{Brick: e.name, failure: *f})
 		}
+		for _, s := range q.skippedList() {
+			skips = append(skips, workerSkip{Brick: e.name, skipRecord: s, Log: q.skipLogPath()})
+		}
 	}
-	return out, nil
+	return out, skips, nil
 }
 
 // changeInterval is change-interval, as last set.
@@ -355,7 +428,7 @@ func (m *monitor) start(ctx context.Context, wg *sync.WaitGroup) error {
 	if err != nil {
 		return fmt.Errorf("status socket %s: %w", sock, err)
 	}
-	liss := []net.Listener{ulis}
+	liss := []net.Listener{peerCredListener{ulis}}
 	closeAll := func() {
 		for _, l := range liss {
 			l.Close()

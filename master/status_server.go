@@ -3,7 +3,7 @@ package master
 import (
 	"context"
 	"errors"
-	"path/filepath"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	masterv1 "github.com/georep/georep/gen/georep/master/v1"
+	"github.com/georep/georep/rpc/gfid"
 )
 
 // statusService implements masterv1.MasterServiceServer over the monitor:
@@ -66,28 +67,65 @@ func (s *statusService) WaitCheckpoint(_ *masterv1.WaitCheckpointRequest, stream
 }
 
 func (s *statusService) ListFailures(ctx context.Context, _ *masterv1.ListFailuresRequest) (*masterv1.ListFailuresResponse, error) {
-	fs, err := s.mon.failures()
+	fs, skips, err := s.mon.failuresAndSkips()
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	resp := &masterv1.ListFailuresResponse{}
 	for _, f := range fs {
-		p := ""
-		if f.Name != "" || f.Dir != "" {
-			p = filepath.Join(f.Dir, f.Name)
-		}
-		resp.Failures = append(resp.Failures, &masterv1.Failure{Brick: f.Brick, Gfid: f.GFID.String(), Path: p,
-			Reason: f.Reason, Data: f.Data, Since: ts(f.Since), Last: ts(f.Last), Attempts: int32(f.Attempts)})
+		resp.Failures = append(resp.Failures, failureToProto(f.Brick, &f.failure))
+	}
+	for _, sk := range skips {
+		resp.Skipped = append(resp.Skipped, skipToProto(sk))
 	}
 	return resp, nil
 }
 
+var failureClasses = map[failClass]masterv1.FailureClass{
+	classTransient: masterv1.FailureClass_FAILURE_CLASS_TRANSIENT,
+	classPermanent: masterv1.FailureClass_FAILURE_CLASS_PERMANENT,
+}
+
+func failureToProto(brick string, f *failure) *masterv1.Failure {
+	return &masterv1.Failure{Brick: brick, Gfid: f.GFID.String(), Path: f.path(),
+		Reason: f.Reason, Data: f.Data, Since: ts(f.Since), Last: ts(f.Last), Attempts: int32(f.Attempts),
+		Class: failureClasses[f.class()], Errno: f.Errno, Side: string(f.Side)}
+}
+
+func skipToProto(sk workerSkip) *masterv1.SkippedFailure {
+	return &masterv1.SkippedFailure{Failure: failureToProto(sk.Brick, &sk.failure), Time: ts(sk.Skipped), By: sk.By, Reason: sk.Why}
+}
+
 func (s *statusService) RetryFailures(ctx context.Context, _ *masterv1.RetryFailuresRequest) (*masterv1.RetryFailuresResponse, error) {
-	n, err := s.mon.retryFailures()
+	n, unskipped, err := s.mon.retryFailures()
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	return &masterv1.RetryFailuresResponse{Failures: int32(n)}, nil
+	return &masterv1.RetryFailuresResponse{Failures: int32(n), Unskipped: int32(unskipped)}, nil
+}
+
+func (s *statusService) SkipFailure(ctx context.Context, req *masterv1.SkipFailureRequest) (*masterv1.SkipFailureResponse, error) {
+	g, err := gfid.Parse(req.GetGfid())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "gfid %q: %v", req.GetGfid(), err)
+	}
+	why := strings.TrimSpace(req.GetReason())
+	if why == "" {
+		return nil, status.Error(codes.InvalidArgument, "a reason is required: it is recorded in the skip log with who skipped the failure")
+	}
+	skips, err := s.mon.skipFailure(g, peerOf(ctx), why)
+	switch {
+	case errors.Is(err, errNotQueued):
+		return nil, status.Error(codes.NotFound, err.Error())
+	case err != nil:
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	resp := &masterv1.SkipFailureResponse{}
+	for _, sk := range skips {
+		resp.Skipped = append(resp.Skipped, skipToProto(sk))
+		resp.Logs = append(resp.Logs, sk.Log)
+	}
+	return resp, nil
 }
 
 func (s *statusService) Pause(ctx context.Context, _ *masterv1.PauseRequest) (*masterv1.PauseResponse, error) {

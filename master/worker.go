@@ -324,16 +324,29 @@ func (w *worker) daemon(ctx context.Context) error {
 }
 
 // oneshot runs passes until one finds nothing to do and nothing failed.
+// It gives up at once when only failures that retrying cannot fix are
+// left, and converges when, twice in a row (a verify may have run in the
+// first), all a pass found to do was for gfids the operator skipped.
 func (w *worker) oneshot(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.OneshotTimeout)
 	defer cancel()
 	backoff := 500 * time.Millisecond
 	var last error
+	onlySkipped := 0 // passes in a row that found only skipped gfids to do
 	for {
 		changed, err := w.pass(ctx)
+		if err == nil && changed && w.failures.lastOnlySkipped() {
+			onlySkipped++
+		} else {
+			onlySkipped = 0
+		}
 		switch {
-		case err == nil && !changed:
-			w.log.Info("converged: the slave matches the source", "files_synced", w.stats.FilesSynced, "bytes_synced", w.stats.BytesSynced)
+		case err == nil && (!changed || onlySkipped >= 2):
+			attrs := []any{"files_synced", w.stats.FilesSynced, "bytes_synced", w.stats.BytesSynced}
+			if n := len(w.failures.skippedList()); n > 0 {
+				attrs = append(attrs, "skipped_by_the_operator", n)
+			}
+			w.log.Info("converged: the slave matches the source", attrs...)
 			return nil
 		case err == nil:
 			backoff = 500 * time.Millisecond
@@ -343,6 +356,11 @@ func (w *worker) oneshot(ctx context.Context) error {
 		var refused *refusedError
 		if errors.As(err, &refused) || errors.Is(err, ErrGuard) {
 			return err // the slave will not change its mind by itself, nor a guard
+		}
+		var partial *partialError
+		if perm := w.failures.permanentOnly(); errors.As(err, &partial) && perm != nil {
+			return fmt.Errorf("%w: only failures that retrying cannot fix are left, %d (fix them on the source, or run the daemon and lift them with georepctl failures skip GFID --reason TEXT): %s",
+				ErrNotConverged, len(perm), describeFailures(perm))
 		}
 		if ctx.Err() != nil {
 			break
@@ -520,7 +538,7 @@ func (w *worker) apply(ctx context.Context, res *crawl.Result, retried bool) err
 	var queue []*failure
 	for g, why := range out.failed {
 		dir, name := locate(g, res.Snapshot, w.cat)
-		queue = append(queue, &failure{GFID: g, Dir: dir, Name: name, Reason: why})
+		queue = append(queue, newFailure(g, dir, name, false, why, out.causes[g]))
 	}
 	for _, why := range out.dataWhy {
 		if strings.Contains(why, sessionRefusal) {
@@ -548,20 +566,47 @@ func (w *worker) apply(ctx context.Context, res *crawl.Result, retried bool) err
 				continue
 			}
 		}
-		queue = append(queue, &failure{GFID: g, Dir: dir, Name: name, Data: true, Reason: "data not shipped: " + out.dataWhy[g]})
+		queue = append(queue, newFailure(g, dir, name, true, "data not shipped: "+out.dataWhy[g], out.dataCauses[g]))
 	}
+	// A gfid the operator skipped is forgotten once it syncs; a changelog
+	// that named only skipped gfids, which failed again, leaves nothing
+	// for --oneshot to wait for.
+	var ok []gfid.GFID
+	onlySkipped := len(out.named) > 0
+	for g := range out.named {
+		bad := failed[g] || out.dataFailed[g]
+		if !bad {
+			ok = append(ok, g)
+		}
+		if !bad || !w.failures.isSkipped(g) {
+			onlySkipped = false
+		}
+	}
+	forgot, err := w.failures.synced(ok)
+	if err != nil {
+		return err
+	}
+	for _, s := range forgot {
+		w.log.Info("a gfid skipped by the operator synced: no longer skipped", "gfid", s.GFID, "path", s.path(), "skipped", s.Skipped.Format(time.RFC3339))
+	}
+	w.failures.setOnlySkipped(onlySkipped)
 	return w.settle(queue, retried)
 }
 
 // settle records what a pass left failing in the durable queue and
 // returns a *partialError while the queue is not empty.
 func (w *worker) settle(failed []*failure, retried bool) error {
+	failed, dropped := w.failures.dropSkipped(failed)
+	for _, f := range dropped {
+		w.log.Info("sync failure not queued: skipped by the operator", "gfid", f.GFID, "path", f.path(),
+			"data", f.Data, "class", f.class(), "reason", f.Reason)
+	}
 	if err := w.failures.update(failed, retried, time.Now()); err != nil {
 		return err
 	}
 	for _, f := range failed {
 		w.log.Warn("sync failure queued for retry", "gfid", f.GFID, "path", filepath.Join(f.Dir, f.Name),
-			"data", f.Data, "attempts", f.Attempts, "since", f.Since.Format(time.RFC3339), "reason", f.Reason)
+			"data", f.Data, "attempts", f.Attempts, "since", f.Since.Format(time.RFC3339), "class", f.class(), "errno", f.Errno, "reason", f.Reason)
 	}
 	n := w.failures.len()
 	w.stats.Failures = int64(n)
