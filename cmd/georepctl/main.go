@@ -5,7 +5,7 @@
 //	georepctl --master 127.0.0.1:7101 status [--json]
 //	georepctl --work-dir /var/lib/georep/data status      # the master's default UNIX socket
 //	georepctl ... checkpoint set [now|TIME] | checkpoint wait [--timeout 10m] | checkpoint
-//	georepctl ... failures [retry]
+//	georepctl ... failures [retry] | failures skip GFID --reason TEXT
 //	georepctl ... pause | resume
 //	georepctl ... config get [KEY] | config set KEY VALUE
 package main
@@ -48,8 +48,9 @@ commands:
   checkpoint                       the checkpoint and whether it is complete
   checkpoint set [now|TIME]        set a checkpoint (TIME: RFC 3339, "YYYY-MM-DD HH:MM:SS" local, or epoch seconds)
   checkpoint wait [--timeout D]    wait until the checkpoint is complete (exit 3 on timeout)
-  failures [--json]                the failure queue: gfid, path, reason, since, attempts
-  failures retry                   retry the failure queue now
+  failures [--json]                the failure queue: gfid, path, class, reason, since, attempts; the skipped gfids
+  failures retry                   retry the failure queue now (the skipped gfids too)
+  failures skip GFID --reason TEXT lift a failure: it no longer holds stime (recorded in the worker's skipped.log)
   pause | resume                   stop after the pass in flight | go on
   config get [KEY]                 configuration of the running master
   config set KEY VALUE             change a key that may change live (change-interval, log-level)
@@ -65,6 +66,7 @@ type app struct {
 	client  masterv1.MasterServiceClient
 	json    bool
 	timeout time.Duration
+	reason  string
 	out     io.Writer
 	errw    io.Writer
 }
@@ -76,6 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	workDir := fs.String("work-dir", "", "the master's work dir: talk to its UNIX socket <work-dir>/status.sock")
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", 0, "checkpoint wait: give up after this long (0: wait as long as it takes)")
+	reason := fs.String("reason", "", "failures skip: why the failure is skipped (required; recorded in the skip log)")
 	fs.Usage = func() { fmt.Fprint(stderr, usage+fs.FlagUsages()) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -99,7 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer conn.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a := &app{client: masterv1.NewMasterServiceClient(conn), json: *asJSON, timeout: *timeout, out: stdout, errw: stderr}
+	a := &app{client: masterv1.NewMasterServiceClient(conn), json: *asJSON, timeout: *timeout, reason: *reason, out: stdout, errw: stderr}
 	code, err := a.dispatch(ctx, fs.Args())
 	if err != nil {
 		msg := err.Error()
@@ -159,8 +162,13 @@ func (a *app) dispatch(ctx context.Context, args []string) (int, error) {
 		resp, err := a.client.RetryFailures(ctx, &masterv1.RetryFailuresRequest{})
 		if err == nil {
 			fmt.Fprintf(a.out, "retrying %d failures now\n", resp.GetFailures())
+			if n := resp.GetUnskipped(); n > 0 {
+				fmt.Fprintf(a.out, "%d of them had been skipped by the operator: they hold stime again while they fail\n", n)
+			}
 		}
 		return exitOK, err
+	case cmd == "failures" && arg(0) == "skip" && len(rest) == 2:
+		return a.skip(ctx, arg(1))
 	case cmd == "pause" && len(rest) == 0:
 		_, err := a.client.Pause(ctx, &masterv1.PauseRequest{})
 		if err == nil {
@@ -286,6 +294,26 @@ func (a *app) failures(ctx context.Context) error {
 		return a.printJSON(resp)
 	}
 	return printFailures(a.out, resp)
+}
+
+func (a *app) skip(ctx context.Context, g string) (int, error) {
+	if strings.TrimSpace(a.reason) == "" {
+		fmt.Fprintln(a.errw, "georepctl: failures skip needs --reason TEXT: why the failure is skipped, recorded in the skip log")
+		return exitUsage, nil
+	}
+	resp, err := a.client.SkipFailure(ctx, &masterv1.SkipFailureRequest{Gfid: g, Reason: a.reason})
+	if err != nil {
+		return exitError, err
+	}
+	if a.json {
+		return exitOK, a.printJSON(resp)
+	}
+	for i, sk := range resp.GetSkipped() {
+		f := sk.GetFailure()
+		fmt.Fprintf(a.out, "skipped %s (%s) on %s: %s failure %q; recorded in %s\n", f.GetGfid(), orNA(f.GetPath()), f.GetBrick(),
+			className(f.GetClass()), f.GetReason(), resp.GetLogs()[i])
+	}
+	return exitOK, nil
 }
 
 func (a *app) configGet(ctx context.Context, key string) error {

@@ -132,16 +132,42 @@ func describeCheckpoint(cp *masterv1.Checkpoint) string {
 	return fmt.Sprintf("checkpoint %s (set %s): not completed", formatTime(cp.GetTime()), formatTime(cp.GetSetTime()))
 }
 
+var classNames = map[masterv1.FailureClass]string{
+	masterv1.FailureClass_FAILURE_CLASS_TRANSIENT: "transient",
+	masterv1.FailureClass_FAILURE_CLASS_PERMANENT: "permanent",
+}
+
+func className(c masterv1.FailureClass) string {
+	if n, ok := classNames[c]; ok {
+		return n
+	}
+	return "transient" // a master that does not classify retries everything
+}
+
 func printFailures(w io.Writer, resp *masterv1.ListFailuresResponse) error {
 	if len(resp.GetFailures()) == 0 {
-		_, err := fmt.Fprintln(w, "no failures")
-		return err
+		fmt.Fprintln(w, "no failures")
+	} else {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "BRICK\tGFID\tPATH\tCLASS\tSINCE\tATTEMPTS\tREASON")
+		for _, f := range resp.GetFailures() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", f.GetBrick(), f.GetGfid(), orNA(f.GetPath()), className(f.GetClass()),
+				formatTime(f.GetSince()), f.GetAttempts(), f.GetReason())
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
+	if len(resp.GetSkipped()) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nskipped by the operator (not queued when they fail; georepctl failures retry queues them again):")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BRICK\tGFID\tPATH\tSINCE\tATTEMPTS\tREASON")
-	for _, f := range resp.GetFailures() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", f.GetBrick(), f.GetGfid(), orNA(f.GetPath()), formatTime(f.GetSince()),
-			f.GetAttempts(), f.GetReason())
+	fmt.Fprintln(tw, "BRICK\tGFID\tPATH\tCLASS\tSKIPPED\tBY\tREASON")
+	for _, s := range resp.GetSkipped() {
+		f := s.GetFailure()
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.GetBrick(), f.GetGfid(), orNA(f.GetPath()), className(f.GetClass()),
+			formatTime(s.GetTime()), s.GetBy(), s.GetReason())
 	}
 	return tw.Flush()
 }
