@@ -188,7 +188,7 @@ func Hybrid(ctx context.Context, cfg Config, cat *catalog.Catalog, log *slog.Log
 		}
 	}
 
-	p := diff(old, snap, cfg.IgnoreDeletes, cfg.SyncXattrs, nil)
+	p := diff(old, snap, cfg.IgnoreDeletes, cfg.SyncXattrs, nil, nil)
 	res.Snapshot, res.Records, res.changed, res.deleted = snap, p.records, p.changed, p.deleted
 	s := &res.Stats
 	s.Entries, s.Data, s.DataBytes, s.Meta, s.Deletes, s.Renames = p.stats.Entries, p.stats.Data, p.stats.DataBytes, p.stats.Meta, p.stats.Deletes, p.stats.Renames

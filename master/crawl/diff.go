@@ -77,8 +77,10 @@ type gfidLink struct {
 // diff orders the records that take the slave from old to snap, as
 // ARCHITECTURE.md "Changelogs written by the hybrid crawl" specifies. The
 // regular files in forceData get a D record even when size and times say
-// they did not change (the journal saw them written).
-func diff(old map[gfid.GFID]*catalog.Node, snap *Snapshot, ignoreDeletes, syncXattrs bool, forceData map[gfid.GFID]bool) *plan {
+// they did not change (the journal saw them written); those in noCtime get
+// none for a change of ctime alone, unless the catalog holds the impossible
+// ctime of data not shipped yet.
+func diff(old map[gfid.GFID]*catalog.Node, snap *Snapshot, ignoreDeletes, syncXattrs bool, forceData, noCtime map[gfid.GFID]bool) *plan {
 	p := &plan{}
 	t := newOldTree(old)
 
@@ -295,7 +297,7 @@ func diff(old map[gfid.GFID]*catalog.Node, snap *Snapshot, ignoreDeletes, syncXa
 		if n.Type != catalog.TypeReg {
 			continue
 		}
-		if o := old[g]; o == nil || o.Size != n.Size || o.MtimeNs != n.MtimeNs || o.CtimeNs != n.CtimeNs || forceData[g] {
+		if o := old[g]; o == nil || o.Size != n.Size || o.MtimeNs != n.MtimeNs || (o.CtimeNs != n.CtimeNs && (!noCtime[g] || o.CtimeNs < 0)) || forceData[g] {
 			rec(changelog.Record{Kind: changelog.Data, GFID: g})
 			p.stats.Data++
 			p.stats.DataBytes += n.Size

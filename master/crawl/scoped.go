@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -77,58 +79,35 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 
 	// 1. Stat the directories and the names in them; walk the directories
 	// the catalog does not know.
-	type probed struct {
-		h     *dirHandle
-		rel   string
-		names map[string]bool
-	}
 	var tops []probed
 	for _, d := range dirs {
-		st, err := statxAt(d.Fd, "", unix.AT_EMPTY_PATH)
+		rel := d.Rel
+		if rel == "" {
+			rel = "."
+		}
+		h, err := w.topDir(d.Fd, rel, rootKey)
 		if err != nil {
 			if vanished(err) {
 				res.Stats.Vanished++
 				continue
 			}
-			return nil, fmt.Errorf("crawl: stat directory %q: %w", d.Rel, err)
+			return nil, fmt.Errorf("crawl: %w", err)
 		}
-		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			return nil, fmt.Errorf("crawl: %q is not a directory", d.Rel)
-		}
-		key := keyOf(&st)
-		in := w.byKey[key]
-		if in == nil {
-			var g gfid.GFID
-			if cfg.Brick {
-				if g, err = brickGFID(d.Fd, ""); err != nil {
-					if vanished(err) {
-						res.Stats.Vanished++
-						continue
-					}
-					return nil, fmt.Errorf("crawl: gfid of directory %q: %w", d.Rel, err)
-				}
-			}
-			in = w.newInode(&st)
-			in.gfid = g
-			w.byKey[key] = in
-		}
-		if in.children == nil {
-			in.children = map[string]*inode{}
-		}
-		if cfg.SyncXattrs && in.xattrs == nil {
-			x, err := userXattrs(d.Fd, ".")
-			if err != nil && !vanished(err) {
-				return nil, fmt.Errorf("crawl: xattrs of %q: %w", d.Rel, err)
-			}
-			in.xattrs, in.node.XattrHash = x, hashXattrs(x)
-		}
-		rel := d.Rel
-		if rel == "" {
-			rel = "."
-		}
-		tops = append(tops, probed{&dirHandle{name: rel, in: in, dev: devOf(&st), fd: d.Fd, top: key == rootKey}, rel, d.Names})
+		tops = append(tops, probed{h, rel, maps.Clone(d.Names)})
 	}
 	var stack []*dirHandle
+	probe := func(p probed, name string) error {
+		if err := w.entry(p.h, name); err != nil {
+			return fmt.Errorf("crawl: %w", err)
+		}
+		c := p.h.in.children[name]
+		if c != nil && c.node.Type == catalog.TypeDir && c.children == nil && !w.known(c.key) && !slices.ContainsFunc(tops, func(t probed) bool { return t.h.in == c }) {
+			c.children = map[string]*inode{}
+			stack = append(stack, &dirHandle{parent: p.h, name: name, in: c, dev: p.h.dev, fd: -1})
+			p.h.pending++
+		}
+		return nil
+	}
 	for _, p := range tops {
 		names := make([]string, 0, len(p.names))
 		for name := range p.names {
@@ -138,16 +117,30 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 		}
 		slices.Sort(names)
 		for _, name := range names {
-			if err := w.entry(p.h, name); err != nil {
-				return nil, fmt.Errorf("crawl: %w", err)
-			}
-			c := p.h.in.children[name]
-			if c != nil && c.node.Type == catalog.TypeDir && c.children == nil && !w.known(c.key) && !slices.ContainsFunc(tops, func(t probed) bool { return t.h.in == c }) {
-				c.children = map[string]*inode{}
-				stack = append(stack, &dirHandle{parent: p.h, name: name, in: c, dev: p.h.dev, fd: -1})
-				p.h.pending++
+			if err := probe(p, name); err != nil {
+				return nil, err
 			}
 		}
+	}
+	// A file changed through a name that no longer holds it (chmod or a
+	// write through one hardlink, then that name removed or renamed over)
+	// was reported under that name only: it is examined at its other
+	// names too.
+	more, opened, err := w.otherNames(cat, rootKey, &tops)
+	defer func() {
+		for _, fd := range opened {
+			unix.Close(fd)
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	extra := make(map[wlink]bool, len(more))
+	for _, m := range more {
+		if err := probe(tops[m.top], m.name); err != nil {
+			return nil, err
+		}
+		extra[wlink{tops[m.top].h.in, m.name}] = true
 	}
 	if err := w.descend(stack); err != nil {
 		return nil, fmt.Errorf("crawl: %w", err)
@@ -212,6 +205,10 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 	// catalog has below it.
 	fresh2 := map[gfid.GFID]*inode{}
 	found := map[gfid.GFID][]catalog.Link{}
+	// Files found only at the other names of a changed file: unlinking
+	// the lost name changed their ctime, which is no sign of a write here
+	// (one through the lost name was reported with it).
+	noCtime := map[gfid.GFID]bool{}
 	for _, in := range w.inodes {
 		if in.node.Type == catalog.TypeUnknown {
 			continue
@@ -219,6 +216,9 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 		fresh2[in.node.GFID] = in
 		for _, l := range in.links {
 			found[in.node.GFID] = append(found[in.node.GFID], catalog.Link{Parent: l.parent.node.GFID, Name: l.name})
+		}
+		if len(in.links) > 0 && !slices.ContainsFunc(in.links, func(l wlink) bool { return !extra[l] }) {
+			noCtime[in.node.GFID] = true
 		}
 	}
 	examined := map[catalog.Link]bool{}
@@ -355,7 +355,7 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 	}
 	snap.order = snap.depthOrder()
 
-	p := diff(old, snap, cfg.IgnoreDeletes, cfg.SyncXattrs, force)
+	p := diff(old, snap, cfg.IgnoreDeletes, cfg.SyncXattrs, force, noCtime)
 	res.Snapshot, res.Records, res.changed, res.deleted = snap, p.records, p.changed, p.deleted
 	s := &res.Stats
 	s.Entries, s.Data, s.DataBytes, s.Meta, s.Deletes, s.Renames = p.stats.Entries, p.stats.Data, p.stats.DataBytes, p.stats.Meta, p.stats.Deletes, p.stats.Renames
@@ -375,6 +375,217 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 	w.log.Debug("scoped crawl done", "dirs", len(dirs), "changelog", res.Changelog, "entries", s.Entries,
 		"data", s.Data, "meta", s.Meta, "deletes", s.Deletes, "renames", s.Renames, "new", s.New, "duration", s.Duration)
 	return res, nil
+}
+
+// probed is a directory of a scoped crawl with the names it re-examines
+// there, each mapped to whether its content was written.
+type probed struct {
+	h     *dirHandle
+	rel   string
+	names map[string]bool
+}
+
+// topDir makes a directory of a scoped crawl from fd, its open descriptor,
+// and rel, its path relative to the source.
+func (w *walker) topDir(fd int, rel string, rootKey catalog.Key) (*dirHandle, error) {
+	st, err := statxAt(fd, "", unix.AT_EMPTY_PATH)
+	if err != nil {
+		return nil, fmt.Errorf("stat directory %q: %w", rel, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, fmt.Errorf("%q is not a directory", rel)
+	}
+	key := keyOf(&st)
+	in := w.byKey[key]
+	if in == nil {
+		var g gfid.GFID
+		if w.cfg.Brick {
+			if g, err = brickGFID(fd, ""); err != nil {
+				return nil, fmt.Errorf("gfid of directory %q: %w", rel, err)
+			}
+		}
+		in = w.newInode(&st)
+		in.gfid = g
+		w.byKey[key] = in
+	}
+	if in.children == nil {
+		in.children = map[string]*inode{}
+	}
+	if w.cfg.SyncXattrs && in.xattrs == nil {
+		x, err := userXattrs(fd, ".")
+		if err != nil && !vanished(err) {
+			return nil, fmt.Errorf("xattrs of %q: %w", rel, err)
+		}
+		in.xattrs, in.node.XattrHash = x, hashXattrs(x)
+	}
+	return &dirHandle{name: rel, in: in, dev: devOf(&st), fd: fd, top: key == rootKey}, nil
+}
+
+// topName is a name to examine in tops[top].
+type topName struct {
+	top  int
+	name string
+}
+
+// otherNames finds the non-directories the catalog has at an examined name
+// that no longer holds them (removed, renamed over) and returns their other
+// names as the catalog has them, to be examined too: a change made through
+// the lost name (chmod, utime, a write, through one hardlink of several)
+// was reported under that name only. The directories of those names join
+// tops, opened where this crawl places them (where it found them, or under
+// a directory it found moved), else where the catalog does; opened holds
+// the descriptors it opened, for the caller to close. A directory not
+// found there (a move not reported yet) is ErrIncomplete.
+func (w *walker) otherNames(cat *catalog.Catalog, rootKey catalog.Key, tops *[]probed) (more []topName, opened []int, err error) {
+	gfidOf := func(k catalog.Key) (gfid.GFID, bool, error) {
+		if k == rootKey {
+			return gfid.Root, true, nil
+		}
+		return cat.Identity(k)
+	}
+	where := map[gfid.GFID]string{} // directory → its path as this crawl found it
+	topOf := map[gfid.GFID]int{}
+	type want struct {
+		l    catalog.Link
+		data bool
+	}
+	var wants []want
+	for i, p := range *tops {
+		g, ok, err := gfidOf(p.h.in.key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("crawl: %w", err)
+		}
+		if !ok {
+			continue // new to the catalog: it held no names
+		}
+		topOf[g], where[g] = i, p.rel
+		for name, data := range p.names {
+			if name == "" {
+				continue
+			}
+			var cg gfid.GFID
+			var found bool
+			if c := p.h.in.children[name]; c != nil {
+				if cg, found, err = gfidOf(c.key); err != nil {
+					return nil, nil, fmt.Errorf("crawl: %w", err)
+				}
+				if found && c.node.Type == catalog.TypeDir {
+					where[cg] = filepath.Join(p.rel, name)
+				}
+			}
+			og, ok, err := cat.Lookup(g, name)
+			if err != nil {
+				return nil, nil, fmt.Errorf("crawl: %w", err)
+			}
+
+			if !ok || (found && cg == og) {
+				continue
+			}
+			o, ok, err := cat.Node(og)
+			if err != nil {
+				return nil, nil, fmt.Errorf("crawl: %w", err)
+			}
+			if !ok || o.Type == catalog.TypeDir {
+				continue // a directory has one name: its move is reported at both ends
+			}
+			for _, l := range o.Links {
+				if l != (catalog.Link{Parent: g, Name: name}) {
+					wants = append(wants, want{l, data})
+				}
+			}
+		}
+	}
+	// relOf places directory g: under the nearest ancestor this crawl
+	// found, else where the catalog has it. gone reports a directory (or
+	// an ancestor) examined at its name and not found there nor
+	// elsewhere: removed, with everything below it.
+	relOf := func(g gfid.GFID) (rel string, gone, ok bool) {
+		var parts []string
+		base := "."
+		for g != gfid.Root {
+			if r, ok := where[g]; ok {
+				base = r
+				break
+			}
+			n, ok, err := cat.Node(g)
+			if err != nil || !ok || len(n.Links) == 0 || len(parts) > 4096 {
+				return "", false, false
+			}
+			l := n.Links[0]
+			if i, ok := topOf[l.Parent]; ok {
+				if _, examined := (*tops)[i].names[l.Name]; examined {
+					return "", true, true
+				}
+			}
+			parts = append(parts, l.Name)
+			g = l.Parent
+		}
+		slices.Reverse(parts)
+		return filepath.Join(append([]string{base}, parts...)...), false, true
+	}
+	for _, wt := range wants {
+		name := wt.l.Name
+		i, ok := topOf[wt.l.Parent]
+		if !ok {
+			rel, gone, ok := relOf(wt.l.Parent)
+			if gone {
+				continue
+			}
+			if !ok {
+				return more, opened, ErrIncomplete
+			}
+			fd, err := openBeneath(w.cfg.Source, rel)
+			if err != nil {
+				if vanished(err) || errors.Is(err, unix.EXDEV) {
+					w.log.Debug("scoped crawl cannot find a directory of another name of a changed file", "dir", rel, "err", err)
+					return more, opened, ErrIncomplete
+				}
+				return more, opened, fmt.Errorf("crawl: open directory %q: %w", rel, err)
+			}
+			opened = append(opened, fd)
+			h, err := w.topDir(fd, rel, rootKey)
+			if err != nil {
+				if vanished(err) {
+					return more, opened, ErrIncomplete
+				}
+				return more, opened, fmt.Errorf("crawl: %w", err)
+			}
+			if g, ok, err := gfidOf(h.in.key); err != nil || !ok || g != wt.l.Parent {
+				// Another directory is there now: the move is not
+				// among the names yet.
+				w.log.Debug("scoped crawl found another directory where the catalog puts one", "dir", rel)
+				return more, opened, ErrIncomplete
+			}
+			*tops = append(*tops, probed{h, rel, map[string]bool{}})
+			i = len(*tops) - 1
+			topOf[wt.l.Parent], where[wt.l.Parent] = i, rel
+		}
+		p := (*tops)[i]
+		if _, done := p.names[name]; !done {
+			more = append(more, topName{i, name})
+		}
+		p.names[name] = p.names[name] || wt.data
+	}
+	return more, opened, nil
+}
+
+// openBeneath opens directory rel of source without leaving it or
+// following symlinks.
+func openBeneath(source, rel string) (int, error) {
+	root, err := unix.Open(source, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(root)
+	var fd int
+	err = retry(func() (err error) {
+		fd, err = unix.Openat2(root, filepath.Clean(rel), &unix.OpenHow{
+			Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		return err
+	})
+	return fd, err
 }
 
 func keyOf(st *unix.Statx_t) catalog.Key {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/georep/georep/master/changelog"
 	"golang.org/x/sys/unix"
@@ -287,5 +288,67 @@ func TestScopedDirectoryXattr(t *testing.T) {
 	must(t, err)
 	if got := e.lines(res); !slices.Contains(got, "M SETXATTR /d") {
 		t.Fatalf("records %q lack the directory's SETXATTR", got)
+	}
+}
+
+// A hardlinked file changed through one of its names (chmod, utime, a
+// same-size rewrite) whose name is then removed or given to another inode
+// before the scoped crawl: the journal reported the change under that name
+// only, and the file is still on the source under its other name. The
+// crawl re-examines it there and carries the change.
+func TestScopedChangedThroughLostName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lose func(e *env, j *journal)
+	}{
+		{"removed", func(e *env, j *journal) {
+			must(t, os.Remove(e.p("c/hard")))
+			j.note(e.p("c/hard"), false)
+		}},
+		{"renamed over", func(e *env, j *journal) {
+			write(t, e.p("c/other"), "other")
+			j.note(e.p("c/other"), true)
+			must(t, os.Rename(e.p("c/other"), e.p("c/hard")))
+			j.note(e.p("c/other"), false)
+			j.note(e.p("c/hard"), false)
+		}},
+		{"directory renamed", func(e *env, j *journal) {
+			// The other name's directory moves in the same batch.
+			must(t, os.Rename(e.p("a"), e.p("a2")))
+			j.note(e.p("a"), false)
+			j.note(e.p("a2"), false)
+			must(t, os.Remove(e.p("c/hard")))
+			j.note(e.p("c/hard"), false)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			must(t, os.MkdirAll(e.p("a/b"), 0o755))
+			must(t, os.MkdirAll(e.p("c"), 0o755))
+			write(t, e.p("a/b/f"), "one")
+			must(t, os.Link(e.p("a/b/f"), e.p("c/hard")))
+			e.crawl()
+			j := newJournal(t, e.src)
+
+			must(t, os.Chmod(e.p("c/hard"), 0o600))
+			old := time.Date(2011, 2, 3, 4, 5, 6, 7, time.UTC)
+			must(t, os.Chtimes(e.p("c/hard"), old, old))
+			j.note(e.p("c/hard"), false)
+			tc.lose(e, j)
+
+			res, err := Scoped(t.Context(), e.cfg, e.cat, j.dirs(), e.log)
+			must(t, err)
+			for i, r := range res.Records {
+				if err := e.sim.apply(r); err != nil {
+					t.Fatalf("record %d %q is invalid: %v", i, e.describe(res, r), err)
+				}
+			}
+			must(t, res.Commit(e.cat, nil, nil))
+			full, err := Hybrid(t.Context(), e.cfg, e.cat, e.log)
+			must(t, err)
+			if got := e.lines(full); len(got) > 0 {
+				t.Fatalf("the scoped crawl missed changes a hybrid crawl finds: %q\nscoped records: %q", got, e.lines(res))
+			}
+		})
 	}
 }
