@@ -12,7 +12,7 @@ import (
 func TestSlaveConformanceGlusterFS(t *testing.T) {
 	c := Start(t)
 	vol := c.Volume(t, "slaveconf", VolumeOpts{})
-	replicatest.Run(t, replicatest.Caps{Root: true}, func(t *testing.T) replicatest.Backend {
+	replicatest.Run(t, replicatest.Caps{Root: true, AuxGFIDRoot: true}, func(t *testing.T) replicatest.Backend {
 		v, err := glusterfs.Open(t.Context(), glusterfs.Config{Volume: vol.Name, VolfileServer: Host, StateDir: t.TempDir()}, testLog(t))
 		if err != nil {
 			t.Fatal(err)

@@ -76,8 +76,21 @@ func validateParentName(parent gfid.GFID, name string) error {
 	if parent == gfid.Root && name == metaDir {
 		return errf(unix.EPERM, "reserved name %q in the replica root", name)
 	}
+	if parent == gfid.Root && name == gfidDir {
+		return errf(unix.EPERM, "%s", errReservedGFIDDir)
+	}
 	return nil
 }
+
+// errReservedGFIDDir says why the root's .gfid cannot be replicated to a
+// GlusterFS slave volume. A directory of that name can be created (with
+// glusterfs.gfid.newfile on .gfid/<root>), but the slave's aux-gfid mount
+// answers every lookup of the name with its own virtual directory, so the
+// entry could never be found, renamed or removed by name: CREATE replays
+// would fail with EEXIST on gfid 00000000-0000-0000-0000-00000000000d,
+// RENAME and RMDIR with ENOENT, Purge with EOPNOTSUPP.
+const errReservedGFIDDir = `name ".gfid" in the volume root is reserved by GlusterFS's aux-gfid access path on the slave ` +
+	`(the slave reaches every inode as .gfid/<gfid>): it cannot be replicated to a GlusterFS slave volume; rename it on the master`
 
 // validateEntry refuses a malformed entry before anything is touched (the
 // rules of package replica).

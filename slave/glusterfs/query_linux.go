@@ -113,7 +113,7 @@ func (v *Volume) Entries(ctx context.Context, dir gfid.GFID) ([]replica.DirEntry
 	slices.Sort(names)
 	out := make([]replica.DirEntry, 0, len(names))
 	for _, name := range names {
-		if name == "." || name == ".." || dir == gfid.Root && (name == metaDir || name == gfidDir) {
+		if name == "." || name == ".." || dir == gfid.Root && (name == metaDir || name == gfidDir || slices.Contains(InternalRootNames, name)) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {

@@ -49,6 +49,11 @@ type Caps struct {
 	// Root: the process may chown and create devices (tests of owners and
 	// devices run only then).
 	Root bool
+	// AuxGFIDRoot: the backend reaches inodes through an aux-gfid mount
+	// (GlusterFS), whose virtual .gfid directory takes that name in the
+	// root: every entry op naming the root's .gfid fails with EPERM
+	// saying so. Elsewhere .gfid is a name like any other.
+	AuxGFIDRoot bool
 }
 
 // Run runs the suite. open is called once; the backend must be empty
@@ -81,6 +86,7 @@ func Run(t *testing.T, caps Caps, open func(t *testing.T) Backend) {
 		{"Purge", testPurge},
 		{"EntriesAndStat", testEntriesStat},
 		{"Xtime", testXtime},
+		{"RootGFIDName", testRootGFIDName},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := gfid.New()
@@ -1025,5 +1031,52 @@ func testHostileSymlinkSwap(t *testing.T, s *suite, dir gfid.GFID) {
 		if fl := s.b.ApplyEntries(t.Context(), []replica.Entry{create(y, d, "after", 0o644)}); len(fl) > 0 {
 			t.Logf("create in the restored directory: %s", describe(fl))
 		}
+	}
+}
+
+// testRootGFIDName: the name .gfid in the root. On an aux-gfid backend it
+// is reserved (EPERM naming the aux-gfid access path, for every op, so
+// the master can file it as permanent); elsewhere it is replicated like
+// any name. .gfid below the root is an ordinary name everywhere.
+func testRootGFIDName(t *testing.T, s *suite, dir gfid.GFID) {
+	d, f, sub := gfid.New(), gfid.New(), gfid.New()
+	s.apply(t, create(f, dir, "f", 0o644), mkdir(sub, dir, ".gfid"))
+	if got := s.names(t, dir); !slices.Contains(got, ".gfid="+sub.String()) {
+		t.Fatalf("%s holds %q, want .gfid below the root", dir, got)
+	}
+	s.apply(t, rmdir(sub, dir, ".gfid"))
+	if !s.caps.AuxGFIDRoot {
+		s.apply(t, mkdir(d, gfid.Root, ".gfid"), create(gfid.New(), d, "inner", 0o644))
+		if got := s.names(t, gfid.Root); !slices.Contains(got, ".gfid="+d.String()) {
+			t.Fatalf("root holds %q, want .gfid", got)
+		}
+		s.apply(t, rename(d, gfid.Root, ".gfid", dir, "moved"))
+		if _, err := s.b.Purge(t.Context(), dir, "moved", gfid.GFID{}); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	before := s.tree(t, gfid.Root)
+	for _, e := range []replica.Entry{
+		mkdir(d, gfid.Root, ".gfid"),
+		create(gfid.New(), gfid.Root, ".gfid", 0o644),
+		symlink(gfid.New(), gfid.Root, ".gfid", "x"),
+		mknod(gfid.New(), gfid.Root, ".gfid", unix.S_IFIFO|0o644, 0),
+		link(f, gfid.Root, ".gfid"),
+		rename(f, dir, "f", gfid.Root, ".gfid"),
+		rename(d, gfid.Root, ".gfid", dir, "moved"),
+		rmdir(d, gfid.Root, ".gfid"),
+		unlink(f, gfid.Root, ".gfid"),
+	} {
+		fl := s.applyFail(t, e, unix.EPERM)
+		if !strings.Contains(fl.Message, "reserved by GlusterFS's aux-gfid access path on the slave") {
+			t.Errorf("%s %q: message %q does not say why the name is reserved", e.Op, e.Name, fl.Message)
+		}
+	}
+	if _, err := s.b.Purge(t.Context(), gfid.Root, ".gfid", gfid.GFID{}); !errors.Is(err, unix.EPERM) {
+		t.Errorf("Purge of the root's .gfid: %v, want EPERM", err)
+	}
+	if after := s.tree(t, gfid.Root); !mapsEqual(before, after) {
+		t.Errorf("refused ops changed the tree:\nbefore %v\nafter  %v", before, after)
 	}
 }
