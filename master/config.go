@@ -34,12 +34,22 @@ type Config struct {
 	RolloverTime       time.Duration // rollover-time: a journal file is closed and indexed after this long
 	ChangelogBatchSize int           // changelog-batch-size: journal records per live pass
 	IgnoreDeletes      bool          // ignore-deletes: never remove anything on the slave
-	SyncXattrs         bool          // sync-xattrs: replicate user.* xattrs
-	SyncACLs           bool          // sync-acls: replicate POSIX ACLs (rsync -A)
-	RsyncPath          string        // rsync-command: the rsync binary
-	RsyncOptions       []string      // rsync-options: extra options for every rsync run
-	EntryBatch         int           // entry-batch: entries per EntryOps/MetaOps call
-	SmallFileSize      int64         // small-file-size: regular files up to this size go whole through WriteFiles, not rsync (0: never)
+	// MaxDelete is max-delete: a pass deleting more on the slave applies
+	// nothing (the safety guard against a source that lost its data).
+	MaxDelete DeleteLimit
+	// AcceptNewSource is accept-new-source: the operator checked that a
+	// source whose identity changed (or that is empty) is the one to
+	// replicate; it lifts that guard once per run.
+	AcceptNewSource bool
+	// DryRun is dry-run (with Oneshot): print what one pass would do,
+	// change nothing on either side.
+	DryRun        bool
+	SyncXattrs    bool     // sync-xattrs: replicate user.* xattrs
+	SyncACLs      bool     // sync-acls: replicate POSIX ACLs (rsync -A)
+	RsyncPath     string   // rsync-command: the rsync binary
+	RsyncOptions  []string // rsync-options: extra options for every rsync run
+	EntryBatch    int      // entry-batch: entries per EntryOps/MetaOps call
+	SmallFileSize int64    // small-file-size: regular files up to this size go whole through WriteFiles, not rsync (0: never)
 
 	Oneshot        bool          // oneshot: one pass; exit 0 only when converged
 	OneshotTimeout time.Duration // oneshot-timeout: give up (non-zero exit) after this long
@@ -79,6 +89,7 @@ func DefaultConfig() Config {
 		RsyncPath:          "rsync",
 		GlusterCLI:         "gluster",
 		EntryBatch:         5000,
+		MaxDelete:          DefaultDeleteLimit,
 		SmallFileSize:      256 << 10,
 		OneshotTimeout:     time.Hour,
 		Lease:              60 * time.Second,
@@ -123,6 +134,9 @@ func (c Config) Validate() error {
 	}
 	if c.SmallFileSize < 0 || c.SmallFileSize > MaxSmallFileSize {
 		errs = append(errs, fmt.Errorf("small-file-size: %d is outside 0..%d (4 MiB)", c.SmallFileSize, MaxSmallFileSize))
+	}
+	if c.DryRun && !c.Oneshot {
+		errs = append(errs, errors.New("dry-run: goes with --oneshot (one pass, printed, nothing changed)"))
 	}
 	if c.OneshotTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("oneshot-timeout: %s must be positive", c.OneshotTimeout))

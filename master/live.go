@@ -207,6 +207,7 @@ func (w *worker) backoffAfter(ctx context.Context, err error, backoff *time.Dura
 	w.log.Warn("pass failed; retrying", "err", err, "retry_in", *backoff)
 	select {
 	case <-ctx.Done():
+	case <-w.wake: // the operator changed something (max-delete, a retry)
 	case <-time.After(*backoff):
 	}
 	*backoff = min(*backoff*2, time.Minute)
@@ -224,6 +225,9 @@ func (w *worker) livePass(ctx context.Context, lj *liveJournal, recs []journal.R
 // or to the start of the pass when stimeAt is zero.
 func (w *worker) scopedPass(ctx context.Context, retry bool, stimeAt time.Time, gather func(*dirSet) error) (err error) {
 	defer w.passDone(&err)
+	if err := w.guardSource(); err != nil {
+		return err
+	}
 	if err := w.connect(ctx); err != nil {
 		return err
 	}

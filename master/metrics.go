@@ -30,6 +30,8 @@ type metrics struct {
 	shippedFiles prometheus.Counter
 	shippedBytes prometheus.Counter
 	rsyncRuns    *prometheus.HistogramVec
+	// guardRefusals counts the passes a safety guard refused, by guard.
+	guardRefusals *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -44,8 +46,10 @@ func newMetrics() *metrics {
 		rsyncRuns: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "georep_master_rsync_run_duration_seconds",
 			Help: "Duration of rsync runs of the sync jobs, by result.", Buckets: prometheus.ExponentialBuckets(0.01, 4, 10)},
 			[]string{"result"}),
+		guardRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "georep_master_guard_refusals_total",
+			Help: "Passes a safety guard refused (nothing applied), by guard."}, []string{"guard"}),
 	}
-	m.reg.MustRegister(m.entryOps, m.shippedFiles, m.shippedBytes, m.rsyncRuns,
+	m.reg.MustRegister(m.entryOps, m.shippedFiles, m.shippedBytes, m.rsyncRuns, m.guardRefusals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -114,6 +118,8 @@ var (
 		[]string{"brick", "kind"}, nil)
 	descState = prometheus.NewDesc("georep_master_worker_state",
 		"1 for the worker's current state.", []string{"brick", "state"}, nil)
+	descGuard = prometheus.NewDesc("georep_master_guard_halted",
+		"1 while a safety guard holds the worker (its last pass was refused), by guard; 0 otherwise.", []string{"brick", "guard"}, nil)
 	descQueue = prometheus.NewDesc("georep_master_sync_queue_depth",
 		"Data calls queued for the sync jobs, not yet taken by one.", []string{"brick"}, nil)
 	descCheckpoint = prometheus.NewDesc("georep_master_checkpoint_completed",
@@ -143,6 +149,13 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descState, 1, s.Brick, s.State)
 		gauge(descQueue, float64(s.QueueDepth), s.Brick)
+		for _, g := range []string{guardSourceIdentity, guardEmptySource, guardMaxDelete, guardReplicaNotEmpty} {
+			v := 0.0
+			if s.Stats.Guard == g {
+				v = 1
+			}
+			gauge(descGuard, v, s.Brick, g)
+		}
 	}
 	if !cp.Time.IsZero() {
 		v := 0.0

@@ -31,7 +31,9 @@ type monitor struct {
 
 	// interval is change-interval as changed live (ns; 0: cfg's).
 	interval atomic.Int64
-	metrics  *metrics
+	// maxDelete is max-delete as changed live (nil: cfg's).
+	maxDelete atomic.Pointer[DeleteLimit]
+	metrics   *metrics
 
 	mu      sync.Mutex
 	workers []*workerEntry
@@ -470,4 +472,12 @@ func (m *monitor) start(ctx context.Context, wg *sync.WaitGroup) error {
 		wg.Go(func() { m.progressBar(ctx, m.cfg.Progress) })
 	}
 	return nil
+}
+
+// deleteLimit is max-delete, as last set.
+func (m *monitor) deleteLimit() DeleteLimit {
+	if l := m.maxDelete.Load(); l != nil {
+		return *l
+	}
+	return m.cfg.MaxDelete
 }

@@ -44,6 +44,8 @@ func (m *monitor) configKeys() map[string]func() string {
 		"entry-batch": i(int64(c.EntryBatch)), "small-file-size": i(c.SmallFileSize),
 		"oneshot": b(c.Oneshot), "oneshot-timeout": d(c.OneshotTimeout), "lease": d(c.Lease),
 		"status-listen": str(c.StatusListen), "metrics-listen": str(c.MetricsListen),
+		"max-delete":        func() string { return m.deleteLimit().String() },
+		"accept-new-source": b(c.AcceptNewSource), "dry-run": b(c.DryRun),
 		"log-level": func() string {
 			if c.LogLevel == nil {
 				return ""
@@ -54,7 +56,7 @@ func (m *monitor) configKeys() map[string]func() string {
 }
 
 // liveKeys are the keys safe to change while the master runs.
-var liveKeys = []string{"change-interval", "log-level"}
+var liveKeys = []string{"change-interval", "log-level", "max-delete"}
 
 // getConfig returns key's value, or every key's when key is "".
 func (m *monitor) getConfig(key string) ([]configValue, error) {
@@ -94,6 +96,17 @@ func (m *monitor) setConfig(key, value string) (configValue, error) {
 		m.mu.Lock()
 		for _, e := range m.workers {
 			e.w.nudge(false) // the wait in progress uses the old interval
+		}
+		m.mu.Unlock()
+	case "max-delete":
+		l, err := ParseDeleteLimit(value)
+		if err != nil {
+			return configValue{}, fmt.Errorf("%w: %v", errBadValue, err)
+		}
+		m.maxDelete.Store(&l)
+		m.mu.Lock()
+		for _, e := range m.workers {
+			e.w.nudge(false) // a worker halted by the guard tries again at once
 		}
 		m.mu.Unlock()
 	case "log-level":

@@ -133,6 +133,8 @@ type crawlStats struct {
 	DeletesPending int64     `json:"deletes_pending"`
 	Failures       int64     `json:"failures"`
 	LastError      string    `json:"last_error,omitempty"`
+	// Guard names the safety guard that refused the last pass ("" : none).
+	Guard string `json:"guard,omitempty"`
 }
 
 func (w *workDir) loadStats() crawlStats {

@@ -71,6 +71,10 @@ type worker struct {
 	wake           chan struct{}
 	tick, retryNow atomic.Bool
 	failedInARow   int // passes that failed in a row (plain directory)
+	// acceptSource is accept-new-source, until a pass has used it; srcID
+	// is the source's identity as recorded (guardSource).
+	acceptSource bool
+	srcID        *sourceIdentity
 }
 
 // errNeedFull is returned by a live pass that cannot work from the journal
@@ -208,7 +212,10 @@ func (w *worker) passResult(err error) {
 		return
 	}
 	w.failedInARow++
-	if w.failedInARow >= faultyAfter && w.stats.WorkerStatus != stateFaulty {
+	if errors.Is(err, ErrGuard) {
+		w.failedInARow = faultyAfter // a guard holds the worker at once
+	}
+	if w.failedInARow >= faultyAfter && (w.stats.WorkerStatus != stateFaulty || errors.Is(err, ErrGuard)) {
 		w.setStatus(stateFaulty, err.Error())
 		w.log.Error("worker Faulty: passes keep failing; retrying with backoff", "reason", err, "failed_passes", w.failedInARow)
 	}
@@ -281,7 +288,7 @@ func newWorker(cfg Config, wd *workDir, client *slaveClient, rsyncPath, self str
 		log.Warn("failure queue from the previous run; the first crawl retries it", "failures", n)
 	}
 	w = &worker{cfg: cfg, log: log, wd: wd, cat: cat, client: client, slave: client, data: sy, batch: cfg.EntryBatch,
-		stats: wd.loadStats(), failures: failures, needFull: true, staleData: map[gfid.GFID]bool{}, syncer: sy, wake: make(chan struct{}, 1)}
+		stats: wd.loadStats(), failures: failures, needFull: true, acceptSource: cfg.AcceptNewSource, staleData: map[gfid.GFID]bool{}, syncer: sy, wake: make(chan struct{}, 1)}
 	return w, nil
 }
 
@@ -445,6 +452,9 @@ func (w *worker) adopt(gen int64) {
 // whether there was anything to do.
 func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 	defer w.passDone(&err)
+	if err := w.guardSource(); err != nil {
+		return false, err
+	}
 	if err := w.connect(ctx); err != nil {
 		return false, err
 	}
@@ -465,6 +475,16 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 		return false, w.advance(ctx, start)
 	}
 	if err := w.apply(ctx, res, true); err != nil {
+		var partial *partialError
+		if errors.As(err, &partial) {
+			// Failures may come from a replica changed behind georep's
+			// back (a directory swapped for a symlink fails every op
+			// below it): verify finds such drift now and the next pass
+			// repairs it.
+			if _, verr := w.verifyOnce(ctx, res.Snapshot); verr != nil {
+				return true, verr
+			}
+		}
 		return true, err
 	}
 	if found, err := w.verifyOnce(ctx, res.Snapshot); err != nil || found > 0 {
@@ -484,11 +504,25 @@ func (w *worker) crawlConfig() crawl.Config {
 // session id on every call, rsync tunnels included).
 func (w *worker) passDone(err *error) {
 	if *err == nil {
+		if w.stats.Guard != "" {
+			w.log.Info("safety guard no longer refuses: the pass ran", "guard", w.stats.Guard)
+			w.stats.Guard = ""
+			_ = w.wd.saveStats(w.stats)
+		}
 		return
 	}
 	var partial *partialError
-	if !errors.As(*err, &partial) && !errors.Is(*err, errNeedFull) {
+	if !errors.As(*err, &partial) && !errors.Is(*err, errNeedFull) && !errors.Is(*err, ErrGuard) {
 		w.session = false
+	}
+	w.stats.Guard = ""
+	var guard *GuardError
+	if errors.As(*err, &guard) {
+		w.stats.Guard = guard.Guard
+		if w.mon != nil {
+			w.mon.metrics.guardRefusals.WithLabelValues(guard.Guard).Inc()
+		}
+		w.log.Error("safety guard refused the pass: nothing applied", "guard", guard.Guard, "detail", guard.Detail, "proceed", guard.Proceed)
 	}
 	w.stats.LastError = (*err).Error()
 	_ = w.wd.saveStats(w.stats)
@@ -500,6 +534,12 @@ func (w *worker) passDone(err *error) {
 // *partialError when anything is left in the failure queue.
 func (w *worker) apply(ctx context.Context, res *crawl.Result, retried bool) error {
 	st := res.Stats
+	if err := w.guardDeletes("the pass", st.Deletes); err != nil {
+		if rerr := os.Remove(res.Changelog); rerr != nil {
+			w.log.Warn("removing a refused changelog", "err", rerr)
+		}
+		return err // the catalog has not moved: the next crawl finds the same changes
+	}
 	w.stats.EntriesPending, w.stats.MetaPending, w.stats.DeletesPending = st.Entries, st.Meta, st.Deletes
 	w.stats.FilesPending, w.stats.BytesPending = st.Data, st.DataBytes
 	_ = w.wd.saveStats(w.stats)

@@ -33,6 +33,11 @@ func TestInvalidValuesRefusedAtStart(t *testing.T) {
 		{name: "log level", args: []string{"--log-level", "loud"}, want: `log-level: "loud" is not one of debug, info, warn, error`},
 		{name: "log format", args: []string{"--log-format", "xml"}, want: `log-format: "xml" is not one of text, json`},
 		{name: "small file size", args: []string{"--small-file-size", "-1"}, want: "small-file-size: -1 is outside 0..4194304"},
+		{name: "max-delete flag", args: []string{"--max-delete", "lots"}, want: `max-delete: "lots" is not a percentage (50%), a count (1000) or off`},
+		{name: "max-delete env percent", env: map[string]string{"GEOREP_MAX_DELETE": "150%"}, want: `max-delete: "150%" is not a percentage in (0,100]%`},
+		{name: "max-delete file", file: "max-delete: -3\n", want: `max-delete: "-3"`},
+		{name: "accept-new-source env", env: map[string]string{"GEOREP_ACCEPT_NEW_SOURCE": "sure"}, want: `accept-new-source: "sure" is not a valid bool`},
+		{name: "dry-run without oneshot", args: []string{"--dry-run"}, want: "dry-run: goes with --oneshot"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -66,5 +71,9 @@ func startErr(args []string) error {
 	if _, _, err := cli.LoggerLevel(v, io.Discard); err != nil {
 		return err
 	}
-	return config(v).Validate()
+	cfg, err := config(v)
+	if err != nil {
+		return err
+	}
+	return cfg.Validate()
 }

@@ -36,7 +36,10 @@ func main() {
 	if err != nil {
 		cli.Fatal("georep-master", err, 2)
 	}
-	cfg := config(v)
+	cfg, err := config(v)
+	if err != nil {
+		cli.Fatal("georep-master", err, 2)
+	}
 	cfg.LogLevel = level
 	if cfg.Oneshot && isTerminal(os.Stderr) {
 		cfg.Progress = os.Stderr
@@ -79,6 +82,9 @@ func flags() *pflag.FlagSet {
 	fs.Duration("rollover-time", d.RolloverTime, "a change journal file is closed and indexed after this long (records are consumed before)")
 	fs.Int("changelog-batch-size", d.ChangelogBatchSize, "journal records per live pass")
 	fs.Bool("ignore-deletes", false, "never remove anything on the slave")
+	fs.String("max-delete", d.MaxDelete.String(), "safety guard: a pass that would delete more than this on the slave applies nothing: a percentage of the replica's entries (refusing 100 deletes or more), a count, or off")
+	fs.Bool("accept-new-source", false, "the source's identity changed, or it is empty, and it is the tree to replicate: lift that guard for this run (recorded in <work-dir>/guard.log)")
+	fs.Bool("dry-run", false, "with --oneshot: print what one pass would do (creates, renames, deletes, data, meta) and change nothing on either side")
 	fs.Bool("sync-xattrs", false, "replicate user.* extended attributes")
 	fs.Bool("sync-acls", false, "replicate POSIX ACLs")
 	fs.String("rsync-command", d.RsyncPath, "rsync binary")
@@ -94,8 +100,15 @@ func flags() *pflag.FlagSet {
 }
 
 // config reads the master's configuration out of v.
-func config(v *viper.Viper) master.Config {
+func config(v *viper.Viper) (master.Config, error) {
+	maxDelete, err := master.ParseDeleteLimit(v.GetString("max-delete"))
+	if err != nil {
+		return master.Config{}, err
+	}
 	return master.Config{
+		MaxDelete:          maxDelete,
+		AcceptNewSource:    v.GetBool("accept-new-source"),
+		DryRun:             v.GetBool("dry-run"),
 		Source:             v.GetString("source"),
 		GlusterVolume:      v.GetString("gluster-volume"),
 		VolfileServer:      v.GetString("volfile-server"),
@@ -121,7 +134,7 @@ func config(v *viper.Viper) master.Config {
 		Lease:              v.GetDuration("lease"),
 		StatusListen:       v.GetString("status-listen"),
 		MetricsListen:      v.GetString("metrics-listen"),
-	}
+	}, nil
 }
 
 // isTerminal says whether f is a terminal (a progress bar is drawn there).

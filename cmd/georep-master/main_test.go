@@ -5,7 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/viper"
+
 	"github.com/georep/georep/cmd/internal/cli"
+	"github.com/georep/georep/master"
 )
 
 func TestExampleConfigLoads(t *testing.T) {
@@ -13,7 +16,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := config(v)
+	cfg := mustConfig(t, v)
 	if cfg.Source != "/data" || cfg.SyncJobs != 3 || cfg.ChangeInterval != 5*time.Second || !cfg.SyncXattrs {
 		t.Fatalf("example config read as %+v", cfg)
 	}
@@ -26,7 +29,7 @@ func TestEnvironmentAndInvalidValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = config(v).Validate()
+	err = mustConfig(t, v).Validate()
 	if err == nil || !strings.Contains(err.Error(), "sync-jobs: 0 is outside 1..64") {
 		t.Fatalf("Validate() = %v, want the key, the value and what is allowed", err)
 	}
@@ -37,7 +40,7 @@ func TestSmallFileSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := config(v).SmallFileSize; got != 256<<10 {
+	if got := mustConfig(t, v).SmallFileSize; got != 256<<10 {
 		t.Fatalf("default small-file-size %d, want 262144", got)
 	}
 	t.Setenv("GEOREP_SMALL_FILE_SIZE", "4194305")
@@ -46,7 +49,7 @@ func TestSmallFileSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = config(v).Validate()
+	err = mustConfig(t, v).Validate()
 	if err == nil || !strings.Contains(err.Error(), "small-file-size: 4194305 is outside 0..4194304") {
 		t.Fatalf("Validate() = %v", err)
 	}
@@ -60,7 +63,7 @@ func TestSourceMustBeDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := config(v).Validate(); err == nil || !strings.Contains(err.Error(), "not a directory") {
+	if err := mustConfig(t, v).Validate(); err == nil || !strings.Contains(err.Error(), "not a directory") {
 		t.Fatalf("Validate() = %v", err)
 	}
 }
@@ -83,7 +86,17 @@ func TestUnparsableValuesRefused(t *testing.T) {
 	}
 	t.Setenv("GEOREP_IGNORE_DELETES", "true")
 	v, err := cli.Load(flags(), nil)
-	if err != nil || !config(v).IgnoreDeletes {
+	if err != nil || !mustConfig(t, v).IgnoreDeletes {
 		t.Fatalf("GEOREP_IGNORE_DELETES=true: %v", err)
 	}
+}
+
+// mustConfig is config for a test whose values all parse.
+func mustConfig(t *testing.T, v *viper.Viper) master.Config {
+	t.Helper()
+	cfg, err := config(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

@@ -252,3 +252,26 @@ func retryEINTR(f func() (int, error)) (int, error) {
 func BrickInternal(name string) bool {
 	return name == ".glusterfs" || name == ".trashcan" || strings.HasPrefix(name, ".glusterfs-anonymous-inode-")
 }
+
+// VolumeIDXattr is what glusterd writes on a brick's root: the 16-byte id of
+// the volume the brick belongs to. A brick directory without it is not
+// (or no longer) the brick: an unmounted brick filesystem looks so.
+const VolumeIDXattr = "trusted.glusterfs.volume-id"
+
+// BrickVolumeID returns the volume id a brick root carries (VolumeIDXattr),
+// "" when it carries none.
+func BrickVolumeID(brickRoot string) (string, error) {
+	var buf [17]byte
+	n, err := retryEINTR(func() (int, error) { return unix.Lgetxattr(brickRoot, VolumeIDXattr, buf[:]) })
+	if errors.Is(err, unix.ENODATA) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s of %s: %w", VolumeIDXattr, brickRoot, err)
+	}
+	id, err := gfid.FromBytes(buf[:n])
+	if err != nil {
+		return "", fmt.Errorf("%s of %s: %w: %w", VolumeIDXattr, brickRoot, ErrBadXattr, err)
+	}
+	return id.String(), nil
+}
