@@ -309,16 +309,18 @@ func (w *worker) deleteLimit() DeleteLimit {
 	return w.cfg.MaxDelete
 }
 
-// guardDeletes refuses a pass whose deletes exceed max-delete, out of the
-// entries the catalog says the replica holds.
-func (w *worker) guardDeletes(what string, deletes int64) error {
+// guardDeletes refuses a pass whose deletes exceed max-delete, out of total
+// entries on the replica (<0: as many as the catalog says it holds).
+func (w *worker) guardDeletes(what string, deletes, total int64) error {
 	l := w.deleteLimit()
 	if l.Off || deletes == 0 || (l.Percent > 0 && deletes < minPercentDeletes) || (l.Percent == 0 && deletes <= l.Count) {
 		return nil
 	}
-	total, err := w.cat.Count()
-	if err != nil {
-		return err
+	if total < 0 {
+		var err error
+		if total, err = w.cat.Count(); err != nil {
+			return err
+		}
 	}
 	return l.check(what, deletes, total)
 }

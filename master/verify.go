@@ -46,14 +46,25 @@ func (w *worker) emptyPark(ctx context.Context) (int, error) {
 func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) {
 	found := 0
 	var unsync []gfid.GFID
-	purgedIn := map[gfid.GFID]bool{}
+	type purge struct {
+		dir  gfid.GFID
+		name string
+		gfid string // what the slave holds there
+	}
+	var purges []purge
+	var listed int64 // entries the slave holds in the directories listed
 	for _, dir := range snap.GFIDs() {
 		n, ok := snap.Lookup(dir)
 		if !ok || n.Type != catalog.TypeDir {
 			continue
 		}
 		ents, err := w.slave.Entries(ctx, dir)
-		if status.Code(err) == codes.NotFound {
+		if c := status.Code(err); c == codes.NotFound || c == codes.FailedPrecondition {
+			// Missing, or its name on the slave holds something else (a
+			// directory swapped for a symlink behind georep's back: the
+			// slave will not follow it). Its name in the parent is
+			// purged below and the directory recreated with its content.
+			w.log.Info("a directory is missing on the slave or its name holds something else; it will be recreated", "gfid", dir, "err", err)
 			unsync = append(unsync, dir)
 			found++
 			continue
@@ -61,6 +72,7 @@ func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) 
 		if err != nil {
 			return found, err
 		}
+		listed += int64(len(ents))
 		want := snap.Children(dir)
 		have := make(map[string]bool, len(ents))
 		for _, e := range ents {
@@ -80,11 +92,7 @@ func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) 
 				continue
 			}
 			found++
-			w.log.Info("purging a name on the slave that the master does not have", "pargfid", dir, "name", fmt.Sprintf("%q", name), "slave_gfid", e.GetGfid())
-			if err := w.slave.Purge(ctx, dir, name, gfid.GFID{}); err != nil {
-				return found, err
-			}
-			purgedIn[dir] = true
+			purges = append(purges, purge{dir, name, e.GetGfid()})
 		}
 		for name, g := range want {
 			if !have[name] {
@@ -92,6 +100,17 @@ func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) 
 				found++
 			}
 		}
+	}
+	if err := w.guardDeletes("verify", int64(len(purges)), listed); err != nil {
+		return found, err
+	}
+	purgedIn := map[gfid.GFID]bool{}
+	for _, p := range purges {
+		w.log.Info("purging a name on the slave that the master does not have there", "pargfid", p.dir, "name", fmt.Sprintf("%q", p.name), "slave_gfid", p.gfid)
+		if err := w.slave.Purge(ctx, p.dir, p.name, gfid.GFID{}); err != nil {
+			return found, err
+		}
+		purgedIn[p.dir] = true
 	}
 	// A purge changed the directory's mtime on the slave: set it again.
 	if len(purgedIn) > 0 {

@@ -534,7 +534,7 @@ func (w *worker) passDone(err *error) {
 // *partialError when anything is left in the failure queue.
 func (w *worker) apply(ctx context.Context, res *crawl.Result, retried bool) error {
 	st := res.Stats
-	if err := w.guardDeletes("the pass", st.Deletes); err != nil {
+	if err := w.guardDeletes("the pass", st.Deletes, -1); err != nil {
 		if rerr := os.Remove(res.Changelog); rerr != nil {
 			w.log.Warn("removing a refused changelog", "err", rerr)
 		}
