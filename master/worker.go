@@ -87,6 +87,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if cfg.DryRun {
+		return dryRun(ctx, cfg, os.Stdout, log)
+	}
 	rsyncPath, err := exec.LookPath(cfg.RsyncPath)
 	if err != nil {
 		return fmt.Errorf("rsync-command %q not found: install the Debian package rsync", cfg.RsyncPath)
