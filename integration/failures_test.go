@@ -201,6 +201,17 @@ func TestPermanentFailure(t *testing.T) {
 	if !m.WaitLog("sync failure not queued: skipped by the operator", 10*time.Second) || len(failures(t, target).Failures) != 0 {
 		t.Errorf("bad queued again after the skip:\n%s", lastLines(m.Log(), 20))
 	}
+
+	// --oneshot on the same work dir converges: all that is left is what
+	// the operator skipped.
+	m.Kill()
+	if left := harness.WaitNoProcsMentioning(work, 30*time.Second); len(left) > 0 {
+		t.Fatalf("children of the killed master still running: %v", left)
+	}
+	code, out = harness.Oneshot(t, ctx, append(args, "--oneshot-timeout", "1h")...)
+	if code != 0 || !strings.Contains(out, "skipped_by_the_operator=1") {
+		t.Errorf("--oneshot with only a skipped gfid failing: exit %d, want 0 saying it skipped one:\n%s", code, lastLines(out, 20))
+	}
 }
 
 func failures(t *testing.T, target []string) failuresJSON {
