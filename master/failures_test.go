@@ -2,9 +2,13 @@ package master
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +18,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	masterv1 "github.com/georep/georep/gen/georep/master/v1"
@@ -351,5 +357,26 @@ func TestSkipFailureOverSocket(t *testing.T) {
 	lf, err := c.ListFailures(ctx, &masterv1.ListFailuresRequest{})
 	if err != nil || len(lf.GetFailures()) != 0 || len(lf.GetSkipped()) != 1 || lf.GetSkipped()[0].GetReason() != "accepted" {
 		t.Errorf("ListFailures: %v %v", lf, err)
+	}
+}
+
+// A TCP caller is named by its address and the identities of its verified
+// client certificate.
+func TestPeerOfTCP(t *testing.T) {
+	cert := &x509.Certificate{Subject: pkix.Name{CommonName: "ops-admin"}, DNSNames: []string{"ops.example"}}
+	ctx := peer.NewContext(t.Context(), &peer.Peer{
+		Addr:     &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 40000},
+		AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert}}}},
+	})
+	id := peerOf(ctx)
+	if id.Transport != "tcp" || id.Addr != "192.0.2.7:40000" || strings.Join(id.TLS, ",") != "ops-admin,ops.example" || id.UID != nil {
+		t.Errorf("peerOf = %+v", id)
+	}
+	if s := id.String(); s != "tcp 192.0.2.7:40000 tls=ops-admin,ops.example" {
+		t.Errorf("String() = %q", s)
+	}
+	plain := peerOf(peer.NewContext(t.Context(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}}))
+	if plain.String() != "tcp 127.0.0.1:1" || plain.TLS != nil {
+		t.Errorf("plaintext peer: %+v", plain)
 	}
 }
