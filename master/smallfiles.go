@@ -9,8 +9,10 @@ import (
 	"syscall"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
+	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc/gfid"
+	"golang.org/x/sys/unix"
 )
 
 // smallBatchBytes bounds the file data of one WriteFiles call (the gRPC
@@ -59,7 +61,10 @@ func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int6
 	var sent []gfid.GFID
 	var rsync []syncer.Item
 	for _, it := range items {
-		fd, err := readSmall(it.Path, limit)
+		fd, key, err := readSmall(it.Path, limit)
+		if err == nil && w.brick == nil {
+			err = w.sameFile(it, key)
+		}
 		switch {
 		case errors.Is(err, errNotSmall):
 			rsync = append(rsync, it)
@@ -124,23 +129,52 @@ func (w *worker) volumeMeta(g gfid.GFID, fd *slavev1.FileData) {
 	fd.Mtime = &slavev1.Timespec{Sec: st.Mtim.Sec, Nsec: int32(st.Mtim.Nsec)}
 }
 
+// sameFile checks that the inode read for it, whose catalog key is key, is
+// the gfid's: a file renamed over the crawled name since the crawl is
+// another file, whose bytes and attributes the slave must not get as the
+// crawled one's (nothing would ship them again: the crawled file's record
+// matches the source). Its data fails, and goes again from wherever it is.
+func (w *worker) sameFile(it syncer.Item, key catalog.Key) error {
+	g, ok, err := w.cat.Identity(key)
+	switch {
+	case err != nil:
+		return err
+	case !ok || g != it.GFID:
+		return fmt.Errorf("%s: another file is there since the crawl", it.Path)
+	}
+	return nil
+}
+
 // readSmall reads the regular file at path, which must be at most limit
 // bytes and dense, and returns its content with the mode, owner and mtime of
 // the inode read (not of the crawl's snapshot, so that they go with the
-// bytes). A file that is no longer a regular file or vanished is an error; a
-// larger or sparse one is errNotSmall.
-func readSmall(path string, limit int64) (*slavev1.FileData, error) {
+// bytes), and that inode's catalog key. A file that is no longer a regular
+// file or vanished is an error; a larger or sparse one is errNotSmall.
+func readSmall(path string, limit int64) (*slavev1.FileData, catalog.Key, error) {
 	if fi, err := os.Lstat(path); err != nil {
-		return nil, err
+		return nil, catalog.Key{}, err
 	} else if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file any more", path)
+		return nil, catalog.Key{}, fmt.Errorf("%s: not a regular file any more", path)
 	}
 	// O_NONBLOCK: a fifo swapped in since the lstat must not block the open.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
-		return nil, err
+		return nil, catalog.Key{}, err
 	}
 	defer f.Close()
+	var stx unix.Statx_t
+	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_STATX_SYNC_AS_STAT, unix.STATX_INO|unix.STATX_BTIME, &stx); err != nil {
+		return nil, catalog.Key{}, err
+	}
+	key := catalog.Key{Ino: stx.Ino} // as the crawl keys inodes
+	if stx.Mask&unix.STATX_BTIME != 0 {
+		key.BtimeNs = stx.Btime.Sec*1e9 + int64(stx.Btime.Nsec)
+	}
+	fd, err := readSmallFd(f, path, limit)
+	return fd, key, err
+}
+
+func readSmallFd(f *os.File, path string, limit int64) (*slavev1.FileData, error) {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, err
