@@ -333,38 +333,57 @@ func TestDryRun(t *testing.T) {
 
 // TestDriftDirectorySwappedForSymlink: a directory of the replica replaced
 // behind georep's back by a symlink to somewhere outside: the next pass
-// removes the symlink without following it and restores the directory with
-// everything below it; nothing outside the replica is touched.
+// (--oneshot, or the daemon's live pass that meets it) removes the symlink
+// without following it and restores the directory with everything below
+// it; nothing outside the replica is touched.
 func TestDriftDirectorySwappedForSymlink(t *testing.T) {
-	s := newGuardSite(t, 30)
-	if code, out := s.oneshot(t); code != 0 {
-		t.Fatalf("first sync: exit %d\n%s", code, lastLines(out, 30))
-	}
-	outside := t.TempDir()
-	if err := os.WriteFile(filepath.Join(outside, "theirs"), []byte("outside the replica"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	keptOutside := filepath.Join(t.TempDir(), "outside")
-	if out, err := exec.Command("cp", "-a", outside, keptOutside).CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	if err := os.Rename(filepath.Join(s.replica, "dir"), filepath.Join(s.replica, "dir.moved")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(outside, filepath.Join(s.replica, "dir")); err != nil {
-		t.Fatal(err)
-	}
-	// A change below it on the source too: its ops meet the symlink.
-	if err := os.WriteFile(filepath.Join(s.src, "dir/sub/newer"), []byte("new"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if code, out := s.oneshot(t); code != 0 {
-		t.Fatalf("pass over the drifted replica: exit %d\n%s", code, lastLines(out, 40))
-	}
-	s.converged(t, "drift repaired")
-	diffs, err := harness.Compare(keptOutside, outside, harness.CompareOptions{})
-	if err != nil || len(diffs) > 0 {
-		t.Fatalf("outside the replica changed: %v\n%s", err, strings.Join(diffs, "\n"))
+	for _, daemon := range []bool{false, true} {
+		t.Run(map[bool]string{false: "oneshot", true: "daemon"}[daemon], func(t *testing.T) {
+			s := newGuardSite(t, 30)
+			var m *harness.Proc
+			if daemon {
+				m = harness.StartMasterProc(t, nil, s.args("--change-interval", "500ms")...)
+			} else if code, out := s.oneshot(t); code != 0 {
+				t.Fatalf("first sync: exit %d\n%s", code, lastLines(out, 30))
+			}
+			if diffs, err := harness.WaitConverged(s.src, s.replica, harness.CompareOptions{}, convergeTimeout); err != nil || len(diffs) > 0 {
+				t.Fatalf("first sync: %v %v", err, diffs)
+			}
+			outside := t.TempDir()
+			if err := os.WriteFile(filepath.Join(outside, "theirs"), []byte("outside the replica"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			keptOutside := filepath.Join(t.TempDir(), "outside")
+			if out, err := exec.Command("cp", "-a", outside, keptOutside).CombinedOutput(); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if err := os.Rename(filepath.Join(s.replica, "dir"), filepath.Join(s.replica, "dir.moved")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(outside, filepath.Join(s.replica, "dir")); err != nil {
+				t.Fatal(err)
+			}
+			// A change below it on the source too: its ops meet the symlink.
+			if err := os.WriteFile(filepath.Join(s.src, "dir/sub/newer"), []byte("new"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if !daemon {
+				if code, out := s.oneshot(t); code != 0 {
+					t.Fatalf("pass over the drifted replica: exit %d\n%s", code, lastLines(out, 40))
+				}
+			}
+			if diffs, err := harness.WaitConverged(s.src, s.replica, harness.CompareOptions{}, convergeTimeout); err != nil || len(diffs) > 0 {
+				log := ""
+				if m != nil {
+					log = lastLines(m.Log(), 40)
+				}
+				t.Fatalf("drift not repaired: %v\n%s\n%s", err, strings.Join(diffs, "\n"), log)
+			}
+			diffs, err := harness.Compare(keptOutside, outside, harness.CompareOptions{})
+			if err != nil || len(diffs) > 0 {
+				t.Fatalf("outside the replica changed: %v\n%s", err, strings.Join(diffs, "\n"))
+			}
+		})
 	}
 }
 

@@ -266,6 +266,12 @@ func (w *worker) scopedPass(ctx context.Context, retry bool, stimeAt time.Time, 
 		return w.advance(ctx, stimeAt)
 	}
 	if err := w.apply(ctx, res, retry); err != nil {
+		if w.drifted() {
+			// The replica was changed behind georep's back where these
+			// ops went: a hybrid crawl's verify finds and repairs it.
+			w.log.Warn("the slave's replica was changed behind georep's back; a hybrid crawl verifies and repairs it", "err", err)
+			w.needFull = true
+		}
 		return err
 	}
 	w.log.Debug("live pass", "dirs", len(dirs), "entries", res.Stats.Entries, "data", res.Stats.Data,

@@ -139,3 +139,16 @@ func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) 
 	}
 	return found, nil
 }
+
+// drifted says whether the failure queue holds a failure of the slave's
+// replica itself (ESTALE: a name there no longer holds what georep put
+// there, such as a directory swapped for a symlink), which only verify
+// repairs.
+func (w *worker) drifted() bool {
+	for _, f := range w.failures.list() {
+		if f.Side == sideSlave && f.Errno == "ESTALE" {
+			return true
+		}
+	}
+	return false
+}
