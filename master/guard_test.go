@@ -9,7 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/georep/georep/master/crawl"
+	"github.com/georep/georep/master/glusterfs"
 	"github.com/georep/georep/rpc/gfid"
 )
 
@@ -183,5 +186,49 @@ func TestApplyRefusesMassDelete(t *testing.T) {
 	tw.crawlAndProcess(t)
 	if n := len(tw.slave.dirs[gfid.Root]); n != 100 {
 		t.Fatalf("the slave holds %d names after max-delete off, want 100", n)
+	}
+}
+
+// TestGuardBrickIdentity: a brick worker records its volume's id and the
+// brick's trusted.glusterfs.volume-id; a brick directory without it (its
+// filesystem not mounted) or with another volume's is refused.
+func TestGuardBrickIdentity(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: sets trusted.* xattrs like glusterd on a brick root")
+	}
+	tw := newTestWorker(t)
+	vol := gfid.New()
+	tw.brick = &brickState{path: tw.src, volumeID: vol.String()}
+	if err := unix.Setxattr(tw.src, glusterfs.VolumeIDXattr, vol[:], 0); err != nil {
+		t.Skipf("trusted xattrs not supported here: %v", err)
+	}
+	tw.write(t, "a", "1")
+	if err := tw.guardSource(); err != nil {
+		t.Fatalf("first pass: %v", err)
+	}
+	for _, tc := range []struct {
+		name  string
+		set   func() error
+		words string
+	}{
+		{"volume-id removed (brick not mounted)", func() error { return unix.Removexattr(tw.src, glusterfs.VolumeIDXattr) },
+			"brick trusted.glusterfs.volume-id none, recorded " + vol.String()},
+		{"another volume's brick", func() error { o := gfid.New(); return unix.Setxattr(tw.src, glusterfs.VolumeIDXattr, o[:], 0) },
+			"brick trusted.glusterfs.volume-id"},
+	} {
+		if err := tc.set(); err != nil {
+			t.Fatal(err)
+		}
+		err := tw.guardSource()
+		var g *GuardError
+		if !errors.As(err, &g) || g.Guard != guardSourceIdentity || !strings.Contains(err.Error(), tc.words) {
+			t.Errorf("%s: err = %v, want source-identity saying %q", tc.name, err, tc.words)
+		}
+	}
+	if err := unix.Setxattr(tw.src, glusterfs.VolumeIDXattr, vol[:], 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.guardSource(); err != nil {
+		t.Fatalf("brick back: %v", err)
 	}
 }

@@ -75,6 +75,7 @@ type worker struct {
 	// is the source's identity as recorded (guardSource).
 	acceptSource bool
 	srcID        *sourceIdentity
+	guardHeld    bool // Faulty because a safety guard refused the last pass
 }
 
 // errNeedFull is returned by a live pass that cannot work from the journal
@@ -202,11 +203,29 @@ const faultyAfter = 2
 // that reached the slave, Faulty with the reason once passes keep failing.
 // Brick workers' state is their supervisor's (supervise).
 func (w *worker) passResult(err error) {
-	if w.brick != nil || w.mon == nil {
+	if w.mon == nil {
 		return
 	}
 	var partial *partialError
-	if err == nil || errors.As(err, &partial) || errors.Is(err, errNeedFull) {
+	ran := err == nil || errors.As(err, &partial) || errors.Is(err, errNeedFull)
+	switch {
+	case errors.Is(err, ErrGuard):
+		// A guard holds any worker, a brick's too, Faulty with its reason
+		// until the operator proceeds.
+		if !w.guardHeld || w.stats.WorkerStatus != stateFaulty {
+			w.setStatus(stateFaulty, err.Error())
+		}
+		w.guardHeld = true
+		return
+	case ran && w.guardHeld:
+		w.guardHeld = false
+		w.setStatus(stateActive, "")
+		w.log.Info("worker Active: the safety guard no longer refuses")
+	}
+	if w.brick != nil {
+		return
+	}
+	if ran {
 		w.failedInARow = 0
 		if w.stats.WorkerStatus != stateActive {
 			w.setStatus(stateActive, "")
@@ -215,10 +234,7 @@ func (w *worker) passResult(err error) {
 		return
 	}
 	w.failedInARow++
-	if errors.Is(err, ErrGuard) {
-		w.failedInARow = faultyAfter // a guard holds the worker at once
-	}
-	if w.failedInARow >= faultyAfter && (w.stats.WorkerStatus != stateFaulty || errors.Is(err, ErrGuard)) {
+	if w.failedInARow >= faultyAfter && w.stats.WorkerStatus != stateFaulty {
 		w.setStatus(stateFaulty, err.Error())
 		w.log.Error("worker Faulty: passes keep failing; retrying with backoff", "reason", err, "failed_passes", w.failedInARow)
 	}
