@@ -50,20 +50,52 @@ var planTitles = map[string]string{
 	"slave-missing": "missing on the slave (verify would recreate)",
 }
 
-// dryRun is --oneshot --dry-run on a plain directory: crawl the source
-// against a copy of the catalog, list the slave's directories, and print the
-// plan to out. Nothing changes on either side: no work dir is created, the
-// catalog and stime are not written, no session is opened on the slave.
+// dryRun is --oneshot --dry-run: for a plain directory, or for each
+// replica set's first local brick of a GlusterFS volume, crawl the source
+// against a copy of the catalog, list the slave's directories, and print
+// the plan to out. Nothing changes on either side: no work dir is created,
+// the catalog and stime are not written, no session is opened on the slave.
 func dryRun(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error {
 	if cfg.GlusterVolume != "" {
-		return errors.New("dry-run: a GlusterFS master is not supported yet; run it on a plain directory source")
+		return dryRunGluster(ctx, cfg, out, log)
 	}
+	volumeID := "dry-run"
+	if b, err := os.ReadFile(filepath.Join(cfg.WorkDir, "volume-id")); err == nil {
+		volumeID = strings.TrimSpace(string(b))
+	}
+	client, err := dryRunClient(ctx, cfg, volumeID)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	return dryRunSource(ctx, cfg, client, cfg.WorkDir, nil, false, out, log)
+}
+
+// dryRunClient connects to the slave without opening a session.
+func dryRunClient(ctx context.Context, cfg Config, volumeID string) (*slaveClient, error) {
+	client, err := newSlaveClient(cfg, volumeID, filepath.Join(os.TempDir(), "georep-dry-run-no-session"))
+	if err != nil {
+		return nil, err
+	}
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = rpc.WaitHealthy(hctx, client.conn, "")
+	cancel()
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("slave %s unreachable: %w", cfg.Slave, err)
+	}
+	return client, nil
+}
+
+// dryRunSource prints the plan of one source (cfg.Source: a directory, or
+// the brick b) whose state is in the work dir dir.
+func dryRunSource(ctx context.Context, cfg Config, client *slaveClient, dir string, b *brickState, partial bool, out io.Writer, log *slog.Logger) error {
 	tmp, err := os.MkdirTemp("", "georep-dry-run-*")
 	if err != nil {
 		return fmt.Errorf("dry-run: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	wd, err := dryRunWorkDir(cfg.WorkDir, tmp)
+	wd, err := dryRunWorkDir(dir, tmp)
 	if err != nil {
 		return err
 	}
@@ -73,26 +105,10 @@ func dryRun(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) er
 		return err
 	}
 	defer cat.Close()
-	volumeID := "dry-run"
-	if b, err := os.ReadFile(filepath.Join(cfg.WorkDir, "volume-id")); err == nil {
-		volumeID = strings.TrimSpace(string(b))
-	}
-	client, err := newSlaveClient(cfg, volumeID, filepath.Join(tmp, "session"))
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	w := &worker{cfg: cfg, log: log, wd: &workDir{dir: cfg.WorkDir}, cat: cat, client: client, slave: client}
-
-	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = rpc.WaitHealthy(hctx, client.conn, "")
-	cancel()
-	if err != nil {
-		return fmt.Errorf("slave %s unreachable: %w", cfg.Slave, err)
-	}
+	w := &worker{cfg: cfg, log: log, wd: &workDir{dir: dir}, cat: cat, client: client, slave: client, brick: b, partial: partial}
 	guards := w.dryRunSourceGuards()
 	res, err := crawl.Hybrid(ctx, crawl.Config{Source: cfg.Source, ChangelogDir: tmp, IgnoreDeletes: cfg.IgnoreDeletes,
-		SyncXattrs: cfg.SyncXattrs}, cat, log)
+		SyncXattrs: cfg.SyncXattrs, Brick: b != nil}, cat, log)
 	if err != nil {
 		return fmt.Errorf("hybrid crawl: %w", err)
 	}
@@ -102,8 +118,12 @@ func dryRun(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) er
 	if err != nil {
 		return err
 	}
+	total, err := cat.Count()
+	if err != nil {
+		return err
+	}
 	limit := cfg.MaxDelete
-	if err := limit.check("the pass", res.Stats.Deletes, int64(max(res.Snapshot.Len(), 1))); err != nil {
+	if err := limit.check("the pass", res.Stats.Deletes, total); err != nil {
 		guards = append(guards, err.Error())
 	}
 	if err := limit.check("verify", int64(p.count["slave-extra"]), listed); err != nil {
@@ -264,7 +284,7 @@ func (w *worker) dryRunCompare(ctx context.Context, snap *crawl.Snapshot, p *pla
 			case mine && e.GetGfid() == g.String():
 			case mine:
 				p.add("slave-extra", filepath.Join(rel(source, snap, dir), name)+" (holds another inode)")
-			case !w.cfg.IgnoreDeletes:
+			case !w.cfg.IgnoreDeletes && !w.partial: // a brick of several holds part of the names
 				p.add("slave-extra", filepath.Join(rel(source, snap, dir), name))
 			}
 		}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -24,30 +26,9 @@ import (
 // holds <work-dir>/active.<set>.lock); the others are Passive and take over
 // when it stops.
 func runGluster(ctx context.Context, cfg Config, wd *workDir, mon *monitor, rsyncPath, self string, log *slog.Logger) error {
-	vol, err := glusterfs.GetVolume(ctx, cfg.GlusterCLI, cfg.VolfileServer, cfg.GlusterVolume)
+	vol, bricks, err := localBricks(ctx, cfg)
 	if err != nil {
 		return err
-	}
-	if err := vol.Servable(); err != nil {
-		return err
-	}
-	if vol.Options["features.shard"] == "on" {
-		// A brick holds a sharded file's first shard only, and data is
-		// read on the bricks.
-		return fmt.Errorf("gluster-volume %s is sharded (features.shard on): georep reads file data on the bricks and cannot replicate sharded files", vol.Name)
-	}
-	node, err := glusterfs.LocalNodeUUID()
-	if err != nil {
-		return fmt.Errorf("gluster-volume %s: this node's glusterd identity: %w", vol.Name, err)
-	}
-	var bricks []glusterfs.Brick
-	for _, b := range vol.LocalBricks(node) {
-		if !b.Arbiter { // an arbiter holds names, not data: never Active
-			bricks = append(bricks, b)
-		}
-	}
-	if len(bricks) == 0 {
-		return fmt.Errorf("gluster-volume %s has no brick on this node (glusterd uuid %s): run georep-master on the nodes that hold its bricks", vol.Name, node)
 	}
 	server := cfg.VolfileServer
 	if server == "" {
@@ -275,4 +256,65 @@ func (w *worker) setStatus(state, why string) {
 // brickDirName names a brick's work dir after its path.
 func brickDirName(path string) string {
 	return strings.ReplaceAll(strings.Trim(path, "/"), "/", "-")
+}
+
+// dryRunGluster is the dry run of a GlusterFS master: the plan of the first
+// local brick of each replica set (those a --oneshot would run).
+func dryRunGluster(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) error {
+	vol, bricks, err := localBricks(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	client, err := dryRunClient(ctx, cfg, vol.ID)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	seen := map[int]bool{}
+	for _, b := range bricks {
+		if seen[b.ReplicaSet] {
+			continue
+		}
+		seen[b.ReplicaSet] = true
+		fmt.Fprintf(out, "== brick %s\n", b.String())
+		bcfg := cfg
+		bcfg.Source, bcfg.GlusterVolume = b.Path, ""
+		bs := &brickState{name: b.String(), path: b.Path, volumeID: vol.ID}
+		partial := len(vol.Bricks)/max(vol.ReplicaCount, 1) > 1
+		if err := dryRunSource(ctx, bcfg, client, filepath.Join(cfg.WorkDir, "bricks", brickDirName(b.Path)), bs, partial, out, log.With("brick", b.String())); err != nil {
+			return fmt.Errorf("brick %s: %w", b.Path, err)
+		}
+	}
+	return nil
+}
+
+// localBricks asks glusterd for the volume and returns it with the bricks
+// of this node that can be Active (not arbiters).
+func localBricks(ctx context.Context, cfg Config) (*glusterfs.Volume, []glusterfs.Brick, error) {
+	vol, err := glusterfs.GetVolume(ctx, cfg.GlusterCLI, cfg.VolfileServer, cfg.GlusterVolume)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := vol.Servable(); err != nil {
+		return nil, nil, err
+	}
+	if vol.Options["features.shard"] == "on" {
+		// A brick holds a sharded file's first shard only, and data is
+		// read on the bricks.
+		return nil, nil, fmt.Errorf("gluster-volume %s is sharded (features.shard on): georep reads file data on the bricks and cannot replicate sharded files", vol.Name)
+	}
+	node, err := glusterfs.LocalNodeUUID()
+	if err != nil {
+		return nil, nil, fmt.Errorf("gluster-volume %s: this node's glusterd identity: %w", vol.Name, err)
+	}
+	var bricks []glusterfs.Brick
+	for _, b := range vol.LocalBricks(node) {
+		if !b.Arbiter { // an arbiter holds names, not data: never Active
+			bricks = append(bricks, b)
+		}
+	}
+	if len(bricks) == 0 {
+		return nil, nil, fmt.Errorf("gluster-volume %s has no brick on this node (glusterd uuid %s): run georep-master on the nodes that hold its bricks", vol.Name, node)
+	}
+	return vol, bricks, nil
 }

@@ -101,14 +101,14 @@ func TestSlaveGlusterFSNonEmptyVolumeGuard(t *testing.T) {
 		t.Fatalf("a source .gfid at the root converged on a GlusterFS slave:\n%s", out)
 	}
 	if !strings.Contains(out, "reserved by GlusterFS's aux-gfid access path on the slave") {
-		t.Errorf("the master's output does not say why .gfid was refused:\n%s", harnessTail(out, 30))
+		t.Errorf("the master's output does not say why .gfid was refused:\n%s", harness.Tail(out, 30))
 	}
-	t.Logf("master with a root .gfid exited %d:\n%s", code, harnessTail(out, 12))
+	t.Logf("master with a root .gfid exited %d:\n%s", code, harness.Tail(out, 12))
 	if err := os.Remove(filepath.Join(src, ".gfid")); err != nil {
 		t.Fatal(err)
 	}
 	if code, out := master(addr); code != 0 {
-		t.Fatalf("after removing .gfid from the source, --oneshot exited %d:\n%s", code, harnessTail(out, 30))
+		t.Fatalf("after removing .gfid from the source, --oneshot exited %d:\n%s", code, harness.Tail(out, 30))
 	}
 	checkConverged(t, src, vol.Mount(t))
 }
@@ -140,12 +140,4 @@ func checkConverged(t *testing.T, src, view string) {
 	if len(real) > 0 {
 		t.Fatalf("slave volume differs from the source:\n%s", strings.Join(real, "\n"))
 	}
-}
-
-func harnessTail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -229,7 +229,7 @@ func MustOneshot(t testing.TB, ctx context.Context, args ...string) string {
 	t.Helper()
 	code, out := Oneshot(t, ctx, args...)
 	if code != 0 {
-		t.Fatalf("georep-master --oneshot exited %d:\n%s", code, tail(out, 60))
+		t.Fatalf("georep-master --oneshot exited %d:\n%s", code, Tail(out, 60))
 	}
 	return out
 }
@@ -247,13 +247,14 @@ func StartMaster(t testing.TB, args ...string) *exec.Cmd {
 		cmd.Process.Kill()
 		cmd.Wait()
 		if t.Failed() {
-			t.Logf("georep-master log:\n%s", tail(buf.String(), 80))
+			t.Logf("georep-master log:\n%s", Tail(buf.String(), 80))
 		}
 	})
 	return cmd
 }
 
-func tail(s string, lines int) string {
+// Tail returns the last lines of s (a log), saying how many were cut.
+func Tail(s string, lines int) string {
 	parts := strings.Split(s, "\n")
 	if len(parts) > lines {
 		parts = append([]string{fmt.Sprintf("... (%d lines cut)", len(parts)-lines)}, parts[len(parts)-lines:]...)

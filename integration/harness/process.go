@@ -68,7 +68,7 @@ func StartProc(t testing.TB, env []string, bin string, args ...string) *Proc {
 	t.Cleanup(func() {
 		p.Kill()
 		if t.Failed() {
-			t.Logf("%s %s log:\n%s", filepath.Base(bin), strings.Join(args, " "), tail(p.Log(), 40))
+			t.Logf("%s %s log:\n%s", filepath.Base(bin), strings.Join(args, " "), Tail(p.Log(), 40))
 		}
 	})
 	return p
