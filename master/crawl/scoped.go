@@ -256,7 +256,10 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 				return nil, err
 			}
 			ls := slices.Clone(found[g])
-			if o != nil {
+			// A directory has one name: found at one, it left the
+			// others, examined or not (the two halves of its rename may
+			// come in different batches).
+			if o != nil && (o.Type != catalog.TypeDir || len(ls) == 0) {
 				for _, l := range o.Links {
 					if !examined[l] && !gone[l.Parent] && !slices.Contains(ls, l) {
 						ls = append(ls, l)
