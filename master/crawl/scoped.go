@@ -431,10 +431,11 @@ type topName struct {
 }
 
 // otherNames finds the non-directories the catalog has at an examined name
-// that no longer holds them (removed, renamed over) and returns their other
-// names as the catalog has them, to be examined too: a change made through
-// the lost name (chmod, utime, a write, through one hardlink of several)
-// was reported under that name only. The directories of those names join
+// that no longer holds them (removed, renamed over), or in a directory
+// removed, and returns their other names as the catalog has them, to be
+// examined too: a change made through the lost name (chmod, utime, a
+// write, through one hardlink of several) was reported under that name
+// only. The directories of those names join
 // tops, opened where this crawl places them (where it found them, or under
 // a directory it found moved), else where the catalog does; opened holds
 // the descriptors it opened, for the caller to close. A directory not
@@ -453,6 +454,23 @@ func (w *walker) otherNames(cat *catalog.Catalog, rootKey catalog.Key, tops *[]p
 		data bool
 	}
 	var wants []want
+	var dirs map[gfid.GFID]bool // the directories found, by gfid
+	foundDirs := func() (map[gfid.GFID]bool, error) {
+		m := map[gfid.GFID]bool{}
+		for _, in := range w.inodes {
+			if in.node.Type != catalog.TypeDir {
+				continue
+			}
+			g, ok, err := gfidOf(in.key)
+			if err != nil {
+				return nil, fmt.Errorf("crawl: %w", err)
+			}
+			if ok {
+				m[g] = true
+			}
+		}
+		return m, nil
+	}
 	for i, p := range *tops {
 		g, ok, err := gfidOf(p.h.in.key)
 		if err != nil {
@@ -488,8 +506,30 @@ func (w *walker) otherNames(cat *catalog.Catalog, rootKey catalog.Key, tops *[]p
 			if err != nil {
 				return nil, nil, fmt.Errorf("crawl: %w", err)
 			}
-			if !ok || o.Type == catalog.TypeDir {
-				continue // a directory has one name: its move is reported at both ends
+			if !ok {
+				continue
+			}
+			if o.Type == catalog.TypeDir {
+				// Moved, it is found at its new name too. Found
+				// nowhere, it was removed with everything in it, and
+				// with the changes reported in it (its handle is
+				// stale): the files in it that have names elsewhere
+				// are examined there.
+				if dirs == nil {
+					if dirs, err = foundDirs(); err != nil {
+						return nil, nil, err
+					}
+				}
+				if !dirs[og] {
+					ls, err := namesOutside(cat, og)
+					if err != nil {
+						return nil, nil, err
+					}
+					for _, l := range ls {
+						wants = append(wants, want{l, false})
+					}
+				}
+				continue
 			}
 			for _, l := range o.Links {
 				if l != (catalog.Link{Parent: g, Name: name}) {
@@ -570,6 +610,53 @@ func (w *walker) otherNames(cat *catalog.Catalog, rootKey catalog.Key, tops *[]p
 		p.names[name] = p.names[name] || wt.data
 	}
 	return more, opened, nil
+}
+
+// namesOutside returns the names, outside the catalog's tree below
+// directory dir, of the non-directories in that tree.
+func namesOutside(cat *catalog.Catalog, dir gfid.GFID) ([]catalog.Link, error) {
+	below := map[gfid.GFID]bool{dir: true}
+	var files []gfid.GFID
+	for queue := []gfid.GFID{dir}; len(queue) > 0; queue = queue[1:] {
+		kids, err := cat.Children(queue[0])
+		if err != nil {
+			return nil, fmt.Errorf("crawl: %w", err)
+		}
+		for _, c := range kids {
+			n, ok, err := cat.Node(c)
+			if err != nil {
+				return nil, fmt.Errorf("crawl: %w", err)
+			}
+			switch {
+			case !ok:
+			case n.Type == catalog.TypeDir:
+				if !below[c] {
+					below[c] = true
+					queue = append(queue, c)
+				}
+			case len(n.Links) > 1:
+				files = append(files, c)
+			}
+		}
+	}
+	var out []catalog.Link
+	seen := map[gfid.GFID]bool{}
+	for _, g := range files {
+		if seen[g] {
+			continue
+		}
+		seen[g] = true
+		n, _, err := cat.Node(g)
+		if err != nil {
+			return nil, fmt.Errorf("crawl: %w", err)
+		}
+		for _, l := range n.Links {
+			if !below[l.Parent] {
+				out = append(out, l)
+			}
+		}
+	}
+	return out, nil
 }
 
 // openBeneath opens directory rel of source without leaving it or

@@ -312,6 +312,12 @@ func TestScopedChangedThroughLostName(t *testing.T) {
 			j.note(e.p("c/other"), false)
 			j.note(e.p("c/hard"), false)
 		}},
+		{"directory removed", func(e *env, j *journal) {
+			// The name's directory goes, with the record of the change
+			// (its handle is stale).
+			must(t, os.RemoveAll(e.p("c")))
+			j.note(e.p("c"), false)
+		}},
 		{"directory renamed", func(e *env, j *journal) {
 			// The other name's directory moves in the same batch.
 			must(t, os.Rename(e.p("a"), e.p("a2")))
