@@ -109,9 +109,9 @@ func TestLiveRandom(t *testing.T) {
 			for _, d := range diffs {
 				if mm := quotedPath.FindStringSubmatch(d); mm != nil {
 					if p, err := strconv.Unquote(`"` + mm[1] + `"`); err == nil {
-						base := filepath.Base(p)
+						name := regexp.MustCompile(`(^|[ /])` + regexp.QuoteMeta(filepath.Base(p)) + `($|[ /])`)
 						for _, op := range ops {
-							if strings.Contains(op, base) {
+							if name.MatchString(op) {
 								related = append(related, op)
 							}
 						}
