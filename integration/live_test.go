@@ -792,7 +792,15 @@ func TestLiveFailureQueue(t *testing.T) {
 				t.Skipf("chattr +i on the replica's filesystem: %v: %s", err, out)
 			}
 			defer exec.Command(chattr, "-i", dir).Run()
-			stimeBefore, _ := os.ReadFile(filepath.Join(s.work, "stime"))
+			// The replica matches as soon as the first pass's ops are
+			// applied; its stime is written after its verify.
+			var stimeBefore []byte
+			for deadline := time.Now().Add(liveConverge); len(stimeBefore) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				stimeBefore, _ = os.ReadFile(filepath.Join(s.work, "stime"))
+			}
+			if len(stimeBefore) == 0 {
+				t.Fatalf("no stime after the initial sync:\n%s", lastLines(m.Log(), 20))
+			}
 
 			if err := os.WriteFile(filepath.Join(s.src, "d", "blocked"), []byte("x\n"), 0o644); err != nil {
 				t.Fatal(err)
