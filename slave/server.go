@@ -17,7 +17,7 @@ import (
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/gfid"
-	"github.com/georep/georep/slave/replica"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // ProtocolVersion is the version of the slave protocol this server speaks.
@@ -41,11 +41,11 @@ const sessionKey = "georep-session"
 // directory holding the slave's own state (.georep/volume-id,
 // .georep/master-volume-id). After Close no method may be called.
 type Replica interface {
-	ApplyEntries(ctx context.Context, entries []replica.Entry) []replica.Failure
-	ApplyMeta(ctx context.Context, metas []replica.Meta) []replica.Failure
-	WriteFiles(ctx context.Context, files []replica.FileData) []replica.Failure
-	Stat(ctx context.Context, g gfid.GFID) (replica.Attr, error)
-	Entries(ctx context.Context, dir gfid.GFID) ([]replica.DirEntry, error)
+	ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.Failure
+	ApplyMeta(ctx context.Context, metas []ops.Meta) []ops.Failure
+	WriteFiles(ctx context.Context, files []ops.FileData) []ops.Failure
+	Stat(ctx context.Context, g gfid.GFID) (ops.Attr, error)
+	Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, error)
 	Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) (uint64, error)
 	SetXtime(ctx context.Context, g gfid.GFID, volumeID string, sec int64, nsec int32) error
 	Xtime(ctx context.Context, g gfid.GFID, volumeID string) (sec int64, nsec int32, ok bool, err error)
@@ -130,7 +130,7 @@ func (s *service) EntryOps(ctx context.Context, req *slavev1.EntryOpsRequest) (*
 		return nil, status.Errorf(codes.InvalidArgument, "batch of %d entries exceeds the limit of %d", n, s.maxBatch)
 	}
 	var failures []*slavev1.EntryFailure
-	entries := make([]replica.Entry, 0, len(req.GetEntries()))
+	entries := make([]ops.Entry, 0, len(req.GetEntries()))
 	index := make([]int, 0, len(req.GetEntries())) // position in the request of each entry passed on
 	for i, pe := range req.GetEntries() {
 		e, err := entryFromProto(pe)
@@ -152,7 +152,7 @@ func (s *service) MetaOps(ctx context.Context, req *slavev1.MetaOpsRequest) (*sl
 		return nil, status.Errorf(codes.InvalidArgument, "batch of %d metas exceeds the limit of %d", n, s.maxBatch)
 	}
 	var failures []*slavev1.EntryFailure
-	metas := make([]replica.Meta, 0, len(req.GetMetas()))
+	metas := make([]ops.Meta, 0, len(req.GetMetas()))
 	index := make([]int, 0, len(req.GetMetas()))
 	for i, pm := range req.GetMetas() {
 		m, err := metaFromProto(pm)
@@ -176,7 +176,7 @@ func (s *service) WriteFiles(ctx context.Context, req *slavev1.WriteFilesRequest
 		return nil, status.Errorf(codes.InvalidArgument, "batch of %d files exceeds the limit of %d", n, s.maxBatch)
 	}
 	var failures []*slavev1.EntryFailure
-	files := make([]replica.FileData, 0, len(req.GetFiles()))
+	files := make([]ops.FileData, 0, len(req.GetFiles()))
 	index := make([]int, 0, len(req.GetFiles()))
 	for i, pf := range req.GetFiles() {
 		g, err := gfid.Parse(pf.GetGfid())
@@ -184,7 +184,7 @@ func (s *service) WriteFiles(ctx context.Context, req *slavev1.WriteFilesRequest
 			failures = append(failures, &slavev1.EntryFailure{Index: uint32(i), Errno: int32(syscall.EINVAL), Message: fmt.Sprintf("write: gfid: %v", err)})
 			continue
 		}
-		fd := replica.FileData{GFID: g, Data: pf.GetData(), Mode: pf.GetMode(), UID: pf.GetUid(), GID: pf.GetGid()}
+		fd := ops.FileData{GFID: g, Data: pf.GetData(), Mode: pf.GetMode(), UID: pf.GetUid(), GID: pf.GetGid()}
 		if t := pf.GetMtime(); t != nil {
 			fd.Mtime = time.Unix(t.GetSec(), int64(t.GetNsec()))
 		} else {
@@ -244,7 +244,7 @@ func (s *service) Purge(ctx context.Context, req *slavev1.PurgeRequest) (*slavev
 		}
 	}
 	name := string(req.GetName())
-	if err := replica.ValidateName(name); err != nil {
+	if err := ops.ValidateName(name); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "purge %s/%q: %v", parent, name, err)
 	}
 	n, err := s.replica.Purge(ctx, parent, name, only)
@@ -361,50 +361,50 @@ func parseGFID(field, text string) (gfid.GFID, error) {
 	return g, nil
 }
 
-var opFromProto = map[slavev1.EntryOp]replica.Op{
-	slavev1.EntryOp_ENTRY_OP_CREATE:  replica.OpCreate,
-	slavev1.EntryOp_ENTRY_OP_MKDIR:   replica.OpMkdir,
-	slavev1.EntryOp_ENTRY_OP_MKNOD:   replica.OpMknod,
-	slavev1.EntryOp_ENTRY_OP_LINK:    replica.OpLink,
-	slavev1.EntryOp_ENTRY_OP_SYMLINK: replica.OpSymlink,
-	slavev1.EntryOp_ENTRY_OP_RENAME:  replica.OpRename,
-	slavev1.EntryOp_ENTRY_OP_UNLINK:  replica.OpUnlink,
-	slavev1.EntryOp_ENTRY_OP_RMDIR:   replica.OpRmdir,
+var opFromProto = map[slavev1.EntryOp]ops.Op{
+	slavev1.EntryOp_ENTRY_OP_CREATE:  ops.OpCreate,
+	slavev1.EntryOp_ENTRY_OP_MKDIR:   ops.OpMkdir,
+	slavev1.EntryOp_ENTRY_OP_MKNOD:   ops.OpMknod,
+	slavev1.EntryOp_ENTRY_OP_LINK:    ops.OpLink,
+	slavev1.EntryOp_ENTRY_OP_SYMLINK: ops.OpSymlink,
+	slavev1.EntryOp_ENTRY_OP_RENAME:  ops.OpRename,
+	slavev1.EntryOp_ENTRY_OP_UNLINK:  ops.OpUnlink,
+	slavev1.EntryOp_ENTRY_OP_RMDIR:   ops.OpRmdir,
 }
 
-func entryFromProto(pe *slavev1.Entry) (replica.Entry, error) {
+func entryFromProto(pe *slavev1.Entry) (ops.Entry, error) {
 	op, ok := opFromProto[pe.GetOp()]
 	if !ok {
-		return replica.Entry{}, fmt.Errorf("unknown entry op %v", pe.GetOp())
+		return ops.Entry{}, fmt.Errorf("unknown entry op %v", pe.GetOp())
 	}
 	g, err := gfid.Parse(pe.GetGfid())
 	if err != nil {
-		return replica.Entry{}, fmt.Errorf("%s: gfid: %w", op, err)
+		return ops.Entry{}, fmt.Errorf("%s: gfid: %w", op, err)
 	}
 	parent, err := gfid.Parse(pe.GetPargfid())
 	if err != nil {
-		return replica.Entry{}, fmt.Errorf("%s %s: pargfid: %w", op, g, err)
+		return ops.Entry{}, fmt.Errorf("%s %s: pargfid: %w", op, g, err)
 	}
-	e := replica.Entry{
+	e := ops.Entry{
 		Op: op, GFID: g, Parent: parent, Name: string(pe.GetName()),
 		Mode: pe.GetMode(), UID: pe.GetUid(), GID: pe.GetGid(), Rdev: pe.GetRdev(),
 		Target: string(pe.GetLinkTarget()),
 	}
-	if op == replica.OpRename {
+	if op == ops.OpRename {
 		if e.NewParent, err = gfid.Parse(pe.GetNewPargfid()); err != nil {
-			return replica.Entry{}, fmt.Errorf("%s %s: new pargfid: %w", op, g, err)
+			return ops.Entry{}, fmt.Errorf("%s %s: new pargfid: %w", op, g, err)
 		}
 		e.NewName = string(pe.GetNewName())
 	}
 	return e, nil
 }
 
-func metaFromProto(pm *slavev1.Meta) (replica.Meta, error) {
+func metaFromProto(pm *slavev1.Meta) (ops.Meta, error) {
 	g, err := gfid.Parse(pm.GetGfid())
 	if err != nil {
-		return replica.Meta{}, fmt.Errorf("meta: gfid: %w", err)
+		return ops.Meta{}, fmt.Errorf("meta: gfid: %w", err)
 	}
-	m := replica.Meta{
+	m := ops.Meta{
 		GFID:    g,
 		SetMode: pm.GetSetMode(), Mode: pm.GetMode(),
 		SetOwner: pm.GetSetOwner(), UID: pm.GetUid(), GID: pm.GetGid(),
@@ -427,7 +427,7 @@ func metaFromProto(pm *slavev1.Meta) (replica.Meta, error) {
 	return m, nil
 }
 
-func failureToProto(f replica.Failure, index int) *slavev1.EntryFailure {
+func failureToProto(f ops.Failure, index int) *slavev1.EntryFailure {
 	pf := &slavev1.EntryFailure{Index: uint32(index), Errno: int32(f.Errno), Message: f.Message}
 	if !f.Existing.IsZero() {
 		pf.ExistingGfid = f.Existing.String()
@@ -435,7 +435,7 @@ func failureToProto(f replica.Failure, index int) *slavev1.EntryFailure {
 	return pf
 }
 
-func attrToProto(a replica.Attr) *slavev1.Attr {
+func attrToProto(a ops.Attr) *slavev1.Attr {
 	return &slavev1.Attr{
 		Type: slavev1.FileType(a.Type), Mode: a.Mode, Uid: a.UID, Gid: a.GID, Size: a.Size,
 		Mtime: &slavev1.Timespec{Sec: a.Mtime.Unix(), Nsec: int32(a.Mtime.Nanosecond())},

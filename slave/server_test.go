@@ -28,7 +28,7 @@ import (
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/gfid"
-	"github.com/georep/georep/slave/replica"
+	"github.com/georep/georep/rpc/ops"
 )
 
 var (
@@ -1022,10 +1022,10 @@ func FuzzEntryOpsRequest(f *testing.F) {
 func assertReplicaIntact(t *testing.T, svc *service, root string) {
 	t.Helper()
 	ctx := t.Context()
-	if a, err := svc.replica.Stat(ctx, gfid.Root); err != nil || a.Type != replica.TypeDir {
+	if a, err := svc.replica.Stat(ctx, gfid.Root); err != nil || a.Type != ops.TypeDir {
 		t.Fatalf("Stat(root) = %v, %v", a, err)
 	}
-	if a, err := svc.replica.Stat(ctx, gfid.Park); err != nil || a.Type != replica.TypeDir {
+	if a, err := svc.replica.Stat(ctx, gfid.Park); err != nil || a.Type != ops.TypeDir {
 		t.Fatalf("Stat(park) = %v, %v", a, err)
 	}
 	data := svc.replica.DataDir()
@@ -1063,14 +1063,14 @@ func assertReplicaIntact(t *testing.T, svc *service, root string) {
 			if err != nil || a.Type != e.Type {
 				t.Fatalf("%s/%s lists gfid %s as %v; Stat gives %v, %v", path, e.Name, e.GFID, e.Type, a.Type, err)
 			}
-			if e.Type == replica.TypeDir && depth < 16 {
+			if e.Type == ops.TypeDir && depth < 16 {
 				walk(e.GFID, path+"/"+e.Name, depth+1)
 			}
 		}
 	}
 	walk(gfid.Root, "", 0)
 	g := gfid.New()
-	if fl := svc.replica.ApplyEntries(ctx, []replica.Entry{{Op: replica.OpCreate, GFID: g, Parent: gfid.Root, Name: "intact-" + g.String(), Mode: unix.S_IFREG | 0o644}}); len(fl) > 0 {
+	if fl := svc.replica.ApplyEntries(ctx, []ops.Entry{{Op: ops.OpCreate, GFID: g, Parent: gfid.Root, Name: "intact-" + g.String(), Mode: unix.S_IFREG | 0o644}}); len(fl) > 0 {
 		t.Fatalf("a create after the requests failed: %+v", fl)
 	}
 }
