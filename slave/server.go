@@ -28,7 +28,7 @@ const sessionKey = "georep-session"
 
 // Replica is the replica the slave applies the protocol to: a plain
 // directory (*replica.Replica) or a GlusterFS volume (*glusterfs.Volume).
-// Both apply the same semantics (package slave/replica/replicatest is their
+// Both apply the same semantics (package rpc/ops/opstest is their
 // conformance suite).
 //
 // Contract: every method is safe for concurrent use. Batch methods

@@ -1,11 +1,12 @@
-// Package replicatest is the conformance suite of the slave's replicas: the
-// same behavioural tests of entry-op semantics (gsyncd's resource.py
-// entry_ops and meta_ops, as ARCHITECTURE.md "The slave's replica" states
-// them) run against every implementation: the plain-directory replica
-// (package slave/replica) and the GlusterFS volume (package slave/glusterfs).
-// A difference between implementations is accepted only through a Caps
+// Package opstest is the conformance suite of whatever applies the
+// vocabulary of package rpc/ops: the same behavioural tests of entry-op
+// semantics (gsyncd's resource.py entry_ops and meta_ops, as ARCHITECTURE.md
+// "The slave's replica" states them) run against every implementation: the
+// plain-directory replica (package slave/replica) and the GlusterFS volume
+// (package slave/glusterfs). It declares the Backend it drives and imports
+// nothing of them. A difference between implementations is accepted only through a Caps
 // field, never by a silent skip.
-package replicatest
+package opstest
 
 import (
 	"bytes"
@@ -29,7 +30,8 @@ import (
 )
 
 // Backend is what the suite drives: the replica method set the slave
-// daemon uses (package slave's Replica), without the lifecycle.
+// daemon uses (package slave's Replica), without the lifecycle, declared
+// here so that the suite depends on no implementation.
 type Backend interface {
 	ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.Failure
 	ApplyMeta(ctx context.Context, metas []ops.Meta) []ops.Failure
