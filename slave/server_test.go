@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -29,6 +30,7 @@ import (
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/rpc/wire"
 )
 
 var (
@@ -888,6 +890,57 @@ func TestQueries(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestErrnoAcrossTheWire: a domain error of a query reaches the client
+// with its errno (rpc/wire's ErrorInfo), so that wire.FromStatus gives the
+// master errors.Is against the sentinels of rpc/ops.
+func TestErrnoAcrossTheWire(t *testing.T) {
+	fx := newFixture(t, nil)
+	unknown := gfid.New().String()
+	tests := []struct {
+		name string
+		call func() error
+		code codes.Code
+		want syscall.Errno
+	}{
+		{"entries of an unknown gfid", func() error {
+			_, err := fx.client.Entries(t.Context(), &slavev1.EntriesRequest{Gfid: unknown})
+			return err
+		}, codes.NotFound, ops.ErrNotFound},
+		{"entries of a regular file", func() error {
+			_, err := fx.client.Entries(t.Context(), &slavev1.EntriesRequest{Gfid: fx.F})
+			return err
+		}, codes.FailedPrecondition, ops.ErrNotDir},
+		{"purge of a name with a slash", func() error {
+			_, err := fx.client.Purge(fx.ctx(t), &slavev1.PurgeRequest{Pargfid: rootG, Name: []byte("d/sub")})
+			return err
+		}, codes.InvalidArgument, ops.ErrInvalid},
+		{"purge of a 256-byte name", func() error {
+			_, err := fx.client.Purge(fx.ctx(t), &slavev1.PurgeRequest{Pargfid: rootG, Name: []byte(strings.Repeat("n", 256))})
+			return err
+		}, codes.InvalidArgument, ops.ErrNameTooLong},
+		{"purge under an unknown parent", func() error {
+			_, err := fx.client.Purge(fx.ctx(t), &slavev1.PurgeRequest{Pargfid: unknown, Name: []byte("d")})
+			return err
+		}, codes.NotFound, ops.ErrNotFound},
+		{"set xtime of an unknown gfid", func() error {
+			_, err := fx.client.SetXtime(fx.ctx(t), &slavev1.SetXtimeRequest{Gfid: unknown, VolumeId: volA})
+			return err
+		}, codes.NotFound, ops.ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := wire.FromStatus(tt.call())
+			if status.Code(err) != tt.code {
+				t.Errorf("code %v, want %v (%v)", status.Code(err), tt.code, err)
+			}
+			var errno syscall.Errno
+			if !errors.Is(err, tt.want) || !errors.As(err, &errno) || errno != tt.want {
+				t.Errorf("%v: errno %v, want %v", err, errno, tt.want)
+			}
+		})
+	}
 }
 
 // TestRunHealthReflection starts the daemon with Run and checks health and
