@@ -16,6 +16,9 @@ const (
 	// FailedPrecondition). Metadata: root, entries (the count), names (the
 	// first few, one a line).
 	ReasonReplicaNotEmpty = "REPLICA_NOT_EMPTY"
+	// ReasonErrno: the Linux errno of a domain error (package rpc/wire
+	// attaches and reads it). Metadata: errno (decimal).
+	ReasonErrno = "ERRNO"
 )
 
 // ErrorInfo returns the ErrorInfo of domain ErrorDomain with reason that

@@ -3,15 +3,10 @@ package rpc
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
-	"syscall"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc/codes"
 )
 
 func TestServerHealthAndShutdown(t *testing.T) {
@@ -51,23 +46,5 @@ func TestNoTLSRefused(t *testing.T) {
 	}
 	if _, err := NewClient(ClientConfig{Address: "127.0.0.1:1"}); !errors.Is(err, ErrNoTLS) {
 		t.Fatalf("NewClient without TLS or --insecure: err = %v, want ErrNoTLS", err)
-	}
-}
-
-func TestCode(t *testing.T) {
-	tests := []struct {
-		err  error
-		want codes.Code
-	}{
-		{fmt.Errorf("stat: %w", fs.ErrNotExist), codes.NotFound},
-		{fmt.Errorf("write: %w", syscall.ENOSPC), codes.ResourceExhausted},
-		{syscall.EINVAL, codes.InvalidArgument},
-		{context.DeadlineExceeded, codes.DeadlineExceeded},
-		{errors.New("boom"), codes.Internal},
-	}
-	for _, tt := range tests {
-		if got := Code(tt.err); got != tt.want {
-			t.Errorf("Code(%v) = %v, want %v", tt.err, got, tt.want)
-		}
 	}
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -15,9 +13,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
-	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/gfid"
-	"github.com/georep/georep/slave/replica"
+	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/rpc/wire"
 )
 
 // ProtocolVersion is the version of the slave protocol this server speaks.
@@ -28,7 +26,7 @@ const sessionKey = "georep-session"
 
 // Replica is the replica the slave applies the protocol to: a plain
 // directory (*replica.Replica) or a GlusterFS volume (*glusterfs.Volume).
-// Both apply the same semantics (package slave/replica/replicatest is their
+// Both apply the same semantics (package rpc/ops/opstest is their
 // conformance suite).
 //
 // Contract: every method is safe for concurrent use. Batch methods
@@ -41,11 +39,11 @@ const sessionKey = "georep-session"
 // directory holding the slave's own state (.georep/volume-id,
 // .georep/master-volume-id). After Close no method may be called.
 type Replica interface {
-	ApplyEntries(ctx context.Context, entries []replica.Entry) []replica.Failure
-	ApplyMeta(ctx context.Context, metas []replica.Meta) []replica.Failure
-	WriteFiles(ctx context.Context, files []replica.FileData) []replica.Failure
-	Stat(ctx context.Context, g gfid.GFID) (replica.Attr, error)
-	Entries(ctx context.Context, dir gfid.GFID) ([]replica.DirEntry, error)
+	ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.Failure
+	ApplyMeta(ctx context.Context, metas []ops.Meta) []ops.Failure
+	WriteFiles(ctx context.Context, files []ops.FileData) []ops.Failure
+	Stat(ctx context.Context, g gfid.GFID) (ops.Attr, error)
+	Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, error)
 	Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) (uint64, error)
 	SetXtime(ctx context.Context, g gfid.GFID, volumeID string, sec int64, nsec int32) error
 	Xtime(ctx context.Context, g gfid.GFID, volumeID string) (sec int64, nsec int32, ok bool, err error)
@@ -130,19 +128,20 @@ func (s *service) EntryOps(ctx context.Context, req *slavev1.EntryOpsRequest) (*
 		return nil, status.Errorf(codes.InvalidArgument, "batch of %d entries exceeds the limit of %d", n, s.maxBatch)
 	}
 	var failures []*slavev1.EntryFailure
-	entries := make([]replica.Entry, 0, len(req.GetEntries()))
+	entries := make([]ops.Entry, 0, len(req.GetEntries()))
 	index := make([]int, 0, len(req.GetEntries())) // position in the request of each entry passed on
 	for i, pe := range req.GetEntries() {
-		e, err := entryFromProto(pe)
+		e, err := wire.EntryFromProto(pe)
 		if err != nil {
-			failures = append(failures, &slavev1.EntryFailure{Index: uint32(i), Errno: int32(syscall.EINVAL), Message: err.Error()})
+			failures = append(failures, refused(i, err))
 			continue
 		}
 		entries = append(entries, e)
 		index = append(index, i)
 	}
 	for _, f := range s.replica.ApplyEntries(ctx, entries) {
-		failures = append(failures, failureToProto(f, index[f.Index]))
+		f.Index = index[f.Index]
+		failures = append(failures, wire.FailureToProto(f))
 	}
 	return &slavev1.EntryOpsResponse{Failures: failures}, nil
 }
@@ -152,19 +151,20 @@ func (s *service) MetaOps(ctx context.Context, req *slavev1.MetaOpsRequest) (*sl
 		return nil, status.Errorf(codes.InvalidArgument, "batch of %d metas exceeds the limit of %d", n, s.maxBatch)
 	}
 	var failures []*slavev1.EntryFailure
-	metas := make([]replica.Meta, 0, len(req.GetMetas()))
+	metas := make([]ops.Meta, 0, len(req.GetMetas()))
 	index := make([]int, 0, len(req.GetMetas()))
 	for i, pm := range req.GetMetas() {
-		m, err := metaFromProto(pm)
+		m, err := wire.MetaFromProto(pm)
 		if err != nil {
-			failures = append(failures, &slavev1.EntryFailure{Index: uint32(i), Errno: int32(syscall.EINVAL), Message: err.Error()})
+			failures = append(failures, refused(i, err))
 			continue
 		}
 		metas = append(metas, m)
 		index = append(index, i)
 	}
 	for _, f := range s.replica.ApplyMeta(ctx, metas) {
-		failures = append(failures, failureToProto(f, index[f.Index]))
+		f.Index = index[f.Index]
+		failures = append(failures, wire.FailureToProto(f))
 	}
 	return &slavev1.MetaOpsResponse{Failures: failures}, nil
 }
@@ -176,25 +176,23 @@ func (s *service) WriteFiles(ctx context.Context, req *slavev1.WriteFilesRequest
 		return nil, status.Errorf(codes.InvalidArgument, "batch of %d files exceeds the limit of %d", n, s.maxBatch)
 	}
 	var failures []*slavev1.EntryFailure
-	files := make([]replica.FileData, 0, len(req.GetFiles()))
+	files := make([]ops.FileData, 0, len(req.GetFiles()))
 	index := make([]int, 0, len(req.GetFiles()))
 	for i, pf := range req.GetFiles() {
-		g, err := gfid.Parse(pf.GetGfid())
+		fd, err := wire.FileDataFromProto(pf)
 		if err != nil {
-			failures = append(failures, &slavev1.EntryFailure{Index: uint32(i), Errno: int32(syscall.EINVAL), Message: fmt.Sprintf("write: gfid: %v", err)})
+			failures = append(failures, refused(i, err))
 			continue
 		}
-		fd := replica.FileData{GFID: g, Data: pf.GetData(), Mode: pf.GetMode(), UID: pf.GetUid(), GID: pf.GetGid()}
-		if t := pf.GetMtime(); t != nil {
-			fd.Mtime = time.Unix(t.GetSec(), int64(t.GetNsec()))
-		} else {
+		if pf.GetMtime() == nil {
 			fd.Mtime = time.Now()
 		}
 		files = append(files, fd)
 		index = append(index, i)
 	}
 	for _, f := range s.replica.WriteFiles(ctx, files) {
-		failures = append(failures, failureToProto(f, index[f.Index]))
+		f.Index = index[f.Index]
+		failures = append(failures, wire.FailureToProto(f))
 	}
 	return &slavev1.WriteFilesResponse{Failures: failures}, nil
 }
@@ -208,7 +206,7 @@ func (s *service) SetXtime(ctx context.Context, req *slavev1.SetXtimeRequest) (*
 		return nil, status.Errorf(codes.InvalidArgument, "volume id: %v", err)
 	}
 	if err := s.replica.SetXtime(ctx, g, req.GetVolumeId(), req.GetXtime().GetSec(), req.GetXtime().GetNsec()); err != nil {
-		return nil, rpc.Error(err)
+		return nil, wire.ToStatus(err)
 	}
 	return &slavev1.SetXtimeResponse{}, nil
 }
@@ -223,7 +221,7 @@ func (s *service) Xtime(ctx context.Context, req *slavev1.XtimeRequest) (*slavev
 	}
 	sec, nsec, ok, err := s.replica.Xtime(ctx, g, req.GetVolumeId())
 	if err != nil {
-		return nil, rpc.Error(err)
+		return nil, wire.ToStatus(err)
 	}
 	resp := &slavev1.XtimeResponse{}
 	if ok {
@@ -244,12 +242,12 @@ func (s *service) Purge(ctx context.Context, req *slavev1.PurgeRequest) (*slavev
 		}
 	}
 	name := string(req.GetName())
-	if err := replica.ValidateName(name); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "purge %s/%q: %v", parent, name, err)
+	if err := ops.ValidateName(name); err != nil {
+		return nil, wire.ToStatus(fmt.Errorf("purge %s/%q: %w", parent, name, err)) // EINVAL, ENAMETOOLONG: InvalidArgument
 	}
 	n, err := s.replica.Purge(ctx, parent, name, only)
 	if err != nil {
-		return nil, rpc.Error(fmt.Errorf("purge %s/%q: %w", parent, name, err))
+		return nil, wire.ToStatus(fmt.Errorf("purge %s/%q: %w", parent, name, err))
 	}
 	return &slavev1.PurgeResponse{Removed: n}, nil
 }
@@ -261,17 +259,9 @@ func (s *service) Entries(ctx context.Context, req *slavev1.EntriesRequest) (*sl
 	}
 	ents, err := s.replica.Entries(ctx, g)
 	if err != nil {
-		return nil, rpc.Error(err)
+		return nil, wire.ToStatus(err)
 	}
-	resp := &slavev1.EntriesResponse{Entries: make([]*slavev1.DirEntry, len(ents))}
-	for i, e := range ents {
-		de := &slavev1.DirEntry{Name: []byte(e.Name), Type: slavev1.FileType(e.Type)}
-		if !e.GFID.IsZero() {
-			de.Gfid = e.GFID.String()
-		}
-		resp.Entries[i] = de
-	}
-	return resp, nil
+	return &slavev1.EntriesResponse{Entries: wire.DirEntriesToProto(ents)}, nil
 }
 
 func (s *service) Stat(ctx context.Context, req *slavev1.StatRequest) (*slavev1.StatResponse, error) {
@@ -280,19 +270,13 @@ func (s *service) Stat(ctx context.Context, req *slavev1.StatRequest) (*slavev1.
 	}
 	resp := &slavev1.StatResponse{Results: make([]*slavev1.StatResult, len(req.GetGfids()))}
 	for i, text := range req.GetGfids() {
-		r := &slavev1.StatResult{Gfid: text}
-		resp.Results[i] = r
 		g, err := gfid.Parse(text)
 		if err != nil {
-			r.Errno = int32(syscall.EINVAL)
+			resp.Results[i] = wire.StatResultToProto(text, ops.Attr{}, ops.ErrInvalid)
 			continue
 		}
 		a, err := s.replica.Stat(ctx, g)
-		if err != nil {
-			r.Errno = int32(errnoOf(err))
-			continue
-		}
-		r.Attr = attrToProto(a)
+		resp.Results[i] = wire.StatResultToProto(text, a, err)
 	}
 	return resp, nil
 }
@@ -361,95 +345,8 @@ func parseGFID(field, text string) (gfid.GFID, error) {
 	return g, nil
 }
 
-var opFromProto = map[slavev1.EntryOp]replica.Op{
-	slavev1.EntryOp_ENTRY_OP_CREATE:  replica.OpCreate,
-	slavev1.EntryOp_ENTRY_OP_MKDIR:   replica.OpMkdir,
-	slavev1.EntryOp_ENTRY_OP_MKNOD:   replica.OpMknod,
-	slavev1.EntryOp_ENTRY_OP_LINK:    replica.OpLink,
-	slavev1.EntryOp_ENTRY_OP_SYMLINK: replica.OpSymlink,
-	slavev1.EntryOp_ENTRY_OP_RENAME:  replica.OpRename,
-	slavev1.EntryOp_ENTRY_OP_UNLINK:  replica.OpUnlink,
-	slavev1.EntryOp_ENTRY_OP_RMDIR:   replica.OpRmdir,
-}
-
-func entryFromProto(pe *slavev1.Entry) (replica.Entry, error) {
-	op, ok := opFromProto[pe.GetOp()]
-	if !ok {
-		return replica.Entry{}, fmt.Errorf("unknown entry op %v", pe.GetOp())
-	}
-	g, err := gfid.Parse(pe.GetGfid())
-	if err != nil {
-		return replica.Entry{}, fmt.Errorf("%s: gfid: %w", op, err)
-	}
-	parent, err := gfid.Parse(pe.GetPargfid())
-	if err != nil {
-		return replica.Entry{}, fmt.Errorf("%s %s: pargfid: %w", op, g, err)
-	}
-	e := replica.Entry{
-		Op: op, GFID: g, Parent: parent, Name: string(pe.GetName()),
-		Mode: pe.GetMode(), UID: pe.GetUid(), GID: pe.GetGid(), Rdev: pe.GetRdev(),
-		Target: string(pe.GetLinkTarget()),
-	}
-	if op == replica.OpRename {
-		if e.NewParent, err = gfid.Parse(pe.GetNewPargfid()); err != nil {
-			return replica.Entry{}, fmt.Errorf("%s %s: new pargfid: %w", op, g, err)
-		}
-		e.NewName = string(pe.GetNewName())
-	}
-	return e, nil
-}
-
-func metaFromProto(pm *slavev1.Meta) (replica.Meta, error) {
-	g, err := gfid.Parse(pm.GetGfid())
-	if err != nil {
-		return replica.Meta{}, fmt.Errorf("meta: gfid: %w", err)
-	}
-	m := replica.Meta{
-		GFID:    g,
-		SetMode: pm.GetSetMode(), Mode: pm.GetMode(),
-		SetOwner: pm.GetSetOwner(), UID: pm.GetUid(), GID: pm.GetGid(),
-		SetXattrs: pm.GetSetXattrs(),
-	}
-	if t := pm.GetAtime(); t != nil {
-		at := time.Unix(t.GetSec(), int64(t.GetNsec()))
-		m.Atime = &at
-	}
-	if t := pm.GetMtime(); t != nil {
-		mt := time.Unix(t.GetSec(), int64(t.GetNsec()))
-		m.Mtime = &mt
-	}
-	if m.SetXattrs {
-		m.Xattrs = make(map[string][]byte, len(pm.GetXattrs()))
-		for _, x := range pm.GetXattrs() {
-			m.Xattrs[x.GetName()] = x.GetValue()
-		}
-	}
-	return m, nil
-}
-
-func failureToProto(f replica.Failure, index int) *slavev1.EntryFailure {
-	pf := &slavev1.EntryFailure{Index: uint32(index), Errno: int32(f.Errno), Message: f.Message}
-	if !f.Existing.IsZero() {
-		pf.ExistingGfid = f.Existing.String()
-	}
-	return pf
-}
-
-func attrToProto(a replica.Attr) *slavev1.Attr {
-	return &slavev1.Attr{
-		Type: slavev1.FileType(a.Type), Mode: a.Mode, Uid: a.UID, Gid: a.GID, Size: a.Size,
-		Mtime: &slavev1.Timespec{Sec: a.Mtime.Unix(), Nsec: int32(a.Mtime.Nanosecond())},
-		Nlink: a.Nlink, Rdev: a.Rdev, LinkTarget: []byte(a.Target),
-	}
-}
-
-func errnoOf(err error) syscall.Errno {
-	var errno syscall.Errno
-	switch {
-	case errors.As(err, &errno):
-		return errno
-	case errors.Is(err, fs.ErrNotExist):
-		return syscall.ENOENT
-	}
-	return syscall.EIO
+// refused is the failure of item i of a batch whose request did not convert
+// (an unknown op, a gfid that does not parse).
+func refused(i int, err error) *slavev1.EntryFailure {
+	return wire.FailureToProto(ops.Failure{Index: i, Errno: ops.ErrInvalid, Message: err.Error()})
 }

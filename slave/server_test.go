@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -28,7 +29,8 @@ import (
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/gfid"
-	"github.com/georep/georep/slave/replica"
+	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/rpc/wire"
 )
 
 var (
@@ -890,6 +892,57 @@ func TestQueries(t *testing.T) {
 	})
 }
 
+// TestErrnoAcrossTheWire: a domain error of a query reaches the client
+// with its errno (rpc/wire's ErrorInfo), so that wire.FromStatus gives the
+// master errors.Is against the sentinels of rpc/ops.
+func TestErrnoAcrossTheWire(t *testing.T) {
+	fx := newFixture(t, nil)
+	unknown := gfid.New().String()
+	tests := []struct {
+		name string
+		call func() error
+		code codes.Code
+		want syscall.Errno
+	}{
+		{"entries of an unknown gfid", func() error {
+			_, err := fx.client.Entries(t.Context(), &slavev1.EntriesRequest{Gfid: unknown})
+			return err
+		}, codes.NotFound, ops.ErrNotFound},
+		{"entries of a regular file", func() error {
+			_, err := fx.client.Entries(t.Context(), &slavev1.EntriesRequest{Gfid: fx.F})
+			return err
+		}, codes.FailedPrecondition, ops.ErrNotDir},
+		{"purge of a name with a slash", func() error {
+			_, err := fx.client.Purge(fx.ctx(t), &slavev1.PurgeRequest{Pargfid: rootG, Name: []byte("d/sub")})
+			return err
+		}, codes.InvalidArgument, ops.ErrInvalid},
+		{"purge of a 256-byte name", func() error {
+			_, err := fx.client.Purge(fx.ctx(t), &slavev1.PurgeRequest{Pargfid: rootG, Name: []byte(strings.Repeat("n", 256))})
+			return err
+		}, codes.InvalidArgument, ops.ErrNameTooLong},
+		{"purge under an unknown parent", func() error {
+			_, err := fx.client.Purge(fx.ctx(t), &slavev1.PurgeRequest{Pargfid: unknown, Name: []byte("d")})
+			return err
+		}, codes.NotFound, ops.ErrNotFound},
+		{"set xtime of an unknown gfid", func() error {
+			_, err := fx.client.SetXtime(fx.ctx(t), &slavev1.SetXtimeRequest{Gfid: unknown, VolumeId: volA})
+			return err
+		}, codes.NotFound, ops.ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := wire.FromStatus(tt.call())
+			if status.Code(err) != tt.code {
+				t.Errorf("code %v, want %v (%v)", status.Code(err), tt.code, err)
+			}
+			var errno syscall.Errno
+			if !errors.Is(err, tt.want) || !errors.As(err, &errno) || errno != tt.want {
+				t.Errorf("%v: errno %v, want %v", err, errno, tt.want)
+			}
+		})
+	}
+}
+
 // TestRunHealthReflection starts the daemon with Run and checks health and
 // reflection over a real connection.
 func TestRunHealthReflection(t *testing.T) {
@@ -1022,10 +1075,10 @@ func FuzzEntryOpsRequest(f *testing.F) {
 func assertReplicaIntact(t *testing.T, svc *service, root string) {
 	t.Helper()
 	ctx := t.Context()
-	if a, err := svc.replica.Stat(ctx, gfid.Root); err != nil || a.Type != replica.TypeDir {
+	if a, err := svc.replica.Stat(ctx, gfid.Root); err != nil || a.Type != ops.TypeDir {
 		t.Fatalf("Stat(root) = %v, %v", a, err)
 	}
-	if a, err := svc.replica.Stat(ctx, gfid.Park); err != nil || a.Type != replica.TypeDir {
+	if a, err := svc.replica.Stat(ctx, gfid.Park); err != nil || a.Type != ops.TypeDir {
 		t.Fatalf("Stat(park) = %v, %v", a, err)
 	}
 	data := svc.replica.DataDir()
@@ -1063,14 +1116,14 @@ func assertReplicaIntact(t *testing.T, svc *service, root string) {
 			if err != nil || a.Type != e.Type {
 				t.Fatalf("%s/%s lists gfid %s as %v; Stat gives %v, %v", path, e.Name, e.GFID, e.Type, a.Type, err)
 			}
-			if e.Type == replica.TypeDir && depth < 16 {
+			if e.Type == ops.TypeDir && depth < 16 {
 				walk(e.GFID, path+"/"+e.Name, depth+1)
 			}
 		}
 	}
 	walk(gfid.Root, "", 0)
 	g := gfid.New()
-	if fl := svc.replica.ApplyEntries(ctx, []replica.Entry{{Op: replica.OpCreate, GFID: g, Parent: gfid.Root, Name: "intact-" + g.String(), Mode: unix.S_IFREG | 0o644}}); len(fl) > 0 {
+	if fl := svc.replica.ApplyEntries(ctx, []ops.Entry{{Op: ops.OpCreate, GFID: g, Parent: gfid.Root, Name: "intact-" + g.String(), Mode: unix.S_IFREG | 0o644}}); len(fl) > 0 {
 		t.Fatalf("a create after the requests failed: %+v", fl)
 	}
 }

@@ -3,8 +3,8 @@ package gluster
 import (
 	"testing"
 
+	"github.com/georep/georep/rpc/ops/opstest"
 	"github.com/georep/georep/slave/glusterfs"
-	"github.com/georep/georep/slave/replica/replicatest"
 )
 
 // TestSlaveConformanceGlusterFS runs the replica conformance suite against
@@ -12,7 +12,7 @@ import (
 func TestSlaveConformanceGlusterFS(t *testing.T) {
 	c := Start(t)
 	vol := c.Volume(t, "slaveconf", VolumeOpts{})
-	replicatest.Run(t, replicatest.Caps{Root: true, AuxGFIDRoot: true}, func(t *testing.T) replicatest.Backend {
+	opstest.Run(t, opstest.Caps{Root: true, AuxGFIDRoot: true}, func(t *testing.T) opstest.Backend {
 		v, err := glusterfs.Open(t.Context(), glusterfs.Config{Volume: vol.Name, VolfileServer: Host, StateDir: t.TempDir()}, testLog(t))
 		if err != nil {
 			t.Fatal(err)

@@ -14,7 +14,7 @@
 //
 // Confinement: every path is resolved beneath the mount with openat2
 // (RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), names are validated with
-// replica.ValidateName and gfids parsed strictly before anything is touched.
+// ops.ValidateName and gfids parsed strictly before anything is touched.
 //
 // Concurrency: a Volume serialises its operations; it is safe for concurrent
 // use.

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
-	"github.com/georep/georep/slave/replica"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // ApplyEntries applies entries in order and returns the ones that failed;
@@ -23,10 +23,10 @@ import (
 //
 // Runs of creates of non-directories that cannot affect each other (most of
 // an initial sync) are applied side by side; everything else in order.
-func (v *Volume) ApplyEntries(ctx context.Context, entries []replica.Entry) []replica.Failure {
+func (v *Volume) ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.Failure {
 	apply := func(i int) error { return v.applyEntry(entries[i]) }
 	what := func(i int) string { return describe(entries[i]) }
-	var fails []replica.Failure
+	var fails []ops.Failure
 	for _, r := range independentRuns(entries) {
 		if r[1]-r[0] > 1 {
 			fails = append(fails, v.applyParallel(ctx, r[0], r[1], apply, what)...)
@@ -41,8 +41,8 @@ func (v *Volume) ApplyEntries(ctx context.Context, entries []replica.Entry) []re
 }
 
 // applyBatch applies n operations in order, each under the lock.
-func (v *Volume) applyBatch(ctx context.Context, n int, apply func(i int) error, what func(i int) string) []replica.Failure {
-	var fails []replica.Failure
+func (v *Volume) applyBatch(ctx context.Context, n int, apply func(i int) error, what func(i int) string) []ops.Failure {
+	var fails []ops.Failure
 	for i := range n {
 		var err error
 		if cerr := ctx.Err(); cerr != nil {
@@ -58,9 +58,9 @@ func (v *Volume) applyBatch(ctx context.Context, n int, apply func(i int) error,
 	return fails
 }
 
-func describe(e replica.Entry) string {
+func describe(e ops.Entry) string {
 	s := fmt.Sprintf("%s %s at %s/%q", e.Op, e.GFID, e.Parent, truncName(e.Name))
-	if e.Op == replica.OpRename {
+	if e.Op == ops.OpRename {
 		s += fmt.Sprintf(" -> %s/%q", e.NewParent, truncName(e.NewName))
 	}
 	return s
@@ -70,7 +70,7 @@ func validateParentName(parent gfid.GFID, name string) error {
 	if parent.IsZero() {
 		return errf(unix.EINVAL, "zero parent gfid")
 	}
-	if err := replica.ValidateName(name); err != nil {
+	if err := ops.ValidateName(name); err != nil {
 		return errf(unix.EINVAL, "%v", err)
 	}
 	if parent == gfid.Root && name == metaDir {
@@ -94,8 +94,8 @@ const errReservedGFIDDir = `name ".gfid" in the volume root is reserved by Glust
 
 // validateEntry refuses a malformed entry before anything is touched (the
 // rules of package replica).
-func validateEntry(e replica.Entry) error {
-	if e.Op < replica.OpCreate || e.Op > replica.OpRmdir {
+func validateEntry(e ops.Entry) error {
+	if e.Op < ops.OpCreate || e.Op > ops.OpRmdir {
 		return errf(unix.EINVAL, "unknown entry op %d", int(e.Op))
 	}
 	if e.GFID.IsZero() {
@@ -109,23 +109,23 @@ func validateEntry(e replica.Entry) error {
 	}
 	t := e.Mode & unix.S_IFMT
 	switch e.Op {
-	case replica.OpRename:
+	case ops.OpRename:
 		return validateParentName(e.NewParent, e.NewName)
-	case replica.OpCreate:
+	case ops.OpCreate:
 		if t != 0 && t != unix.S_IFREG {
 			return errf(unix.EINVAL, "CREATE with mode %#o: not a regular file", e.Mode)
 		}
-	case replica.OpMkdir:
+	case ops.OpMkdir:
 		if t != 0 && t != unix.S_IFDIR {
 			return errf(unix.EINVAL, "MKDIR with mode %#o: not a directory", e.Mode)
 		}
-	case replica.OpMknod:
+	case ops.OpMknod:
 		switch t {
 		case unix.S_IFREG, unix.S_IFIFO, unix.S_IFCHR, unix.S_IFBLK, unix.S_IFSOCK:
 		default:
 			return errf(unix.EINVAL, "MKNOD with mode %#o: not a regular file, fifo, device or socket", e.Mode)
 		}
-	case replica.OpSymlink:
+	case ops.OpSymlink:
 		switch {
 		case e.Target == "":
 			return errf(unix.EINVAL, "empty symlink target")
@@ -138,32 +138,32 @@ func validateEntry(e replica.Entry) error {
 	return nil
 }
 
-func (v *Volume) applyEntry(e replica.Entry) error {
+func (v *Volume) applyEntry(e ops.Entry) error {
 	if err := validateEntry(e); err != nil {
 		return err
 	}
 	switch e.Op {
-	case replica.OpCreate, replica.OpMkdir, replica.OpMknod, replica.OpSymlink:
+	case ops.OpCreate, ops.OpMkdir, ops.OpMknod, ops.OpSymlink:
 		return v.create(e)
-	case replica.OpLink:
+	case ops.OpLink:
 		return v.link(e)
-	case replica.OpRename:
+	case ops.OpRename:
 		return v.rename(e)
-	case replica.OpUnlink:
+	case ops.OpUnlink:
 		return v.remove(e, false)
 	}
 	return v.remove(e, true)
 }
 
 // wantMode is the st_mode an entry creates.
-func wantMode(e replica.Entry) uint32 {
+func wantMode(e ops.Entry) uint32 {
 	perm := e.Mode & 0o7777
 	switch e.Op {
-	case replica.OpMkdir:
+	case ops.OpMkdir:
 		return unix.S_IFDIR | perm
-	case replica.OpSymlink:
+	case ops.OpSymlink:
 		return unix.S_IFLNK | 0o777
-	case replica.OpMknod:
+	case ops.OpMknod:
 		return e.Mode
 	}
 	return unix.S_IFREG | perm
@@ -192,14 +192,14 @@ func (v *Volume) statGFID(g gfid.GFID) (st unix.Stat_t, ok bool, err error) {
 }
 
 // create applies CREATE, MKDIR, MKNOD and SYMLINK.
-func (v *Volume) create(e replica.Entry) error {
+func (v *Volume) create(e ops.Entry) error {
 	pfd, err := v.openParent(e.Parent)
 	if err != nil {
 		return err
 	}
 	defer closeFd(pfd)
 	mode := wantMode(e)
-	want := typeOfMode(mode)
+	want := ops.TypeOfMode(mode)
 	ni, err := v.lookup(pfd, e.Name)
 	if err != nil {
 		return err
@@ -208,7 +208,7 @@ func (v *Volume) create(e replica.Entry) error {
 		if ni.g != e.GFID {
 			return existsErr(ni)
 		}
-		if have := typeOfMode(ni.st.Mode); have != want {
+		if have := ops.TypeOfMode(ni.st.Mode); have != want {
 			return &opError{errno: unix.EEXIST, msg: fmt.Sprintf("name holds gfid %s as a %s, not a %s", e.GFID, have, want), existing: e.GFID}
 		}
 		return nil
@@ -218,8 +218,8 @@ func (v *Volume) create(e replica.Entry) error {
 		return err
 	}
 	if ok {
-		have := typeOfMode(st.Mode)
-		if want == replica.TypeDir || have == replica.TypeDir {
+		have := ops.TypeOfMode(st.Mode)
+		if want == ops.TypeDir || have == ops.TypeDir {
 			return errf(unix.EEXIST, "gfid exists at another name (as a %s)", have)
 		}
 		if have != want {
@@ -250,7 +250,7 @@ func (v *Volume) create(e replica.Entry) error {
 	if err := n.chown(e.UID, e.GID); err != nil {
 		return fmt.Errorf("chown %d:%d: %w", e.UID, e.GID, err)
 	}
-	if want != replica.TypeSymlink {
+	if want != ops.TypeSymlink {
 		// After chown, so that setuid and setgid stick.
 		if err := n.chmod(mode & 0o7777); err != nil {
 			return fmt.Errorf("chmod %#o: %w", mode&0o7777, err)
@@ -276,7 +276,7 @@ func (v *Volume) linkGFID(g gfid.GFID, dirfd int, name string) error {
 }
 
 // link applies LINK: another name for an existing non-directory.
-func (v *Volume) link(e replica.Entry) error {
+func (v *Volume) link(e ops.Entry) error {
 	pfd, err := v.openParent(e.Parent)
 	if err != nil {
 		return err
@@ -308,7 +308,7 @@ func (v *Volume) link(e replica.Entry) error {
 }
 
 // rename applies RENAME.
-func (v *Volume) rename(e replica.Entry) error {
+func (v *Volume) rename(e ops.Entry) error {
 	nfd, err := v.openParent(e.NewParent)
 	if err != nil {
 		return err
@@ -476,7 +476,7 @@ func (v *Volume) dirPaths(g gfid.GFID) ([]string, error) {
 		return nil, err
 	}
 	if !isDirMode(st.Mode) {
-		return nil, errf(unix.ENOTDIR, "gfid %s is a %s, not a directory", g, typeOfMode(st.Mode))
+		return nil, errf(unix.ENOTDIR, "gfid %s is a %s, not a directory", g, ops.TypeOfMode(st.Mode))
 	}
 	var paths []string
 	var errs []error
@@ -511,7 +511,7 @@ func readDirPath(n node, attr string) (string, error) {
 		return "", errf(unix.EIO, "not a directory path: %q", truncName(path))
 	}
 	for _, c := range strings.Split(path[1:], "/") {
-		if err := replica.ValidateName(c); err != nil {
+		if err := ops.ValidateName(c); err != nil {
 			return "", errf(unix.EIO, "%v", err)
 		}
 	}
@@ -520,7 +520,7 @@ func readDirPath(n node, attr string) (string, error) {
 
 // remove applies UNLINK (dir false) and RMDIR (dir true). A missing parent
 // or name is success; a name holding another inode is left alone.
-func (v *Volume) remove(e replica.Entry, dir bool) error {
+func (v *Volume) remove(e ops.Entry, dir bool) error {
 	pfd, err := v.openParent(e.Parent)
 	if notFound(err) {
 		return nil

@@ -9,14 +9,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
-	"github.com/georep/georep/slave/replica"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // ApplyMeta applies metadata operations in order (gsyncd's meta_ops) and
 // returns the ones that failed; a failed one does not stop the rest.
 // Ownership is changed before the mode (so setuid and setgid stick), times
 // last.
-func (v *Volume) ApplyMeta(ctx context.Context, metas []replica.Meta) []replica.Failure {
+func (v *Volume) ApplyMeta(ctx context.Context, metas []ops.Meta) []ops.Failure {
 	apply := func(i int) error { return v.applyMeta(metas[i]) }
 	what := func(i int) string { return "META " + metas[i].GFID.String() }
 	if distinct(len(metas), func(i int) gfid.GFID { return metas[i].GFID }) {
@@ -25,7 +25,7 @@ func (v *Volume) ApplyMeta(ctx context.Context, metas []replica.Meta) []replica.
 	return v.applyBatch(ctx, len(metas), apply, what)
 }
 
-func validateXattrs(m replica.Meta) error {
+func validateXattrs(m ops.Meta) error {
 	for name := range m.Xattrs {
 		if !strings.HasPrefix(name, "user.") || len(name) == len("user.") {
 			return errf(unix.EINVAL, "xattr %q is outside the user.* namespace", truncName(name))
@@ -37,7 +37,7 @@ func validateXattrs(m replica.Meta) error {
 	return nil
 }
 
-func (v *Volume) applyMeta(m replica.Meta) error {
+func (v *Volume) applyMeta(m ops.Meta) error {
 	switch {
 	case m.GFID.IsZero():
 		return errf(unix.EINVAL, "zero gfid")

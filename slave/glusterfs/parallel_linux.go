@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
-	"github.com/georep/georep/slave/replica"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // parallelOps is how many operations of one call run at once where they
@@ -32,10 +32,10 @@ func (v *Volume) rlock() error {
 // applyParallel applies operations i in lo..hi-1 side by side, at most
 // parallelOps at a time, each under rlock, and returns their failures in
 // index order. The caller guarantees they are independent.
-func (v *Volume) applyParallel(ctx context.Context, lo, hi int, apply func(i int) error, what func(i int) string) []replica.Failure {
+func (v *Volume) applyParallel(ctx context.Context, lo, hi int, apply func(i int) error, what func(i int) string) []ops.Failure {
 	var (
 		mu    sync.Mutex
-		fails []replica.Failure
+		fails []ops.Failure
 		wg    sync.WaitGroup
 	)
 	next := make(chan int)
@@ -63,13 +63,13 @@ func (v *Volume) applyParallel(ctx context.Context, lo, hi int, apply func(i int
 	}
 	close(next)
 	wg.Wait()
-	slices.SortFunc(fails, func(a, b replica.Failure) int { return a.Index - b.Index })
+	slices.SortFunc(fails, func(a, b ops.Failure) int { return a.Index - b.Index })
 	return fails
 }
 
 // failure describes the failed operation i.
-func (v *Volume) failure(i int, err error, what func(i int) string) replica.Failure {
-	f := replica.Failure{Index: i, Errno: errnoOf(err), Message: what(i) + ": " + err.Error()}
+func (v *Volume) failure(i int, err error, what func(i int) string) ops.Failure {
+	f := ops.Failure{Index: i, Errno: errnoOf(err), Message: what(i) + ": " + err.Error()}
 	var oe *opError
 	if errors.As(err, &oe) {
 		f.Existing = oe.existing
@@ -95,7 +95,7 @@ func distinct(n int, key func(i int) gfid.GFID) bool {
 // non-directories (CREATE, MKNOD, SYMLINK) with distinct gfids and distinct
 // names may be applied side by side (none looks up what another makes);
 // anything else is a run of one, applied in order.
-func independentRuns(entries []replica.Entry) [][2]int {
+func independentRuns(entries []ops.Entry) [][2]int {
 	var runs [][2]int
 	for i := 0; i < len(entries); {
 		j := i
@@ -104,7 +104,7 @@ func independentRuns(entries []replica.Entry) [][2]int {
 		for j < len(entries) {
 			e := entries[j]
 			key := [2]string{e.Parent.String(), e.Name}
-			if (e.Op != replica.OpCreate && e.Op != replica.OpMknod && e.Op != replica.OpSymlink) || gfids[e.GFID] || names[key] {
+			if (e.Op != ops.OpCreate && e.Op != ops.OpMknod && e.Op != ops.OpSymlink) || gfids[e.GFID] || names[key] {
 				break
 			}
 			gfids[e.GFID], names[key] = true, true

@@ -10,42 +10,42 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
-	"github.com/georep/georep/slave/replica"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // Stat describes the inode of gfid g. For an unknown gfid the error wraps
 // fs.ErrNotExist.
-func (v *Volume) Stat(ctx context.Context, g gfid.GFID) (replica.Attr, error) {
+func (v *Volume) Stat(ctx context.Context, g gfid.GFID) (ops.Attr, error) {
 	if err := ctx.Err(); err != nil {
-		return replica.Attr{}, err
+		return ops.Attr{}, err
 	}
 	if g.IsZero() {
-		return replica.Attr{}, errf(unix.EINVAL, "stat: zero gfid")
+		return ops.Attr{}, errf(unix.EINVAL, "stat: zero gfid")
 	}
 	if err := v.lock(); err != nil {
-		return replica.Attr{}, err
+		return ops.Attr{}, err
 	}
 	defer v.mu.Unlock()
 	fd, err := v.openGFID(g, unix.O_PATH)
 	if err == unix.ENOENT {
-		return replica.Attr{}, errf(unix.ENOENT, "stat %s: gfid not found", g)
+		return ops.Attr{}, errf(unix.ENOENT, "stat %s: gfid not found", g)
 	}
 	if err != nil {
-		return replica.Attr{}, fmt.Errorf("stat %s: %w", g, err)
+		return ops.Attr{}, fmt.Errorf("stat %s: %w", g, err)
 	}
 	defer closeFd(fd)
 	st, err := fstat(fd)
 	if err != nil {
-		return replica.Attr{}, fmt.Errorf("stat %s: %w", g, err)
+		return ops.Attr{}, fmt.Errorf("stat %s: %w", g, err)
 	}
-	a := replica.Attr{
-		Type: typeOfMode(st.Mode), Mode: st.Mode, UID: st.Uid, GID: st.Gid,
+	a := ops.Attr{
+		Type: ops.TypeOfMode(st.Mode), Mode: st.Mode, UID: st.Uid, GID: st.Gid,
 		Size: uint64(st.Size), Mtime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec),
 		Nlink: uint64(st.Nlink), Rdev: st.Rdev,
 	}
-	if a.Type == replica.TypeSymlink {
+	if a.Type == ops.TypeSymlink {
 		if a.Target, err = readlinkAt(fd, ""); err != nil {
-			return replica.Attr{}, fmt.Errorf("stat %s: readlink: %w", g, err)
+			return ops.Attr{}, fmt.Errorf("stat %s: readlink: %w", g, err)
 		}
 	}
 	return a, nil
@@ -81,7 +81,7 @@ func (v *Volume) openDirByGFID(g gfid.GFID) (int, error) {
 
 // Entries lists the directory of gfid dir, sorted by name, each name with
 // its gfid. georep's .georep directory is never listed.
-func (v *Volume) Entries(ctx context.Context, dir gfid.GFID) ([]replica.DirEntry, error) {
+func (v *Volume) Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ func (v *Volume) Entries(ctx context.Context, dir gfid.GFID) ([]replica.DirEntry
 		return nil, fmt.Errorf("entries of %s: reading directory: %w", dir, err)
 	}
 	slices.Sort(names)
-	out := make([]replica.DirEntry, 0, len(names))
+	out := make([]ops.DirEntry, 0, len(names))
 	for _, name := range names {
 		if name == "." || name == ".." || dir == gfid.Root && (name == metaDir || name == gfidDir || slices.Contains(InternalRootNames, name)) {
 			continue
@@ -126,7 +126,7 @@ func (v *Volume) Entries(ctx context.Context, dir gfid.GFID) ([]replica.DirEntry
 		if !ni.exists {
 			continue
 		}
-		out = append(out, replica.DirEntry{Name: name, GFID: ni.g, Type: typeOfMode(ni.st.Mode)})
+		out = append(out, ops.DirEntry{Name: name, GFID: ni.g, Type: ops.TypeOfMode(ni.st.Mode)})
 	}
 	return out, nil
 }

@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
-	"github.com/georep/georep/slave/replica"
 )
 
 // opError is an error with the errno a Failure reports and, for EEXIST, the
@@ -225,27 +224,6 @@ func readDirNames(fd int) ([]string, error) {
 		}
 		_, _, names = unix.ParseDirent(buf[:n], -1, names)
 	}
-}
-
-// File type bits of st_mode.
-func typeOfMode(m uint32) replica.FileType {
-	switch m & unix.S_IFMT {
-	case unix.S_IFREG:
-		return replica.TypeRegular
-	case unix.S_IFDIR:
-		return replica.TypeDir
-	case unix.S_IFLNK:
-		return replica.TypeSymlink
-	case unix.S_IFIFO:
-		return replica.TypeFifo
-	case unix.S_IFCHR:
-		return replica.TypeChar
-	case unix.S_IFBLK:
-		return replica.TypeBlock
-	case unix.S_IFSOCK:
-		return replica.TypeSocket
-	}
-	return 0
 }
 
 func isDirMode(m uint32) bool  { return m&unix.S_IFMT == unix.S_IFDIR }

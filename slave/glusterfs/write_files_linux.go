@@ -7,14 +7,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
-	"github.com/georep/georep/slave/replica"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // WriteFiles replaces the content of regular files the volume already holds
 // and then sets their owner, mode and mtime: the small-file path. A gfid the
 // volume does not hold as a regular file fails with ENOENT; nothing is ever
 // created.
-func (v *Volume) WriteFiles(ctx context.Context, files []replica.FileData) []replica.Failure {
+func (v *Volume) WriteFiles(ctx context.Context, files []ops.FileData) []ops.Failure {
 	apply := func(i int) error { return v.writeFile(files[i]) }
 	what := func(i int) string { return "WRITE " + files[i].GFID.String() }
 	if distinct(len(files), func(i int) gfid.GFID { return files[i].GFID }) {
@@ -23,7 +23,7 @@ func (v *Volume) WriteFiles(ctx context.Context, files []replica.FileData) []rep
 	return v.applyBatch(ctx, len(files), apply, what)
 }
 
-func (v *Volume) writeFile(f replica.FileData) error {
+func (v *Volume) writeFile(f ops.FileData) error {
 	switch {
 	case f.GFID.IsZero():
 		return errf(unix.EINVAL, "zero gfid")

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/rpc/ops"
 )
 
 // applyBatch applies n operations in order, each under the replica's lock,
@@ -11,7 +13,7 @@ import (
 // does not stop the rest; when ctx is done, the rest fail with ECANCELED.
 // apply performs operation i; fail turns its error into the Failure
 // reported.
-func (r *Replica) applyBatch(ctx context.Context, n int, apply func(i int) error, fail func(i int, err error) Failure) []Failure {
+func (r *Replica) applyBatch(ctx context.Context, n int, apply func(i int) error, fail func(i int, err error) ops.Failure) []ops.Failure {
 	if r.lock() == nil {
 		r.beginBatch()
 		r.mu.Unlock()
@@ -22,7 +24,7 @@ func (r *Replica) applyBatch(ctx context.Context, n int, apply func(i int) error
 			r.mu.Unlock()
 		}
 	}()
-	var fails []Failure
+	var fails []ops.Failure
 	for i := range n {
 		var err error
 		if cerr := ctx.Err(); cerr != nil {

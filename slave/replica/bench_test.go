@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // BenchmarkCreate measures CREATE of b.N files spread over directories of
@@ -16,16 +17,16 @@ func BenchmarkCreate(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	var dirs []Entry
+	var dirs []ops.Entry
 	for i := 0; i <= b.N/200; i++ {
-		dirs = append(dirs, Entry{Op: OpMkdir, GFID: gfid.New(), Parent: gfid.Root, Name: fmt.Sprintf("d%03d", i), Mode: 0o40755})
+		dirs = append(dirs, ops.Entry{Op: ops.OpMkdir, GFID: gfid.New(), Parent: gfid.Root, Name: fmt.Sprintf("d%03d", i), Mode: 0o40755})
 	}
 	if f := r.ApplyEntries(b.Context(), dirs); len(f) > 0 {
 		b.Fatal(f)
 	}
-	files := make([]Entry, b.N)
+	files := make([]ops.Entry, b.N)
 	for i := range files {
-		files[i] = Entry{Op: OpCreate, GFID: gfid.New(), Parent: dirs[i/200].GFID, Name: fmt.Sprintf("f%05d", i), Mode: 0o100644}
+		files[i] = ops.Entry{Op: ops.OpCreate, GFID: gfid.New(), Parent: dirs[i/200].GFID, Name: fmt.Sprintf("f%05d", i), Mode: 0o100644}
 	}
 	b.ResetTimer()
 	if f := r.ApplyEntries(b.Context(), files); len(f) > 0 {

@@ -4,14 +4,14 @@ import (
 	"os"
 	"testing"
 
+	"github.com/georep/georep/rpc/ops/opstest"
 	"github.com/georep/georep/slave/replica"
-	"github.com/georep/georep/slave/replica/replicatest"
 )
 
 // TestConformance runs the replica conformance suite against the
 // plain-directory replica.
 func TestConformance(t *testing.T) {
-	replicatest.Run(t, replicatest.Caps{Root: os.Geteuid() == 0}, func(t *testing.T) replicatest.Backend {
+	opstest.Run(t, opstest.Caps{Root: os.Geteuid() == 0}, func(t *testing.T) opstest.Backend {
 		r, err := replica.Open(t.TempDir(), nil)
 		if err != nil {
 			t.Fatal(err)

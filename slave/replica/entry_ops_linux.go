@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // ApplyEntries applies entries in order and returns the ones that failed.
@@ -24,23 +25,23 @@ import (
 // on each other except through their parent, and creating files is bound by
 // the filesystem's latency more than by CPU (4× faster with 2 workers than 1
 // measured on ext4).
-func (r *Replica) ApplyEntries(ctx context.Context, entries []Entry) []Failure {
-	fail := func(i int, err error) Failure {
-		f := Failure{Index: i, Errno: errnoOf(err), Message: describe(entries[i]) + ": " + err.Error()}
+func (r *Replica) ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.Failure {
+	fail := func(i int, err error) ops.Failure {
+		f := ops.Failure{Index: i, Errno: errnoOf(err), Message: describe(entries[i]) + ": " + err.Error()}
 		var oe *opError
 		if errors.As(err, &oe) {
 			f.Existing = oe.existing
 		}
 		return f
 	}
-	var fails []Failure
+	var fails []ops.Failure
 	for lo := 0; lo < len(entries); {
 		hi := parallelRun(entries, lo)
 		if hi-lo < minParallel {
 			hi = max(hi, lo+1)
 			part := r.applyBatch(ctx, hi-lo,
 				func(i int) error { return r.applyEntry(entries[lo+i]) },
-				func(i int, err error) Failure { return fail(lo+i, err) })
+				func(i int, err error) ops.Failure { return fail(lo+i, err) })
 			for k := range part {
 				part[k].Index += lo
 			}
@@ -60,12 +61,12 @@ const (
 
 // parallelRun returns the end of the run of entries from lo on that may be
 // applied in parallel: creates of non-directories with distinct gfids.
-func parallelRun(entries []Entry, lo int) int {
+func parallelRun(entries []ops.Entry, lo int) int {
 	seen := map[gfid.GFID]bool{}
 	hi := lo
 	for ; hi < len(entries); hi++ {
 		e := entries[hi]
-		if (e.Op != OpCreate && e.Op != OpMknod && e.Op != OpSymlink) || seen[e.GFID] {
+		if (e.Op != ops.OpCreate && e.Op != ops.OpMknod && e.Op != ops.OpSymlink) || seen[e.GFID] {
 			break
 		}
 		seen[e.GFID] = true
@@ -77,8 +78,8 @@ func parallelRun(entries []Entry, lo int) int {
 // parent directory's entries in order by one worker, the directories
 // spread over parallelWorkers workers. It holds the replica's lock
 // throughout, so no other operation interleaves.
-func (r *Replica) applyParallel(ctx context.Context, entries []Entry, lo, hi int, fail func(int, error) Failure) []Failure {
-	var fails []Failure
+func (r *Replica) applyParallel(ctx context.Context, entries []ops.Entry, lo, hi int, fail func(int, error) ops.Failure) []ops.Failure {
+	var fails []ops.Failure
 	if err := r.lock(); err != nil {
 		for i := lo; i < hi; i++ {
 			fails = append(fails, fail(i, err))
@@ -127,22 +128,22 @@ func (r *Replica) applyParallel(ctx context.Context, entries []Entry, lo, hi int
 	}
 	close(work)
 	wg.Wait()
-	slices.SortFunc(fails, func(a, b Failure) int { return a.Index - b.Index })
+	slices.SortFunc(fails, func(a, b ops.Failure) int { return a.Index - b.Index })
 	return fails
 }
 
 // describe names an entry for messages: op, gfid, parent and name.
-func describe(e Entry) string {
+func describe(e ops.Entry) string {
 	s := fmt.Sprintf("%s %s at %s/%q", e.Op, e.GFID, e.Parent, truncName(e.Name))
-	if e.Op == OpRename {
+	if e.Op == ops.OpRename {
 		s += fmt.Sprintf(" -> %s/%q", e.NewParent, truncName(e.NewName))
 	}
 	return s
 }
 
 // validateEntry refuses a malformed entry before anything is touched.
-func validateEntry(e Entry) error {
-	if e.Op < OpCreate || e.Op > OpRmdir {
+func validateEntry(e ops.Entry) error {
+	if e.Op < ops.OpCreate || e.Op > ops.OpRmdir {
 		return errf(unix.EINVAL, "unknown entry op %d", int(e.Op))
 	}
 	if e.GFID.IsZero() {
@@ -155,23 +156,23 @@ func validateEntry(e Entry) error {
 		return err
 	}
 	switch e.Op {
-	case OpRename:
+	case ops.OpRename:
 		return validateParentName(e.NewParent, e.NewName)
-	case OpCreate:
+	case ops.OpCreate:
 		if t := e.Mode & modeTypeMask; t != 0 && t != modeReg {
 			return errf(unix.EINVAL, "CREATE with mode %#o: not a regular file", e.Mode)
 		}
-	case OpMkdir:
+	case ops.OpMkdir:
 		if t := e.Mode & modeTypeMask; t != 0 && t != modeDir {
 			return errf(unix.EINVAL, "MKDIR with mode %#o: not a directory", e.Mode)
 		}
-	case OpMknod:
+	case ops.OpMknod:
 		switch e.Mode & modeTypeMask {
 		case modeReg, modeFifo, modeChar, modeBlock, modeSock:
 		default:
 			return errf(unix.EINVAL, "MKNOD with mode %#o: not a regular file, fifo, device or socket", e.Mode)
 		}
-	case OpSymlink:
+	case ops.OpSymlink:
 		switch {
 		case e.Target == "":
 			return errf(unix.EINVAL, "empty symlink target")
@@ -188,7 +189,7 @@ func validateParentName(parent gfid.GFID, name string) error {
 	if parent.IsZero() {
 		return errf(unix.EINVAL, "zero parent gfid")
 	}
-	if err := ValidateName(name); err != nil {
+	if err := ops.ValidateName(name); err != nil {
 		return errf(unix.EINVAL, "%v", err)
 	}
 	if parent == gfid.Root && name == metaDir {
@@ -197,20 +198,20 @@ func validateParentName(parent gfid.GFID, name string) error {
 	return nil
 }
 
-func (r *Replica) applyEntry(e Entry) error {
+func (r *Replica) applyEntry(e ops.Entry) error {
 	if err := validateEntry(e); err != nil {
 		return err
 	}
 	switch e.Op {
-	case OpCreate, OpMkdir, OpMknod, OpSymlink:
+	case ops.OpCreate, ops.OpMkdir, ops.OpMknod, ops.OpSymlink:
 		return r.create(e)
-	case OpLink:
+	case ops.OpLink:
 		return r.link(e)
-	case OpRename:
+	case ops.OpRename:
 		return r.rename(e)
-	case OpUnlink:
+	case ops.OpUnlink:
 		return r.remove(e, false)
-	case OpRmdir:
+	case ops.OpRmdir:
 		return r.remove(e, true)
 	}
 	return errf(unix.EINVAL, "unknown entry op %d", int(e.Op))
@@ -231,16 +232,16 @@ func (r *Replica) openParent(g gfid.GFID) (int, error) {
 }
 
 // wantType is the file type an entry creates.
-func wantType(e Entry) FileType {
+func wantType(e ops.Entry) ops.FileType {
 	switch e.Op {
-	case OpMkdir:
-		return TypeDir
-	case OpSymlink:
-		return TypeSymlink
-	case OpMknod:
-		return typeOfMode(e.Mode)
+	case ops.OpMkdir:
+		return ops.TypeDir
+	case ops.OpSymlink:
+		return ops.TypeSymlink
+	case ops.OpMknod:
+		return ops.TypeOfMode(e.Mode)
 	}
-	return TypeRegular
+	return ops.TypeRegular
 }
 
 func existsErr(ni nameInfo) error {
@@ -251,7 +252,7 @@ func existsErr(ni nameInfo) error {
 }
 
 // create applies CREATE, MKDIR, MKNOD and SYMLINK.
-func (r *Replica) create(e Entry) error {
+func (r *Replica) create(e ops.Entry) error {
 	pfd, err := r.openParent(e.Parent)
 	if err != nil {
 		return err
@@ -266,7 +267,7 @@ func (r *Replica) create(e Entry) error {
 		if !r.holds(ni, e.GFID) {
 			return existsErr(ni)
 		}
-		if have := typeOfMode(ni.st.Mode); have != want {
+		if have := ops.TypeOfMode(ni.st.Mode); have != want {
 			return &opError{errno: unix.EEXIST, msg: fmt.Sprintf("name holds gfid %s as a %s, not a %s", e.GFID, have, want), existing: e.GFID}
 		}
 		return r.repairIndex(pfd, e.Parent, e.Name, e.GFID, ni)
@@ -278,10 +279,10 @@ func (r *Replica) create(e Entry) error {
 	}
 	switch ie.kind {
 	case idxFile:
-		if want == TypeDir {
-			return errf(unix.EEXIST, "gfid exists at another name (as a %s)", typeOfMode(ie.st.Mode))
+		if want == ops.TypeDir {
+			return errf(unix.EEXIST, "gfid exists at another name (as a %s)", ops.TypeOfMode(ie.st.Mode))
 		}
-		if have := typeOfMode(ie.st.Mode); have != want {
+		if have := ops.TypeOfMode(ie.st.Mode); have != want {
 			return errf(unix.EEXIST, "gfid exists at another name as a %s, not a %s", have, want)
 		}
 		// Another name of an existing inode: a hardlink.
@@ -295,7 +296,7 @@ func (r *Replica) create(e Entry) error {
 		if !notFound(derr) {
 			return derr
 		}
-		if want != TypeDir {
+		if want != ops.TypeDir {
 			// A stale directory pointer: remove it, the new inode replaces it.
 			if err := r.dropDirIndex(e.GFID); err != nil {
 				return err
@@ -305,9 +306,9 @@ func (r *Replica) create(e Entry) error {
 	}
 
 	switch want {
-	case TypeDir:
+	case ops.TypeDir:
 		return r.mkdir(pfd, e)
-	case TypeRegular:
+	case ops.TypeRegular:
 		return r.mkfile(pfd, e)
 	default:
 		return r.mknode(pfd, e, want)
@@ -335,7 +336,7 @@ func (r *Replica) repairIndex(dirfd int, parent gfid.GFID, name string, g gfid.G
 		}
 	}
 	if err == nil && ie.kind == idxFile && ie.st.Nlink > 1 {
-		return errf(unix.EEXIST, "gfid index holds a %s for directory gfid %s", typeOfMode(ie.st.Mode), g)
+		return errf(unix.EEXIST, "gfid index holds a %s for directory gfid %s", ops.TypeOfMode(ie.st.Mode), g)
 	}
 	r.log.Debug("repairing gfid index entry", "gfid", g.String(), "parent", parent.String(), "name", name)
 	// What the data tree holds for g is stale (a live regular file was
@@ -349,7 +350,7 @@ func (r *Replica) repairIndex(dirfd int, parent gfid.GFID, name string, g gfid.G
 // setOwnerMode applies owner then permissions (after chown, so that the
 // setuid and setgid bits stick) to a new inode. As non-root a chown the
 // kernel refuses is skipped.
-func (r *Replica) setOwnerMode(n node, e Entry, isLink bool) error {
+func (r *Replica) setOwnerMode(n node, e ops.Entry, isLink bool) error {
 	if err := n.chown(e.UID, e.GID); err != nil {
 		if r.asRoot || err != unix.EPERM {
 			return fmt.Errorf("chown %d:%d: %w", e.UID, e.GID, err)
@@ -365,7 +366,7 @@ func (r *Replica) setOwnerMode(n node, e Entry, isLink bool) error {
 	return nil
 }
 
-func (r *Replica) mkfile(pfd int, e Entry) error {
+func (r *Replica) mkfile(pfd int, e ops.Entry) error {
 	fd, err := retry(func() (int, error) {
 		return unix.Openat(pfd, e.Name, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	})
@@ -386,7 +387,7 @@ func (r *Replica) mkfile(pfd int, e Entry) error {
 	return nil
 }
 
-func (r *Replica) mkdir(pfd int, e Entry) error {
+func (r *Replica) mkdir(pfd int, e ops.Entry) error {
 	if err := retry0(func() error { return unix.Mkdirat(pfd, e.Name, 0o700) }); err != nil {
 		return fmt.Errorf("mkdir: %w", err)
 	}
@@ -409,9 +410,9 @@ func (r *Replica) mkdir(pfd int, e Entry) error {
 }
 
 // mknode creates a symlink, fifo, socket or device.
-func (r *Replica) mknode(pfd int, e Entry, t FileType) error {
+func (r *Replica) mknode(pfd int, e ops.Entry, t ops.FileType) error {
 	var err error
-	if t == TypeSymlink {
+	if t == ops.TypeSymlink {
 		err = retry0(func() error { return unix.Symlinkat(e.Target, pfd, e.Name) })
 	} else {
 		mode := e.Mode&modeTypeMask | 0o600
@@ -425,7 +426,7 @@ func (r *Replica) mknode(pfd int, e Entry, t FileType) error {
 		_ = retry0(func() error { return unix.Unlinkat(pfd, e.Name, 0) })
 		return fmt.Errorf("setting gfid: %w", err)
 	}
-	if err := r.setOwnerMode(n, e, t == TypeSymlink); err != nil {
+	if err := r.setOwnerMode(n, e, t == ops.TypeSymlink); err != nil {
 		return err
 	}
 	if err := r.linkIndex(pfd, e.Name, e.GFID); err != nil {
@@ -435,7 +436,7 @@ func (r *Replica) mknode(pfd int, e Entry, t FileType) error {
 }
 
 // link applies LINK: another name for an existing non-directory.
-func (r *Replica) link(e Entry) error {
+func (r *Replica) link(e ops.Entry) error {
 	pfd, err := r.openParent(e.Parent)
 	if err != nil {
 		return err
@@ -468,7 +469,7 @@ func (r *Replica) link(e Entry) error {
 }
 
 // rename applies RENAME.
-func (r *Replica) rename(e Entry) error {
+func (r *Replica) rename(e ops.Entry) error {
 	nfd, err := r.openParent(e.NewParent)
 	if err != nil {
 		return err
@@ -605,7 +606,7 @@ func (r *Replica) dropDirIndexIfGone(g gfid.GFID) error {
 
 // remove applies UNLINK (dir false) and RMDIR (dir true). A missing parent
 // or name is success; a name that holds another inode is left alone.
-func (r *Replica) remove(e Entry, dir bool) error {
+func (r *Replica) remove(e ops.Entry, dir bool) error {
 	pfd, err := r.openDir(e.Parent)
 	if notFound(err) {
 		r.log.Debug("remove: parent gone, nothing to do", "op", e.Op.String(), "gfid", e.GFID.String(), "parent", e.Parent.String())

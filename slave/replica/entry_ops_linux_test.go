@@ -11,50 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
-
-func TestValidateName(t *testing.T) {
-	tests := []struct {
-		name    string
-		wantErr string
-	}{
-		{name: "a"},
-		{name: "with space and \xff\xfe bytes"},
-		{name: "..."},
-		{name: ".hidden"},
-		{name: strings.Repeat("x", 255)},
-		{name: "", wantErr: "empty"},
-		{name: ".", wantErr: "not names"},
-		{name: "..", wantErr: "not names"},
-		{name: "a/b", wantErr: "'/'"},
-		{name: "/", wantErr: "'/'"},
-		{name: "a\x00b", wantErr: "NUL"},
-		{name: strings.Repeat("x", 256), wantErr: "longer than 255"},
-	}
-	for _, tt := range tests {
-		t.Run(truncName(tt.name), func(t *testing.T) {
-			err := ValidateName(tt.name)
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Fatalf("ValidateName(%q) = %v, want nil", tt.name, err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Fatalf("ValidateName(%q) = %v, want error containing %q", tt.name, err, tt.wantErr)
-			}
-		})
-	}
-}
-
-func TestOpString(t *testing.T) {
-	want := []string{"CREATE", "MKDIR", "MKNOD", "LINK", "SYMLINK", "RENAME", "UNLINK", "RMDIR"}
-	for i, w := range want {
-		if got := Op(i + 1).String(); got != w {
-			t.Errorf("Op(%d) = %q, want %q", i+1, got, w)
-		}
-	}
-	if got := Op(99).String(); got != "Op(99)" {
-		t.Errorf("Op(99) = %q", got)
-	}
-}
 
 func TestOpen(t *testing.T) {
 	t.Run("missing root", func(t *testing.T) {
@@ -112,7 +70,7 @@ func TestOpen(t *testing.T) {
 		if err := r.Close(); err != nil {
 			t.Errorf("second Close: %v", err)
 		}
-		if f := r.ApplyEntries(t.Context(), []Entry{mkdir(gfid.New(), gfid.Root, "x")}); len(f) != 1 {
+		if f := r.ApplyEntries(t.Context(), []ops.Entry{mkdir(gfid.New(), gfid.Root, "x")}); len(f) != 1 {
 			t.Errorf("ApplyEntries after Close: %v, want a failure", f)
 		}
 	})
@@ -132,28 +90,28 @@ func TestOpen(t *testing.T) {
 func TestCreateOps(t *testing.T) {
 	r, root := newReplica(t)
 	type check struct {
-		typ    FileType
+		typ    ops.FileType
 		mode   uint32 // permission bits
 		target string
 	}
 	tests := []struct {
 		name     string
-		e        Entry
+		e        ops.Entry
 		needRoot bool
 		want     check
 	}{
-		{name: "create", e: Entry{Op: OpCreate, Mode: unix.S_IFREG | 0o640, UID: 1000, GID: 1001}, want: check{typ: TypeRegular, mode: 0o640}},
-		{name: "create setuid", e: Entry{Op: OpCreate, Mode: unix.S_IFREG | 0o4755, UID: 1000, GID: 1000}, needRoot: true, want: check{typ: TypeRegular, mode: 0o4755}},
-		{name: "create setgid", e: Entry{Op: OpCreate, Mode: unix.S_IFREG | 0o2750, UID: 0, GID: 1000}, want: check{typ: TypeRegular, mode: 0o2750}},
-		{name: "mkdir", e: Entry{Op: OpMkdir, Mode: unix.S_IFDIR | 0o750, UID: 1000, GID: 1000}, want: check{typ: TypeDir, mode: 0o750}},
-		{name: "mkdir sticky", e: Entry{Op: OpMkdir, Mode: unix.S_IFDIR | 0o1777}, want: check{typ: TypeDir, mode: 0o1777}},
-		{name: "fifo", e: Entry{Op: OpMknod, Mode: unix.S_IFIFO | 0o620, UID: 1000, GID: 1000}, want: check{typ: TypeFifo, mode: 0o620}},
-		{name: "socket", e: Entry{Op: OpMknod, Mode: unix.S_IFSOCK | 0o600}, want: check{typ: TypeSocket, mode: 0o600}},
-		{name: "mknod regular", e: Entry{Op: OpMknod, Mode: unix.S_IFREG | 0o604}, want: check{typ: TypeRegular, mode: 0o604}},
-		{name: "char", e: Entry{Op: OpMknod, Mode: unix.S_IFCHR | 0o666, Rdev: unix.Mkdev(1, 3)}, needRoot: true, want: check{typ: TypeChar, mode: 0o666}},
-		{name: "block", e: Entry{Op: OpMknod, Mode: unix.S_IFBLK | 0o660, Rdev: unix.Mkdev(7, 200)}, needRoot: true, want: check{typ: TypeBlock, mode: 0o660}},
-		{name: "symlink", e: Entry{Op: OpSymlink, Mode: unix.S_IFLNK | 0o777, UID: 1000, GID: 1000, Target: "../../etc/passwd"}, want: check{typ: TypeSymlink, mode: 0o777, target: "../../etc/passwd"}},
-		{name: "symlink absolute", e: Entry{Op: OpSymlink, Target: "/etc"}, want: check{typ: TypeSymlink, mode: 0o777, target: "/etc"}},
+		{name: "create", e: ops.Entry{Op: ops.OpCreate, Mode: unix.S_IFREG | 0o640, UID: 1000, GID: 1001}, want: check{typ: ops.TypeRegular, mode: 0o640}},
+		{name: "create setuid", e: ops.Entry{Op: ops.OpCreate, Mode: unix.S_IFREG | 0o4755, UID: 1000, GID: 1000}, needRoot: true, want: check{typ: ops.TypeRegular, mode: 0o4755}},
+		{name: "create setgid", e: ops.Entry{Op: ops.OpCreate, Mode: unix.S_IFREG | 0o2750, UID: 0, GID: 1000}, want: check{typ: ops.TypeRegular, mode: 0o2750}},
+		{name: "mkdir", e: ops.Entry{Op: ops.OpMkdir, Mode: unix.S_IFDIR | 0o750, UID: 1000, GID: 1000}, want: check{typ: ops.TypeDir, mode: 0o750}},
+		{name: "mkdir sticky", e: ops.Entry{Op: ops.OpMkdir, Mode: unix.S_IFDIR | 0o1777}, want: check{typ: ops.TypeDir, mode: 0o1777}},
+		{name: "fifo", e: ops.Entry{Op: ops.OpMknod, Mode: unix.S_IFIFO | 0o620, UID: 1000, GID: 1000}, want: check{typ: ops.TypeFifo, mode: 0o620}},
+		{name: "socket", e: ops.Entry{Op: ops.OpMknod, Mode: unix.S_IFSOCK | 0o600}, want: check{typ: ops.TypeSocket, mode: 0o600}},
+		{name: "mknod regular", e: ops.Entry{Op: ops.OpMknod, Mode: unix.S_IFREG | 0o604}, want: check{typ: ops.TypeRegular, mode: 0o604}},
+		{name: "char", e: ops.Entry{Op: ops.OpMknod, Mode: unix.S_IFCHR | 0o666, Rdev: unix.Mkdev(1, 3)}, needRoot: true, want: check{typ: ops.TypeChar, mode: 0o666}},
+		{name: "block", e: ops.Entry{Op: ops.OpMknod, Mode: unix.S_IFBLK | 0o660, Rdev: unix.Mkdev(7, 200)}, needRoot: true, want: check{typ: ops.TypeBlock, mode: 0o660}},
+		{name: "symlink", e: ops.Entry{Op: ops.OpSymlink, Mode: unix.S_IFLNK | 0o777, UID: 1000, GID: 1000, Target: "../../etc/passwd"}, want: check{typ: ops.TypeSymlink, mode: 0o777, target: "../../etc/passwd"}},
+		{name: "symlink absolute", e: ops.Entry{Op: ops.OpSymlink, Target: "/etc"}, want: check{typ: ops.TypeSymlink, mode: 0o777, target: "/etc"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,7 +127,7 @@ func TestCreateOps(t *testing.T) {
 			apply(t, r, e)
 			p := filepath.Join(root, e.Name)
 			st := lstat(t, p)
-			if got := typeOfMode(st.Mode); got != tt.want.typ {
+			if got := ops.TypeOfMode(st.Mode); got != tt.want.typ {
 				t.Fatalf("type %s, want %s", got, tt.want.typ)
 			}
 			if got := st.Mode & 0o7777; got != tt.want.mode {
@@ -188,7 +146,7 @@ func TestCreateOps(t *testing.T) {
 			}
 			assertIndexPlace(t, root, tt.want.typ, e.GFID)
 			ip := indexPath(root, e.GFID)
-			if tt.want.typ == TypeDir {
+			if tt.want.typ == ops.TypeDir {
 				if got, err := os.Readlink(ip); err != nil || got != dirLink(gfid.Root, e.Name) {
 					t.Errorf("index symlink %q, %v; want %q", got, err, dirLink(gfid.Root, e.Name))
 				}
@@ -207,7 +165,7 @@ func TestCreateOps(t *testing.T) {
 			if a.Type != tt.want.typ || a.Mode != st.Mode || a.UID != wantUID || a.Rdev != e.Rdev || a.Target != tt.want.target {
 				t.Errorf("Stat = %+v", a)
 			}
-			if tt.want.typ != TypeDir && a.Nlink != 1 {
+			if tt.want.typ != ops.TypeDir && a.Nlink != 1 {
 				t.Errorf("Stat nlink %d, want 1 (the index link is not counted)", a.Nlink)
 			}
 			// A replay succeeds and changes nothing.
@@ -410,10 +368,10 @@ func TestRename(t *testing.T) {
 			t.Fatal("child created at the wrong place")
 		}
 		ents, err := r.Entries(t.Context(), d)
-		if err != nil || len(ents) != 1 || ents[0].Name != "sub" || ents[0].GFID != sub || ents[0].Type != TypeDir {
+		if err != nil || len(ents) != 1 || ents[0].Name != "sub" || ents[0].GFID != sub || ents[0].Type != ops.TypeDir {
 			t.Errorf("Entries(d) = %+v, %v", ents, err)
 		}
-		if a, err := r.Stat(t.Context(), sub); err != nil || a.Type != TypeDir {
+		if a, err := r.Stat(t.Context(), sub); err != nil || a.Type != ops.TypeDir {
 			t.Errorf("Stat(sub) = %+v, %v", a, err)
 		}
 	})
@@ -430,7 +388,7 @@ func TestRename(t *testing.T) {
 	t.Run("swap via park", func(t *testing.T) {
 		x, y := gfid.New(), gfid.New()
 		apply(t, r, create(x, gfid.Root, "x", 0o600), mkdir(y, gfid.Root, "y"))
-		seq := []Entry{
+		seq := []ops.Entry{
 			rename(x, gfid.Root, "x", gfid.Park, x.String()),
 			rename(y, gfid.Root, "y", gfid.Park, y.String()),
 			rename(x, gfid.Park, x.String(), gfid.Root, "y"),
@@ -476,7 +434,7 @@ func TestRename(t *testing.T) {
 func TestReplay(t *testing.T) {
 	r, root := newReplica(t)
 	d1, d2, d3, f1, f2, s1, p1, x := gfid.New(), gfid.New(), gfid.New(), gfid.New(), gfid.New(), gfid.New(), gfid.New(), gfid.New()
-	seq := []Entry{
+	seq := []ops.Entry{
 		mkdir(d1, gfid.Root, "d1"),
 		mkdir(d2, d1, "d2"),
 		mkdir(d3, gfid.Root, "d3"),
@@ -484,7 +442,7 @@ func TestReplay(t *testing.T) {
 		link(f1, d1, "f1-link"),
 		create(f2, gfid.Root, "f2", 0o600),
 		symlink(s1, d1, "s1", "../f2"),
-		{Op: OpMknod, GFID: p1, Parent: d3, Name: "pipe", Mode: unix.S_IFIFO | 0o644},
+		{Op: ops.OpMknod, GFID: p1, Parent: d3, Name: "pipe", Mode: unix.S_IFIFO | 0o644},
 		create(x, gfid.Root, "tmp", 0o600),
 		rename(d2, d1, "d2", gfid.Park, d2.String()),
 		rename(f2, gfid.Root, "f2", gfid.Park, f2.String()),
@@ -527,28 +485,28 @@ func TestHostileInput(t *testing.T) {
 	before, beforeOut := snapshot(t, root), snapshot(t, outside)
 	long := strings.Repeat("a", 256)
 	names := []string{"a/b", "..", ".", "", long, "a\x00b", "/", "../outside", "x/../../outside"}
-	ops := []func(name string) Entry{
-		func(n string) Entry { return create(gfid.New(), d, n, 0o644) },
-		func(n string) Entry { return mkdir(gfid.New(), d, n) },
-		func(n string) Entry {
-			return Entry{Op: OpMknod, GFID: gfid.New(), Parent: d, Name: n, Mode: unix.S_IFIFO | 0o644}
+	makers := []func(name string) ops.Entry{
+		func(n string) ops.Entry { return create(gfid.New(), d, n, 0o644) },
+		func(n string) ops.Entry { return mkdir(gfid.New(), d, n) },
+		func(n string) ops.Entry {
+			return ops.Entry{Op: ops.OpMknod, GFID: gfid.New(), Parent: d, Name: n, Mode: unix.S_IFIFO | 0o644}
 		},
-		func(n string) Entry { return symlink(gfid.New(), d, n, "x") },
-		func(n string) Entry { return link(f, gfid.Root, n) },
-		func(n string) Entry { return rename(f, d, "f", d, n) },
-		func(n string) Entry { return rename(f, d, n, gfid.Root, "ok") },
-		func(n string) Entry { return unlink(f, d, n) },
-		func(n string) Entry { return rmdir(d, gfid.Root, n) },
+		func(n string) ops.Entry { return symlink(gfid.New(), d, n, "x") },
+		func(n string) ops.Entry { return link(f, gfid.Root, n) },
+		func(n string) ops.Entry { return rename(f, d, "f", d, n) },
+		func(n string) ops.Entry { return rename(f, d, n, gfid.Root, "ok") },
+		func(n string) ops.Entry { return unlink(f, d, n) },
+		func(n string) ops.Entry { return rmdir(d, gfid.Root, n) },
 	}
 	for _, name := range names {
-		for _, op := range ops {
+		for _, op := range makers {
 			e := op(name)
 			t.Run(e.Op.String()+"/"+truncName(name), func(t *testing.T) {
 				applyFail(t, r, e, unix.EINVAL)
 			})
 		}
 	}
-	reserved := []Entry{
+	reserved := []ops.Entry{
 		mkdir(gfid.New(), gfid.Root, ".georep"),
 		create(gfid.New(), gfid.Root, ".georep", 0o644),
 		rename(f, d, "f", gfid.Root, ".georep"),
@@ -563,16 +521,16 @@ func TestHostileInput(t *testing.T) {
 	for _, e := range reserved {
 		t.Run("reserved/"+describe(e), func(t *testing.T) { applyFail(t, r, e, unix.EPERM) })
 	}
-	invalid := []Entry{
+	invalid := []ops.Entry{
 		{Op: 0, GFID: gfid.New(), Parent: d, Name: "x"},
 		{Op: 42, GFID: gfid.New(), Parent: d, Name: "x"},
 		create(gfid.GFID{}, d, "x", 0o644),
 		create(gfid.New(), gfid.GFID{}, "x", 0o644),
 		rename(f, d, "f", gfid.GFID{}, "x"),
-		{Op: OpCreate, GFID: gfid.New(), Parent: d, Name: "x", Mode: unix.S_IFDIR | 0o755},
-		{Op: OpMkdir, GFID: gfid.New(), Parent: d, Name: "x", Mode: unix.S_IFREG | 0o755},
-		{Op: OpMknod, GFID: gfid.New(), Parent: d, Name: "x", Mode: unix.S_IFDIR | 0o755},
-		{Op: OpMknod, GFID: gfid.New(), Parent: d, Name: "x", Mode: 0o755},
+		{Op: ops.OpCreate, GFID: gfid.New(), Parent: d, Name: "x", Mode: unix.S_IFDIR | 0o755},
+		{Op: ops.OpMkdir, GFID: gfid.New(), Parent: d, Name: "x", Mode: unix.S_IFREG | 0o755},
+		{Op: ops.OpMknod, GFID: gfid.New(), Parent: d, Name: "x", Mode: unix.S_IFDIR | 0o755},
+		{Op: ops.OpMknod, GFID: gfid.New(), Parent: d, Name: "x", Mode: 0o755},
 		symlink(gfid.New(), d, "x", ""),
 		symlink(gfid.New(), d, "x", "a\x00b"),
 		symlink(gfid.New(), d, "x", strings.Repeat("a", 4096)),
@@ -586,7 +544,7 @@ func TestHostileInput(t *testing.T) {
 	if _, err := r.Purge(t.Context(), d, "..", gfid.GFID{}); err == nil {
 		t.Error("Purge of .. allowed")
 	}
-	if fails := r.ApplyMeta(t.Context(), []Meta{{GFID: gfid.Park, SetMode: true, Mode: 0o777}, {SetMode: true}}); len(fails) != 2 {
+	if fails := r.ApplyMeta(t.Context(), []ops.Meta{{GFID: gfid.Park, SetMode: true, Mode: 0o777}, {SetMode: true}}); len(fails) != 2 {
 		t.Errorf("ApplyMeta of park / zero gfid: %v", fails)
 	}
 	assertSameTree(t, before, snapshot(t, root))
@@ -620,7 +578,7 @@ func TestSymlinkSwapEscape(t *testing.T) {
 		}
 	}
 	g := gfid.New()
-	entries := []Entry{
+	entries := []ops.Entry{
 		create(g, d, "escaped", 0o644),
 		mkdir(gfid.New(), d, "escaped-dir"),
 		symlink(gfid.New(), d, "escaped-link", "x"),
@@ -635,7 +593,7 @@ func TestSymlinkSwapEscape(t *testing.T) {
 	if len(fails) < 4 {
 		t.Errorf("got %d failures, want the four creating ops refused", len(fails))
 	}
-	if fails := r.ApplyMeta(t.Context(), []Meta{{GFID: d, SetMode: true, Mode: 0o777, SetXattrs: true, Xattrs: map[string][]byte{"user.x": []byte("1")}}}); len(fails) != 1 {
+	if fails := r.ApplyMeta(t.Context(), []ops.Meta{{GFID: d, SetMode: true, Mode: 0o777, SetXattrs: true, Xattrs: map[string][]byte{"user.x": []byte("1")}}}); len(fails) != 1 {
 		t.Errorf("ApplyMeta through swapped dir: %v, want one failure", fails)
 	}
 	if _, err := r.Entries(t.Context(), d); err == nil {
@@ -695,7 +653,7 @@ func TestCanceled(t *testing.T) {
 	r, _ := newReplica(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	fails := r.ApplyEntries(ctx, []Entry{mkdir(gfid.New(), gfid.Root, "a"), mkdir(gfid.New(), gfid.Root, "b")})
+	fails := r.ApplyEntries(ctx, []ops.Entry{mkdir(gfid.New(), gfid.Root, "a"), mkdir(gfid.New(), gfid.Root, "b")})
 	if len(fails) != 2 || fails[0].Errno != syscall.ECANCELED {
 		t.Fatalf("failures %v, want two ECANCELED", fails)
 	}

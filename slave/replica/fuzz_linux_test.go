@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // Small pools the fuzzer picks from, so that sequences hit the same names and
@@ -41,8 +42,8 @@ var (
 // (low nibble; bit 7 forces the parent to the root), gfid (bits 0-3) and
 // parent (bits 4-7), name, new parent, new name, mode (bits 0-2) and symlink
 // target (bits 3-7).
-func decodeEntries(data []byte) []Entry {
-	var out []Entry
+func decodeEntries(data []byte) []ops.Entry {
+	var out []ops.Entry
 	pick := func(i int) byte {
 		if i < len(data) {
 			return data[i]
@@ -51,8 +52,8 @@ func decodeEntries(data []byte) []Entry {
 	}
 	for i := 0; i < len(data) && len(out) < 32; i += 6 {
 		b := func(k int) int { return int(pick(i + k)) }
-		e := Entry{
-			Op:        Op(b(0) & 0x0f % 9), // 0 is an invalid op, kept on purpose
+		e := ops.Entry{
+			Op:        ops.Op(b(0) & 0x0f % 9), // 0 is an invalid op, kept on purpose
 			GFID:      fuzzGFIDs[b(1)%len(fuzzGFIDs)],
 			Parent:    fuzzGFIDs[(b(1)>>4)%len(fuzzGFIDs)],
 			Name:      fuzzNames[b(2)%len(fuzzNames)],
@@ -144,7 +145,7 @@ func FuzzApplyEntries(f *testing.F) {
 				if err != nil || a.Type != e.Type {
 					t.Fatalf("%s/%s is gfid %s, a %v; Stat gives %v, %v", path, e.Name, e.GFID, e.Type, a.Type, err)
 				}
-				if e.Type == TypeDir && depth < 16 {
+				if e.Type == ops.TypeDir && depth < 16 {
 					walk(e.GFID, path+"/"+e.Name, depth+1)
 				}
 			}
@@ -152,9 +153,9 @@ func FuzzApplyEntries(f *testing.F) {
 		walk(gfid.Root, "", 0)
 		// And the replica still works: a new directory and a file in it.
 		nd, nf := gfid.New(), gfid.New()
-		if fl := r.ApplyEntries(t.Context(), []Entry{
-			{Op: OpMkdir, GFID: nd, Parent: gfid.Root, Name: "after-" + nd.String(), Mode: unix.S_IFDIR | 0o755},
-			{Op: OpCreate, GFID: nf, Parent: nd, Name: "f", Mode: unix.S_IFREG | 0o644},
+		if fl := r.ApplyEntries(t.Context(), []ops.Entry{
+			{Op: ops.OpMkdir, GFID: nd, Parent: gfid.Root, Name: "after-" + nd.String(), Mode: unix.S_IFDIR | 0o755},
+			{Op: ops.OpCreate, GFID: nf, Parent: nd, Name: "f", Mode: unix.S_IFREG | 0o644},
 		}); len(fl) > 0 {
 			t.Fatalf("creating after the sequence failed: %+v", fl)
 		}

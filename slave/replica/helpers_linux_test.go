@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -63,7 +64,7 @@ func requireRoot(t *testing.T) {
 }
 
 // apply applies entries and fails the test on any failure.
-func apply(t *testing.T, r *Replica, entries ...Entry) {
+func apply(t *testing.T, r *Replica, entries ...ops.Entry) {
 	t.Helper()
 	if fails := r.ApplyEntries(t.Context(), entries); len(fails) != 0 {
 		for _, f := range fails {
@@ -74,9 +75,9 @@ func apply(t *testing.T, r *Replica, entries ...Entry) {
 }
 
 // applyFail applies one entry that must fail with errno want.
-func applyFail(t *testing.T, r *Replica, e Entry, want syscall.Errno) Failure {
+func applyFail(t *testing.T, r *Replica, e ops.Entry, want syscall.Errno) ops.Failure {
 	t.Helper()
-	fails := r.ApplyEntries(t.Context(), []Entry{e})
+	fails := r.ApplyEntries(t.Context(), []ops.Entry{e})
 	if len(fails) != 1 {
 		t.Fatalf("%s: got %d failures, want 1 with %v", describe(e), len(fails), want)
 	}
@@ -86,32 +87,32 @@ func applyFail(t *testing.T, r *Replica, e Entry, want syscall.Errno) Failure {
 	return fails[0]
 }
 
-func create(g, parent gfid.GFID, name string, mode uint32) Entry {
-	return Entry{Op: OpCreate, GFID: g, Parent: parent, Name: name, Mode: unix.S_IFREG | mode}
+func create(g, parent gfid.GFID, name string, mode uint32) ops.Entry {
+	return ops.Entry{Op: ops.OpCreate, GFID: g, Parent: parent, Name: name, Mode: unix.S_IFREG | mode}
 }
 
-func mkdir(g, parent gfid.GFID, name string) Entry {
-	return Entry{Op: OpMkdir, GFID: g, Parent: parent, Name: name, Mode: unix.S_IFDIR | 0o755}
+func mkdir(g, parent gfid.GFID, name string) ops.Entry {
+	return ops.Entry{Op: ops.OpMkdir, GFID: g, Parent: parent, Name: name, Mode: unix.S_IFDIR | 0o755}
 }
 
-func symlink(g, parent gfid.GFID, name, target string) Entry {
-	return Entry{Op: OpSymlink, GFID: g, Parent: parent, Name: name, Target: target, Mode: unix.S_IFLNK | 0o777}
+func symlink(g, parent gfid.GFID, name, target string) ops.Entry {
+	return ops.Entry{Op: ops.OpSymlink, GFID: g, Parent: parent, Name: name, Target: target, Mode: unix.S_IFLNK | 0o777}
 }
 
-func link(g, parent gfid.GFID, name string) Entry {
-	return Entry{Op: OpLink, GFID: g, Parent: parent, Name: name}
+func link(g, parent gfid.GFID, name string) ops.Entry {
+	return ops.Entry{Op: ops.OpLink, GFID: g, Parent: parent, Name: name}
 }
 
-func rename(g, parent gfid.GFID, name string, newParent gfid.GFID, newName string) Entry {
-	return Entry{Op: OpRename, GFID: g, Parent: parent, Name: name, NewParent: newParent, NewName: newName}
+func rename(g, parent gfid.GFID, name string, newParent gfid.GFID, newName string) ops.Entry {
+	return ops.Entry{Op: ops.OpRename, GFID: g, Parent: parent, Name: name, NewParent: newParent, NewName: newName}
 }
 
-func unlink(g, parent gfid.GFID, name string) Entry {
-	return Entry{Op: OpUnlink, GFID: g, Parent: parent, Name: name}
+func unlink(g, parent gfid.GFID, name string) ops.Entry {
+	return ops.Entry{Op: ops.OpUnlink, GFID: g, Parent: parent, Name: name}
 }
 
-func rmdir(g, parent gfid.GFID, name string) Entry {
-	return Entry{Op: OpRmdir, GFID: g, Parent: parent, Name: name}
+func rmdir(g, parent gfid.GFID, name string) ops.Entry {
+	return ops.Entry{Op: ops.OpRmdir, GFID: g, Parent: parent, Name: name}
 }
 
 // xattrGFID reads the gfid attribute of path (not following a symlink).

@@ -8,27 +8,28 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // allTypes creates one inode of every type the caller may create beneath
 // parent (devices only as root) and returns their gfids by type.
-func allTypes(t *testing.T, r *Replica, parent gfid.GFID, prefix string) map[FileType]gfid.GFID {
+func allTypes(t *testing.T, r *Replica, parent gfid.GFID, prefix string) map[ops.FileType]gfid.GFID {
 	t.Helper()
-	gs := map[FileType]gfid.GFID{}
-	entries := []Entry{}
-	add := func(typ FileType, e Entry) {
+	gs := map[ops.FileType]gfid.GFID{}
+	entries := []ops.Entry{}
+	add := func(typ ops.FileType, e ops.Entry) {
 		e.GFID, e.Parent, e.Name = gfid.New(), parent, prefix+typ.String()
 		gs[typ] = e.GFID
 		entries = append(entries, e)
 	}
-	add(TypeRegular, Entry{Op: OpCreate, Mode: unix.S_IFREG | 0o644})
-	add(TypeDir, Entry{Op: OpMkdir, Mode: unix.S_IFDIR | 0o755})
-	add(TypeSymlink, Entry{Op: OpSymlink, Target: "/etc/passwd"})
-	add(TypeFifo, Entry{Op: OpMknod, Mode: unix.S_IFIFO | 0o644})
-	add(TypeSocket, Entry{Op: OpMknod, Mode: unix.S_IFSOCK | 0o644})
+	add(ops.TypeRegular, ops.Entry{Op: ops.OpCreate, Mode: unix.S_IFREG | 0o644})
+	add(ops.TypeDir, ops.Entry{Op: ops.OpMkdir, Mode: unix.S_IFDIR | 0o755})
+	add(ops.TypeSymlink, ops.Entry{Op: ops.OpSymlink, Target: "/etc/passwd"})
+	add(ops.TypeFifo, ops.Entry{Op: ops.OpMknod, Mode: unix.S_IFIFO | 0o644})
+	add(ops.TypeSocket, ops.Entry{Op: ops.OpMknod, Mode: unix.S_IFSOCK | 0o644})
 	if os.Geteuid() == 0 {
-		add(TypeChar, Entry{Op: OpMknod, Mode: unix.S_IFCHR | 0o644, Rdev: unix.Mkdev(1, 3)})
-		add(TypeBlock, Entry{Op: OpMknod, Mode: unix.S_IFBLK | 0o644, Rdev: unix.Mkdev(7, 200)})
+		add(ops.TypeChar, ops.Entry{Op: ops.OpMknod, Mode: unix.S_IFCHR | 0o644, Rdev: unix.Mkdev(1, 3)})
+		add(ops.TypeBlock, ops.Entry{Op: ops.OpMknod, Mode: unix.S_IFBLK | 0o644, Rdev: unix.Mkdev(7, 200)})
 	}
 	apply(t, r, entries...)
 	return gs
@@ -36,10 +37,10 @@ func allTypes(t *testing.T, r *Replica, parent gfid.GFID, prefix string) map[Fil
 
 // assertIndexPlace checks that g's index entry is in the tree for its type
 // and only there.
-func assertIndexPlace(t *testing.T, root string, typ FileType, g gfid.GFID) {
+func assertIndexPlace(t *testing.T, root string, typ ops.FileType, g gfid.GFID) {
 	t.Helper()
 	inData, inLinks := exists(dataPath(root, g)), exists(linksPath(root, g))
-	if typ == TypeRegular {
+	if typ == ops.TypeRegular {
 		if !inData || inLinks {
 			t.Errorf("%s %s: in data tree %v, in links tree %v; want the data tree only", typ, g, inData, inLinks)
 		}
@@ -50,10 +51,10 @@ func assertIndexPlace(t *testing.T, root string, typ FileType, g gfid.GFID) {
 	}
 	st := lstat(t, linksPath(root, g))
 	switch {
-	case typ == TypeDir && !isLinkMode(st.Mode):
+	case typ == ops.TypeDir && !isLinkMode(st.Mode):
 		t.Errorf("directory %s: index entry mode %o, want a symlink", g, st.Mode)
-	case typ != TypeDir && typeOfMode(st.Mode) != typ:
-		t.Errorf("%s %s: index entry is a %s", typ, g, typeOfMode(st.Mode))
+	case typ != ops.TypeDir && ops.TypeOfMode(st.Mode) != typ:
+		t.Errorf("%s %s: index entry is a %s", typ, g, ops.TypeOfMode(st.Mode))
 	}
 }
 
@@ -64,9 +65,9 @@ func TestIndexTrees(t *testing.T) {
 	r, root := newReplica(t)
 	assertDataDirRegularOnly(t, r)
 	top := allTypes(t, r, gfid.Root, "top-")
-	sub := allTypes(t, r, top[TypeDir], "sub-")
+	sub := allTypes(t, r, top[ops.TypeDir], "sub-")
 	assertDataDirRegularOnly(t, r)
-	for _, m := range []map[FileType]gfid.GFID{top, sub} {
+	for _, m := range []map[ops.FileType]gfid.GFID{top, sub} {
 		for typ, g := range m {
 			assertIndexPlace(t, root, typ, g)
 			a, err := r.Stat(t.Context(), g)
@@ -82,9 +83,9 @@ func TestIndexTrees(t *testing.T) {
 	}
 
 	// Hardlinks of every non-directory, then renames across directories.
-	var more []Entry
+	var more []ops.Entry
 	for typ, g := range sub {
-		if typ == TypeDir {
+		if typ == ops.TypeDir {
 			continue
 		}
 		more = append(more, link(g, gfid.Root, "hl-"+typ.String()))
@@ -110,7 +111,7 @@ func TestIndexTrees(t *testing.T) {
 		}
 	}
 	for typ, g := range sub {
-		if typ == TypeDir {
+		if typ == ops.TypeDir {
 			continue
 		}
 		if a, err := r.Stat(t.Context(), g); err != nil || a.Nlink != 2 {
@@ -118,36 +119,36 @@ func TestIndexTrees(t *testing.T) {
 		}
 	}
 	// Chains through a moved directory resolve.
-	if ents, err := r.Entries(t.Context(), top[TypeDir]); err != nil || len(ents) != len(sub) {
+	if ents, err := r.Entries(t.Context(), top[ops.TypeDir]); err != nil || len(ents) != len(sub) {
 		t.Errorf("Entries(moved dir) = %v, %v", ents, err)
 	}
-	if err := r.SetXtime(t.Context(), top[TypeDir], gfid.New().String(), 1, 2); err != nil {
+	if err := r.SetXtime(t.Context(), top[ops.TypeDir], gfid.New().String(), 1, 2); err != nil {
 		t.Errorf("SetXtime on a moved directory: %v", err)
 	}
 
 	// Unlink every name of the non-directories of sub: their entries go.
 	more = more[:0]
 	for typ, g := range sub {
-		if typ == TypeDir {
+		if typ == ops.TypeDir {
 			continue
 		}
-		more = append(more, unlink(g, top[TypeDir], "sub-"+typ.String()), unlink(g, gfid.Root, "hl-"+typ.String()))
+		more = append(more, unlink(g, top[ops.TypeDir], "sub-"+typ.String()), unlink(g, gfid.Root, "hl-"+typ.String()))
 	}
 	apply(t, r, more...)
 	for typ, g := range sub {
-		if typ != TypeDir && (exists(dataPath(root, g)) || exists(linksPath(root, g))) {
+		if typ != ops.TypeDir && (exists(dataPath(root, g)) || exists(linksPath(root, g))) {
 			t.Errorf("%s %s: index entry left after its last name went", typ, g)
 		}
 	}
 	// Purge the whole subtree: every entry goes, in both trees.
-	if ents, err := r.Entries(t.Context(), sub[TypeDir]); err != nil || len(ents) != 0 {
+	if ents, err := r.Entries(t.Context(), sub[ops.TypeDir]); err != nil || len(ents) != 0 {
 		t.Errorf("Entries(dir in a moved dir) = %v, %v", ents, err)
 	}
 	if _, err := r.Purge(t.Context(), gfid.Root, "other", gfid.GFID{}); err != nil {
 		t.Fatal(err)
 	}
 	for typ, g := range top {
-		if os.Geteuid() != 0 && typ != TypeRegular && typ != TypeDir {
+		if os.Geteuid() != 0 && typ != ops.TypeRegular && typ != ops.TypeDir {
 			continue // documented: as non-root Purge cannot find their index links
 		}
 		if exists(dataPath(root, g)) || exists(linksPath(root, g)) {
@@ -163,7 +164,7 @@ func TestIndexTrees(t *testing.T) {
 func TestIndexStaleAcrossTrees(t *testing.T) {
 	r, root := newReplica(t)
 	d, fifo, f := gfid.New(), gfid.New(), gfid.New()
-	fifoEntry := Entry{Op: OpMknod, GFID: fifo, Parent: gfid.Root, Name: "fifo", Mode: unix.S_IFIFO | 0o644}
+	fifoEntry := ops.Entry{Op: ops.OpMknod, GFID: fifo, Parent: gfid.Root, Name: "fifo", Mode: unix.S_IFIFO | 0o644}
 	apply(t, r, mkdir(d, gfid.Root, "d"), fifoEntry, create(f, gfid.Root, "f", 0o644))
 
 	orphan := func(g gfid.GFID) {
@@ -191,8 +192,8 @@ func TestIndexStaleAcrossTrees(t *testing.T) {
 		t.Fatal("Entries through a regular-file entry succeeded")
 	}
 	apply(t, r, mkdir(d, gfid.Root, "d"), fifoEntry)
-	assertIndexPlace(t, root, TypeDir, d)
-	assertIndexPlace(t, root, TypeFifo, fifo)
+	assertIndexPlace(t, root, ops.TypeDir, d)
+	assertIndexPlace(t, root, ops.TypeFifo, fifo)
 	if _, err := r.Entries(t.Context(), d); err != nil {
 		t.Errorf("Entries after repair: %v", err)
 	}
@@ -207,7 +208,7 @@ func TestIndexStaleAcrossTrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	apply(t, r, create(f, gfid.Root, "f", 0o644))
-	assertIndexPlace(t, root, TypeRegular, f)
+	assertIndexPlace(t, root, ops.TypeRegular, f)
 	assertDataDirRegularOnly(t, r)
 	if !asRoot {
 		return
@@ -223,6 +224,6 @@ func TestIndexStaleAcrossTrees(t *testing.T) {
 		t.Error("Stat found a fifo in the data tree")
 	}
 	apply(t, r, fifoEntry) // the name holds the gfid: the index is repaired
-	assertIndexPlace(t, root, TypeFifo, fifo)
+	assertIndexPlace(t, root, ops.TypeFifo, fifo)
 	assertDataDirRegularOnly(t, r)
 }

@@ -6,6 +6,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // The gfid index is laid out like GlusterFS's .glusterfs, in two trees of
@@ -133,7 +134,7 @@ func parseDirLink(g gfid.GFID, link string) (parent gfid.GFID, name string, err 
 		return bad("shard does not match parent")
 	}
 	name = link[pre:]
-	if err := ValidateName(name); err != nil {
+	if err := ops.ValidateName(name); err != nil {
 		return bad(err.Error())
 	}
 	if p == gfid.Root && name == metaDir {
@@ -150,7 +151,7 @@ func (r *Replica) readIndex(g gfid.GFID) (indexEntry, error) {
 	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG:
 		return indexEntry{kind: idxFile, tree: dataTree, st: st}, nil
 	case err == nil:
-		return indexEntry{}, errf(unix.ESTALE, "index entry of %s in %s is a %s, not a regular file", g, dataTree, typeOfMode(st.Mode))
+		return indexEntry{}, errf(unix.ESTALE, "index entry of %s in %s is a %s, not a regular file", g, dataTree, ops.TypeOfMode(st.Mode))
 	case err != unix.ENOENT:
 		return indexEntry{}, err
 	}

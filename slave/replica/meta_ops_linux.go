@@ -10,16 +10,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // ApplyMeta applies metadata operations in order and returns the ones that
 // failed; a failed one does not stop the rest. Ownership is changed before
 // the mode (so setuid and setgid bits stick), times last.
-func (r *Replica) ApplyMeta(ctx context.Context, metas []Meta) []Failure {
+func (r *Replica) ApplyMeta(ctx context.Context, metas []ops.Meta) []ops.Failure {
 	return r.applyBatch(ctx, len(metas),
 		func(i int) error { return r.applyMeta(metas[i]) },
-		func(i int, err error) Failure {
-			return Failure{Message: fmt.Sprintf("META %s: %v", metas[i].GFID, err)}
+		func(i int, err error) ops.Failure {
+			return ops.Failure{Message: fmt.Sprintf("META %s: %v", metas[i].GFID, err)}
 		})
 }
 
@@ -34,7 +35,7 @@ func timespec(t *time.Time) *unix.Timespec {
 	return &ts
 }
 
-func (r *Replica) validateXattrs(m Meta) error {
+func (r *Replica) validateXattrs(m ops.Meta) error {
 	for name := range m.Xattrs {
 		if !strings.HasPrefix(name, "user.") || len(name) == len("user.") {
 			return errf(unix.EINVAL, "xattr %q is outside the user.* namespace", truncName(name))
@@ -49,7 +50,7 @@ func (r *Replica) validateXattrs(m Meta) error {
 	return nil
 }
 
-func (r *Replica) applyMeta(m Meta) error {
+func (r *Replica) applyMeta(m ops.Meta) error {
 	switch {
 	case m.GFID.IsZero():
 		return errf(unix.EINVAL, "zero gfid")

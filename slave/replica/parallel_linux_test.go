@@ -12,22 +12,23 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // TestParallelCreatesMatchSerial applies a batch whose creates run in
 // parallel and the same entries one call at a time (always in order), and
 // checks that both give the same failures and the same tree.
 func TestParallelCreatesMatchSerial(t *testing.T) {
-	var batch []Entry
+	var batch []ops.Entry
 	var dirs []gfid.GFID
 	for d := range 12 {
 		g := gfid.New()
 		dirs = append(dirs, g)
-		batch = append(batch, Entry{Op: OpMkdir, GFID: g, Parent: gfid.Root, Name: fmt.Sprintf("d%02d", d), Mode: unix.S_IFDIR | 0o755})
+		batch = append(batch, ops.Entry{Op: ops.OpMkdir, GFID: g, Parent: gfid.Root, Name: fmt.Sprintf("d%02d", d), Mode: unix.S_IFDIR | 0o755})
 	}
 	dup := gfid.New()
 	for i := range 300 {
-		e := Entry{Op: OpCreate, GFID: gfid.New(), Parent: dirs[i%len(dirs)], Name: fmt.Sprintf("f%03d", i), Mode: unix.S_IFREG | 0o640, UID: 7, GID: 8}
+		e := ops.Entry{Op: ops.OpCreate, GFID: gfid.New(), Parent: dirs[i%len(dirs)], Name: fmt.Sprintf("f%03d", i), Mode: unix.S_IFREG | 0o640, UID: 7, GID: 8}
 		switch i {
 		case 10:
 			e.Name = "bad/name" // refused
@@ -36,15 +37,15 @@ func TestParallelCreatesMatchSerial(t *testing.T) {
 		case 30:
 			e.Name = "f006" // same directory as f006 (30%12 == 6): EEXIST
 		case 40:
-			e.Op, e.Mode, e.Target = OpSymlink, unix.S_IFLNK|0o777, "../target"
+			e.Op, e.Mode, e.Target = ops.OpSymlink, unix.S_IFLNK|0o777, "../target"
 		case 50:
-			e.Op, e.Mode = OpMknod, unix.S_IFIFO|0o600
+			e.Op, e.Mode = ops.OpMknod, unix.S_IFIFO|0o600
 		case 60:
 			e.GFID = dup
 		}
 		batch = append(batch, e)
 	}
-	batch = append(batch, Entry{Op: OpLink, GFID: dup, Parent: dirs[0], Name: "link-to-dup"})
+	batch = append(batch, ops.Entry{Op: ops.OpLink, GFID: dup, Parent: dirs[0], Name: "link-to-dup"})
 
 	par, parRoot := newReplica(t)
 	ser, serRoot := newReplica(t)
@@ -52,9 +53,9 @@ func TestParallelCreatesMatchSerial(t *testing.T) {
 		t.Fatalf("the creates do not form a parallel run (%d entries)", got-len(dirs))
 	}
 	pf := par.ApplyEntries(t.Context(), batch)
-	var sf []Failure
+	var sf []ops.Failure
 	for i, e := range batch {
-		for _, f := range ser.ApplyEntries(t.Context(), []Entry{e}) {
+		for _, f := range ser.ApplyEntries(t.Context(), []ops.Entry{e}) {
 			f.Index = i
 			sf = append(sf, f)
 		}
@@ -71,7 +72,7 @@ func TestParallelCreatesMatchSerial(t *testing.T) {
 	assertDataDirRegularOnly(t, par)
 }
 
-func describeFailures(fs []Failure) string {
+func describeFailures(fs []ops.Failure) string {
 	var parts []string
 	for _, f := range fs {
 		parts = append(parts, fmt.Sprintf("%d:%s", f.Index, f.Errno))

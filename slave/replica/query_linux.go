@@ -10,11 +10,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
-func attrOf(st unix.Stat_t) Attr {
-	return Attr{
-		Type:  typeOfMode(st.Mode),
+func attrOf(st unix.Stat_t) ops.Attr {
+	return ops.Attr{
+		Type:  ops.TypeOfMode(st.Mode),
 		Mode:  st.Mode,
 		UID:   st.Uid,
 		GID:   st.Gid,
@@ -27,33 +28,33 @@ func attrOf(st unix.Stat_t) Attr {
 
 // Stat describes the inode of gfid g. For an unknown gfid the error wraps
 // fs.ErrNotExist.
-func (r *Replica) Stat(ctx context.Context, g gfid.GFID) (Attr, error) {
+func (r *Replica) Stat(ctx context.Context, g gfid.GFID) (ops.Attr, error) {
 	if err := ctx.Err(); err != nil {
-		return Attr{}, err
+		return ops.Attr{}, err
 	}
 	if g.IsZero() {
-		return Attr{}, errf(unix.EINVAL, "stat: zero gfid")
+		return ops.Attr{}, errf(unix.EINVAL, "stat: zero gfid")
 	}
 	if err := r.lock(); err != nil {
-		return Attr{}, err
+		return ops.Attr{}, err
 	}
 	defer r.mu.Unlock()
 	n, isDir, done, err := r.openNode(g)
 	if err != nil {
-		return Attr{}, fmt.Errorf("stat %s: %w", g, err)
+		return ops.Attr{}, fmt.Errorf("stat %s: %w", g, err)
 	}
 	defer done()
 	st, err := n.stat()
 	if err != nil {
-		return Attr{}, fmt.Errorf("stat %s: %w", g, err)
+		return ops.Attr{}, fmt.Errorf("stat %s: %w", g, err)
 	}
 	a := attrOf(st)
 	if !isDir && a.Nlink > 0 {
 		a.Nlink-- // the index's own link
 	}
-	if a.Type == TypeSymlink {
+	if a.Type == ops.TypeSymlink {
 		if a.Target, err = readlinkAt(n.dirfd, n.name); err != nil {
-			return Attr{}, fmt.Errorf("stat %s: readlink: %w", g, err)
+			return ops.Attr{}, fmt.Errorf("stat %s: readlink: %w", g, err)
 		}
 	}
 	return a, nil
@@ -61,7 +62,7 @@ func (r *Replica) Stat(ctx context.Context, g gfid.GFID) (Attr, error) {
 
 // Entries lists the directory of gfid dir, sorted by name. The replica's own
 // .georep directory is never listed.
-func (r *Replica) Entries(ctx context.Context, dir gfid.GFID) ([]DirEntry, error) {
+func (r *Replica) Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -82,7 +83,7 @@ func (r *Replica) Entries(ctx context.Context, dir gfid.GFID) ([]DirEntry, error
 		return nil, fmt.Errorf("entries of %s: reading directory: %w", dir, err)
 	}
 	slices.Sort(names)
-	out := make([]DirEntry, 0, len(names))
+	out := make([]ops.DirEntry, 0, len(names))
 	for _, name := range names {
 		if dir == gfid.Root && name == metaDir {
 			continue
@@ -97,7 +98,7 @@ func (r *Replica) Entries(ctx context.Context, dir gfid.GFID) ([]DirEntry, error
 		if !ni.exists {
 			continue // removed meanwhile
 		}
-		out = append(out, DirEntry{Name: name, GFID: ni.g, Type: typeOfMode(ni.st.Mode)})
+		out = append(out, ops.DirEntry{Name: name, GFID: ni.g, Type: ops.TypeOfMode(ni.st.Mode)})
 	}
 	return out, nil
 }

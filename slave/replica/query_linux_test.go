@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 func TestStatEntries(t *testing.T) {
@@ -27,7 +28,7 @@ func TestStatEntries(t *testing.T) {
 		t.Error("Stat of zero gfid succeeded")
 	}
 	a, err := r.Stat(t.Context(), gfid.Root)
-	if err != nil || a.Type != TypeDir {
+	if err != nil || a.Type != ops.TypeDir {
 		t.Errorf("Stat(root) = %+v, %v", a, err)
 	}
 	if err := os.WriteFile(filepath.Join(root, "d/f"), []byte("hello"), 0o640); err != nil {
@@ -38,10 +39,10 @@ func TestStatEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, err = r.Stat(t.Context(), f)
-	if err != nil || a.Type != TypeRegular || a.Size != 5 || a.Mode != unix.S_IFREG|0o640 || !a.Mtime.Equal(mt) || a.Nlink != 1 {
+	if err != nil || a.Type != ops.TypeRegular || a.Size != 5 || a.Mode != unix.S_IFREG|0o640 || !a.Mtime.Equal(mt) || a.Nlink != 1 {
 		t.Errorf("Stat(f) = %+v, %v", a, err)
 	}
-	if a, err := r.Stat(t.Context(), s); err != nil || a.Type != TypeSymlink || a.Target != "d/f" {
+	if a, err := r.Stat(t.Context(), s); err != nil || a.Type != ops.TypeSymlink || a.Target != "d/f" {
 		t.Errorf("Stat(s) = %+v, %v", a, err)
 	}
 
@@ -49,7 +50,7 @@ func TestStatEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []DirEntry{{Name: "d", GFID: d, Type: TypeDir}, {Name: "foreign", Type: TypeRegular}, {Name: "s", GFID: s, Type: TypeSymlink}}
+	want := []ops.DirEntry{{Name: "d", GFID: d, Type: ops.TypeDir}, {Name: "foreign", Type: ops.TypeRegular}, {Name: "s", GFID: s, Type: ops.TypeSymlink}}
 	if os.Geteuid() != 0 {
 		want[2].GFID = gfid.GFID{} // as non-root a symlink carries no user.* gfid attribute
 	}
@@ -76,7 +77,7 @@ func TestPurge(t *testing.T) {
 		create(f1, top, "f1", 0o644), create(f2, sub, "f2", 0o644), link(f2, sub, "f2b"),
 		create(f3, sub, "f3", 0o644), link(f3, gfid.Root, "f3-outside-purge"),
 		symlink(s, sub, "s", "/"),
-		Entry{Op: OpMknod, GFID: gfid.New(), Parent: sub, Name: "fifo", Mode: unix.S_IFIFO | 0o600},
+		ops.Entry{Op: ops.OpMknod, GFID: gfid.New(), Parent: sub, Name: "fifo", Mode: unix.S_IFIFO | 0o600},
 	)
 	if err := os.WriteFile(filepath.Join(root, "top/sub/foreign"), nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -175,7 +176,7 @@ func TestApplyMeta(t *testing.T) {
 	r, root := newReplica(t)
 	f, d, s, p := gfid.New(), gfid.New(), gfid.New(), gfid.New()
 	apply(t, r, create(f, gfid.Root, "f", 0o644), mkdir(d, gfid.Root, "d"), symlink(s, gfid.Root, "s", "f"),
-		Entry{Op: OpMknod, GFID: p, Parent: gfid.Root, Name: "p", Mode: unix.S_IFIFO | 0o644})
+		ops.Entry{Op: ops.OpMknod, GFID: p, Parent: gfid.Root, Name: "p", Mode: unix.S_IFIFO | 0o644})
 	if err := unix.Setxattr(filepath.Join(root, "f"), "user.old", []byte("1"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +189,7 @@ func TestApplyMeta(t *testing.T) {
 	if uid == 0 {
 		uid = 1234
 	}
-	metas := []Meta{
+	metas := []ops.Meta{
 		{GFID: f, SetOwner: true, UID: uid, GID: uint32(os.Getegid()), SetMode: true, Mode: 0o4755, Mtime: &mt, Atime: &at,
 			SetXattrs: true, Xattrs: map[string][]byte{"user.keep": []byte("new"), "user.add": []byte("2")}},
 		{GFID: d, SetMode: true, Mode: 0o1777, Mtime: &mt, Atime: &at},
@@ -264,8 +265,8 @@ func TestApplyMetaSetuidAfterChown(t *testing.T) {
 	requireRoot(t)
 	r, root := newReplica(t)
 	d := gfid.New()
-	apply(t, r, Entry{Op: OpMkdir, GFID: d, Parent: gfid.Root, Name: "d", Mode: unix.S_IFDIR | 0o2775, UID: 1000, GID: 1000})
-	fails := r.ApplyMeta(t.Context(), []Meta{{GFID: d, SetOwner: true, UID: 2000, GID: 2000, SetMode: true, Mode: 0o6755}})
+	apply(t, r, ops.Entry{Op: ops.OpMkdir, GFID: d, Parent: gfid.Root, Name: "d", Mode: unix.S_IFDIR | 0o2775, UID: 1000, GID: 1000})
+	fails := r.ApplyMeta(t.Context(), []ops.Meta{{GFID: d, SetOwner: true, UID: 2000, GID: 2000, SetMode: true, Mode: 0o6755}})
 	if len(fails) != 0 {
 		t.Fatal(fails)
 	}

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // Replica is an open replica root. It is implemented on Linux only.
@@ -23,25 +24,27 @@ func Open(root string, log *slog.Logger) (*Replica, error) { return nil, errUnsu
 func (r *Replica) Close() error    { return nil }
 func (r *Replica) Root() string    { return "" }
 func (r *Replica) DataDir() string { return "" }
-func (r *Replica) ApplyEntries(ctx context.Context, entries []Entry) []Failure {
+func (r *Replica) ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.Failure {
 	return unsupported(len(entries))
 }
-func (r *Replica) ApplyMeta(ctx context.Context, metas []Meta) []Failure {
+func (r *Replica) ApplyMeta(ctx context.Context, metas []ops.Meta) []ops.Failure {
 	return unsupported(len(metas))
 }
-func (r *Replica) WriteFiles(ctx context.Context, files []FileData) []Failure {
+func (r *Replica) WriteFiles(ctx context.Context, files []ops.FileData) []ops.Failure {
 	return unsupported(len(files))
 }
 
-func unsupported(n int) []Failure {
-	f := make([]Failure, n)
+func unsupported(n int) []ops.Failure {
+	f := make([]ops.Failure, n)
 	for i := range f {
-		f[i] = Failure{Index: i, Errno: syscall.ENOSYS, Message: errUnsupported.Error()}
+		f[i] = ops.Failure{Index: i, Errno: syscall.ENOSYS, Message: errUnsupported.Error()}
 	}
 	return f
 }
-func (r *Replica) Stat(ctx context.Context, g gfid.GFID) (Attr, error) { return Attr{}, errUnsupported }
-func (r *Replica) Entries(ctx context.Context, dir gfid.GFID) ([]DirEntry, error) {
+func (r *Replica) Stat(ctx context.Context, g gfid.GFID) (ops.Attr, error) {
+	return ops.Attr{}, errUnsupported
+}
+func (r *Replica) Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, error) {
 	return nil, errUnsupported
 }
 func (r *Replica) Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) (uint64, error) {

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // rsyncReceiverOptions are the options of a real sync job (master/syncer's
@@ -77,7 +78,7 @@ func TestRsyncCannotEscapeThroughIndex(t *testing.T) {
 		symlink(evil, d, "evil", outside),
 		// ...and one to a file outside.
 		symlink(evilFile, gfid.Root, "evil-file", filepath.Join(outside, "sentinel")),
-		Entry{Op: OpMknod, GFID: fifo, Parent: gfid.Root, Name: "fifo", Mode: unix.S_IFIFO | 0o644},
+		ops.Entry{Op: ops.OpMknod, GFID: fifo, Parent: gfid.Root, Name: "fifo", Mode: unix.S_IFIFO | 0o644},
 		create(file, sub, "f", 0o644),
 	)
 	shard := func(g gfid.GFID) string {
@@ -137,7 +138,7 @@ func TestRsyncCannotEscapeThroughIndex(t *testing.T) {
 			t.Fatalf("d/sub/f: %q, %v", b, err)
 		}
 		apply(t, r, create(file, sub, "f", 0o644))
-		assertIndexPlace(t, root, TypeRegular, file)
+		assertIndexPlace(t, root, ops.TypeRegular, file)
 		assertDataDirRegularOnly(t, r)
 	})
 }
@@ -160,7 +161,7 @@ func assertDataDirRegularOnly(t *testing.T, r *Replica) {
 		case depth <= 1 && isDirMode(st.Mode):
 		case depth == 2 && st.Mode&unix.S_IFMT == unix.S_IFREG:
 		default:
-			t.Errorf("data dir holds %s, a %s at depth %d: only shard directories and regular files may be there", rel, typeOfMode(st.Mode), depth)
+			t.Errorf("data dir holds %s, a %s at depth %d: only shard directories and regular files may be there", rel, ops.TypeOfMode(st.Mode), depth)
 		}
 		return nil
 	})

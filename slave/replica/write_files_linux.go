@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // WriteFiles replaces the content of regular files the replica already
@@ -19,15 +20,15 @@ import (
 // only (.georep/gfid/ab/<gfid>, the tree rsync writes into), which holds
 // nothing but regular files: a gfid of any other type, or one the replica
 // does not know, fails (EINVAL, ENOENT). WriteFiles never creates a file.
-func (r *Replica) WriteFiles(ctx context.Context, files []FileData) []Failure {
+func (r *Replica) WriteFiles(ctx context.Context, files []ops.FileData) []ops.Failure {
 	return r.applyBatch(ctx, len(files),
 		func(i int) error { return r.writeFile(files[i]) },
-		func(i int, err error) Failure {
-			return Failure{Message: fmt.Sprintf("WRITE %s: %v", files[i].GFID, err)}
+		func(i int, err error) ops.Failure {
+			return ops.Failure{Message: fmt.Sprintf("WRITE %s: %v", files[i].GFID, err)}
 		})
 }
 
-func (r *Replica) writeFile(f FileData) error {
+func (r *Replica) writeFile(f ops.FileData) error {
 	switch {
 	case f.GFID.IsZero():
 		return errf(unix.EINVAL, "zero gfid")
@@ -58,7 +59,7 @@ func (r *Replica) writeFile(f FileData) error {
 		return err
 	}
 	if lst.Mode&unix.S_IFMT != unix.S_IFREG {
-		return errf(unix.EINVAL, "gfid %s: index entry is a %s, not a regular file", f.GFID, typeOfMode(lst.Mode))
+		return errf(unix.EINVAL, "gfid %s: index entry is a %s, not a regular file", f.GFID, ops.TypeOfMode(lst.Mode))
 	}
 	fd, err := retry(func() (int, error) {
 		return unix.Openat(sfd, name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 func TestWriteFiles(t *testing.T) {
@@ -24,7 +25,7 @@ func TestWriteFiles(t *testing.T) {
 	}
 	mt := time.Date(2003, 4, 5, 6, 7, 8, 9000, time.UTC)
 	big := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB: more than one write on some kernels
-	fails := r.WriteFiles(t.Context(), []FileData{
+	fails := r.WriteFiles(t.Context(), []ops.FileData{
 		{GFID: f, Data: []byte("hello"), Mode: 0o100755, UID: uid, GID: gid, Mtime: mt},
 		{GFID: h, Data: big, Mode: 0o640, UID: uid, GID: gid, Mtime: mt},
 	})
@@ -52,7 +53,7 @@ func TestWriteFiles(t *testing.T) {
 
 	// A rewrite of the same size with the same mtime lands (no quick check),
 	// and a shorter content truncates.
-	if fails := r.WriteFiles(t.Context(), []FileData{
+	if fails := r.WriteFiles(t.Context(), []ops.FileData{
 		{GFID: f, Data: []byte("HELLO"), Mode: 0o755, UID: uid, GID: gid, Mtime: mt},
 		{GFID: h, Data: []byte("x"), Mode: 0o640, UID: uid, GID: gid, Mtime: mt},
 	}); len(fails) != 0 {
@@ -67,7 +68,7 @@ func TestWriteFiles(t *testing.T) {
 		t.Errorf("f: mtime %v after a same-mtime rewrite", st.Mtim)
 	}
 	// Empty content empties the file.
-	if fails := r.WriteFiles(t.Context(), []FileData{{GFID: f, Mode: 0o644, UID: uid, GID: gid, Mtime: mt}}); len(fails) != 0 {
+	if fails := r.WriteFiles(t.Context(), []ops.FileData{{GFID: f, Mode: 0o644, UID: uid, GID: gid, Mtime: mt}}); len(fails) != 0 {
 		t.Fatalf("failures: %+v", fails)
 	}
 	if st := lstat(t, filepath.Join(root, "f")); st.Size != 0 || st.Mode&0o7777 != 0o644 {
@@ -80,7 +81,7 @@ func TestWriteFilesSetuidAfterChown(t *testing.T) {
 	r, root := newReplica(t)
 	f := gfid.New()
 	apply(t, r, create(f, gfid.Root, "f", 0o644))
-	if fails := r.WriteFiles(t.Context(), []FileData{{GFID: f, Data: []byte("#!/bin/true\n"), Mode: 0o6755, UID: 2000, GID: 2000}}); len(fails) != 0 {
+	if fails := r.WriteFiles(t.Context(), []ops.FileData{{GFID: f, Data: []byte("#!/bin/true\n"), Mode: 0o6755, UID: 2000, GID: 2000}}); len(fails) != 0 {
 		t.Fatal(fails)
 	}
 	if st := lstat(t, filepath.Join(root, "f")); st.Mode&0o7777 != 0o6755 || st.Uid != 2000 || st.Gid != 2000 {
@@ -124,14 +125,14 @@ func TestWriteFilesHostile(t *testing.T) {
 		{"unknown gfid", gfid.New(), unix.ENOENT},
 		{"root", gfid.Root, unix.EINVAL},
 		{"park", gfid.Park, unix.EINVAL},
-		{"directory", types[TypeDir], unix.ENOENT},
-		{"symlink", types[TypeSymlink], unix.ENOENT},
-		{"fifo", types[TypeFifo], unix.ENOENT},
-		{"socket", types[TypeSocket], unix.ENOENT},
+		{"directory", types[ops.TypeDir], unix.ENOENT},
+		{"symlink", types[ops.TypeSymlink], unix.ENOENT},
+		{"fifo", types[ops.TypeFifo], unix.ENOENT},
+		{"socket", types[ops.TypeSocket], unix.ENOENT},
 		{"planted symlink in the data tree", planted["symlink"], unix.EINVAL},
 		{"planted fifo in the data tree", planted["fifo"], unix.EINVAL},
 	}
-	if g, ok := types[TypeChar]; ok {
+	if g, ok := types[ops.TypeChar]; ok {
 		tests = append(tests, struct {
 			name string
 			g    gfid.GFID
@@ -141,11 +142,11 @@ func TestWriteFilesHostile(t *testing.T) {
 	before := snapshot(t, filepath.Dir(root))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			done := make(chan []Failure, 1)
+			done := make(chan []ops.Failure, 1)
 			go func() {
-				done <- r.WriteFiles(t.Context(), []FileData{{GFID: tt.g, Data: []byte("evil"), Mode: 0o777, UID: uid, GID: gid}})
+				done <- r.WriteFiles(t.Context(), []ops.FileData{{GFID: tt.g, Data: []byte("evil"), Mode: 0o777, UID: uid, GID: gid}})
 			}()
-			var fails []Failure
+			var fails []ops.Failure
 			select {
 			case fails = <-done:
 			case <-time.After(10 * time.Second):
@@ -178,7 +179,7 @@ func TestWriteFilesPartialBatchAndCancel(t *testing.T) {
 	a, b := gfid.New(), gfid.New()
 	apply(t, r, create(a, gfid.Root, "a", 0o644), create(b, gfid.Root, "b", 0o644))
 	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
-	fails := r.WriteFiles(t.Context(), []FileData{
+	fails := r.WriteFiles(t.Context(), []ops.FileData{
 		{GFID: a, Data: []byte("A"), Mode: 0o644, UID: uid, GID: gid},
 		{GFID: gfid.New(), Data: []byte("?"), Mode: 0o644, UID: uid, GID: gid},
 		{GFID: b, Data: []byte("B"), Mode: 0o644, UID: uid, GID: gid},
@@ -193,7 +194,7 @@ func TestWriteFilesPartialBatchAndCancel(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	fails = r.WriteFiles(ctx, []FileData{{GFID: a, Data: []byte("late"), Mode: 0o644, UID: uid, GID: gid}})
+	fails = r.WriteFiles(ctx, []ops.FileData{{GFID: a, Data: []byte("late"), Mode: 0o644, UID: uid, GID: gid}})
 	if len(fails) != 1 || fails[0].Errno != unix.ECANCELED {
 		t.Fatalf("failures %+v, want ECANCELED", fails)
 	}

@@ -1,11 +1,12 @@
-// Package replicatest is the conformance suite of the slave's replicas: the
-// same behavioural tests of entry-op semantics (gsyncd's resource.py
-// entry_ops and meta_ops, as ARCHITECTURE.md "The slave's replica" states
-// them) run against every implementation: the plain-directory replica
-// (package slave/replica) and the GlusterFS volume (package slave/glusterfs).
-// A difference between implementations is accepted only through a Caps
+// Package opstest is the conformance suite of whatever applies the
+// vocabulary of package rpc/ops: the same behavioural tests of entry-op
+// semantics (gsyncd's resource.py entry_ops and meta_ops, as ARCHITECTURE.md
+// "The slave's replica" states them) run against every implementation: the
+// plain-directory replica (package slave/replica) and the GlusterFS volume
+// (package slave/glusterfs). It declares the Backend it drives and imports
+// nothing of them. A difference between implementations is accepted only through a Caps
 // field, never by a silent skip.
-package replicatest
+package opstest
 
 import (
 	"bytes"
@@ -25,17 +26,18 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
-	"github.com/georep/georep/slave/replica"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // Backend is what the suite drives: the replica method set the slave
-// daemon uses (package slave's Replica), without the lifecycle.
+// daemon uses (package slave's Replica), without the lifecycle, declared
+// here so that the suite depends on no implementation.
 type Backend interface {
-	ApplyEntries(ctx context.Context, entries []replica.Entry) []replica.Failure
-	ApplyMeta(ctx context.Context, metas []replica.Meta) []replica.Failure
-	WriteFiles(ctx context.Context, files []replica.FileData) []replica.Failure
-	Stat(ctx context.Context, g gfid.GFID) (replica.Attr, error)
-	Entries(ctx context.Context, dir gfid.GFID) ([]replica.DirEntry, error)
+	ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.Failure
+	ApplyMeta(ctx context.Context, metas []ops.Meta) []ops.Failure
+	WriteFiles(ctx context.Context, files []ops.FileData) []ops.Failure
+	Stat(ctx context.Context, g gfid.GFID) (ops.Attr, error)
+	Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, error)
 	Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) (uint64, error)
 	SetXtime(ctx context.Context, g gfid.GFID, volumeID string, sec int64, nsec int32) error
 	Xtime(ctx context.Context, g gfid.GFID, volumeID string) (sec int64, nsec int32, ok bool, err error)
@@ -101,7 +103,7 @@ type suite struct {
 	caps Caps
 }
 
-func (s *suite) apply(t *testing.T, entries ...replica.Entry) {
+func (s *suite) apply(t *testing.T, entries ...ops.Entry) {
 	t.Helper()
 	if f := s.b.ApplyEntries(t.Context(), entries); len(f) > 0 {
 		t.Fatalf("ApplyEntries: %s", describe(f))
@@ -109,16 +111,16 @@ func (s *suite) apply(t *testing.T, entries ...replica.Entry) {
 }
 
 // applyFail applies e alone and wants it to fail with errno want.
-func (s *suite) applyFail(t *testing.T, e replica.Entry, want syscall.Errno) replica.Failure {
+func (s *suite) applyFail(t *testing.T, e ops.Entry, want syscall.Errno) ops.Failure {
 	t.Helper()
-	f := s.b.ApplyEntries(t.Context(), []replica.Entry{e})
+	f := s.b.ApplyEntries(t.Context(), []ops.Entry{e})
 	if len(f) != 1 || f[0].Errno != want || f[0].Index != 0 {
 		t.Fatalf("%s %q: failures %s, want one %v", e.Op, e.Name, describe(f), want)
 	}
 	return f[0]
 }
 
-func describe(fs []replica.Failure) string {
+func describe(fs []ops.Failure) string {
 	var b strings.Builder
 	for _, f := range fs {
 		fmt.Fprintf(&b, "\n  [%d] %v (%d): %s existing=%s", f.Index, f.Errno, int(f.Errno), f.Message, f.Existing)
@@ -129,7 +131,7 @@ func describe(fs []replica.Failure) string {
 	return b.String()
 }
 
-func (s *suite) stat(t *testing.T, g gfid.GFID) replica.Attr {
+func (s *suite) stat(t *testing.T, g gfid.GFID) ops.Attr {
 	t.Helper()
 	a, err := s.b.Stat(t.Context(), g)
 	if err != nil {
@@ -186,7 +188,7 @@ func (s *suite) tree(t *testing.T, dir gfid.GFID) map[string]string {
 				t.Fatalf("Stat %s (%s%s): %v", e.GFID, prefix, e.Name, err)
 			}
 			out[prefix+e.Name] = fmt.Sprintf("%s %s %o %d:%d size=%d nlink=%d target=%q", e.GFID, a.Type, a.Mode, a.UID, a.GID, a.Size, a.Nlink, a.Target)
-			if e.Type == replica.TypeDir && depth < 32 {
+			if e.Type == ops.TypeDir && depth < 32 {
 				walk(e.GFID, prefix+e.Name+"/", depth+1)
 			}
 		}
@@ -199,39 +201,39 @@ func (s *suite) dataPath(g gfid.GFID) string {
 	return filepath.Join(s.b.DataDir(), g.Shard(), g.String())
 }
 
-func create(g, parent gfid.GFID, name string, mode uint32) replica.Entry {
-	return replica.Entry{Op: replica.OpCreate, GFID: g, Parent: parent, Name: name, Mode: unix.S_IFREG | mode}
+func create(g, parent gfid.GFID, name string, mode uint32) ops.Entry {
+	return ops.Entry{Op: ops.OpCreate, GFID: g, Parent: parent, Name: name, Mode: unix.S_IFREG | mode}
 }
-func mkdir(g, parent gfid.GFID, name string) replica.Entry {
-	return replica.Entry{Op: replica.OpMkdir, GFID: g, Parent: parent, Name: name, Mode: unix.S_IFDIR | 0o755}
+func mkdir(g, parent gfid.GFID, name string) ops.Entry {
+	return ops.Entry{Op: ops.OpMkdir, GFID: g, Parent: parent, Name: name, Mode: unix.S_IFDIR | 0o755}
 }
-func symlink(g, parent gfid.GFID, name, target string) replica.Entry {
-	return replica.Entry{Op: replica.OpSymlink, GFID: g, Parent: parent, Name: name, Mode: unix.S_IFLNK | 0o777, Target: target}
+func symlink(g, parent gfid.GFID, name, target string) ops.Entry {
+	return ops.Entry{Op: ops.OpSymlink, GFID: g, Parent: parent, Name: name, Mode: unix.S_IFLNK | 0o777, Target: target}
 }
-func mknod(g, parent gfid.GFID, name string, mode uint32, rdev uint64) replica.Entry {
-	return replica.Entry{Op: replica.OpMknod, GFID: g, Parent: parent, Name: name, Mode: mode, Rdev: rdev}
+func mknod(g, parent gfid.GFID, name string, mode uint32, rdev uint64) ops.Entry {
+	return ops.Entry{Op: ops.OpMknod, GFID: g, Parent: parent, Name: name, Mode: mode, Rdev: rdev}
 }
-func link(g, parent gfid.GFID, name string) replica.Entry {
-	return replica.Entry{Op: replica.OpLink, GFID: g, Parent: parent, Name: name}
+func link(g, parent gfid.GFID, name string) ops.Entry {
+	return ops.Entry{Op: ops.OpLink, GFID: g, Parent: parent, Name: name}
 }
-func rename(g, parent gfid.GFID, name string, np gfid.GFID, nn string) replica.Entry {
-	return replica.Entry{Op: replica.OpRename, GFID: g, Parent: parent, Name: name, NewParent: np, NewName: nn}
+func rename(g, parent gfid.GFID, name string, np gfid.GFID, nn string) ops.Entry {
+	return ops.Entry{Op: ops.OpRename, GFID: g, Parent: parent, Name: name, NewParent: np, NewName: nn}
 }
-func unlink(g, parent gfid.GFID, name string) replica.Entry {
-	return replica.Entry{Op: replica.OpUnlink, GFID: g, Parent: parent, Name: name}
+func unlink(g, parent gfid.GFID, name string) ops.Entry {
+	return ops.Entry{Op: ops.OpUnlink, GFID: g, Parent: parent, Name: name}
 }
-func rmdir(g, parent gfid.GFID, name string) replica.Entry {
-	return replica.Entry{Op: replica.OpRmdir, GFID: g, Parent: parent, Name: name}
+func rmdir(g, parent gfid.GFID, name string) ops.Entry {
+	return ops.Entry{Op: ops.OpRmdir, GFID: g, Parent: parent, Name: name}
 }
 
 // everyType creates one inode of every type in dir and returns them by name.
-func (s *suite) everyType(t *testing.T, dir gfid.GFID) ([]replica.Entry, map[string]gfid.GFID) {
+func (s *suite) everyType(t *testing.T, dir gfid.GFID) ([]ops.Entry, map[string]gfid.GFID) {
 	t.Helper()
 	g := map[string]gfid.GFID{}
 	for _, n := range []string{"file", "dir", "symlink", "fifo", "socket", "chardev", "blockdev", "oddname"} {
 		g[n] = gfid.New()
 	}
-	entries := []replica.Entry{
+	entries := []ops.Entry{
 		create(g["file"], dir, "file", 0o640),
 		mkdir(g["dir"], dir, "dir"),
 		symlink(g["symlink"], dir, "symlink", "../../../etc/passwd\x01 odd"),
@@ -254,7 +256,7 @@ func testCreateEveryType(t *testing.T, s *suite, dir gfid.GFID) {
 	for _, e := range entries {
 		a := s.stat(t, e.GFID)
 		wantMode := e.Mode
-		if e.Op == replica.OpSymlink {
+		if e.Op == ops.OpSymlink {
 			wantMode = a.Mode // a symlink's permission bits are not kept
 		}
 		if a.Mode != wantMode {
@@ -269,7 +271,7 @@ func testCreateEveryType(t *testing.T, s *suite, dir gfid.GFID) {
 		if e.Rdev != 0 && a.Rdev != e.Rdev {
 			t.Errorf("%q: rdev %#x, want %#x", e.Name, a.Rdev, e.Rdev)
 		}
-		if a.Type != replica.TypeDir && a.Nlink != 1 {
+		if a.Type != ops.TypeDir && a.Nlink != 1 {
 			t.Errorf("%q: nlink %d, want 1", e.Name, a.Nlink)
 		}
 	}
@@ -278,7 +280,7 @@ func testCreateEveryType(t *testing.T, s *suite, dir gfid.GFID) {
 		want = append(want, at(e.Name, e.GFID))
 	}
 	s.wantNames(t, dir, want...)
-	if a := s.stat(t, g["dir"]); a.Type != replica.TypeDir {
+	if a := s.stat(t, g["dir"]); a.Type != ops.TypeDir {
 		t.Errorf("dir: %s", a.Type)
 	}
 }
@@ -286,7 +288,7 @@ func testCreateEveryType(t *testing.T, s *suite, dir gfid.GFID) {
 func testReplay(t *testing.T, s *suite, dir gfid.GFID) {
 	entries, g := s.everyType(t, dir)
 	moved, hard := gfid.New(), gfid.New()
-	more := []replica.Entry{
+	more := []ops.Entry{
 		create(moved, dir, "before", 0o644),
 		rename(moved, dir, "before", g["dir"], "after"),
 		create(hard, dir, "h1", 0o644),
@@ -327,7 +329,7 @@ func testExistsOther(t *testing.T, s *suite, dir gfid.GFID) {
 	file, sub := gfid.New(), gfid.New()
 	s.apply(t, create(file, dir, "name", 0o644), mkdir(sub, dir, "sub"))
 	other := gfid.New()
-	for _, e := range []replica.Entry{
+	for _, e := range []ops.Entry{
 		create(other, dir, "name", 0o644),
 		mkdir(other, dir, "name"),
 		symlink(other, dir, "name", "x"),
@@ -379,7 +381,7 @@ func testRename(t *testing.T, s *suite, dir gfid.GFID) {
 	// Symlinks and fifos keep their type and target through a rename.
 	l := gfid.New()
 	s.apply(t, symlink(l, dir, "l", "/abs/target"), rename(l, dir, "l", d2, "l2"))
-	if at := s.stat(t, l); at.Type != replica.TypeSymlink || at.Target != "/abs/target" {
+	if at := s.stat(t, l); at.Type != ops.TypeSymlink || at.Target != "/abs/target" {
 		t.Fatalf("renamed symlink: %+v", at)
 	}
 }
@@ -404,8 +406,8 @@ func testRenameDir(t *testing.T, s *suite, dir gfid.GFID) {
 
 // parkMove is the master's rename sequence for g: to the park directory,
 // then to its new name.
-func parkMove(g, parent gfid.GFID, name string, np gfid.GFID, nn string) []replica.Entry {
-	return []replica.Entry{rename(g, parent, name, gfid.Park, g.String()), rename(g, gfid.Park, g.String(), np, nn)}
+func parkMove(g, parent gfid.GFID, name string, np gfid.GFID, nn string) []ops.Entry {
+	return []ops.Entry{rename(g, parent, name, gfid.Park, g.String()), rename(g, gfid.Park, g.String(), np, nn)}
 }
 
 // testRenameDirTwice: two workers (the bricks of a distribute volume each
@@ -591,7 +593,7 @@ func testMissingParent(t *testing.T, s *suite, dir gfid.GFID) {
 	f := gfid.New()
 	s.apply(t, create(f, dir, "f", 0o644))
 	nowhere := gfid.New()
-	for _, e := range []replica.Entry{
+	for _, e := range []ops.Entry{
 		create(gfid.New(), nowhere, "x", 0o644),
 		mkdir(gfid.New(), nowhere, "x"),
 		symlink(gfid.New(), nowhere, "x", "t"),
@@ -613,7 +615,7 @@ func testHostile(t *testing.T, s *suite, dir gfid.GFID) {
 	long := strings.Repeat("x", 256)
 	bad := []string{"a/b", "/", "..", ".", "x\x00y", "", long, "../escape"}
 	for _, name := range bad {
-		for _, e := range []replica.Entry{
+		for _, e := range []ops.Entry{
 			create(gfid.New(), dir, name, 0o644),
 			mkdir(gfid.New(), dir, name),
 			symlink(gfid.New(), dir, name, "/etc"),
@@ -630,17 +632,17 @@ func testHostile(t *testing.T, s *suite, dir gfid.GFID) {
 			t.Errorf("Purge %q: no error", name)
 		}
 	}
-	for _, e := range []replica.Entry{
+	for _, e := range []ops.Entry{
 		create(gfid.GFID{}, dir, "zero", 0o644),
 		create(gfid.New(), gfid.GFID{}, "zero-parent", 0o644),
-		{Op: replica.Op(99), GFID: gfid.New(), Parent: dir, Name: "op"},
-		{Op: replica.OpCreate, GFID: gfid.New(), Parent: dir, Name: "dirmode", Mode: unix.S_IFDIR | 0o755},
+		{Op: ops.Op(99), GFID: gfid.New(), Parent: dir, Name: "op"},
+		{Op: ops.OpCreate, GFID: gfid.New(), Parent: dir, Name: "dirmode", Mode: unix.S_IFDIR | 0o755},
 		symlink(gfid.New(), dir, "empty-target", ""),
 		symlink(gfid.New(), dir, "nul-target", "a\x00b"),
 	} {
 		s.applyFail(t, e, unix.EINVAL)
 	}
-	for _, e := range []replica.Entry{
+	for _, e := range []ops.Entry{
 		mkdir(gfid.New(), gfid.Root, ".georep"),
 		create(gfid.New(), gfid.Root, ".georep", 0o644),
 		unlink(gfid.New(), gfid.Root, ".georep"),
@@ -673,10 +675,10 @@ func testUnknown(t *testing.T, s *suite, dir gfid.GFID) {
 	if _, err := s.b.Entries(t.Context(), f); err == nil {
 		t.Error("Entries of a file: no error")
 	}
-	if fl := s.b.ApplyMeta(t.Context(), []replica.Meta{{GFID: u, SetMode: true, Mode: 0o600}}); len(fl) != 1 || fl[0].Errno != unix.ENOENT {
+	if fl := s.b.ApplyMeta(t.Context(), []ops.Meta{{GFID: u, SetMode: true, Mode: 0o600}}); len(fl) != 1 || fl[0].Errno != unix.ENOENT {
 		t.Errorf("ApplyMeta of an unknown gfid: %s", describe(fl))
 	}
-	if fl := s.b.WriteFiles(t.Context(), []replica.FileData{{GFID: u, Data: []byte("x"), Mode: 0o644}}); len(fl) != 1 || fl[0].Errno != unix.ENOENT {
+	if fl := s.b.WriteFiles(t.Context(), []ops.FileData{{GFID: u, Data: []byte("x"), Mode: 0o644}}); len(fl) != 1 || fl[0].Errno != unix.ENOENT {
 		t.Errorf("WriteFiles of an unknown gfid: %s", describe(fl))
 	}
 	if _, _, ok, err := s.b.Xtime(t.Context(), u, gfid.New().String()); err == nil || ok {
@@ -691,12 +693,12 @@ func testWriteFiles(t *testing.T, s *suite, dir gfid.GFID) {
 	f, d, l := gfid.New(), gfid.New(), gfid.New()
 	s.apply(t, create(f, dir, "f", 0o600), mkdir(d, dir, "d"), symlink(l, dir, "l", "f"), link(f, d, "hard"))
 	mtime := time.Date(2021, 3, 4, 5, 6, 7, 800, time.UTC)
-	fd := replica.FileData{GFID: f, Data: []byte("hello, replica"), Mode: 0o4751, Mtime: mtime}
+	fd := ops.FileData{GFID: f, Data: []byte("hello, replica"), Mode: 0o4751, Mtime: mtime}
 	if s.caps.Root {
 		fd.UID, fd.GID = 4321, 8765
 	}
 	for round := range 2 {
-		if fl := s.b.WriteFiles(t.Context(), []replica.FileData{fd}); len(fl) > 0 {
+		if fl := s.b.WriteFiles(t.Context(), []ops.FileData{fd}); len(fl) > 0 {
 			t.Fatalf("WriteFiles: %s", describe(fl))
 		}
 		a := s.stat(t, f)
@@ -709,7 +711,7 @@ func testWriteFiles(t *testing.T, s *suite, dir gfid.GFID) {
 		}
 		fd.Data = []byte("HELLO, REPLICA") // same size, same mtime
 	}
-	fl := s.b.WriteFiles(t.Context(), []replica.FileData{
+	fl := s.b.WriteFiles(t.Context(), []ops.FileData{
 		{GFID: d, Data: []byte("x")}, {GFID: l, Data: []byte("x")}, {GFID: gfid.Root, Data: []byte("x")},
 		{GFID: f, Data: nil, Mode: 0o644, Mtime: mtime},
 	})
@@ -728,15 +730,15 @@ func testMeta(t *testing.T, s *suite, dir gfid.GFID) {
 	f, d, l := gfid.New(), gfid.New(), gfid.New()
 	s.apply(t, create(f, dir, "f", 0o644), mkdir(d, dir, "d"), symlink(l, dir, "l", "f"))
 	mt, atime := time.Date(2020, 1, 2, 3, 4, 5, 6000, time.UTC), time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC)
-	m := func(g gfid.GFID) replica.Meta {
-		mm := replica.Meta{GFID: g, SetMode: true, Mode: 0o2750, Mtime: &mt, Atime: &atime,
+	m := func(g gfid.GFID) ops.Meta {
+		mm := ops.Meta{GFID: g, SetMode: true, Mode: 0o2750, Mtime: &mt, Atime: &atime,
 			SetXattrs: true, Xattrs: map[string][]byte{"user.a": []byte("1"), "user.b": {0, 1, 2}}}
 		if s.caps.Root {
 			mm.SetOwner, mm.UID, mm.GID = true, 1001, 1002
 		}
 		return mm
 	}
-	if fl := s.b.ApplyMeta(t.Context(), []replica.Meta{m(f), m(d), m(l)}); len(fl) > 0 {
+	if fl := s.b.ApplyMeta(t.Context(), []ops.Meta{m(f), m(d), m(l)}); len(fl) > 0 {
 		t.Fatalf("ApplyMeta: %s", describe(fl))
 	}
 	for _, g := range []gfid.GFID{f, d} {
@@ -763,13 +765,13 @@ func testMeta(t *testing.T, s *suite, dir gfid.GFID) {
 		t.Fatalf("xattrs %q", got)
 	}
 	// Replacing: user.a goes, user.c comes.
-	if fl := s.b.ApplyMeta(t.Context(), []replica.Meta{{GFID: f, SetXattrs: true, Xattrs: map[string][]byte{"user.b": []byte("2"), "user.c": []byte("3")}}}); len(fl) > 0 {
+	if fl := s.b.ApplyMeta(t.Context(), []ops.Meta{{GFID: f, SetXattrs: true, Xattrs: map[string][]byte{"user.b": []byte("2"), "user.c": []byte("3")}}}); len(fl) > 0 {
 		t.Fatalf("ApplyMeta: %s", describe(fl))
 	}
 	if got := xattrs(); len(got) != 2 || got["user.b"] != "2" || got["user.c"] != "3" {
 		t.Fatalf("xattrs after replace %q", got)
 	}
-	fl := s.b.ApplyMeta(t.Context(), []replica.Meta{
+	fl := s.b.ApplyMeta(t.Context(), []ops.Meta{
 		{GFID: f, SetXattrs: true, Xattrs: map[string][]byte{"trusted.evil": nil}},
 		{GFID: gfid.Park, SetMode: true, Mode: 0o777},
 		{GFID: gfid.GFID{}, SetMode: true},
@@ -808,7 +810,7 @@ func testPurge(t *testing.T, s *suite, dir gfid.GFID) {
 
 func testEntriesStat(t *testing.T, s *suite, dir gfid.GFID) {
 	for _, g := range []gfid.GFID{gfid.Root, gfid.Park} {
-		if a := s.stat(t, g); a.Type != replica.TypeDir {
+		if a := s.stat(t, g); a.Type != ops.TypeDir {
 			t.Fatalf("Stat %s: %+v", g, a)
 		}
 	}
@@ -834,7 +836,7 @@ func testEntriesStat(t *testing.T, s *suite, dir gfid.GFID) {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
-		if e.Type != replica.TypeRegular || e.GFID.IsZero() {
+		if e.Type != ops.TypeRegular || e.GFID.IsZero() {
 			t.Fatalf("entry %+v", e)
 		}
 	}
@@ -869,7 +871,7 @@ func testHostileRenameLink(t *testing.T, s *suite, dir gfid.GFID) {
 	a, b, c := gfid.New(), gfid.New(), gfid.New()
 	s.apply(t, mkdir(a, dir, "a"), mkdir(b, a, "b"), mkdir(c, b, "c"))
 	before := s.tree(t, gfid.Root)
-	for _, e := range []replica.Entry{
+	for _, e := range []ops.Entry{
 		rename(a, dir, "a", a, "self"),
 		rename(a, dir, "a", b, "child"),
 		rename(a, dir, "a", c, "grandchild"),
@@ -878,7 +880,7 @@ func testHostileRenameLink(t *testing.T, s *suite, dir gfid.GFID) {
 	} {
 		s.applyFail(t, e, unix.EINVAL)
 	}
-	for _, e := range []replica.Entry{
+	for _, e := range []ops.Entry{
 		link(a, dir, "a-link"),
 		link(c, dir, "c-link"),
 		link(dir, a, "up"),
@@ -970,7 +972,7 @@ func testHostileSymlinkSwap(t *testing.T, s *suite, dir gfid.GFID) {
 	}
 	swap(t)
 	x := gfid.New()
-	for _, e := range []replica.Entry{
+	for _, e := range []ops.Entry{
 		create(x, d, "x", 0o644),
 		mkdir(x, d, "x"),
 		symlink(x, d, "x", "/etc/passwd"),
@@ -983,7 +985,7 @@ func testHostileSymlinkSwap(t *testing.T, s *suite, dir gfid.GFID) {
 		rename(d, dir, "d", dir, "d2"),
 		rmdir(d, dir, "d"),
 	} {
-		fl := s.b.ApplyEntries(t.Context(), []replica.Entry{e})
+		fl := s.b.ApplyEntries(t.Context(), []ops.Entry{e})
 		t.Logf("%s %q in the swapped directory: %s", e.Op, e.Name, describe(fl))
 		for _, x := range fl {
 			if x.Errno == 0 || x.Message == "" {
@@ -991,7 +993,7 @@ func testHostileSymlinkSwap(t *testing.T, s *suite, dir gfid.GFID) {
 			}
 		}
 	}
-	metaFails := s.b.ApplyMeta(t.Context(), []replica.Meta{
+	metaFails := s.b.ApplyMeta(t.Context(), []ops.Meta{
 		{GFID: d, SetMode: true, Mode: 0o777},
 		{GFID: d, SetXattrs: true, Xattrs: map[string][]byte{"user.evil": []byte("1")}},
 	})
@@ -1028,7 +1030,7 @@ func testHostileSymlinkSwap(t *testing.T, s *suite, dir gfid.GFID) {
 	}
 	if _, err := os.Lstat(filepath.Join(here, "d")); err == nil {
 		y := gfid.New()
-		if fl := s.b.ApplyEntries(t.Context(), []replica.Entry{create(y, d, "after", 0o644)}); len(fl) > 0 {
+		if fl := s.b.ApplyEntries(t.Context(), []ops.Entry{create(y, d, "after", 0o644)}); len(fl) > 0 {
 			t.Logf("create in the restored directory: %s", describe(fl))
 		}
 	}
@@ -1057,7 +1059,7 @@ func testRootGFIDName(t *testing.T, s *suite, dir gfid.GFID) {
 		return
 	}
 	before := s.tree(t, gfid.Root)
-	for _, e := range []replica.Entry{
+	for _, e := range []ops.Entry{
 		mkdir(d, gfid.Root, ".gfid"),
 		create(gfid.New(), gfid.Root, ".gfid", 0o644),
 		symlink(gfid.New(), gfid.Root, ".gfid", "x"),
