@@ -15,6 +15,7 @@ import (
 
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/changelog"
+	"github.com/georep/georep/rpc/eintr"
 	"github.com/georep/georep/rpc/gfid"
 	"golang.org/x/sys/unix"
 )
@@ -668,7 +669,7 @@ func openBeneath(source, rel string) (int, error) {
 	}
 	defer unix.Close(root)
 	var fd int
-	err = retry(func() (err error) {
+	err = eintr.Retry(func() (err error) {
 		fd, err = unix.Openat2(root, filepath.Clean(rel), &unix.OpenHow{
 			Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
 			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
