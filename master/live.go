@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/master/journal"
+	"github.com/georep/georep/rpc/beneath"
 )
 
 // settleTime is how long a live pass waits after the journal's first
@@ -365,7 +365,7 @@ func (w *worker) failureDirs(ds *dirSet) error {
 		if f.Dir == "" {
 			return fmt.Errorf("%w: failure queue holds %s without a place", errNeedFull, f.GFID)
 		}
-		fd, err := openBeneath(w.cfg.Source, f.Dir)
+		fd, err := beneath.OpenDir(w.cfg.Source, f.Dir)
 		if err != nil {
 			return fmt.Errorf("%w: failure queue: directory %q: %v", errNeedFull, f.Dir, err)
 		}
@@ -376,18 +376,4 @@ func (w *worker) failureDirs(ds *dirSet) error {
 		ds.mark(i, f.Name, f.Data)
 	}
 	return nil
-}
-
-// openBeneath opens directory rel of source without leaving it or
-// following symlinks.
-func openBeneath(source, rel string) (int, error) {
-	root, err := unix.Open(source, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	defer unix.Close(root)
-	return unix.Openat2(root, filepath.Clean(rel), &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	})
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/changelog"
-	"github.com/georep/georep/rpc/eintr"
+	"github.com/georep/georep/rpc/beneath"
 	"github.com/georep/georep/rpc/gfid"
 	"golang.org/x/sys/unix"
 )
@@ -578,7 +578,7 @@ func (w *walker) otherNames(cat *catalog.Catalog, rootKey catalog.Key, tops *[]p
 			if !ok {
 				return more, opened, ErrIncomplete
 			}
-			fd, err := openBeneath(w.cfg.Source, rel)
+			fd, err := beneath.OpenDir(w.cfg.Source, rel)
 			if err != nil {
 				if vanished(err) || errors.Is(err, unix.EXDEV) {
 					w.log.Debug("scoped crawl cannot find a directory of another name of a changed file", "dir", rel, "err", err)
@@ -658,25 +658,6 @@ func namesOutside(cat *catalog.Catalog, dir gfid.GFID) ([]catalog.Link, error) {
 		}
 	}
 	return out, nil
-}
-
-// openBeneath opens directory rel of source without leaving it or
-// following symlinks.
-func openBeneath(source, rel string) (int, error) {
-	root, err := unix.Open(source, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	defer unix.Close(root)
-	var fd int
-	err = eintr.Retry(func() (err error) {
-		fd, err = unix.Openat2(root, filepath.Clean(rel), &unix.OpenHow{
-			Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-		})
-		return err
-	})
-	return fd, err
 }
 
 func keyOf(st *unix.Statx_t) catalog.Key {
