@@ -451,7 +451,7 @@ func (m *monitor) start(ctx context.Context, wg *sync.WaitGroup) error {
 			closeAll()
 			return err
 		}
-		serveMetrics(ctx, mlis, m.metrics.reg, m.log, wg)
+		rpc.ServeMetrics(ctx, mlis, m.metrics.reg, m.log, wg)
 	}
 	svc := &statusService{mon: m}
 	for _, lis := range liss {

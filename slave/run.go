@@ -178,7 +178,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		defer wg.Wait()
 		mctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		mx.serve(mctx, mlis, log, &wg)
+		rpc.ServeMetrics(mctx, mlis, mx.reg, log, &wg)
 	}
 	log.Info("slave serving", "addr", lis.Addr().String(), "root", cfg.Root, "gluster_volume", cfg.GlusterVolume, "volume_id", volumeID, "insecure", cfg.Insecure, "allowed_masters", cfg.AllowedMasters)
 	if ready != nil {
