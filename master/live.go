@@ -12,6 +12,7 @@ import (
 
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/master/journal"
+	"github.com/georep/georep/rpc/backoff"
 	"github.com/georep/georep/rpc/beneath"
 )
 
@@ -124,7 +125,7 @@ func (w *worker) live(ctx context.Context, lj *liveJournal) error {
 		w.log.Info("history crawl not possible: the change journal starts with this run; a hybrid crawl covers the time since stime",
 			"stime", st.Data.Format(time.RFC3339Nano), "journal_start", lj.started.Format(time.RFC3339Nano))
 	}
-	backoff := time.Second
+	bo := backoff.Backoff{Initial: time.Second, Max: time.Minute}
 	lastRetry := time.Now()
 	timer := time.NewTimer(w.changeInterval())
 	defer timer.Stop()
@@ -187,7 +188,7 @@ func (w *worker) live(ctx context.Context, lj *liveJournal) error {
 		if ctx.Err() == nil {
 			w.passResult(err)
 		}
-		w.backoffAfter(ctx, err, &backoff)
+		w.backoffAfter(ctx, err, &bo)
 	}
 	return nil
 }
@@ -195,22 +196,17 @@ func (w *worker) live(ctx context.Context, lj *liveJournal) error {
 // backoffAfter waits after a failed pass, saying why: 1 s, doubling to
 // 1 min; a pass that ran (even one that left failures in the queue) resets
 // the wait and does not wait.
-func (w *worker) backoffAfter(ctx context.Context, err error, backoff *time.Duration) {
+func (w *worker) backoffAfter(ctx context.Context, err error, bo *backoff.Backoff) {
 	var partial *partialError
 	if err == nil || errors.As(err, &partial) {
-		*backoff = time.Second
+		bo.Reset()
 		return
 	}
 	if ctx.Err() != nil {
 		return
 	}
-	w.log.Warn("pass failed; retrying", "err", err, "retry_in", *backoff)
-	select {
-	case <-ctx.Done():
-	case <-w.wake: // the operator changed something (max-delete, a retry)
-	case <-time.After(*backoff):
-	}
-	*backoff = min(*backoff*2, time.Minute)
+	w.log.Warn("pass failed; retrying", "err", err, "retry_in", bo.Current())
+	bo.Wait(ctx, w.wake) // woken: the operator changed something (max-delete, a retry)
 }
 
 // livePass re-examines the names the journal reported (and, with retry,
