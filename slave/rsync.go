@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
+	"github.com/georep/georep/rpc/tail"
 )
 
 // The rsync tunnel server: the slave half of "Data: rsync over gRPC" in
@@ -341,8 +342,8 @@ type rsyncRun struct {
 	pumps     sync.WaitGroup
 	streamErr error // first failure of the stream; guarded by errOnce
 	errOnce   sync.Once
-	tail      tailBuffer // the end of rsync's stderr
-	recvDone  chan error // the receive goroutine's result
+	tail      tail.Buffer // the end of rsync's stderr
+	recvDone  chan error  // the receive goroutine's result
 }
 
 // startRsync starts rsync (argv, run as bin) in dataDir, in a process group
@@ -385,7 +386,7 @@ func startRsync(stream slavev1.SlaveService_RsyncServer, bin string, argv []stri
 		return nil, status.Errorf(codes.Internal, "start rsync: %v", err)
 	}
 	log.Debug("rsync started", "pid", cmd.Process.Pid, "args", argv)
-	return &rsyncRun{stream: stream, log: log, cmd: cmd, inW: inW, outR: outR, errR: errR, recvDone: make(chan error, 1)}, nil
+	return &rsyncRun{stream: stream, log: log, cmd: cmd, inW: inW, outR: outR, errR: errR, tail: tail.Buffer{Max: stderrTail}, recvDone: make(chan error, 1)}, nil
 }
 
 func (r *rsyncRun) send(m *slavev1.RsyncResponse) error {
@@ -403,7 +404,7 @@ func (r *rsyncRun) fail(err error) {
 // pump sends what rsync writes on f (stdout or stderr) to the stream,
 // keeping its end in keep when set. A failed Send stops the pump and kills
 // rsync: the client is gone.
-func (r *rsyncRun) pump(f *os.File, wrap func([]byte) *slavev1.RsyncResponse, keep *tailBuffer) {
+func (r *rsyncRun) pump(f *os.File, wrap func([]byte) *slavev1.RsyncResponse, keep *tail.Buffer) {
 	defer r.pumps.Done()
 	defer f.Close()
 	buf := make([]byte, rsyncChunk)
@@ -566,25 +567,4 @@ func exitStatus(err error) (int, string) {
 		return ee.ExitCode(), ee.Error()
 	}
 	return 255, err.Error()
-}
-
-// tailBuffer keeps the last stderrTail bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > stderrTail {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-stderrTail:]...)
-	}
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
 }

@@ -1,7 +1,6 @@
 package mount
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/eintr"
+	"github.com/georep/georep/rpc/tail"
 )
 
 // Config says what to mount where, and how.
@@ -71,8 +71,8 @@ type Client struct {
 	LogFile string // the client's log
 
 	cmd     *exec.Cmd
-	out     *tailBuffer // the client's stdout and stderr
-	tempLog bool        // LogFile is ours to remove
+	out     *tail.Buffer // the client's stdout and stderr
+	tempLog bool         // LogFile is ours to remove
 	busy    time.Duration
 	log     *slog.Logger
 	done    chan struct{}
@@ -101,7 +101,7 @@ func Start(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	m := &Client{Dir: dir, LogFile: cfg.LogFile, out: &tailBuffer{max: 16 << 10}, busy: cfg.BusyTimeout, log: cfg.Log, done: make(chan struct{})}
+	m := &Client{Dir: dir, LogFile: cfg.LogFile, out: &tail.Buffer{Max: 16 << 10}, busy: cfg.BusyTimeout, log: cfg.Log, done: make(chan struct{})}
 	if m.busy <= 0 {
 		m.busy = defaultBusyTimeout
 	}
@@ -324,7 +324,7 @@ func (m *Client) logs() string {
 	if err != nil {
 		fmt.Fprintf(&b, "glusterfs log: %v", err)
 	} else {
-		fmt.Fprintf(&b, "end of glusterfs log %s:\n%s", m.LogFile, tailLines(string(log), 30))
+		fmt.Fprintf(&b, "end of glusterfs log %s:\n%s", m.LogFile, tail.Lines(string(log), 30))
 	}
 	return b.String()
 }
@@ -398,38 +398,6 @@ func FindBinary(path, name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s not found in PATH or the sbin directories (Debian: install glusterfs-client and glusterfs-server)", name)
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(bytes.Clone(t.buf))
-}
-
-// tailLines returns the last n lines of s.
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // sanitize makes s usable in a file name.

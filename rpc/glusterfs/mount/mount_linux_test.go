@@ -60,18 +60,6 @@ func TestFindBinary(t *testing.T) {
 	}
 }
 
-func TestTailBuffer(t *testing.T) {
-	b := &tailBuffer{max: 8}
-	b.Write([]byte("0123"))
-	b.Write([]byte("456789ab"))
-	if got := b.String(); got != "456789ab" {
-		t.Errorf("%q", got)
-	}
-	if got := tailLines("a\nb\nc\n", 2); got != "b\nc" {
-		t.Errorf("%q", got)
-	}
-}
-
 // fakeClient writes a shell script standing in for glusterfs.
 func fakeClient(t *testing.T, script string) string {
 	t.Helper()
