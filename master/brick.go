@@ -15,6 +15,7 @@ import (
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/changelog"
 	"github.com/georep/georep/master/glusterfs"
+	"github.com/georep/georep/rpc/backoff"
 	"github.com/georep/georep/rpc/gfid"
 )
 
@@ -169,7 +170,7 @@ func (w *worker) brickLive(ctx context.Context) error {
 	b := w.brick
 	w.needFull = true
 	chained := false
-	backoff := time.Second
+	bo := backoff.Backoff{Initial: time.Second, Max: time.Minute}
 	lastRetry := time.Now()
 	for ctx.Err() == nil {
 		var err error
@@ -264,7 +265,7 @@ func (w *worker) brickLive(ctx context.Context) error {
 		if ctx.Err() == nil {
 			w.passResult(err)
 		}
-		w.backoffAfter(ctx, err, &backoff)
+		w.backoffAfter(ctx, err, &bo)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/master/glusterfs"
+	"github.com/georep/georep/rpc/backoff"
 )
 
 // runGluster runs the master of a GlusterFS volume on this node (gsyncd's
@@ -149,7 +150,7 @@ func (w *worker) supervise(ctx context.Context, lockPath string, changelogOn boo
 	if !changelogOn {
 		run = w.daemon
 	}
-	backoff := time.Second
+	bo := backoff.Backoff{Initial: time.Second, Max: time.Minute}
 	for ctx.Err() == nil {
 		lock, err := w.becomeActive(ctx, lockPath, online)
 		if err != nil {
@@ -201,13 +202,10 @@ func (w *worker) supervise(ctx context.Context, lockPath string, changelogOn boo
 			return
 		}
 		w.setStatus("Faulty", why)
-		w.log.Error("worker Faulty: stepping down; another brick of the replica set may take over", "reason", why, "restart_in", backoff)
-		select {
-		case <-ctx.Done():
+		w.log.Error("worker Faulty: stepping down; another brick of the replica set may take over", "reason", why, "restart_in", bo.Current())
+		if !bo.Wait(ctx, nil) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, time.Minute)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -13,6 +12,8 @@ import (
 
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/master/journal"
+	"github.com/georep/georep/rpc/backoff"
+	"github.com/georep/georep/rpc/beneath"
 )
 
 // settleTime is how long a live pass waits after the journal's first
@@ -124,7 +125,7 @@ func (w *worker) live(ctx context.Context, lj *liveJournal) error {
 		w.log.Info("history crawl not possible: the change journal starts with this run; a hybrid crawl covers the time since stime",
 			"stime", st.Data.Format(time.RFC3339Nano), "journal_start", lj.started.Format(time.RFC3339Nano))
 	}
-	backoff := time.Second
+	bo := backoff.Backoff{Initial: time.Second, Max: time.Minute}
 	lastRetry := time.Now()
 	timer := time.NewTimer(w.changeInterval())
 	defer timer.Stop()
@@ -187,7 +188,7 @@ func (w *worker) live(ctx context.Context, lj *liveJournal) error {
 		if ctx.Err() == nil {
 			w.passResult(err)
 		}
-		w.backoffAfter(ctx, err, &backoff)
+		w.backoffAfter(ctx, err, &bo)
 	}
 	return nil
 }
@@ -195,22 +196,17 @@ func (w *worker) live(ctx context.Context, lj *liveJournal) error {
 // backoffAfter waits after a failed pass, saying why: 1 s, doubling to
 // 1 min; a pass that ran (even one that left failures in the queue) resets
 // the wait and does not wait.
-func (w *worker) backoffAfter(ctx context.Context, err error, backoff *time.Duration) {
+func (w *worker) backoffAfter(ctx context.Context, err error, bo *backoff.Backoff) {
 	var partial *partialError
 	if err == nil || errors.As(err, &partial) {
-		*backoff = time.Second
+		bo.Reset()
 		return
 	}
 	if ctx.Err() != nil {
 		return
 	}
-	w.log.Warn("pass failed; retrying", "err", err, "retry_in", *backoff)
-	select {
-	case <-ctx.Done():
-	case <-w.wake: // the operator changed something (max-delete, a retry)
-	case <-time.After(*backoff):
-	}
-	*backoff = min(*backoff*2, time.Minute)
+	w.log.Warn("pass failed; retrying", "err", err, "retry_in", bo.Current())
+	bo.Wait(ctx, w.wake) // woken: the operator changed something (max-delete, a retry)
 }
 
 // livePass re-examines the names the journal reported (and, with retry,
@@ -365,7 +361,7 @@ func (w *worker) failureDirs(ds *dirSet) error {
 		if f.Dir == "" {
 			return fmt.Errorf("%w: failure queue holds %s without a place", errNeedFull, f.GFID)
 		}
-		fd, err := openBeneath(w.cfg.Source, f.Dir)
+		fd, err := beneath.OpenDir(w.cfg.Source, f.Dir)
 		if err != nil {
 			return fmt.Errorf("%w: failure queue: directory %q: %v", errNeedFull, f.Dir, err)
 		}
@@ -376,18 +372,4 @@ func (w *worker) failureDirs(ds *dirSet) error {
 		ds.mark(i, f.Name, f.Data)
 	}
 	return nil
-}
-
-// openBeneath opens directory rel of source without leaving it or
-// following symlinks.
-func openBeneath(source, rel string) (int, error) {
-	root, err := unix.Open(source, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	defer unix.Close(root)
-	return unix.Openat2(root, filepath.Clean(rel), &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	})
 }

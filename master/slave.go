@@ -20,6 +20,7 @@ import (
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc"
+	"github.com/georep/georep/rpc/atomicfile"
 	"github.com/georep/georep/rpc/gfid"
 )
 
@@ -114,7 +115,7 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 		}
 		return fmt.Errorf("handshake with slave %s: %w", c.conn.Target(), err)
 	}
-	if err := writeFileAtomic(c.sessionFile, []byte(resp.GetSessionId())); err != nil {
+	if err := atomicfile.Write(c.sessionFile, []byte(resp.GetSessionId()), 0o600); err != nil {
 		return err
 	}
 	c.lost.Store(false)

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/georep/georep/master/catalog"
+	"github.com/georep/georep/rpc/beneath"
 	"github.com/georep/georep/rpc/gfid"
 )
 
@@ -26,7 +27,7 @@ func (w *worker) staleDirs(ds *dirSet) {
 			if !ok {
 				continue
 			}
-			fd, err := openBeneath(w.cfg.Source, dir)
+			fd, err := beneath.OpenDir(w.cfg.Source, dir)
 			if err != nil {
 				continue
 			}

@@ -14,6 +14,7 @@ import (
 
 	masterv1 "github.com/georep/georep/gen/georep/master/v1"
 	"github.com/georep/georep/rpc"
+	"github.com/georep/georep/rpc/atomicfile"
 	"github.com/georep/georep/rpc/gfid"
 )
 
@@ -235,7 +236,7 @@ func (m *monitor) pause() error {
 	if m.paused {
 		return nil
 	}
-	if err := writeFileAtomic(m.wd.path("paused"), []byte(m.now().UTC().Format(time.RFC3339)+"\n")); err != nil {
+	if err := atomicfile.Write(m.wd.path("paused"), []byte(m.now().UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
 		return err
 	}
 	m.paused, m.resumed = true, make(chan struct{})
@@ -450,7 +451,7 @@ func (m *monitor) start(ctx context.Context, wg *sync.WaitGroup) error {
 			closeAll()
 			return err
 		}
-		serveMetrics(ctx, mlis, m.metrics.reg, m.log, wg)
+		rpc.ServeMetrics(ctx, mlis, m.metrics.reg, m.log, wg)
 	}
 	svc := &statusService{mon: m}
 	for _, lis := range liss {

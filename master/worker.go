@@ -24,6 +24,7 @@ import (
 	"github.com/georep/georep/master/glusterfs"
 	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc"
+	"github.com/georep/georep/rpc/backoff"
 	"github.com/georep/georep/rpc/gfid"
 )
 
@@ -166,7 +167,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // and is restarted with backoff (what supervise does for brick workers).
 func (w *worker) restarting(ctx context.Context, loop func(context.Context) error) error {
 	defer w.entry.exited.Store(true)
-	backoff := time.Second
+	bo := backoff.Backoff{Initial: time.Second, Max: time.Minute}
 	for {
 		err := func() (err error) {
 			defer func() {
@@ -185,13 +186,10 @@ func (w *worker) restarting(ctx context.Context, loop func(context.Context) erro
 		}
 		w.session = false
 		w.setStatus(stateFaulty, why)
-		w.log.Error("worker Faulty: restarting", "reason", why, "restart_in", backoff)
-		select {
-		case <-ctx.Done():
+		w.log.Error("worker Faulty: restarting", "reason", why, "restart_in", bo.Current())
+		if !bo.Wait(ctx, nil) {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, time.Minute)
 	}
 }
 
@@ -323,7 +321,7 @@ func (w *worker) runSyncer(ctx context.Context) {
 // daemon crawls every change-interval until ctx is done, reconnecting with
 // backoff when the slave is away (change-detector xsync).
 func (w *worker) daemon(ctx context.Context) error {
-	backoff := time.Second
+	bo := backoff.Backoff{Initial: time.Second, Max: time.Minute}
 	for {
 		_, err := w.pass(ctx)
 		if ctx.Err() == nil {
@@ -335,10 +333,10 @@ func (w *worker) daemon(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			w.log.Warn("pass failed; retrying", "err", err, "retry_in", backoff)
-			wait, backoff = backoff, min(backoff*2, time.Minute)
+			w.log.Warn("pass failed; retrying", "err", err, "retry_in", bo.Current())
+			wait = bo.Next()
 		} else {
-			backoff = time.Second
+			bo.Reset()
 		}
 		select {
 		case <-ctx.Done():
@@ -356,7 +354,7 @@ func (w *worker) daemon(ctx context.Context) error {
 func (w *worker) oneshot(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.OneshotTimeout)
 	defer cancel()
-	backoff := 500 * time.Millisecond
+	bo := backoff.Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second}
 	var last error
 	onlySkipped := 0 // passes in a row that found only skipped gfids to do
 	for {
@@ -375,7 +373,7 @@ func (w *worker) oneshot(ctx context.Context) error {
 			w.log.Info("converged: the slave matches the source", attrs...)
 			return nil
 		case err == nil:
-			backoff = 500 * time.Millisecond
+			bo.Reset()
 			continue
 		}
 		last = err
@@ -391,13 +389,8 @@ func (w *worker) oneshot(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
-		w.log.Warn("pass did not converge; retrying", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 30*time.Second)
-		if ctx.Err() != nil {
+		w.log.Warn("pass did not converge; retrying", "err", err, "retry_in", bo.Current())
+		if !bo.Wait(ctx, nil) {
 			break
 		}
 	}

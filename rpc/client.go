@@ -6,11 +6,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+
+	"github.com/georep/georep/rpc/backoff"
 )
 
 // ClientConfig configures a connection to a georep server.
@@ -27,7 +29,7 @@ func NewClient(cfg ClientConfig) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	bo := backoff.DefaultConfig
+	bo := grpcbackoff.DefaultConfig
 	bo.MaxDelay = 30 * time.Second
 	conn, err := grpc.NewClient(cfg.Address,
 		grpc.WithTransportCredentials(creds),
@@ -52,7 +54,7 @@ func NewClient(cfg ClientConfig) (*grpc.ClientConn, error) {
 // change by waiting: it is returned at once, wrapping the status error.
 func WaitHealthy(ctx context.Context, conn *grpc.ClientConn, service string) error {
 	hc := healthpb.NewHealthClient(conn)
-	delay := 100 * time.Millisecond
+	bo := backoff.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 	var last error
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -68,11 +70,8 @@ func WaitHealthy(ctx context.Context, conn *grpc.ClientConn, service string) err
 		default:
 			last = fmt.Errorf("%s: %s", conn.Target(), status.Convert(err).Message())
 		}
-		select {
-		case <-ctx.Done():
+		if !bo.Wait(ctx, nil) {
 			return fmt.Errorf("waiting for %s to be healthy: %w (last: %v)", conn.Target(), ctx.Err(), last)
-		case <-time.After(delay):
 		}
-		delay = min(delay*2, 5*time.Second)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/georep/georep/rpc"
+	"github.com/georep/georep/rpc/atomicfile"
 )
 
 // adoptedFile records the adoption of a non-empty root (JSON, adoptionRecord).
@@ -177,5 +178,5 @@ func writeAdoption(r *os.Root, rec adoptionRecord) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(r, adoptedFile, append(b, '\n'))
+	return atomicfile.WriteIn(r, adoptedFile, append(b, '\n'), 0o600)
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
+	"github.com/georep/georep/rpc/tail"
 )
 
 // The rsync tunnel server: the slave half of "Data: rsync over gRPC" in
@@ -271,41 +272,92 @@ func ServeRsync(stream slavev1.SlaveService_RsyncServer, dataDir, rsyncPath stri
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ctx := stream.Context()
+	bin, argv, err := rsyncStart(stream, dataDir, rsyncPath, log)
+	if err != nil {
+		return err
+	}
+	r, err := startRsync(stream, bin, argv, dataDir, log)
+	if err != nil {
+		return err
+	}
+	r.pumps.Add(2)
+	go r.pump(r.outR, func(b []byte) *slavev1.RsyncResponse {
+		return &slavev1.RsyncResponse{Msg: &slavev1.RsyncResponse_Stdout{Stdout: b}}
+	}, nil)
+	go r.pump(r.errR, func(b []byte) *slavev1.RsyncResponse {
+		return &slavev1.RsyncResponse{Msg: &slavev1.RsyncResponse_Stderr{Stderr: b}}
+	}, &r.tail)
+	// stream → stdin.
+	go func() {
+		err := recvStdin(stream, r.inW)
+		if err != nil {
+			r.fail(err)
+		}
+		r.recvDone <- err
+	}()
+	return r.finish(r.wait())
+}
+
+// rsyncStart reads the stream's Start message, validates its arguments and
+// finds the rsync binary.
+func rsyncStart(stream slavev1.SlaveService_RsyncServer, dataDir, rsyncPath string, log *slog.Logger) (bin string, argv []string, err error) {
 	first, err := stream.Recv()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return status.Error(codes.InvalidArgument, "rsync stream closed before Start")
+			return "", nil, status.Error(codes.InvalidArgument, "rsync stream closed before Start")
 		}
-		return err
+		return "", nil, err
 	}
 	start := first.GetStart()
 	if start == nil {
-		return status.Error(codes.InvalidArgument, "the first rsync message must be Start")
+		return "", nil, status.Error(codes.InvalidArgument, "the first rsync message must be Start")
 	}
-	argv, err := ValidateRsyncArgs(start.GetArgs(), dataDir)
+	argv, err = ValidateRsyncArgs(start.GetArgs(), dataDir)
 	if err != nil {
 		log.Warn("rsync refused", "args", start.GetArgs(), "err", err)
-		return status.Error(codes.InvalidArgument, err.Error())
+		return "", nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if rsyncPath == "" {
 		rsyncPath = "rsync"
 	}
-	bin, err := exec.LookPath(rsyncPath)
+	bin, err = exec.LookPath(rsyncPath)
 	if err != nil {
 		log.Error("rsync not found", "rsync_path", rsyncPath, "err", err)
-		return status.Error(codes.FailedPrecondition, "rsync not found on the slave: install the Debian package rsync")
+		return "", nil, status.Error(codes.FailedPrecondition, "rsync not found on the slave: install the Debian package rsync")
 	}
+	return bin, argv, nil
+}
 
+// rsyncRun is one rsync child of ServeRsync and the pumps between it and
+// the stream.
+type rsyncRun struct {
+	stream slavev1.SlaveService_RsyncServer
+	log    *slog.Logger
+	cmd    *exec.Cmd
+	inW    *os.File // rsync's stdin, written by recvStdin
+	outR   *os.File // rsync's stdout
+	errR   *os.File // rsync's stderr
+
+	sendMu    sync.Mutex
+	pumps     sync.WaitGroup
+	streamErr error // first failure of the stream; guarded by errOnce
+	errOnce   sync.Once
+	tail      tail.Buffer // the end of rsync's stderr
+	recvDone  chan error  // the receive goroutine's result
+}
+
+// startRsync starts rsync (argv, run as bin) in dataDir, in a process group
+// of its own, its standard streams on pipes.
+func startRsync(stream slavev1.SlaveService_RsyncServer, bin string, argv []string, dataDir string, log *slog.Logger) (*rsyncRun, error) {
 	inR, inW, err := os.Pipe()
 	if err != nil {
-		return status.Errorf(codes.Internal, "rsync stdin pipe: %v", err)
+		return nil, status.Errorf(codes.Internal, "rsync stdin pipe: %v", err)
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		inR.Close()
 		inW.Close()
-		return status.Errorf(codes.Internal, "rsync stdout pipe: %v", err)
+		return nil, status.Errorf(codes.Internal, "rsync stdout pipe: %v", err)
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
@@ -313,10 +365,10 @@ func ServeRsync(stream slavev1.SlaveService_RsyncServer, dataDir, rsyncPath stri
 		inW.Close()
 		outR.Close()
 		outW.Close()
-		return status.Errorf(codes.Internal, "rsync stderr pipe: %v", err)
+		return nil, status.Errorf(codes.Internal, "rsync stderr pipe: %v", err)
 	}
 
-	cmd := exec.CommandContext(ctx, bin, argv[1:]...)
+	cmd := exec.CommandContext(stream.Context(), bin, argv[1:]...)
 	cmd.Args[0] = argv[0]
 	cmd.Dir = dataDir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
@@ -331,104 +383,95 @@ func ServeRsync(stream slavev1.SlaveService_RsyncServer, dataDir, rsyncPath stri
 		inW.Close()
 		outR.Close()
 		errR.Close()
-		return status.Errorf(codes.Internal, "start rsync: %v", err)
+		return nil, status.Errorf(codes.Internal, "start rsync: %v", err)
 	}
 	log.Debug("rsync started", "pid", cmd.Process.Pid, "args", argv)
+	return &rsyncRun{stream: stream, log: log, cmd: cmd, inW: inW, outR: outR, errR: errR, tail: tail.Buffer{Max: stderrTail}, recvDone: make(chan error, 1)}, nil
+}
 
-	var sendMu sync.Mutex
-	send := func(r *slavev1.RsyncResponse) error {
-		sendMu.Lock()
-		defer sendMu.Unlock()
-		return stream.Send(r)
-	}
+func (r *rsyncRun) send(m *slavev1.RsyncResponse) error {
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
+	return r.stream.Send(m)
+}
 
-	// stdout and stderr → stream. A failed Send stops the pump and kills
-	// rsync: the client is gone.
-	var (
-		pumps     sync.WaitGroup
-		streamErr error // first failure of the stream; guarded by errOnce
-		errOnce   sync.Once
-		tail      tailBuffer
-	)
-	fail := func(err error) {
-		errOnce.Do(func() { streamErr = err })
-		_ = killGroup(cmd.Process)
-	}
-	pump := func(r *os.File, wrap func([]byte) *slavev1.RsyncResponse, keep *tailBuffer) {
-		defer pumps.Done()
-		defer r.Close()
-		buf := make([]byte, rsyncChunk)
-		for {
-			n, err := r.Read(buf)
-			if n > 0 {
-				if keep != nil {
-					keep.Write(buf[:n])
-				}
-				if err := send(wrap(bytes.Clone(buf[:n]))); err != nil {
-					fail(err)
-					_, _ = io.Copy(io.Discard, r)
-					return
-				}
+// fail records the stream's first failure and kills rsync.
+func (r *rsyncRun) fail(err error) {
+	r.errOnce.Do(func() { r.streamErr = err })
+	_ = killGroup(r.cmd.Process)
+}
+
+// pump sends what rsync writes on f (stdout or stderr) to the stream,
+// keeping its end in keep when set. A failed Send stops the pump and kills
+// rsync: the client is gone.
+func (r *rsyncRun) pump(f *os.File, wrap func([]byte) *slavev1.RsyncResponse, keep *tail.Buffer) {
+	defer r.pumps.Done()
+	defer f.Close()
+	buf := make([]byte, rsyncChunk)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if keep != nil {
+				keep.Write(buf[:n])
 			}
-			if err != nil {
+			if err := r.send(wrap(bytes.Clone(buf[:n]))); err != nil {
+				r.fail(err)
+				_, _ = io.Copy(io.Discard, f)
 				return
 			}
 		}
-	}
-	pumps.Add(2)
-	go pump(outR, func(b []byte) *slavev1.RsyncResponse {
-		return &slavev1.RsyncResponse{Msg: &slavev1.RsyncResponse_Stdout{Stdout: b}}
-	}, nil)
-	go pump(errR, func(b []byte) *slavev1.RsyncResponse {
-		return &slavev1.RsyncResponse{Msg: &slavev1.RsyncResponse_Stderr{Stderr: b}}
-	}, &tail)
-
-	// stream → stdin.
-	recvDone := make(chan error, 1)
-	go func() {
-		err := recvStdin(stream, inW)
 		if err != nil {
-			fail(err)
-		}
-		recvDone <- err
-	}()
-	// waitRecv waits for the receive goroutine. It ends at the client's
-	// half-close or when the stream breaks; a client that neither closes nor
-	// breaks is cut off when the handler returns and the stream ends.
-	waitRecv := func(d time.Duration) error {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case err := <-recvDone:
-			return err
-		case <-t.C:
-			log.Warn("rsync client did not close its side of the stream")
-			return nil
+			return
 		}
 	}
+}
 
-	waitErr := cmd.Wait()
+// waitRecv waits for the receive goroutine. It ends at the client's
+// half-close or when the stream breaks; a client that neither closes nor
+// breaks is cut off when the handler returns and the stream ends.
+func (r *rsyncRun) waitRecv(d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-r.recvDone:
+		return err
+	case <-t.C:
+		r.log.Warn("rsync client did not close its side of the stream")
+		return nil
+	}
+}
+
+// wait waits for rsync and for the pumps to drain its output; it returns
+// cmd.Wait's result.
+func (r *rsyncRun) wait() error {
+	waitErr := r.cmd.Wait()
 	// Whatever rsync left behind in its group goes too; then the pipes see
 	// EOF even if a straggler held them.
-	_ = killGroup(cmd.Process)
+	_ = killGroup(r.cmd.Process)
 	pumpsDone := make(chan struct{})
-	go func() { pumps.Wait(); close(pumpsDone) }()
+	go func() { r.pumps.Wait(); close(pumpsDone) }()
 	select {
 	case <-pumpsDone:
 	case <-time.After(5 * time.Second):
 		// Cannot happen unless a process escaped the group; unblock the reads.
-		_ = outR.SetReadDeadline(time.Now())
-		_ = errR.SetReadDeadline(time.Now())
+		_ = r.outR.SetReadDeadline(time.Now())
+		_ = r.errR.SetReadDeadline(time.Now())
 		<-pumpsDone
 	}
+	return waitErr
+}
 
+// finish ends the stream after rsync exited with waitErr: Exit with its
+// code, or the error of a stream the client broke or left.
+func (r *rsyncRun) finish(waitErr error) error {
+	ctx := r.stream.Context()
 	code, msg := exitStatus(waitErr)
-	errOnce.Do(func() {}) // streamErr is final from here on
-	failed := streamErr
+	r.errOnce.Do(func() {}) // streamErr is final from here on
+	failed := r.streamErr
 	if failed != nil || ctx.Err() != nil {
 		// The client went away or broke the protocol: rsync was killed.
-		_ = waitRecv(time.Second)
-		log.Warn("rsync stream ended before rsync finished", "code", code, "err", errors.Join(failed, ctx.Err()))
+		_ = r.waitRecv(time.Second)
+		r.log.Warn("rsync stream ended before rsync finished", "code", code, "err", errors.Join(failed, ctx.Err()))
 		if failed != nil {
 			if _, ok := status.FromError(failed); ok {
 				return failed
@@ -438,18 +481,18 @@ func ServeRsync(stream slavev1.SlaveService_RsyncServer, dataDir, rsyncPath stri
 		return status.FromContextError(ctx.Err()).Err()
 	}
 	if code != 0 {
-		log.Warn("rsync failed", "code", code, "message", msg, "stderr", tail.String())
+		r.log.Warn("rsync failed", "code", code, "message", msg, "stderr", r.tail.String())
 	} else {
-		log.Debug("rsync done")
+		r.log.Debug("rsync done")
 	}
-	err = send(&slavev1.RsyncResponse{Msg: &slavev1.RsyncResponse_Exit{Exit: &slavev1.RsyncExit{Code: int32(code), Message: msg}}})
+	err := r.send(&slavev1.RsyncResponse{Msg: &slavev1.RsyncResponse_Exit{Exit: &slavev1.RsyncExit{Code: int32(code), Message: msg}}})
 	if err != nil {
-		_ = waitRecv(time.Second)
+		_ = r.waitRecv(time.Second)
 		return err
 	}
 	// Let the client half-close so the receive goroutine ends before we
 	// return.
-	return waitRecv(10 * time.Second)
+	return r.waitRecv(10 * time.Second)
 }
 
 // recvStdin copies Stdin messages into w until CloseStdin or the client's
@@ -524,25 +567,4 @@ func exitStatus(err error) (int, string) {
 		return ee.ExitCode(), ee.Error()
 	}
 	return 255, err.Error()
-}
-
-// tailBuffer keeps the last stderrTail bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > stderrTail {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-stderrTail:]...)
-	}
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
 }

@@ -17,6 +17,7 @@ import (
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/rpc"
+	"github.com/georep/georep/rpc/atomicfile"
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/slave/glusterfs"
 	"github.com/georep/georep/slave/replica"
@@ -177,7 +178,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		defer wg.Wait()
 		mctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		mx.serve(mctx, mlis, log, &wg)
+		rpc.ServeMetrics(mctx, mlis, mx.reg, log, &wg)
 	}
 	log.Info("slave serving", "addr", lis.Addr().String(), "root", cfg.Root, "gluster_volume", cfg.GlusterVolume, "volume_id", volumeID, "insecure", cfg.Insecure, "allowed_masters", cfg.AllowedMasters)
 	if ready != nil {
@@ -237,33 +238,10 @@ func readOrCreateID(root, name string) (string, error) {
 		return "", fmt.Errorf("read %s/%s: %w", root, path, err)
 	}
 	id := gfid.New().String()
-	if err := writeFileAtomic(r, path, []byte(id+"\n")); err != nil {
+	if err := atomicfile.WriteIn(r, path, []byte(id+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	return id, nil
-}
-
-func writeFileAtomic(r *os.Root, path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", path, err)
-	}
-	if err := r.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", path, err)
-	}
-	return nil
 }
 
 // binding remembers which master volume the replica was synced from, so a
@@ -342,7 +320,7 @@ func (b *binding) check(masterVolume, masterNode string, open func() error) erro
 			"root", b.root, "master_volume", masterVolume, "master_node", masterNode,
 			"foreign_entries", adoption.Entries, "first", adoption.Names, "record", adoptedFile)
 	}
-	return writeFileAtomic(r, path, []byte(masterVolume+"\n"))
+	return atomicfile.WriteIn(r, path, []byte(masterVolume+"\n"), 0o600)
 }
 
 func (b *binding) logger() *slog.Logger {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/glusterfs"
+	"github.com/georep/georep/rpc/eintr"
 	"github.com/georep/georep/rpc/gfid"
 )
 
@@ -31,7 +32,7 @@ func brickGFID(dirfd int, name string) (gfid.GFID, error) {
 	var g gfid.GFID
 	buf := make([]byte, 64)
 	var n int
-	err := retry(func() (err error) {
+	err := eintr.Retry(func() (err error) {
 		if name == "" {
 			n, err = unix.Fgetxattr(dirfd, brickGFIDXattr, buf)
 		} else {

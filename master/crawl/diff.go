@@ -81,15 +81,54 @@ type gfidLink struct {
 // none for a change of ctime alone, unless the catalog holds the impossible
 // ctime of data not shipped yet.
 func diff(old map[gfid.GFID]*catalog.Node, snap *Snapshot, ignoreDeletes, syncXattrs bool, forceData, noCtime map[gfid.GFID]bool) *plan {
-	p := &plan{}
-	t := newOldTree(old)
+	d := &differ{p: &plan{}, t: newOldTree(old), old: old, snap: snap,
+		parked: map[gfid.GFID]catalog.Link{}, added: map[gfid.GFID][]catalog.Link{},
+		needed: map[catalog.Link]bool{}, touched: map[gfid.GFID]bool{}}
+	d.classify()
+	if ignoreDeletes {
+		d.keepOnlyInTheWay()
+	}
+	d.park()    // 1
+	d.remove()  // 2
+	d.mkdirs()  // 3
+	d.unpark()  // 4
+	d.creates() // 5
+	d.p.stats.Entries = int64(len(d.p.records))
+	d.meta(syncXattrs)         // 6
+	d.data(forceData, noCtime) // 6
+	for _, g := range snap.order {
+		if o := old[g]; o == nil || !o.Equal(&snap.nodes[g].Node) {
+			d.p.changed = append(d.p.changed, g)
+		}
+	}
+	return d.p
+}
 
-	// Classify every link change.
-	parked := map[gfid.GFID]catalog.Link{} // gfid → the old link it is parked from
-	added := map[gfid.GFID][]catalog.Link{}
-	var drops []gfidLink // old links to remove (other than parked ones)
-	needed := map[catalog.Link]bool{}
-	touched := map[gfid.GFID]bool{} // directories whose entries change
+// differ is the state of one diff, step by step.
+type differ struct {
+	p    *plan
+	t    *oldTree
+	old  map[gfid.GFID]*catalog.Node
+	snap *Snapshot
+
+	oldOrder []gfid.GFID                  // the old gfids but the root, by old path
+	parked   map[gfid.GFID]catalog.Link   // gfid → the old link it is parked from
+	added    map[gfid.GFID][]catalog.Link // new links
+	drops    []gfidLink                   // old links to remove (other than parked ones)
+	needed   map[catalog.Link]bool        // links that some gfid takes
+	touched  map[gfid.GFID]bool           // directories whose entries change
+}
+
+func (d *differ) rec(r changelog.Record) { d.p.records = append(d.p.records, r) }
+
+func entryRecord(g gfid.GFID, fop changelog.Fop, l catalog.Link) changelog.Record {
+	return changelog.Record{Kind: changelog.Entry, GFID: g, Fop: fop, Parent: l.Parent, Name: l.Name}
+}
+
+// classify classifies every link change: new links, and old links parked
+// (the first removed link of a gfid that gains one) or dropped.
+func (d *differ) classify() {
+	old, snap := d.old, d.snap
 	for _, g := range snap.order {
 		if g == gfid.Root {
 			continue
@@ -101,28 +140,28 @@ func diff(old map[gfid.GFID]*catalog.Node, snap *Snapshot, ignoreDeletes, syncXa
 		}
 		for _, l := range n.Links {
 			if !oldSet[l] {
-				added[g] = append(added[g], l)
-				needed[l] = true
+				d.added[g] = append(d.added[g], l)
+				d.needed[l] = true
 			}
 		}
 	}
-	oldOrder := make([]gfid.GFID, 0, len(old))
+	d.oldOrder = make([]gfid.GFID, 0, len(old))
 	for g := range old {
 		if g != gfid.Root {
-			oldOrder = append(oldOrder, g)
+			d.oldOrder = append(d.oldOrder, g)
 		}
 	}
-	slices.SortFunc(oldOrder, func(a, b gfid.GFID) int {
-		return cmp.Or(strings.Compare(t.path(a), t.path(b)), bytes.Compare(a[:], b[:]))
+	slices.SortFunc(d.oldOrder, func(a, b gfid.GFID) int {
+		return cmp.Or(strings.Compare(d.t.path(a), d.t.path(b)), bytes.Compare(a[:], b[:]))
 	})
-	for _, g := range oldOrder {
+	for _, g := range d.oldOrder {
 		o := old[g]
 		var newSet map[catalog.Link]bool
 		n := snap.nodes[g]
 		if n != nil {
 			newSet = linkSet(n.Links)
 		} else {
-			p.deleted = append(p.deleted, g)
+			d.p.deleted = append(d.p.deleted, g)
 		}
 		var removed []catalog.Link
 		for _, l := range o.Links {
@@ -133,151 +172,159 @@ func diff(old map[gfid.GFID]*catalog.Node, snap *Snapshot, ignoreDeletes, syncXa
 		if len(removed) == 0 {
 			continue
 		}
-		if len(added[g]) > 0 {
-			parked[g] = removed[0]
+		if len(d.added[g]) > 0 {
+			d.parked[g] = removed[0]
 			removed = removed[1:]
 		}
 		for _, l := range removed {
-			drops = append(drops, gfidLink{g, l})
+			d.drops = append(d.drops, gfidLink{g, l})
 		}
 	}
+}
 
-	// With IgnoreDeletes only what is in the way of a new name goes, and
-	// with a directory everything still in it.
-	if ignoreDeletes {
-		isPark := func(x gfidLink) bool { pl, ok := parked[x.g]; return ok && pl == x.l }
-		keep := map[gfidLink]bool{}
-		var queue []gfidLink
-		for _, d := range drops {
-			if needed[d.l] {
-				keep[d] = true
-				queue = append(queue, d)
+// keepOnlyInTheWay is IgnoreDeletes: only what is in the way of a new name
+// goes, and with a directory everything still in it.
+func (d *differ) keepOnlyInTheWay() {
+	isPark := func(x gfidLink) bool { pl, ok := d.parked[x.g]; return ok && pl == x.l }
+	keep := map[gfidLink]bool{}
+	var queue []gfidLink
+	for _, dr := range d.drops {
+		if d.needed[dr.l] {
+			keep[dr] = true
+			queue = append(queue, dr)
+		}
+	}
+	for len(queue) > 0 {
+		dr := queue[0]
+		queue = queue[1:]
+		if o := d.old[dr.g]; o == nil || o.Type != catalog.TypeDir {
+			continue
+		}
+		for _, c := range d.t.children[dr.g] {
+			if !keep[c] && !isPark(c) {
+				keep[c] = true
+				queue = append(queue, c)
 			}
 		}
-		for len(queue) > 0 {
-			d := queue[0]
-			queue = queue[1:]
-			if o := old[d.g]; o == nil || o.Type != catalog.TypeDir {
-				continue
-			}
-			for _, c := range t.children[d.g] {
-				if !keep[c] && !isPark(c) {
-					keep[c] = true
-					queue = append(queue, c)
-				}
-			}
-		}
-		drops = slices.DeleteFunc(drops, func(d gfidLink) bool { return !keep[d] })
 	}
+	d.drops = slices.DeleteFunc(d.drops, func(dr gfidLink) bool { return !keep[dr] })
+}
 
-	rec := func(r changelog.Record) { p.records = append(p.records, r) }
-	entry := func(g gfid.GFID, fop changelog.Fop, l catalog.Link) changelog.Record {
-		return changelog.Record{Kind: changelog.Entry, GFID: g, Fop: fop, Parent: l.Parent, Name: l.Name}
-	}
-
-	// 1. Park every gfid that changes name.
-	parkOrder := make([]gfid.GFID, 0, len(parked))
-	for _, g := range oldOrder {
-		if l, ok := parked[g]; ok {
-			parkOrder = append(parkOrder, g)
-			r := entry(g, changelog.Rename, l)
+// park parks every gfid that changes name.
+func (d *differ) park() {
+	for _, g := range d.oldOrder {
+		if l, ok := d.parked[g]; ok {
+			r := entryRecord(g, changelog.Rename, l)
 			r.NewParent, r.NewName = gfid.Park, g.String()
-			rec(r)
-			touched[l.Parent] = true
-			p.stats.Renames++
+			d.rec(r)
+			d.touched[l.Parent] = true
+			d.p.stats.Renames++
 		}
 	}
+}
 
-	// 2. Unlink non-directories, then remove directories deepest first.
+// remove unlinks non-directories, then removes directories deepest first.
+func (d *differ) remove() {
 	var rmdirs []gfidLink
-	for _, d := range drops {
-		touched[d.l.Parent] = true
-		if o := old[d.g]; o.Type == catalog.TypeDir {
-			rmdirs = append(rmdirs, d)
+	for _, dr := range d.drops {
+		d.touched[dr.l.Parent] = true
+		if o := d.old[dr.g]; o.Type == catalog.TypeDir {
+			rmdirs = append(rmdirs, dr)
 			continue
 		}
-		rec(entry(d.g, changelog.Unlink, d.l))
-		p.stats.Deletes++
+		d.rec(entryRecord(dr.g, changelog.Unlink, dr.l))
+		d.p.stats.Deletes++
 	}
-	slices.SortStableFunc(rmdirs, func(a, b gfidLink) int { return cmp.Compare(t.depth(b.l), t.depth(a.l)) })
-	for _, d := range rmdirs {
-		rec(entry(d.g, changelog.Rmdir, d.l))
-		p.stats.Deletes++
+	slices.SortStableFunc(rmdirs, func(a, b gfidLink) int { return cmp.Compare(d.t.depth(b.l), d.t.depth(a.l)) })
+	for _, dr := range rmdirs {
+		d.rec(entryRecord(dr.g, changelog.Rmdir, dr.l))
+		d.p.stats.Deletes++
 	}
+}
 
-	// 3. New directories, parents first (snapshot order is depth first).
-	for _, g := range snap.order {
-		n := snap.nodes[g]
-		if g == gfid.Root || old[g] != nil || n.Type != catalog.TypeDir {
+// mkdirs creates the new directories, parents first (snapshot order is
+// depth first).
+func (d *differ) mkdirs() {
+	for _, g := range d.snap.order {
+		n := d.snap.nodes[g]
+		if g == gfid.Root || d.old[g] != nil || n.Type != catalog.TypeDir {
 			continue
 		}
-		r := entry(g, changelog.Mkdir, n.Links[0])
+		r := entryRecord(g, changelog.Mkdir, n.Links[0])
 		r.Mode, r.UID, r.GID = n.Mode, n.UID, n.GID
-		rec(r)
-		touched[n.Links[0].Parent] = true
+		d.rec(r)
+		d.touched[n.Links[0].Parent] = true
 	}
+}
 
-	// 4. Parked gfids to their new names, then their further new links.
-	for _, g := range snap.order {
-		if _, ok := parked[g]; !ok {
+// unpark renames the parked gfids to their new names, then links their
+// further new names.
+func (d *differ) unpark() {
+	for _, g := range d.snap.order {
+		if _, ok := d.parked[g]; !ok {
 			continue
 		}
-		ls := added[g]
+		ls := d.added[g]
 		r := changelog.Record{Kind: changelog.Entry, GFID: g, Fop: changelog.Rename,
 			Parent: gfid.Park, Name: g.String(), NewParent: ls[0].Parent, NewName: ls[0].Name}
-		rec(r)
+		d.rec(r)
 		for _, l := range ls[1:] {
-			rec(entry(g, changelog.Link, l))
+			d.rec(entryRecord(g, changelog.Link, l))
 		}
 		for _, l := range ls {
-			touched[l.Parent] = true
+			d.touched[l.Parent] = true
 		}
 	}
+}
 
-	// 5. New non-directories and new links of existing ones.
-	for _, g := range snap.order {
-		n := snap.nodes[g]
+// creates creates the new non-directories and links the new names of
+// existing ones.
+func (d *differ) creates() {
+	for _, g := range d.snap.order {
+		n := d.snap.nodes[g]
 		if g == gfid.Root || n.Type == catalog.TypeDir {
 			continue
 		}
-		if _, ok := parked[g]; ok {
+		if _, ok := d.parked[g]; ok {
 			continue
 		}
-		ls := added[g]
+		ls := d.added[g]
 		if len(ls) == 0 {
 			continue
 		}
-		if old[g] == nil {
+		if d.old[g] == nil {
 			var r changelog.Record
 			switch n.Type {
 			case catalog.TypeReg:
-				r = entry(g, changelog.Create, ls[0])
+				r = entryRecord(g, changelog.Create, ls[0])
 				r.Mode, r.UID, r.GID = n.Mode, n.UID, n.GID
 			case catalog.TypeSymlink:
-				r = entry(g, changelog.Symlink, ls[0])
+				r = entryRecord(g, changelog.Symlink, ls[0])
 			default:
-				r = entry(g, changelog.Mknod, ls[0])
+				r = entryRecord(g, changelog.Mknod, ls[0])
 				r.Mode, r.UID, r.GID = n.Mode, n.UID, n.GID
 			}
-			rec(r)
+			d.rec(r)
 			ls = ls[1:]
 		}
 		for _, l := range ls {
-			rec(entry(g, changelog.Link, l))
+			d.rec(entryRecord(g, changelog.Link, l))
 		}
-		for _, l := range added[g] {
-			touched[l.Parent] = true
+		for _, l := range d.added[g] {
+			d.touched[l.Parent] = true
 		}
 	}
-	p.stats.Entries = int64(len(p.records))
+}
 
-	// 6. Metadata, then data.
-	for _, g := range snap.order {
-		n := snap.nodes[g]
-		o := old[g]
+// meta writes the metadata records: xattrs (with syncXattrs), then
+// attributes.
+func (d *differ) meta(syncXattrs bool) {
+	for _, g := range d.snap.order {
+		n := d.snap.nodes[g]
+		o := d.old[g]
 		if syncXattrs && ((o == nil && n.XattrHash != nil) || (o != nil && !bytes.Equal(o.XattrHash, n.XattrHash))) {
-			rec(changelog.Record{Kind: changelog.Meta, GFID: g, Fop: changelog.Setxattr})
-			p.stats.Meta++
+			d.rec(changelog.Record{Kind: changelog.Meta, GFID: g, Fop: changelog.Setxattr})
+			d.p.stats.Meta++
 		}
 		var setattr bool
 		if o == nil {
@@ -285,31 +332,29 @@ func diff(old map[gfid.GFID]*catalog.Node, snap *Snapshot, ignoreDeletes, syncXa
 			// regular file; everything else needs its attributes set.
 			setattr = n.Type != catalog.TypeReg
 		} else {
-			setattr = o.Mode != n.Mode || o.UID != n.UID || o.GID != n.GID || o.MtimeNs != n.MtimeNs || touched[g]
+			setattr = o.Mode != n.Mode || o.UID != n.UID || o.GID != n.GID || o.MtimeNs != n.MtimeNs || d.touched[g]
 		}
 		if setattr {
-			rec(changelog.Record{Kind: changelog.Meta, GFID: g, Fop: changelog.Setattr})
-			p.stats.Meta++
+			d.rec(changelog.Record{Kind: changelog.Meta, GFID: g, Fop: changelog.Setattr})
+			d.p.stats.Meta++
 		}
 	}
-	for _, g := range snap.order {
-		n := snap.nodes[g]
+}
+
+// data writes a D record for every regular file whose data may have
+// changed.
+func (d *differ) data(forceData, noCtime map[gfid.GFID]bool) {
+	for _, g := range d.snap.order {
+		n := d.snap.nodes[g]
 		if n.Type != catalog.TypeReg {
 			continue
 		}
-		if o := old[g]; o == nil || o.Size != n.Size || o.MtimeNs != n.MtimeNs || (o.CtimeNs != n.CtimeNs && (!noCtime[g] || o.CtimeNs < 0)) || forceData[g] {
-			rec(changelog.Record{Kind: changelog.Data, GFID: g})
-			p.stats.Data++
-			p.stats.DataBytes += n.Size
+		if o := d.old[g]; o == nil || o.Size != n.Size || o.MtimeNs != n.MtimeNs || (o.CtimeNs != n.CtimeNs && (!noCtime[g] || o.CtimeNs < 0)) || forceData[g] {
+			d.rec(changelog.Record{Kind: changelog.Data, GFID: g})
+			d.p.stats.Data++
+			d.p.stats.DataBytes += n.Size
 		}
 	}
-
-	for _, g := range snap.order {
-		if o := old[g]; o == nil || !o.Equal(&snap.nodes[g].Node) {
-			p.changed = append(p.changed, g)
-		}
-	}
-	return p
 }
 
 func linkSet(ls []catalog.Link) map[catalog.Link]bool {

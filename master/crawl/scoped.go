@@ -15,6 +15,7 @@ import (
 
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/changelog"
+	"github.com/georep/georep/rpc/beneath"
 	"github.com/georep/georep/rpc/gfid"
 	"golang.org/x/sys/unix"
 )
@@ -60,13 +61,10 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 	if err != nil {
 		return nil, err
 	}
-	src := w.cfg.Source
-	cfg = w.cfg
-	rootSt, err := statxAt(unix.AT_FDCWD, src, 0)
+	rootSt, err := statxAt(unix.AT_FDCWD, w.cfg.Source, 0)
 	if err != nil {
-		return nil, fmt.Errorf("crawl: stat source %s: %w", src, err)
+		return nil, fmt.Errorf("crawl: stat source %s: %w", w.cfg.Source, err)
 	}
-	rootKey := keyOf(&rootSt)
 	w.known = func(k catalog.Key) bool {
 		g, ok, err := cat.Identity(k)
 		if err != nil || !ok {
@@ -76,39 +74,82 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 		return err == nil && ok
 	}
 	defer w.closeAll()
+	sc := &scopedCrawl{w: w, cfg: w.cfg, cat: cat, res: res, log: log, rootKey: keyOf(&rootSt)}
+	defer sc.closeOpened()
+	for _, step := range []func() error{
+		func() error { return sc.examine(dirs) }, // 1. stat the names, walk what is new
+		sc.identify,                              // 2. a gfid for every inode found
+		sc.involve,                               // 3. the gfids involved, with their names
+		sc.snapshot,                              // 4. the snapshot of those, with their ancestors
+		sc.plan,                                  // 5. diff with the catalog, write the changelog
+	} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	s := &res.Stats
+	s.Duration = time.Since(start)
+	w.log.Debug("scoped crawl done", "dirs", len(dirs), "changelog", res.Changelog, "entries", s.Entries,
+		"data", s.Data, "meta", s.Meta, "deletes", s.Deletes, "renames", s.Renames, "new", s.New, "duration", s.Duration)
+	return res, nil
+}
 
-	// 1. Stat the directories and the names in them; walk the directories
-	// the catalog does not know.
-	var tops []probed
+// scopedCrawl is the state of one Scoped call, step by step.
+type scopedCrawl struct {
+	w       *walker
+	cfg     Config
+	cat     *catalog.Catalog
+	res     *Result
+	log     *slog.Logger
+	rootKey catalog.Key
+
+	// examine
+	tops   []probed
+	stack  []*dirHandle   // directories new to the catalog, to walk whole
+	extra  map[wlink]bool // names examined only as other names of a changed file
+	opened []int          // descriptors of the directories of those names
+	// identify
+	old map[gfid.GFID]*catalog.Node // the catalog's nodes read so far (nil: none)
+	// involve
+	fresh    map[gfid.GFID]*inode // what was found on the source
+	found    map[gfid.GFID][]catalog.Link
+	noCtime  map[gfid.GFID]bool
+	examined map[catalog.Link]bool
+	force    map[gfid.GFID]bool
+	involved map[gfid.GFID]bool
+	gone     map[gfid.GFID]bool // directories left without a name
+	links    map[gfid.GFID][]catalog.Link
+	// snapshot
+	snap *Snapshot
+}
+
+func (sc *scopedCrawl) closeOpened() {
+	for _, fd := range sc.opened {
+		unix.Close(fd)
+	}
+}
+
+// examine stats the directories and the names in them, and the other
+// names of the files changed there; it walks the directories the catalog
+// does not know.
+func (sc *scopedCrawl) examine(dirs []Dir) error {
+	w := sc.w
 	for _, d := range dirs {
 		rel := d.Rel
 		if rel == "" {
 			rel = "."
 		}
-		h, err := w.topDir(d.Fd, rel, rootKey)
+		h, err := w.topDir(d.Fd, rel, sc.rootKey)
 		if err != nil {
 			if vanished(err) {
-				res.Stats.Vanished++
+				sc.res.Stats.Vanished++
 				continue
 			}
-			return nil, fmt.Errorf("crawl: %w", err)
-		}
-		tops = append(tops, probed{h, rel, maps.Clone(d.Names)})
-	}
-	var stack []*dirHandle
-	probe := func(p probed, name string) error {
-		if err := w.entry(p.h, name); err != nil {
 			return fmt.Errorf("crawl: %w", err)
 		}
-		c := p.h.in.children[name]
-		if c != nil && c.node.Type == catalog.TypeDir && c.children == nil && !w.known(c.key) && !slices.ContainsFunc(tops, func(t probed) bool { return t.h.in == c }) {
-			c.children = map[string]*inode{}
-			stack = append(stack, &dirHandle{parent: p.h, name: name, in: c, dev: p.h.dev, fd: -1})
-			p.h.pending++
-		}
-		return nil
+		sc.tops = append(sc.tops, probed{h, rel, maps.Clone(d.Names)})
 	}
-	for _, p := range tops {
+	for _, p := range sc.tops {
 		names := make([]string, 0, len(p.names))
 		for name := range p.names {
 			if name != "" {
@@ -117,8 +158,8 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 		}
 		slices.Sort(names)
 		for _, name := range names {
-			if err := probe(p, name); err != nil {
-				return nil, err
+			if err := sc.probe(p, name); err != nil {
+				return err
 			}
 		}
 	}
@@ -126,184 +167,221 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 	// write through one hardlink, then that name removed or renamed over)
 	// was reported under that name only: it is examined at its other
 	// names too.
-	more, opened, err := w.otherNames(cat, rootKey, &tops)
-	defer func() {
-		for _, fd := range opened {
-			unix.Close(fd)
-		}
-	}()
+	more, opened, err := w.otherNames(sc.cat, sc.rootKey, &sc.tops)
+	sc.opened = opened
 	if err != nil {
-		return nil, err
+		return err
 	}
-	extra := make(map[wlink]bool, len(more))
+	sc.extra = make(map[wlink]bool, len(more))
 	for _, m := range more {
-		if err := probe(tops[m.top], m.name); err != nil {
-			return nil, err
+		if err := sc.probe(sc.tops[m.top], m.name); err != nil {
+			return err
 		}
-		extra[wlink{tops[m.top].h.in, m.name}] = true
+		sc.extra[wlink{sc.tops[m.top].h.in, m.name}] = true
 	}
-	if err := w.descend(stack); err != nil {
-		return nil, fmt.Errorf("crawl: %w", err)
+	if err := w.descend(sc.stack); err != nil {
+		return fmt.Errorf("crawl: %w", err)
 	}
+	return nil
+}
 
-	// 2. Identify every inode found.
+// probe stats name in p and queues it for a walk when it is a directory
+// the catalog does not know.
+func (sc *scopedCrawl) probe(p probed, name string) error {
+	if err := sc.w.entry(p.h, name); err != nil {
+		return fmt.Errorf("crawl: %w", err)
+	}
+	c := p.h.in.children[name]
+	if c != nil && c.node.Type == catalog.TypeDir && c.children == nil && !sc.w.known(c.key) && !sc.isTop(c) {
+		c.children = map[string]*inode{}
+		sc.stack = append(sc.stack, &dirHandle{parent: p.h, name: name, in: c, dev: p.h.dev, fd: -1})
+		p.h.pending++
+	}
+	return nil
+}
+
+// isTop reports whether in is one of the directories the crawl was given.
+func (sc *scopedCrawl) isTop(in *inode) bool {
+	return slices.ContainsFunc(sc.tops, func(t probed) bool { return t.h.in == in })
+}
+
+// identify gives every inode found its gfid; one whose type changed under
+// the same key gets a new one (on a plain directory). The catalog must
+// hold the source's root.
+func (sc *scopedCrawl) identify() error {
+	w, cat := sc.w, sc.cat
 	var live []*inode
 	for _, in := range w.inodes {
-		if in.node.Type != catalog.TypeUnknown && in.key != rootKey {
+		if in.node.Type != catalog.TypeUnknown && in.key != sc.rootKey {
 			live = append(live, in)
 		}
 	}
 	gfids, fresh, err := w.identify(cat, live)
 	if err != nil {
-		return nil, fmt.Errorf("crawl: %w", err)
+		return fmt.Errorf("crawl: %w", err)
 	}
-	res.Stats.New = int64(fresh)
-	old := map[gfid.GFID]*catalog.Node{}
-	load := func(g gfid.GFID) (*catalog.Node, error) {
-		if o, ok := old[g]; ok {
-			return o, nil
-		}
-		n, ok, err := cat.Node(g)
-		if err != nil {
-			return nil, fmt.Errorf("crawl: %w", err)
-		}
-		var o *catalog.Node
-		if ok {
-			o = &n
-		}
-		old[g] = o
-		return o, nil
-	}
+	sc.res.Stats.New = int64(fresh)
+	sc.old = map[gfid.GFID]*catalog.Node{}
 	for i, in := range live {
 		g := gfids[i]
-		o, err := load(g)
+		o, err := sc.load(g)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if o != nil && o.Type != in.node.Type && !cfg.Brick {
+		if o != nil && o.Type != in.node.Type && !sc.cfg.Brick {
 			if g, err = cat.Reassign(in.key); err != nil {
-				return nil, fmt.Errorf("crawl: %w", err)
+				return fmt.Errorf("crawl: %w", err)
 			}
-			res.Stats.New++
-			old[g] = nil
+			sc.res.Stats.New++
+			sc.old[g] = nil
 		}
 		in.node.GFID = g
 	}
-	if in := w.byKey[rootKey]; in != nil {
+	if in := w.byKey[sc.rootKey]; in != nil {
 		in.node.GFID = gfid.Root
 	}
-	rootOld, err := load(gfid.Root)
+	rootOld, err := sc.load(gfid.Root)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if rootOld == nil {
-		return nil, ErrIncomplete
+		return ErrIncomplete
 	}
+	return nil
+}
 
-	// 3. The gfids involved: those found, and those the catalog had at the
-	// examined names; a directory left without a name takes everything the
-	// catalog has below it.
-	fresh2 := map[gfid.GFID]*inode{}
-	found := map[gfid.GFID][]catalog.Link{}
+// load returns the catalog's node of g (nil: none), read once.
+func (sc *scopedCrawl) load(g gfid.GFID) (*catalog.Node, error) {
+	if o, ok := sc.old[g]; ok {
+		return o, nil
+	}
+	n, ok, err := sc.cat.Node(g)
+	if err != nil {
+		return nil, fmt.Errorf("crawl: %w", err)
+	}
+	var o *catalog.Node
+	if ok {
+		o = &n
+	}
+	sc.old[g] = o
+	return o, nil
+}
+
+// involve finds the gfids involved: those found, and those the catalog
+// had at the examined names; a directory left without a name takes
+// everything the catalog has below it (orphans).
+func (sc *scopedCrawl) involve() error {
+	sc.fresh = map[gfid.GFID]*inode{}
+	sc.found = map[gfid.GFID][]catalog.Link{}
 	// Files found only at the other names of a changed file: unlinking
 	// the lost name changed their ctime, which is no sign of a write here
 	// (one through the lost name was reported with it).
-	noCtime := map[gfid.GFID]bool{}
-	for _, in := range w.inodes {
+	sc.noCtime = map[gfid.GFID]bool{}
+	for _, in := range sc.w.inodes {
 		if in.node.Type == catalog.TypeUnknown {
 			continue
 		}
-		fresh2[in.node.GFID] = in
+		sc.fresh[in.node.GFID] = in
 		for _, l := range in.links {
-			found[in.node.GFID] = append(found[in.node.GFID], catalog.Link{Parent: l.parent.node.GFID, Name: l.name})
+			sc.found[in.node.GFID] = append(sc.found[in.node.GFID], catalog.Link{Parent: l.parent.node.GFID, Name: l.name})
 		}
-		if len(in.links) > 0 && !slices.ContainsFunc(in.links, func(l wlink) bool { return !extra[l] }) {
-			noCtime[in.node.GFID] = true
+		if len(in.links) > 0 && !slices.ContainsFunc(in.links, func(l wlink) bool { return !sc.extra[l] }) {
+			sc.noCtime[in.node.GFID] = true
 		}
 	}
-	examined := map[catalog.Link]bool{}
-	force := map[gfid.GFID]bool{}
-	involved := map[gfid.GFID]bool{}
-	for g := range fresh2 {
-		involved[g] = true
+	sc.examined = map[catalog.Link]bool{}
+	sc.force = map[gfid.GFID]bool{}
+	sc.involved = map[gfid.GFID]bool{}
+	for g := range sc.fresh {
+		sc.involved[g] = true
 	}
-	for _, p := range tops {
+	for _, p := range sc.tops {
 		for name, data := range p.names {
 			if name == "" {
 				continue
 			}
 			l := catalog.Link{Parent: p.h.in.node.GFID, Name: name}
-			examined[l] = true
+			sc.examined[l] = true
 			if c := p.h.in.children[name]; c != nil && data {
-				force[c.node.GFID] = true
+				sc.force[c.node.GFID] = true
 			}
-			og, ok, err := cat.Lookup(l.Parent, l.Name)
+			og, ok, err := sc.cat.Lookup(l.Parent, l.Name)
 			if err != nil {
-				return nil, fmt.Errorf("crawl: %w", err)
+				return fmt.Errorf("crawl: %w", err)
 			}
 			if ok {
-				involved[og] = true
+				sc.involved[og] = true
 			}
 		}
 	}
-	gone := map[gfid.GFID]bool{}
-	links := map[gfid.GFID][]catalog.Link{}
+	return sc.orphans()
+}
+
+// orphans gives every gfid involved its links (found, and the catalog's at
+// names not examined), until no directory is newly left without a name;
+// the children of such a directory are involved too.
+func (sc *scopedCrawl) orphans() error {
+	sc.gone = map[gfid.GFID]bool{}
+	sc.links = map[gfid.GFID][]catalog.Link{}
 	for {
 		grew := false
-		for g := range involved {
-			o, err := load(g)
+		for g := range sc.involved {
+			o, err := sc.load(g)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			ls := slices.Clone(found[g])
+			ls := slices.Clone(sc.found[g])
 			// A directory has one name: found at one, it left the
 			// others, examined or not (the two halves of its rename may
 			// come in different batches).
 			if o != nil && (o.Type != catalog.TypeDir || len(ls) == 0) {
 				for _, l := range o.Links {
-					if !examined[l] && !gone[l.Parent] && !slices.Contains(ls, l) {
+					if !sc.examined[l] && !sc.gone[l.Parent] && !slices.Contains(ls, l) {
 						ls = append(ls, l)
 					}
 				}
 			}
-			links[g] = ls
-			if len(ls) > 0 || g == gfid.Root || o == nil || o.Type != catalog.TypeDir || gone[g] {
+			sc.links[g] = ls
+			if len(ls) > 0 || g == gfid.Root || o == nil || o.Type != catalog.TypeDir || sc.gone[g] {
 				continue
 			}
-			gone[g] = true
+			sc.gone[g] = true
 			grew = true
-			kids, err := cat.Children(g)
+			kids, err := sc.cat.Children(g)
 			if err != nil {
-				return nil, fmt.Errorf("crawl: %w", err)
+				return fmt.Errorf("crawl: %w", err)
 			}
 			for _, c := range kids {
-				involved[c] = true
+				sc.involved[c] = true
 			}
 		}
 		if !grew {
-			break
+			return nil
 		}
 	}
+}
 
-	// 4. The snapshot: the gfids involved that still have a name, with
-	// their ancestors as the catalog has them (unchanged) so that paths
-	// and the order of removals are whole.
-	snap := &Snapshot{source: src, nodes: map[gfid.GFID]*Node{}, children: map[gfid.GFID]map[string]gfid.GFID{}, rel: map[gfid.GFID]string{}}
-	for g := range involved {
-		ls := links[g]
+// snapshot makes the snapshot: the gfids involved that still have a name,
+// with their ancestors as the catalog has them (unchanged) so that paths
+// and the order of removals are whole.
+func (sc *scopedCrawl) snapshot() error {
+	snap := &Snapshot{source: sc.cfg.Source, nodes: map[gfid.GFID]*Node{}, children: map[gfid.GFID]map[string]gfid.GFID{}, rel: map[gfid.GFID]string{}}
+	sc.snap = snap
+	for g := range sc.involved {
+		ls := sc.links[g]
 		if len(ls) == 0 && g != gfid.Root {
-			if in := fresh2[g]; in != nil {
+			if in := sc.fresh[g]; in != nil {
 				// On the source but placed nowhere: its own creation
 				// was not among the names.
-				log.Debug("scoped crawl cannot place an entry", "gfid", g)
-				return nil, ErrIncomplete
+				sc.log.Debug("scoped crawl cannot place an entry", "gfid", g)
+				return ErrIncomplete
 			}
 			continue
 		}
 		var n Node
-		if in := fresh2[g]; in != nil {
+		if in := sc.fresh[g]; in != nil {
 			n = Node{Node: in.node, Xattrs: in.xattrs}
-			if in.children != nil && !slices.ContainsFunc(tops, func(t probed) bool { return t.h.in == in }) {
+			if in.children != nil && !sc.isTop(in) {
 				kids := make(map[string]gfid.GFID, len(in.children))
 				for name, c := range in.children {
 					kids[name] = c.node.GFID
@@ -311,32 +389,43 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 				snap.children[g] = kids
 			}
 		} else {
-			n = Node{Node: *old[g]}
+			n = Node{Node: *sc.old[g]}
 		}
 		n.GFID, n.Links = g, ls
 		snap.nodes[g] = &n
 	}
-	for _, p := range tops {
+	for _, p := range sc.tops {
 		if _, ok := snap.nodes[p.h.in.node.GFID]; ok {
 			snap.rel[p.h.in.node.GFID] = p.rel
 		}
 	}
-	for g := range involved {
+	if err := sc.ancestors(); err != nil {
+		return err
+	}
+	snap.order = snap.depthOrder()
+	return nil
+}
+
+// ancestors adds the catalog's ancestors of every node of the snapshot,
+// and keeps in old only the catalog's nodes (the diff's "before").
+func (sc *scopedCrawl) ancestors() error {
+	snap := sc.snap
+	for g := range sc.involved {
 		n := snap.nodes[g]
 		if n == nil {
 			continue
 		}
 		for _, l := range n.Links {
 			for p := l.Parent; ; {
-				if _, ok := snap.nodes[p]; ok || gone[p] {
+				if _, ok := snap.nodes[p]; ok || sc.gone[p] {
 					break
 				}
-				o, err := load(p)
+				o, err := sc.load(p)
 				if err != nil {
-					return nil, err
+					return err
 				}
 				if o == nil {
-					return nil, ErrIncomplete // a parent the catalog does not hold
+					return ErrIncomplete // a parent the catalog does not hold
 				}
 				snap.nodes[p] = &Node{Node: *o}
 				if p == gfid.Root || len(o.Links) == 0 {
@@ -346,19 +435,24 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 			}
 		}
 	}
-	for g := range old {
-		if _, ok := snap.nodes[g]; !ok && old[g] == nil {
-			delete(old, g)
+	for g := range sc.old {
+		if _, ok := snap.nodes[g]; !ok && sc.old[g] == nil {
+			delete(sc.old, g)
 		}
 	}
-	for g, o := range old {
+	for g, o := range sc.old {
 		if o == nil {
-			delete(old, g)
+			delete(sc.old, g)
 		}
 	}
-	snap.order = snap.depthOrder()
+	return nil
+}
 
-	p := diff(old, snap, cfg.IgnoreDeletes, cfg.SyncXattrs, force, noCtime)
+// plan diffs the snapshot with the catalog, counts, and writes the
+// changelog.
+func (sc *scopedCrawl) plan() error {
+	res, snap := sc.res, sc.snap
+	p := diff(sc.old, snap, sc.cfg.IgnoreDeletes, sc.cfg.SyncXattrs, sc.force, sc.noCtime)
 	res.Snapshot, res.Records, res.changed, res.deleted = snap, p.records, p.changed, p.deleted
 	s := &res.Stats
 	s.Entries, s.Data, s.DataBytes, s.Meta, s.Deletes, s.Renames = p.stats.Entries, p.stats.Data, p.stats.DataBytes, p.stats.Meta, p.stats.Deletes, p.stats.Renames
@@ -370,14 +464,12 @@ func Scoped(ctx context.Context, cfg Config, cat *catalog.Catalog, dirs []Dir, l
 		}
 	}
 	if len(res.Records) > 0 {
-		if res.Changelog, err = changelog.WriteFile(cfg.ChangelogDir, ChangelogPrefix, res.Records); err != nil {
-			return nil, fmt.Errorf("crawl: %w", err)
+		var err error
+		if res.Changelog, err = changelog.WriteFile(sc.cfg.ChangelogDir, ChangelogPrefix, res.Records); err != nil {
+			return fmt.Errorf("crawl: %w", err)
 		}
 	}
-	s.Duration = time.Since(start)
-	w.log.Debug("scoped crawl done", "dirs", len(dirs), "changelog", res.Changelog, "entries", s.Entries,
-		"data", s.Data, "meta", s.Meta, "deletes", s.Deletes, "renames", s.Renames, "new", s.New, "duration", s.Duration)
-	return res, nil
+	return nil
 }
 
 // probed is a directory of a scoped crawl with the names it re-examines
@@ -577,7 +669,7 @@ func (w *walker) otherNames(cat *catalog.Catalog, rootKey catalog.Key, tops *[]p
 			if !ok {
 				return more, opened, ErrIncomplete
 			}
-			fd, err := openBeneath(w.cfg.Source, rel)
+			fd, err := beneath.OpenDir(w.cfg.Source, rel)
 			if err != nil {
 				if vanished(err) || errors.Is(err, unix.EXDEV) {
 					w.log.Debug("scoped crawl cannot find a directory of another name of a changed file", "dir", rel, "err", err)
@@ -657,25 +749,6 @@ func namesOutside(cat *catalog.Catalog, dir gfid.GFID) ([]catalog.Link, error) {
 		}
 	}
 	return out, nil
-}
-
-// openBeneath opens directory rel of source without leaving it or
-// following symlinks.
-func openBeneath(source, rel string) (int, error) {
-	root, err := unix.Open(source, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	defer unix.Close(root)
-	var fd int
-	err = retry(func() (err error) {
-		fd, err = unix.Openat2(root, filepath.Clean(rel), &unix.OpenHow{
-			Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-		})
-		return err
-	})
-	return fd, err
 }
 
 func keyOf(st *unix.Statx_t) catalog.Key {

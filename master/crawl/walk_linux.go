@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/georep/georep/master/catalog"
+	"github.com/georep/georep/rpc/eintr"
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/pkg/xattr"
 	"golang.org/x/sys/unix"
@@ -64,18 +65,9 @@ type walker struct {
 	known func(catalog.Key) bool
 }
 
-// retry calls fn until it does not fail with EINTR.
-func retry(fn func() error) error {
-	for {
-		if err := fn(); !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
-}
-
 func statxAt(dirfd int, name string, flags int) (unix.Statx_t, error) {
 	var st unix.Statx_t
-	err := retry(func() error {
+	err := eintr.Retry(func() error {
 		return unix.Statx(dirfd, name, flags|unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_SYNC_AS_STAT,
 			unix.STATX_BASIC_STATS|unix.STATX_BTIME, &st)
 	})
@@ -97,7 +89,7 @@ func vanished(err error) bool {
 // names, without recursion and without following symlinks.
 func (w *walker) walk() error {
 	var rootFd int
-	err := retry(func() (err error) {
+	err := eintr.Retry(func() (err error) {
 		rootFd, err = unix.Open(w.cfg.Source, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		return err
 	})
@@ -203,7 +195,7 @@ func (w *walker) openDir(h *dirHandle) (ok bool, err error) {
 	for i := len(chain) - 1; i >= 0; i-- {
 		d := chain[i]
 		var fd int
-		err := retry(func() (err error) {
+		err := eintr.Retry(func() (err error) {
 			fd, err = unix.Openat(d.parent.fd, d.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 			return err
 		})
@@ -410,7 +402,7 @@ func readNames(fd int) ([]string, error) {
 	var names []string
 	for {
 		var n int
-		err := retry(func() (err error) {
+		err := eintr.Retry(func() (err error) {
 			n, err = unix.Getdents(fd, buf)
 			return err
 		})
@@ -428,7 +420,7 @@ func readlinkat(dirfd int, name string) (string, error) {
 	for size := 256; ; size *= 2 {
 		buf := make([]byte, size)
 		var n int
-		err := retry(func() (err error) {
+		err := eintr.Retry(func() (err error) {
 			n, err = unix.Readlinkat(dirfd, name, buf)
 			return err
 		})

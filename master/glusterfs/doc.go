@@ -15,8 +15,9 @@
 //     xtime, stime, entry_stime, set_stime, linkto_check) and the
 //     brickserver of resource.py GLUSTER.service_loop;
 //   - the FUSE client that reads data by gfid through an aux-gfid mount
-//     (Mount, Mounted.Close): resource.py GLUSTER.MountbrokerMixin /
-//     DirectMounter, without the lazy unmount;
+//     (Mount, Mounted.Close, names of rpc/glusterfs/mount's Start and
+//     Client, which the slave shares): resource.py GLUSTER.MountbrokerMixin
+//     / DirectMounter, without the lazy unmount;
 //   - the brick's own changelogs, rolled over by the changelog translator
 //     and indexed in HTIME files (History, Rolled, ChangelogEpoch):
 //     libgfchangelog's history API (gf_history_changelog); Rolled lists the

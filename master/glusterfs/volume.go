@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/glusterfs/mount"
 )
 
 // Volume is a GlusterFS volume as `gluster volume info --xml` describes it.
@@ -259,7 +259,7 @@ func GetVolume(ctx context.Context, cliPath, volfileServer, name string) (*Volum
 // ctx ended; runErr is the CLI's own failure, whose answer may still be in
 // stdout.
 func runCLI(ctx context.Context, cliPath, volfileServer string, args ...string) (stdout, stderr *bytes.Buffer, runErr, err error) {
-	cli, err := findBinary(cliPath, "gluster")
+	cli, err := mount.FindBinary(cliPath, "gluster")
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -289,24 +289,6 @@ func cliMessage(runErr error, stdout, stderr []byte) string {
 		return runErr.Error()
 	}
 	return fmt.Sprintf("%v: %s", runErr, msg)
-}
-
-// findBinary returns path if set, else looks name up in PATH and in the
-// sbin directories (GlusterFS installs there, often outside a daemon's PATH).
-func findBinary(path, name string) (string, error) {
-	if path != "" {
-		return path, nil
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found in PATH or the sbin directories", name)
 }
 
 // isLocalHost reports whether host names this node: localhost, a loopback

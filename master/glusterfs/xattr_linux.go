@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/georep/georep/rpc/eintr"
 	"github.com/georep/georep/rpc/gfid"
 )
 
@@ -55,7 +56,7 @@ var ErrBadXattr = errors.New("malformed GlusterFS xattr")
 // through the volume, or not on a brick) is an error wrapping unix.ENODATA.
 func BrickGFID(path string) (gfid.GFID, error) {
 	var buf [17]byte
-	n, err := retryEINTR(func() (int, error) { return unix.Lgetxattr(path, GFIDXattr, buf[:]) })
+	n, err := eintr.Value(func() (int, error) { return unix.Lgetxattr(path, GFIDXattr, buf[:]) })
 	if err != nil {
 		return gfid.GFID{}, fmt.Errorf("%s of %s: %w", GFIDXattr, path, err)
 	}
@@ -114,7 +115,7 @@ func SetEntryStime(brickRoot, masterVolID, slaveVolID string, t time.Time) error
 // big-endian uint32 (Python struct '!II').
 func getTime(path, key string) (time.Time, bool, error) {
 	var buf [9]byte
-	n, err := retryEINTR(func() (int, error) { return unix.Lgetxattr(path, key, buf[:]) })
+	n, err := eintr.Value(func() (int, error) { return unix.Lgetxattr(path, key, buf[:]) })
 	switch {
 	case errors.Is(err, unix.ENODATA):
 		return time.Time{}, false, nil
@@ -131,7 +132,7 @@ func getTime(path, key string) (time.Time, bool, error) {
 func setTime(path, key string, t time.Time) error {
 	b, err := EncodeTime(t)
 	if err == nil {
-		_, err = retryEINTR(func() (int, error) { return 0, unix.Lsetxattr(path, key, b, 0) })
+		_, err = eintr.Value(func() (int, error) { return 0, unix.Lsetxattr(path, key, b, 0) })
 	}
 	if err != nil {
 		return fmt.Errorf("set %s of %s: %w", key, path, err)
@@ -189,7 +190,7 @@ func IsLinkto(path string) (bool, error) {
 		return false, nil
 	}
 	var buf [256]byte
-	n, err := retryEINTR(func() (int, error) { return unix.Lgetxattr(path, LinktoXattr, buf[:]) })
+	n, err := eintr.Value(func() (int, error) { return unix.Lgetxattr(path, LinktoXattr, buf[:]) })
 	return linktoResult(n, err, path)
 }
 
@@ -222,26 +223,16 @@ func linktoResult(n int, err error, name string) (bool, error) {
 // and read through its /proc/self/fd link, which resolves to the inode
 // itself (a symlink included) and not through it.
 func getxattrAt(dirfd int, name, key string, buf []byte) (int, error) {
-	fd, err := retryEINTR(func() (int, error) {
+	fd, err := eintr.Value(func() (int, error) {
 		return unix.Openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	})
 	if err != nil {
 		return 0, err
 	}
 	defer unix.Close(fd)
-	return retryEINTR(func() (int, error) {
+	return eintr.Value(func() (int, error) {
 		return unix.Getxattr("/proc/self/fd/"+strconv.Itoa(fd), key, buf)
 	})
-}
-
-// retryEINTR calls f until it does not fail with EINTR.
-func retryEINTR(f func() (int, error)) (int, error) {
-	for {
-		n, err := f()
-		if !errors.Is(err, unix.EINTR) {
-			return n, err
-		}
-	}
 }
 
 // BrickInternal reports whether name, an entry of a brick's root directory,
@@ -262,7 +253,7 @@ const VolumeIDXattr = "trusted.glusterfs.volume-id"
 // "" when it carries none.
 func BrickVolumeID(brickRoot string) (string, error) {
 	var buf [17]byte
-	n, err := retryEINTR(func() (int, error) { return unix.Lgetxattr(brickRoot, VolumeIDXattr, buf[:]) })
+	n, err := eintr.Value(func() (int, error) { return unix.Lgetxattr(brickRoot, VolumeIDXattr, buf[:]) })
 	if errors.Is(err, unix.ENODATA) {
 		return "", nil
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/rpc/eintr"
 )
 
 const (
@@ -135,7 +137,7 @@ func Start(ctx context.Context, cfg Config) (*Producer, error) {
 // filesystem's handles can be encoded and opened again.
 func openSource(src string) (int, error) {
 	var fd int
-	err := retry(func() (err error) {
+	err := eintr.Retry(func() (err error) {
 		fd, err = openMountFD(src)
 		return err
 	})
@@ -178,7 +180,7 @@ func initFanotify(src string) (fd int, closeWrite bool, err error) {
 		return -1, false, fmt.Errorf("journal: fanotify_init: %w", err)
 	}
 	mark := func(mask uint64) error {
-		return retry(func() error {
+		return eintr.Retry(func() error {
 			return unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, mask, unix.AT_FDCWD, src)
 		})
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/rpc/eintr"
 )
 
 var (
@@ -19,15 +21,6 @@ var (
 	// longer beneath the source (moved out of it).
 	ErrOutside = errors.New("directory is outside the source")
 )
-
-// retry calls fn until it does not fail with EINTR.
-func retry(fn func() error) error {
-	for {
-		if err := fn(); !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
-}
 
 // canonical makes path absolute and resolves its symbolic links, as the
 // kernel reports the path of an open descriptor.
@@ -55,7 +48,7 @@ func openHandle(mountFD int, h Handle, flags int) (int, string, error) {
 		return -1, "", fmt.Errorf("open by handle %s: %w", h, unix.EINVAL)
 	}
 	var fd int
-	err := retry(func() (err error) {
+	err := eintr.Retry(func() (err error) {
 		fd, err = unix.OpenByHandleAt(mountFD, unix.NewFileHandle(h.Type, h.Bytes), flags|unix.O_CLOEXEC)
 		return err
 	})
@@ -73,7 +66,7 @@ func openHandle(mountFD int, h Handle, flags int) (int, string, error) {
 	// A removed directory's path ends in " (deleted)"; so may a real
 	// name: a link count of 0 tells them apart.
 	var st unix.Stat_t
-	if err := retry(func() error { return unix.Fstat(fd, &st) }); err != nil {
+	if err := eintr.Retry(func() error { return unix.Fstat(fd, &st) }); err != nil {
 		unix.Close(fd)
 		return -1, "", fmt.Errorf("open by handle %s: fstat: %w", h, err)
 	}
@@ -106,7 +99,7 @@ func NewResolver(source string) (*Resolver, error) {
 		return nil, fmt.Errorf("journal resolver: source: %w", err)
 	}
 	var fd int
-	err = retry(func() (err error) {
+	err = eintr.Retry(func() (err error) {
 		fd, err = openMountFD(src)
 		return err
 	})

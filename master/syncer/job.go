@@ -11,11 +11,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/tail"
 )
 
 // stderrTail is how much of rsync's stderr a failed run reports.
@@ -182,9 +182,9 @@ func (s *Syncer) runRsync(ctx context.Context, j *job, options []string, list []
 	args := append(append([]string(nil), options...), j.dir+"/.", "georep:.")
 	cmd := exec.CommandContext(ctx, s.rsync, args...)
 	cmd.Stdin = bytes.NewReader(list)
-	var stderr tail
-	cmd.Stdout = &stderr // quiet unless the user asked for -v; keep it with stderr
-	cmd.Stderr = &stderr
+	stderr := &tail.Buffer{Max: stderrTail}
+	cmd.Stdout = stderr // quiet unless the user asked for -v; keep it with stderr
+	cmd.Stderr = stderr
 	// rsync forks its remote shell; kill the whole group on cancel.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -207,32 +207,6 @@ func (s *Syncer) runRsync(ctx context.Context, j *job, options []string, list []
 		return &RsyncError{Code: ee.ExitCode(), Stderr: stderr.String()}
 	}
 	return fmt.Errorf("rsync: %w: %s", err, strings.TrimSpace(stderr.String()))
-}
-
-// tail is an io.Writer that keeps the last stderrTail bytes.
-type tail struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > 2*stderrTail {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-stderrTail:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	b := t.buf
-	if len(b) > stderrTail {
-		b = b[len(b)-stderrTail:]
-	}
-	return string(b)
 }
 
 // shellJoin joins argv into one -e string that rsync splits back into the

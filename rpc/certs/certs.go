@@ -22,6 +22,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/georep/georep/rpc/atomicfile"
 )
 
 // The files Generate writes into its directory.
@@ -229,28 +231,8 @@ func writeKey(dir, name string, key *ecdsa.PrivateKey) error {
 }
 
 func writePEM(dir, name, typ string, der []byte, mode os.FileMode) error {
-	path := filepath.Join(dir, name)
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
 		return fmt.Errorf("certs: %w", err)
-	}
-	tmp := f.Name()
-	err = f.Chmod(mode)
-	if err == nil {
-		err = pem.Encode(f, &pem.Block{Type: typ, Bytes: der})
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("certs: write %s: %w", path, err)
 	}
 	return nil
 }

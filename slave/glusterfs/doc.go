@@ -7,8 +7,8 @@
 // its own: GlusterFS gives every inode the master's gfid and resolves
 // <mount>/.gfid/<gfid> itself.
 //
-// The package owns the glusterfs client process: Open mounts the volume on a
-// private directory (with nosymfollow, so nothing a master names can make the
+// The package owns the glusterfs client process (run by rpc/glusterfs/mount,
+// which the master shares): Open mounts the volume on a private directory (with nosymfollow, so nothing a master names can make the
 // kernel follow a symlink stored on the volume), and Close unmounts it (never
 // lazily) and reaps the client.
 //

@@ -2,8 +2,8 @@ package syncer_test
 
 // End-to-end: the real rsync on both sides, the test binary itself as the -e
 // tunnel command (see TestMain), and slave.ServeRsync behind a real gRPC
-// server. This test imports both master and slave packages, which only tests
-// may do.
+// server. Moved from master/syncer: it imports both master and slave
+// packages, which only integration/ does.
 
 import (
 	"bytes"
