@@ -507,9 +507,10 @@ func TestHostileFlood(t *testing.T) {
 	}
 	close(release)
 	wg.Wait()
-	// Every rsync ended with its stream.
+	// Every rsync ended with its stream, and its handler gave its slot back
+	// (after the client saw the stream end: wait for both).
 	deadline := time.Now().Add(10 * time.Second)
-	for len(procsInDir(fx.svc.replica.DataDir())) > 0 && time.Now().Before(deadline) {
+	for (len(procsInDir(fx.svc.replica.DataDir())) > 0 || len(fx.svc.rsyncSlots) > 0) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if left := procsInDir(fx.svc.replica.DataDir()); len(left) > 0 {
