@@ -11,6 +11,7 @@ import (
 
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 // ApplyEntries applies entries in order and returns the ones that failed;
@@ -24,15 +25,15 @@ import (
 // Runs of creates of non-directories that cannot affect each other (most of
 // an initial sync) are applied side by side; everything else in order.
 func (v *Volume) ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.Failure {
-	apply := func(i int) error { return v.applyEntry(entries[i]) }
+	do := func(i int) error { return v.applyEntry(entries[i]) }
 	what := func(i int) string { return describe(entries[i]) }
 	var fails []ops.Failure
 	for _, r := range independentRuns(entries) {
 		if r[1]-r[0] > 1 {
-			fails = append(fails, v.applyParallel(ctx, r[0], r[1], apply, what)...)
+			fails = append(fails, v.applyParallel(ctx, r[0], r[1], do, what)...)
 			continue
 		}
-		for _, f := range v.applyBatch(ctx, 1, func(int) error { return apply(r[0]) }, func(int) string { return what(r[0]) }) {
+		for _, f := range v.applyBatch(ctx, 1, func(int) error { return do(r[0]) }, func(int) string { return what(r[0]) }) {
 			f.Index = r[0]
 			fails = append(fails, f)
 		}
@@ -41,14 +42,14 @@ func (v *Volume) ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.Fa
 }
 
 // applyBatch applies n operations in order, each under the lock.
-func (v *Volume) applyBatch(ctx context.Context, n int, apply func(i int) error, what func(i int) string) []ops.Failure {
+func (v *Volume) applyBatch(ctx context.Context, n int, do func(i int) error, what func(i int) string) []ops.Failure {
 	var fails []ops.Failure
 	for i := range n {
 		var err error
 		if cerr := ctx.Err(); cerr != nil {
-			err = errf(unix.ECANCELED, "not applied: %v", cerr)
+			err = apply.Errorf(unix.ECANCELED, "not applied: %v", cerr)
 		} else if err = v.lock(); err == nil {
-			err = apply(i)
+			err = do(i)
 			v.mu.Unlock()
 		}
 		if err != nil {
@@ -59,25 +60,25 @@ func (v *Volume) applyBatch(ctx context.Context, n int, apply func(i int) error,
 }
 
 func describe(e ops.Entry) string {
-	s := fmt.Sprintf("%s %s at %s/%q", e.Op, e.GFID, e.Parent, truncName(e.Name))
+	s := fmt.Sprintf("%s %s at %s/%q", e.Op, e.GFID, e.Parent, apply.TruncName(e.Name))
 	if e.Op == ops.OpRename {
-		s += fmt.Sprintf(" -> %s/%q", e.NewParent, truncName(e.NewName))
+		s += fmt.Sprintf(" -> %s/%q", e.NewParent, apply.TruncName(e.NewName))
 	}
 	return s
 }
 
 func validateParentName(parent gfid.GFID, name string) error {
 	if parent.IsZero() {
-		return errf(unix.EINVAL, "zero parent gfid")
+		return apply.Errorf(unix.EINVAL, "zero parent gfid")
 	}
 	if err := ops.ValidateName(name); err != nil {
-		return errf(unix.EINVAL, "%v", err)
+		return apply.Errorf(unix.EINVAL, "%v", err)
 	}
 	if parent == gfid.Root && name == metaDir {
-		return errf(unix.EPERM, "reserved name %q in the replica root", name)
+		return apply.Errorf(unix.EPERM, "reserved name %q in the replica root", name)
 	}
 	if parent == gfid.Root && name == gfidDir {
-		return errf(unix.EPERM, "%s", errReservedGFIDDir)
+		return apply.Errorf(unix.EPERM, "%s", errReservedGFIDDir)
 	}
 	return nil
 }
@@ -96,13 +97,13 @@ const errReservedGFIDDir = `name ".gfid" in the volume root is reserved by Glust
 // rules of package replica).
 func validateEntry(e ops.Entry) error {
 	if e.Op < ops.OpCreate || e.Op > ops.OpRmdir {
-		return errf(unix.EINVAL, "unknown entry op %d", int(e.Op))
+		return apply.Errorf(unix.EINVAL, "unknown entry op %d", int(e.Op))
 	}
 	if e.GFID.IsZero() {
-		return errf(unix.EINVAL, "zero gfid")
+		return apply.Errorf(unix.EINVAL, "zero gfid")
 	}
 	if e.GFID == gfid.Root || e.GFID == gfid.Park {
-		return errf(unix.EPERM, "gfid %s is reserved", e.GFID)
+		return apply.Errorf(unix.EPERM, "gfid %s is reserved", e.GFID)
 	}
 	if err := validateParentName(e.Parent, e.Name); err != nil {
 		return err
@@ -113,26 +114,26 @@ func validateEntry(e ops.Entry) error {
 		return validateParentName(e.NewParent, e.NewName)
 	case ops.OpCreate:
 		if t != 0 && t != unix.S_IFREG {
-			return errf(unix.EINVAL, "CREATE with mode %#o: not a regular file", e.Mode)
+			return apply.Errorf(unix.EINVAL, "CREATE with mode %#o: not a regular file", e.Mode)
 		}
 	case ops.OpMkdir:
 		if t != 0 && t != unix.S_IFDIR {
-			return errf(unix.EINVAL, "MKDIR with mode %#o: not a directory", e.Mode)
+			return apply.Errorf(unix.EINVAL, "MKDIR with mode %#o: not a directory", e.Mode)
 		}
 	case ops.OpMknod:
 		switch t {
 		case unix.S_IFREG, unix.S_IFIFO, unix.S_IFCHR, unix.S_IFBLK, unix.S_IFSOCK:
 		default:
-			return errf(unix.EINVAL, "MKNOD with mode %#o: not a regular file, fifo, device or socket", e.Mode)
+			return apply.Errorf(unix.EINVAL, "MKNOD with mode %#o: not a regular file, fifo, device or socket", e.Mode)
 		}
 	case ops.OpSymlink:
 		switch {
 		case e.Target == "":
-			return errf(unix.EINVAL, "empty symlink target")
+			return apply.Errorf(unix.EINVAL, "empty symlink target")
 		case strings.IndexByte(e.Target, 0) >= 0:
-			return errf(unix.EINVAL, "symlink target contains a NUL byte")
+			return apply.Errorf(unix.EINVAL, "symlink target contains a NUL byte")
 		case len(e.Target) >= unix.PathMax:
-			return errf(unix.EINVAL, "symlink target of %d bytes is too long", len(e.Target))
+			return apply.Errorf(unix.EINVAL, "symlink target of %d bytes is too long", len(e.Target))
 		}
 	}
 	return nil
@@ -171,9 +172,9 @@ func wantMode(e ops.Entry) uint32 {
 
 func existsErr(ni nameInfo) error {
 	if ni.g.IsZero() {
-		return &opError{errno: unix.EEXIST, msg: "name exists and holds an inode without a gfid"}
+		return &apply.Error{Errno: unix.EEXIST, Msg: "name exists and holds an inode without a gfid"}
 	}
-	return &opError{errno: unix.EEXIST, msg: fmt.Sprintf("name exists and holds gfid %s", ni.g), existing: ni.g}
+	return &apply.Error{Errno: unix.EEXIST, Msg: fmt.Sprintf("name exists and holds gfid %s", ni.g), Existing: ni.g}
 }
 
 // statGFID stats the inode of g without following it; ok is false when the
@@ -186,8 +187,8 @@ func (v *Volume) statGFID(g gfid.GFID) (st unix.Stat_t, ok bool, err error) {
 	if err != nil {
 		return st, false, fmt.Errorf("lookup gfid %s: %w", g, err)
 	}
-	defer closeFd(fd)
-	st, err = fstat(fd)
+	defer apply.CloseFd(fd)
+	st, err = apply.Fstat(fd)
 	return st, err == nil, err
 }
 
@@ -197,7 +198,7 @@ func (v *Volume) create(e ops.Entry) error {
 	if err != nil {
 		return err
 	}
-	defer closeFd(pfd)
+	defer apply.CloseFd(pfd)
 	mode := wantMode(e)
 	want := ops.TypeOfMode(mode)
 	ni, err := v.lookup(pfd, e.Name)
@@ -209,7 +210,7 @@ func (v *Volume) create(e ops.Entry) error {
 			return existsErr(ni)
 		}
 		if have := ops.TypeOfMode(ni.st.Mode); have != want {
-			return &opError{errno: unix.EEXIST, msg: fmt.Sprintf("name holds gfid %s as a %s, not a %s", e.GFID, have, want), existing: e.GFID}
+			return &apply.Error{Errno: unix.EEXIST, Msg: fmt.Sprintf("name holds gfid %s as a %s, not a %s", e.GFID, have, want), Existing: e.GFID}
 		}
 		return nil
 	}
@@ -220,10 +221,10 @@ func (v *Volume) create(e ops.Entry) error {
 	if ok {
 		have := ops.TypeOfMode(st.Mode)
 		if want == ops.TypeDir || have == ops.TypeDir {
-			return errf(unix.EEXIST, "gfid exists at another name (as a %s)", have)
+			return apply.Errorf(unix.EEXIST, "gfid exists at another name (as a %s)", have)
 		}
 		if have != want {
-			return errf(unix.EEXIST, "gfid exists at another name as a %s, not a %s", have, want)
+			return apply.Errorf(unix.EEXIST, "gfid exists at another name as a %s, not a %s", have, want)
 		}
 		// Another name of an existing inode: a hardlink.
 		return v.linkGFID(e.GFID, pfd, e.Name)
@@ -234,10 +235,10 @@ func (v *Volume) create(e ops.Entry) error {
 			if ni, lerr := v.lookup(pfd, e.Name); lerr == nil && ni.exists && ni.g != e.GFID {
 				return existsErr(ni)
 			}
-			return errf(unix.EEXIST, "create: %v", err)
+			return apply.Errorf(unix.EEXIST, "create: %v", err)
 		}
 		if err == unix.ENOENT {
-			return errf(unix.ENOENT, "parent %s not found", e.Parent)
+			return apply.Errorf(unix.ENOENT, "parent %s not found", e.Parent)
 		}
 		return fmt.Errorf("create: %w", err)
 	}
@@ -245,14 +246,14 @@ func (v *Volume) create(e ops.Entry) error {
 	if err != nil {
 		return fmt.Errorf("open new %s: %w", want, err)
 	}
-	defer closeFd(fd)
-	n := node{fd}
-	if err := n.chown(e.UID, e.GID); err != nil {
+	defer apply.CloseFd(fd)
+	n := apply.PathNode(fd)
+	if err := n.Chown(e.UID, e.GID); err != nil {
 		return fmt.Errorf("chown %d:%d: %w", e.UID, e.GID, err)
 	}
 	if want != ops.TypeSymlink {
 		// After chown, so that setuid and setgid stick.
-		if err := n.chmod(mode & 0o7777); err != nil {
+		if err := n.Chmod(mode & 0o7777); err != nil {
 			return fmt.Errorf("chmod %#o: %w", mode&0o7777, err)
 		}
 	}
@@ -264,12 +265,12 @@ func (v *Volume) linkGFID(g gfid.GFID, dirfd int, name string) error {
 	fd, err := v.openGFID(g, unix.O_PATH)
 	if err != nil {
 		if err == unix.ENOENT {
-			return errf(unix.ENOENT, "gfid %s not found", g)
+			return apply.Errorf(unix.ENOENT, "gfid %s not found", g)
 		}
 		return err
 	}
-	defer closeFd(fd)
-	if err := retry0(func() error { return unix.Linkat(fd, "", dirfd, name, unix.AT_EMPTY_PATH) }); err != nil {
+	defer apply.CloseFd(fd)
+	if err := apply.Retry0(func() error { return unix.Linkat(fd, "", dirfd, name, unix.AT_EMPTY_PATH) }); err != nil {
 		return fmt.Errorf("link: %w", err)
 	}
 	return nil
@@ -281,7 +282,7 @@ func (v *Volume) link(e ops.Entry) error {
 	if err != nil {
 		return err
 	}
-	defer closeFd(pfd)
+	defer apply.CloseFd(pfd)
 	ni, err := v.lookup(pfd, e.Name)
 	if err != nil {
 		return err
@@ -291,7 +292,7 @@ func (v *Volume) link(e ops.Entry) error {
 			return existsErr(ni)
 		}
 		if ni.isDir() {
-			return errf(unix.EPERM, "LINK to a directory refused")
+			return apply.Errorf(unix.EPERM, "LINK to a directory refused")
 		}
 		return nil
 	}
@@ -300,9 +301,9 @@ func (v *Volume) link(e ops.Entry) error {
 	case err != nil:
 		return err
 	case !ok:
-		return errf(unix.ENOENT, "gfid %s not found", e.GFID)
-	case isDirMode(st.Mode):
-		return errf(unix.EPERM, "LINK to a directory refused")
+		return apply.Errorf(unix.ENOENT, "gfid %s not found", e.GFID)
+	case apply.IsDirMode(st.Mode):
+		return apply.Errorf(unix.EPERM, "LINK to a directory refused")
 	}
 	return v.linkGFID(e.GFID, pfd, e.Name)
 }
@@ -313,14 +314,14 @@ func (v *Volume) rename(e ops.Entry) error {
 	if err != nil {
 		return err
 	}
-	defer closeFd(nfd)
+	defer apply.CloseFd(nfd)
 	ofd, err := v.openParent(e.Parent)
-	if err != nil && !notFound(err) {
+	if err != nil && !apply.NotFound(err) {
 		return err
 	}
 	var oi nameInfo
 	if err == nil {
-		defer closeFd(ofd)
+		defer apply.CloseFd(ofd)
 		if oi, err = v.lookup(ofd, e.Name); err != nil {
 			return err
 		}
@@ -336,10 +337,10 @@ func (v *Volume) rename(e ops.Entry) error {
 			return nil
 		}
 		if oi.isDir() || ni.isDir() {
-			return &opError{errno: unix.EEXIST, msg: fmt.Sprintf("directory gfid %s is held by both names", e.GFID), existing: e.GFID}
+			return &apply.Error{Errno: unix.EEXIST, Msg: fmt.Sprintf("directory gfid %s is held by both names", e.GFID), Existing: e.GFID}
 		}
 		// Two hardlinks of one inode: rename(2) would do nothing.
-		if err := retry0(func() error { return unix.Unlinkat(ofd, e.Name, 0) }); err != nil && err != unix.ENOENT {
+		if err := apply.Retry0(func() error { return unix.Unlinkat(ofd, e.Name, 0) }); err != nil && err != unix.ENOENT {
 			return fmt.Errorf("unlink old name: %w", err)
 		}
 		return nil
@@ -354,35 +355,35 @@ func (v *Volume) rename(e ops.Entry) error {
 	case err != nil:
 		return err
 	case !ok:
-		return errf(unix.ENOENT, "gfid %s not found", e.GFID)
-	case isDirMode(st.Mode):
+		return apply.Errorf(unix.ENOENT, "gfid %s not found", e.GFID)
+	case apply.IsDirMode(st.Mode):
 		dfd, name, err := v.dirLocation(e.GFID)
 		if err != nil {
 			return err
 		}
-		defer closeFd(dfd)
+		defer apply.CloseFd(dfd)
 		return v.move(dfd, name, nfd, e.NewName)
 	}
 	if !ni.exists {
 		return v.linkGFID(e.GFID, nfd, e.NewName)
 	}
 	if ni.isDir() {
-		return errf(unix.EISDIR, "new name is a directory")
+		return apply.Errorf(unix.EISDIR, "new name is a directory")
 	}
 	tmp := ".georep." + e.GFID.String() + ".tmp"
-	_ = retry0(func() error { return unix.Unlinkat(nfd, tmp, 0) })
+	_ = apply.Retry0(func() error { return unix.Unlinkat(nfd, tmp, 0) })
 	if err := v.linkGFID(e.GFID, nfd, tmp); err != nil {
 		return err
 	}
-	if err := retry0(func() error { return unix.Renameat(nfd, tmp, nfd, e.NewName) }); err != nil {
-		_ = retry0(func() error { return unix.Unlinkat(nfd, tmp, 0) })
+	if err := apply.Retry0(func() error { return unix.Renameat(nfd, tmp, nfd, e.NewName) }); err != nil {
+		_ = apply.Retry0(func() error { return unix.Unlinkat(nfd, tmp, 0) })
 		return fmt.Errorf("rename: %w", err)
 	}
 	return nil
 }
 
 func (v *Volume) move(ofd int, oname string, nfd int, nname string) error {
-	if err := retry0(func() error { return unix.Renameat(ofd, oname, nfd, nname) }); err != nil {
+	if err := apply.Retry0(func() error { return unix.Renameat(ofd, oname, nfd, nname) }); err != nil {
 		return fmt.Errorf("rename: %w", err)
 	}
 	return nil
@@ -419,7 +420,7 @@ func (v *Volume) dirLocation(g gfid.GFID) (int, string, error) {
 		}
 		errs = append(errs, err)
 	}
-	return -1, "", errf(unix.ESTALE, "directory %s: %v", g, errors.Join(errs...))
+	return -1, "", apply.Errorf(unix.ESTALE, "directory %s: %v", g, errors.Join(errs...))
 }
 
 // resolvePath finds directory g at path ("/a/b"), walking it by gfid from
@@ -433,29 +434,29 @@ func (v *Volume) resolvePath(g gfid.GFID, path string) (int, string, error) {
 	for i, c := range comps {
 		ni, err := v.lookup(pfd, c)
 		if err != nil {
-			closeFd(pfd)
+			apply.CloseFd(pfd)
 			return -1, "", fmt.Errorf("at %q: %w", path, err)
 		}
 		if i == len(comps)-1 {
 			if !ni.exists || ni.g != g {
-				closeFd(pfd)
-				return -1, "", errf(unix.ESTALE, "not at %q", path)
+				apply.CloseFd(pfd)
+				return -1, "", apply.Errorf(unix.ESTALE, "not at %q", path)
 			}
 			return pfd, c, nil
 		}
 		if !ni.isDir() || ni.g.IsZero() {
-			closeFd(pfd)
-			return -1, "", errf(unix.ESTALE, "not at %q: %q is not a directory there", path, c)
+			apply.CloseFd(pfd)
+			return -1, "", apply.Errorf(unix.ESTALE, "not at %q: %q is not a directory there", path, c)
 		}
 		next, err := v.openParent(ni.g)
-		closeFd(pfd)
+		apply.CloseFd(pfd)
 		if err != nil {
 			return -1, "", fmt.Errorf("at %q: %w", path, err)
 		}
 		pfd = next
 	}
-	closeFd(pfd)
-	return -1, "", errf(unix.EIO, "empty path %q", path) // not reached: dirPaths refuses "/"
+	apply.CloseFd(pfd)
+	return -1, "", apply.Errorf(unix.EIO, "empty path %q", path) // not reached: dirPaths refuses "/"
 }
 
 // dirPaths is where the volume says directory g is, paths from the volume
@@ -465,23 +466,23 @@ func (v *Volume) resolvePath(g gfid.GFID, path string) (int, string, error) {
 func (v *Volume) dirPaths(g gfid.GFID) ([]string, error) {
 	fd, err := v.openGFID(g, unix.O_PATH)
 	if err == unix.ENOENT {
-		return nil, errf(unix.ENOENT, "gfid %s not found", g)
+		return nil, apply.Errorf(unix.ENOENT, "gfid %s not found", g)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lookup gfid %s: %w", g, err)
 	}
-	defer closeFd(fd)
-	st, err := fstat(fd)
+	defer apply.CloseFd(fd)
+	st, err := apply.Fstat(fd)
 	if err != nil {
 		return nil, err
 	}
-	if !isDirMode(st.Mode) {
-		return nil, errf(unix.ENOTDIR, "gfid %s is a %s, not a directory", g, ops.TypeOfMode(st.Mode))
+	if !apply.IsDirMode(st.Mode) {
+		return nil, apply.Errorf(unix.ENOTDIR, "gfid %s is a %s, not a directory", g, ops.TypeOfMode(st.Mode))
 	}
 	var paths []string
 	var errs []error
 	for _, attr := range []string{ancestryAttr, gfid2pathAttr} {
-		path, err := readDirPath(node{fd}, attr)
+		path, err := readDirPath(apply.PathNode(fd), attr)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s of %s: %w", attr, g, err))
 			continue
@@ -498,8 +499,8 @@ func (v *Volume) dirPaths(g gfid.GFID) ([]string, error) {
 
 // readDirPath reads a directory path attribute and checks it is an
 // absolute path of valid names other than "/".
-func readDirPath(n node, attr string) (string, error) {
-	b, err := n.getxattr(attr)
+func readDirPath(n apply.Node, attr string) (string, error) {
+	b, err := n.Getxattr(attr)
 	if err != nil {
 		return "", err
 	}
@@ -508,11 +509,11 @@ func readDirPath(n node, attr string) (string, error) {
 	}
 	path := string(b)
 	if !strings.HasPrefix(path, "/") || path == "/" || strings.Contains(path, "//") {
-		return "", errf(unix.EIO, "not a directory path: %q", truncName(path))
+		return "", apply.Errorf(unix.EIO, "not a directory path: %q", apply.TruncName(path))
 	}
 	for _, c := range strings.Split(path[1:], "/") {
 		if err := ops.ValidateName(c); err != nil {
-			return "", errf(unix.EIO, "%v", err)
+			return "", apply.Errorf(unix.EIO, "%v", err)
 		}
 	}
 	return path, nil
@@ -522,13 +523,13 @@ func readDirPath(n node, attr string) (string, error) {
 // or name is success; a name holding another inode is left alone.
 func (v *Volume) remove(e ops.Entry, dir bool) error {
 	pfd, err := v.openParent(e.Parent)
-	if notFound(err) {
+	if apply.NotFound(err) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer closeFd(pfd)
+	defer apply.CloseFd(pfd)
 	ni, err := v.lookup(pfd, e.Name)
 	if err != nil || !ni.exists {
 		return err
@@ -539,15 +540,15 @@ func (v *Volume) remove(e ops.Entry, dir bool) error {
 	}
 	switch {
 	case ni.isDir() && !dir:
-		return errf(unix.EISDIR, "is a directory (UNLINK refused, use RMDIR)")
+		return apply.Errorf(unix.EISDIR, "is a directory (UNLINK refused, use RMDIR)")
 	case !ni.isDir() && dir:
-		return errf(unix.ENOTDIR, "not a directory (RMDIR refused)")
+		return apply.Errorf(unix.ENOTDIR, "not a directory (RMDIR refused)")
 	}
 	flags, what := 0, "unlink"
 	if dir {
 		flags, what = unix.AT_REMOVEDIR, "rmdir"
 	}
-	if err := retry0(func() error { return unix.Unlinkat(pfd, e.Name, flags) }); err != nil && err != unix.ENOENT {
+	if err := apply.Retry0(func() error { return unix.Unlinkat(pfd, e.Name, flags) }); err != nil && err != unix.ENOENT {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil

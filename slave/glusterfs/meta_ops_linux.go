@@ -10,6 +10,7 @@ import (
 
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 // ApplyMeta applies metadata operations in order (gsyncd's meta_ops) and
@@ -17,21 +18,21 @@ import (
 // Ownership is changed before the mode (so setuid and setgid stick), times
 // last.
 func (v *Volume) ApplyMeta(ctx context.Context, metas []ops.Meta) []ops.Failure {
-	apply := func(i int) error { return v.applyMeta(metas[i]) }
+	do := func(i int) error { return v.applyMeta(metas[i]) }
 	what := func(i int) string { return "META " + metas[i].GFID.String() }
 	if distinct(len(metas), func(i int) gfid.GFID { return metas[i].GFID }) {
-		return v.applyParallel(ctx, 0, len(metas), apply, what) // one inode each: no order to keep
+		return v.applyParallel(ctx, 0, len(metas), do, what) // one inode each: no order to keep
 	}
-	return v.applyBatch(ctx, len(metas), apply, what)
+	return v.applyBatch(ctx, len(metas), do, what)
 }
 
 func validateXattrs(m ops.Meta) error {
 	for name := range m.Xattrs {
 		if !strings.HasPrefix(name, "user.") || len(name) == len("user.") {
-			return errf(unix.EINVAL, "xattr %q is outside the user.* namespace", truncName(name))
+			return apply.Errorf(unix.EINVAL, "xattr %q is outside the user.* namespace", apply.TruncName(name))
 		}
 		if len(name) > 255 || strings.IndexByte(name, 0) >= 0 {
-			return errf(unix.EINVAL, "invalid xattr name %q", truncName(name))
+			return apply.Errorf(unix.EINVAL, "invalid xattr name %q", apply.TruncName(name))
 		}
 	}
 	return nil
@@ -40,9 +41,9 @@ func validateXattrs(m ops.Meta) error {
 func (v *Volume) applyMeta(m ops.Meta) error {
 	switch {
 	case m.GFID.IsZero():
-		return errf(unix.EINVAL, "zero gfid")
+		return apply.Errorf(unix.EINVAL, "zero gfid")
 	case m.GFID == gfid.Park:
-		return errf(unix.EPERM, "gfid %s is reserved", m.GFID)
+		return apply.Errorf(unix.EPERM, "gfid %s is reserved", m.GFID)
 	}
 	if m.SetXattrs {
 		if err := validateXattrs(m); err != nil {
@@ -53,20 +54,20 @@ func (v *Volume) applyMeta(m ops.Meta) error {
 	if err != nil {
 		return err
 	}
-	defer closeFd(fd)
-	n := node{fd}
-	st, err := n.stat()
+	defer apply.CloseFd(fd)
+	n := apply.PathNode(fd)
+	st, err := n.Stat()
 	if err != nil {
 		return err
 	}
-	isLink := isLinkMode(st.Mode)
+	isLink := apply.IsLinkMode(st.Mode)
 	if m.SetOwner {
-		if err := n.chown(m.UID, m.GID); err != nil {
+		if err := n.Chown(m.UID, m.GID); err != nil {
 			return fmt.Errorf("chown %d:%d: %w", m.UID, m.GID, err)
 		}
 	}
 	if m.SetMode && !isLink {
-		if err := n.chmod(m.Mode & 0o7777); err != nil {
+		if err := n.Chmod(m.Mode & 0o7777); err != nil {
 			return fmt.Errorf("chmod %#o: %w", m.Mode&0o7777, err)
 		}
 	}
@@ -76,7 +77,7 @@ func (v *Volume) applyMeta(m ops.Meta) error {
 		}
 	}
 	if m.Atime != nil || m.Mtime != nil {
-		if err := n.utimes(m.Atime, m.Mtime); err != nil {
+		if err := n.Utimes(m.Atime, m.Mtime); err != nil {
 			return fmt.Errorf("setting times: %w", err)
 		}
 	}
@@ -85,8 +86,8 @@ func (v *Volume) applyMeta(m ops.Meta) error {
 
 // replaceUserXattrs makes the user.* attributes of n exactly want; other
 // namespaces are kept.
-func replaceUserXattrs(n node, want map[string][]byte) error {
-	have, err := n.listxattr()
+func replaceUserXattrs(n apply.Node, want map[string][]byte) error {
+	have, err := n.Listxattr()
 	if err != nil {
 		return fmt.Errorf("listing xattrs: %w", err)
 	}
@@ -97,15 +98,15 @@ func replaceUserXattrs(n node, want map[string][]byte) error {
 		if _, keep := want[name]; keep {
 			continue
 		}
-		if err := n.removexattr(name); err != nil && err != unix.ENODATA {
+		if err := n.Removexattr(name); err != nil && err != unix.ENODATA {
 			return fmt.Errorf("removing xattr %q: %w", name, err)
 		}
 	}
 	for name, value := range want {
-		if cur, err := n.getxattr(name); err == nil && bytes.Equal(cur, value) {
+		if cur, err := n.Getxattr(name); err == nil && bytes.Equal(cur, value) {
 			continue
 		}
-		if err := n.setxattr(name, value); err != nil {
+		if err := n.Setxattr(name, value); err != nil {
 			return fmt.Errorf("setting xattr %q: %w", name, err)
 		}
 	}

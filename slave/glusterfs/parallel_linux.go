@@ -10,6 +10,7 @@ import (
 
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 // parallelOps is how many operations of one call run at once where they
@@ -24,7 +25,7 @@ func (v *Volume) rlock() error {
 	v.mu.RLock()
 	if v.closed {
 		v.mu.RUnlock()
-		return errf(unix.EBADF, "slave volume is closed")
+		return apply.Errorf(unix.EBADF, "slave volume is closed")
 	}
 	return nil
 }
@@ -32,7 +33,7 @@ func (v *Volume) rlock() error {
 // applyParallel applies operations i in lo..hi-1 side by side, at most
 // parallelOps at a time, each under rlock, and returns their failures in
 // index order. The caller guarantees they are independent.
-func (v *Volume) applyParallel(ctx context.Context, lo, hi int, apply func(i int) error, what func(i int) string) []ops.Failure {
+func (v *Volume) applyParallel(ctx context.Context, lo, hi int, do func(i int) error, what func(i int) string) []ops.Failure {
 	var (
 		mu    sync.Mutex
 		fails []ops.Failure
@@ -44,9 +45,9 @@ func (v *Volume) applyParallel(ctx context.Context, lo, hi int, apply func(i int
 			for i := range next {
 				var err error
 				if cerr := ctx.Err(); cerr != nil {
-					err = errf(unix.ECANCELED, "not applied: %v", cerr)
+					err = apply.Errorf(unix.ECANCELED, "not applied: %v", cerr)
 				} else if err = v.rlock(); err == nil {
-					err = apply(i)
+					err = do(i)
 					v.mu.RUnlock()
 				}
 				if err != nil {
@@ -69,10 +70,10 @@ func (v *Volume) applyParallel(ctx context.Context, lo, hi int, apply func(i int
 
 // failure describes the failed operation i.
 func (v *Volume) failure(i int, err error, what func(i int) string) ops.Failure {
-	f := ops.Failure{Index: i, Errno: errnoOf(err), Message: what(i) + ": " + err.Error()}
-	var oe *opError
+	f := ops.Failure{Index: i, Errno: apply.ErrnoOf(err), Message: what(i) + ": " + err.Error()}
+	var oe *apply.Error
 	if errors.As(err, &oe) {
-		f.Existing = oe.existing
+		f.Existing = oe.Existing
 	}
 	v.log.Debug("slave volume op failed", "index", i, "errno", int(f.Errno), "err", f.Message)
 	return f

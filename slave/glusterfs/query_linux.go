@@ -11,6 +11,7 @@ import (
 
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 // Stat describes the inode of gfid g. For an unknown gfid the error wraps
@@ -20,7 +21,7 @@ func (v *Volume) Stat(ctx context.Context, g gfid.GFID) (ops.Attr, error) {
 		return ops.Attr{}, err
 	}
 	if g.IsZero() {
-		return ops.Attr{}, errf(unix.EINVAL, "stat: zero gfid")
+		return ops.Attr{}, apply.Errorf(unix.EINVAL, "stat: zero gfid")
 	}
 	if err := v.lock(); err != nil {
 		return ops.Attr{}, err
@@ -28,13 +29,13 @@ func (v *Volume) Stat(ctx context.Context, g gfid.GFID) (ops.Attr, error) {
 	defer v.mu.Unlock()
 	fd, err := v.openGFID(g, unix.O_PATH)
 	if err == unix.ENOENT {
-		return ops.Attr{}, errf(unix.ENOENT, "stat %s: gfid not found", g)
+		return ops.Attr{}, apply.Errorf(unix.ENOENT, "stat %s: gfid not found", g)
 	}
 	if err != nil {
 		return ops.Attr{}, fmt.Errorf("stat %s: %w", g, err)
 	}
-	defer closeFd(fd)
-	st, err := fstat(fd)
+	defer apply.CloseFd(fd)
+	st, err := apply.Fstat(fd)
 	if err != nil {
 		return ops.Attr{}, fmt.Errorf("stat %s: %w", g, err)
 	}
@@ -44,7 +45,7 @@ func (v *Volume) Stat(ctx context.Context, g gfid.GFID) (ops.Attr, error) {
 		Nlink: uint64(st.Nlink), Rdev: st.Rdev,
 	}
 	if a.Type == ops.TypeSymlink {
-		if a.Target, err = readlinkAt(fd, ""); err != nil {
+		if a.Target, err = apply.ReadlinkAt(fd, ""); err != nil {
 			return ops.Attr{}, fmt.Errorf("stat %s: readlink: %w", g, err)
 		}
 	}
@@ -57,23 +58,23 @@ func (v *Volume) Stat(ctx context.Context, g gfid.GFID) (ops.Attr, error) {
 // refuses to open .gfid/<gfid> of a directory for reading.)
 func (v *Volume) openDirByGFID(g gfid.GFID) (int, error) {
 	if g == gfid.Root {
-		return openBeneath(v.rootFd, ".", unix.O_RDONLY|unix.O_DIRECTORY)
+		return apply.OpenBeneath(v.rootFd, ".", unix.O_RDONLY|unix.O_DIRECTORY)
 	}
 	pfd, name, err := v.dirLocation(g)
 	if err != nil {
 		return -1, err
 	}
-	defer closeFd(pfd)
-	fd, err := openBeneath(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY)
+	defer apply.CloseFd(pfd)
+	fd, err := apply.OpenBeneath(pfd, name, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
-		return -1, fmt.Errorf("open directory %s (%q): %w", g, truncName(name), err)
+		return -1, fmt.Errorf("open directory %s (%q): %w", g, apply.TruncName(name), err)
 	}
 	got, err := gfidOfFd(fd)
 	if err == nil && got != g {
-		err = errf(unix.ESTALE, "directory %s moved while being opened", g)
+		err = apply.Errorf(unix.ESTALE, "directory %s moved while being opened", g)
 	}
 	if err != nil {
-		closeFd(fd)
+		apply.CloseFd(fd)
 		return -1, err
 	}
 	return fd, nil
@@ -86,7 +87,7 @@ func (v *Volume) Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, er
 		return nil, err
 	}
 	if dir.IsZero() {
-		return nil, errf(unix.EINVAL, "entries: zero gfid")
+		return nil, apply.Errorf(unix.EINVAL, "entries: zero gfid")
 	}
 	if err := v.lock(); err != nil {
 		return nil, err
@@ -96,7 +97,7 @@ func (v *Volume) Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, er
 	if err != nil {
 		return nil, fmt.Errorf("entries of %s: %w", dir, err)
 	}
-	defer closeFd(fd)
+	defer apply.CloseFd(fd)
 	// Names are looked up in .gfid/<dir>, as everywhere else, not through
 	// the descriptor opened for reading: lookups by name in a directory
 	// reached by name answered ENOENT for names renamed into it through
@@ -105,8 +106,8 @@ func (v *Volume) Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, er
 	if err != nil {
 		return nil, fmt.Errorf("entries of %s: %w", dir, err)
 	}
-	defer closeFd(pfd)
-	names, err := readDirNames(fd)
+	defer apply.CloseFd(pfd)
+	names, err := apply.ReadDirNames(fd)
 	if err != nil {
 		return nil, fmt.Errorf("entries of %s: reading directory: %w", dir, err)
 	}
@@ -134,7 +135,7 @@ func (v *Volume) Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, er
 func xtimeAttr(volumeID string) (string, error) {
 	vol, err := gfid.Parse(volumeID)
 	if err != nil {
-		return "", errf(unix.EINVAL, "volume id: %v", err)
+		return "", apply.Errorf(unix.EINVAL, "volume id: %v", err)
 	}
 	return "trusted.georep." + vol.String() + ".xtime", nil
 }
@@ -151,10 +152,10 @@ func (v *Volume) SetXtime(ctx context.Context, g gfid.GFID, volumeID string, sec
 		return fmt.Errorf("set xtime on %s: %w", g, err)
 	}
 	if g.IsZero() {
-		return errf(unix.EINVAL, "set xtime: zero gfid")
+		return apply.Errorf(unix.EINVAL, "set xtime: zero gfid")
 	}
 	if nsec < 0 || nsec >= 1e9 {
-		return errf(unix.EINVAL, "set xtime on %s: nanoseconds %d out of range", g, nsec)
+		return apply.Errorf(unix.EINVAL, "set xtime on %s: nanoseconds %d out of range", g, nsec)
 	}
 	if err := v.lock(); err != nil {
 		return err
@@ -164,11 +165,11 @@ func (v *Volume) SetXtime(ctx context.Context, g gfid.GFID, volumeID string, sec
 	if err != nil {
 		return fmt.Errorf("set xtime on %s: %w", g, err)
 	}
-	defer closeFd(fd)
+	defer apply.CloseFd(fd)
 	var b [12]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(sec))
 	binary.BigEndian.PutUint32(b[8:], uint32(nsec))
-	if err := (node{fd}).setxattr(attr, b[:]); err != nil {
+	if err := (apply.PathNode(fd)).Setxattr(attr, b[:]); err != nil {
 		return fmt.Errorf("set xtime on %s: %s: %w", g, attr, err)
 	}
 	return nil
@@ -185,7 +186,7 @@ func (v *Volume) Xtime(ctx context.Context, g gfid.GFID, volumeID string) (sec i
 		return 0, 0, false, fmt.Errorf("xtime of %s: %w", g, err)
 	}
 	if g.IsZero() {
-		return 0, 0, false, errf(unix.EINVAL, "xtime: zero gfid")
+		return 0, 0, false, apply.Errorf(unix.EINVAL, "xtime: zero gfid")
 	}
 	if err := v.lock(); err != nil {
 		return 0, 0, false, err
@@ -195,15 +196,15 @@ func (v *Volume) Xtime(ctx context.Context, g gfid.GFID, volumeID string) (sec i
 	if err != nil {
 		return 0, 0, false, fmt.Errorf("xtime of %s: %w", g, err)
 	}
-	defer closeFd(fd)
-	b, err := node{fd}.getxattr(attr)
+	defer apply.CloseFd(fd)
+	b, err := apply.PathNode(fd).Getxattr(attr)
 	switch {
 	case err == unix.ENODATA:
 		return 0, 0, false, nil
 	case err != nil:
 		return 0, 0, false, fmt.Errorf("xtime of %s: %s: %w", g, attr, err)
 	case len(b) != 12:
-		return 0, 0, false, errf(unix.EINVAL, "xtime of %s: %s holds %d bytes, want 12", g, attr, len(b))
+		return 0, 0, false, apply.Errorf(unix.EINVAL, "xtime of %s: %s holds %d bytes, want 12", g, attr, len(b))
 	}
 	return int64(binary.BigEndian.Uint64(b[:8])), int32(binary.BigEndian.Uint32(b[8:])), true, nil
 }
@@ -212,7 +213,7 @@ func (v *Volume) Xtime(ctx context.Context, g gfid.GFID, volumeID string) (sec i
 func (v *Volume) openNode(g gfid.GFID) (int, error) {
 	fd, err := v.openGFID(g, unix.O_PATH)
 	if err == unix.ENOENT {
-		return -1, errf(unix.ENOENT, "gfid %s not found", g)
+		return -1, apply.Errorf(unix.ENOENT, "gfid %s not found", g)
 	}
 	return fd, err
 }
@@ -223,7 +224,7 @@ func (v *Volume) openNode(g gfid.GFID) (int, error) {
 // whose last name was removed.
 func (v *Volume) Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) (removed uint64, err error) {
 	if err := validateParentName(parent, name); err != nil {
-		return 0, fmt.Errorf("purge %s/%q: %w", parent, truncName(name), err)
+		return 0, fmt.Errorf("purge %s/%q: %w", parent, apply.TruncName(name), err)
 	}
 	if err := v.lock(); err != nil {
 		return 0, err
@@ -233,7 +234,7 @@ func (v *Volume) Purge(ctx context.Context, parent gfid.GFID, name string, only 
 	if err != nil {
 		return 0, fmt.Errorf("purge %s/%q: %w", parent, name, err)
 	}
-	defer closeFd(pfd)
+	defer apply.CloseFd(pfd)
 	ni, err := v.lookup(pfd, name)
 	if err != nil {
 		return 0, fmt.Errorf("purge %s/%q: %w", parent, name, err)
@@ -245,7 +246,7 @@ func (v *Volume) Purge(ctx context.Context, parent gfid.GFID, name string, only 
 		return 0, nil
 	}
 	if ni.g == gfid.Root || ni.g == gfid.Park {
-		return 0, errf(unix.EPERM, "purge %s/%q: refusing to remove gfid %s", parent, name, ni.g)
+		return 0, apply.Errorf(unix.EPERM, "purge %s/%q: refusing to remove gfid %s", parent, name, ni.g)
 	}
 	if err := v.purge(ctx, pfd, name, ni, &removed, 0); err != nil {
 		return removed, fmt.Errorf("purge %s/%q: %w", parent, name, err)
@@ -260,7 +261,7 @@ func (v *Volume) purge(ctx context.Context, dirfd int, name string, ni nameInfo,
 		return err
 	}
 	if !ni.isDir() {
-		if err := retry0(func() error { return unix.Unlinkat(dirfd, name, 0) }); err != nil && err != unix.ENOENT {
+		if err := apply.Retry0(func() error { return unix.Unlinkat(dirfd, name, 0) }); err != nil && err != unix.ENOENT {
 			return fmt.Errorf("unlink %q: %w", name, err)
 		}
 		if ni.st.Nlink <= 1 {
@@ -269,21 +270,21 @@ func (v *Volume) purge(ctx context.Context, dirfd int, name string, ni nameInfo,
 		return nil
 	}
 	if depth >= maxPurgeDepth {
-		return errf(unix.ELOOP, "directory tree deeper than %d levels", maxPurgeDepth)
+		return apply.Errorf(unix.ELOOP, "directory tree deeper than %d levels", maxPurgeDepth)
 	}
-	fd, err := openBeneath(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY)
+	fd, err := apply.OpenBeneath(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("open %q: %w", name, err)
 	}
-	names, err := readDirNames(fd)
+	names, err := apply.ReadDirNames(fd)
 	if err != nil {
-		closeFd(fd)
+		apply.CloseFd(fd)
 		return fmt.Errorf("reading %q: %w", name, err)
 	}
 	// Children are looked up and removed in .gfid/<gfid> (see Entries);
 	// through the descriptor read only for a directory without a gfid.
 	if !ni.g.IsZero() {
-		closeFd(fd)
+		apply.CloseFd(fd)
 		if fd, err = v.openParent(ni.g); err != nil {
 			return fmt.Errorf("open %q: %w", name, err)
 		}
@@ -297,12 +298,12 @@ func (v *Volume) purge(ctx context.Context, dirfd int, name string, ni nameInfo,
 			err = v.purge(ctx, fd, child, ci, removed, depth+1)
 		}
 		if err != nil {
-			closeFd(fd)
+			apply.CloseFd(fd)
 			return err
 		}
 	}
-	closeFd(fd)
-	if err := retry0(func() error { return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR) }); err != nil && err != unix.ENOENT {
+	apply.CloseFd(fd)
+	if err := apply.Retry0(func() error { return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR) }); err != nil && err != unix.ENOENT {
 		return fmt.Errorf("rmdir %q: %w", name, err)
 	}
 	*removed++

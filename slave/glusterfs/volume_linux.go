@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/slave/apply"
 )
 
 // Names on the volume and in the private state directory.
@@ -82,7 +83,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Volume, error) {
 	if v.cl, err = mountVolume(ctx, cfg, v.point, filepath.Join(state, "glusterfs.log"), log); err != nil {
 		return fail(err)
 	}
-	if v.rootFd, err = retry(func() (int, error) {
+	if v.rootFd, err = apply.Retry(func() (int, error) {
 		return unix.Open(v.point, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	}); err != nil {
 		return fail(fmt.Errorf("open mount %s: %w", v.point, err))
@@ -104,7 +105,7 @@ func (v *Volume) setup() error {
 		return fmt.Errorf("%s: %w", metaDir, err)
 	}
 	if !ni.exists {
-		if err := v.newEntry(gfid.Root, metaDir, gfid.New(), unix.S_IFDIR|0o700, 0, ""); err != nil && errnoOf(err) != unix.EEXIST {
+		if err := v.newEntry(gfid.Root, metaDir, gfid.New(), unix.S_IFDIR|0o700, 0, ""); err != nil && apply.ErrnoOf(err) != unix.EEXIST {
 			return fmt.Errorf("create %s: %w", metaDir, err)
 		}
 		if ni, err = v.lookup(v.rootFd, metaDir); err != nil {
@@ -114,11 +115,11 @@ func (v *Volume) setup() error {
 	if !ni.isDir() {
 		return fmt.Errorf("%s in the volume root is not a directory: move it away", metaDir)
 	}
-	mfd, err := openBeneath(v.rootFd, metaDir, unix.O_PATH|unix.O_DIRECTORY)
+	mfd, err := apply.OpenBeneath(v.rootFd, metaDir, unix.O_PATH|unix.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", metaDir, err)
 	}
-	defer closeFd(mfd)
+	defer apply.CloseFd(mfd)
 	pi, err := v.lookup(mfd, parkName)
 	if err != nil {
 		return fmt.Errorf("%s/%s: %w", metaDir, parkName, err)
@@ -150,12 +151,12 @@ func (v *Volume) makeDataDir() error {
 		if err := os.Mkdir(dst, 0o700); err != nil {
 			return err
 		}
-		if err := retry0(func() error { return unix.Mount(src, dst, "", unix.MS_BIND, "") }); err != nil {
+		if err := apply.Retry0(func() error { return unix.Mount(src, dst, "", unix.MS_BIND, "") }); err != nil {
 			return fmt.Errorf("bind %s on %s: %w", src, dst, err)
 		}
 		v.binds = append(v.binds, dst)
 		flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_NOSYMFOLLOW | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
-		if err := retry0(func() error { return unix.Mount("", dst, "", flags, "") }); err != nil {
+		if err := apply.Retry0(func() error { return unix.Mount("", dst, "", flags, "") }); err != nil {
 			return fmt.Errorf("remount %s nosymfollow: %w", dst, err)
 		}
 	}
@@ -168,7 +169,7 @@ func (v *Volume) unbind() error {
 	for _, dst := range v.binds {
 		var err error
 		for range 50 {
-			if err = retry0(func() error { return unix.Unmount(dst, 0) }); err != unix.EBUSY {
+			if err = apply.Retry0(func() error { return unix.Unmount(dst, 0) }); err != unix.EBUSY {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -190,7 +191,7 @@ func (v *Volume) Close() error {
 		return nil
 	}
 	v.closed = true
-	closeFd(v.rootFd)
+	apply.CloseFd(v.rootFd)
 	v.rootFd = -1
 	var errs []error
 	if err := v.unbind(); err != nil {
@@ -223,7 +224,7 @@ func (v *Volume) lock() error {
 	v.mu.Lock()
 	if v.closed {
 		v.mu.Unlock()
-		return errf(unix.EBADF, "slave volume is closed")
+		return apply.Errorf(unix.EBADF, "slave volume is closed")
 	}
 	return nil
 }
@@ -232,9 +233,9 @@ func (v *Volume) lock() error {
 // following a symlink.
 func (v *Volume) openGFID(g gfid.GFID, flags int) (int, error) {
 	if g == gfid.Root {
-		return openBeneath(v.rootFd, ".", flags)
+		return apply.OpenBeneath(v.rootFd, ".", flags)
 	}
-	fd, err := openBeneath(v.rootFd, gfidDir+"/"+g.String(), flags)
+	fd, err := apply.OpenBeneath(v.rootFd, gfidDir+"/"+g.String(), flags)
 	if err == unix.ESTALE || err == unix.EINVAL && g.IsZero() {
 		return -1, unix.ENOENT
 	}
@@ -243,12 +244,12 @@ func (v *Volume) openGFID(g gfid.GFID, flags int) (int, error) {
 	}
 	// A gfid whose inode is gone can still open (a cached inode) and then
 	// answer ESTALE.
-	st, err := fstat(fd)
-	if err == nil && st.Nlink == 0 && !isDirMode(st.Mode) {
+	st, err := apply.Fstat(fd)
+	if err == nil && st.Nlink == 0 && !apply.IsDirMode(st.Mode) {
 		err = unix.ENOENT
 	}
 	if err != nil {
-		closeFd(fd)
+		apply.CloseFd(fd)
 		if err == unix.ESTALE {
 			err = unix.ENOENT
 		}
@@ -264,9 +265,9 @@ func (v *Volume) openParent(g gfid.GFID) (int, error) {
 	case err == nil:
 		return fd, nil
 	case err == unix.ENOENT:
-		return -1, errf(unix.ENOENT, "parent %s not found", g)
+		return -1, apply.Errorf(unix.ENOENT, "parent %s not found", g)
 	case err == unix.ENOTDIR || err == unix.ELOOP:
-		return -1, errf(unix.ENOTDIR, "parent %s is not a directory", g)
+		return -1, apply.Errorf(unix.ENOTDIR, "parent %s is not a directory", g)
 	}
 	return -1, fmt.Errorf("open parent %s: %w", g, err)
 }
@@ -278,28 +279,28 @@ type nameInfo struct {
 	g      gfid.GFID // zero if none could be read
 }
 
-func (ni nameInfo) isDir() bool { return ni.exists && isDirMode(ni.st.Mode) }
+func (ni nameInfo) isDir() bool { return ni.exists && apply.IsDirMode(ni.st.Mode) }
 
 // lookup looks name up in dirfd without following it, with its gfid.
 func (v *Volume) lookup(dirfd int, name string) (nameInfo, error) {
-	st, err := lstatAt(dirfd, name)
+	st, err := apply.LstatAt(dirfd, name)
 	if err == unix.ENOENT || err == unix.ESTALE {
 		return nameInfo{}, nil
 	}
 	if err != nil {
 		return nameInfo{}, err
 	}
-	p := procPath(dirfd, name)
-	b, err := readSized(func(d []byte) (int, error) { return unix.Lgetxattr(p, gfidAttr, d) })
+	p := apply.ProcPath(dirfd, name)
+	b, err := apply.ReadSized(func(d []byte) (int, error) { return unix.Lgetxattr(p, gfidAttr, d) })
 	if err == unix.ENOENT || err == unix.ESTALE {
 		return nameInfo{}, nil
 	}
 	if err != nil {
-		return nameInfo{}, fmt.Errorf("%s of %q: %w", gfidAttr, truncName(name), err)
+		return nameInfo{}, fmt.Errorf("%s of %q: %w", gfidAttr, apply.TruncName(name), err)
 	}
 	g, err := parseGFIDAttr(b)
 	if err != nil {
-		return nameInfo{}, fmt.Errorf("%s of %q: %w", gfidAttr, truncName(name), err)
+		return nameInfo{}, fmt.Errorf("%s of %q: %w", gfidAttr, apply.TruncName(name), err)
 	}
 	return nameInfo{exists: true, st: st, g: g}, nil
 }
@@ -313,7 +314,7 @@ func parseGFIDAttr(b []byte) (gfid.GFID, error) {
 
 // gfidOfFd reads the gfid of the inode open as fd.
 func gfidOfFd(fd int) (gfid.GFID, error) {
-	b, err := node{fd}.getxattr(gfidAttr)
+	b, err := apply.PathNode(fd).Getxattr(gfidAttr)
 	if err != nil {
 		return gfid.GFID{}, err
 	}
@@ -330,9 +331,9 @@ func (v *Volume) newEntry(parent gfid.GFID, name string, g gfid.GFID, mode uint3
 	if err != nil {
 		return err
 	}
-	defer closeFd(pfd)
+	defer apply.CloseFd(pfd)
 	// pfd is an O_PATH directory: the procfs link leads to it.
-	return retry0(func() error { return unix.Setxattr(procFd(pfd), newfileAttr, blob, 0) })
+	return apply.Retry0(func() error { return unix.Setxattr(apply.ProcFd(pfd), newfileAttr, blob, 0) })
 }
 
 // newfileBlob packs gfid-access's ga_newfile_args: big endian
@@ -359,3 +360,6 @@ func newfileBlob(g gfid.GFID, name string, mode uint32, rdev uint64, target stri
 	}
 	return b
 }
+
+// retry0 is apply.Retry0 for the mount code.
+func retry0(fn func() error) error { return apply.Retry0(fn) }

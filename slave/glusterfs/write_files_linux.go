@@ -8,6 +8,7 @@ import (
 
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 // WriteFiles replaces the content of regular files the volume already holds
@@ -15,23 +16,23 @@ import (
 // volume does not hold as a regular file fails with ENOENT; nothing is ever
 // created.
 func (v *Volume) WriteFiles(ctx context.Context, files []ops.FileData) []ops.Failure {
-	apply := func(i int) error { return v.writeFile(files[i]) }
+	do := func(i int) error { return v.writeFile(files[i]) }
 	what := func(i int) string { return "WRITE " + files[i].GFID.String() }
 	if distinct(len(files), func(i int) gfid.GFID { return files[i].GFID }) {
-		return v.applyParallel(ctx, 0, len(files), apply, what) // one inode each: no order to keep
+		return v.applyParallel(ctx, 0, len(files), do, what) // one inode each: no order to keep
 	}
-	return v.applyBatch(ctx, len(files), apply, what)
+	return v.applyBatch(ctx, len(files), do, what)
 }
 
 func (v *Volume) writeFile(f ops.FileData) error {
 	switch {
 	case f.GFID.IsZero():
-		return errf(unix.EINVAL, "zero gfid")
+		return apply.Errorf(unix.EINVAL, "zero gfid")
 	case f.GFID == gfid.Root || f.GFID == gfid.Park:
-		return errf(unix.EINVAL, "gfid %s is reserved: not a regular file", f.GFID)
+		return apply.Errorf(unix.EINVAL, "gfid %s is reserved: not a regular file", f.GFID)
 	}
 	unknown := func() error {
-		return errf(unix.ENOENT, "gfid %s: not a regular file known to the replica", f.GFID)
+		return apply.Errorf(unix.ENOENT, "gfid %s: not a regular file known to the replica", f.GFID)
 	}
 	// Look first (O_PATH opens nothing), so that only a regular file is ever
 	// opened for writing; then check that the inode opened is that one.
@@ -42,8 +43,8 @@ func (v *Volume) writeFile(f ops.FileData) error {
 	if err != nil {
 		return fmt.Errorf("lookup: %w", err)
 	}
-	lst, err := fstat(pfd)
-	closeFd(pfd)
+	lst, err := apply.Fstat(pfd)
+	apply.CloseFd(pfd)
 	if err != nil {
 		return err
 	}
@@ -57,38 +58,38 @@ func (v *Volume) writeFile(f ops.FileData) error {
 	case err != nil:
 		return fmt.Errorf("open: %w", err)
 	}
-	defer closeFd(fd)
-	st, err := fstat(fd)
+	defer apply.CloseFd(fd)
+	st, err := apply.Fstat(fd)
 	if err != nil {
 		return err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != lst.Ino || st.Dev != lst.Dev {
-		return errf(unix.EINVAL, "gfid %s changed while being opened", f.GFID)
+		return apply.Errorf(unix.EINVAL, "gfid %s changed while being opened", f.GFID)
 	}
 	if st.Size != 0 {
-		if err := retry0(func() error { return unix.Ftruncate(fd, 0) }); err != nil {
+		if err := apply.Retry0(func() error { return unix.Ftruncate(fd, 0) }); err != nil {
 			return fmt.Errorf("truncate: %w", err)
 		}
 	}
 	for b := f.Data; len(b) > 0; {
-		n, err := retry(func() (int, error) { return unix.Write(fd, b) })
+		n, err := apply.Retry(func() (int, error) { return unix.Write(fd, b) })
 		if err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
 		if n == 0 {
-			return errf(unix.EIO, "write: no progress")
+			return apply.Errorf(unix.EIO, "write: no progress")
 		}
 		b = b[n:]
 	}
-	n := node{fd}
-	if err := retry0(func() error { return unix.Fchown(fd, int(f.UID), int(f.GID)) }); err != nil {
+	n := apply.PathNode(fd)
+	if err := apply.Retry0(func() error { return unix.Fchown(fd, int(f.UID), int(f.GID)) }); err != nil {
 		return fmt.Errorf("chown %d:%d: %w", f.UID, f.GID, err)
 	}
-	if err := retry0(func() error { return unix.Fchmod(fd, f.Mode&0o7777) }); err != nil {
+	if err := apply.Retry0(func() error { return unix.Fchmod(fd, f.Mode&0o7777) }); err != nil {
 		return fmt.Errorf("chmod %#o: %w", f.Mode&0o7777, err)
 	}
 	mt := f.Mtime
-	if err := n.utimes(nil, &mt); err != nil {
+	if err := n.Utimes(nil, &mt); err != nil {
 		return fmt.Errorf("setting times: %w", err)
 	}
 	return nil

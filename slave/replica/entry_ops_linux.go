@@ -12,6 +12,7 @@ import (
 
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 // ApplyEntries applies entries in order and returns the ones that failed.
@@ -27,10 +28,10 @@ import (
 // measured on ext4).
 func (r *Replica) ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.Failure {
 	fail := func(i int, err error) ops.Failure {
-		f := ops.Failure{Index: i, Errno: errnoOf(err), Message: describe(entries[i]) + ": " + err.Error()}
-		var oe *opError
+		f := ops.Failure{Index: i, Errno: apply.ErrnoOf(err), Message: describe(entries[i]) + ": " + err.Error()}
+		var oe *apply.Error
 		if errors.As(err, &oe) {
-			f.Existing = oe.existing
+			f.Existing = oe.Existing
 		}
 		return f
 	}
@@ -108,7 +109,7 @@ func (r *Replica) applyParallel(ctx context.Context, entries []ops.Entry, lo, hi
 				for _, i := range group {
 					var err error
 					if cerr := ctx.Err(); cerr != nil {
-						err = errf(unix.ECANCELED, "not applied: %v", cerr)
+						err = apply.Errorf(unix.ECANCELED, "not applied: %v", cerr)
 					} else {
 						err = r.applyEntry(entries[i])
 					}
@@ -134,9 +135,9 @@ func (r *Replica) applyParallel(ctx context.Context, entries []ops.Entry, lo, hi
 
 // describe names an entry for messages: op, gfid, parent and name.
 func describe(e ops.Entry) string {
-	s := fmt.Sprintf("%s %s at %s/%q", e.Op, e.GFID, e.Parent, truncName(e.Name))
+	s := fmt.Sprintf("%s %s at %s/%q", e.Op, e.GFID, e.Parent, apply.TruncName(e.Name))
 	if e.Op == ops.OpRename {
-		s += fmt.Sprintf(" -> %s/%q", e.NewParent, truncName(e.NewName))
+		s += fmt.Sprintf(" -> %s/%q", e.NewParent, apply.TruncName(e.NewName))
 	}
 	return s
 }
@@ -144,13 +145,13 @@ func describe(e ops.Entry) string {
 // validateEntry refuses a malformed entry before anything is touched.
 func validateEntry(e ops.Entry) error {
 	if e.Op < ops.OpCreate || e.Op > ops.OpRmdir {
-		return errf(unix.EINVAL, "unknown entry op %d", int(e.Op))
+		return apply.Errorf(unix.EINVAL, "unknown entry op %d", int(e.Op))
 	}
 	if e.GFID.IsZero() {
-		return errf(unix.EINVAL, "zero gfid")
+		return apply.Errorf(unix.EINVAL, "zero gfid")
 	}
 	if e.GFID == gfid.Root || e.GFID == gfid.Park {
-		return errf(unix.EPERM, "gfid %s is reserved", e.GFID)
+		return apply.Errorf(unix.EPERM, "gfid %s is reserved", e.GFID)
 	}
 	if err := validateParentName(e.Parent, e.Name); err != nil {
 		return err
@@ -160,26 +161,26 @@ func validateEntry(e ops.Entry) error {
 		return validateParentName(e.NewParent, e.NewName)
 	case ops.OpCreate:
 		if t := e.Mode & modeTypeMask; t != 0 && t != modeReg {
-			return errf(unix.EINVAL, "CREATE with mode %#o: not a regular file", e.Mode)
+			return apply.Errorf(unix.EINVAL, "CREATE with mode %#o: not a regular file", e.Mode)
 		}
 	case ops.OpMkdir:
 		if t := e.Mode & modeTypeMask; t != 0 && t != modeDir {
-			return errf(unix.EINVAL, "MKDIR with mode %#o: not a directory", e.Mode)
+			return apply.Errorf(unix.EINVAL, "MKDIR with mode %#o: not a directory", e.Mode)
 		}
 	case ops.OpMknod:
 		switch e.Mode & modeTypeMask {
 		case modeReg, modeFifo, modeChar, modeBlock, modeSock:
 		default:
-			return errf(unix.EINVAL, "MKNOD with mode %#o: not a regular file, fifo, device or socket", e.Mode)
+			return apply.Errorf(unix.EINVAL, "MKNOD with mode %#o: not a regular file, fifo, device or socket", e.Mode)
 		}
 	case ops.OpSymlink:
 		switch {
 		case e.Target == "":
-			return errf(unix.EINVAL, "empty symlink target")
+			return apply.Errorf(unix.EINVAL, "empty symlink target")
 		case strings.IndexByte(e.Target, 0) >= 0:
-			return errf(unix.EINVAL, "symlink target contains a NUL byte")
+			return apply.Errorf(unix.EINVAL, "symlink target contains a NUL byte")
 		case len(e.Target) >= unix.PathMax:
-			return errf(unix.EINVAL, "symlink target of %d bytes is too long", len(e.Target))
+			return apply.Errorf(unix.EINVAL, "symlink target of %d bytes is too long", len(e.Target))
 		}
 	}
 	return nil
@@ -187,13 +188,13 @@ func validateEntry(e ops.Entry) error {
 
 func validateParentName(parent gfid.GFID, name string) error {
 	if parent.IsZero() {
-		return errf(unix.EINVAL, "zero parent gfid")
+		return apply.Errorf(unix.EINVAL, "zero parent gfid")
 	}
 	if err := ops.ValidateName(name); err != nil {
-		return errf(unix.EINVAL, "%v", err)
+		return apply.Errorf(unix.EINVAL, "%v", err)
 	}
 	if parent == gfid.Root && name == metaDir {
-		return errf(unix.EPERM, "reserved name %q in the replica root", name)
+		return apply.Errorf(unix.EPERM, "reserved name %q in the replica root", name)
 	}
 	return nil
 }
@@ -214,7 +215,7 @@ func (r *Replica) applyEntry(e ops.Entry) error {
 	case ops.OpRmdir:
 		return r.remove(e, true)
 	}
-	return errf(unix.EINVAL, "unknown entry op %d", int(e.Op))
+	return apply.Errorf(unix.EINVAL, "unknown entry op %d", int(e.Op))
 }
 
 // openParent opens the directory an entry names as parent.
@@ -223,10 +224,10 @@ func (r *Replica) openParent(g gfid.GFID) (int, error) {
 	switch {
 	case err == nil:
 		return fd, nil
-	case errnoOf(err) == unix.ENOENT:
-		return -1, errf(unix.ENOENT, "parent %s not found", g)
-	case errnoOf(err) == unix.ENOTDIR:
-		return -1, errf(unix.ENOTDIR, "parent %s is not a directory", g)
+	case apply.ErrnoOf(err) == unix.ENOENT:
+		return -1, apply.Errorf(unix.ENOENT, "parent %s not found", g)
+	case apply.ErrnoOf(err) == unix.ENOTDIR:
+		return -1, apply.Errorf(unix.ENOTDIR, "parent %s is not a directory", g)
 	}
 	return -1, err
 }
@@ -246,9 +247,9 @@ func wantType(e ops.Entry) ops.FileType {
 
 func existsErr(ni nameInfo) error {
 	if ni.g.IsZero() {
-		return &opError{errno: unix.EEXIST, msg: "name exists and holds an inode without a gfid"}
+		return &apply.Error{Errno: unix.EEXIST, Msg: "name exists and holds an inode without a gfid"}
 	}
-	return &opError{errno: unix.EEXIST, msg: fmt.Sprintf("name exists and holds gfid %s", ni.g), existing: ni.g}
+	return &apply.Error{Errno: unix.EEXIST, Msg: fmt.Sprintf("name exists and holds gfid %s", ni.g), Existing: ni.g}
 }
 
 // create applies CREATE, MKDIR, MKNOD and SYMLINK.
@@ -257,7 +258,7 @@ func (r *Replica) create(e ops.Entry) error {
 	if err != nil {
 		return err
 	}
-	defer closeFd(pfd)
+	defer apply.CloseFd(pfd)
 	want := wantType(e)
 	ni, err := r.lookup(pfd, e.Name)
 	if err != nil {
@@ -268,7 +269,7 @@ func (r *Replica) create(e ops.Entry) error {
 			return existsErr(ni)
 		}
 		if have := ops.TypeOfMode(ni.st.Mode); have != want {
-			return &opError{errno: unix.EEXIST, msg: fmt.Sprintf("name holds gfid %s as a %s, not a %s", e.GFID, have, want), existing: e.GFID}
+			return &apply.Error{Errno: unix.EEXIST, Msg: fmt.Sprintf("name holds gfid %s as a %s, not a %s", e.GFID, have, want), Existing: e.GFID}
 		}
 		return r.repairIndex(pfd, e.Parent, e.Name, e.GFID, ni)
 	}
@@ -280,20 +281,20 @@ func (r *Replica) create(e ops.Entry) error {
 	switch ie.kind {
 	case idxFile:
 		if want == ops.TypeDir {
-			return errf(unix.EEXIST, "gfid exists at another name (as a %s)", ops.TypeOfMode(ie.st.Mode))
+			return apply.Errorf(unix.EEXIST, "gfid exists at another name (as a %s)", ops.TypeOfMode(ie.st.Mode))
 		}
 		if have := ops.TypeOfMode(ie.st.Mode); have != want {
-			return errf(unix.EEXIST, "gfid exists at another name as a %s, not a %s", have, want)
+			return apply.Errorf(unix.EEXIST, "gfid exists at another name as a %s, not a %s", have, want)
 		}
 		// Another name of an existing inode: a hardlink.
 		return r.linkFromIndex(e.GFID, ie, pfd, e.Name)
 	case idxDir:
 		fd, derr := r.openDir(e.GFID)
 		if derr == nil {
-			closeFd(fd)
-			return errf(unix.EEXIST, "gfid exists at another name (as a directory)")
+			apply.CloseFd(fd)
+			return apply.Errorf(unix.EEXIST, "gfid exists at another name (as a directory)")
 		}
-		if !notFound(derr) {
+		if !apply.NotFound(derr) {
 			return derr
 		}
 		if want != ops.TypeDir {
@@ -322,7 +323,7 @@ func (r *Replica) repairIndex(dirfd int, parent gfid.GFID, name string, g gfid.G
 		return r.linkIndex(dirfd, name, g)
 	}
 	ie, err := r.readIndex(g)
-	if err != nil && !notFound(err) {
+	if err != nil && !apply.NotFound(err) {
 		return err
 	}
 	if err == nil && ie.kind == idxDir && ie.parent == parent && ie.name == name {
@@ -330,13 +331,13 @@ func (r *Replica) repairIndex(dirfd int, parent gfid.GFID, name string, g gfid.G
 	}
 	if err == nil && ie.kind == idxDir {
 		if fd, derr := r.openDir(g); derr == nil {
-			closeFd(fd)
+			apply.CloseFd(fd)
 			r.log.Warn("directory gfid found at two names; keeping the index entry", "gfid", g.String(), "name", name)
 			return nil
 		}
 	}
 	if err == nil && ie.kind == idxFile && ie.st.Nlink > 1 {
-		return errf(unix.EEXIST, "gfid index holds a %s for directory gfid %s", ops.TypeOfMode(ie.st.Mode), g)
+		return apply.Errorf(unix.EEXIST, "gfid index holds a %s for directory gfid %s", ops.TypeOfMode(ie.st.Mode), g)
 	}
 	r.log.Debug("repairing gfid index entry", "gfid", g.String(), "parent", parent.String(), "name", name)
 	// What the data tree holds for g is stale (a live regular file was
@@ -350,8 +351,8 @@ func (r *Replica) repairIndex(dirfd int, parent gfid.GFID, name string, g gfid.G
 // setOwnerMode applies owner then permissions (after chown, so that the
 // setuid and setgid bits stick) to a new inode. As non-root a chown the
 // kernel refuses is skipped.
-func (r *Replica) setOwnerMode(n node, e ops.Entry, isLink bool) error {
-	if err := n.chown(e.UID, e.GID); err != nil {
+func (r *Replica) setOwnerMode(n apply.Node, e ops.Entry, isLink bool) error {
+	if err := n.Chown(e.UID, e.GID); err != nil {
 		if r.asRoot || err != unix.EPERM {
 			return fmt.Errorf("chown %d:%d: %w", e.UID, e.GID, err)
 		}
@@ -360,25 +361,25 @@ func (r *Replica) setOwnerMode(n node, e ops.Entry, isLink bool) error {
 	if isLink {
 		return nil
 	}
-	if err := n.chmod(e.Mode & modePerm); err != nil {
+	if err := n.Chmod(e.Mode & modePerm); err != nil {
 		return fmt.Errorf("chmod %#o: %w", e.Mode&modePerm, err)
 	}
 	return nil
 }
 
 func (r *Replica) mkfile(pfd int, e ops.Entry) error {
-	fd, err := retry(func() (int, error) {
+	fd, err := apply.Retry(func() (int, error) {
 		return unix.Openat(pfd, e.Name, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	})
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
-	defer closeFd(fd)
-	if err := r.setGFID(fdNode(fd), e.GFID, false); err != nil {
-		_ = retry0(func() error { return unix.Unlinkat(pfd, e.Name, 0) })
+	defer apply.CloseFd(fd)
+	if err := r.setGFID(apply.FdNode(fd), e.GFID, false); err != nil {
+		_ = apply.Retry0(func() error { return unix.Unlinkat(pfd, e.Name, 0) })
 		return fmt.Errorf("setting gfid: %w", err)
 	}
-	if err := r.setOwnerMode(fdNode(fd), e, false); err != nil {
+	if err := r.setOwnerMode(apply.FdNode(fd), e, false); err != nil {
 		return err
 	}
 	if err := r.linkIndex(pfd, e.Name, e.GFID); err != nil {
@@ -388,19 +389,19 @@ func (r *Replica) mkfile(pfd int, e ops.Entry) error {
 }
 
 func (r *Replica) mkdir(pfd int, e ops.Entry) error {
-	if err := retry0(func() error { return unix.Mkdirat(pfd, e.Name, 0o700) }); err != nil {
+	if err := apply.Retry0(func() error { return unix.Mkdirat(pfd, e.Name, 0o700) }); err != nil {
 		return fmt.Errorf("mkdir: %w", err)
 	}
-	fd, err := openDirAt(pfd, e.Name)
+	fd, err := apply.OpenDirAt(pfd, e.Name)
 	if err != nil {
 		return fmt.Errorf("opening new directory: %w", err)
 	}
-	defer closeFd(fd)
-	if err := r.setGFID(fdNode(fd), e.GFID, false); err != nil {
-		_ = retry0(func() error { return unix.Unlinkat(pfd, e.Name, unix.AT_REMOVEDIR) })
+	defer apply.CloseFd(fd)
+	if err := r.setGFID(apply.FdNode(fd), e.GFID, false); err != nil {
+		_ = apply.Retry0(func() error { return unix.Unlinkat(pfd, e.Name, unix.AT_REMOVEDIR) })
 		return fmt.Errorf("setting gfid: %w", err)
 	}
-	if err := r.setOwnerMode(fdNode(fd), e, false); err != nil {
+	if err := r.setOwnerMode(apply.FdNode(fd), e, false); err != nil {
 		return err
 	}
 	if err := r.setDirIndex(e.GFID, e.Parent, e.Name); err != nil {
@@ -413,17 +414,17 @@ func (r *Replica) mkdir(pfd int, e ops.Entry) error {
 func (r *Replica) mknode(pfd int, e ops.Entry, t ops.FileType) error {
 	var err error
 	if t == ops.TypeSymlink {
-		err = retry0(func() error { return unix.Symlinkat(e.Target, pfd, e.Name) })
+		err = apply.Retry0(func() error { return unix.Symlinkat(e.Target, pfd, e.Name) })
 	} else {
 		mode := e.Mode&modeTypeMask | 0o600
-		err = retry0(func() error { return unix.Mknodat(pfd, e.Name, mode, int(e.Rdev)) })
+		err = apply.Retry0(func() error { return unix.Mknodat(pfd, e.Name, mode, int(e.Rdev)) })
 	}
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", t, err)
 	}
-	n := atNode(pfd, e.Name)
+	n := apply.AtNode(pfd, e.Name)
 	if err := r.setGFID(n, e.GFID, true); err != nil {
-		_ = retry0(func() error { return unix.Unlinkat(pfd, e.Name, 0) })
+		_ = apply.Retry0(func() error { return unix.Unlinkat(pfd, e.Name, 0) })
 		return fmt.Errorf("setting gfid: %w", err)
 	}
 	if err := r.setOwnerMode(n, e, t == ops.TypeSymlink); err != nil {
@@ -441,7 +442,7 @@ func (r *Replica) link(e ops.Entry) error {
 	if err != nil {
 		return err
 	}
-	defer closeFd(pfd)
+	defer apply.CloseFd(pfd)
 	ni, err := r.lookup(pfd, e.Name)
 	if err != nil {
 		return err
@@ -451,7 +452,7 @@ func (r *Replica) link(e ops.Entry) error {
 			return existsErr(ni)
 		}
 		if ni.isDir() {
-			return errf(unix.EPERM, "LINK to a directory refused")
+			return apply.Errorf(unix.EPERM, "LINK to a directory refused")
 		}
 		return r.linkIndex(pfd, e.Name, e.GFID)
 	}
@@ -461,9 +462,9 @@ func (r *Replica) link(e ops.Entry) error {
 	}
 	switch ie.kind {
 	case idxNone:
-		return errf(unix.ENOENT, "gfid %s not found", e.GFID)
+		return apply.Errorf(unix.ENOENT, "gfid %s not found", e.GFID)
 	case idxDir:
-		return errf(unix.EPERM, "LINK to a directory refused")
+		return apply.Errorf(unix.EPERM, "LINK to a directory refused")
 	}
 	return r.linkFromIndex(e.GFID, ie, pfd, e.Name)
 }
@@ -474,14 +475,14 @@ func (r *Replica) rename(e ops.Entry) error {
 	if err != nil {
 		return err
 	}
-	defer closeFd(nfd)
+	defer apply.CloseFd(nfd)
 	ofd, err := r.openDir(e.Parent)
-	if err != nil && !notFound(err) {
+	if err != nil && !apply.NotFound(err) {
 		return err
 	}
 	var oi nameInfo
 	if err == nil {
-		defer closeFd(ofd)
+		defer apply.CloseFd(ofd)
 		if oi, err = r.lookup(ofd, e.Name); err != nil {
 			return err
 		}
@@ -498,10 +499,10 @@ func (r *Replica) rename(e ops.Entry) error {
 			return nil
 		}
 		if oi.isDir() || ni.isDir() {
-			return &opError{errno: unix.EEXIST, msg: fmt.Sprintf("directory gfid %s is held by both names", e.GFID), existing: e.GFID}
+			return &apply.Error{Errno: unix.EEXIST, Msg: fmt.Sprintf("directory gfid %s is held by both names", e.GFID), Existing: e.GFID}
 		}
 		// Two hardlinks of the same inode: rename(2) would do nothing.
-		if err := retry0(func() error { return unix.Unlinkat(ofd, e.Name, 0) }); err != nil {
+		if err := apply.Retry0(func() error { return unix.Unlinkat(ofd, e.Name, 0) }); err != nil {
 			return fmt.Errorf("unlink old name: %w", err)
 		}
 		return nil
@@ -521,18 +522,18 @@ func (r *Replica) rename(e ops.Entry) error {
 	}
 	switch ie.kind {
 	case idxNone:
-		return errf(unix.ENOENT, "gfid %s not found", e.GFID)
+		return apply.Errorf(unix.ENOENT, "gfid %s not found", e.GFID)
 	case idxDir:
 		dfd, err := r.openDir(e.GFID)
 		if err != nil {
 			return err
 		}
-		closeFd(dfd)
+		apply.CloseFd(dfd)
 		cfd, err := r.openDir(ie.parent)
 		if err != nil {
 			return err
 		}
-		defer closeFd(cfd)
+		defer apply.CloseFd(cfd)
 		return r.move(e.GFID, true, cfd, ie.name, nfd, e.NewParent, e.NewName, ni)
 	}
 	// A non-directory: give it the new name by linking its index entry,
@@ -541,15 +542,15 @@ func (r *Replica) rename(e ops.Entry) error {
 		return r.linkFromIndex(e.GFID, ie, nfd, e.NewName)
 	}
 	if ni.isDir() {
-		return errf(unix.EISDIR, "new name is a directory")
+		return apply.Errorf(unix.EISDIR, "new name is a directory")
 	}
 	tmp := ".georep." + e.GFID.String() + ".tmp"
-	_ = retry0(func() error { return unix.Unlinkat(nfd, tmp, 0) })
+	_ = apply.Retry0(func() error { return unix.Unlinkat(nfd, tmp, 0) })
 	if err := r.linkFromIndex(e.GFID, ie, nfd, tmp); err != nil {
 		return err
 	}
-	if err := retry0(func() error { return unix.Renameat(nfd, tmp, nfd, e.NewName) }); err != nil {
-		_ = retry0(func() error { return unix.Unlinkat(nfd, tmp, 0) })
+	if err := apply.Retry0(func() error { return unix.Renameat(nfd, tmp, nfd, e.NewName) }); err != nil {
+		_ = apply.Retry0(func() error { return unix.Unlinkat(nfd, tmp, 0) })
 		return err
 	}
 	return r.dropReplaced(ni)
@@ -565,10 +566,10 @@ func (r *Replica) move(g gfid.GFID, isDir bool, ofd int, oname string, nfd int, 
 			return err
 		}
 		if beneath {
-			return errf(unix.EINVAL, "cannot move directory %s into its own subtree (%s)", g, nparent)
+			return apply.Errorf(unix.EINVAL, "cannot move directory %s into its own subtree (%s)", g, nparent)
 		}
 	}
-	if err := retry0(func() error { return unix.Renameat(ofd, oname, nfd, nname) }); err != nil {
+	if err := apply.Retry0(func() error { return unix.Renameat(ofd, oname, nfd, nname) }); err != nil {
 		return fmt.Errorf("rename: %w", err)
 	}
 	if isDir {
@@ -595,10 +596,10 @@ func (r *Replica) dropReplaced(ni nameInfo) error {
 func (r *Replica) dropDirIndexIfGone(g gfid.GFID) error {
 	fd, err := r.openDir(g)
 	if err == nil {
-		closeFd(fd)
+		apply.CloseFd(fd)
 		return nil
 	}
-	if !notFound(err) {
+	if !apply.NotFound(err) {
 		return err
 	}
 	return r.dropDirIndex(g)
@@ -608,14 +609,14 @@ func (r *Replica) dropDirIndexIfGone(g gfid.GFID) error {
 // or name is success; a name that holds another inode is left alone.
 func (r *Replica) remove(e ops.Entry, dir bool) error {
 	pfd, err := r.openDir(e.Parent)
-	if notFound(err) {
+	if apply.NotFound(err) {
 		r.log.Debug("remove: parent gone, nothing to do", "op", e.Op.String(), "gfid", e.GFID.String(), "parent", e.Parent.String())
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer closeFd(pfd)
+	defer apply.CloseFd(pfd)
 	ni, err := r.lookup(pfd, e.Name)
 	if err != nil || !ni.exists {
 		return err
@@ -626,15 +627,15 @@ func (r *Replica) remove(e ops.Entry, dir bool) error {
 	}
 	switch {
 	case ni.isDir() && !dir:
-		return errf(unix.EISDIR, "is a directory (UNLINK refused, use RMDIR)")
+		return apply.Errorf(unix.EISDIR, "is a directory (UNLINK refused, use RMDIR)")
 	case !ni.isDir() && dir:
-		return errf(unix.ENOTDIR, "not a directory (RMDIR refused)")
+		return apply.Errorf(unix.ENOTDIR, "not a directory (RMDIR refused)")
 	}
 	flags, what := 0, "unlink"
 	if dir {
 		flags, what = unix.AT_REMOVEDIR, "rmdir"
 	}
-	if err := retry0(func() error { return unix.Unlinkat(pfd, e.Name, flags) }); err != nil && err != unix.ENOENT {
+	if err := apply.Retry0(func() error { return unix.Unlinkat(pfd, e.Name, flags) }); err != nil && err != unix.ENOENT {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if dir {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -63,8 +64,8 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-// apply applies entries and fails the test on any failure.
-func apply(t *testing.T, r *Replica, entries ...ops.Entry) {
+// mustApply applies entries and fails the test on any failure.
+func mustApply(t *testing.T, r *Replica, entries ...ops.Entry) {
 	t.Helper()
 	if fails := r.ApplyEntries(t.Context(), entries); len(fails) != 0 {
 		for _, f := range fails {
@@ -192,7 +193,7 @@ func snapshot(t *testing.T, dir string) map[string]string {
 			t.Fatal(err)
 		}
 		desc := fmt.Sprintf("mode=%o uid=%d gid=%d rdev=%d", st.Mode, st.Uid, st.Gid, st.Rdev)
-		if !isDirMode(st.Mode) {
+		if !apply.IsDirMode(st.Mode) {
 			desc += fmt.Sprintf(" size=%d nlink=%d", st.Size, st.Nlink)
 			if first, ok := inodes[st.Ino]; ok {
 				desc += " same-as=" + first

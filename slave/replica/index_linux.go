@@ -7,6 +7,7 @@ import (
 
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 // The gfid index is laid out like GlusterFS's .glusterfs, in two trees of
@@ -92,11 +93,11 @@ func (r *Replica) openShard(t indexTree, g gfid.GFID, create bool) (int, error) 
 	a := g.Shard()
 	tfd := r.treeFd(t)
 	if create {
-		if err := mkdirAllowExisting(tfd, a, 0o700); err != nil {
+		if err := apply.MkdirAllowExisting(tfd, a, 0o700); err != nil {
 			return -1, err
 		}
 	}
-	return openDirAt(tfd, a)
+	return apply.OpenDirAt(tfd, a)
 }
 
 // dirLink is the index symlink content of a directory named name in parent.
@@ -111,15 +112,15 @@ func parseDirLink(g gfid.GFID, link string) (parent gfid.GFID, name string, err 
 		if link == rootLink {
 			return gfid.GFID{}, "", nil
 		}
-		return parent, "", errf(unix.ESTALE, "index entry of root gfid is %q, want %q", link, rootLink)
+		return parent, "", apply.Errorf(unix.ESTALE, "index entry of root gfid is %q, want %q", link, rootLink)
 	case gfid.Park:
 		if link == parkLink {
 			return gfid.GFID{}, "", nil
 		}
-		return parent, "", errf(unix.ESTALE, "index entry of park gfid is %q, want %q", link, parkLink)
+		return parent, "", apply.Errorf(unix.ESTALE, "index entry of park gfid is %q, want %q", link, parkLink)
 	}
 	bad := func(why string) (gfid.GFID, string, error) {
-		return gfid.GFID{}, "", errf(unix.ESTALE, "index entry of directory %s: %s: %q", g, why, truncName(link))
+		return gfid.GFID{}, "", apply.Errorf(unix.ESTALE, "index entry of directory %s: %s: %q", g, why, apply.TruncName(link))
 	}
 	const pre = len("../ab/") + 36 + 1
 	rest, ok := strings.CutPrefix(link, "../")
@@ -151,7 +152,7 @@ func (r *Replica) readIndex(g gfid.GFID) (indexEntry, error) {
 	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG:
 		return indexEntry{kind: idxFile, tree: dataTree, st: st}, nil
 	case err == nil:
-		return indexEntry{}, errf(unix.ESTALE, "index entry of %s in %s is a %s, not a regular file", g, dataTree, ops.TypeOfMode(st.Mode))
+		return indexEntry{}, apply.Errorf(unix.ESTALE, "index entry of %s in %s is a %s, not a regular file", g, dataTree, ops.TypeOfMode(st.Mode))
 	case err != unix.ENOENT:
 		return indexEntry{}, err
 	}
@@ -162,9 +163,9 @@ func (r *Replica) readIndex(g gfid.GFID) (indexEntry, error) {
 	if err != nil {
 		return indexEntry{}, err
 	}
-	defer closeFd(sfd)
+	defer apply.CloseFd(sfd)
 	gs := g.String()
-	st, err = lstatAt(sfd, gs)
+	st, err = apply.LstatAt(sfd, gs)
 	if err == unix.ENOENT {
 		return indexEntry{}, nil
 	}
@@ -172,23 +173,23 @@ func (r *Replica) readIndex(g gfid.GFID) (indexEntry, error) {
 		return indexEntry{}, err
 	}
 	switch {
-	case isDirMode(st.Mode):
-		return indexEntry{}, errf(unix.ESTALE, "index entry of %s is a directory", g)
+	case apply.IsDirMode(st.Mode):
+		return indexEntry{}, apply.Errorf(unix.ESTALE, "index entry of %s is a directory", g)
 	case st.Mode&unix.S_IFMT == unix.S_IFREG:
-		return indexEntry{}, errf(unix.ESTALE, "index entry of %s in %s is a regular file", g, linksTree)
-	case !isLinkMode(st.Mode):
+		return indexEntry{}, apply.Errorf(unix.ESTALE, "index entry of %s in %s is a regular file", g, linksTree)
+	case !apply.IsLinkMode(st.Mode):
 		return indexEntry{kind: idxFile, tree: linksTree, st: st}, nil
 	}
 	// A symlink is either the inode itself (a gfid symlink: it carries the
 	// gfid) or the pointer of a directory (it carries none).
-	have, err := r.gfidOf(atNode(sfd, gs))
+	have, err := r.gfidOf(apply.AtNode(sfd, gs))
 	if err != nil {
 		return indexEntry{}, err
 	}
 	if have == g {
 		return indexEntry{kind: idxFile, tree: linksTree, st: st}, nil
 	}
-	link, err := readlinkAt(sfd, gs)
+	link, err := apply.ReadlinkAt(sfd, gs)
 	if err != nil {
 		return indexEntry{}, err
 	}
@@ -209,8 +210,8 @@ func (r *Replica) statIndex(t indexTree, g gfid.GFID) (unix.Stat_t, error) {
 	if err != nil {
 		return unix.Stat_t{}, err
 	}
-	defer closeFd(sfd)
-	return lstatAt(sfd, g.String())
+	defer apply.CloseFd(sfd)
+	return apply.LstatAt(sfd, g.String())
 }
 
 // dropIndexEntry removes whatever entry tree t holds for g (nothing when it
@@ -223,7 +224,7 @@ func (r *Replica) dropIndexEntry(t indexTree, g gfid.GFID) error {
 	if err != nil {
 		return err
 	}
-	defer closeFd(sfd)
+	defer apply.CloseFd(sfd)
 	return removeStale(sfd, g.String())
 }
 
@@ -231,9 +232,9 @@ func (r *Replica) dropIndexEntry(t indexTree, g gfid.GFID) error {
 // directory (what an rsync receiver run with -d leaves in place of a file it
 // was sent as a directory) is removed too; a non-empty one is an error.
 func removeStale(sfd int, name string) error {
-	err := retry0(func() error { return unix.Unlinkat(sfd, name, 0) })
+	err := apply.Retry0(func() error { return unix.Unlinkat(sfd, name, 0) })
 	if err == unix.EISDIR {
-		err = retry0(func() error { return unix.Unlinkat(sfd, name, unix.AT_REMOVEDIR) })
+		err = apply.Retry0(func() error { return unix.Unlinkat(sfd, name, unix.AT_REMOVEDIR) })
 	}
 	if err == unix.ENOENT {
 		return nil
@@ -248,18 +249,18 @@ func (r *Replica) writeDirLink(g gfid.GFID, link string) error {
 	if err != nil {
 		return err
 	}
-	defer closeFd(sfd)
+	defer apply.CloseFd(sfd)
 	gs := g.String()
-	if cur, err := readlinkAt(sfd, gs); err == nil && cur == link {
+	if cur, err := apply.ReadlinkAt(sfd, gs); err == nil && cur == link {
 		return nil
 	}
 	tmp := gs + ".tmp"
-	_ = retry0(func() error { return unix.Unlinkat(sfd, tmp, 0) })
-	if err := retry0(func() error { return unix.Symlinkat(link, sfd, tmp) }); err != nil {
+	_ = apply.Retry0(func() error { return unix.Unlinkat(sfd, tmp, 0) })
+	if err := apply.Retry0(func() error { return unix.Symlinkat(link, sfd, tmp) }); err != nil {
 		return err
 	}
-	if err := retry0(func() error { return unix.Renameat(sfd, tmp, sfd, gs) }); err != nil {
-		_ = retry0(func() error { return unix.Unlinkat(sfd, tmp, 0) })
+	if err := apply.Retry0(func() error { return unix.Renameat(sfd, tmp, sfd, gs) }); err != nil {
+		_ = apply.Retry0(func() error { return unix.Unlinkat(sfd, tmp, 0) })
 		return err
 	}
 	return nil
@@ -298,19 +299,19 @@ func (r *Replica) dropFileIndexIn(t indexTree, g gfid.GFID, ino uint64) error {
 	if err != nil {
 		return err
 	}
-	defer closeFd(sfd)
+	defer apply.CloseFd(sfd)
 	gs := g.String()
-	st, err := lstatAt(sfd, gs)
+	st, err := apply.LstatAt(sfd, gs)
 	if err == unix.ENOENT {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if st.Ino != ino || st.Nlink != 1 || isDirMode(st.Mode) {
+	if st.Ino != ino || st.Nlink != 1 || apply.IsDirMode(st.Mode) {
 		return nil
 	}
-	err = retry0(func() error { return unix.Unlinkat(sfd, gs, 0) })
+	err = apply.Retry0(func() error { return unix.Unlinkat(sfd, gs, 0) })
 	if err == unix.ENOENT {
 		return nil
 	}
@@ -323,16 +324,16 @@ func (r *Replica) dropFileIndexIn(t indexTree, g gfid.GFID, ino uint64) error {
 // index, or a dangling directory pointer) is replaced, in whichever tree it
 // is; any other entry is a conflict (EEXIST).
 func (r *Replica) linkIndex(dirfd int, name string, g gfid.GFID) error {
-	st, err := lstatAt(dirfd, name)
+	st, err := apply.LstatAt(dirfd, name)
 	if err != nil {
 		return err
 	}
-	if isDirMode(st.Mode) {
-		return errf(unix.EISDIR, "gfid index: %s is a directory, not linked", g)
+	if apply.IsDirMode(st.Mode) {
+		return apply.Errorf(unix.EISDIR, "gfid index: %s is a directory, not linked", g)
 	}
 	tree := treeOfMode(st.Mode)
 	ie, err := r.readIndex(g)
-	if err != nil && !notFound(err) {
+	if err != nil && !apply.NotFound(err) {
 		return err
 	}
 	switch {
@@ -341,16 +342,16 @@ func (r *Replica) linkIndex(dirfd int, name string, g gfid.GFID) error {
 		if err != nil {
 			return err
 		}
-		defer closeFd(sfd)
-		return retry0(func() error { return unix.Linkat(dirfd, name, sfd, g.String(), 0) })
+		defer apply.CloseFd(sfd)
+		return apply.Retry0(func() error { return unix.Linkat(dirfd, name, sfd, g.String(), 0) })
 	case err == nil && ie.kind == idxFile && ie.st.Ino == st.Ino && ie.st.Dev == st.Dev:
 		return nil
 	case err == nil && ie.kind == idxFile && ie.st.Nlink > 1:
-		return errf(unix.EEXIST, "gfid index already holds another inode for %s", g)
+		return apply.Errorf(unix.EEXIST, "gfid index already holds another inode for %s", g)
 	case err == nil && ie.kind == idxDir:
 		if fd, derr := r.openDir(g); derr == nil {
-			closeFd(fd)
-			return errf(unix.EEXIST, "gfid %s is a directory elsewhere", g)
+			apply.CloseFd(fd)
+			return apply.Errorf(unix.EEXIST, "gfid %s is a directory elsewhere", g)
 		}
 	}
 	r.log.Warn("replacing stale gfid index entry", "gfid", g.String())
@@ -358,21 +359,21 @@ func (r *Replica) linkIndex(dirfd int, name string, g gfid.GFID) error {
 	if err != nil {
 		return err
 	}
-	defer closeFd(sfd)
+	defer apply.CloseFd(sfd)
 	gs := g.String()
 	tmp := gs + ".tmp"
-	_ = retry0(func() error { return unix.Unlinkat(sfd, tmp, 0) })
-	if err := retry0(func() error { return unix.Linkat(dirfd, name, sfd, tmp, 0) }); err != nil {
+	_ = apply.Retry0(func() error { return unix.Unlinkat(sfd, tmp, 0) })
+	if err := apply.Retry0(func() error { return unix.Linkat(dirfd, name, sfd, tmp, 0) }); err != nil {
 		return err
 	}
-	err = retry0(func() error { return unix.Renameat(sfd, tmp, sfd, gs) })
+	err = apply.Retry0(func() error { return unix.Renameat(sfd, tmp, sfd, gs) })
 	if err == unix.EISDIR {
 		if err = removeStale(sfd, gs); err == nil {
-			err = retry0(func() error { return unix.Renameat(sfd, tmp, sfd, gs) })
+			err = apply.Retry0(func() error { return unix.Renameat(sfd, tmp, sfd, gs) })
 		}
 	}
 	if err != nil {
-		_ = retry0(func() error { return unix.Unlinkat(sfd, tmp, 0) })
+		_ = apply.Retry0(func() error { return unix.Unlinkat(sfd, tmp, 0) })
 		return err
 	}
 	return r.dropIndexEntry(tree.other(), g)
@@ -385,8 +386,8 @@ func (r *Replica) linkFromIndex(g gfid.GFID, ie indexEntry, dirfd int, name stri
 	if err != nil {
 		return err
 	}
-	defer closeFd(sfd)
-	return retry0(func() error { return unix.Linkat(sfd, g.String(), dirfd, name, 0) })
+	defer apply.CloseFd(sfd)
+	return apply.Retry0(func() error { return unix.Linkat(sfd, g.String(), dirfd, name, 0) })
 }
 
 // openDir returns a new descriptor of directory g. It reads g's chain of
@@ -428,7 +429,7 @@ func (r *Replica) endBatch() {
 	r.dirMu.Lock()
 	defer r.dirMu.Unlock()
 	for _, fd := range r.dirs {
-		closeFd(fd)
+		apply.CloseFd(fd)
 	}
 	r.dirs = nil
 }
@@ -443,11 +444,11 @@ func (r *Replica) cachedDir(g gfid.GFID) (int, bool) {
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Nlink == 0 {
-		closeFd(fd)
+		apply.CloseFd(fd)
 		delete(r.dirs, g)
 		return -1, false
 	}
-	nfd, err := retry(func() (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) })
+	nfd, err := apply.Retry(func() (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) })
 	if err != nil {
 		return -1, false
 	}
@@ -463,7 +464,7 @@ func (r *Replica) cacheDir(g gfid.GFID, fd int) {
 	if _, ok := r.dirs[g]; ok {
 		return
 	}
-	if dup, err := retry(func() (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }); err == nil {
+	if dup, err := apply.Retry(func() (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }); err == nil {
 		r.dirs[g] = dup
 	}
 }
@@ -472,15 +473,15 @@ func (r *Replica) cacheDir(g gfid.GFID, fd int) {
 func (r *Replica) resolveDir(g gfid.GFID) (int, error) {
 	switch g {
 	case gfid.Root:
-		return openBeneath(r.rootFd, ".", unix.O_RDONLY|unix.O_DIRECTORY)
+		return apply.OpenBeneath(r.rootFd, ".", unix.O_RDONLY|unix.O_DIRECTORY)
 	case gfid.Park:
-		fd, err := openBeneath(r.rootFd, metaDir+"/"+parkDir, unix.O_RDONLY|unix.O_DIRECTORY)
+		fd, err := apply.OpenBeneath(r.rootFd, metaDir+"/"+parkDir, unix.O_RDONLY|unix.O_DIRECTORY)
 		if err != nil {
-			return -1, errf(unix.ESTALE, "park directory: %v", err)
+			return -1, apply.Errorf(unix.ESTALE, "park directory: %v", err)
 		}
-		if have, err := r.gfidOf(fdNode(fd)); err != nil || have != gfid.Park {
-			closeFd(fd)
-			return -1, errf(unix.ESTALE, "park directory does not carry the park gfid")
+		if have, err := r.gfidOf(apply.FdNode(fd)); err != nil || have != gfid.Park {
+			apply.CloseFd(fd)
+			return -1, apply.Errorf(unix.ESTALE, "park directory does not carry the park gfid")
 		}
 		return fd, nil
 	}
@@ -493,10 +494,10 @@ func (r *Replica) resolveDir(g gfid.GFID) (int, error) {
 	cur := g
 	for cur != gfid.Root && cur != gfid.Park {
 		if len(steps) >= maxChain {
-			return -1, errf(unix.ELOOP, "directory %s: index chain longer than %d links", g, maxChain)
+			return -1, apply.Errorf(unix.ELOOP, "directory %s: index chain longer than %d links", g, maxChain)
 		}
 		if seen[cur] {
-			return -1, errf(unix.ELOOP, "directory %s: index chain loops at %s", g, cur)
+			return -1, apply.Errorf(unix.ELOOP, "directory %s: index chain loops at %s", g, cur)
 		}
 		seen[cur] = true
 		ie, err := r.readIndex(cur)
@@ -505,13 +506,13 @@ func (r *Replica) resolveDir(g gfid.GFID) (int, error) {
 		}
 		switch {
 		case ie.kind == idxNone && cur == g:
-			return -1, errf(unix.ENOENT, "gfid %s not found", g)
+			return -1, apply.Errorf(unix.ENOENT, "gfid %s not found", g)
 		case ie.kind == idxNone:
-			return -1, errf(unix.ESTALE, "directory %s: ancestor %s missing from the gfid index", g, cur)
+			return -1, apply.Errorf(unix.ESTALE, "directory %s: ancestor %s missing from the gfid index", g, cur)
 		case ie.kind == idxFile && cur == g:
-			return -1, errf(unix.ENOTDIR, "gfid %s is not a directory", g)
+			return -1, apply.Errorf(unix.ENOTDIR, "gfid %s is not a directory", g)
 		case ie.kind == idxFile:
-			return -1, errf(unix.ESTALE, "directory %s: ancestor %s is not a directory", g, cur)
+			return -1, apply.Errorf(unix.ESTALE, "directory %s: ancestor %s is not a directory", g, cur)
 		}
 		steps = append(steps, step{cur, ie.name})
 		cur = ie.parent
@@ -522,15 +523,15 @@ func (r *Replica) resolveDir(g gfid.GFID) (int, error) {
 	}
 	for i := len(steps) - 1; i >= 0; i-- {
 		s := steps[i]
-		nfd, err := openDirAt(fd, s.name)
-		closeFd(fd)
+		nfd, err := apply.OpenDirAt(fd, s.name)
+		apply.CloseFd(fd)
 		if err != nil {
-			return -1, errf(unix.ESTALE, "directory %s: gfid index is stale: opening %s %q: %v", g, s.g, s.name, err)
+			return -1, apply.Errorf(unix.ESTALE, "directory %s: gfid index is stale: opening %s %q: %v", g, s.g, s.name, err)
 		}
-		have, err := r.gfidOf(fdNode(nfd))
+		have, err := r.gfidOf(apply.FdNode(nfd))
 		if err != nil || have != s.g {
-			closeFd(nfd)
-			return -1, errf(unix.ESTALE, "directory %s: gfid index is stale: %q carries gfid %s, not %s", g, s.name, have, s.g)
+			apply.CloseFd(nfd)
+			return -1, apply.Errorf(unix.ESTALE, "directory %s: gfid index is stale: %q carries gfid %s, not %s", g, s.name, have, s.g)
 		}
 		fd = nfd
 	}
@@ -553,11 +554,11 @@ func (r *Replica) isBeneath(dir, g gfid.GFID) (bool, error) {
 			return false, err
 		}
 		if ie.kind != idxDir {
-			return false, errf(unix.ESTALE, "directory %s: index chain broken at %s", dir, cur)
+			return false, apply.Errorf(unix.ESTALE, "directory %s: index chain broken at %s", dir, cur)
 		}
 		cur = ie.parent
 	}
-	return false, errf(unix.ELOOP, "directory %s: index chain longer than %d links", dir, maxChain)
+	return false, apply.Errorf(unix.ELOOP, "directory %s: index chain longer than %d links", dir, maxChain)
 }
 
 // nameInfo is what a name in a directory holds.
@@ -567,18 +568,18 @@ type nameInfo struct {
 	g      gfid.GFID // zero if the inode carries none
 }
 
-func (ni nameInfo) isDir() bool { return ni.exists && isDirMode(ni.st.Mode) }
+func (ni nameInfo) isDir() bool { return ni.exists && apply.IsDirMode(ni.st.Mode) }
 
 // lookup looks name up in the directory dirfd, without following a symlink.
 func (r *Replica) lookup(dirfd int, name string) (nameInfo, error) {
-	st, err := lstatAt(dirfd, name)
+	st, err := apply.LstatAt(dirfd, name)
 	if err == unix.ENOENT {
 		return nameInfo{}, nil
 	}
 	if err != nil {
 		return nameInfo{}, err
 	}
-	g, err := r.gfidOf(atNode(dirfd, name))
+	g, err := r.gfidOf(apply.AtNode(dirfd, name))
 	if err != nil {
 		return nameInfo{}, err
 	}
@@ -602,29 +603,29 @@ func (r *Replica) holds(ni nameInfo, g gfid.GFID) bool {
 	return err == nil && ie.kind == idxFile && ie.st.Ino == ni.st.Ino && ie.st.Dev == ni.st.Dev
 }
 
-// openNode returns a node for the inode of gfid g: an open directory, or the
+// openNode returns a apply.Node for the inode of gfid g: an open directory, or the
 // index hardlink of a non-directory. Call done when finished with it.
-func (r *Replica) openNode(g gfid.GFID) (n node, isDir bool, done func(), err error) {
+func (r *Replica) openNode(g gfid.GFID) (n apply.Node, isDir bool, done func(), err error) {
 	ie, err := r.readIndex(g)
 	if err != nil {
-		return node{}, false, nil, err
+		return apply.Node{}, false, nil, err
 	}
 	switch ie.kind {
 	case idxNone:
 		if g == gfid.Root || g == gfid.Park {
 			break
 		}
-		return node{}, false, nil, errf(unix.ENOENT, "gfid %s not found", g)
+		return apply.Node{}, false, nil, apply.Errorf(unix.ENOENT, "gfid %s not found", g)
 	case idxFile:
 		sfd, err := r.openShard(ie.tree, g, false)
 		if err != nil {
-			return node{}, false, nil, err
+			return apply.Node{}, false, nil, err
 		}
-		return atNode(sfd, g.String()), false, func() { closeFd(sfd) }, nil
+		return apply.AtNode(sfd, g.String()), false, func() { apply.CloseFd(sfd) }, nil
 	}
 	fd, err := r.openDir(g)
 	if err != nil {
-		return node{}, false, nil, err
+		return apply.Node{}, false, nil, err
 	}
-	return fdNode(fd), true, func() { closeFd(fd) }, nil
+	return apply.FdNode(fd), true, func() { apply.CloseFd(fd) }, nil
 }

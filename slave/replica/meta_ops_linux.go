@@ -5,12 +5,12 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 // ApplyMeta applies metadata operations in order and returns the ones that
@@ -24,27 +24,16 @@ func (r *Replica) ApplyMeta(ctx context.Context, metas []ops.Meta) []ops.Failure
 		})
 }
 
-func timespec(t *time.Time) *unix.Timespec {
-	if t == nil {
-		return nil
-	}
-	ts := unix.NsecToTimespec(t.UnixNano())
-	if t.Year() < 1678 || t.Year() > 2261 { // outside UnixNano's range
-		ts = unix.Timespec{Sec: t.Unix(), Nsec: int64(t.Nanosecond())}
-	}
-	return &ts
-}
-
 func (r *Replica) validateXattrs(m ops.Meta) error {
 	for name := range m.Xattrs {
 		if !strings.HasPrefix(name, "user.") || len(name) == len("user.") {
-			return errf(unix.EINVAL, "xattr %q is outside the user.* namespace", truncName(name))
+			return apply.Errorf(unix.EINVAL, "xattr %q is outside the user.* namespace", apply.TruncName(name))
 		}
 		if r.ns == "user" && strings.HasPrefix(name, "user.georep.") {
-			return errf(unix.EPERM, "xattr %q is reserved for georep", truncName(name))
+			return apply.Errorf(unix.EPERM, "xattr %q is reserved for georep", apply.TruncName(name))
 		}
 		if len(name) > 255 || strings.IndexByte(name, 0) >= 0 {
-			return errf(unix.EINVAL, "invalid xattr name %q", truncName(name))
+			return apply.Errorf(unix.EINVAL, "invalid xattr name %q", apply.TruncName(name))
 		}
 	}
 	return nil
@@ -53,9 +42,9 @@ func (r *Replica) validateXattrs(m ops.Meta) error {
 func (r *Replica) applyMeta(m ops.Meta) error {
 	switch {
 	case m.GFID.IsZero():
-		return errf(unix.EINVAL, "zero gfid")
+		return apply.Errorf(unix.EINVAL, "zero gfid")
 	case m.GFID == gfid.Park:
-		return errf(unix.EPERM, "gfid %s is reserved", m.GFID)
+		return apply.Errorf(unix.EPERM, "gfid %s is reserved", m.GFID)
 	}
 	if m.SetXattrs {
 		if err := r.validateXattrs(m); err != nil {
@@ -67,18 +56,18 @@ func (r *Replica) applyMeta(m ops.Meta) error {
 		return err
 	}
 	defer done()
-	st, err := n.stat()
+	st, err := n.Stat()
 	if err != nil {
 		return err
 	}
-	isLink := isLinkMode(st.Mode)
+	isLink := apply.IsLinkMode(st.Mode)
 	if m.SetOwner {
-		if err := n.chown(m.UID, m.GID); err != nil {
+		if err := n.Chown(m.UID, m.GID); err != nil {
 			return fmt.Errorf("chown %d:%d: %w", m.UID, m.GID, err)
 		}
 	}
 	if m.SetMode && !isLink {
-		if err := n.chmod(m.Mode & modePerm); err != nil {
+		if err := n.Chmod(m.Mode & modePerm); err != nil {
 			return fmt.Errorf("chmod %#o: %w", m.Mode&modePerm, err)
 		}
 	}
@@ -88,7 +77,7 @@ func (r *Replica) applyMeta(m ops.Meta) error {
 		}
 	}
 	if m.Atime != nil || m.Mtime != nil {
-		if err := n.utimes(timespec(m.Atime), timespec(m.Mtime)); err != nil {
+		if err := n.Utimes(m.Atime, m.Mtime); err != nil {
 			return fmt.Errorf("setting times: %w", err)
 		}
 	}
@@ -99,8 +88,8 @@ func (r *Replica) applyMeta(m ops.Meta) error {
 // for symlinks, and as non-root for special files: the kernel refuses user.*
 // attributes there). georep's
 // own attributes (user.georep.* as non-root) and other namespaces are kept.
-func (r *Replica) replaceUserXattrs(n node, want map[string][]byte) error {
-	have, err := n.listxattr()
+func (r *Replica) replaceUserXattrs(n apply.Node, want map[string][]byte) error {
+	have, err := n.Listxattr()
 	if err != nil {
 		return fmt.Errorf("listing xattrs: %w", err)
 	}
@@ -111,15 +100,15 @@ func (r *Replica) replaceUserXattrs(n node, want map[string][]byte) error {
 		if _, keep := want[name]; keep {
 			continue
 		}
-		if err := n.removexattr(name); err != nil && err != unix.ENODATA {
+		if err := n.Removexattr(name); err != nil && err != unix.ENODATA {
 			return fmt.Errorf("removing xattr %q: %w", name, err)
 		}
 	}
 	for name, value := range want {
-		if cur, err := n.getxattr(name); err == nil && bytes.Equal(cur, value) {
+		if cur, err := n.Getxattr(name); err == nil && bytes.Equal(cur, value) {
 			continue
 		}
-		if err := n.setxattr(name, value); err != nil {
+		if err := n.Setxattr(name, value); err != nil {
 			return fmt.Errorf("setting xattr %q: %w", name, err)
 		}
 	}

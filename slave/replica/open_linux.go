@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/slave/apply"
 )
 
 // Replica is an open replica root. Create it with Open and release it with
@@ -50,7 +51,7 @@ func Open(root string, log *slog.Logger) (*Replica, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replica root %s: %w", root, err)
 	}
-	fd, err := retry(func() (int, error) {
+	fd, err := apply.Retry(func() (int, error) {
 		return unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	})
 	switch {
@@ -75,9 +76,9 @@ func Open(root string, log *slog.Logger) (*Replica, error) {
 		linksFd:  -1,
 	}
 	if err := r.setup(); err != nil {
-		closeFd(r.linksFd)
-		closeFd(r.indexFd)
-		closeFd(r.rootFd)
+		apply.CloseFd(r.linksFd)
+		apply.CloseFd(r.indexFd)
+		apply.CloseFd(r.rootFd)
 		return nil, err
 	}
 	log.Info("replica open", "root", abs, "xattr_namespace", ns)
@@ -86,52 +87,52 @@ func Open(root string, log *slog.Logger) (*Replica, error) {
 
 func (r *Replica) setup() error {
 	probe := r.ns + ".georep.probe"
-	err := fdNode(r.rootFd).setxattr(probe, []byte("1"))
+	err := apply.FdNode(r.rootFd).Setxattr(probe, []byte("1"))
 	switch {
 	case err == unix.ENOTSUP:
 		return fmt.Errorf("replica root %s: filesystem does not support extended attributes", r.root)
 	case err != nil:
 		return fmt.Errorf("replica root %s: probing extended attributes (%s): %w", r.root, probe, err)
 	}
-	if err := fdNode(r.rootFd).removexattr(probe); err != nil {
+	if err := apply.FdNode(r.rootFd).Removexattr(probe); err != nil {
 		return fmt.Errorf("replica root %s: removing probe attribute %s: %w", r.root, probe, err)
 	}
 
-	if err := mkdirAllowExisting(r.rootFd, metaDir, 0o700); err != nil {
+	if err := apply.MkdirAllowExisting(r.rootFd, metaDir, 0o700); err != nil {
 		return fmt.Errorf("replica root %s: creating %s: %w", r.root, metaDir, err)
 	}
-	mfd, err := openDirAt(r.rootFd, metaDir)
+	mfd, err := apply.OpenDirAt(r.rootFd, metaDir)
 	if err != nil {
 		return fmt.Errorf("replica root %s: opening %s (must be a directory, not a symlink): %w", r.root, metaDir, err)
 	}
-	defer closeFd(mfd)
-	if err := retry0(func() error { return unix.Fchmod(mfd, 0o700) }); err != nil {
+	defer apply.CloseFd(mfd)
+	if err := apply.Retry0(func() error { return unix.Fchmod(mfd, 0o700) }); err != nil {
 		return fmt.Errorf("replica root %s: chmod %s: %w", r.root, metaDir, err)
 	}
 	// The procfs trick must work: every no-follow xattr call on a non-directory uses it.
-	if _, err := atNode(r.rootFd, metaDir).stat(); err != nil {
+	if _, err := apply.AtNode(r.rootFd, metaDir).Stat(); err != nil {
 		return fmt.Errorf("replica root %s: stat %s: %w", r.root, metaDir, err)
 	}
-	if _, err := retry(func() (int, error) { return unix.Lgetxattr(procPath(r.rootFd, metaDir), r.gfidAttr, nil) }); err != nil && err != unix.ENODATA {
+	if _, err := apply.Retry(func() (int, error) { return unix.Lgetxattr(apply.ProcPath(r.rootFd, metaDir), r.gfidAttr, nil) }); err != nil && err != unix.ENODATA {
 		return fmt.Errorf("replica root %s: xattr access through /proc/self/fd (is procfs mounted?): %w", r.root, err)
 	}
 	for _, d := range []string{indexDir, parkDir} {
-		if err := mkdirAllowExisting(mfd, d, 0o700); err != nil {
+		if err := apply.MkdirAllowExisting(mfd, d, 0o700); err != nil {
 			return fmt.Errorf("replica root %s: creating %s/%s: %w", r.root, metaDir, d, err)
 		}
 	}
-	r.indexFd, err = openDirAt(mfd, indexDir)
+	r.indexFd, err = apply.OpenDirAt(mfd, indexDir)
 	if err != nil {
 		return fmt.Errorf("replica root %s: opening %s/%s: %w", r.root, metaDir, indexDir, err)
 	}
 	if err := r.setupLinks(mfd); err != nil {
 		return fmt.Errorf("replica root %s: %w", r.root, err)
 	}
-	pfd, err := openDirAt(mfd, parkDir)
+	pfd, err := apply.OpenDirAt(mfd, parkDir)
 	if err != nil {
 		return fmt.Errorf("replica root %s: opening %s/%s: %w", r.root, metaDir, parkDir, err)
 	}
-	defer closeFd(pfd)
+	defer apply.CloseFd(pfd)
 
 	for _, w := range []struct {
 		fd   int
@@ -142,13 +143,13 @@ func (r *Replica) setup() error {
 		{r.rootFd, gfid.Root, "replica root", rootLink},
 		{pfd, gfid.Park, metaDir + "/" + parkDir, parkLink},
 	} {
-		have, err := r.gfidOf(fdNode(w.fd))
+		have, err := r.gfidOf(apply.FdNode(w.fd))
 		if err != nil {
 			return fmt.Errorf("replica root %s: reading gfid of %s: %w", r.root, w.what, err)
 		}
 		switch {
 		case have.IsZero():
-			if err := fdNode(w.fd).setxattr(r.gfidAttr, w.g[:]); err != nil {
+			if err := apply.FdNode(w.fd).Setxattr(r.gfidAttr, w.g[:]); err != nil {
 				return fmt.Errorf("replica root %s: setting gfid of %s: %w", r.root, w.what, err)
 			}
 		case have != w.g:
@@ -187,11 +188,11 @@ func (r *Replica) DataDir() string { return filepath.Join(r.root, metaDir, index
 
 // setupLinks creates and opens the links tree .georep/links (mfd is .georep).
 func (r *Replica) setupLinks(mfd int) error {
-	if err := mkdirAllowExisting(mfd, linksDir, 0o700); err != nil {
+	if err := apply.MkdirAllowExisting(mfd, linksDir, 0o700); err != nil {
 		return fmt.Errorf("creating %s/%s: %w", metaDir, linksDir, err)
 	}
 	var err error
-	if r.linksFd, err = openDirAt(mfd, linksDir); err != nil {
+	if r.linksFd, err = apply.OpenDirAt(mfd, linksDir); err != nil {
 		return fmt.Errorf("opening %s/%s: %w", metaDir, linksDir, err)
 	}
 	return nil
@@ -209,8 +210,8 @@ func (r *Replica) lock() error {
 
 // gfidOf reads the gfid an inode carries; zero when it carries none (or a
 // malformed one).
-func (r *Replica) gfidOf(n node) (gfid.GFID, error) {
-	b, err := n.getxattr(r.gfidAttr)
+func (r *Replica) gfidOf(n apply.Node) (gfid.GFID, error) {
+	b, err := n.Getxattr(r.gfidAttr)
 	switch {
 	case err == unix.ENODATA || err == unix.ENOTSUP:
 		return gfid.GFID{}, nil
@@ -231,8 +232,8 @@ func (r *Replica) gfidOf(n node) (gfid.GFID, error) {
 // setGFID marks a freshly created inode with its gfid. As non-root, only
 // regular files and directories can carry a user.* attribute; any other inode
 // (special) is identified by its index hardlink instead.
-func (r *Replica) setGFID(n node, g gfid.GFID, special bool) error {
-	err := n.setxattr(r.gfidAttr, g[:])
+func (r *Replica) setGFID(n apply.Node, g gfid.GFID, special bool) error {
+	err := n.Setxattr(r.gfidAttr, g[:])
 	if err == unix.EPERM && !r.asRoot && special {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 func attrOf(st unix.Stat_t) ops.Attr {
@@ -33,7 +34,7 @@ func (r *Replica) Stat(ctx context.Context, g gfid.GFID) (ops.Attr, error) {
 		return ops.Attr{}, err
 	}
 	if g.IsZero() {
-		return ops.Attr{}, errf(unix.EINVAL, "stat: zero gfid")
+		return ops.Attr{}, apply.Errorf(unix.EINVAL, "stat: zero gfid")
 	}
 	if err := r.lock(); err != nil {
 		return ops.Attr{}, err
@@ -44,7 +45,7 @@ func (r *Replica) Stat(ctx context.Context, g gfid.GFID) (ops.Attr, error) {
 		return ops.Attr{}, fmt.Errorf("stat %s: %w", g, err)
 	}
 	defer done()
-	st, err := n.stat()
+	st, err := n.Stat()
 	if err != nil {
 		return ops.Attr{}, fmt.Errorf("stat %s: %w", g, err)
 	}
@@ -53,7 +54,7 @@ func (r *Replica) Stat(ctx context.Context, g gfid.GFID) (ops.Attr, error) {
 		a.Nlink-- // the index's own link
 	}
 	if a.Type == ops.TypeSymlink {
-		if a.Target, err = readlinkAt(n.dirfd, n.name); err != nil {
+		if a.Target, err = n.Readlink(); err != nil {
 			return ops.Attr{}, fmt.Errorf("stat %s: readlink: %w", g, err)
 		}
 	}
@@ -67,7 +68,7 @@ func (r *Replica) Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, e
 		return nil, err
 	}
 	if dir.IsZero() {
-		return nil, errf(unix.EINVAL, "entries: zero gfid")
+		return nil, apply.Errorf(unix.EINVAL, "entries: zero gfid")
 	}
 	if err := r.lock(); err != nil {
 		return nil, err
@@ -77,8 +78,8 @@ func (r *Replica) Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, e
 	if err != nil {
 		return nil, fmt.Errorf("entries of %s: %w", dir, err)
 	}
-	defer closeFd(fd)
-	names, err := readDirNames(fd)
+	defer apply.CloseFd(fd)
+	names, err := apply.ReadDirNames(fd)
 	if err != nil {
 		return nil, fmt.Errorf("entries of %s: reading directory: %w", dir, err)
 	}
@@ -107,7 +108,7 @@ func (r *Replica) Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, e
 func (r *Replica) xtimeAttr(volumeID string) (string, error) {
 	vol, err := gfid.Parse(volumeID)
 	if err != nil {
-		return "", errf(unix.EINVAL, "volume id: %v", err)
+		return "", apply.Errorf(unix.EINVAL, "volume id: %v", err)
 	}
 	return r.ns + ".georep." + vol.String() + ".xtime", nil
 }
@@ -124,10 +125,10 @@ func (r *Replica) SetXtime(ctx context.Context, g gfid.GFID, volumeID string, se
 		return fmt.Errorf("set xtime on %s: %w", g, err)
 	}
 	if g.IsZero() {
-		return errf(unix.EINVAL, "set xtime: zero gfid")
+		return apply.Errorf(unix.EINVAL, "set xtime: zero gfid")
 	}
 	if nsec < 0 || nsec >= 1e9 {
-		return errf(unix.EINVAL, "set xtime on %s: nanoseconds %d out of range", g, nsec)
+		return apply.Errorf(unix.EINVAL, "set xtime on %s: nanoseconds %d out of range", g, nsec)
 	}
 	if err := r.lock(); err != nil {
 		return err
@@ -141,7 +142,7 @@ func (r *Replica) SetXtime(ctx context.Context, g gfid.GFID, volumeID string, se
 	var v [12]byte
 	binary.BigEndian.PutUint64(v[:8], uint64(sec))
 	binary.BigEndian.PutUint32(v[8:], uint32(nsec))
-	if err := n.setxattr(attr, v[:]); err != nil {
+	if err := n.Setxattr(attr, v[:]); err != nil {
 		return fmt.Errorf("set xtime on %s: %s: %w", g, attr, err)
 	}
 	return nil
@@ -158,7 +159,7 @@ func (r *Replica) Xtime(ctx context.Context, g gfid.GFID, volumeID string) (sec 
 		return 0, 0, false, fmt.Errorf("xtime of %s: %w", g, err)
 	}
 	if g.IsZero() {
-		return 0, 0, false, errf(unix.EINVAL, "xtime: zero gfid")
+		return 0, 0, false, apply.Errorf(unix.EINVAL, "xtime: zero gfid")
 	}
 	if err := r.lock(); err != nil {
 		return 0, 0, false, err
@@ -169,14 +170,14 @@ func (r *Replica) Xtime(ctx context.Context, g gfid.GFID, volumeID string) (sec 
 		return 0, 0, false, fmt.Errorf("xtime of %s: %w", g, err)
 	}
 	defer done()
-	v, err := n.getxattr(attr)
+	v, err := n.Getxattr(attr)
 	switch {
 	case err == unix.ENODATA:
 		return 0, 0, false, nil
 	case err != nil:
 		return 0, 0, false, fmt.Errorf("xtime of %s: %s: %w", g, attr, err)
 	case len(v) != 12:
-		return 0, 0, false, errf(unix.EINVAL, "xtime of %s: %s holds %d bytes, want 12", g, attr, len(v))
+		return 0, 0, false, apply.Errorf(unix.EINVAL, "xtime of %s: %s holds %d bytes, want 12", g, attr, len(v))
 	}
 	return int64(binary.BigEndian.Uint64(v[:8])), int32(binary.BigEndian.Uint32(v[8:])), true, nil
 }
@@ -190,7 +191,7 @@ func (r *Replica) Xtime(ctx context.Context, g gfid.GFID, volumeID string) (sec 
 // index links cannot be found and stay behind.)
 func (r *Replica) Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) (removed uint64, err error) {
 	if err := validateParentName(parent, name); err != nil {
-		return 0, fmt.Errorf("purge %s/%q: %w", parent, truncName(name), err)
+		return 0, fmt.Errorf("purge %s/%q: %w", parent, apply.TruncName(name), err)
 	}
 	if err := r.lock(); err != nil {
 		return 0, err
@@ -200,7 +201,7 @@ func (r *Replica) Purge(ctx context.Context, parent gfid.GFID, name string, only
 	if err != nil {
 		return 0, fmt.Errorf("purge %s/%q: %w", parent, name, err)
 	}
-	defer closeFd(pfd)
+	defer apply.CloseFd(pfd)
 	ni, err := r.lookup(pfd, name)
 	if err != nil {
 		return 0, fmt.Errorf("purge %s/%q: %w", parent, name, err)
@@ -213,7 +214,7 @@ func (r *Replica) Purge(ctx context.Context, parent gfid.GFID, name string, only
 		return 0, nil
 	}
 	if ni.g == gfid.Root || ni.g == gfid.Park {
-		return 0, errf(unix.EPERM, "purge %s/%q: refusing to remove gfid %s", parent, name, ni.g)
+		return 0, apply.Errorf(unix.EPERM, "purge %s/%q: refusing to remove gfid %s", parent, name, ni.g)
 	}
 	err = r.purge(ctx, pfd, name, ni, &removed, 0)
 	if err != nil {
@@ -231,7 +232,7 @@ func (r *Replica) purge(ctx context.Context, dirfd int, name string, ni nameInfo
 		return err
 	}
 	if !ni.isDir() {
-		if err := retry0(func() error { return unix.Unlinkat(dirfd, name, 0) }); err != nil && err != unix.ENOENT {
+		if err := apply.Retry0(func() error { return unix.Unlinkat(dirfd, name, 0) }); err != nil && err != unix.ENOENT {
 			return fmt.Errorf("unlink %q: %w", name, err)
 		}
 		last := ni.st.Nlink <= 1
@@ -250,15 +251,15 @@ func (r *Replica) purge(ctx context.Context, dirfd int, name string, ni nameInfo
 		return nil
 	}
 	if depth >= maxPurgeDepth {
-		return errf(unix.ELOOP, "directory tree deeper than %d levels", maxPurgeDepth)
+		return apply.Errorf(unix.ELOOP, "directory tree deeper than %d levels", maxPurgeDepth)
 	}
-	fd, err := openDirAt(dirfd, name)
+	fd, err := apply.OpenDirAt(dirfd, name)
 	if err != nil {
 		return fmt.Errorf("open %q: %w", name, err)
 	}
-	names, err := readDirNames(fd)
+	names, err := apply.ReadDirNames(fd)
 	if err != nil {
-		closeFd(fd)
+		apply.CloseFd(fd)
 		return fmt.Errorf("reading %q: %w", name, err)
 	}
 	for _, child := range names {
@@ -267,12 +268,12 @@ func (r *Replica) purge(ctx context.Context, dirfd int, name string, ni nameInfo
 			err = r.purge(ctx, fd, child, ci, removed, depth+1)
 		}
 		if err != nil {
-			closeFd(fd)
+			apply.CloseFd(fd)
 			return err
 		}
 	}
-	closeFd(fd)
-	if err := retry0(func() error { return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR) }); err != nil && err != unix.ENOENT {
+	apply.CloseFd(fd)
+	if err := apply.Retry0(func() error { return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR) }); err != nil && err != unix.ENOENT {
 		return fmt.Errorf("rmdir %q: %w", name, err)
 	}
 	*removed++

@@ -44,10 +44,3 @@ const (
 	linksDir = "links" // the links tree of the gfid index: every other type
 	parkDir  = "park"
 )
-
-func truncName(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
-}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 // WriteFiles replaces the content of regular files the replica already
@@ -31,12 +32,12 @@ func (r *Replica) WriteFiles(ctx context.Context, files []ops.FileData) []ops.Fa
 func (r *Replica) writeFile(f ops.FileData) error {
 	switch {
 	case f.GFID.IsZero():
-		return errf(unix.EINVAL, "zero gfid")
+		return apply.Errorf(unix.EINVAL, "zero gfid")
 	case f.GFID == gfid.Root || f.GFID == gfid.Park:
-		return errf(unix.EINVAL, "gfid %s is reserved: not a regular file", f.GFID)
+		return apply.Errorf(unix.EINVAL, "gfid %s is reserved: not a regular file", f.GFID)
 	}
 	unknown := func() error {
-		return errf(unix.ENOENT, "gfid %s: not a regular file known to the replica", f.GFID)
+		return apply.Errorf(unix.ENOENT, "gfid %s: not a regular file known to the replica", f.GFID)
 	}
 	sfd, err := r.openShard(dataTree, f.GFID, false)
 	if err == unix.ENOENT {
@@ -45,13 +46,13 @@ func (r *Replica) writeFile(f ops.FileData) error {
 	if err != nil {
 		return fmt.Errorf("opening shard: %w", err)
 	}
-	defer closeFd(sfd)
+	defer apply.CloseFd(sfd)
 	name := f.GFID.String()
 	// lstat first so that nothing but a regular file is ever opened (opening
 	// a device can have side effects), then check the inode opened is the
 	// one looked at. O_NONBLOCK keeps a fifo from blocking the open should
 	// one have been put there behind the replica's back.
-	lst, err := lstatAt(sfd, name)
+	lst, err := apply.LstatAt(sfd, name)
 	if err == unix.ENOENT {
 		return unknown()
 	}
@@ -59,51 +60,51 @@ func (r *Replica) writeFile(f ops.FileData) error {
 		return err
 	}
 	if lst.Mode&unix.S_IFMT != unix.S_IFREG {
-		return errf(unix.EINVAL, "gfid %s: index entry is a %s, not a regular file", f.GFID, ops.TypeOfMode(lst.Mode))
+		return apply.Errorf(unix.EINVAL, "gfid %s: index entry is a %s, not a regular file", f.GFID, ops.TypeOfMode(lst.Mode))
 	}
-	fd, err := retry(func() (int, error) {
+	fd, err := apply.Retry(func() (int, error) {
 		return unix.Openat(sfd, name, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 	})
 	switch {
 	case err == unix.ENOENT:
 		return unknown()
 	case err == unix.ELOOP:
-		return errf(unix.EINVAL, "gfid %s: index entry is a symlink, not a regular file", f.GFID)
+		return apply.Errorf(unix.EINVAL, "gfid %s: index entry is a symlink, not a regular file", f.GFID)
 	case err != nil:
 		return fmt.Errorf("open: %w", err)
 	}
-	defer closeFd(fd)
-	st, err := fstat(fd)
+	defer apply.CloseFd(fd)
+	st, err := apply.Fstat(fd)
 	if err != nil {
 		return err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != lst.Ino || st.Dev != lst.Dev {
-		return errf(unix.EINVAL, "gfid %s: index entry changed while being opened", f.GFID)
+		return apply.Errorf(unix.EINVAL, "gfid %s: index entry changed while being opened", f.GFID)
 	}
 	if st.Size != 0 {
-		if err := retry0(func() error { return unix.Ftruncate(fd, 0) }); err != nil {
+		if err := apply.Retry0(func() error { return unix.Ftruncate(fd, 0) }); err != nil {
 			return fmt.Errorf("truncate: %w", err)
 		}
 	}
 	for b := f.Data; len(b) > 0; {
-		n, err := retry(func() (int, error) { return unix.Write(fd, b) })
+		n, err := apply.Retry(func() (int, error) { return unix.Write(fd, b) })
 		if err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
 		if n == 0 {
-			return errf(unix.EIO, "write: no progress")
+			return apply.Errorf(unix.EIO, "write: no progress")
 		}
 		b = b[n:]
 	}
-	n := fdNode(fd)
-	if err := n.chown(f.UID, f.GID); err != nil {
+	n := apply.FdNode(fd)
+	if err := n.Chown(f.UID, f.GID); err != nil {
 		return fmt.Errorf("chown %d:%d: %w", f.UID, f.GID, err)
 	}
-	if err := n.chmod(f.Mode & modePerm); err != nil {
+	if err := n.Chmod(f.Mode & modePerm); err != nil {
 		return fmt.Errorf("chmod %#o: %w", f.Mode&modePerm, err)
 	}
 	mt := f.Mtime
-	if err := n.utimes(nil, timespec(&mt)); err != nil {
+	if err := n.Utimes(nil, &mt); err != nil {
 		return fmt.Errorf("setting times: %w", err)
 	}
 	return nil
