@@ -520,7 +520,7 @@ func TestHostileInput(t *testing.T) {
 		mkdir(gfid.Root, d, "root"),
 	}
 	for _, e := range reserved {
-		t.Run("reserved/"+describe(e), func(t *testing.T) { applyFail(t, r, e, unix.EPERM) })
+		t.Run("reserved/"+apply.Describe(e), func(t *testing.T) { applyFail(t, r, e, unix.EPERM) })
 	}
 	invalid := []ops.Entry{
 		{Op: 0, GFID: gfid.New(), Parent: d, Name: "x"},
@@ -537,7 +537,7 @@ func TestHostileInput(t *testing.T) {
 		symlink(gfid.New(), d, "x", strings.Repeat("a", 4096)),
 	}
 	for _, e := range invalid {
-		t.Run("invalid/"+describe(e), func(t *testing.T) { applyFail(t, r, e, unix.EINVAL) })
+		t.Run("invalid/"+apply.Describe(e), func(t *testing.T) { applyFail(t, r, e, unix.EINVAL) })
 	}
 	if _, err := r.Purge(t.Context(), gfid.Root, ".georep", gfid.GFID{}); err == nil {
 		t.Error("Purge of .georep allowed")
@@ -574,7 +574,7 @@ func TestSymlinkSwapEscape(t *testing.T) {
 		t.Fatal(err)
 	}
 	if os.Geteuid() == 0 {
-		if err := unix.Lsetxattr(filepath.Join(root, "d"), r.gfidAttr, d[:], 0); err != nil {
+		if err := unix.Lsetxattr(filepath.Join(root, "d"), r.s.gfidAttr, d[:], 0); err != nil {
 			t.Fatal(err)
 		}
 	}

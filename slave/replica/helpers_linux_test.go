@@ -80,10 +80,10 @@ func applyFail(t *testing.T, r *Replica, e ops.Entry, want syscall.Errno) ops.Fa
 	t.Helper()
 	fails := r.ApplyEntries(t.Context(), []ops.Entry{e})
 	if len(fails) != 1 {
-		t.Fatalf("%s: got %d failures, want 1 with %v", describe(e), len(fails), want)
+		t.Fatalf("%s: got %d failures, want 1 with %v", apply.Describe(e), len(fails), want)
 	}
 	if fails[0].Errno != want {
-		t.Fatalf("%s: errno %v (%s), want %v", describe(e), fails[0].Errno, fails[0].Message, want)
+		t.Fatalf("%s: errno %v (%s), want %v", apply.Describe(e), fails[0].Errno, fails[0].Message, want)
 	}
 	return fails[0]
 }
@@ -120,7 +120,7 @@ func rmdir(g, parent gfid.GFID, name string) ops.Entry {
 func xattrGFID(t *testing.T, r *Replica, path string) gfid.GFID {
 	t.Helper()
 	buf := make([]byte, 64)
-	n, err := unix.Lgetxattr(path, r.gfidAttr, buf)
+	n, err := unix.Lgetxattr(path, r.s.gfidAttr, buf)
 	if err == unix.ENODATA {
 		return gfid.GFID{}
 	}

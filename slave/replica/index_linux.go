@@ -62,7 +62,7 @@ func treeOfMode(m uint32) indexTree {
 }
 
 // treeFd is the open descriptor of tree t.
-func (r *Replica) treeFd(t indexTree) int {
+func (r *store) treeFd(t indexTree) int {
 	if t == dataTree {
 		return r.indexFd
 	}
@@ -89,7 +89,7 @@ type indexEntry struct {
 
 // openShard opens the shard directory of index tree t holding gfid g,
 // creating it when create is set.
-func (r *Replica) openShard(t indexTree, g gfid.GFID, create bool) (int, error) {
+func (r *store) openShard(t indexTree, g gfid.GFID, create bool) (int, error) {
 	a := g.Shard()
 	tfd := r.treeFd(t)
 	if create {
@@ -146,7 +146,7 @@ func parseDirLink(g gfid.GFID, link string) (parent gfid.GFID, name string, err 
 
 // readIndex looks gfid g up in the index: first in the data tree, where only
 // a regular file's hardlink is valid, then in the links tree.
-func (r *Replica) readIndex(g gfid.GFID) (indexEntry, error) {
+func (r *store) readIndex(g gfid.GFID) (indexEntry, error) {
 	st, err := r.statIndex(dataTree, g)
 	switch {
 	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG:
@@ -205,7 +205,7 @@ func (r *Replica) readIndex(g gfid.GFID) (indexEntry, error) {
 }
 
 // statIndex lstats the entry of g in tree t (ENOENT when there is none).
-func (r *Replica) statIndex(t indexTree, g gfid.GFID) (unix.Stat_t, error) {
+func (r *store) statIndex(t indexTree, g gfid.GFID) (unix.Stat_t, error) {
 	sfd, err := r.openShard(t, g, false)
 	if err != nil {
 		return unix.Stat_t{}, err
@@ -216,7 +216,7 @@ func (r *Replica) statIndex(t indexTree, g gfid.GFID) (unix.Stat_t, error) {
 
 // dropIndexEntry removes whatever entry tree t holds for g (nothing when it
 // holds none). Callers have established that the entry is stale.
-func (r *Replica) dropIndexEntry(t indexTree, g gfid.GFID) error {
+func (r *store) dropIndexEntry(t indexTree, g gfid.GFID) error {
 	sfd, err := r.openShard(t, g, false)
 	if err == unix.ENOENT {
 		return nil
@@ -244,7 +244,7 @@ func removeStale(sfd int, name string) error {
 
 // writeDirLink makes the index entry of directory g the symlink link,
 // atomically (symlink under a temporary name, then rename over).
-func (r *Replica) writeDirLink(g gfid.GFID, link string) error {
+func (r *store) writeDirLink(g gfid.GFID, link string) error {
 	sfd, err := r.openShard(linksTree, g, true)
 	if err != nil {
 		return err
@@ -267,12 +267,12 @@ func (r *Replica) writeDirLink(g gfid.GFID, link string) error {
 }
 
 // setDirIndex records that directory g lives at parent/name.
-func (r *Replica) setDirIndex(g, parent gfid.GFID, name string) error {
+func (r *store) setDirIndex(g, parent gfid.GFID, name string) error {
 	return r.writeDirLink(g, dirLink(parent, name))
 }
 
 // dropDirIndex removes the index symlink of directory g, if it is one.
-func (r *Replica) dropDirIndex(g gfid.GFID) error {
+func (r *store) dropDirIndex(g gfid.GFID) error {
 	ie, err := r.readIndex(g)
 	if err != nil || ie.kind != idxDir {
 		return err
@@ -282,7 +282,7 @@ func (r *Replica) dropDirIndex(g gfid.GFID) error {
 
 // dropFileIndex removes the index hardlink of non-directory g when it is the
 // inode ino and no other name of it is left (nlink 1).
-func (r *Replica) dropFileIndex(g gfid.GFID, ino uint64) error {
+func (r *store) dropFileIndex(g gfid.GFID, ino uint64) error {
 	for _, t := range []indexTree{dataTree, linksTree} {
 		if err := r.dropFileIndexIn(t, g, ino); err != nil {
 			return err
@@ -291,7 +291,7 @@ func (r *Replica) dropFileIndex(g gfid.GFID, ino uint64) error {
 	return nil
 }
 
-func (r *Replica) dropFileIndexIn(t indexTree, g gfid.GFID, ino uint64) error {
+func (r *store) dropFileIndexIn(t indexTree, g gfid.GFID, ino uint64) error {
 	sfd, err := r.openShard(t, g, false)
 	if err == unix.ENOENT {
 		return nil
@@ -323,7 +323,7 @@ func (r *Replica) dropFileIndexIn(t indexTree, g gfid.GFID, ino uint64) error {
 // same inode is kept; an entry that is stale (an orphan whose only name is the
 // index, or a dangling directory pointer) is replaced, in whichever tree it
 // is; any other entry is a conflict (EEXIST).
-func (r *Replica) linkIndex(dirfd int, name string, g gfid.GFID) error {
+func (r *store) linkIndex(dirfd int, name string, g gfid.GFID) error {
 	st, err := apply.LstatAt(dirfd, name)
 	if err != nil {
 		return err
@@ -381,7 +381,7 @@ func (r *Replica) linkIndex(dirfd int, name string, g gfid.GFID) error {
 
 // linkFromIndex creates the name dirfd/name for non-directory g by linking
 // its index entry ie.
-func (r *Replica) linkFromIndex(g gfid.GFID, ie indexEntry, dirfd int, name string) error {
+func (r *store) linkFromIndex(g gfid.GFID, ie indexEntry, dirfd int, name string) error {
 	sfd, err := r.openShard(ie.tree, g, false)
 	if err != nil {
 		return err
@@ -396,7 +396,7 @@ func (r *Replica) linkFromIndex(g gfid.GFID, ie indexEntry, dirfd int, name stri
 // RESOLVE_NO_SYMLINKS), checking at every step that the directory opened
 // carries the gfid the chain names. A broken chain is ESTALE; an unknown gfid
 // ENOENT; a non-directory ENOTDIR.
-func (r *Replica) openDir(g gfid.GFID) (int, error) {
+func (r *store) openDir(g gfid.GFID) (int, error) {
 	if fd, ok := r.cachedDir(g); ok {
 		return fd, nil
 	}
@@ -410,14 +410,14 @@ func (r *Replica) openDir(g gfid.GFID) (int, error) {
 // maxCachedDirs bounds the directory fds one batch keeps open.
 const maxCachedDirs = 1024
 
-// beginBatch starts caching resolved directories; endBatch closes them. An
+// BeginBatch starts caching resolved directories; EndBatch closes them. An
 // open directory fd names the same inode across renames, so within a batch
 // the cache is exact; a removed directory (link count 0) is dropped on use.
 // The cache lives only for one call, so a directory moved behind the
 // replica's back between calls is resolved afresh through the index. The
 // cache has its own lock: the creates of one batch may run in parallel
 // (applyParallel).
-func (r *Replica) beginBatch() {
+func (r *store) BeginBatch() {
 	r.dirMu.Lock()
 	defer r.dirMu.Unlock()
 	if r.dirs == nil {
@@ -425,7 +425,7 @@ func (r *Replica) beginBatch() {
 	}
 }
 
-func (r *Replica) endBatch() {
+func (r *store) EndBatch() {
 	r.dirMu.Lock()
 	defer r.dirMu.Unlock()
 	for _, fd := range r.dirs {
@@ -435,7 +435,7 @@ func (r *Replica) endBatch() {
 }
 
 // cachedDir returns a new fd of g's directory from the batch cache.
-func (r *Replica) cachedDir(g gfid.GFID) (int, bool) {
+func (r *store) cachedDir(g gfid.GFID) (int, bool) {
 	r.dirMu.Lock()
 	defer r.dirMu.Unlock()
 	fd, ok := r.dirs[g]
@@ -455,7 +455,7 @@ func (r *Replica) cachedDir(g gfid.GFID) (int, bool) {
 	return nfd, true
 }
 
-func (r *Replica) cacheDir(g gfid.GFID, fd int) {
+func (r *store) cacheDir(g gfid.GFID, fd int) {
 	r.dirMu.Lock()
 	defer r.dirMu.Unlock()
 	if r.dirs == nil || len(r.dirs) >= maxCachedDirs {
@@ -470,7 +470,7 @@ func (r *Replica) cacheDir(g gfid.GFID, fd int) {
 }
 
 // resolveDir opens directory g through the gfid index.
-func (r *Replica) resolveDir(g gfid.GFID) (int, error) {
+func (r *store) resolveDir(g gfid.GFID) (int, error) {
 	switch g {
 	case gfid.Root:
 		return apply.OpenBeneath(r.rootFd, ".", unix.O_RDONLY|unix.O_DIRECTORY)
@@ -540,7 +540,7 @@ func (r *Replica) resolveDir(g gfid.GFID) (int, error) {
 
 // isBeneath reports whether directory dir is g or lies beneath g, by walking
 // up dir's chain of index links.
-func (r *Replica) isBeneath(dir, g gfid.GFID) (bool, error) {
+func (r *store) isBeneath(dir, g gfid.GFID) (bool, error) {
 	cur := dir
 	for range maxChain {
 		if cur == g {
@@ -559,73 +559,4 @@ func (r *Replica) isBeneath(dir, g gfid.GFID) (bool, error) {
 		cur = ie.parent
 	}
 	return false, apply.Errorf(unix.ELOOP, "directory %s: index chain longer than %d links", dir, maxChain)
-}
-
-// nameInfo is what a name in a directory holds.
-type nameInfo struct {
-	exists bool
-	st     unix.Stat_t
-	g      gfid.GFID // zero if the inode carries none
-}
-
-func (ni nameInfo) isDir() bool { return ni.exists && apply.IsDirMode(ni.st.Mode) }
-
-// lookup looks name up in the directory dirfd, without following a symlink.
-func (r *Replica) lookup(dirfd int, name string) (nameInfo, error) {
-	st, err := apply.LstatAt(dirfd, name)
-	if err == unix.ENOENT {
-		return nameInfo{}, nil
-	}
-	if err != nil {
-		return nameInfo{}, err
-	}
-	g, err := r.gfidOf(apply.AtNode(dirfd, name))
-	if err != nil {
-		return nameInfo{}, err
-	}
-	return nameInfo{exists: true, st: st, g: g}, nil
-}
-
-// holds reports whether the name described by ni holds gfid g. As non-root a
-// symlink or special file carries no gfid attribute; it holds g when it is
-// the inode of g's index entry.
-func (r *Replica) holds(ni nameInfo, g gfid.GFID) bool {
-	if !ni.exists {
-		return false
-	}
-	if ni.g == g {
-		return true
-	}
-	if !ni.g.IsZero() || r.asRoot || !noUserXattrs(ni.st.Mode) {
-		return false
-	}
-	ie, err := r.readIndex(g)
-	return err == nil && ie.kind == idxFile && ie.st.Ino == ni.st.Ino && ie.st.Dev == ni.st.Dev
-}
-
-// openNode returns a apply.Node for the inode of gfid g: an open directory, or the
-// index hardlink of a non-directory. Call done when finished with it.
-func (r *Replica) openNode(g gfid.GFID) (n apply.Node, isDir bool, done func(), err error) {
-	ie, err := r.readIndex(g)
-	if err != nil {
-		return apply.Node{}, false, nil, err
-	}
-	switch ie.kind {
-	case idxNone:
-		if g == gfid.Root || g == gfid.Park {
-			break
-		}
-		return apply.Node{}, false, nil, apply.Errorf(unix.ENOENT, "gfid %s not found", g)
-	case idxFile:
-		sfd, err := r.openShard(ie.tree, g, false)
-		if err != nil {
-			return apply.Node{}, false, nil, err
-		}
-		return apply.AtNode(sfd, g.String()), false, func() { apply.CloseFd(sfd) }, nil
-	}
-	fd, err := r.openDir(g)
-	if err != nil {
-		return apply.Node{}, false, nil, err
-	}
-	return apply.FdNode(fd), true, func() { apply.CloseFd(fd) }, nil
 }

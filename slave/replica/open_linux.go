@@ -15,16 +15,29 @@ import (
 )
 
 // Replica is an open replica root. Create it with Open and release it with
-// Close.
+// Close. Its operations are the apply engine's (package slave/apply) on the
+// store.
 type Replica struct {
+	*apply.Engine
+	s *store
+}
+
+// parallelWorkers is how many creates of a parallel run the engine applies
+// at once. On this project's VM disks one create waits on the filesystem far
+// longer than it uses CPU: 4 workers made an initial sync's entry ops
+// several times faster than 1 (4× with 2 measured on ext4); more gained
+// nothing on 2 cores.
+const parallelWorkers = 4
+
+// store is the replica root as an apply.Backend: the tree, the gfid index
+// and the park directory.
+type store struct {
 	root     string
 	log      *slog.Logger
 	ns       string // xattr namespace of georep's own attributes: "trusted" or "user"
 	gfidAttr string // ns + ".georep.gfid"
 	asRoot   bool
 
-	mu      sync.Mutex // serialises all operations
-	closed  bool
 	rootFd  int // the replica root, open for the life of the Replica
 	indexFd int // <root>/.georep/gfid, the data tree of the gfid index
 	linksFd int // <root>/.georep/links, the links tree of the gfid index
@@ -65,7 +78,7 @@ func Open(root string, log *slog.Logger) (*Replica, error) {
 	if asRoot {
 		ns = "trusted"
 	}
-	r := &Replica{
+	r := &store{
 		root:     abs,
 		log:      log,
 		ns:       ns,
@@ -82,10 +95,16 @@ func Open(root string, log *slog.Logger) (*Replica, error) {
 		return nil, err
 	}
 	log.Info("replica open", "root", abs, "xattr_namespace", ns)
-	return r, nil
+	cfg := apply.Config{
+		Workers:         parallelWorkers,
+		Namespace:       ns,
+		NoSpecialXattrs: !asRoot,
+		Closed:          fmt.Errorf("replica %s: %w", abs, os.ErrClosed),
+	}
+	return &Replica{Engine: apply.New(r, cfg, log), s: r}, nil
 }
 
-func (r *Replica) setup() error {
+func (r *store) setup() error {
 	probe := r.ns + ".georep.probe"
 	err := apply.FdNode(r.rootFd).Setxattr(probe, []byte("1"))
 	switch {
@@ -164,19 +183,16 @@ func (r *Replica) setup() error {
 
 // Close releases the replica. Operations after Close fail.
 func (r *Replica) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil
-	}
-	r.closed = true
-	err := errors.Join(unix.Close(r.linksFd), unix.Close(r.indexFd), unix.Close(r.rootFd))
-	r.linksFd, r.indexFd, r.rootFd = -1, -1, -1
-	return err
+	return r.CloseWith(func() error {
+		s := r.s
+		err := errors.Join(unix.Close(s.linksFd), unix.Close(s.indexFd), unix.Close(s.rootFd))
+		s.linksFd, s.indexFd, s.rootFd = -1, -1, -1
+		return err
+	})
 }
 
 // Root returns the absolute path of the replica root.
-func (r *Replica) Root() string { return r.root }
+func (r *Replica) Root() string { return r.s.root }
 
 // DataDir returns the absolute path of the data tree of the gfid index,
 // <root>/.georep/gfid, where rsync receives file data: the regular file of
@@ -184,10 +200,10 @@ func (r *Replica) Root() string { return r.root }
 // DataDir holds only shard directories and hardlinks of regular files: no
 // symlink, directory pointer, device, fifo or socket that a receiving rsync
 // could follow or write into (those index entries live in .georep/links).
-func (r *Replica) DataDir() string { return filepath.Join(r.root, metaDir, indexDir) }
+func (r *Replica) DataDir() string { return filepath.Join(r.s.root, metaDir, indexDir) }
 
 // setupLinks creates and opens the links tree .georep/links (mfd is .georep).
-func (r *Replica) setupLinks(mfd int) error {
+func (r *store) setupLinks(mfd int) error {
 	if err := apply.MkdirAllowExisting(mfd, linksDir, 0o700); err != nil {
 		return fmt.Errorf("creating %s/%s: %w", metaDir, linksDir, err)
 	}
@@ -198,19 +214,9 @@ func (r *Replica) setupLinks(mfd int) error {
 	return nil
 }
 
-// lock takes the replica's lock; it fails after Close.
-func (r *Replica) lock() error {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return fmt.Errorf("replica %s: %w", r.root, os.ErrClosed)
-	}
-	return nil
-}
-
 // gfidOf reads the gfid an inode carries; zero when it carries none (or a
 // malformed one).
-func (r *Replica) gfidOf(n apply.Node) (gfid.GFID, error) {
+func (r *store) gfidOf(n apply.Node) (gfid.GFID, error) {
 	b, err := n.Getxattr(r.gfidAttr)
 	switch {
 	case err == unix.ENODATA || err == unix.ENOTSUP:
@@ -232,7 +238,7 @@ func (r *Replica) gfidOf(n apply.Node) (gfid.GFID, error) {
 // setGFID marks a freshly created inode with its gfid. As non-root, only
 // regular files and directories can carry a user.* attribute; any other inode
 // (special) is identified by its index hardlink instead.
-func (r *Replica) setGFID(n apply.Node, g gfid.GFID, special bool) error {
+func (r *store) setGFID(n apply.Node, g gfid.GFID, special bool) error {
 	err := n.Setxattr(r.gfidAttr, g[:])
 	if err == unix.EPERM && !r.asRoot && special {
 		return nil

@@ -166,7 +166,7 @@ func TestXtime(t *testing.T) {
 	}
 	// The raw attribute: 8+4 bytes big endian.
 	buf := make([]byte, 64)
-	n, err := unix.Getxattr(r.Root(), r.ns+".georep."+vol+".xtime", buf)
+	n, err := unix.Getxattr(r.Root(), r.s.ns+".georep."+vol+".xtime", buf)
 	if err != nil || !bytes.Equal(buf[:n], []byte{0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00, 0x07, 0x5b, 0xcd, 0x15}) {
 		t.Errorf("raw xtime %x, %v", buf[:n], err)
 	}
