@@ -94,7 +94,6 @@ type Inode struct {
 // Handle is an inode opened by OpenNode.
 type Handle struct {
 	Node Node
-	Dir  bool
 	// OwnLinks counts the links of the inode the backend itself holds (the
 	// plain replica's gfid index entry of a non-directory): Stat does not
 	// count them.
@@ -123,10 +122,6 @@ type Config struct {
 	// Closed is the error of every call after Close.
 	Closed error
 }
-
-// MetaDir is the directory beneath the replica root that georep owns. It is
-// a reserved name in the root directory.
-const MetaDir = ".georep"
 
 // Engine applies entry ops, meta ops and whole-file writes, answers Stat,
 // Entries and xtime queries and purges names, on a Backend. It is safe for

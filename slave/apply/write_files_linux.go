@@ -76,3 +76,18 @@ func (en *Engine) writeFile(f ops.FileData) error {
 	}
 	return nil
 }
+
+// CheckOpened returns fd when it is open on the regular file lst described
+// (what was looked at before opening); otherwise it closes fd and fails,
+// with changed when fd is open on another inode.
+func CheckOpened(fd int, lst unix.Stat_t, changed error) (int, error) {
+	st, err := Fstat(fd)
+	if err == nil && (st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != lst.Ino || st.Dev != lst.Dev) {
+		err = changed
+	}
+	if err != nil {
+		CloseFd(fd)
+		return -1, err
+	}
+	return fd, nil
+}

@@ -244,7 +244,7 @@ func (r *store) OpenNode(g gfid.GFID) (apply.Handle, error) {
 	if err != nil {
 		return apply.Handle{}, err
 	}
-	return apply.Handle{Node: apply.FdNode(fd), Dir: true, Done: func() { apply.CloseFd(fd) }}, nil
+	return apply.Handle{Node: apply.FdNode(fd), Done: func() { apply.CloseFd(fd) }}, nil
 }
 
 var (

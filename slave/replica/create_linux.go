@@ -137,13 +137,5 @@ func (r *store) OpenData(g gfid.GFID) (int, error) {
 	case err != nil:
 		return -1, fmt.Errorf("open: %w", err)
 	}
-	st, err := apply.Fstat(fd)
-	if err == nil && (st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != lst.Ino || st.Dev != lst.Dev) {
-		err = apply.Errorf(unix.EINVAL, "gfid %s: index entry changed while being opened", g)
-	}
-	if err != nil {
-		apply.CloseFd(fd)
-		return -1, err
-	}
-	return fd, nil
+	return apply.CheckOpened(fd, lst, apply.Errorf(unix.EINVAL, "gfid %s: index entry changed while being opened", g))
 }
