@@ -8,19 +8,21 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/georep/georep/rpc/beneath"
+	"github.com/georep/georep/rpc/eintr"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/slave/apply"
 )
 
 // Names on the volume and in the private state directory.
 const (
-	metaDir  = ".georep" // georep's directory in the volume root (reserved name)
-	parkName = "park"    // .georep/park, gfid.Park
-	gfidDir  = ".gfid"   // the aux-gfid mount's virtual directory
+	metaDir  = apply.MetaDir // georep's directory in the volume root (reserved name)
+	parkName = "park"        // .georep/park, gfid.Park
+	gfidDir  = ".gfid"       // the aux-gfid mount's virtual directory
 	// gfidAttr is the virtual attribute holding an inode's gfid as text.
 	gfidAttr = "glusterfs.gfid.string"
 	// newfileAttr creates an inode with a given gfid (gfid-access).
@@ -32,8 +34,22 @@ const (
 )
 
 // Volume is a mounted slave volume. Create it with Open, release it with
-// Close.
+// Close. Its operations are the apply engine's (package slave/apply) on the
+// volume's aux-gfid mount.
 type Volume struct {
+	*apply.Engine
+	v *volume
+}
+
+// parallelOps is how many creates of one parallel run (and meta ops or
+// writes of distinct gfids) the engine applies at once. Each is a few round
+// trips through FUSE to the bricks, which wait far longer than they compute:
+// serial, an initial sync of small files ran at a few hundred operations a
+// second. The plain replica's disk saturates with fewer (4).
+const parallelOps = 8
+
+// volume is the mounted volume as an apply.Backend.
+type volume struct {
 	cfg   Config
 	log   *slog.Logger
 	state string // the private state directory
@@ -42,8 +58,6 @@ type Volume struct {
 	cl    *client
 	binds []string // the shard bind mounts in data
 
-	mu     sync.RWMutex // held to write by every operation, except independent ones of one call (rlock)
-	closed bool
 	rootFd int // the mount root, O_PATH
 }
 
@@ -72,9 +86,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Volume, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state-dir %s: %w", base, err)
 	}
-	v := &Volume{cfg: cfg, log: log, state: state, point: filepath.Join(state, "mnt"), data: filepath.Join(state, "rsync"), rootFd: -1}
+	v := &volume{cfg: cfg, log: log, state: state, point: filepath.Join(state, "mnt"), data: filepath.Join(state, "rsync"), rootFd: -1}
 	fail := func(err error) (*Volume, error) {
-		return nil, errors.Join(err, v.Close())
+		return nil, errors.Join(err, v.close())
 	}
 	if err := os.Mkdir(v.point, 0o700); err != nil {
 		return fail(err)
@@ -82,7 +96,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Volume, error) {
 	if v.cl, err = mountVolume(ctx, cfg, v.point, filepath.Join(state, "glusterfs.log"), log); err != nil {
 		return fail(err)
 	}
-	if v.rootFd, err = retry(func() (int, error) {
+	if v.rootFd, err = eintr.Value(func() (int, error) {
 		return unix.Open(v.point, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	}); err != nil {
 		return fail(fmt.Errorf("open mount %s: %w", v.point, err))
@@ -94,43 +108,50 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Volume, error) {
 		return fail(err)
 	}
 	log.Info("slave volume mounted", "volume", cfg.Volume, "mount", v.point)
-	return v, nil
+	ecfg := apply.Config{
+		Workers:   parallelOps,
+		Namespace: "trusted",
+		Reserved:  map[string]string{gfidDir: errReservedGFIDDir},
+		Hidden:    InternalRootNames,
+		Closed:    apply.Errorf(unix.EBADF, "slave volume is closed"),
+	}
+	return &Volume{Engine: apply.New(v, ecfg, log), v: v}, nil
 }
 
 // setup creates .georep (any gfid) and .georep/park (gfid.Park).
-func (v *Volume) setup() error {
-	ni, err := v.lookup(v.rootFd, metaDir)
+func (v *volume) setup() error {
+	ni, err := v.Lookup(v.rootFd, metaDir)
 	if err != nil {
 		return fmt.Errorf("%s: %w", metaDir, err)
 	}
-	if !ni.exists {
-		if err := v.newEntry(gfid.Root, metaDir, gfid.New(), unix.S_IFDIR|0o700, 0, ""); err != nil && errnoOf(err) != unix.EEXIST {
+	if !ni.Exists {
+		if err := v.newEntry(gfid.Root, metaDir, gfid.New(), unix.S_IFDIR|0o700, 0, ""); err != nil && apply.ErrnoOf(err) != unix.EEXIST {
 			return fmt.Errorf("create %s: %w", metaDir, err)
 		}
-		if ni, err = v.lookup(v.rootFd, metaDir); err != nil {
+		if ni, err = v.Lookup(v.rootFd, metaDir); err != nil {
 			return fmt.Errorf("%s: %w", metaDir, err)
 		}
 	}
-	if !ni.isDir() {
+	if !ni.IsDir() {
 		return fmt.Errorf("%s in the volume root is not a directory: move it away", metaDir)
 	}
-	mfd, err := openBeneath(v.rootFd, metaDir, unix.O_PATH|unix.O_DIRECTORY)
+	mfd, err := beneath.Open(v.rootFd, metaDir, unix.O_PATH|unix.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", metaDir, err)
 	}
-	defer closeFd(mfd)
-	pi, err := v.lookup(mfd, parkName)
+	defer apply.CloseFd(mfd)
+	pi, err := v.Lookup(mfd, parkName)
 	if err != nil {
 		return fmt.Errorf("%s/%s: %w", metaDir, parkName, err)
 	}
-	if !pi.exists {
-		if err := v.newEntry(ni.g, parkName, gfid.Park, unix.S_IFDIR|0o700, 0, ""); err != nil {
+	if !pi.Exists {
+		if err := v.newEntry(ni.GFID, parkName, gfid.Park, unix.S_IFDIR|0o700, 0, ""); err != nil {
 			return fmt.Errorf("create %s/%s with gfid %s: %w", metaDir, parkName, gfid.Park, err)
 		}
 		return nil
 	}
-	if !pi.isDir() || pi.g != gfid.Park {
-		return fmt.Errorf("%s/%s holds gfid %s, want the park directory %s: move it away", metaDir, parkName, pi.g, gfid.Park)
+	if !pi.IsDir() || pi.GFID != gfid.Park {
+		return fmt.Errorf("%s/%s holds gfid %s, want the park directory %s: move it away", metaDir, parkName, pi.GFID, gfid.Park)
 	}
 	return nil
 }
@@ -140,7 +161,7 @@ func (v *Volume) setup() error {
 // master's paths ab/<gfid> land in the inode of that gfid on the attached
 // mount. Symlinks ab -> <mount>/.gfid do not work: rsync 3.4+ opens the
 // directories of a destination path without following symlinks (ELOOP).
-func (v *Volume) makeDataDir() error {
+func (v *volume) makeDataDir() error {
 	if err := os.Mkdir(v.data, 0o700); err != nil {
 		return err
 	}
@@ -150,12 +171,12 @@ func (v *Volume) makeDataDir() error {
 		if err := os.Mkdir(dst, 0o700); err != nil {
 			return err
 		}
-		if err := retry0(func() error { return unix.Mount(src, dst, "", unix.MS_BIND, "") }); err != nil {
+		if err := eintr.Retry(func() error { return unix.Mount(src, dst, "", unix.MS_BIND, "") }); err != nil {
 			return fmt.Errorf("bind %s on %s: %w", src, dst, err)
 		}
 		v.binds = append(v.binds, dst)
 		flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_NOSYMFOLLOW | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
-		if err := retry0(func() error { return unix.Mount("", dst, "", flags, "") }); err != nil {
+		if err := eintr.Retry(func() error { return unix.Mount("", dst, "", flags, "") }); err != nil {
 			return fmt.Errorf("remount %s nosymfollow: %w", dst, err)
 		}
 	}
@@ -163,12 +184,12 @@ func (v *Volume) makeDataDir() error {
 }
 
 // unbind unmounts the shard bind mounts (never lazily).
-func (v *Volume) unbind() error {
+func (v *volume) unbind() error {
 	var errs []error
 	for _, dst := range v.binds {
 		var err error
 		for range 50 {
-			if err = retry0(func() error { return unix.Unmount(dst, 0) }); err != unix.EBUSY {
+			if err = eintr.Retry(func() error { return unix.Unmount(dst, 0) }); err != unix.EBUSY {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -182,15 +203,11 @@ func (v *Volume) unbind() error {
 }
 
 // Close unmounts the volume, reaps the client and removes the private state
-// directory.
-func (v *Volume) Close() error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.closed {
-		return nil
-	}
-	v.closed = true
-	closeFd(v.rootFd)
+// directory. Operations after Close fail.
+func (vol *Volume) Close() error { return vol.CloseWith(vol.v.close) }
+
+func (v *volume) close() error {
+	apply.CloseFd(v.rootFd)
 	v.rootFd = -1
 	var errs []error
 	if err := v.unbind(); err != nil {
@@ -213,28 +230,19 @@ func (v *Volume) Close() error {
 
 // Root is the mount point: the directory holding georep's own state
 // (.georep/volume-id, .georep/master-volume-id).
-func (v *Volume) Root() string { return v.point }
+func (vol *Volume) Root() string { return vol.v.point }
 
 // DataDir is the directory the slave's rsync receives into: ab/<gfid> there
 // is the inode of gfid on the volume.
-func (v *Volume) DataDir() string { return v.data }
-
-func (v *Volume) lock() error {
-	v.mu.Lock()
-	if v.closed {
-		v.mu.Unlock()
-		return errf(unix.EBADF, "slave volume is closed")
-	}
-	return nil
-}
+func (vol *Volume) DataDir() string { return vol.v.data }
 
 // openGFID opens the inode of g (O_PATH unless flags say otherwise), never
 // following a symlink.
-func (v *Volume) openGFID(g gfid.GFID, flags int) (int, error) {
+func (v *volume) openGFID(g gfid.GFID, flags int) (int, error) {
 	if g == gfid.Root {
-		return openBeneath(v.rootFd, ".", flags)
+		return beneath.Open(v.rootFd, ".", flags)
 	}
-	fd, err := openBeneath(v.rootFd, gfidDir+"/"+g.String(), flags)
+	fd, err := beneath.Open(v.rootFd, gfidDir+"/"+g.String(), flags)
 	if err == unix.ESTALE || err == unix.EINVAL && g.IsZero() {
 		return -1, unix.ENOENT
 	}
@@ -243,12 +251,12 @@ func (v *Volume) openGFID(g gfid.GFID, flags int) (int, error) {
 	}
 	// A gfid whose inode is gone can still open (a cached inode) and then
 	// answer ESTALE.
-	st, err := fstat(fd)
-	if err == nil && st.Nlink == 0 && !isDirMode(st.Mode) {
+	st, err := apply.Fstat(fd)
+	if err == nil && st.Nlink == 0 && !apply.IsDirMode(st.Mode) {
 		err = unix.ENOENT
 	}
 	if err != nil {
-		closeFd(fd)
+		apply.CloseFd(fd)
 		if err == unix.ESTALE {
 			err = unix.ENOENT
 		}
@@ -257,51 +265,28 @@ func (v *Volume) openGFID(g gfid.GFID, flags int) (int, error) {
 	return fd, nil
 }
 
-// openParent opens the directory of gfid g (O_PATH) for *at calls.
-func (v *Volume) openParent(g gfid.GFID) (int, error) {
-	fd, err := v.openGFID(g, unix.O_PATH|unix.O_DIRECTORY)
-	switch {
-	case err == nil:
-		return fd, nil
-	case err == unix.ENOENT:
-		return -1, errf(unix.ENOENT, "parent %s not found", g)
-	case err == unix.ENOTDIR || err == unix.ELOOP:
-		return -1, errf(unix.ENOTDIR, "parent %s is not a directory", g)
-	}
-	return -1, fmt.Errorf("open parent %s: %w", g, err)
-}
-
-// nameInfo is what a name in a directory holds.
-type nameInfo struct {
-	exists bool
-	st     unix.Stat_t
-	g      gfid.GFID // zero if none could be read
-}
-
-func (ni nameInfo) isDir() bool { return ni.exists && isDirMode(ni.st.Mode) }
-
-// lookup looks name up in dirfd without following it, with its gfid.
-func (v *Volume) lookup(dirfd int, name string) (nameInfo, error) {
-	st, err := lstatAt(dirfd, name)
+// Lookup looks name up in dirfd without following it, with its gfid.
+func (v *volume) Lookup(dirfd int, name string) (apply.Name, error) {
+	st, err := apply.LstatAt(dirfd, name)
 	if err == unix.ENOENT || err == unix.ESTALE {
-		return nameInfo{}, nil
+		return apply.Name{}, nil
 	}
 	if err != nil {
-		return nameInfo{}, err
+		return apply.Name{}, err
 	}
-	p := procPath(dirfd, name)
-	b, err := readSized(func(d []byte) (int, error) { return unix.Lgetxattr(p, gfidAttr, d) })
+	p := apply.ProcPath(dirfd, name)
+	b, err := apply.ReadSized(func(d []byte) (int, error) { return unix.Lgetxattr(p, gfidAttr, d) })
 	if err == unix.ENOENT || err == unix.ESTALE {
-		return nameInfo{}, nil
+		return apply.Name{}, nil
 	}
 	if err != nil {
-		return nameInfo{}, fmt.Errorf("%s of %q: %w", gfidAttr, truncName(name), err)
+		return apply.Name{}, fmt.Errorf("%s of %q: %w", gfidAttr, apply.TruncName(name), err)
 	}
 	g, err := parseGFIDAttr(b)
 	if err != nil {
-		return nameInfo{}, fmt.Errorf("%s of %q: %w", gfidAttr, truncName(name), err)
+		return apply.Name{}, fmt.Errorf("%s of %q: %w", gfidAttr, apply.TruncName(name), err)
 	}
-	return nameInfo{exists: true, st: st, g: g}, nil
+	return apply.Name{Exists: true, St: st, GFID: g}, nil
 }
 
 func parseGFIDAttr(b []byte) (gfid.GFID, error) {
@@ -313,7 +298,7 @@ func parseGFIDAttr(b []byte) (gfid.GFID, error) {
 
 // gfidOfFd reads the gfid of the inode open as fd.
 func gfidOfFd(fd int) (gfid.GFID, error) {
-	b, err := node{fd}.getxattr(gfidAttr)
+	b, err := apply.PathNode(fd).Getxattr(gfidAttr)
 	if err != nil {
 		return gfid.GFID{}, err
 	}
@@ -324,15 +309,15 @@ func gfidOfFd(fd int) (gfid.GFID, error) {
 // gsyncd's glusterfs.gfid.newfile blob (resource.py _fmt_mknod, _fmt_mkdir,
 // _fmt_symlink): uid and gid 0 (the caller chowns), the mode with its type
 // bits, rdev for devices, umask 0.
-func (v *Volume) newEntry(parent gfid.GFID, name string, g gfid.GFID, mode uint32, rdev uint64, target string) error {
+func (v *volume) newEntry(parent gfid.GFID, name string, g gfid.GFID, mode uint32, rdev uint64, target string) error {
 	blob := newfileBlob(g, name, mode, rdev, target)
-	pfd, err := v.openParent(parent)
+	pfd, err := v.OpenDir(parent)
 	if err != nil {
 		return err
 	}
-	defer closeFd(pfd)
+	defer apply.CloseFd(pfd)
 	// pfd is an O_PATH directory: the procfs link leads to it.
-	return retry0(func() error { return unix.Setxattr(procFd(pfd), newfileAttr, blob, 0) })
+	return eintr.Retry(func() error { return unix.Setxattr(apply.ProcFd(pfd), newfileAttr, blob, 0) })
 }
 
 // newfileBlob packs gfid-access's ga_newfile_args: big endian

@@ -1,95 +1,40 @@
 package glusterfs
 
 import (
-	"context"
 	"fmt"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
-	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
-// WriteFiles replaces the content of regular files the volume already holds
-// and then sets their owner, mode and mtime: the small-file path. A gfid the
-// volume does not hold as a regular file fails with ENOENT; nothing is ever
-// created.
-func (v *Volume) WriteFiles(ctx context.Context, files []ops.FileData) []ops.Failure {
-	apply := func(i int) error { return v.writeFile(files[i]) }
-	what := func(i int) string { return "WRITE " + files[i].GFID.String() }
-	if distinct(len(files), func(i int) gfid.GFID { return files[i].GFID }) {
-		return v.applyParallel(ctx, 0, len(files), apply, what) // one inode each: no order to keep
-	}
-	return v.applyBatch(ctx, len(files), apply, what)
-}
-
-func (v *Volume) writeFile(f ops.FileData) error {
-	switch {
-	case f.GFID.IsZero():
-		return errf(unix.EINVAL, "zero gfid")
-	case f.GFID == gfid.Root || f.GFID == gfid.Park:
-		return errf(unix.EINVAL, "gfid %s is reserved: not a regular file", f.GFID)
-	}
-	unknown := func() error {
-		return errf(unix.ENOENT, "gfid %s: not a regular file known to the replica", f.GFID)
-	}
+// OpenData opens the regular file of g for writing through .gfid/<g>. A
+// gfid the volume does not hold as a regular file fails with ENOENT.
+func (v *volume) OpenData(g gfid.GFID) (int, error) {
 	// Look first (O_PATH opens nothing), so that only a regular file is ever
 	// opened for writing; then check that the inode opened is that one.
-	pfd, err := v.openGFID(f.GFID, unix.O_PATH)
+	pfd, err := v.openGFID(g, unix.O_PATH)
 	if err == unix.ENOENT {
-		return unknown()
+		return -1, apply.ErrUnknownFile(g)
 	}
 	if err != nil {
-		return fmt.Errorf("lookup: %w", err)
+		return -1, fmt.Errorf("lookup: %w", err)
 	}
-	lst, err := fstat(pfd)
-	closeFd(pfd)
+	lst, err := apply.Fstat(pfd)
+	apply.CloseFd(pfd)
 	if err != nil {
-		return err
+		return -1, err
 	}
 	if lst.Mode&unix.S_IFMT != unix.S_IFREG {
-		return unknown()
+		return -1, apply.ErrUnknownFile(g)
 	}
-	fd, err := v.openGFID(f.GFID, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
+	fd, err := v.openGFID(g, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
 	switch {
 	case err == unix.ENOENT:
-		return unknown()
+		return -1, apply.ErrUnknownFile(g)
 	case err != nil:
-		return fmt.Errorf("open: %w", err)
+		return -1, fmt.Errorf("open: %w", err)
 	}
-	defer closeFd(fd)
-	st, err := fstat(fd)
-	if err != nil {
-		return err
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != lst.Ino || st.Dev != lst.Dev {
-		return errf(unix.EINVAL, "gfid %s changed while being opened", f.GFID)
-	}
-	if st.Size != 0 {
-		if err := retry0(func() error { return unix.Ftruncate(fd, 0) }); err != nil {
-			return fmt.Errorf("truncate: %w", err)
-		}
-	}
-	for b := f.Data; len(b) > 0; {
-		n, err := retry(func() (int, error) { return unix.Write(fd, b) })
-		if err != nil {
-			return fmt.Errorf("write: %w", err)
-		}
-		if n == 0 {
-			return errf(unix.EIO, "write: no progress")
-		}
-		b = b[n:]
-	}
-	n := node{fd}
-	if err := retry0(func() error { return unix.Fchown(fd, int(f.UID), int(f.GID)) }); err != nil {
-		return fmt.Errorf("chown %d:%d: %w", f.UID, f.GID, err)
-	}
-	if err := retry0(func() error { return unix.Fchmod(fd, f.Mode&0o7777) }); err != nil {
-		return fmt.Errorf("chmod %#o: %w", f.Mode&0o7777, err)
-	}
-	mt := f.Mtime
-	if err := n.utimes(nil, &mt); err != nil {
-		return fmt.Errorf("setting times: %w", err)
-	}
-	return nil
+	return apply.CheckOpened(fd, lst, apply.Errorf(unix.EINVAL, "gfid %s changed while being opened", g))
 }

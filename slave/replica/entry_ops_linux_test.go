@@ -12,6 +12,7 @@ import (
 
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 func TestOpen(t *testing.T) {
@@ -35,7 +36,7 @@ func TestOpen(t *testing.T) {
 		r, root := newReplica(t)
 		for _, d := range []string{".georep", ".georep/gfid", ".georep/links", ".georep/park"} {
 			st := lstat(t, filepath.Join(root, d))
-			if !isDirMode(st.Mode) || st.Mode&0o777 != 0o700 {
+			if !apply.IsDirMode(st.Mode) || st.Mode&0o777 != 0o700 {
 				t.Errorf("%s: mode %o, want a 0700 directory", d, st.Mode)
 			}
 		}
@@ -124,7 +125,7 @@ func TestCreateOps(t *testing.T) {
 			}
 			e := tt.e
 			e.GFID, e.Parent, e.Name = gfid.New(), gfid.Root, strings.ReplaceAll(tt.name, " ", "_")
-			apply(t, r, e)
+			mustApply(t, r, e)
 			p := filepath.Join(root, e.Name)
 			st := lstat(t, p)
 			if got := ops.TypeOfMode(st.Mode); got != tt.want.typ {
@@ -170,7 +171,7 @@ func TestCreateOps(t *testing.T) {
 			}
 			// A replay succeeds and changes nothing.
 			before := snapshot(t, root)
-			apply(t, r, e)
+			mustApply(t, r, e)
 			assertSameTree(t, before, snapshot(t, root))
 		})
 	}
@@ -180,7 +181,7 @@ func TestCreateOps(t *testing.T) {
 func TestCreateConflicts(t *testing.T) {
 	r, root := newReplica(t)
 	g1, g2, d := gfid.New(), gfid.New(), gfid.New()
-	apply(t, r, create(g1, gfid.Root, "a", 0o644), mkdir(d, gfid.Root, "d"))
+	mustApply(t, r, create(g1, gfid.Root, "a", 0o644), mkdir(d, gfid.Root, "d"))
 
 	t.Run("name holds another gfid", func(t *testing.T) {
 		f := applyFail(t, r, create(g2, gfid.Root, "a", 0o644), unix.EEXIST)
@@ -210,7 +211,7 @@ func TestCreateConflicts(t *testing.T) {
 		}
 	})
 	t.Run("create of an existing file gfid links", func(t *testing.T) {
-		apply(t, r, create(g1, d, "a2", 0o644))
+		mustApply(t, r, create(g1, d, "a2", 0o644))
 		if lstat(t, filepath.Join(root, "a")).Ino != lstat(t, filepath.Join(root, "d", "a2")).Ino {
 			t.Error("a and d/a2 are not hardlinks")
 		}
@@ -229,13 +230,13 @@ func TestCreateConflicts(t *testing.T) {
 	})
 	t.Run("missing index entry repaired", func(t *testing.T) {
 		g, dg := gfid.New(), gfid.New()
-		apply(t, r, create(g, gfid.Root, "rep", 0o644), mkdir(dg, gfid.Root, "repd"))
+		mustApply(t, r, create(g, gfid.Root, "rep", 0o644), mkdir(dg, gfid.Root, "repd"))
 		for _, x := range []gfid.GFID{g, dg} {
 			if err := os.Remove(indexPath(root, x)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		apply(t, r, create(g, gfid.Root, "rep", 0o644), mkdir(dg, gfid.Root, "repd"))
+		mustApply(t, r, create(g, gfid.Root, "rep", 0o644), mkdir(dg, gfid.Root, "repd"))
 		if lstat(t, indexPath(root, g)).Ino != lstat(t, filepath.Join(root, "rep")).Ino {
 			t.Error("file index entry not repaired")
 		}
@@ -248,7 +249,7 @@ func TestCreateConflicts(t *testing.T) {
 func TestLink(t *testing.T) {
 	r, root := newReplica(t)
 	f, d := gfid.New(), gfid.New()
-	apply(t, r, create(f, gfid.Root, "f", 0o644), mkdir(d, gfid.Root, "d"), link(f, d, "f2"), link(f, gfid.Root, "f3"))
+	mustApply(t, r, create(f, gfid.Root, "f", 0o644), mkdir(d, gfid.Root, "d"), link(f, d, "f2"), link(f, gfid.Root, "f3"))
 	ino := lstat(t, filepath.Join(root, "f")).Ino
 	for _, p := range []string{"d/f2", "f3", indexPath(root, f)} {
 		if !filepath.IsAbs(p) {
@@ -272,7 +273,7 @@ func TestLink(t *testing.T) {
 		t.Errorf("d/f2 = %q", b)
 	}
 	before := snapshot(t, root)
-	apply(t, r, link(f, d, "f2"))
+	mustApply(t, r, link(f, d, "f2"))
 	assertSameTree(t, before, snapshot(t, root))
 
 	applyFail(t, r, link(d, gfid.Root, "dlink"), unix.EPERM)
@@ -289,13 +290,13 @@ func TestLink(t *testing.T) {
 func TestUnlink(t *testing.T) {
 	r, root := newReplica(t)
 	f, other, d := gfid.New(), gfid.New(), gfid.New()
-	apply(t, r, create(f, gfid.Root, "a", 0o644), link(f, gfid.Root, "b"), create(other, gfid.Root, "o", 0o644), mkdir(d, gfid.Root, "d"))
+	mustApply(t, r, create(f, gfid.Root, "a", 0o644), link(f, gfid.Root, "b"), create(other, gfid.Root, "o", 0o644), mkdir(d, gfid.Root, "d"))
 
-	apply(t, r, unlink(f, gfid.Root, "a"))
+	mustApply(t, r, unlink(f, gfid.Root, "a"))
 	if exists(filepath.Join(root, "a")) || !exists(indexPath(root, f)) {
 		t.Fatal("after unlinking one of two names: want a gone, index kept")
 	}
-	apply(t, r, unlink(f, gfid.Root, "b"))
+	mustApply(t, r, unlink(f, gfid.Root, "b"))
 	if exists(filepath.Join(root, "b")) || exists(indexPath(root, f)) {
 		t.Fatal("after unlinking the last name: want name and index entry gone")
 	}
@@ -304,7 +305,7 @@ func TestUnlink(t *testing.T) {
 	}
 	// Replays and mismatches succeed and change nothing.
 	before := snapshot(t, root)
-	apply(t, r,
+	mustApply(t, r,
 		unlink(f, gfid.Root, "b"),          // missing name
 		unlink(f, gfid.Root, "o"),          // another gfid: left alone
 		unlink(f, gfid.New(), "x"),         // missing parent
@@ -317,35 +318,35 @@ func TestUnlink(t *testing.T) {
 
 	// RMDIR: not empty, then empty.
 	c := gfid.New()
-	apply(t, r, create(c, d, "child", 0o644))
+	mustApply(t, r, create(c, d, "child", 0o644))
 	applyFail(t, r, rmdir(d, gfid.Root, "d"), unix.ENOTEMPTY)
-	apply(t, r, unlink(c, d, "child"), rmdir(d, gfid.Root, "d"))
+	mustApply(t, r, unlink(c, d, "child"), rmdir(d, gfid.Root, "d"))
 	if exists(filepath.Join(root, "d")) || exists(indexPath(root, d)) {
 		t.Fatal("after RMDIR: want directory and index entry gone")
 	}
 	// Recreating a removed gfid works (its index entry went with it).
-	apply(t, r, mkdir(d, gfid.Root, "d"))
+	mustApply(t, r, mkdir(d, gfid.Root, "d"))
 }
 
 func TestRename(t *testing.T) {
 	r, root := newReplica(t)
 	f, g, d, e, sub := gfid.New(), gfid.New(), gfid.New(), gfid.New(), gfid.New()
-	apply(t, r,
+	mustApply(t, r,
 		mkdir(d, gfid.Root, "d"), mkdir(e, gfid.Root, "e"), mkdir(sub, d, "sub"),
 		create(f, d, "f", 0o644), create(g, gfid.Root, "g", 0o644),
 	)
 
 	t.Run("file", func(t *testing.T) {
-		apply(t, r, rename(f, d, "f", e, "f-moved"))
+		mustApply(t, r, rename(f, d, "f", e, "f-moved"))
 		if exists(filepath.Join(root, "d/f")) || xattrGFID(t, r, filepath.Join(root, "e/f-moved")) != f {
 			t.Fatal("file not moved")
 		}
 		before := snapshot(t, root)
-		apply(t, r, rename(f, d, "f", e, "f-moved")) // replay
+		mustApply(t, r, rename(f, d, "f", e, "f-moved")) // replay
 		assertSameTree(t, before, snapshot(t, root))
 	})
 	t.Run("replace drops the replaced inode's index", func(t *testing.T) {
-		apply(t, r, rename(f, e, "f-moved", gfid.Root, "g"))
+		mustApply(t, r, rename(f, e, "f-moved", gfid.Root, "g"))
 		if xattrGFID(t, r, filepath.Join(root, "g")) != f {
 			t.Fatal("g not replaced")
 		}
@@ -357,13 +358,13 @@ func TestRename(t *testing.T) {
 		}
 	})
 	t.Run("directory rename updates the chain", func(t *testing.T) {
-		apply(t, r, rename(d, gfid.Root, "d", e, "d-moved"))
+		mustApply(t, r, rename(d, gfid.Root, "d", e, "d-moved"))
 		if got, _ := os.Readlink(indexPath(root, d)); got != dirLink(e, "d-moved") {
 			t.Errorf("index %q", got)
 		}
 		// A child directory still resolves through the updated chain.
 		c := gfid.New()
-		apply(t, r, create(c, sub, "c", 0o600))
+		mustApply(t, r, create(c, sub, "c", 0o600))
 		if !exists(filepath.Join(root, "e/d-moved/sub/c")) {
 			t.Fatal("child created at the wrong place")
 		}
@@ -387,14 +388,14 @@ func TestRename(t *testing.T) {
 	})
 	t.Run("swap via park", func(t *testing.T) {
 		x, y := gfid.New(), gfid.New()
-		apply(t, r, create(x, gfid.Root, "x", 0o600), mkdir(y, gfid.Root, "y"))
+		mustApply(t, r, create(x, gfid.Root, "x", 0o600), mkdir(y, gfid.Root, "y"))
 		seq := []ops.Entry{
 			rename(x, gfid.Root, "x", gfid.Park, x.String()),
 			rename(y, gfid.Root, "y", gfid.Park, y.String()),
 			rename(x, gfid.Park, x.String(), gfid.Root, "y"),
 			rename(y, gfid.Park, y.String(), gfid.Root, "x"),
 		}
-		apply(t, r, seq...)
+		mustApply(t, r, seq...)
 		if xattrGFID(t, r, filepath.Join(root, "y")) != x || xattrGFID(t, r, filepath.Join(root, "x")) != y {
 			t.Fatal("not swapped")
 		}
@@ -402,27 +403,27 @@ func TestRename(t *testing.T) {
 			t.Errorf("park not empty: %v", ents)
 		}
 		before := snapshot(t, root)
-		apply(t, r, seq...) // replay converges
+		mustApply(t, r, seq...) // replay converges
 		assertSameTree(t, before, snapshot(t, root))
 	})
 	t.Run("old name gone, gfid elsewhere", func(t *testing.T) {
 		h := gfid.New()
-		apply(t, r, create(h, gfid.Root, "h", 0o600))
-		apply(t, r, rename(h, gfid.Root, "nothere", e, "h2")) // non-dir: linked
+		mustApply(t, r, create(h, gfid.Root, "h", 0o600))
+		mustApply(t, r, rename(h, gfid.Root, "nothere", e, "h2")) // non-dir: linked
 		if lstat(t, filepath.Join(root, "e/h2")).Ino != lstat(t, filepath.Join(root, "h")).Ino {
 			t.Error("e/h2 is not a link of h")
 		}
 		applyFail(t, r, rename(gfid.New(), gfid.Root, "nothere", e, "zz"), unix.ENOENT)
 		// A directory is moved from where it is.
-		apply(t, r, rename(sub, gfid.Root, "nothere", gfid.Root, "sub-top"))
+		mustApply(t, r, rename(sub, gfid.Root, "nothere", gfid.Root, "sub-top"))
 		if xattrGFID(t, r, filepath.Join(root, "sub-top")) != sub || exists(filepath.Join(root, "e/d-moved/sub")) {
 			t.Error("directory not moved from its current place")
 		}
 	})
 	t.Run("hardlinks", func(t *testing.T) {
 		k := gfid.New()
-		apply(t, r, create(k, gfid.Root, "k1", 0o600), link(k, gfid.Root, "k2"))
-		apply(t, r, rename(k, gfid.Root, "k1", gfid.Root, "k2"))
+		mustApply(t, r, create(k, gfid.Root, "k1", 0o600), link(k, gfid.Root, "k2"))
+		mustApply(t, r, rename(k, gfid.Root, "k1", gfid.Root, "k2"))
 		if exists(filepath.Join(root, "k1")) || !exists(filepath.Join(root, "k2")) {
 			t.Error("rename between two hardlinks: want k1 gone, k2 kept")
 		}
@@ -453,7 +454,7 @@ func TestReplay(t *testing.T) {
 		unlink(f1, d1, "f1-link"),
 		mkdir(gfid.New(), d3, "empty"),
 	}
-	apply(t, r, seq...)
+	mustApply(t, r, seq...)
 	first := snapshot(t, root)
 	// The second run converges to the same tree. The one entry that fails is
 	// the MKDIR of d2, which has been renamed since: a directory gfid that
@@ -480,7 +481,7 @@ func TestReplay(t *testing.T) {
 func TestHostileInput(t *testing.T) {
 	r, root := newReplica(t)
 	d, f := gfid.New(), gfid.New()
-	apply(t, r, mkdir(d, gfid.Root, "d"), create(f, d, "f", 0o644))
+	mustApply(t, r, mkdir(d, gfid.Root, "d"), create(f, d, "f", 0o644))
 	outside := filepath.Dir(root)
 	before, beforeOut := snapshot(t, root), snapshot(t, outside)
 	long := strings.Repeat("a", 256)
@@ -501,7 +502,7 @@ func TestHostileInput(t *testing.T) {
 	for _, name := range names {
 		for _, op := range makers {
 			e := op(name)
-			t.Run(e.Op.String()+"/"+truncName(name), func(t *testing.T) {
+			t.Run(e.Op.String()+"/"+apply.TruncName(name), func(t *testing.T) {
 				applyFail(t, r, e, unix.EINVAL)
 			})
 		}
@@ -519,7 +520,7 @@ func TestHostileInput(t *testing.T) {
 		mkdir(gfid.Root, d, "root"),
 	}
 	for _, e := range reserved {
-		t.Run("reserved/"+describe(e), func(t *testing.T) { applyFail(t, r, e, unix.EPERM) })
+		t.Run("reserved/"+apply.Describe(e), func(t *testing.T) { applyFail(t, r, e, unix.EPERM) })
 	}
 	invalid := []ops.Entry{
 		{Op: 0, GFID: gfid.New(), Parent: d, Name: "x"},
@@ -536,7 +537,7 @@ func TestHostileInput(t *testing.T) {
 		symlink(gfid.New(), d, "x", strings.Repeat("a", 4096)),
 	}
 	for _, e := range invalid {
-		t.Run("invalid/"+describe(e), func(t *testing.T) { applyFail(t, r, e, unix.EINVAL) })
+		t.Run("invalid/"+apply.Describe(e), func(t *testing.T) { applyFail(t, r, e, unix.EINVAL) })
 	}
 	if _, err := r.Purge(t.Context(), gfid.Root, ".georep", gfid.GFID{}); err == nil {
 		t.Error("Purge of .georep allowed")
@@ -558,7 +559,7 @@ func TestSymlinkSwapEscape(t *testing.T) {
 	r, root := newReplica(t)
 	outside := filepath.Join(filepath.Dir(root), "outside")
 	d, f := gfid.New(), gfid.New()
-	apply(t, r, mkdir(d, gfid.Root, "d"), create(f, d, "f", 0o644))
+	mustApply(t, r, mkdir(d, gfid.Root, "d"), create(f, d, "f", 0o644))
 	if ents, err := r.Entries(t.Context(), d); err != nil || len(ents) != 1 {
 		t.Fatalf("Entries(d) = %v, %v", ents, err)
 	}
@@ -573,7 +574,7 @@ func TestSymlinkSwapEscape(t *testing.T) {
 		t.Fatal(err)
 	}
 	if os.Geteuid() == 0 {
-		if err := unix.Lsetxattr(filepath.Join(root, "d"), r.gfidAttr, d[:], 0); err != nil {
+		if err := unix.Lsetxattr(filepath.Join(root, "d"), r.s.gfidAttr, d[:], 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -614,7 +615,7 @@ func TestSymlinkSwapEscape(t *testing.T) {
 func TestDirectoryChainStale(t *testing.T) {
 	r, root := newReplica(t)
 	d, sub := gfid.New(), gfid.New()
-	apply(t, r, mkdir(d, gfid.Root, "d"), mkdir(sub, d, "sub"))
+	mustApply(t, r, mkdir(d, gfid.Root, "d"), mkdir(sub, d, "sub"))
 	// Rename behind georep's back: the chain no longer leads to d.
 	if err := os.Rename(filepath.Join(root, "d"), filepath.Join(root, "elsewhere")); err != nil {
 		t.Fatal(err)
@@ -637,7 +638,7 @@ func TestDirectoryChainStale(t *testing.T) {
 func TestChainLoop(t *testing.T) {
 	r, root := newReplica(t)
 	a, b := gfid.New(), gfid.New()
-	apply(t, r, mkdir(a, gfid.Root, "a"), mkdir(b, a, "b"))
+	mustApply(t, r, mkdir(a, gfid.Root, "a"), mkdir(b, a, "b"))
 	// Corrupt the index: a's parent is b.
 	if err := os.Remove(indexPath(root, a)); err != nil {
 		t.Fatal(err)

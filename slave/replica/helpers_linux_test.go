@@ -18,6 +18,7 @@ import (
 
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -63,8 +64,8 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-// apply applies entries and fails the test on any failure.
-func apply(t *testing.T, r *Replica, entries ...ops.Entry) {
+// mustApply applies entries and fails the test on any failure.
+func mustApply(t *testing.T, r *Replica, entries ...ops.Entry) {
 	t.Helper()
 	if fails := r.ApplyEntries(t.Context(), entries); len(fails) != 0 {
 		for _, f := range fails {
@@ -79,10 +80,10 @@ func applyFail(t *testing.T, r *Replica, e ops.Entry, want syscall.Errno) ops.Fa
 	t.Helper()
 	fails := r.ApplyEntries(t.Context(), []ops.Entry{e})
 	if len(fails) != 1 {
-		t.Fatalf("%s: got %d failures, want 1 with %v", describe(e), len(fails), want)
+		t.Fatalf("%s: got %d failures, want 1 with %v", apply.Describe(e), len(fails), want)
 	}
 	if fails[0].Errno != want {
-		t.Fatalf("%s: errno %v (%s), want %v", describe(e), fails[0].Errno, fails[0].Message, want)
+		t.Fatalf("%s: errno %v (%s), want %v", apply.Describe(e), fails[0].Errno, fails[0].Message, want)
 	}
 	return fails[0]
 }
@@ -119,7 +120,7 @@ func rmdir(g, parent gfid.GFID, name string) ops.Entry {
 func xattrGFID(t *testing.T, r *Replica, path string) gfid.GFID {
 	t.Helper()
 	buf := make([]byte, 64)
-	n, err := unix.Lgetxattr(path, r.gfidAttr, buf)
+	n, err := unix.Lgetxattr(path, r.s.gfidAttr, buf)
 	if err == unix.ENODATA {
 		return gfid.GFID{}
 	}
@@ -192,7 +193,7 @@ func snapshot(t *testing.T, dir string) map[string]string {
 			t.Fatal(err)
 		}
 		desc := fmt.Sprintf("mode=%o uid=%d gid=%d rdev=%d", st.Mode, st.Uid, st.Gid, st.Rdev)
-		if !isDirMode(st.Mode) {
+		if !apply.IsDirMode(st.Mode) {
 			desc += fmt.Sprintf(" size=%d nlink=%d", st.Size, st.Nlink)
 			if first, ok := inodes[st.Ino]; ok {
 				desc += " same-as=" + first

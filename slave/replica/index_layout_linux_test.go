@@ -9,6 +9,7 @@ import (
 
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 // allTypes creates one inode of every type the caller may create beneath
@@ -31,7 +32,7 @@ func allTypes(t *testing.T, r *Replica, parent gfid.GFID, prefix string) map[ops
 		add(ops.TypeChar, ops.Entry{Op: ops.OpMknod, Mode: unix.S_IFCHR | 0o644, Rdev: unix.Mkdev(1, 3)})
 		add(ops.TypeBlock, ops.Entry{Op: ops.OpMknod, Mode: unix.S_IFBLK | 0o644, Rdev: unix.Mkdev(7, 200)})
 	}
-	apply(t, r, entries...)
+	mustApply(t, r, entries...)
 	return gs
 }
 
@@ -51,7 +52,7 @@ func assertIndexPlace(t *testing.T, root string, typ ops.FileType, g gfid.GFID) 
 	}
 	st := lstat(t, linksPath(root, g))
 	switch {
-	case typ == ops.TypeDir && !isLinkMode(st.Mode):
+	case typ == ops.TypeDir && !apply.IsLinkMode(st.Mode):
 		t.Errorf("directory %s: index entry mode %o, want a symlink", g, st.Mode)
 	case typ != ops.TypeDir && ops.TypeOfMode(st.Mode) != typ:
 		t.Errorf("%s %s: index entry is a %s", typ, g, ops.TypeOfMode(st.Mode))
@@ -90,17 +91,17 @@ func TestIndexTrees(t *testing.T) {
 		}
 		more = append(more, link(g, gfid.Root, "hl-"+typ.String()))
 	}
-	apply(t, r, more...)
+	mustApply(t, r, more...)
 	other := gfid.New()
-	apply(t, r, mkdir(other, gfid.Root, "other"))
+	mustApply(t, r, mkdir(other, gfid.Root, "other"))
 	more = more[:0]
 	for typ, g := range top {
 		more = append(more, rename(g, gfid.Root, "top-"+typ.String(), other, "moved-"+typ.String()))
 	}
-	apply(t, r, more...)
+	mustApply(t, r, more...)
 	// Replays converge and change nothing.
 	before := snapshot(t, root)
-	apply(t, r, more...)
+	mustApply(t, r, more...)
 	assertSameTree(t, before, snapshot(t, root))
 	assertDataDirRegularOnly(t, r)
 	for typ, g := range top {
@@ -134,7 +135,7 @@ func TestIndexTrees(t *testing.T) {
 		}
 		more = append(more, unlink(g, top[ops.TypeDir], "sub-"+typ.String()), unlink(g, gfid.Root, "hl-"+typ.String()))
 	}
-	apply(t, r, more...)
+	mustApply(t, r, more...)
 	for typ, g := range sub {
 		if typ != ops.TypeDir && (exists(dataPath(root, g)) || exists(linksPath(root, g))) {
 			t.Errorf("%s %s: index entry left after its last name went", typ, g)
@@ -165,7 +166,7 @@ func TestIndexStaleAcrossTrees(t *testing.T) {
 	r, root := newReplica(t)
 	d, fifo, f := gfid.New(), gfid.New(), gfid.New()
 	fifoEntry := ops.Entry{Op: ops.OpMknod, GFID: fifo, Parent: gfid.Root, Name: "fifo", Mode: unix.S_IFIFO | 0o644}
-	apply(t, r, mkdir(d, gfid.Root, "d"), fifoEntry, create(f, gfid.Root, "f", 0o644))
+	mustApply(t, r, mkdir(d, gfid.Root, "d"), fifoEntry, create(f, gfid.Root, "f", 0o644))
 
 	orphan := func(g gfid.GFID) {
 		t.Helper()
@@ -191,7 +192,7 @@ func TestIndexStaleAcrossTrees(t *testing.T) {
 	if _, err := r.Entries(t.Context(), d); err == nil {
 		t.Fatal("Entries through a regular-file entry succeeded")
 	}
-	apply(t, r, mkdir(d, gfid.Root, "d"), fifoEntry)
+	mustApply(t, r, mkdir(d, gfid.Root, "d"), fifoEntry)
 	assertIndexPlace(t, root, ops.TypeDir, d)
 	assertIndexPlace(t, root, ops.TypeFifo, fifo)
 	if _, err := r.Entries(t.Context(), d); err != nil {
@@ -207,7 +208,7 @@ func TestIndexStaleAcrossTrees(t *testing.T) {
 	if err := os.Symlink(dirLink(gfid.Root, "gone"), linksPath(root, f)); err != nil {
 		t.Fatal(err)
 	}
-	apply(t, r, create(f, gfid.Root, "f", 0o644))
+	mustApply(t, r, create(f, gfid.Root, "f", 0o644))
 	assertIndexPlace(t, root, ops.TypeRegular, f)
 	assertDataDirRegularOnly(t, r)
 	if !asRoot {
@@ -223,7 +224,7 @@ func TestIndexStaleAcrossTrees(t *testing.T) {
 	if _, err := r.Stat(t.Context(), fifo); err == nil {
 		t.Error("Stat found a fifo in the data tree")
 	}
-	apply(t, r, fifoEntry) // the name holds the gfid: the index is repaired
+	mustApply(t, r, fifoEntry) // the name holds the gfid: the index is repaired
 	assertIndexPlace(t, root, ops.TypeFifo, fifo)
 	assertDataDirRegularOnly(t, r)
 }

@@ -5,8 +5,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/georep/georep/rpc/beneath"
+	"github.com/georep/georep/rpc/eintr"
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 // The gfid index is laid out like GlusterFS's .glusterfs, in two trees of
@@ -61,7 +64,7 @@ func treeOfMode(m uint32) indexTree {
 }
 
 // treeFd is the open descriptor of tree t.
-func (r *Replica) treeFd(t indexTree) int {
+func (r *store) treeFd(t indexTree) int {
 	if t == dataTree {
 		return r.indexFd
 	}
@@ -88,15 +91,15 @@ type indexEntry struct {
 
 // openShard opens the shard directory of index tree t holding gfid g,
 // creating it when create is set.
-func (r *Replica) openShard(t indexTree, g gfid.GFID, create bool) (int, error) {
+func (r *store) openShard(t indexTree, g gfid.GFID, create bool) (int, error) {
 	a := g.Shard()
 	tfd := r.treeFd(t)
 	if create {
-		if err := mkdirAllowExisting(tfd, a, 0o700); err != nil {
+		if err := apply.MkdirAllowExisting(tfd, a, 0o700); err != nil {
 			return -1, err
 		}
 	}
-	return openDirAt(tfd, a)
+	return apply.OpenDirAt(tfd, a)
 }
 
 // dirLink is the index symlink content of a directory named name in parent.
@@ -111,15 +114,15 @@ func parseDirLink(g gfid.GFID, link string) (parent gfid.GFID, name string, err 
 		if link == rootLink {
 			return gfid.GFID{}, "", nil
 		}
-		return parent, "", errf(unix.ESTALE, "index entry of root gfid is %q, want %q", link, rootLink)
+		return parent, "", apply.Errorf(unix.ESTALE, "index entry of root gfid is %q, want %q", link, rootLink)
 	case gfid.Park:
 		if link == parkLink {
 			return gfid.GFID{}, "", nil
 		}
-		return parent, "", errf(unix.ESTALE, "index entry of park gfid is %q, want %q", link, parkLink)
+		return parent, "", apply.Errorf(unix.ESTALE, "index entry of park gfid is %q, want %q", link, parkLink)
 	}
 	bad := func(why string) (gfid.GFID, string, error) {
-		return gfid.GFID{}, "", errf(unix.ESTALE, "index entry of directory %s: %s: %q", g, why, truncName(link))
+		return gfid.GFID{}, "", apply.Errorf(unix.ESTALE, "index entry of directory %s: %s: %q", g, why, apply.TruncName(link))
 	}
 	const pre = len("../ab/") + 36 + 1
 	rest, ok := strings.CutPrefix(link, "../")
@@ -145,13 +148,13 @@ func parseDirLink(g gfid.GFID, link string) (parent gfid.GFID, name string, err 
 
 // readIndex looks gfid g up in the index: first in the data tree, where only
 // a regular file's hardlink is valid, then in the links tree.
-func (r *Replica) readIndex(g gfid.GFID) (indexEntry, error) {
+func (r *store) readIndex(g gfid.GFID) (indexEntry, error) {
 	st, err := r.statIndex(dataTree, g)
 	switch {
 	case err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG:
 		return indexEntry{kind: idxFile, tree: dataTree, st: st}, nil
 	case err == nil:
-		return indexEntry{}, errf(unix.ESTALE, "index entry of %s in %s is a %s, not a regular file", g, dataTree, ops.TypeOfMode(st.Mode))
+		return indexEntry{}, apply.Errorf(unix.ESTALE, "index entry of %s in %s is a %s, not a regular file", g, dataTree, ops.TypeOfMode(st.Mode))
 	case err != unix.ENOENT:
 		return indexEntry{}, err
 	}
@@ -162,9 +165,9 @@ func (r *Replica) readIndex(g gfid.GFID) (indexEntry, error) {
 	if err != nil {
 		return indexEntry{}, err
 	}
-	defer closeFd(sfd)
+	defer apply.CloseFd(sfd)
 	gs := g.String()
-	st, err = lstatAt(sfd, gs)
+	st, err = apply.LstatAt(sfd, gs)
 	if err == unix.ENOENT {
 		return indexEntry{}, nil
 	}
@@ -172,23 +175,23 @@ func (r *Replica) readIndex(g gfid.GFID) (indexEntry, error) {
 		return indexEntry{}, err
 	}
 	switch {
-	case isDirMode(st.Mode):
-		return indexEntry{}, errf(unix.ESTALE, "index entry of %s is a directory", g)
+	case apply.IsDirMode(st.Mode):
+		return indexEntry{}, apply.Errorf(unix.ESTALE, "index entry of %s is a directory", g)
 	case st.Mode&unix.S_IFMT == unix.S_IFREG:
-		return indexEntry{}, errf(unix.ESTALE, "index entry of %s in %s is a regular file", g, linksTree)
-	case !isLinkMode(st.Mode):
+		return indexEntry{}, apply.Errorf(unix.ESTALE, "index entry of %s in %s is a regular file", g, linksTree)
+	case !apply.IsLinkMode(st.Mode):
 		return indexEntry{kind: idxFile, tree: linksTree, st: st}, nil
 	}
 	// A symlink is either the inode itself (a gfid symlink: it carries the
 	// gfid) or the pointer of a directory (it carries none).
-	have, err := r.gfidOf(atNode(sfd, gs))
+	have, err := r.gfidOf(apply.AtNode(sfd, gs))
 	if err != nil {
 		return indexEntry{}, err
 	}
 	if have == g {
 		return indexEntry{kind: idxFile, tree: linksTree, st: st}, nil
 	}
-	link, err := readlinkAt(sfd, gs)
+	link, err := apply.ReadlinkAt(sfd, gs)
 	if err != nil {
 		return indexEntry{}, err
 	}
@@ -204,18 +207,18 @@ func (r *Replica) readIndex(g gfid.GFID) (indexEntry, error) {
 }
 
 // statIndex lstats the entry of g in tree t (ENOENT when there is none).
-func (r *Replica) statIndex(t indexTree, g gfid.GFID) (unix.Stat_t, error) {
+func (r *store) statIndex(t indexTree, g gfid.GFID) (unix.Stat_t, error) {
 	sfd, err := r.openShard(t, g, false)
 	if err != nil {
 		return unix.Stat_t{}, err
 	}
-	defer closeFd(sfd)
-	return lstatAt(sfd, g.String())
+	defer apply.CloseFd(sfd)
+	return apply.LstatAt(sfd, g.String())
 }
 
 // dropIndexEntry removes whatever entry tree t holds for g (nothing when it
 // holds none). Callers have established that the entry is stale.
-func (r *Replica) dropIndexEntry(t indexTree, g gfid.GFID) error {
+func (r *store) dropIndexEntry(t indexTree, g gfid.GFID) error {
 	sfd, err := r.openShard(t, g, false)
 	if err == unix.ENOENT {
 		return nil
@@ -223,7 +226,7 @@ func (r *Replica) dropIndexEntry(t indexTree, g gfid.GFID) error {
 	if err != nil {
 		return err
 	}
-	defer closeFd(sfd)
+	defer apply.CloseFd(sfd)
 	return removeStale(sfd, g.String())
 }
 
@@ -231,9 +234,9 @@ func (r *Replica) dropIndexEntry(t indexTree, g gfid.GFID) error {
 // directory (what an rsync receiver run with -d leaves in place of a file it
 // was sent as a directory) is removed too; a non-empty one is an error.
 func removeStale(sfd int, name string) error {
-	err := retry0(func() error { return unix.Unlinkat(sfd, name, 0) })
+	err := eintr.Retry(func() error { return unix.Unlinkat(sfd, name, 0) })
 	if err == unix.EISDIR {
-		err = retry0(func() error { return unix.Unlinkat(sfd, name, unix.AT_REMOVEDIR) })
+		err = eintr.Retry(func() error { return unix.Unlinkat(sfd, name, unix.AT_REMOVEDIR) })
 	}
 	if err == unix.ENOENT {
 		return nil
@@ -243,35 +246,35 @@ func removeStale(sfd int, name string) error {
 
 // writeDirLink makes the index entry of directory g the symlink link,
 // atomically (symlink under a temporary name, then rename over).
-func (r *Replica) writeDirLink(g gfid.GFID, link string) error {
+func (r *store) writeDirLink(g gfid.GFID, link string) error {
 	sfd, err := r.openShard(linksTree, g, true)
 	if err != nil {
 		return err
 	}
-	defer closeFd(sfd)
+	defer apply.CloseFd(sfd)
 	gs := g.String()
-	if cur, err := readlinkAt(sfd, gs); err == nil && cur == link {
+	if cur, err := apply.ReadlinkAt(sfd, gs); err == nil && cur == link {
 		return nil
 	}
 	tmp := gs + ".tmp"
-	_ = retry0(func() error { return unix.Unlinkat(sfd, tmp, 0) })
-	if err := retry0(func() error { return unix.Symlinkat(link, sfd, tmp) }); err != nil {
+	_ = eintr.Retry(func() error { return unix.Unlinkat(sfd, tmp, 0) })
+	if err := eintr.Retry(func() error { return unix.Symlinkat(link, sfd, tmp) }); err != nil {
 		return err
 	}
-	if err := retry0(func() error { return unix.Renameat(sfd, tmp, sfd, gs) }); err != nil {
-		_ = retry0(func() error { return unix.Unlinkat(sfd, tmp, 0) })
+	if err := eintr.Retry(func() error { return unix.Renameat(sfd, tmp, sfd, gs) }); err != nil {
+		_ = eintr.Retry(func() error { return unix.Unlinkat(sfd, tmp, 0) })
 		return err
 	}
 	return nil
 }
 
 // setDirIndex records that directory g lives at parent/name.
-func (r *Replica) setDirIndex(g, parent gfid.GFID, name string) error {
+func (r *store) setDirIndex(g, parent gfid.GFID, name string) error {
 	return r.writeDirLink(g, dirLink(parent, name))
 }
 
 // dropDirIndex removes the index symlink of directory g, if it is one.
-func (r *Replica) dropDirIndex(g gfid.GFID) error {
+func (r *store) dropDirIndex(g gfid.GFID) error {
 	ie, err := r.readIndex(g)
 	if err != nil || ie.kind != idxDir {
 		return err
@@ -281,7 +284,7 @@ func (r *Replica) dropDirIndex(g gfid.GFID) error {
 
 // dropFileIndex removes the index hardlink of non-directory g when it is the
 // inode ino and no other name of it is left (nlink 1).
-func (r *Replica) dropFileIndex(g gfid.GFID, ino uint64) error {
+func (r *store) dropFileIndex(g gfid.GFID, ino uint64) error {
 	for _, t := range []indexTree{dataTree, linksTree} {
 		if err := r.dropFileIndexIn(t, g, ino); err != nil {
 			return err
@@ -290,7 +293,7 @@ func (r *Replica) dropFileIndex(g gfid.GFID, ino uint64) error {
 	return nil
 }
 
-func (r *Replica) dropFileIndexIn(t indexTree, g gfid.GFID, ino uint64) error {
+func (r *store) dropFileIndexIn(t indexTree, g gfid.GFID, ino uint64) error {
 	sfd, err := r.openShard(t, g, false)
 	if err == unix.ENOENT {
 		return nil
@@ -298,19 +301,19 @@ func (r *Replica) dropFileIndexIn(t indexTree, g gfid.GFID, ino uint64) error {
 	if err != nil {
 		return err
 	}
-	defer closeFd(sfd)
+	defer apply.CloseFd(sfd)
 	gs := g.String()
-	st, err := lstatAt(sfd, gs)
+	st, err := apply.LstatAt(sfd, gs)
 	if err == unix.ENOENT {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if st.Ino != ino || st.Nlink != 1 || isDirMode(st.Mode) {
+	if st.Ino != ino || st.Nlink != 1 || apply.IsDirMode(st.Mode) {
 		return nil
 	}
-	err = retry0(func() error { return unix.Unlinkat(sfd, gs, 0) })
+	err = eintr.Retry(func() error { return unix.Unlinkat(sfd, gs, 0) })
 	if err == unix.ENOENT {
 		return nil
 	}
@@ -322,17 +325,17 @@ func (r *Replica) dropFileIndexIn(t indexTree, g gfid.GFID, ino uint64) error {
 // same inode is kept; an entry that is stale (an orphan whose only name is the
 // index, or a dangling directory pointer) is replaced, in whichever tree it
 // is; any other entry is a conflict (EEXIST).
-func (r *Replica) linkIndex(dirfd int, name string, g gfid.GFID) error {
-	st, err := lstatAt(dirfd, name)
+func (r *store) linkIndex(dirfd int, name string, g gfid.GFID) error {
+	st, err := apply.LstatAt(dirfd, name)
 	if err != nil {
 		return err
 	}
-	if isDirMode(st.Mode) {
-		return errf(unix.EISDIR, "gfid index: %s is a directory, not linked", g)
+	if apply.IsDirMode(st.Mode) {
+		return apply.Errorf(unix.EISDIR, "gfid index: %s is a directory, not linked", g)
 	}
 	tree := treeOfMode(st.Mode)
 	ie, err := r.readIndex(g)
-	if err != nil && !notFound(err) {
+	if err != nil && !apply.NotFound(err) {
 		return err
 	}
 	switch {
@@ -341,16 +344,16 @@ func (r *Replica) linkIndex(dirfd int, name string, g gfid.GFID) error {
 		if err != nil {
 			return err
 		}
-		defer closeFd(sfd)
-		return retry0(func() error { return unix.Linkat(dirfd, name, sfd, g.String(), 0) })
+		defer apply.CloseFd(sfd)
+		return eintr.Retry(func() error { return unix.Linkat(dirfd, name, sfd, g.String(), 0) })
 	case err == nil && ie.kind == idxFile && ie.st.Ino == st.Ino && ie.st.Dev == st.Dev:
 		return nil
 	case err == nil && ie.kind == idxFile && ie.st.Nlink > 1:
-		return errf(unix.EEXIST, "gfid index already holds another inode for %s", g)
+		return apply.Errorf(unix.EEXIST, "gfid index already holds another inode for %s", g)
 	case err == nil && ie.kind == idxDir:
 		if fd, derr := r.openDir(g); derr == nil {
-			closeFd(fd)
-			return errf(unix.EEXIST, "gfid %s is a directory elsewhere", g)
+			apply.CloseFd(fd)
+			return apply.Errorf(unix.EEXIST, "gfid %s is a directory elsewhere", g)
 		}
 	}
 	r.log.Warn("replacing stale gfid index entry", "gfid", g.String())
@@ -358,21 +361,21 @@ func (r *Replica) linkIndex(dirfd int, name string, g gfid.GFID) error {
 	if err != nil {
 		return err
 	}
-	defer closeFd(sfd)
+	defer apply.CloseFd(sfd)
 	gs := g.String()
 	tmp := gs + ".tmp"
-	_ = retry0(func() error { return unix.Unlinkat(sfd, tmp, 0) })
-	if err := retry0(func() error { return unix.Linkat(dirfd, name, sfd, tmp, 0) }); err != nil {
+	_ = eintr.Retry(func() error { return unix.Unlinkat(sfd, tmp, 0) })
+	if err := eintr.Retry(func() error { return unix.Linkat(dirfd, name, sfd, tmp, 0) }); err != nil {
 		return err
 	}
-	err = retry0(func() error { return unix.Renameat(sfd, tmp, sfd, gs) })
+	err = eintr.Retry(func() error { return unix.Renameat(sfd, tmp, sfd, gs) })
 	if err == unix.EISDIR {
 		if err = removeStale(sfd, gs); err == nil {
-			err = retry0(func() error { return unix.Renameat(sfd, tmp, sfd, gs) })
+			err = eintr.Retry(func() error { return unix.Renameat(sfd, tmp, sfd, gs) })
 		}
 	}
 	if err != nil {
-		_ = retry0(func() error { return unix.Unlinkat(sfd, tmp, 0) })
+		_ = eintr.Retry(func() error { return unix.Unlinkat(sfd, tmp, 0) })
 		return err
 	}
 	return r.dropIndexEntry(tree.other(), g)
@@ -380,13 +383,13 @@ func (r *Replica) linkIndex(dirfd int, name string, g gfid.GFID) error {
 
 // linkFromIndex creates the name dirfd/name for non-directory g by linking
 // its index entry ie.
-func (r *Replica) linkFromIndex(g gfid.GFID, ie indexEntry, dirfd int, name string) error {
+func (r *store) linkFromIndex(g gfid.GFID, ie indexEntry, dirfd int, name string) error {
 	sfd, err := r.openShard(ie.tree, g, false)
 	if err != nil {
 		return err
 	}
-	defer closeFd(sfd)
-	return retry0(func() error { return unix.Linkat(sfd, g.String(), dirfd, name, 0) })
+	defer apply.CloseFd(sfd)
+	return eintr.Retry(func() error { return unix.Linkat(sfd, g.String(), dirfd, name, 0) })
 }
 
 // openDir returns a new descriptor of directory g. It reads g's chain of
@@ -395,7 +398,7 @@ func (r *Replica) linkFromIndex(g gfid.GFID, ie indexEntry, dirfd int, name stri
 // RESOLVE_NO_SYMLINKS), checking at every step that the directory opened
 // carries the gfid the chain names. A broken chain is ESTALE; an unknown gfid
 // ENOENT; a non-directory ENOTDIR.
-func (r *Replica) openDir(g gfid.GFID) (int, error) {
+func (r *store) openDir(g gfid.GFID) (int, error) {
 	if fd, ok := r.cachedDir(g); ok {
 		return fd, nil
 	}
@@ -409,14 +412,14 @@ func (r *Replica) openDir(g gfid.GFID) (int, error) {
 // maxCachedDirs bounds the directory fds one batch keeps open.
 const maxCachedDirs = 1024
 
-// beginBatch starts caching resolved directories; endBatch closes them. An
+// BeginBatch starts caching resolved directories; EndBatch closes them. An
 // open directory fd names the same inode across renames, so within a batch
 // the cache is exact; a removed directory (link count 0) is dropped on use.
 // The cache lives only for one call, so a directory moved behind the
 // replica's back between calls is resolved afresh through the index. The
 // cache has its own lock: the creates of one batch may run in parallel
 // (applyParallel).
-func (r *Replica) beginBatch() {
+func (r *store) BeginBatch() {
 	r.dirMu.Lock()
 	defer r.dirMu.Unlock()
 	if r.dirs == nil {
@@ -424,17 +427,17 @@ func (r *Replica) beginBatch() {
 	}
 }
 
-func (r *Replica) endBatch() {
+func (r *store) EndBatch() {
 	r.dirMu.Lock()
 	defer r.dirMu.Unlock()
 	for _, fd := range r.dirs {
-		closeFd(fd)
+		apply.CloseFd(fd)
 	}
 	r.dirs = nil
 }
 
 // cachedDir returns a new fd of g's directory from the batch cache.
-func (r *Replica) cachedDir(g gfid.GFID) (int, bool) {
+func (r *store) cachedDir(g gfid.GFID) (int, bool) {
 	r.dirMu.Lock()
 	defer r.dirMu.Unlock()
 	fd, ok := r.dirs[g]
@@ -443,18 +446,18 @@ func (r *Replica) cachedDir(g gfid.GFID) (int, bool) {
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Nlink == 0 {
-		closeFd(fd)
+		apply.CloseFd(fd)
 		delete(r.dirs, g)
 		return -1, false
 	}
-	nfd, err := retry(func() (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) })
+	nfd, err := eintr.Value(func() (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) })
 	if err != nil {
 		return -1, false
 	}
 	return nfd, true
 }
 
-func (r *Replica) cacheDir(g gfid.GFID, fd int) {
+func (r *store) cacheDir(g gfid.GFID, fd int) {
 	r.dirMu.Lock()
 	defer r.dirMu.Unlock()
 	if r.dirs == nil || len(r.dirs) >= maxCachedDirs {
@@ -463,24 +466,24 @@ func (r *Replica) cacheDir(g gfid.GFID, fd int) {
 	if _, ok := r.dirs[g]; ok {
 		return
 	}
-	if dup, err := retry(func() (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }); err == nil {
+	if dup, err := eintr.Value(func() (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }); err == nil {
 		r.dirs[g] = dup
 	}
 }
 
 // resolveDir opens directory g through the gfid index.
-func (r *Replica) resolveDir(g gfid.GFID) (int, error) {
+func (r *store) resolveDir(g gfid.GFID) (int, error) {
 	switch g {
 	case gfid.Root:
-		return openBeneath(r.rootFd, ".", unix.O_RDONLY|unix.O_DIRECTORY)
+		return beneath.Open(r.rootFd, ".", unix.O_RDONLY|unix.O_DIRECTORY)
 	case gfid.Park:
-		fd, err := openBeneath(r.rootFd, metaDir+"/"+parkDir, unix.O_RDONLY|unix.O_DIRECTORY)
+		fd, err := beneath.Open(r.rootFd, metaDir+"/"+parkDir, unix.O_RDONLY|unix.O_DIRECTORY)
 		if err != nil {
-			return -1, errf(unix.ESTALE, "park directory: %v", err)
+			return -1, apply.Errorf(unix.ESTALE, "park directory: %v", err)
 		}
-		if have, err := r.gfidOf(fdNode(fd)); err != nil || have != gfid.Park {
-			closeFd(fd)
-			return -1, errf(unix.ESTALE, "park directory does not carry the park gfid")
+		if have, err := r.gfidOf(apply.FdNode(fd)); err != nil || have != gfid.Park {
+			apply.CloseFd(fd)
+			return -1, apply.Errorf(unix.ESTALE, "park directory does not carry the park gfid")
 		}
 		return fd, nil
 	}
@@ -493,10 +496,10 @@ func (r *Replica) resolveDir(g gfid.GFID) (int, error) {
 	cur := g
 	for cur != gfid.Root && cur != gfid.Park {
 		if len(steps) >= maxChain {
-			return -1, errf(unix.ELOOP, "directory %s: index chain longer than %d links", g, maxChain)
+			return -1, apply.Errorf(unix.ELOOP, "directory %s: index chain longer than %d links", g, maxChain)
 		}
 		if seen[cur] {
-			return -1, errf(unix.ELOOP, "directory %s: index chain loops at %s", g, cur)
+			return -1, apply.Errorf(unix.ELOOP, "directory %s: index chain loops at %s", g, cur)
 		}
 		seen[cur] = true
 		ie, err := r.readIndex(cur)
@@ -505,13 +508,13 @@ func (r *Replica) resolveDir(g gfid.GFID) (int, error) {
 		}
 		switch {
 		case ie.kind == idxNone && cur == g:
-			return -1, errf(unix.ENOENT, "gfid %s not found", g)
+			return -1, apply.Errorf(unix.ENOENT, "gfid %s not found", g)
 		case ie.kind == idxNone:
-			return -1, errf(unix.ESTALE, "directory %s: ancestor %s missing from the gfid index", g, cur)
+			return -1, apply.Errorf(unix.ESTALE, "directory %s: ancestor %s missing from the gfid index", g, cur)
 		case ie.kind == idxFile && cur == g:
-			return -1, errf(unix.ENOTDIR, "gfid %s is not a directory", g)
+			return -1, apply.Errorf(unix.ENOTDIR, "gfid %s is not a directory", g)
 		case ie.kind == idxFile:
-			return -1, errf(unix.ESTALE, "directory %s: ancestor %s is not a directory", g, cur)
+			return -1, apply.Errorf(unix.ESTALE, "directory %s: ancestor %s is not a directory", g, cur)
 		}
 		steps = append(steps, step{cur, ie.name})
 		cur = ie.parent
@@ -522,15 +525,15 @@ func (r *Replica) resolveDir(g gfid.GFID) (int, error) {
 	}
 	for i := len(steps) - 1; i >= 0; i-- {
 		s := steps[i]
-		nfd, err := openDirAt(fd, s.name)
-		closeFd(fd)
+		nfd, err := apply.OpenDirAt(fd, s.name)
+		apply.CloseFd(fd)
 		if err != nil {
-			return -1, errf(unix.ESTALE, "directory %s: gfid index is stale: opening %s %q: %v", g, s.g, s.name, err)
+			return -1, apply.Errorf(unix.ESTALE, "directory %s: gfid index is stale: opening %s %q: %v", g, s.g, s.name, err)
 		}
-		have, err := r.gfidOf(fdNode(nfd))
+		have, err := r.gfidOf(apply.FdNode(nfd))
 		if err != nil || have != s.g {
-			closeFd(nfd)
-			return -1, errf(unix.ESTALE, "directory %s: gfid index is stale: %q carries gfid %s, not %s", g, s.name, have, s.g)
+			apply.CloseFd(nfd)
+			return -1, apply.Errorf(unix.ESTALE, "directory %s: gfid index is stale: %q carries gfid %s, not %s", g, s.name, have, s.g)
 		}
 		fd = nfd
 	}
@@ -539,7 +542,7 @@ func (r *Replica) resolveDir(g gfid.GFID) (int, error) {
 
 // isBeneath reports whether directory dir is g or lies beneath g, by walking
 // up dir's chain of index links.
-func (r *Replica) isBeneath(dir, g gfid.GFID) (bool, error) {
+func (r *store) isBeneath(dir, g gfid.GFID) (bool, error) {
 	cur := dir
 	for range maxChain {
 		if cur == g {
@@ -553,78 +556,9 @@ func (r *Replica) isBeneath(dir, g gfid.GFID) (bool, error) {
 			return false, err
 		}
 		if ie.kind != idxDir {
-			return false, errf(unix.ESTALE, "directory %s: index chain broken at %s", dir, cur)
+			return false, apply.Errorf(unix.ESTALE, "directory %s: index chain broken at %s", dir, cur)
 		}
 		cur = ie.parent
 	}
-	return false, errf(unix.ELOOP, "directory %s: index chain longer than %d links", dir, maxChain)
-}
-
-// nameInfo is what a name in a directory holds.
-type nameInfo struct {
-	exists bool
-	st     unix.Stat_t
-	g      gfid.GFID // zero if the inode carries none
-}
-
-func (ni nameInfo) isDir() bool { return ni.exists && isDirMode(ni.st.Mode) }
-
-// lookup looks name up in the directory dirfd, without following a symlink.
-func (r *Replica) lookup(dirfd int, name string) (nameInfo, error) {
-	st, err := lstatAt(dirfd, name)
-	if err == unix.ENOENT {
-		return nameInfo{}, nil
-	}
-	if err != nil {
-		return nameInfo{}, err
-	}
-	g, err := r.gfidOf(atNode(dirfd, name))
-	if err != nil {
-		return nameInfo{}, err
-	}
-	return nameInfo{exists: true, st: st, g: g}, nil
-}
-
-// holds reports whether the name described by ni holds gfid g. As non-root a
-// symlink or special file carries no gfid attribute; it holds g when it is
-// the inode of g's index entry.
-func (r *Replica) holds(ni nameInfo, g gfid.GFID) bool {
-	if !ni.exists {
-		return false
-	}
-	if ni.g == g {
-		return true
-	}
-	if !ni.g.IsZero() || r.asRoot || !noUserXattrs(ni.st.Mode) {
-		return false
-	}
-	ie, err := r.readIndex(g)
-	return err == nil && ie.kind == idxFile && ie.st.Ino == ni.st.Ino && ie.st.Dev == ni.st.Dev
-}
-
-// openNode returns a node for the inode of gfid g: an open directory, or the
-// index hardlink of a non-directory. Call done when finished with it.
-func (r *Replica) openNode(g gfid.GFID) (n node, isDir bool, done func(), err error) {
-	ie, err := r.readIndex(g)
-	if err != nil {
-		return node{}, false, nil, err
-	}
-	switch ie.kind {
-	case idxNone:
-		if g == gfid.Root || g == gfid.Park {
-			break
-		}
-		return node{}, false, nil, errf(unix.ENOENT, "gfid %s not found", g)
-	case idxFile:
-		sfd, err := r.openShard(ie.tree, g, false)
-		if err != nil {
-			return node{}, false, nil, err
-		}
-		return atNode(sfd, g.String()), false, func() { closeFd(sfd) }, nil
-	}
-	fd, err := r.openDir(g)
-	if err != nil {
-		return node{}, false, nil, err
-	}
-	return fdNode(fd), true, func() { closeFd(fd) }, nil
+	return false, apply.Errorf(unix.ELOOP, "directory %s: index chain longer than %d links", dir, maxChain)
 }

@@ -10,20 +10,35 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/georep/georep/rpc/eintr"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/slave/apply"
 )
 
 // Replica is an open replica root. Create it with Open and release it with
-// Close.
+// Close. Its operations are the apply engine's (package slave/apply) on the
+// store.
 type Replica struct {
+	*apply.Engine
+	s *store
+}
+
+// parallelWorkers is how many creates of a parallel run the engine applies
+// at once. On this project's VM disks one create waits on the filesystem far
+// longer than it uses CPU: 4 workers made an initial sync's entry ops
+// several times faster than 1 (4× with 2 measured on ext4); more gained
+// nothing on 2 cores.
+const parallelWorkers = 4
+
+// store is the replica root as an apply.Backend: the tree, the gfid index
+// and the park directory.
+type store struct {
 	root     string
 	log      *slog.Logger
 	ns       string // xattr namespace of georep's own attributes: "trusted" or "user"
 	gfidAttr string // ns + ".georep.gfid"
 	asRoot   bool
 
-	mu      sync.Mutex // serialises all operations
-	closed  bool
 	rootFd  int // the replica root, open for the life of the Replica
 	indexFd int // <root>/.georep/gfid, the data tree of the gfid index
 	linksFd int // <root>/.georep/links, the links tree of the gfid index
@@ -50,7 +65,7 @@ func Open(root string, log *slog.Logger) (*Replica, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replica root %s: %w", root, err)
 	}
-	fd, err := retry(func() (int, error) {
+	fd, err := eintr.Value(func() (int, error) {
 		return unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	})
 	switch {
@@ -64,7 +79,7 @@ func Open(root string, log *slog.Logger) (*Replica, error) {
 	if asRoot {
 		ns = "trusted"
 	}
-	r := &Replica{
+	r := &store{
 		root:     abs,
 		log:      log,
 		ns:       ns,
@@ -75,63 +90,69 @@ func Open(root string, log *slog.Logger) (*Replica, error) {
 		linksFd:  -1,
 	}
 	if err := r.setup(); err != nil {
-		closeFd(r.linksFd)
-		closeFd(r.indexFd)
-		closeFd(r.rootFd)
+		apply.CloseFd(r.linksFd)
+		apply.CloseFd(r.indexFd)
+		apply.CloseFd(r.rootFd)
 		return nil, err
 	}
 	log.Info("replica open", "root", abs, "xattr_namespace", ns)
-	return r, nil
+	cfg := apply.Config{
+		Workers:         parallelWorkers,
+		Namespace:       ns,
+		NoSpecialXattrs: !asRoot,
+		Closed:          fmt.Errorf("replica %s: %w", abs, os.ErrClosed),
+	}
+	return &Replica{Engine: apply.New(r, cfg, log), s: r}, nil
 }
 
-func (r *Replica) setup() error {
+func (r *store) setup() error {
 	probe := r.ns + ".georep.probe"
-	err := fdNode(r.rootFd).setxattr(probe, []byte("1"))
+	err := apply.FdNode(r.rootFd).Setxattr(probe, []byte("1"))
 	switch {
 	case err == unix.ENOTSUP:
 		return fmt.Errorf("replica root %s: filesystem does not support extended attributes", r.root)
 	case err != nil:
 		return fmt.Errorf("replica root %s: probing extended attributes (%s): %w", r.root, probe, err)
 	}
-	if err := fdNode(r.rootFd).removexattr(probe); err != nil {
+	if err := apply.FdNode(r.rootFd).Removexattr(probe); err != nil {
 		return fmt.Errorf("replica root %s: removing probe attribute %s: %w", r.root, probe, err)
 	}
 
-	if err := mkdirAllowExisting(r.rootFd, metaDir, 0o700); err != nil {
+	if err := apply.MkdirAllowExisting(r.rootFd, metaDir, 0o700); err != nil {
 		return fmt.Errorf("replica root %s: creating %s: %w", r.root, metaDir, err)
 	}
-	mfd, err := openDirAt(r.rootFd, metaDir)
+	mfd, err := apply.OpenDirAt(r.rootFd, metaDir)
 	if err != nil {
 		return fmt.Errorf("replica root %s: opening %s (must be a directory, not a symlink): %w", r.root, metaDir, err)
 	}
-	defer closeFd(mfd)
-	if err := retry0(func() error { return unix.Fchmod(mfd, 0o700) }); err != nil {
+	defer apply.CloseFd(mfd)
+	if err := eintr.Retry(func() error { return unix.Fchmod(mfd, 0o700) }); err != nil {
 		return fmt.Errorf("replica root %s: chmod %s: %w", r.root, metaDir, err)
 	}
 	// The procfs trick must work: every no-follow xattr call on a non-directory uses it.
-	if _, err := atNode(r.rootFd, metaDir).stat(); err != nil {
+	if _, err := apply.AtNode(r.rootFd, metaDir).Stat(); err != nil {
 		return fmt.Errorf("replica root %s: stat %s: %w", r.root, metaDir, err)
 	}
-	if _, err := retry(func() (int, error) { return unix.Lgetxattr(procPath(r.rootFd, metaDir), r.gfidAttr, nil) }); err != nil && err != unix.ENODATA {
+	if _, err := eintr.Value(func() (int, error) { return unix.Lgetxattr(apply.ProcPath(r.rootFd, metaDir), r.gfidAttr, nil) }); err != nil && err != unix.ENODATA {
 		return fmt.Errorf("replica root %s: xattr access through /proc/self/fd (is procfs mounted?): %w", r.root, err)
 	}
 	for _, d := range []string{indexDir, parkDir} {
-		if err := mkdirAllowExisting(mfd, d, 0o700); err != nil {
+		if err := apply.MkdirAllowExisting(mfd, d, 0o700); err != nil {
 			return fmt.Errorf("replica root %s: creating %s/%s: %w", r.root, metaDir, d, err)
 		}
 	}
-	r.indexFd, err = openDirAt(mfd, indexDir)
+	r.indexFd, err = apply.OpenDirAt(mfd, indexDir)
 	if err != nil {
 		return fmt.Errorf("replica root %s: opening %s/%s: %w", r.root, metaDir, indexDir, err)
 	}
 	if err := r.setupLinks(mfd); err != nil {
 		return fmt.Errorf("replica root %s: %w", r.root, err)
 	}
-	pfd, err := openDirAt(mfd, parkDir)
+	pfd, err := apply.OpenDirAt(mfd, parkDir)
 	if err != nil {
 		return fmt.Errorf("replica root %s: opening %s/%s: %w", r.root, metaDir, parkDir, err)
 	}
-	defer closeFd(pfd)
+	defer apply.CloseFd(pfd)
 
 	for _, w := range []struct {
 		fd   int
@@ -142,13 +163,13 @@ func (r *Replica) setup() error {
 		{r.rootFd, gfid.Root, "replica root", rootLink},
 		{pfd, gfid.Park, metaDir + "/" + parkDir, parkLink},
 	} {
-		have, err := r.gfidOf(fdNode(w.fd))
+		have, err := r.gfidOf(apply.FdNode(w.fd))
 		if err != nil {
 			return fmt.Errorf("replica root %s: reading gfid of %s: %w", r.root, w.what, err)
 		}
 		switch {
 		case have.IsZero():
-			if err := fdNode(w.fd).setxattr(r.gfidAttr, w.g[:]); err != nil {
+			if err := apply.FdNode(w.fd).Setxattr(r.gfidAttr, w.g[:]); err != nil {
 				return fmt.Errorf("replica root %s: setting gfid of %s: %w", r.root, w.what, err)
 			}
 		case have != w.g:
@@ -163,19 +184,16 @@ func (r *Replica) setup() error {
 
 // Close releases the replica. Operations after Close fail.
 func (r *Replica) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil
-	}
-	r.closed = true
-	err := errors.Join(unix.Close(r.linksFd), unix.Close(r.indexFd), unix.Close(r.rootFd))
-	r.linksFd, r.indexFd, r.rootFd = -1, -1, -1
-	return err
+	return r.CloseWith(func() error {
+		s := r.s
+		err := errors.Join(unix.Close(s.linksFd), unix.Close(s.indexFd), unix.Close(s.rootFd))
+		s.linksFd, s.indexFd, s.rootFd = -1, -1, -1
+		return err
+	})
 }
 
 // Root returns the absolute path of the replica root.
-func (r *Replica) Root() string { return r.root }
+func (r *Replica) Root() string { return r.s.root }
 
 // DataDir returns the absolute path of the data tree of the gfid index,
 // <root>/.georep/gfid, where rsync receives file data: the regular file of
@@ -183,34 +201,24 @@ func (r *Replica) Root() string { return r.root }
 // DataDir holds only shard directories and hardlinks of regular files: no
 // symlink, directory pointer, device, fifo or socket that a receiving rsync
 // could follow or write into (those index entries live in .georep/links).
-func (r *Replica) DataDir() string { return filepath.Join(r.root, metaDir, indexDir) }
+func (r *Replica) DataDir() string { return filepath.Join(r.s.root, metaDir, indexDir) }
 
 // setupLinks creates and opens the links tree .georep/links (mfd is .georep).
-func (r *Replica) setupLinks(mfd int) error {
-	if err := mkdirAllowExisting(mfd, linksDir, 0o700); err != nil {
+func (r *store) setupLinks(mfd int) error {
+	if err := apply.MkdirAllowExisting(mfd, linksDir, 0o700); err != nil {
 		return fmt.Errorf("creating %s/%s: %w", metaDir, linksDir, err)
 	}
 	var err error
-	if r.linksFd, err = openDirAt(mfd, linksDir); err != nil {
+	if r.linksFd, err = apply.OpenDirAt(mfd, linksDir); err != nil {
 		return fmt.Errorf("opening %s/%s: %w", metaDir, linksDir, err)
-	}
-	return nil
-}
-
-// lock takes the replica's lock; it fails after Close.
-func (r *Replica) lock() error {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return fmt.Errorf("replica %s: %w", r.root, os.ErrClosed)
 	}
 	return nil
 }
 
 // gfidOf reads the gfid an inode carries; zero when it carries none (or a
 // malformed one).
-func (r *Replica) gfidOf(n node) (gfid.GFID, error) {
-	b, err := n.getxattr(r.gfidAttr)
+func (r *store) gfidOf(n apply.Node) (gfid.GFID, error) {
+	b, err := n.Getxattr(r.gfidAttr)
 	switch {
 	case err == unix.ENODATA || err == unix.ENOTSUP:
 		return gfid.GFID{}, nil
@@ -231,8 +239,8 @@ func (r *Replica) gfidOf(n node) (gfid.GFID, error) {
 // setGFID marks a freshly created inode with its gfid. As non-root, only
 // regular files and directories can carry a user.* attribute; any other inode
 // (special) is identified by its index hardlink instead.
-func (r *Replica) setGFID(n node, g gfid.GFID, special bool) error {
-	err := n.setxattr(r.gfidAttr, g[:])
+func (r *store) setGFID(n apply.Node, g gfid.GFID, special bool) error {
+	err := n.Setxattr(r.gfidAttr, g[:])
 	if err == unix.EPERM && !r.asRoot && special {
 		return nil
 	}

@@ -17,7 +17,7 @@ import (
 func TestStatEntries(t *testing.T) {
 	r, root := newReplica(t)
 	d, f, s := gfid.New(), gfid.New(), gfid.New()
-	apply(t, r, mkdir(d, gfid.Root, "d"), create(f, d, "f", 0o640), symlink(s, gfid.Root, "s", "d/f"))
+	mustApply(t, r, mkdir(d, gfid.Root, "d"), create(f, d, "f", 0o640), symlink(s, gfid.Root, "s", "d/f"))
 	if err := os.WriteFile(filepath.Join(root, "foreign"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestStatEntries(t *testing.T) {
 func TestPurge(t *testing.T) {
 	r, root := newReplica(t)
 	top, sub, f1, f2, f3, s := gfid.New(), gfid.New(), gfid.New(), gfid.New(), gfid.New(), gfid.New()
-	apply(t, r,
+	mustApply(t, r,
 		mkdir(top, gfid.Root, "top"), mkdir(sub, top, "sub"),
 		create(f1, top, "f1", 0o644), create(f2, sub, "f2", 0o644), link(f2, sub, "f2b"),
 		create(f3, sub, "f3", 0o644), link(f3, gfid.Root, "f3-outside-purge"),
@@ -141,7 +141,7 @@ func TestPurge(t *testing.T) {
 func TestXtime(t *testing.T) {
 	r, _ := newReplica(t)
 	f, d := gfid.New(), gfid.New()
-	apply(t, r, create(f, gfid.Root, "f", 0o644), mkdir(d, gfid.Root, "d"))
+	mustApply(t, r, create(f, gfid.Root, "f", 0o644), mkdir(d, gfid.Root, "d"))
 	vol := gfid.New().String()
 	for _, g := range []gfid.GFID{gfid.Root, d, f} {
 		if _, _, ok, err := r.Xtime(t.Context(), g, vol); err != nil || ok {
@@ -166,7 +166,7 @@ func TestXtime(t *testing.T) {
 	}
 	// The raw attribute: 8+4 bytes big endian.
 	buf := make([]byte, 64)
-	n, err := unix.Getxattr(r.Root(), r.ns+".georep."+vol+".xtime", buf)
+	n, err := unix.Getxattr(r.Root(), r.s.ns+".georep."+vol+".xtime", buf)
 	if err != nil || !bytes.Equal(buf[:n], []byte{0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00, 0x07, 0x5b, 0xcd, 0x15}) {
 		t.Errorf("raw xtime %x, %v", buf[:n], err)
 	}
@@ -175,7 +175,7 @@ func TestXtime(t *testing.T) {
 func TestApplyMeta(t *testing.T) {
 	r, root := newReplica(t)
 	f, d, s, p := gfid.New(), gfid.New(), gfid.New(), gfid.New()
-	apply(t, r, create(f, gfid.Root, "f", 0o644), mkdir(d, gfid.Root, "d"), symlink(s, gfid.Root, "s", "f"),
+	mustApply(t, r, create(f, gfid.Root, "f", 0o644), mkdir(d, gfid.Root, "d"), symlink(s, gfid.Root, "s", "f"),
 		ops.Entry{Op: ops.OpMknod, GFID: p, Parent: gfid.Root, Name: "p", Mode: unix.S_IFIFO | 0o644})
 	if err := unix.Setxattr(filepath.Join(root, "f"), "user.old", []byte("1"), 0); err != nil {
 		t.Fatal(err)
@@ -265,7 +265,7 @@ func TestApplyMetaSetuidAfterChown(t *testing.T) {
 	requireRoot(t)
 	r, root := newReplica(t)
 	d := gfid.New()
-	apply(t, r, ops.Entry{Op: ops.OpMkdir, GFID: d, Parent: gfid.Root, Name: "d", Mode: unix.S_IFDIR | 0o2775, UID: 1000, GID: 1000})
+	mustApply(t, r, ops.Entry{Op: ops.OpMkdir, GFID: d, Parent: gfid.Root, Name: "d", Mode: unix.S_IFDIR | 0o2775, UID: 1000, GID: 1000})
 	fails := r.ApplyMeta(t.Context(), []ops.Meta{{GFID: d, SetOwner: true, UID: 2000, GID: 2000, SetMode: true, Mode: 0o6755}})
 	if len(fails) != 0 {
 		t.Fatal(fails)

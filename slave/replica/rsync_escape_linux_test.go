@@ -12,6 +12,7 @@ import (
 
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/slave/apply"
 )
 
 // rsyncReceiverOptions are the options of a real sync job (master/syncer's
@@ -71,7 +72,7 @@ func TestRsyncCannotEscapeThroughIndex(t *testing.T) {
 	dir := filepath.Dir(root)
 	outside := filepath.Join(dir, "outside")
 	d, sub, evil, evilFile, fifo, file := gfid.New(), gfid.New(), gfid.New(), gfid.New(), gfid.New(), gfid.New()
-	apply(t, r,
+	mustApply(t, r,
 		mkdir(d, gfid.Root, "d"),
 		mkdir(sub, d, "sub"),
 		// A replicated symlink to a directory outside the replica...
@@ -127,7 +128,7 @@ func TestRsyncCannotEscapeThroughIndex(t *testing.T) {
 	t.Run("a regular file's entry sent as a directory", func(t *testing.T) {
 		out, err := runRsync(t, r.DataDir(), map[string]string{shard(file) + "/": "", shard(file) + "/x": "PWNED"}, "-d")
 		t.Logf("rsync -d: err %v\n%s", err, strings.TrimSpace(out))
-		if st := lstat(t, dataPath(root, file)); !isDirMode(st.Mode) {
+		if st := lstat(t, dataPath(root, file)); !apply.IsDirMode(st.Mode) {
 			t.Logf("this rsync did not replace the entry (mode %o)", st.Mode)
 		}
 		if ents, _ := os.ReadDir(dataPath(root, file)); len(ents) != 0 {
@@ -137,7 +138,7 @@ func TestRsyncCannotEscapeThroughIndex(t *testing.T) {
 		if b, err := os.ReadFile(filepath.Join(root, "d", "sub", "f")); err != nil || string(b) != "honest" {
 			t.Fatalf("d/sub/f: %q, %v", b, err)
 		}
-		apply(t, r, create(file, sub, "f", 0o644))
+		mustApply(t, r, create(file, sub, "f", 0o644))
 		assertIndexPlace(t, root, ops.TypeRegular, file)
 		assertDataDirRegularOnly(t, r)
 	})
@@ -158,7 +159,7 @@ func assertDataDirRegularOnly(t *testing.T, r *Replica) {
 		}
 		st := lstat(t, p)
 		switch {
-		case depth <= 1 && isDirMode(st.Mode):
+		case depth <= 1 && apply.IsDirMode(st.Mode):
 		case depth == 2 && st.Mode&unix.S_IFMT == unix.S_IFREG:
 		default:
 			t.Errorf("data dir holds %s, a %s at depth %d: only shard directories and regular files may be there", rel, ops.TypeOfMode(st.Mode), depth)

@@ -18,7 +18,7 @@ import (
 func TestWriteFiles(t *testing.T) {
 	r, root := newReplica(t)
 	f, h := gfid.New(), gfid.New()
-	apply(t, r, create(f, gfid.Root, "f", 0o600), create(h, gfid.Root, "h", 0o644), link(h, gfid.Root, "h2"))
+	mustApply(t, r, create(f, gfid.Root, "f", 0o600), create(h, gfid.Root, "h", 0o644), link(h, gfid.Root, "h2"))
 	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
 	if uid == 0 {
 		uid, gid = 1234, 5678
@@ -80,7 +80,7 @@ func TestWriteFilesSetuidAfterChown(t *testing.T) {
 	requireRoot(t)
 	r, root := newReplica(t)
 	f := gfid.New()
-	apply(t, r, create(f, gfid.Root, "f", 0o644))
+	mustApply(t, r, create(f, gfid.Root, "f", 0o644))
 	if fails := r.WriteFiles(t.Context(), []ops.FileData{{GFID: f, Data: []byte("#!/bin/true\n"), Mode: 0o6755, UID: 2000, GID: 2000}}); len(fails) != 0 {
 		t.Fatal(fails)
 	}
@@ -177,7 +177,7 @@ func TestWriteFilesHostile(t *testing.T) {
 func TestWriteFilesPartialBatchAndCancel(t *testing.T) {
 	r, root := newReplica(t)
 	a, b := gfid.New(), gfid.New()
-	apply(t, r, create(a, gfid.Root, "a", 0o644), create(b, gfid.Root, "b", 0o644))
+	mustApply(t, r, create(a, gfid.Root, "a", 0o644), create(b, gfid.Root, "b", 0o644))
 	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
 	fails := r.WriteFiles(t.Context(), []ops.FileData{
 		{GFID: a, Data: []byte("A"), Mode: 0o644, UID: uid, GID: gid},

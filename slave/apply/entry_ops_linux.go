@@ -1,0 +1,290 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/rpc/eintr"
+	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
+)
+
+// ApplyEntries applies entries in order and returns the ones that failed; a
+// failed entry does not stop the rest. Every operation is idempotent, so
+// applying the same batch again converges: CREATE of a name already holding
+// the gfid succeeds, RENAME whose new name holds the gfid succeeds, UNLINK
+// and RMDIR of a missing name (or of a name holding another inode) succeed,
+// and a name holding another gfid is an EEXIST failure carrying that gfid.
+// When ctx is done, the entries not yet applied fail with ECANCELED.
+//
+// The runs of IndependentRuns (creates of non-directories that cannot
+// affect each other: most of an initial sync) are applied by Config.Workers
+// goroutines; everything else in order.
+func (en *Engine) ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.Failure {
+	b := batch{
+		do:   func(i int) error { return en.applyEntry(entries[i]) },
+		what: func(i int) string { return Describe(entries[i]) },
+	}
+	en.begin()
+	defer en.end()
+	var fails []ops.Failure
+	for _, r := range IndependentRuns(entries) {
+		if r[1]-r[0] > 1 {
+			fails = append(fails, en.parallel(ctx, r[0], r[1], b)...)
+		} else {
+			fails = append(fails, en.serial(ctx, r[0], r[1], b)...)
+		}
+	}
+	return fails
+}
+
+// Describe names an entry for messages: op, gfid, parent and name.
+func Describe(e ops.Entry) string {
+	s := fmt.Sprintf("%s %s at %s/%q", e.Op, e.GFID, e.Parent, TruncName(e.Name))
+	if e.Op == ops.OpRename {
+		s += fmt.Sprintf(" -> %s/%q", e.NewParent, TruncName(e.NewName))
+	}
+	return s
+}
+
+// validateEntry refuses a malformed entry before anything is touched.
+func (en *Engine) validateEntry(e ops.Entry) error {
+	if e.Op < ops.OpCreate || e.Op > ops.OpRmdir {
+		return Errorf(unix.EINVAL, "unknown entry op %d", int(e.Op))
+	}
+	if e.GFID.IsZero() {
+		return Errorf(unix.EINVAL, "zero gfid")
+	}
+	if e.GFID == gfid.Root || e.GFID == gfid.Park {
+		return Errorf(unix.EPERM, "gfid %s is reserved", e.GFID)
+	}
+	if err := en.validateParentName(e.Parent, e.Name); err != nil {
+		return err
+	}
+	t := e.Mode & unix.S_IFMT
+	switch e.Op {
+	case ops.OpRename:
+		return en.validateParentName(e.NewParent, e.NewName)
+	case ops.OpCreate:
+		if t != 0 && t != unix.S_IFREG {
+			return Errorf(unix.EINVAL, "CREATE with mode %#o: not a regular file", e.Mode)
+		}
+	case ops.OpMkdir:
+		if t != 0 && t != unix.S_IFDIR {
+			return Errorf(unix.EINVAL, "MKDIR with mode %#o: not a directory", e.Mode)
+		}
+	case ops.OpMknod:
+		switch t {
+		case unix.S_IFREG, unix.S_IFIFO, unix.S_IFCHR, unix.S_IFBLK, unix.S_IFSOCK:
+		default:
+			return Errorf(unix.EINVAL, "MKNOD with mode %#o: not a regular file, fifo, device or socket", e.Mode)
+		}
+	case ops.OpSymlink:
+		return validateTarget(e.Target)
+	}
+	return nil
+}
+
+func validateTarget(target string) error {
+	switch {
+	case target == "":
+		return Errorf(unix.EINVAL, "empty symlink target")
+	case strings.IndexByte(target, 0) >= 0:
+		return Errorf(unix.EINVAL, "symlink target contains a NUL byte")
+	case len(target) >= unix.PathMax:
+		return Errorf(unix.EINVAL, "symlink target of %d bytes is too long", len(target))
+	}
+	return nil
+}
+
+// validateParentName refuses a zero parent, an invalid name and the names
+// the replica reserves in its root.
+func (en *Engine) validateParentName(parent gfid.GFID, name string) error {
+	if parent.IsZero() {
+		return Errorf(unix.EINVAL, "zero parent gfid")
+	}
+	if err := ops.ValidateName(name); err != nil {
+		return Errorf(unix.EINVAL, "%v", err)
+	}
+	if parent != gfid.Root {
+		return nil
+	}
+	if name == MetaDir {
+		return Errorf(unix.EPERM, "reserved name %q in the replica root", name)
+	}
+	if why, ok := en.cfg.Reserved[name]; ok {
+		return Errorf(unix.EPERM, "%s", why)
+	}
+	return nil
+}
+
+func (en *Engine) applyEntry(e ops.Entry) error {
+	if err := en.validateEntry(e); err != nil {
+		return err
+	}
+	switch e.Op {
+	case ops.OpCreate, ops.OpMkdir, ops.OpMknod, ops.OpSymlink:
+		return en.create(e)
+	case ops.OpLink:
+		return en.link(e)
+	case ops.OpRename:
+		return en.rename(e)
+	case ops.OpUnlink:
+		return en.remove(e, false)
+	}
+	return en.remove(e, true)
+}
+
+// openParent opens the directory an entry names as parent.
+func (en *Engine) openParent(g gfid.GFID) (int, error) {
+	fd, err := en.b.OpenDir(g)
+	switch errno := ErrnoOf(err); {
+	case err == nil:
+		return fd, nil
+	case errno == unix.ENOENT:
+		return -1, Errorf(unix.ENOENT, "parent %s not found", g)
+	case errno == unix.ENOTDIR:
+		return -1, Errorf(unix.ENOTDIR, "parent %s is not a directory", g)
+	}
+	return -1, err
+}
+
+// WantType is the file type an entry creates.
+func WantType(e ops.Entry) ops.FileType {
+	switch e.Op {
+	case ops.OpMkdir:
+		return ops.TypeDir
+	case ops.OpSymlink:
+		return ops.TypeSymlink
+	case ops.OpMknod:
+		return ops.TypeOfMode(e.Mode)
+	}
+	return ops.TypeRegular
+}
+
+// ExistsErr is the EEXIST of a name holding another inode than wanted.
+func ExistsErr(n Name) error {
+	if n.GFID.IsZero() {
+		return &Error{Errno: unix.EEXIST, Msg: "name exists and holds an inode without a gfid"}
+	}
+	return &Error{Errno: unix.EEXIST, Msg: fmt.Sprintf("name exists and holds gfid %s", n.GFID), Existing: n.GFID}
+}
+
+// create applies CREATE, MKDIR, MKNOD and SYMLINK.
+func (en *Engine) create(e ops.Entry) error {
+	pfd, err := en.openParent(e.Parent)
+	if err != nil {
+		return err
+	}
+	defer CloseFd(pfd)
+	want := WantType(e)
+	ni, err := en.b.Lookup(pfd, e.Name)
+	if err != nil {
+		return err
+	}
+	if ni.Exists {
+		if !en.b.Holds(ni, e.GFID) {
+			return ExistsErr(ni)
+		}
+		if have := ops.TypeOfMode(ni.St.Mode); have != want {
+			return &Error{Errno: unix.EEXIST, Msg: fmt.Sprintf("name holds gfid %s as a %s, not a %s", e.GFID, have, want), Existing: e.GFID}
+		}
+		return en.b.Named(pfd, e.Parent, e.Name, e.GFID, ni)
+	}
+	in, err := en.b.Locate(e.GFID)
+	if err != nil {
+		return err
+	}
+	if have := in.Type; have != 0 && !in.Stale {
+		if want == ops.TypeDir || have == ops.TypeDir {
+			return Errorf(unix.EEXIST, "gfid exists at another name (as a %s)", have)
+		}
+		if have != want {
+			return Errorf(unix.EEXIST, "gfid exists at another name as a %s, not a %s", have, want)
+		}
+		// Another name of an existing inode: a hardlink.
+		return en.b.Link(e.GFID, in, pfd, e.Name)
+	}
+	return en.b.Create(pfd, e)
+}
+
+// link applies LINK: another name for an existing non-directory.
+func (en *Engine) link(e ops.Entry) error {
+	pfd, err := en.openParent(e.Parent)
+	if err != nil {
+		return err
+	}
+	defer CloseFd(pfd)
+	ni, err := en.b.Lookup(pfd, e.Name)
+	if err != nil {
+		return err
+	}
+	if ni.Exists {
+		if !en.b.Holds(ni, e.GFID) {
+			return ExistsErr(ni)
+		}
+		if ni.IsDir() {
+			return Errorf(unix.EPERM, "LINK to a directory refused")
+		}
+		return en.b.Named(pfd, e.Parent, e.Name, e.GFID, ni)
+	}
+	in, err := en.b.Locate(e.GFID)
+	switch {
+	case err != nil:
+		return err
+	case in.Type == 0:
+		return Errorf(unix.ENOENT, "gfid %s not found", e.GFID)
+	case in.Type == ops.TypeDir:
+		return Errorf(unix.EPERM, "LINK to a directory refused")
+	}
+	return en.b.Link(e.GFID, in, pfd, e.Name)
+}
+
+// remove applies UNLINK (dir false) and RMDIR (dir true). A missing parent
+// or name is success; a name that holds another inode is left alone.
+func (en *Engine) remove(e ops.Entry, dir bool) error {
+	pfd, err := en.b.OpenDir(e.Parent)
+	if NotFound(err) {
+		en.log.Debug("remove: parent gone, nothing to do", "op", e.Op.String(), "gfid", e.GFID.String(), "parent", e.Parent.String())
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer CloseFd(pfd)
+	ni, err := en.b.Lookup(pfd, e.Name)
+	if err != nil || !ni.Exists {
+		return err
+	}
+	if !en.b.Holds(ni, e.GFID) {
+		en.log.Debug("remove: name holds another inode, left alone", "op", e.Op.String(), "gfid", e.GFID.String(), "found", ni.GFID.String(), "name", e.Name)
+		return nil
+	}
+	switch {
+	case ni.IsDir() && !dir:
+		return Errorf(unix.EISDIR, "is a directory (UNLINK refused, use RMDIR)")
+	case !ni.IsDir() && dir:
+		return Errorf(unix.ENOTDIR, "not a directory (RMDIR refused)")
+	}
+	if err := unlink(pfd, e.Name, dir); err != nil {
+		return err
+	}
+	_, err = en.b.Forget(e.GFID, ni)
+	return err
+}
+
+// unlink removes name from dirfd (a directory when dir is set); a name
+// already gone is fine.
+func unlink(dirfd int, name string, dir bool) error {
+	flags, what := 0, "unlink"
+	if dir {
+		flags, what = unix.AT_REMOVEDIR, "rmdir"
+	}
+	if err := eintr.Retry(func() error { return unix.Unlinkat(dirfd, name, flags) }); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("%s %q: %w", what, TruncName(name), err)
+	}
+	return nil
+}
