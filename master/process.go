@@ -9,15 +9,14 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/changelog"
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 	"golang.org/x/sys/unix"
 )
 
@@ -89,7 +88,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	}
 
 	// Entry ops, in order.
-	var ops []*slavev1.Entry
+	var entries []ops.Entry
 	var opGFID []gfid.GFID
 	touched := map[gfid.GFID]bool{} // gfids whose metadata to send
 	var data []gfid.GFID
@@ -100,7 +99,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 			if !ok {
 				continue // vanished on the master since the changelog was written
 			}
-			ops = append(ops, e)
+			entries = append(entries, e)
 			opGFID = append(opGFID, r.GFID)
 			switch r.Fop {
 			case changelog.Unlink, changelog.Rmdir:
@@ -158,7 +157,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	results := make(chan map[gfid.GFID]error, len(queue)+1)
 	writers := make(chan struct{}, max(1, w.cfg.SyncJobs)) // WriteFiles calls in flight
 	launched, files, smallFiles := 0, 0, 0
-	prog := &progress{start: time.Now(), entriesTotal: int64(len(ops)), filesTotal: int64(len(queue)), bytesTotal: out.bytes}
+	prog := &progress{start: time.Now(), entriesTotal: int64(len(entries)), filesTotal: int64(len(queue)), bytesTotal: out.bytes}
 	w.prog.Store(prog)
 	defer w.prog.Store(nil)
 	var deferred []pending
@@ -211,10 +210,10 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	}
 
 	t0 := time.Now()
-	prog.report(ctx, w.log, len(ops), len(queue), t0)
+	prog.report(ctx, w.log, len(entries), len(queue), t0)
 	defer prog.stop()
 	launch(0)
-	err = w.applyEntries(ctx, ops, opGFID, out, snap, func(applied int) {
+	err = w.applyEntries(ctx, entries, opGFID, out, snap, func(applied int) {
 		prog.entries.Store(int64(applied))
 		launch(applied)
 	})
@@ -227,7 +226,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 			out.failData(g, "the slave's inode was replaced while its entry conflicts were resolved; shipped again", cause{kind: kindData})
 		}
 	}
-	launch(len(ops))
+	launch(len(entries))
 	tEntries := time.Since(t0)
 	collect := func() {
 		for ; launched > 0; launched-- {
@@ -242,7 +241,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		}
 	}
 	if err == nil {
-		w.countEntryOps(ops)
+		w.countEntryOps(entries)
 	}
 	if err == nil && entriesDone != nil {
 		err = entriesDone(out.failed)
@@ -251,10 +250,10 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		collect()
 		return nil, err
 	}
-	out.entries = len(ops)
+	out.entries = len(entries)
 
 	// Metadata of everything touched, from the master's stat.
-	var metas []*slavev1.Meta
+	var metas []ops.Meta
 	var metaGFID []gfid.GFID
 	shipped := make(map[gfid.GFID]bool, len(data))
 	for _, g := range data {
@@ -293,7 +292,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	if w.stats.CrawlStatus == "Changelog" {
 		level = slog.LevelDebug // a live pass per change: too many for info
 	}
-	w.log.Log(ctx, level, "changelog processed", "changelog", filepath.Base(path), "entries", len(ops), "entry_ops_time", tEntries,
+	w.log.Log(ctx, level, "changelog processed", "changelog", filepath.Base(path), "entries", len(entries), "entry_ops_time", tEntries,
 		"metas", len(metas), "meta_ops_time", tMeta, "files", files, "small_files", smallFiles, "bytes", out.bytes, "total_time", time.Since(t0),
 		"failures", len(out.failed))
 	return out, nil
@@ -304,7 +303,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 // brick, whose inode's times are not the volume's (see metaOp). WriteFiles
 // carried the volume's already (whole).
 func (w *worker) shippedMeta(ctx context.Context, data []gfid.GFID, whole map[gfid.GFID]bool, snap *crawl.Snapshot, out *outcome) error {
-	var metas []*slavev1.Meta
+	var metas []ops.Meta
 	var metaGFID []gfid.GFID
 	for _, g := range data {
 		n, ok := snap.Lookup(g)
@@ -320,51 +319,51 @@ func (w *worker) shippedMeta(ctx context.Context, data []gfid.GFID, whole map[gf
 	return w.applyMetas(ctx, metas, metaGFID, out)
 }
 
-// entryOp converts an entry record into the protocol's form, completing it
+// entryOp converts an entry record into the slave's entry op, completing it
 // from the master's stat (device numbers, symlink targets). ok is false when
 // the gfid no longer exists on the master and the op makes no sense any more.
-func (w *worker) entryOp(r changelog.Record, snap *crawl.Snapshot) (*slavev1.Entry, bool) {
-	e := &slavev1.Entry{Gfid: r.GFID.String(), Pargfid: r.Parent.String(), Name: []byte(r.Name),
-		Mode: r.Mode, Uid: r.UID, Gid: r.GID}
+func (w *worker) entryOp(r changelog.Record, snap *crawl.Snapshot) (ops.Entry, bool) {
+	e := ops.Entry{GFID: r.GFID, Parent: r.Parent, Name: r.Name,
+		Mode: r.Mode, UID: r.UID, GID: r.GID}
 	n, exists := snap.Lookup(r.GFID)
 	switch r.Fop {
 	case changelog.Create:
-		e.Op = slavev1.EntryOp_ENTRY_OP_CREATE
+		e.Op = ops.OpCreate
 	case changelog.Mkdir:
-		e.Op = slavev1.EntryOp_ENTRY_OP_MKDIR
+		e.Op = ops.OpMkdir
 	case changelog.Mknod:
-		e.Op = slavev1.EntryOp_ENTRY_OP_MKNOD
+		e.Op = ops.OpMknod
 		if !exists {
-			return nil, false
+			return ops.Entry{}, false
 		}
 		e.Rdev = n.Rdev
 	case changelog.Symlink:
-		e.Op = slavev1.EntryOp_ENTRY_OP_SYMLINK
+		e.Op = ops.OpSymlink
 		if !exists {
-			return nil, false
+			return ops.Entry{}, false
 		}
-		e.LinkTarget = []byte(n.Target)
-		e.Mode, e.Uid, e.Gid = n.Mode, n.UID, n.GID
+		e.Target = n.Target
+		e.Mode, e.UID, e.GID = n.Mode, n.UID, n.GID
 	case changelog.Link:
-		e.Op = slavev1.EntryOp_ENTRY_OP_LINK
+		e.Op = ops.OpLink
 	case changelog.Rename:
-		e.Op = slavev1.EntryOp_ENTRY_OP_RENAME
-		e.NewPargfid = r.NewParent.String()
-		e.NewName = []byte(r.NewName)
+		e.Op = ops.OpRename
+		e.NewParent = r.NewParent
+		e.NewName = r.NewName
 	case changelog.Unlink:
-		e.Op = slavev1.EntryOp_ENTRY_OP_UNLINK
+		e.Op = ops.OpUnlink
 	case changelog.Rmdir:
-		e.Op = slavev1.EntryOp_ENTRY_OP_RMDIR
+		e.Op = ops.OpRmdir
 	default:
-		return nil, false
+		return ops.Entry{}, false
 	}
 	if exists && (r.Fop == changelog.Create || r.Fop == changelog.Mkdir || r.Fop == changelog.Mknod) {
-		e.Mode, e.Uid, e.Gid = n.Mode, n.UID, n.GID
+		e.Mode, e.UID, e.GID = n.Mode, n.UID, n.GID
 	}
 	return e, true
 }
 
-func (w *worker) metaOp(g gfid.GFID, n crawl.Node) *slavev1.Meta {
+func (w *worker) metaOp(g gfid.GFID, n crawl.Node) ops.Meta {
 	if w.brick != nil && w.brick.auxMount != "" {
 		// GlusterFS keeps the volume's times apart from the brick inode's
 		// (the utime translator's trusted.glusterfs.mdata), and DHT merges
@@ -380,16 +379,18 @@ func (w *worker) metaOp(g gfid.GFID, n crawl.Node) *slavev1.Meta {
 			n.MtimeNs = st.Mtim.Nano()
 		}
 	}
-	m := &slavev1.Meta{
-		Gfid:    g.String(),
+	mtime := time.Unix(n.MtimeNs/1e9, n.MtimeNs%1e9)
+	m := ops.Meta{
+		GFID:    g,
 		SetMode: n.Type != catalog.TypeSymlink, Mode: n.Mode & 0o7777,
-		SetOwner: true, Uid: n.UID, Gid: n.GID,
-		Mtime: &slavev1.Timespec{Sec: n.MtimeNs / 1e9, Nsec: int32(n.MtimeNs % 1e9)},
+		SetOwner: true, UID: n.UID, GID: n.GID,
+		Mtime: &mtime,
 	}
 	if w.cfg.SyncXattrs && (n.Type == catalog.TypeReg || n.Type == catalog.TypeDir) {
 		m.SetXattrs = true
+		m.Xattrs = make(map[string][]byte, len(n.Xattrs))
 		for name, v := range n.Xattrs {
-			m.Xattrs = append(m.Xattrs, &slavev1.Xattr{Name: name, Value: v})
+			m.Xattrs[name] = v
 		}
 	}
 	return m
@@ -399,8 +400,8 @@ func (w *worker) metaOp(g gfid.GFID, n crawl.Node) *slavev1.Meta {
 // failure the slave reports to onFail with the item's index in items; done,
 // when not nil, gets the number of items sent after each call.
 func inBatches[T any](ctx context.Context, batch int, items []T,
-	call func(context.Context, []T) ([]*slavev1.EntryFailure, error),
-	onFail func(int, *slavev1.EntryFailure), done func(int)) error {
+	call func(context.Context, []T) ([]ops.Failure, error),
+	onFail func(int, ops.Failure), done func(int)) error {
 	for start := 0; start < len(items); start += batch {
 		end := min(start+batch, len(items))
 		failures, err := call(ctx, items[start:end])
@@ -408,9 +409,9 @@ func inBatches[T any](ctx context.Context, batch int, items []T,
 			return err
 		}
 		for _, f := range failures {
-			i := start + int(f.GetIndex())
-			if i >= end {
-				return fmt.Errorf("slave reported a failure for item %d of a batch of %d", f.GetIndex(), end-start)
+			i := start + f.Index
+			if f.Index < 0 || i >= end {
+				return fmt.Errorf("slave reported a failure for item %d of a batch of %d", f.Index, end-start)
 			}
 			onFail(i, f)
 		}
@@ -421,10 +422,10 @@ func inBatches[T any](ctx context.Context, batch int, items []T,
 	return nil
 }
 
-func (w *worker) applyMetas(ctx context.Context, metas []*slavev1.Meta, metaGFID []gfid.GFID, out *outcome) error {
-	return inBatches(ctx, w.batch, metas, w.slave.MetaOps, func(i int, f *slavev1.EntryFailure) {
-		w.log.Warn("meta op failed", "gfid", metas[i].GetGfid(), "errno", errnoName(f.GetErrno()), "err", f.GetMessage())
-		out.fail(metaGFID[i], cause{errno: syscall.Errno(f.GetErrno()), side: sideSlave, kind: kindMeta}, "meta: %s", f.GetMessage())
+func (w *worker) applyMetas(ctx context.Context, metas []ops.Meta, metaGFID []gfid.GFID, out *outcome) error {
+	return inBatches(ctx, w.batch, metas, w.slave.MetaOps, func(i int, f ops.Failure) {
+		w.log.Warn("meta op failed", "gfid", metas[i].GFID.String(), "errno", errnoName(f.Errno), "err", f.Message)
+		out.fail(metaGFID[i], cause{errno: f.Errno, side: sideSlave, kind: kindMeta}, "meta: %s", f.Message)
 	}, nil)
 }
 
