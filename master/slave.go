@@ -123,8 +123,13 @@ func newSlaveClient(cfg Config, volumeID, sessionFile string) (*slaveClient, err
 		volumeID: volumeID, node: fmt.Sprintf("%s pid %d", host, os.Getpid()),
 		lease: cfg.Lease, sessionFile: sessionFile,
 	}
-	c.Client = slaveclient.New(conn, volumeID, c.sessionID)
+	c.Client = slaveclient.New(conn, c.sessionID)
 	return c, nil
+}
+
+// SetXtime marks the inode g with this master volume's xtime t.
+func (c *slaveClient) SetXtime(ctx context.Context, g gfid.GFID, t time.Time) error {
+	return c.Client.SetXtime(ctx, g, c.volumeID, t.Unix(), int32(t.Nanosecond()))
 }
 
 // sessionID is the id of the session open now ("" before the handshake).

@@ -15,7 +15,7 @@ package slaveclient
 import (
 	"context"
 	"fmt"
-	"time"
+	"slices"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -31,27 +31,29 @@ const SessionKey = "georep-session"
 
 // Client makes the calls of one slave session. Its methods are safe for
 // concurrent use. Per-item failures of a batch are data (ops.Failure, Index
-// counting from 0 in the batch sent); an error means the whole call failed
-// and nothing can be assumed about which items were applied.
+// counting from 0 in the batch sent, in the order of the items); an error
+// means the whole call failed and nothing can be assumed about which items
+// were applied.
 type Client struct {
-	api      slavev1.SlaveServiceClient
-	volumeID string        // the master volume's id: the xtime key
-	session  func() string // the current session id
+	api     slavev1.SlaveServiceClient
+	session func() string // the current session id
 }
 
-// New returns a Client calling the slave on conn for the master volume
-// volumeID; session returns the id of the session to attach (it may change
-// between calls when the session is opened again).
-func New(conn grpc.ClientConnInterface, volumeID string, session func() string) *Client {
-	return &Client{api: slavev1.NewSlaveServiceClient(conn), volumeID: volumeID, session: session}
+// New returns a Client calling the slave on conn; session returns the id of
+// the session to attach (it may change between calls when the session is
+// opened again).
+func New(conn grpc.ClientConnInterface, session func() string) *Client {
+	return &Client{api: slavev1.NewSlaveServiceClient(conn), session: session}
 }
 
 func (c *Client) ctx(ctx context.Context) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, SessionKey, c.session())
 }
 
-// failures converts a batch's failures back; a failure the slave reported
-// beyond the batch is an error of the whole call.
+// failures converts a batch's failures back, in the order of the items
+// (the slave lists those it refused before converting them first); a
+// failure the slave reported beyond the batch is an error of the whole
+// call.
 func failures(call string, pfs []*slavev1.EntryFailure, n int) ([]ops.Failure, error) {
 	fs, err := wire.FailuresFromProto(pfs)
 	if err != nil {
@@ -62,6 +64,7 @@ func failures(call string, pfs []*slavev1.EntryFailure, n int) ([]ops.Failure, e
 			return nil, fmt.Errorf("%s: slave reported a failure for item %d of a batch of %d", call, f.Index, n)
 		}
 	}
+	slices.SortStableFunc(fs, func(a, b ops.Failure) int { return a.Index - b.Index })
 	return fs, nil
 }
 
@@ -134,10 +137,11 @@ func (c *Client) Stat(ctx context.Context, g gfid.GFID) (ops.Attr, error) {
 	return wire.StatResultFromProto(rs[0])
 }
 
-// SetXtime marks the inode g with the master volume's xtime t.
-func (c *Client) SetXtime(ctx context.Context, g gfid.GFID, t time.Time) error {
+// SetXtime marks the inode g with the xtime sec.nsec of the master volume
+// volumeID (the slave refuses an nsec outside 0..999999999).
+func (c *Client) SetXtime(ctx context.Context, g gfid.GFID, volumeID string, sec int64, nsec int32) error {
 	_, err := c.api.SetXtime(c.ctx(ctx), &slavev1.SetXtimeRequest{
-		Gfid: g.String(), VolumeId: c.volumeID, Xtime: wire.TimeToProto(t),
+		Gfid: g.String(), VolumeId: volumeID, Xtime: &slavev1.Timespec{Sec: sec, Nsec: nsec},
 	})
 	if err != nil {
 		return fmt.Errorf("set xtime: %w", wire.FromStatus(err))
@@ -145,15 +149,16 @@ func (c *Client) SetXtime(ctx context.Context, g gfid.GFID, t time.Time) error {
 	return nil
 }
 
-// Xtime returns the master volume's xtime of the inode g; ok is false when
-// the inode carries none.
-func (c *Client) Xtime(ctx context.Context, g gfid.GFID) (t time.Time, ok bool, err error) {
-	resp, err := c.api.Xtime(c.ctx(ctx), &slavev1.XtimeRequest{Gfid: g.String(), VolumeId: c.volumeID})
+// Xtime returns the xtime of the master volume volumeID on the inode g; ok
+// is false when the inode carries none.
+func (c *Client) Xtime(ctx context.Context, g gfid.GFID, volumeID string) (sec int64, nsec int32, ok bool, err error) {
+	resp, err := c.api.Xtime(c.ctx(ctx), &slavev1.XtimeRequest{Gfid: g.String(), VolumeId: volumeID})
 	if err != nil {
-		return time.Time{}, false, fmt.Errorf("xtime: %w", wire.FromStatus(err))
+		return 0, 0, false, fmt.Errorf("xtime: %w", wire.FromStatus(err))
 	}
-	if resp.GetXtime() == nil {
-		return time.Time{}, false, nil
+	x := resp.GetXtime()
+	if x == nil {
+		return 0, 0, false, nil
 	}
-	return wire.TimeFromProto(resp.GetXtime()), true, nil
+	return x.GetSec(), x.GetNsec(), true, nil
 }
