@@ -183,6 +183,17 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 	return nil
 }
 
+// refusesCertificate reports whether err, from the health check of the
+// slave's connection, is the slave refusing this master's certificate (not
+// among its allowed-masters): retrying cannot help.
+func refusesCertificate(err error) bool { return status.Code(err) == codes.PermissionDenied }
+
+// refusesSession reports whether err, from handshake, is the slave refusing
+// the session in a way retrying will not change by itself: another master
+// volume's replica, a protocol version it does not speak. (A refusal that
+// is a guard is a GuardError instead.)
+func refusesSession(err error) bool { return status.Code(err) == codes.FailedPrecondition }
+
 // handshakeGuard maps the slave's refusal of a first master on a replica
 // root holding data georep did not create (ErrorInfo reason
 // REPLICA_NOT_EMPTY, matched by reason, never by message) to the
