@@ -79,9 +79,10 @@ type dataSyncer interface {
 const protocolVersion = 1
 
 // slaveClient is the gRPC client of one slave session: it opens the
-// session (handshake), keeps it alive and knows when it is lost; the calls
-// of the session, in ops types, are those of the embedded
-// slaveclient.Client, which implement slaveAPI.
+// session (handshake), keeps it alive, knows when it is lost and what a
+// refusal is; the calls of the session, in ops types, are those of the
+// embedded slaveclient.Client (SetXtime with this master's volume id and a
+// time), which implement slaveAPI.
 type slaveClient struct {
 	*slaveclient.Client
 	conn     *grpc.ClientConn
