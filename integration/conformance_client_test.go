@@ -40,6 +40,8 @@ type clientBackend struct {
 	root, dataDir string
 }
 
+var _ opstest.Backend = (*clientBackend)(nil)
+
 func (b *clientBackend) batchFailed(call string, n int, err error) []ops.Failure {
 	b.t.Errorf("%s: the call failed whole: %v", call, err)
 	fs := make([]ops.Failure, n)

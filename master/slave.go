@@ -60,6 +60,8 @@ type slaveAPI interface {
 	SetXtime(ctx context.Context, g gfid.GFID, t time.Time) error
 }
 
+var _ slaveAPI = (*slaveClient)(nil)
+
 // slaveDirGone reports whether err, from Entries, says the directory is not
 // on the slave as a directory: no inode has its gfid (fs.ErrNotExist), its
 // gfid is not a directory there (ops.ErrNotDir), or its name there holds

@@ -33,6 +33,8 @@ type fakeSlave struct {
 	delay   time.Duration // per EntryOps call
 }
 
+var _ slaveAPI = (*fakeSlave)(nil)
+
 func newFakeSlave() *fakeSlave {
 	return &fakeSlave{dirs: map[gfid.GFID]map[string]gfid.GFID{gfid.Root: {}, gfid.Park: {}}, failOne: map[string]ops.Failure{}}
 }
