@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/changelog"
@@ -268,7 +266,7 @@ func (w *worker) dryRunCompare(ctx context.Context, snap *crawl.Snapshot, p *pla
 			return listed, err
 		}
 		ents, err := w.slave.Entries(ctx, dir)
-		if c := status.Code(err); c == codes.NotFound || c == codes.FailedPrecondition {
+		if slaveDirGone(err) {
 			p.add("slave-missing", rel(source, snap, dir)+"/")
 			continue
 		}
@@ -278,10 +276,10 @@ func (w *worker) dryRunCompare(ctx context.Context, snap *crawl.Snapshot, p *pla
 		listed += int64(len(ents))
 		have := make(map[string]bool, len(ents))
 		for _, e := range ents {
-			name := string(e.GetName())
+			name := e.Name
 			have[name] = true
 			switch g, mine := want[name]; {
-			case mine && e.GetGfid() == g.String():
+			case mine && e.GFID == g:
 			case mine:
 				p.add("slave-extra", filepath.Join(rel(source, snap, dir), name)+" (holds another inode)")
 			case !w.cfg.IgnoreDeletes && !w.partial: // a brick of several holds part of the names

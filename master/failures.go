@@ -15,10 +15,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // failClass says whether retrying a failure can help.
@@ -59,7 +59,7 @@ type cause struct {
 	errno syscall.Errno // 0: none known (an rsync run, a call that failed whole)
 	side  failSide
 	kind  failKind
-	op    slavev1.EntryOp // kindEntry
+	op    ops.Op // kindEntry
 	// parentPermanent: an ENOENT because a parent in the same pass failed
 	// permanently (its children cannot be created either).
 	parentPermanent bool
@@ -85,7 +85,7 @@ func classify(c cause) failClass {
 	case syscall.ENAMETOOLONG, syscall.EILSEQ, syscall.EOPNOTSUPP: // ENOTSUP is EOPNOTSUPP on Linux
 		return classPermanent
 	case syscall.EINVAL:
-		if c.side == sideSlave && (c.kind == kindMeta || (c.kind == kindEntry && c.op != slavev1.EntryOp_ENTRY_OP_RENAME)) {
+		if c.side == sideSlave && (c.kind == kindMeta || (c.kind == kindEntry && c.op != ops.OpRename)) {
 			return classPermanent
 		}
 	case syscall.EPERM:

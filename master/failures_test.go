@@ -23,17 +23,17 @@ import (
 	"google.golang.org/grpc/status"
 
 	masterv1 "github.com/georep/georep/gen/georep/master/v1"
-	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 func TestClassify(t *testing.T) {
 	const (
-		create = slavev1.EntryOp_ENTRY_OP_CREATE
-		mkdir  = slavev1.EntryOp_ENTRY_OP_MKDIR
-		rename = slavev1.EntryOp_ENTRY_OP_RENAME
-		unlink = slavev1.EntryOp_ENTRY_OP_UNLINK
+		create = ops.OpCreate
+		mkdir  = ops.OpMkdir
+		rename = ops.OpRename
+		unlink = ops.OpUnlink
 	)
 	for _, tc := range []struct {
 		c    cause
@@ -123,23 +123,23 @@ func TestFailureQueueWithoutClass(t *testing.T) {
 // reservingSlave refuses, every time, the entry ops named in refuse ("MKDIR d").
 type reservingSlave struct {
 	*fakeSlave
-	refuse map[string]*slavev1.EntryFailure
+	refuse map[string]ops.Failure
 }
 
-func (r *reservingSlave) EntryOps(ctx context.Context, ops []*slavev1.Entry) ([]*slavev1.EntryFailure, error) {
-	var fails []*slavev1.EntryFailure
-	var pass []*slavev1.Entry
+func (r *reservingSlave) EntryOps(ctx context.Context, entries []ops.Entry) ([]ops.Failure, error) {
+	var fails []ops.Failure
+	var pass []ops.Entry
 	var index []int
-	for i, e := range ops {
-		if f, ok := r.refuse[fmt.Sprintf("%s %s", strings.TrimPrefix(e.GetOp().String(), "ENTRY_OP_"), e.GetName())]; ok {
-			fails = append(fails, &slavev1.EntryFailure{Index: uint32(i), Errno: f.GetErrno(), Message: f.GetMessage()})
+	for i, e := range entries {
+		if f, ok := r.refuse[fmt.Sprintf("%s %s", e.Op, e.Name)]; ok {
+			fails = append(fails, ops.Failure{Index: i, Errno: f.Errno, Message: f.Message})
 			continue
 		}
 		pass, index = append(pass, e), append(index, i)
 	}
 	more, err := r.fakeSlave.EntryOps(ctx, pass)
-	for _, f := range more {
-		f.Index = uint32(index[f.GetIndex()])
+	for i := range more {
+		more[i].Index = index[more[i].Index]
 	}
 	return append(fails, more...), err
 }
@@ -151,9 +151,9 @@ func TestEntryFailuresClassified(t *testing.T) {
 	tw := newTestWorker(t)
 	tw.noVerify = true
 	tw.failures = mustQueue(t, tw.wd.path("failures"))
-	rs := &reservingSlave{fakeSlave: tw.slave, refuse: map[string]*slavev1.EntryFailure{
-		"MKDIR .gfid": {Errno: int32(syscall.EPERM), Message: `reserved name ".gfid" in the volume root`},
-		"CREATE g":    {Errno: int32(syscall.ENOSPC), Message: "no space left on device"},
+	rs := &reservingSlave{fakeSlave: tw.slave, refuse: map[string]ops.Failure{
+		"MKDIR .gfid": {Errno: syscall.EPERM, Message: `reserved name ".gfid" in the volume root`},
+		"CREATE g":    {Errno: syscall.ENOSPC, Message: "no space left on device"},
 	}}
 	tw.worker.slave = rs
 	tw.write(t, ".gfid/f", "1")
@@ -203,7 +203,7 @@ func TestSkipFailure(t *testing.T) {
 	w.failures = mustQueue(t, w.wd.path("failures"))
 	bad, other := gfid.New(), gfid.New()
 	perm := newFailure(bad, "d", ".gfid", false, `ENTRY_OP_MKDIR: reserved name ".gfid"`,
-		cause{errno: syscall.EPERM, side: sideSlave, kind: kindEntry, op: slavev1.EntryOp_ENTRY_OP_MKDIR})
+		cause{errno: syscall.EPERM, side: sideSlave, kind: kindEntry, op: ops.OpMkdir})
 	var partial *partialError
 	if err := w.settle([]*failure{perm}, true); !errors.As(err, &partial) {
 		t.Fatalf("settle with a failure: %v, want a partialError (stime held)", err)

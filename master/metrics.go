@@ -9,9 +9,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // metrics is the master's Prometheus registry. Counters the pipeline
@@ -60,16 +60,16 @@ func (m *metrics) rsyncRun(d time.Duration, err error) {
 }
 
 // countEntryOps counts the entry ops of a changelog once they are applied.
-func (w *worker) countEntryOps(ops []*slavev1.Entry) {
-	if w.mon == nil || len(ops) == 0 {
+func (w *worker) countEntryOps(entries []ops.Entry) {
+	if w.mon == nil || len(entries) == 0 {
 		return
 	}
-	n := map[slavev1.EntryOp]int{}
-	for _, e := range ops {
-		n[e.GetOp()]++
+	n := map[ops.Op]int{}
+	for _, e := range entries {
+		n[e.Op]++
 	}
 	for op, c := range n {
-		name := strings.ToLower(strings.TrimPrefix(op.String(), "ENTRY_OP_"))
+		name := strings.ToLower(op.String())
 		w.mon.metrics.entryOps.WithLabelValues(name).Add(float64(c))
 	}
 }

@@ -6,18 +6,15 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/changelog"
 	"github.com/georep/georep/master/crawl"
-	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 	"golang.org/x/sys/unix"
 )
 
@@ -72,195 +69,143 @@ func (o *outcome) failData(g gfid.GFID, why string, c cause) {
 // failed), before the metadata: the caller records it so that a replay
 // after a crash skips them (gsyncd's entry stime).
 func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.Snapshot, entriesDone func(failed map[gfid.GFID]string) error) (*outcome, error) {
+	recs, err := readChangelog(path)
+	if err != nil {
+		return nil, err
+	}
+	out := newOutcome(recs)
+	plan := planChangelog(recs, snap, w.entryOp, out)
+	ship := w.newDataShipper(plan, snap, out)
+	w.prog.Store(ship.prog)
+	defer w.prog.Store(nil)
+
+	t0 := time.Now()
+	ship.prog.report(ctx, w.log, len(plan.entries), len(ship.queue), t0)
+	defer ship.prog.stop()
+	ship.launch(ctx, 0)
+	err = w.applyEntries(ctx, plan.entries, plan.opGFID, out, snap, func(applied int) {
+		ship.prog.entries.Store(int64(applied))
+		ship.launch(ctx, applied)
+	})
+	ship.resolved(ctx, len(plan.entries))
+	tEntries := time.Since(t0)
+	if err == nil {
+		w.countEntryOps(plan.entries)
+	}
+	if err == nil && entriesDone != nil {
+		err = entriesDone(out.failed)
+	}
+	if err != nil {
+		ship.collect()
+		return nil, err
+	}
+	out.entries = len(plan.entries)
+
+	metas, metaGFID := w.touchedMetas(plan, snap, out)
+	t1 := time.Now()
+	err = w.applyMetas(ctx, metas, metaGFID, out)
+	tMeta := time.Since(t1)
+	ship.collect()
+	if err == nil && w.brick != nil {
+		err = w.shippedMeta(ctx, plan.data, ship.writtenWhole, snap, out)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	out.metas = len(metas)
+	out.files = ship.files
+	level := slog.LevelInfo
+	if w.stats.CrawlStatus == "Changelog" {
+		level = slog.LevelDebug // a live pass per change: too many for info
+	}
+	w.log.Log(ctx, level, "changelog processed", "changelog", filepath.Base(path), "entries", len(plan.entries), "entry_ops_time", tEntries,
+		"metas", len(metas), "meta_ops_time", tMeta, "files", ship.files, "small_files", ship.smallFiles, "bytes", out.bytes, "total_time", time.Since(t0),
+		"failures", len(out.failed))
+	return out, nil
+}
+
+// readChangelog parses the changelog file at path.
+func readChangelog(path string) ([]changelog.Record, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open changelog: %w", err)
 	}
 	recs, err := changelog.Parse(f, path)
 	f.Close()
-	if err != nil {
-		return nil, err
-	}
+	return recs, err
+}
+
+// newOutcome is the empty outcome of a changelog of recs.
+func newOutcome(recs []changelog.Record) *outcome {
 	out := &outcome{failed: map[gfid.GFID]string{}, causes: map[gfid.GFID]cause{},
 		dataFailed: map[gfid.GFID]bool{}, dataWhy: map[gfid.GFID]string{}, dataCauses: map[gfid.GFID]cause{},
 		named: make(map[gfid.GFID]bool, len(recs)), resolving: map[gfid.GFID]bool{}, purged: map[gfid.GFID]bool{}}
 	for _, r := range recs {
 		out.named[r.GFID] = true
 	}
+	return out
+}
 
-	// Entry ops, in order.
-	var ops []*slavev1.Entry
-	var opGFID []gfid.GFID
-	touched := map[gfid.GFID]bool{} // gfids whose metadata to send
-	var data []gfid.GFID
+// changelogPlan is what one changelog asks of the slave.
+type changelogPlan struct {
+	// entries are the entry ops, in the changelog's order; opGFID[i] is
+	// the gfid entries[i] is for.
+	entries []ops.Entry
+	opGFID  []gfid.GFID
+	// touched holds the gfids whose metadata to send (the park excluded).
+	touched map[gfid.GFID]bool
+	// data holds the gfids of the D records, in order.
+	data []gfid.GFID
+}
+
+// planChangelog sorts the records into entry ops (converted by entryOp,
+// which drops those whose gfid vanished on the master), the gfids whose
+// metadata to send and those whose data to ship; it counts the deletes in
+// out.
+func planChangelog(recs []changelog.Record, snap *crawl.Snapshot, entryOp func(changelog.Record, *crawl.Snapshot) (ops.Entry, bool), out *outcome) changelogPlan {
+	p := changelogPlan{touched: map[gfid.GFID]bool{}}
 	for _, r := range recs {
 		switch r.Kind {
 		case changelog.Entry:
-			e, ok := w.entryOp(r, snap)
+			e, ok := entryOp(r, snap)
 			if !ok {
 				continue // vanished on the master since the changelog was written
 			}
-			ops = append(ops, e)
-			opGFID = append(opGFID, r.GFID)
+			p.entries = append(p.entries, e)
+			p.opGFID = append(p.opGFID, r.GFID)
 			switch r.Fop {
 			case changelog.Unlink, changelog.Rmdir:
 				out.deletes++
 			default:
-				touched[r.GFID] = true
+				p.touched[r.GFID] = true
 			}
-			touched[r.Parent] = true
+			p.touched[r.Parent] = true
 			if r.Fop == changelog.Rename {
-				touched[r.NewParent] = true
+				p.touched[r.NewParent] = true
 			}
 		case changelog.Meta:
-			touched[r.GFID] = true
+			p.touched[r.GFID] = true
 		case changelog.Data:
-			data = append(data, r.GFID)
+			p.data = append(p.data, r.GFID)
 		}
 	}
-	delete(touched, gfid.Park)
+	delete(p.touched, gfid.Park)
+	return p
+}
 
-	// Data items, each ready once the last entry op naming its gfid is
-	// applied: the sync jobs start on the first batches while the slave
-	// applies the next ones. Files up to small-file-size go whole through
-	// WriteFiles instead of rsync (not with sync-acls: rsync ships the ACLs).
-	type pending struct {
-		item  syncer.Item
-		size  int64
-		ready int // entry ops that must be applied first
-	}
-	lastOp := make(map[gfid.GFID]int, len(opGFID))
-	for i, g := range opGFID {
-		lastOp[g] = i + 1
-	}
-	smallMax := w.cfg.SmallFileSize
-	if w.cfg.SyncACLs {
-		smallMax = 0
-	}
-	var queue []pending
-	sizeOf := make(map[gfid.GFID]int64, len(data)) // for the progress and the rates
-	for _, g := range data {
-		n, ok := snap.Lookup(g)
-		if !ok || n.Type != catalog.TypeReg {
-			continue
-		}
-		p, ok := snap.Path(g)
-		if !ok {
-			continue
-		}
-		queue = append(queue, pending{syncer.Item{GFID: g, Path: p}, n.Size, lastOp[g]})
-		sizeOf[g] = n.Size
-		out.bytes += n.Size
-	}
-	slices.SortStableFunc(queue, func(a, b pending) int { return a.ready - b.ready })
-	// Every goroutine launched sends exactly one result, and each carries at
-	// least one item.
-	results := make(chan map[gfid.GFID]error, len(queue)+1)
-	writers := make(chan struct{}, max(1, w.cfg.SyncJobs)) // WriteFiles calls in flight
-	launched, files, smallFiles := 0, 0, 0
-	prog := &progress{start: time.Now(), entriesTotal: int64(len(ops)), filesTotal: int64(len(queue)), bytesTotal: out.bytes}
-	w.prog.Store(prog)
-	defer w.prog.Store(nil)
-	var deferred []pending
-	launchedData := map[gfid.GFID]bool{}
-	var writtenMu sync.Mutex
-	writtenWhole := map[gfid.GFID]bool{} // shipped by WriteFiles, metadata included
-	launch := func(applied int) {
-		var items []syncer.Item
-		var small smallBatcher
-		for ; len(queue) > 0 && queue[0].ready <= applied; queue = queue[1:] {
-			q := queue[0]
-			if _, bad := out.failed[q.item.GFID]; bad {
-				continue
-			}
-			if out.resolving[q.item.GFID] {
-				deferred = append(deferred, q)
-				continue
-			}
-			launchedData[q.item.GFID] = true
-			files++
-			if smallMax > 0 && q.size <= smallMax {
-				small.add(q.item, q.size, w.batch)
-				smallFiles++
-				continue
-			}
-			items = append(items, q.item)
-		}
-		if len(items) > 0 {
-			launched++
-			go func() {
-				r := w.data.Sync(ctx, items)
-				prog.files.Add(int64(len(items)))
-				w.shipped(prog, items, r, sizeOf)
-				results <- r
-			}()
-		}
-		for _, b := range small.done() {
-			launched++
-			go func() {
-				r := w.writeSmall(ctx, b, smallMax, writers, func(g gfid.GFID) {
-					writtenMu.Lock()
-					writtenWhole[g] = true
-					writtenMu.Unlock()
-				})
-				prog.files.Add(int64(len(b)))
-				w.shipped(prog, b, r, sizeOf)
-				results <- r
-			}()
-		}
-	}
-
-	t0 := time.Now()
-	prog.report(ctx, w.log, len(ops), len(queue), t0)
-	defer prog.stop()
-	launch(0)
-	err = w.applyEntries(ctx, ops, opGFID, out, snap, func(applied int) {
-		prog.entries.Store(int64(applied))
-		launch(applied)
-	})
-	// The resolution rounds are over: the data that waited for them goes,
-	// and data already written to an inode the rounds purged goes again at
-	// the next pass.
-	queue, out.resolving = append(deferred, queue...), nil
-	for g := range out.purged {
-		if launchedData[g] {
-			out.failData(g, "the slave's inode was replaced while its entry conflicts were resolved; shipped again", cause{kind: kindData})
-		}
-	}
-	launch(len(ops))
-	tEntries := time.Since(t0)
-	collect := func() {
-		for ; launched > 0; launched-- {
-			reasons := map[string]int{}
-			for g, err := range <-results {
-				out.failData(g, err.Error(), dataCause(err))
-				reasons[err.Error()]++
-			}
-			for why, n := range reasons {
-				w.log.Warn("data not shipped", "files", n, "err", why)
-			}
-		}
-	}
-	if err == nil {
-		w.countEntryOps(ops)
-	}
-	if err == nil && entriesDone != nil {
-		err = entriesDone(out.failed)
-	}
-	if err != nil {
-		collect()
-		return nil, err
-	}
-	out.entries = len(ops)
-
-	// Metadata of everything touched, from the master's stat.
-	var metas []*slavev1.Meta
-	var metaGFID []gfid.GFID
-	shipped := make(map[gfid.GFID]bool, len(data))
-	for _, g := range data {
+// touchedMetas returns the meta ops of everything the plan touched, from
+// the master's stat, but those whose ops failed and, unless sync-xattrs,
+// the files whose data is shipped (rsync and WriteFiles set their mode,
+// owner and times); metaGFID[i] is the gfid of metas[i].
+func (w *worker) touchedMetas(plan changelogPlan, snap *crawl.Snapshot, out *outcome) (metas []ops.Meta, metaGFID []gfid.GFID) {
+	shipped := make(map[gfid.GFID]bool, len(plan.data))
+	for _, g := range plan.data {
 		shipped[g] = true
 	}
-	for g := range touched {
+	for g := range plan.touched {
 		if _, bad := out.failed[g]; bad {
 			continue
 		}
@@ -274,29 +219,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		metas = append(metas, w.metaOp(g, n))
 		metaGFID = append(metaGFID, g)
 	}
-	t1 := time.Now()
-	err = w.applyMetas(ctx, metas, metaGFID, out)
-	tMeta := time.Since(t1)
-	collect()
-	if err == nil && w.brick != nil {
-		err = w.shippedMeta(ctx, data, writtenWhole, snap, out)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	out.metas = len(metas)
-	out.files = files
-	level := slog.LevelInfo
-	if w.stats.CrawlStatus == "Changelog" {
-		level = slog.LevelDebug // a live pass per change: too many for info
-	}
-	w.log.Log(ctx, level, "changelog processed", "changelog", filepath.Base(path), "entries", len(ops), "entry_ops_time", tEntries,
-		"metas", len(metas), "meta_ops_time", tMeta, "files", files, "small_files", smallFiles, "bytes", out.bytes, "total_time", time.Since(t0),
-		"failures", len(out.failed))
-	return out, nil
+	return metas, metaGFID
 }
 
 // shippedMeta sets, once their data is shipped, the metadata of the
@@ -304,7 +227,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 // brick, whose inode's times are not the volume's (see metaOp). WriteFiles
 // carried the volume's already (whole).
 func (w *worker) shippedMeta(ctx context.Context, data []gfid.GFID, whole map[gfid.GFID]bool, snap *crawl.Snapshot, out *outcome) error {
-	var metas []*slavev1.Meta
+	var metas []ops.Meta
 	var metaGFID []gfid.GFID
 	for _, g := range data {
 		n, ok := snap.Lookup(g)
@@ -320,51 +243,51 @@ func (w *worker) shippedMeta(ctx context.Context, data []gfid.GFID, whole map[gf
 	return w.applyMetas(ctx, metas, metaGFID, out)
 }
 
-// entryOp converts an entry record into the protocol's form, completing it
+// entryOp converts an entry record into the slave's entry op, completing it
 // from the master's stat (device numbers, symlink targets). ok is false when
 // the gfid no longer exists on the master and the op makes no sense any more.
-func (w *worker) entryOp(r changelog.Record, snap *crawl.Snapshot) (*slavev1.Entry, bool) {
-	e := &slavev1.Entry{Gfid: r.GFID.String(), Pargfid: r.Parent.String(), Name: []byte(r.Name),
-		Mode: r.Mode, Uid: r.UID, Gid: r.GID}
+func (w *worker) entryOp(r changelog.Record, snap *crawl.Snapshot) (ops.Entry, bool) {
+	e := ops.Entry{GFID: r.GFID, Parent: r.Parent, Name: r.Name,
+		Mode: r.Mode, UID: r.UID, GID: r.GID}
 	n, exists := snap.Lookup(r.GFID)
 	switch r.Fop {
 	case changelog.Create:
-		e.Op = slavev1.EntryOp_ENTRY_OP_CREATE
+		e.Op = ops.OpCreate
 	case changelog.Mkdir:
-		e.Op = slavev1.EntryOp_ENTRY_OP_MKDIR
+		e.Op = ops.OpMkdir
 	case changelog.Mknod:
-		e.Op = slavev1.EntryOp_ENTRY_OP_MKNOD
+		e.Op = ops.OpMknod
 		if !exists {
-			return nil, false
+			return ops.Entry{}, false
 		}
 		e.Rdev = n.Rdev
 	case changelog.Symlink:
-		e.Op = slavev1.EntryOp_ENTRY_OP_SYMLINK
+		e.Op = ops.OpSymlink
 		if !exists {
-			return nil, false
+			return ops.Entry{}, false
 		}
-		e.LinkTarget = []byte(n.Target)
-		e.Mode, e.Uid, e.Gid = n.Mode, n.UID, n.GID
+		e.Target = n.Target
+		e.Mode, e.UID, e.GID = n.Mode, n.UID, n.GID
 	case changelog.Link:
-		e.Op = slavev1.EntryOp_ENTRY_OP_LINK
+		e.Op = ops.OpLink
 	case changelog.Rename:
-		e.Op = slavev1.EntryOp_ENTRY_OP_RENAME
-		e.NewPargfid = r.NewParent.String()
-		e.NewName = []byte(r.NewName)
+		e.Op = ops.OpRename
+		e.NewParent = r.NewParent
+		e.NewName = r.NewName
 	case changelog.Unlink:
-		e.Op = slavev1.EntryOp_ENTRY_OP_UNLINK
+		e.Op = ops.OpUnlink
 	case changelog.Rmdir:
-		e.Op = slavev1.EntryOp_ENTRY_OP_RMDIR
+		e.Op = ops.OpRmdir
 	default:
-		return nil, false
+		return ops.Entry{}, false
 	}
 	if exists && (r.Fop == changelog.Create || r.Fop == changelog.Mkdir || r.Fop == changelog.Mknod) {
-		e.Mode, e.Uid, e.Gid = n.Mode, n.UID, n.GID
+		e.Mode, e.UID, e.GID = n.Mode, n.UID, n.GID
 	}
 	return e, true
 }
 
-func (w *worker) metaOp(g gfid.GFID, n crawl.Node) *slavev1.Meta {
+func (w *worker) metaOp(g gfid.GFID, n crawl.Node) ops.Meta {
 	if w.brick != nil && w.brick.auxMount != "" {
 		// GlusterFS keeps the volume's times apart from the brick inode's
 		// (the utime translator's trusted.glusterfs.mdata), and DHT merges
@@ -380,16 +303,18 @@ func (w *worker) metaOp(g gfid.GFID, n crawl.Node) *slavev1.Meta {
 			n.MtimeNs = st.Mtim.Nano()
 		}
 	}
-	m := &slavev1.Meta{
-		Gfid:    g.String(),
+	mtime := time.Unix(n.MtimeNs/1e9, n.MtimeNs%1e9)
+	m := ops.Meta{
+		GFID:    g,
 		SetMode: n.Type != catalog.TypeSymlink, Mode: n.Mode & 0o7777,
-		SetOwner: true, Uid: n.UID, Gid: n.GID,
-		Mtime: &slavev1.Timespec{Sec: n.MtimeNs / 1e9, Nsec: int32(n.MtimeNs % 1e9)},
+		SetOwner: true, UID: n.UID, GID: n.GID,
+		Mtime: &mtime,
 	}
 	if w.cfg.SyncXattrs && (n.Type == catalog.TypeReg || n.Type == catalog.TypeDir) {
 		m.SetXattrs = true
+		m.Xattrs = make(map[string][]byte, len(n.Xattrs))
 		for name, v := range n.Xattrs {
-			m.Xattrs = append(m.Xattrs, &slavev1.Xattr{Name: name, Value: v})
+			m.Xattrs[name] = v
 		}
 	}
 	return m
@@ -399,8 +324,8 @@ func (w *worker) metaOp(g gfid.GFID, n crawl.Node) *slavev1.Meta {
 // failure the slave reports to onFail with the item's index in items; done,
 // when not nil, gets the number of items sent after each call.
 func inBatches[T any](ctx context.Context, batch int, items []T,
-	call func(context.Context, []T) ([]*slavev1.EntryFailure, error),
-	onFail func(int, *slavev1.EntryFailure), done func(int)) error {
+	call func(context.Context, []T) ([]ops.Failure, error),
+	onFail func(int, ops.Failure), done func(int)) error {
 	for start := 0; start < len(items); start += batch {
 		end := min(start+batch, len(items))
 		failures, err := call(ctx, items[start:end])
@@ -408,9 +333,9 @@ func inBatches[T any](ctx context.Context, batch int, items []T,
 			return err
 		}
 		for _, f := range failures {
-			i := start + int(f.GetIndex())
-			if i >= end {
-				return fmt.Errorf("slave reported a failure for item %d of a batch of %d", f.GetIndex(), end-start)
+			i := start + f.Index
+			if f.Index < 0 || i >= end {
+				return fmt.Errorf("slave reported a failure for item %d of a batch of %d", f.Index, end-start)
 			}
 			onFail(i, f)
 		}
@@ -421,10 +346,10 @@ func inBatches[T any](ctx context.Context, batch int, items []T,
 	return nil
 }
 
-func (w *worker) applyMetas(ctx context.Context, metas []*slavev1.Meta, metaGFID []gfid.GFID, out *outcome) error {
-	return inBatches(ctx, w.batch, metas, w.slave.MetaOps, func(i int, f *slavev1.EntryFailure) {
-		w.log.Warn("meta op failed", "gfid", metas[i].GetGfid(), "errno", errnoName(f.GetErrno()), "err", f.GetMessage())
-		out.fail(metaGFID[i], cause{errno: syscall.Errno(f.GetErrno()), side: sideSlave, kind: kindMeta}, "meta: %s", f.GetMessage())
+func (w *worker) applyMetas(ctx context.Context, metas []ops.Meta, metaGFID []gfid.GFID, out *outcome) error {
+	return inBatches(ctx, w.batch, metas, w.slave.MetaOps, func(i int, f ops.Failure) {
+		w.log.Warn("meta op failed", "gfid", metas[i].GFID.String(), "errno", errnoName(f.Errno), "err", f.Message)
+		out.fail(metaGFID[i], cause{errno: f.Errno, side: sideSlave, kind: kindMeta}, "meta: %s", f.Message)
 	}, nil)
 }
 

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"syscall"
 
-	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // maxEntryRounds bounds the rounds of entry failure resolution.
@@ -17,7 +17,7 @@ const maxEntryRounds = 5
 // entryFailure is an op of a changelog (its index) that the slave refused.
 type entryFailure struct {
 	i      int
-	f      *slavev1.EntryFailure
+	f      ops.Failure
 	enoent int // ENOENT answers so far
 	eexist int // EEXIST answers without the gfid holding the name
 }
@@ -27,9 +27,9 @@ type entryFailure struct {
 // the source of truth), stopping when a round makes no progress. What is
 // left is recorded in out. applied, when not nil, is called after each
 // batch with the number of ops applied so far.
-func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID []gfid.GFID, out *outcome, snap *crawl.Snapshot, applied func(int)) error {
+func (w *worker) applyEntries(ctx context.Context, entries []ops.Entry, opGFID []gfid.GFID, out *outcome, snap *crawl.Snapshot, applied func(int)) error {
 	var failed []*entryFailure
-	err := inBatches(ctx, w.batch, ops, w.slave.EntryOps, func(i int, f *slavev1.EntryFailure) {
+	err := inBatches(ctx, w.batch, entries, w.slave.EntryOps, func(i int, f ops.Failure) {
 		failed = append(failed, &entryFailure{i: i, f: f})
 		if out.resolving != nil {
 			out.resolving[opGFID[i]] = true
@@ -39,11 +39,11 @@ func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID 
 		return err
 	}
 	for round := 1; len(failed) > 0 && round <= maxEntryRounds; round++ {
-		var batch []*slavev1.Entry
+		var batch []ops.Entry
 		var owner []*entryFailure // per op of batch: the failure it retries, nil for a helper op
 		var kept []*entryFailure  // failures nothing can be done about
 		for _, ef := range failed {
-			pre, retry, done := w.fixEntry(ctx, ops[ef.i], ef, snap, out, opGFID[ef.i])
+			pre, retry, done := w.fixEntry(ctx, entries[ef.i], ef, snap, out, opGFID[ef.i])
 			switch {
 			case done:
 			case retry == nil:
@@ -52,8 +52,8 @@ func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID 
 				for _, p := range pre {
 					batch, owner = append(batch, p), append(owner, nil)
 				}
-				ops[ef.i] = retry
-				batch, owner = append(batch, retry), append(owner, ef)
+				entries[ef.i] = *retry
+				batch, owner = append(batch, *retry), append(owner, ef)
 			}
 		}
 		if len(batch) == 0 {
@@ -61,7 +61,7 @@ func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID 
 			break
 		}
 		var again []*entryFailure
-		err := inBatches(ctx, w.batch, batch, w.slave.EntryOps, func(i int, f *slavev1.EntryFailure) {
+		err := inBatches(ctx, w.batch, batch, w.slave.EntryOps, func(i int, f ops.Failure) {
 			if ef := owner[i]; ef != nil {
 				ef.f = f
 				again = append(again, ef)
@@ -75,8 +75,8 @@ func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID 
 		for _, ef := range again {
 			// A second ENOENT on RENAME or LINK, and a second EEXIST on a
 			// create, have remedies of their own.
-			kind, errno := ops[ef.i].GetOp(), syscall.Errno(ef.f.GetErrno())
-			if (ef.enoent == 1 && errno == syscall.ENOENT && (kind == slavev1.EntryOp_ENTRY_OP_RENAME || kind == slavev1.EntryOp_ENTRY_OP_LINK)) ||
+			kind, errno := entries[ef.i].Op, ef.f.Errno
+			if (ef.enoent == 1 && errno == syscall.ENOENT && (kind == ops.OpRename || kind == ops.OpLink)) ||
 				(ef.eexist == 1 && errno == syscall.EEXIST && isCreate(kind)) {
 				progress = true
 			}
@@ -86,7 +86,7 @@ func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID 
 			break
 		}
 	}
-	w.recordEntryFailures(ops, opGFID, failed, out)
+	w.recordEntryFailures(entries, opGFID, failed, out)
 	return nil
 }
 
@@ -94,48 +94,53 @@ func (w *worker) applyEntries(ctx context.Context, ops []*slavev1.Entry, opGFID 
 // classified by its errno. An ENOENT under a directory whose own op failed
 // permanently in this pass (or under a child of one, and so on down) is
 // permanent too: the parent will not be there however often it is retried.
-func (w *worker) recordEntryFailures(ops []*slavev1.Entry, opGFID []gfid.GFID, failed []*entryFailure, out *outcome) {
+func (w *worker) recordEntryFailures(entries []ops.Entry, opGFID []gfid.GFID, failed []*entryFailure, out *outcome) {
 	classes := make([]cause, len(failed))
-	permanent := map[string]bool{} // gfids (as sent) that failed permanently
+	permanent := map[gfid.GFID]bool{} // gfids (as sent) that failed permanently
 	for i, ef := range failed {
-		classes[i] = cause{errno: syscall.Errno(ef.f.GetErrno()), side: sideSlave, kind: kindEntry, op: ops[ef.i].GetOp()}
+		classes[i] = cause{errno: ef.f.Errno, side: sideSlave, kind: kindEntry, op: entries[ef.i].Op}
 		if classify(classes[i]) == classPermanent {
-			permanent[ops[ef.i].GetGfid()] = true
+			permanent[entries[ef.i].GFID] = true
 		}
 	}
 	for changed := true; changed; {
 		changed = false
 		for i, ef := range failed {
-			op := ops[ef.i]
+			op := entries[ef.i]
 			if classes[i].errno != syscall.ENOENT || classes[i].parentPermanent {
 				continue
 			}
-			parent := op.GetPargfid()
-			if op.GetOp() == slavev1.EntryOp_ENTRY_OP_RENAME {
-				parent = op.GetNewPargfid()
+			parent := op.Parent
+			if op.Op == ops.OpRename {
+				parent = op.NewParent
 			}
 			if permanent[parent] {
 				classes[i].parentPermanent, changed = true, true
-				permanent[op.GetGfid()] = true
+				permanent[op.GFID] = true
 			}
 		}
 	}
 	for i, ef := range failed {
-		op := ops[ef.i]
-		w.log.Warn("entry op failed", "op", op.GetOp().String(), "gfid", op.GetGfid(),
-			"pargfid", op.GetPargfid(), "name", fmt.Sprintf("%q", op.GetName()),
-			"errno", errnoName(ef.f.GetErrno()), "err", ef.f.GetMessage(), "class", classify(classes[i]))
-		why := ef.f.GetMessage()
+		op := entries[ef.i]
+		w.log.Warn("entry op failed", "op", opName(op.Op), "gfid", op.GFID.String(),
+			"pargfid", op.Parent.String(), "name", fmt.Sprintf("%q", op.Name),
+			"errno", errnoName(ef.f.Errno), "err", ef.f.Message, "class", classify(classes[i]))
+		why := ef.f.Message
 		if classes[i].parentPermanent {
 			why += " (its parent failed permanently)"
 		}
-		out.fail(opGFID[ef.i], classes[i], "%s: %s", op.GetOp(), why)
+		out.fail(opGFID[ef.i], classes[i], "%s: %s", opName(op.Op), why)
 	}
 }
 
-func isCreate(op slavev1.EntryOp) bool {
+// opName is how failure reasons and logs name an entry op
+// ("ENTRY_OP_CREATE"): the name they have always used, the protocol enum's,
+// kept so that a failure queue and logs read the same across versions.
+func opName(o ops.Op) string { return "ENTRY_OP_" + o.String() }
+
+func isCreate(op ops.Op) bool {
 	switch op {
-	case slavev1.EntryOp_ENTRY_OP_CREATE, slavev1.EntryOp_ENTRY_OP_MKDIR, slavev1.EntryOp_ENTRY_OP_MKNOD, slavev1.EntryOp_ENTRY_OP_SYMLINK:
+	case ops.OpCreate, ops.OpMkdir, ops.OpMknod, ops.OpSymlink:
 		return true
 	}
 	return false
@@ -161,133 +166,147 @@ func isCreate(op slavev1.EntryOp) bool {
 //     Parking a gfid the slave does not have is a no-op.
 //   - ENOTEMPTY on RMDIR: the slave holds entries the master does not:
 //     the directory is purged.
-func (w *worker) fixEntry(ctx context.Context, op *slavev1.Entry, ef *entryFailure, snap *crawl.Snapshot, out *outcome, g gfid.GFID) (pre []*slavev1.Entry, retry *slavev1.Entry, done bool) {
-	f := ef.f
-	kind := op.GetOp()
-	switch syscall.Errno(f.GetErrno()) {
+func (w *worker) fixEntry(ctx context.Context, op ops.Entry, ef *entryFailure, snap *crawl.Snapshot, out *outcome, g gfid.GFID) (pre []ops.Entry, retry *ops.Entry, done bool) {
+	switch ef.f.Errno {
 	case syscall.EEXIST:
-		if ex := f.GetExistingGfid(); ex != "" && ex != op.GetGfid() {
-			parent, name := op.GetPargfid(), op.GetName()
-			if kind == slavev1.EntryOp_ENTRY_OP_RENAME {
-				parent, name = op.GetNewPargfid(), op.GetNewName()
-			}
-			pg, err1 := gfid.Parse(parent)
-			only, err2 := gfid.Parse(ex)
-			if err1 != nil || err2 != nil {
-				return nil, nil, false
-			}
-			if err := w.slave.Purge(ctx, pg, string(name), only); err != nil {
-				w.log.Warn("purging a conflicting name on the slave failed", "pargfid", pg, "name", fmt.Sprintf("%q", name), "err", err)
-				return nil, nil, false
-			}
-			if out.purged != nil {
-				out.purged[only] = true
-			}
-			w.log.Info("purged a name the slave held for another inode", "pargfid", pg, "name", fmt.Sprintf("%q", name), "slave_gfid", ex, "gfid", op.GetGfid())
-			return nil, op, false
-		}
-		if !isCreate(kind) {
-			return nil, nil, false
-		}
-		ef.eexist++
-		if ef.eexist == 1 {
-			// The name may hold an inode without a gfid (a slave killed
-			// between creating it and marking it): purge it and retry.
-			pg, err := gfid.Parse(op.GetPargfid())
-			if err != nil {
-				return nil, nil, false
-			}
-			if err := w.slave.Purge(ctx, pg, string(op.GetName()), gfid.GFID{}); err != nil {
-				w.log.Warn("purging a name on the slave failed", "pargfid", pg, "name", fmt.Sprintf("%q", op.GetName()), "err", err)
-				return nil, nil, false
-			}
-			return nil, op, false
-		}
-		// Refused again: the gfid exists under another name.
-		w.log.Info("moving an entry the slave holds under another name", "gfid", op.GetGfid(), "name", fmt.Sprintf("%q", op.GetName()))
-		return nil, &slavev1.Entry{Op: slavev1.EntryOp_ENTRY_OP_RENAME, Gfid: op.GetGfid(),
-			Pargfid: op.GetPargfid(), Name: op.GetName(), NewPargfid: op.GetPargfid(), NewName: op.GetName()}, false
+		retry = w.fixExists(ctx, op, ef, out)
+		return nil, retry, false
 	case syscall.ENOENT:
-		ef.enoent++
-		if kind == slavev1.EntryOp_ENTRY_OP_RENAME && op.GetNewPargfid() == gfid.Park.String() {
-			return nil, nil, true // the gfid is nowhere on the slave: nothing to park; leaving the park recreates it
-		}
-		parent := op.GetPargfid()
-		if kind == slavev1.EntryOp_ENTRY_OP_RENAME {
-			parent = op.GetNewPargfid()
-		}
-		switch {
-		case isCreate(kind) || ((kind == slavev1.EntryOp_ENTRY_OP_RENAME || kind == slavev1.EntryOp_ENTRY_OP_LINK) && ef.enoent == 1):
-			pg, err := gfid.Parse(parent)
-			if err != nil {
-				return nil, nil, false
-			}
-			chain, ok := mkdirChain(pg, snap)
-			if !ok {
-				return nil, nil, false
-			}
-			return chain, op, false
-		case kind == slavev1.EntryOp_ENTRY_OP_RENAME || kind == slavev1.EntryOp_ENTRY_OP_LINK:
-			n, ok := snap.Lookup(g)
-			if !ok {
-				return nil, nil, false
-			}
-			name, pargfid := op.GetName(), op.GetPargfid()
-			if kind == slavev1.EntryOp_ENTRY_OP_RENAME {
-				name, pargfid = op.GetNewName(), op.GetNewPargfid()
-			}
-			e := &slavev1.Entry{Gfid: op.GetGfid(), Pargfid: pargfid, Name: name, Mode: n.Mode, Uid: n.UID, Gid: n.GID}
-			switch n.Type {
-			case catalog.TypeDir:
-				if _, err := w.cat.Unsync([]gfid.GFID{g}); err != nil {
-					w.log.Warn("forgetting a directory missing on the slave", "gfid", g, "err", err)
-				}
-				w.needFull = true
-				w.log.Info("a directory is missing on the slave: a hybrid crawl recreates it with its content", "gfid", g)
-				return nil, nil, false
-			case catalog.TypeReg:
-				e.Op = slavev1.EntryOp_ENTRY_OP_CREATE
-				out.failData(g, "recreated on the slave, data follows", cause{kind: kindData})
-			case catalog.TypeSymlink:
-				e.Op, e.LinkTarget = slavev1.EntryOp_ENTRY_OP_SYMLINK, []byte(n.Target)
-			default:
-				e.Op, e.Rdev = slavev1.EntryOp_ENTRY_OP_MKNOD, n.Rdev
-			}
-			w.log.Info("recreating an entry missing on the slave", "gfid", g, "name", fmt.Sprintf("%q", name))
-			return nil, e, false
-		}
+		return w.fixMissing(op, ef, snap, out, g)
 	case syscall.ENOTEMPTY:
-		if kind != slavev1.EntryOp_ENTRY_OP_RMDIR || w.cfg.IgnoreDeletes {
-			return nil, nil, false
-		}
-		pg, err1 := gfid.Parse(op.GetPargfid())
-		only, err2 := gfid.Parse(op.GetGfid())
-		if err1 != nil || err2 != nil {
-			return nil, nil, false
-		}
-		if err := w.slave.Purge(ctx, pg, string(op.GetName()), only); err != nil {
-			w.log.Warn("purging a directory the slave holds more in", "gfid", only, "err", err)
-			return nil, nil, false
-		}
-		w.log.Info("purged a removed directory holding entries unknown to the master", "gfid", only, "name", fmt.Sprintf("%q", op.GetName()))
-		return nil, nil, true
+		return nil, nil, w.fixNotEmpty(ctx, op)
 	}
 	return nil, nil, false
+}
+
+// destination is where op puts its gfid: the new parent and name of a
+// RENAME, the parent and name of any other op.
+func destination(op ops.Entry) (gfid.GFID, string) {
+	if op.Op == ops.OpRename {
+		return op.NewParent, op.NewName
+	}
+	return op.Parent, op.Name
+}
+
+// fixExists resolves an EEXIST: the op to retry, nil when nothing helps.
+func (w *worker) fixExists(ctx context.Context, op ops.Entry, ef *entryFailure, out *outcome) *ops.Entry {
+	if ex := ef.f.Existing; !ex.IsZero() && ex != op.GFID {
+		parent, name := destination(op)
+		if _, err := w.slave.Purge(ctx, parent, name, ex); err != nil {
+			w.log.Warn("purging a conflicting name on the slave failed", "pargfid", parent, "name", fmt.Sprintf("%q", name), "err", err)
+			return nil
+		}
+		if out.purged != nil {
+			out.purged[ex] = true
+		}
+		w.log.Info("purged a name the slave held for another inode", "pargfid", parent, "name", fmt.Sprintf("%q", name), "slave_gfid", ex.String(), "gfid", op.GFID.String())
+		return &op
+	}
+	if !isCreate(op.Op) {
+		return nil
+	}
+	ef.eexist++
+	if ef.eexist == 1 {
+		// The name may hold an inode without a gfid (a slave killed
+		// between creating it and marking it): purge it and retry.
+		if _, err := w.slave.Purge(ctx, op.Parent, op.Name, gfid.GFID{}); err != nil {
+			w.log.Warn("purging a name on the slave failed", "pargfid", op.Parent, "name", fmt.Sprintf("%q", op.Name), "err", err)
+			return nil
+		}
+		return &op
+	}
+	// Refused again: the gfid exists under another name.
+	w.log.Info("moving an entry the slave holds under another name", "gfid", op.GFID.String(), "name", fmt.Sprintf("%q", op.Name))
+	return &ops.Entry{Op: ops.OpRename, GFID: op.GFID,
+		Parent: op.Parent, Name: op.Name, NewParent: op.Parent, NewName: op.Name}
+}
+
+// fixMissing resolves an ENOENT: the parent's directories created first,
+// or the gfid recreated at its name.
+func (w *worker) fixMissing(op ops.Entry, ef *entryFailure, snap *crawl.Snapshot, out *outcome, g gfid.GFID) (pre []ops.Entry, retry *ops.Entry, done bool) {
+	ef.enoent++
+	if op.Op == ops.OpRename && op.NewParent == gfid.Park {
+		return nil, nil, true // the gfid is nowhere on the slave: nothing to park; leaving the park recreates it
+	}
+	moves := op.Op == ops.OpRename || op.Op == ops.OpLink
+	switch {
+	case isCreate(op.Op) || (moves && ef.enoent == 1):
+		parent, _ := destination(op)
+		chain, ok := mkdirChain(parent, snap)
+		if !ok {
+			return nil, nil, false
+		}
+		return chain, &op, false
+	case moves:
+		e, ok := w.recreate(op, snap, out, g)
+		if !ok {
+			return nil, nil, false
+		}
+		return nil, e, false
+	}
+	return nil, nil, false
+}
+
+// recreate returns the op that creates the gfid g, missing on the slave, at
+// the name a RENAME or LINK op gives it, from the master's snapshot: a
+// file's data follows through the failure queue. A directory is forgotten
+// by the catalog instead, and a hybrid crawl recreates it with its content
+// (ok false).
+func (w *worker) recreate(op ops.Entry, snap *crawl.Snapshot, out *outcome, g gfid.GFID) (*ops.Entry, bool) {
+	n, ok := snap.Lookup(g)
+	if !ok {
+		return nil, false
+	}
+	parent, name := destination(op)
+	e := &ops.Entry{GFID: op.GFID, Parent: parent, Name: name, Mode: n.Mode, UID: n.UID, GID: n.GID}
+	switch n.Type {
+	case catalog.TypeDir:
+		if _, err := w.cat.Unsync([]gfid.GFID{g}); err != nil {
+			w.log.Warn("forgetting a directory missing on the slave", "gfid", g, "err", err)
+		}
+		w.needFull = true
+		w.log.Info("a directory is missing on the slave: a hybrid crawl recreates it with its content", "gfid", g)
+		return nil, false
+	case catalog.TypeReg:
+		e.Op = ops.OpCreate
+		out.failData(g, "recreated on the slave, data follows", cause{kind: kindData})
+	case catalog.TypeSymlink:
+		e.Op, e.Target = ops.OpSymlink, n.Target
+	default:
+		e.Op, e.Rdev = ops.OpMknod, n.Rdev
+	}
+	w.log.Info("recreating an entry missing on the slave", "gfid", g, "name", fmt.Sprintf("%q", name))
+	return e, true
+}
+
+// fixNotEmpty resolves an ENOTEMPTY of an RMDIR: the directory, which
+// holds entries unknown to the master, is purged (unless ignore-deletes).
+// It reports whether the failure is resolved.
+func (w *worker) fixNotEmpty(ctx context.Context, op ops.Entry) bool {
+	if op.Op != ops.OpRmdir || w.cfg.IgnoreDeletes {
+		return false
+	}
+	if _, err := w.slave.Purge(ctx, op.Parent, op.Name, op.GFID); err != nil {
+		w.log.Warn("purging a directory the slave holds more in", "gfid", op.GFID, "err", err)
+		return false
+	}
+	w.log.Info("purged a removed directory holding entries unknown to the master", "gfid", op.GFID, "name", fmt.Sprintf("%q", op.Name))
+	return true
 }
 
 // mkdirChain returns MKDIRs for dir and its ancestors below the root, top
 // first, from the master's snapshot; ok is false when the snapshot does not
 // place them.
-func mkdirChain(dir gfid.GFID, snap *crawl.Snapshot) ([]*slavev1.Entry, bool) {
-	var chain []*slavev1.Entry
+func mkdirChain(dir gfid.GFID, snap *crawl.Snapshot) ([]ops.Entry, bool) {
+	var chain []ops.Entry
 	for g := dir; g != gfid.Root; {
 		n, ok := snap.Lookup(g)
 		if !ok || n.Type != catalog.TypeDir || len(n.Links) == 0 || len(chain) > 4096 {
 			return nil, false
 		}
 		l := n.Links[0]
-		chain = append([]*slavev1.Entry{{Op: slavev1.EntryOp_ENTRY_OP_MKDIR, Gfid: g.String(), Pargfid: l.Parent.String(),
-			Name: []byte(l.Name), Mode: n.Mode, Uid: n.UID, Gid: n.GID}}, chain...)
+		chain = append([]ops.Entry{{Op: ops.OpMkdir, GFID: g, Parent: l.Parent,
+			Name: l.Name, Mode: n.Mode, UID: n.UID, GID: n.GID}}, chain...)
 		g = l.Parent
 	}
 	return chain, true

@@ -2,7 +2,9 @@ package master
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strconv"
@@ -18,26 +20,56 @@ import (
 	"google.golang.org/grpc/status"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
+	"github.com/georep/georep/master/slaveclient"
 	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/atomicfile"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
-// slaveAPI is what the worker needs of the slave. The gRPC client below
-// implements it; tests may use a fake. Methods are safe for concurrent use.
-// Per-entry failures are returned as data; an error means the whole call
-// failed and nothing can be assumed about which entries were applied
-// (entry ops are idempotent, so the caller retries the batch).
+// slaveAPI is the slave the pipeline needs (process, resolve, small files,
+// verify, the dry run), in the domain vocabulary of package rpc/ops; the
+// pipeline owns it. slaveClient implements it over gRPC (the calls of
+// master/slaveclient on the current session); tests use an in-memory fake.
+//
+// Methods are safe for concurrent use and take ownership of nothing: the
+// slices passed are not kept. Per-item failures of a batch are data: each
+// ops.Failure names its item by Index (from 0 within the batch sent) and
+// carries the slave's errno, and the rest of the batch was applied. An
+// error means the whole call failed and nothing can be assumed about which
+// items were applied (entry ops are idempotent, so the caller retries the
+// batch at its next pass); it is a domain error (errors.Is against the ops
+// sentinels and fs.ErrNotExist, errors.As into a syscall.Errno), whatever
+// the transport.
 type slaveAPI interface {
-	EntryOps(ctx context.Context, ops []*slavev1.Entry) ([]*slavev1.EntryFailure, error)
-	MetaOps(ctx context.Context, metas []*slavev1.Meta) ([]*slavev1.EntryFailure, error)
-	Entries(ctx context.Context, dir gfid.GFID) ([]*slavev1.DirEntry, error)
-	Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) error
-	SetXtime(ctx context.Context, g gfid.GFID, t time.Time) error
+	// EntryOps applies namespace operations in order.
+	EntryOps(ctx context.Context, entries []ops.Entry) ([]ops.Failure, error)
+	// MetaOps sets mode, owner, times and xattrs of inodes.
+	MetaOps(ctx context.Context, metas []ops.Meta) ([]ops.Failure, error)
 	// WriteFiles replaces the whole content of regular files the slave
 	// holds and sets their mode, owner and mtime (the small-file path).
-	WriteFiles(ctx context.Context, files []*slavev1.FileData) ([]*slavev1.EntryFailure, error)
+	WriteFiles(ctx context.Context, files []ops.FileData) ([]ops.Failure, error)
+	// Entries lists a directory. Not there as a directory is an error
+	// slaveDirGone recognises.
+	Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, error)
+	// Purge removes name in parent with everything beneath it (only when
+	// it holds the gfid only, unless only is zero) and says how many
+	// inodes went.
+	Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) (uint64, error)
+	// SetXtime marks an inode with this master volume's xtime.
+	SetXtime(ctx context.Context, g gfid.GFID, t time.Time) error
+}
+
+var _ slaveAPI = (*slaveClient)(nil)
+
+// slaveDirGone reports whether err, from Entries, says the directory is not
+// on the slave as a directory: no inode has its gfid (fs.ErrNotExist), its
+// gfid is not a directory there (ops.ErrNotDir), or its name there holds
+// something else, such as a symlink swapped in behind georep's back, which
+// the slave will not follow (ops.ErrStale).
+func slaveDirGone(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, ops.ErrNotDir) || errors.Is(err, ops.ErrStale)
 }
 
 // dataSyncer ships file data (master/syncer). Sync blocks until every item
@@ -49,8 +81,13 @@ type dataSyncer interface {
 // protocolVersion is the slave protocol version this master speaks.
 const protocolVersion = 1
 
-// slaveClient is the gRPC client of one slave session.
+// slaveClient is the gRPC client of one slave session: it opens the
+// session (handshake), keeps it alive, knows when it is lost and what a
+// refusal is; the calls of the session, in ops types, are those of the
+// embedded slaveclient.Client (SetXtime with this master's volume id and a
+// time), which implement slaveAPI.
 type slaveClient struct {
+	*slaveclient.Client
 	conn     *grpc.ClientConn
 	api      slavev1.SlaveServiceClient
 	volumeID string // the master volume's id
@@ -85,11 +122,25 @@ func newSlaveClient(cfg Config, volumeID, sessionFile string) (*slaveClient, err
 		return nil, err
 	}
 	host, _ := os.Hostname()
-	return &slaveClient{
+	c := &slaveClient{
 		conn: conn, api: slavev1.NewSlaveServiceClient(conn),
 		volumeID: volumeID, node: fmt.Sprintf("%s pid %d", host, os.Getpid()),
 		lease: cfg.Lease, sessionFile: sessionFile,
-	}, nil
+	}
+	c.Client = slaveclient.New(conn, c.sessionID)
+	return c, nil
+}
+
+// SetXtime marks the inode g with this master volume's xtime t.
+func (c *slaveClient) SetXtime(ctx context.Context, g gfid.GFID, t time.Time) error {
+	return c.Client.SetXtime(ctx, g, c.volumeID, t.Unix(), int32(t.Nanosecond()))
+}
+
+// sessionID is the id of the session open now ("" before the handshake).
+func (c *slaveClient) sessionID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session
 }
 
 func (c *slaveClient) Close() error { return c.conn.Close() }
@@ -136,6 +187,17 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 	return nil
 }
 
+// refusesCertificate reports whether err, from the health check of the
+// slave's connection, is the slave refusing this master's certificate (not
+// among its allowed-masters): retrying cannot help.
+func refusesCertificate(err error) bool { return status.Code(err) == codes.PermissionDenied }
+
+// refusesSession reports whether err, from handshake, is the slave refusing
+// the session in a way retrying will not change by itself: another master
+// volume's replica, a protocol version it does not speak. (A refusal that
+// is a guard is a GuardError instead.)
+func refusesSession(err error) bool { return status.Code(err) == codes.FailedPrecondition }
+
 // handshakeGuard maps the slave's refusal of a first master on a replica
 // root holding data georep did not create (ErrorInfo reason
 // REPLICA_NOT_EMPTY, matched by reason, never by message) to the
@@ -166,9 +228,7 @@ func handshakeGuard(slave string, err error) *GuardError {
 }
 
 func (c *slaveClient) ctx(ctx context.Context) context.Context {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return metadata.AppendToOutgoingContext(ctx, "georep-session", c.session)
+	return metadata.AppendToOutgoingContext(ctx, slaveclient.SessionKey, c.sessionID())
 }
 
 // keepAliveLogged runs keepAlive until ctx is done, logging its failures.
@@ -217,59 +277,5 @@ func (c *slaveClient) keepAlive(ctx context.Context, errs chan<- error) {
 	}
 }
 
-func (c *slaveClient) EntryOps(ctx context.Context, ops []*slavev1.Entry) ([]*slavev1.EntryFailure, error) {
-	resp, err := c.api.EntryOps(c.ctx(ctx), &slavev1.EntryOpsRequest{Entries: ops})
-	if err != nil {
-		return nil, fmt.Errorf("entry ops: %w", err)
-	}
-	return resp.GetFailures(), nil
-}
-
-func (c *slaveClient) MetaOps(ctx context.Context, metas []*slavev1.Meta) ([]*slavev1.EntryFailure, error) {
-	resp, err := c.api.MetaOps(c.ctx(ctx), &slavev1.MetaOpsRequest{Metas: metas})
-	if err != nil {
-		return nil, fmt.Errorf("meta ops: %w", err)
-	}
-	return resp.GetFailures(), nil
-}
-
-func (c *slaveClient) WriteFiles(ctx context.Context, files []*slavev1.FileData) ([]*slavev1.EntryFailure, error) {
-	resp, err := c.api.WriteFiles(c.ctx(ctx), &slavev1.WriteFilesRequest{Files: files})
-	if err != nil {
-		return nil, fmt.Errorf("write files: %w", err)
-	}
-	return resp.GetFailures(), nil
-}
-
-func (c *slaveClient) Entries(ctx context.Context, dir gfid.GFID) ([]*slavev1.DirEntry, error) {
-	resp, err := c.api.Entries(c.ctx(ctx), &slavev1.EntriesRequest{Gfid: dir.String()})
-	if err != nil {
-		return nil, fmt.Errorf("entries of %s: %w", dir, err)
-	}
-	return resp.GetEntries(), nil
-}
-
-func (c *slaveClient) Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) error {
-	req := &slavev1.PurgeRequest{Pargfid: parent.String(), Name: []byte(name)}
-	if !only.IsZero() {
-		req.Gfid = only.String()
-	}
-	if _, err := c.api.Purge(c.ctx(ctx), req); err != nil {
-		return fmt.Errorf("purge %s/%q: %w", parent, name, err)
-	}
-	return nil
-}
-
-func (c *slaveClient) SetXtime(ctx context.Context, g gfid.GFID, t time.Time) error {
-	_, err := c.api.SetXtime(c.ctx(ctx), &slavev1.SetXtimeRequest{
-		Gfid: g.String(), VolumeId: c.volumeID,
-		Xtime: &slavev1.Timespec{Sec: t.Unix(), Nsec: int32(t.Nanosecond())},
-	})
-	if err != nil {
-		return fmt.Errorf("set xtime: %w", err)
-	}
-	return nil
-}
-
 // errnoName renders a failure's errno for logs.
-func errnoName(e int32) string { return syscall.Errno(e).Error() }
+func errnoName(e syscall.Errno) string { return e.Error() }

@@ -87,7 +87,7 @@ func TestHandshakeReplicaNotEmptyIsAGuard(t *testing.T) {
 	}
 	// What connect does with it: a guard is not wrapped as a plain refusal
 	// that hides it, and the chain still says ErrGuard.
-	if status.Code(err) == codes.FailedPrecondition {
+	if refusesSession(err) {
 		err = &refusedError{err}
 	}
 	if !errors.Is(err, ErrGuard) {

@@ -7,11 +7,12 @@ import (
 	"io"
 	"os"
 	"syscall"
+	"time"
 
-	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,7 +58,7 @@ func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int6
 		}
 		return failed
 	}
-	var files []*slavev1.FileData
+	var files []ops.FileData
 	var sent []gfid.GFID
 	var rsync []syncer.Item
 	for _, it := range items {
@@ -71,9 +72,9 @@ func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int6
 		case err != nil:
 			failed[it.GFID] = err
 		default:
-			fd.Gfid = it.GFID.String()
+			fd.GFID = it.GFID
 			if w.brick != nil {
-				w.volumeMeta(it.GFID, fd)
+				w.volumeMeta(it.GFID, &fd)
 			}
 			files = append(files, fd)
 			sent = append(sent, it.GFID)
@@ -96,17 +97,17 @@ func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int6
 			}
 		}
 		for _, f := range fails {
-			i := int(f.GetIndex())
-			if i >= len(sent) {
+			i := f.Index
+			if i < 0 || i >= len(sent) {
 				err := fmt.Errorf("write files: slave reported failure for file %d of a batch of %d", i, len(sent))
 				for _, g := range sent {
 					failed[g] = err
 				}
 				break
 			}
-			w.log.Debug("file write failed", "gfid", sent[i].String(), "errno", errnoName(f.GetErrno()), "err", f.GetMessage())
-			failed[sent[i]] = &slaveErrno{errno: syscall.Errno(f.GetErrno()),
-				err: fmt.Errorf("slave could not write the file: %s", errnoName(f.GetErrno()))}
+			w.log.Debug("file write failed", "gfid", sent[i].String(), "errno", errnoName(f.Errno), "err", f.Message)
+			failed[sent[i]] = &slaveErrno{errno: f.Errno,
+				err: fmt.Errorf("slave could not write the file: %s", errnoName(f.Errno))}
 		}
 	}
 	<-slots
@@ -120,13 +121,13 @@ func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int6
 
 // volumeMeta gives a file a brick worker read on its brick the owner and
 // mtime the volume shows (see metaOp); its mode stays the brick's.
-func (w *worker) volumeMeta(g gfid.GFID, fd *slavev1.FileData) {
+func (w *worker) volumeMeta(g gfid.GFID, fd *ops.FileData) {
 	var st syscall.Stat_t
 	if err := syscall.Lstat(w.brick.dataPath(g), &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		return // gone or replaced: the next pass sees it
 	}
-	fd.Uid, fd.Gid = st.Uid, st.Gid
-	fd.Mtime = &slavev1.Timespec{Sec: st.Mtim.Sec, Nsec: int32(st.Mtim.Nsec)}
+	fd.UID, fd.GID = st.Uid, st.Gid
+	fd.Mtime = time.Unix(st.Mtim.Sec, st.Mtim.Nsec)
 }
 
 // sameFile checks that the inode read for it, whose catalog key is key, is
@@ -150,21 +151,21 @@ func (w *worker) sameFile(it syncer.Item, key catalog.Key) error {
 // the inode read (not of the crawl's snapshot, so that they go with the
 // bytes), and that inode's catalog key. A file that is no longer a regular
 // file or vanished is an error; a larger or sparse one is errNotSmall.
-func readSmall(path string, limit int64) (*slavev1.FileData, catalog.Key, error) {
+func readSmall(path string, limit int64) (ops.FileData, catalog.Key, error) {
 	if fi, err := os.Lstat(path); err != nil {
-		return nil, catalog.Key{}, err
+		return ops.FileData{}, catalog.Key{}, err
 	} else if !fi.Mode().IsRegular() {
-		return nil, catalog.Key{}, fmt.Errorf("%s: not a regular file any more", path)
+		return ops.FileData{}, catalog.Key{}, fmt.Errorf("%s: not a regular file any more", path)
 	}
 	// O_NONBLOCK: a fifo swapped in since the lstat must not block the open.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
-		return nil, catalog.Key{}, err
+		return ops.FileData{}, catalog.Key{}, err
 	}
 	defer f.Close()
 	var stx unix.Statx_t
 	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_STATX_SYNC_AS_STAT, unix.STATX_INO|unix.STATX_BTIME, &stx); err != nil {
-		return nil, catalog.Key{}, err
+		return ops.FileData{}, catalog.Key{}, err
 	}
 	key := catalog.Key{Ino: stx.Ino} // as the crawl keys inodes
 	if stx.Mask&unix.STATX_BTIME != 0 {
@@ -174,22 +175,22 @@ func readSmall(path string, limit int64) (*slavev1.FileData, catalog.Key, error)
 	return fd, key, err
 }
 
-func readSmallFd(f *os.File, path string, limit int64) (*slavev1.FileData, error) {
+func readSmallFd(f *os.File, path string, limit int64) (ops.FileData, error) {
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		return nil, err
+		return ops.FileData{}, err
 	}
 	switch {
 	case st.Mode&syscall.S_IFMT != syscall.S_IFREG:
-		return nil, fmt.Errorf("%s: not a regular file any more", path)
+		return ops.FileData{}, fmt.Errorf("%s: not a regular file any more", path)
 	case st.Size > limit, st.Blocks*512 < st.Size:
-		return nil, errNotSmall
+		return ops.FileData{}, errNotSmall
 	}
 	buf := make([]byte, 0, st.Size+1)
 	for {
 		if len(buf) == cap(buf) {
 			if int64(len(buf)) > limit {
-				return nil, errNotSmall
+				return ops.FileData{}, errNotSmall
 			}
 			buf = append(buf, 0)[:len(buf)] // grow
 		}
@@ -199,17 +200,17 @@ func readSmallFd(f *os.File, path string, limit int64) (*slavev1.FileData, error
 			break
 		}
 		if err != nil {
-			return nil, err
+			return ops.FileData{}, err
 		}
 	}
 	if int64(len(buf)) > limit {
-		return nil, errNotSmall
+		return ops.FileData{}, errNotSmall
 	}
 	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		return nil, err
+		return ops.FileData{}, err
 	}
-	return &slavev1.FileData{
-		Data: buf, Mode: st.Mode & 0o7777, Uid: st.Uid, Gid: st.Gid,
-		Mtime: &slavev1.Timespec{Sec: st.Mtim.Sec, Nsec: int32(st.Mtim.Nsec)},
+	return ops.FileData{
+		Data: buf, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid,
+		Mtime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec),
 	}, nil
 }

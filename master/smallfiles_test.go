@@ -45,8 +45,8 @@ func TestSmallFileRenamedOverIsNotShippedAsAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, fd := range tw.data.written {
-		if gfid.MustParse(fd.GetGfid()) == ga {
-			t.Errorf("a written with the bytes of the file renamed over it: %q", fd.GetData())
+		if fd.GFID == ga {
+			t.Errorf("a written with the bytes of the file renamed over it: %q", fd.Data)
 		}
 	}
 	if !out.dataFailed[ga] {

@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
-	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // emptyPark removes whatever a crashed run left in the slave's park
@@ -22,7 +19,7 @@ func (w *worker) emptyPark(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	for _, e := range ents {
-		if err := w.slave.Purge(ctx, gfid.Park, string(e.GetName()), gfid.GFID{}); err != nil {
+		if _, err := w.slave.Purge(ctx, gfid.Park, e.Name, gfid.GFID{}); err != nil {
 			return 0, err
 		}
 	}
@@ -49,7 +46,7 @@ func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) 
 	type purge struct {
 		dir  gfid.GFID
 		name string
-		gfid string // what the slave holds there
+		gfid gfid.GFID // what the slave holds there (zero: an inode without one)
 	}
 	var purges []purge
 	var listed int64 // entries the slave holds in the directories listed
@@ -59,7 +56,7 @@ func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) 
 			continue
 		}
 		ents, err := w.slave.Entries(ctx, dir)
-		if c := status.Code(err); c == codes.NotFound || c == codes.FailedPrecondition {
+		if slaveDirGone(err) {
 			// Missing, or its name on the slave holds something else (a
 			// directory swapped for a symlink behind georep's back: the
 			// slave will not follow it). Its name in the parent is
@@ -76,11 +73,11 @@ func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) 
 		want := snap.Children(dir)
 		have := make(map[string]bool, len(ents))
 		for _, e := range ents {
-			name := string(e.GetName())
+			name := e.Name
 			have[name] = true
 			g, mine := want[name]
 			switch {
-			case mine && e.GetGfid() == g.String():
+			case mine && e.GFID == g:
 				continue
 			case mine:
 				unsync = append(unsync, g)
@@ -92,7 +89,7 @@ func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) 
 				continue
 			}
 			found++
-			purges = append(purges, purge{dir, name, e.GetGfid()})
+			purges = append(purges, purge{dir, name, e.GFID})
 		}
 		for name, g := range want {
 			if !have[name] {
@@ -106,15 +103,15 @@ func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) 
 	}
 	purgedIn := map[gfid.GFID]bool{}
 	for _, p := range purges {
-		w.log.Info("purging a name on the slave that the master does not have there", "pargfid", p.dir, "name", fmt.Sprintf("%q", p.name), "slave_gfid", p.gfid)
-		if err := w.slave.Purge(ctx, p.dir, p.name, gfid.GFID{}); err != nil {
+		w.log.Info("purging a name on the slave that the master does not have there", "pargfid", p.dir, "name", fmt.Sprintf("%q", p.name), "slave_gfid", gfidText(p.gfid))
+		if _, err := w.slave.Purge(ctx, p.dir, p.name, gfid.GFID{}); err != nil {
 			return found, err
 		}
 		purgedIn[p.dir] = true
 	}
 	// A purge changed the directory's mtime on the slave: set it again.
 	if len(purgedIn) > 0 {
-		var metas []*slavev1.Meta
+		var metas []ops.Meta
 		var metaGFID []gfid.GFID
 		for dir := range purgedIn {
 			if n, ok := snap.Lookup(dir); ok {
@@ -151,4 +148,13 @@ func (w *worker) drifted() bool {
 		}
 	}
 	return false
+}
+
+// gfidText is g as the slave sends it: "" for the zero gfid (an inode that
+// carries none).
+func gfidText(g gfid.GFID) string {
+	if g.IsZero() {
+		return ""
+	}
+	return g.String()
 }

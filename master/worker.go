@@ -16,9 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/master/glusterfs"
@@ -419,7 +416,7 @@ func (w *worker) connect(ctx context.Context) error {
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err := rpc.WaitHealthy(hctx, w.client.conn, "")
 	cancel()
-	if status.Code(err) == codes.PermissionDenied {
+	if refusesCertificate(err) {
 		// Not among the slave's allowed-masters: retrying cannot help.
 		return &refusedError{fmt.Errorf("slave %s refuses this master's certificate: %w", w.cfg.Slave, err)}
 	}
@@ -427,7 +424,7 @@ func (w *worker) connect(ctx context.Context) error {
 		return fmt.Errorf("slave %s unreachable: %w", w.cfg.Slave, err)
 	}
 	if err := w.client.handshake(ctx); err != nil {
-		if status.Code(err) == codes.FailedPrecondition {
+		if refusesSession(err) {
 			return &refusedError{err}
 		}
 		return err

@@ -14,56 +14,59 @@ import (
 	"testing"
 	"time"
 
-	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // fakeSlave is an in-memory namespace that applies entry ops by gfid with
-// POSIX rules, enough to check what the worker sends and how it reacts.
+// POSIX rules, enough to check what the worker sends and how it reacts. It
+// implements slaveAPI in the ops types, as the gRPC client does.
 type fakeSlave struct {
 	dirs    map[gfid.GFID]map[string]gfid.GFID
 	log     []string
-	failOne map[string]*slavev1.EntryFailure // op name "CREATE a" → failure to return once
+	failOne map[string]ops.Failure // op and name "CREATE a" → failure to return once
 	purged  []string
 	data    *fakeData     // where WriteFiles records what it wrote
 	delay   time.Duration // per EntryOps call
 }
 
+var _ slaveAPI = (*fakeSlave)(nil)
+
 func newFakeSlave() *fakeSlave {
-	return &fakeSlave{dirs: map[gfid.GFID]map[string]gfid.GFID{gfid.Root: {}, gfid.Park: {}}, failOne: map[string]*slavev1.EntryFailure{}}
+	return &fakeSlave{dirs: map[gfid.GFID]map[string]gfid.GFID{gfid.Root: {}, gfid.Park: {}}, failOne: map[string]ops.Failure{}}
 }
 
-func (f *fakeSlave) EntryOps(ctx context.Context, ops []*slavev1.Entry) ([]*slavev1.EntryFailure, error) {
+func (f *fakeSlave) EntryOps(ctx context.Context, entries []ops.Entry) ([]ops.Failure, error) {
 	time.Sleep(f.delay)
-	var fails []*slavev1.EntryFailure
-	for i, e := range ops {
-		key := fmt.Sprintf("%s %s", e.GetOp(), e.GetName())
+	var fails []ops.Failure
+	for i, e := range entries {
+		key := fmt.Sprintf("%s %s", e.Op, e.Name)
 		if fl, ok := f.failOne[key]; ok {
 			delete(f.failOne, key)
-			fl.Index = uint32(i)
+			fl.Index = i
 			fails = append(fails, fl)
 			continue
 		}
 		if errno := f.apply(e); errno != 0 {
-			fails = append(fails, &slavev1.EntryFailure{Index: uint32(i), Errno: int32(errno), Message: key + ": " + errno.Error()})
+			fails = append(fails, ops.Failure{Index: i, Errno: errno, Message: key + ": " + errno.Error()})
 		}
 		f.log = append(f.log, key)
 	}
 	return fails, nil
 }
 
-func (f *fakeSlave) apply(e *slavev1.Entry) syscall.Errno {
-	g, p := gfid.MustParse(e.GetGfid()), gfid.MustParse(e.GetPargfid())
+func (f *fakeSlave) apply(e ops.Entry) syscall.Errno {
+	g, p := e.GFID, e.Parent
 	dir, ok := f.dirs[p]
 	if !ok {
 		return syscall.ENOENT
 	}
-	name := string(e.GetName())
-	switch e.GetOp() {
-	case slavev1.EntryOp_ENTRY_OP_CREATE, slavev1.EntryOp_ENTRY_OP_MKNOD, slavev1.EntryOp_ENTRY_OP_SYMLINK, slavev1.EntryOp_ENTRY_OP_LINK, slavev1.EntryOp_ENTRY_OP_MKDIR:
+	name := e.Name
+	switch e.Op {
+	case ops.OpCreate, ops.OpMknod, ops.OpSymlink, ops.OpLink, ops.OpMkdir:
 		if cur, ok := dir[name]; ok {
 			if cur == g {
 				return 0
@@ -71,21 +74,20 @@ func (f *fakeSlave) apply(e *slavev1.Entry) syscall.Errno {
 			return syscall.EEXIST
 		}
 		dir[name] = g
-		if e.GetOp() == slavev1.EntryOp_ENTRY_OP_MKDIR {
+		if e.Op == ops.OpMkdir {
 			f.dirs[g] = map[string]gfid.GFID{}
 		}
-	case slavev1.EntryOp_ENTRY_OP_RENAME:
+	case ops.OpRename:
 		if dir[name] != g {
 			return syscall.ENOENT
 		}
-		np := gfid.MustParse(e.GetNewPargfid())
-		ndir, ok := f.dirs[np]
+		ndir, ok := f.dirs[e.NewParent]
 		if !ok {
 			return syscall.ENOENT
 		}
 		delete(dir, name)
-		ndir[string(e.GetNewName())] = g
-	case slavev1.EntryOp_ENTRY_OP_UNLINK, slavev1.EntryOp_ENTRY_OP_RMDIR:
+		ndir[e.NewName] = g
+	case ops.OpUnlink, ops.OpRmdir:
 		if dir[name] != g {
 			return 0
 		}
@@ -100,37 +102,37 @@ func (f *fakeSlave) apply(e *slavev1.Entry) syscall.Errno {
 	return 0
 }
 
-func (f *fakeSlave) MetaOps(ctx context.Context, metas []*slavev1.Meta) ([]*slavev1.EntryFailure, error) {
+func (f *fakeSlave) MetaOps(ctx context.Context, metas []ops.Meta) ([]ops.Failure, error) {
 	return nil, nil
 }
 
-func (f *fakeSlave) Entries(ctx context.Context, dir gfid.GFID) ([]*slavev1.DirEntry, error) {
-	var out []*slavev1.DirEntry
+func (f *fakeSlave) Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, error) {
+	var out []ops.DirEntry
 	for name, g := range f.dirs[dir] {
-		out = append(out, &slavev1.DirEntry{Name: []byte(name), Gfid: g.String()})
+		out = append(out, ops.DirEntry{Name: name, GFID: g})
 	}
 	return out, nil
 }
 
-func (f *fakeSlave) Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) error {
+func (f *fakeSlave) Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) (uint64, error) {
 	f.purged = append(f.purged, name)
 	delete(f.dirs[parent], name)
-	return nil
+	return 1, nil
 }
 
 // WriteFiles records the files in the fake data store, honouring its
 // failures, as the real slave writes where rsync would.
-func (f *fakeSlave) WriteFiles(ctx context.Context, files []*slavev1.FileData) ([]*slavev1.EntryFailure, error) {
+func (f *fakeSlave) WriteFiles(ctx context.Context, files []ops.FileData) ([]ops.Failure, error) {
 	d := f.data
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.writeCalls++
 	d.maxWrite = max(d.maxWrite, len(files))
-	var fails []*slavev1.EntryFailure
+	var fails []ops.Failure
 	for i, fd := range files {
-		g := gfid.MustParse(fd.GetGfid())
+		g := fd.GFID
 		if err, ok := d.fail[g]; ok {
-			fails = append(fails, &slavev1.EntryFailure{Index: uint32(i), Errno: int32(syscall.EIO), Message: err.Error()})
+			fails = append(fails, ops.Failure{Index: i, Errno: syscall.EIO, Message: err.Error()})
 			continue
 		}
 		d.shipped = append(d.shipped, g)
@@ -165,7 +167,7 @@ type fakeData struct {
 	// synced are the items given to the data syncer (rsync); written the
 	// files sent in writeCalls WriteFiles calls (the small-file path).
 	synced     []syncer.Item
-	written    []*slavev1.FileData
+	written    []ops.FileData
 	writeCalls int
 	maxWrite   int // most files in one WriteFiles call
 }
@@ -293,7 +295,7 @@ func TestEntryConflictIsPurgedAndRetried(t *testing.T) {
 	tw.write(t, "f", "x")
 	other := gfid.New()
 	tw.slave.dirs[gfid.Root]["f"] = other // the slave holds another inode at that name
-	tw.slave.failOne["ENTRY_OP_CREATE f"] = &slavev1.EntryFailure{Errno: int32(syscall.EEXIST), Message: "exists", ExistingGfid: other.String()}
+	tw.slave.failOne["CREATE f"] = ops.Failure{Errno: syscall.EEXIST, Message: "exists", Existing: other}
 	out := tw.crawlAndProcess(t)
 	if len(out.failed) > 0 {
 		t.Fatalf("conflict not resolved: %v", out.failed)
@@ -431,22 +433,22 @@ func TestSmallFilesGoThroughWriteFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	written := map[gfid.GFID]*slavev1.FileData{}
-	for _, fd := range tw.data.written {
-		written[gfid.MustParse(fd.GetGfid())] = fd
+	written := map[gfid.GFID]*ops.FileData{}
+	for i, fd := range tw.data.written {
+		written[fd.GFID] = &tw.data.written[i]
 	}
 	for i := range 7 {
 		fd := written[byName[fmt.Sprintf("s%d", i)]]
-		if fd == nil || string(fd.GetData()) != strings.Repeat("x", 300+i) {
+		if fd == nil || string(fd.Data) != strings.Repeat("x", 300+i) {
 			t.Errorf("s%d not written whole through WriteFiles: %v", i, fd)
 		}
 	}
-	if fd := written[byName["empty"]]; fd == nil || len(fd.GetData()) != 0 {
+	if fd := written[byName["empty"]]; fd == nil || len(fd.Data) != 0 {
 		t.Errorf("empty file not written through WriteFiles: %v", fd)
 	}
 	s0 := written[byName["s0"]]
-	if s0.GetMode() != 0o4751 || s0.GetUid() != uint32(os.Geteuid()) || s0.GetGid() != uint32(os.Getegid()) ||
-		s0.GetMtime().GetSec() != mt.Unix() || s0.GetMtime().GetNsec() != int32(mt.Nanosecond()) {
+	if s0.Mode != 0o4751 || s0.UID != uint32(os.Geteuid()) || s0.GID != uint32(os.Getegid()) ||
+		s0.Mtime.Unix() != mt.Unix() || s0.Mtime.Nanosecond() != mt.Nanosecond() {
 		t.Errorf("s0 attributes %v, want mode 4751, owner %d:%d, mtime %v", s0, os.Geteuid(), os.Getegid(), mt)
 	}
 	if tw.data.maxWrite != 3 || tw.data.writeCalls < 3 { // 8 files (7 + empty) in batches of up to 3 (entry-batch)
@@ -597,7 +599,7 @@ func TestEntryFailureRoundsStopWithoutProgress(t *testing.T) {
 	tw := newTestWorker(t)
 	tw.noVerify = true
 	tw.write(t, "f", "1")
-	tw.slave.failOne["ENTRY_OP_CREATE f"] = &slavev1.EntryFailure{Errno: int32(syscall.EACCES), Message: "permission denied"}
+	tw.slave.failOne["CREATE f"] = ops.Failure{Errno: syscall.EACCES, Message: "permission denied"}
 	out := tw.crawlAndProcess(t)
 	if len(out.failed) != 1 {
 		t.Fatalf("failed = %v, want the CREATE of f", out.failed)
@@ -665,7 +667,7 @@ func TestEntryFailureRoundsPurgeUnmarkedName(t *testing.T) {
 	tw := newTestWorker(t)
 	tw.noVerify = true
 	tw.write(t, "f", "1")
-	tw.slave.failOne["ENTRY_OP_CREATE f"] = &slavev1.EntryFailure{Errno: int32(syscall.EEXIST), Message: "name exists and holds an inode without a gfid"}
+	tw.slave.failOne["CREATE f"] = ops.Failure{Errno: syscall.EEXIST, Message: "name exists and holds an inode without a gfid"}
 	out := tw.crawlAndProcess(t)
 	if len(out.failed) > 0 {
 		t.Fatalf("not resolved: %v", out.failed)

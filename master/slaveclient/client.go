@@ -1,0 +1,164 @@
+// Package slaveclient is the master's end of the slave protocol
+// (gen/georep/slave/v1) for the calls of an open session: entry ops, meta
+// ops, whole-file writes, directory listings, purges, stats and xtimes, in
+// the domain vocabulary of package rpc/ops. Every request and answer goes
+// through package rpc/wire, and every error through wire.FromStatus, so a
+// caller tests what failed with errors.Is against the ops sentinels
+// (ops.ErrStale, ops.ErrNotDir, fs.ErrNotExist, ...), never with gRPC codes.
+//
+// Opening, renewing and losing the session (Handshake, KeepAlive) is the
+// master's (master/slave.go): Client only attaches the current session id to
+// each call. It is the master half of gsyncd's repce.py RepceClient with the
+// calls resource.py Server answers.
+package slaveclient
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
+	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/rpc/wire"
+)
+
+// SessionKey is the request metadata key that carries the session id.
+const SessionKey = "georep-session"
+
+// Client makes the calls of one slave session. Its methods are safe for
+// concurrent use. Per-item failures of a batch are data (ops.Failure, Index
+// counting from 0 in the batch sent, in the order of the items); an error
+// means the whole call failed and nothing can be assumed about which items
+// were applied.
+type Client struct {
+	api     slavev1.SlaveServiceClient
+	session func() string // the current session id
+}
+
+// New returns a Client calling the slave on conn; session returns the id of
+// the session to attach (it may change between calls when the session is
+// opened again).
+func New(conn grpc.ClientConnInterface, session func() string) *Client {
+	return &Client{api: slavev1.NewSlaveServiceClient(conn), session: session}
+}
+
+func (c *Client) ctx(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, SessionKey, c.session())
+}
+
+// failures converts a batch's failures back, in the order of the items
+// (the slave lists those it refused before converting them first); a
+// failure the slave reported beyond the batch is an error of the whole
+// call.
+func failures(call string, pfs []*slavev1.EntryFailure, n int) ([]ops.Failure, error) {
+	fs, err := wire.FailuresFromProto(pfs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", call, err)
+	}
+	for _, f := range fs {
+		if f.Index < 0 || f.Index >= n {
+			return nil, fmt.Errorf("%s: slave reported a failure for item %d of a batch of %d", call, f.Index, n)
+		}
+	}
+	slices.SortStableFunc(fs, func(a, b ops.Failure) int { return a.Index - b.Index })
+	return fs, nil
+}
+
+// EntryOps applies entries in order.
+func (c *Client) EntryOps(ctx context.Context, entries []ops.Entry) ([]ops.Failure, error) {
+	resp, err := c.api.EntryOps(c.ctx(ctx), &slavev1.EntryOpsRequest{Entries: wire.EntriesToProto(entries)})
+	if err != nil {
+		return nil, fmt.Errorf("entry ops: %w", wire.FromStatus(err))
+	}
+	return failures("entry ops", resp.GetFailures(), len(entries))
+}
+
+// MetaOps applies metas.
+func (c *Client) MetaOps(ctx context.Context, metas []ops.Meta) ([]ops.Failure, error) {
+	resp, err := c.api.MetaOps(c.ctx(ctx), &slavev1.MetaOpsRequest{Metas: wire.MetasToProto(metas)})
+	if err != nil {
+		return nil, fmt.Errorf("meta ops: %w", wire.FromStatus(err))
+	}
+	return failures("meta ops", resp.GetFailures(), len(metas))
+}
+
+// WriteFiles replaces the whole content of regular files the slave holds
+// and sets their mode, owner and mtime.
+func (c *Client) WriteFiles(ctx context.Context, files []ops.FileData) ([]ops.Failure, error) {
+	resp, err := c.api.WriteFiles(c.ctx(ctx), &slavev1.WriteFilesRequest{Files: wire.FilesToProto(files)})
+	if err != nil {
+		return nil, fmt.Errorf("write files: %w", wire.FromStatus(err))
+	}
+	return failures("write files", resp.GetFailures(), len(files))
+}
+
+// Entries lists the directory dir.
+func (c *Client) Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, error) {
+	resp, err := c.api.Entries(c.ctx(ctx), &slavev1.EntriesRequest{Gfid: dir.String()})
+	if err != nil {
+		return nil, fmt.Errorf("entries of %s: %w", dir, wire.FromStatus(err))
+	}
+	ents, err := wire.DirEntriesFromProto(resp.GetEntries())
+	if err != nil {
+		return nil, fmt.Errorf("entries of %s: %w", dir, err)
+	}
+	return ents, nil
+}
+
+// Purge removes name in parent with everything beneath it (only when it
+// holds the gfid only, unless only is zero) and returns how many inodes
+// it removed.
+func (c *Client) Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) (uint64, error) {
+	req := &slavev1.PurgeRequest{Pargfid: parent.String(), Name: []byte(name)}
+	if !only.IsZero() {
+		req.Gfid = only.String()
+	}
+	resp, err := c.api.Purge(c.ctx(ctx), req)
+	if err != nil {
+		return 0, fmt.Errorf("purge %s/%q: %w", parent, name, wire.FromStatus(err))
+	}
+	return resp.GetRemoved(), nil
+}
+
+// Stat returns the attributes of the inode g.
+func (c *Client) Stat(ctx context.Context, g gfid.GFID) (ops.Attr, error) {
+	resp, err := c.api.Stat(c.ctx(ctx), &slavev1.StatRequest{Gfids: []string{g.String()}})
+	if err != nil {
+		return ops.Attr{}, fmt.Errorf("stat %s: %w", g, wire.FromStatus(err))
+	}
+	rs := resp.GetResults()
+	if len(rs) != 1 {
+		return ops.Attr{}, fmt.Errorf("stat %s: slave answered %d results for 1 gfid", g, len(rs))
+	}
+	return wire.StatResultFromProto(rs[0])
+}
+
+// SetXtime marks the inode g with the xtime sec.nsec of the master volume
+// volumeID (the slave refuses an nsec outside 0..999999999).
+func (c *Client) SetXtime(ctx context.Context, g gfid.GFID, volumeID string, sec int64, nsec int32) error {
+	_, err := c.api.SetXtime(c.ctx(ctx), &slavev1.SetXtimeRequest{
+		Gfid: g.String(), VolumeId: volumeID, Xtime: &slavev1.Timespec{Sec: sec, Nsec: nsec},
+	})
+	if err != nil {
+		return fmt.Errorf("set xtime: %w", wire.FromStatus(err))
+	}
+	return nil
+}
+
+// Xtime returns the xtime of the master volume volumeID on the inode g; ok
+// is false when the inode carries none.
+func (c *Client) Xtime(ctx context.Context, g gfid.GFID, volumeID string) (sec int64, nsec int32, ok bool, err error) {
+	resp, err := c.api.Xtime(c.ctx(ctx), &slavev1.XtimeRequest{Gfid: g.String(), VolumeId: volumeID})
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("xtime: %w", wire.FromStatus(err))
+	}
+	x := resp.GetXtime()
+	if x == nil {
+		return 0, 0, false, nil
+	}
+	return x.GetSec(), x.GetNsec(), true, nil
+}
