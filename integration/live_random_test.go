@@ -67,7 +67,7 @@ func TestLiveRandom(t *testing.T) {
 	harness.RequireRoot(t, "the change journal (fanotify)")
 	seeds := liveRandomSeedList(t)
 	s := newSite(t)
-	m := harness.StartMasterProc(t, nil, s.args("--change-interval", "1s", "--sync-xattrs", "--log-level", "debug")...)
+	m := harness.StartMasterProc(t, nil, s.args("--change-interval", "1s", "--sync-xattrs", "--log-level", "debug", "--max-delete", "off")...)
 	opts := harness.CompareOptions{Xattrs: true}
 	if diffs, err := harness.WaitConverged(s.src, s.replica, opts, liveRandomConverge); err != nil || len(diffs) > 0 {
 		t.Fatalf("the initial sync did not converge: %v %q", err, diffs)
