@@ -68,152 +68,9 @@ func PopulateSmall(root string, rng *rand.Rand) error {
 func Burst(root string, rng *rand.Rand, n int) ([]string, error) {
 	var log []string
 	for range n {
-		files, dirs := list(root)
-		var regs []string
-		for _, f := range files {
-			if fi, err := os.Lstat(filepath.Join(root, f)); err == nil && fi.Mode().IsRegular() {
-				regs = append(regs, f)
-			}
-		}
-		pick := func(s []string) string { return s[rng.IntN(len(s))] }
-		abs := func(p string) string { return filepath.Join(root, p) }
-		newName := func() string { return fmt.Sprintf("n%d", rng.IntN(400)) }
-		dir := pick(dirs)
-		var op string
-		var err error
-		k := rng.IntN(22)
-		switch {
-		case len(regs) < 10 && k%3 == 0:
-			k = 0 // keep some files around
-		case len(files) > 250 && k%2 == 0:
-			k = 17 // keep the tree small
-		case len(dirs) > 40 && k%2 == 0:
-			k = 18
-		}
-		if len(regs) == 0 && k != 1 {
-			k = 0
-		}
-		switch k {
-		case 0:
-			p := filepath.Join(dir, newName())
-			op = "create " + p
-			err = os.WriteFile(abs(p), randContent(rng, rng.IntN(2000)), 0o644)
-		case 1:
-			p := filepath.Join(dir, newName())
-			op = "mkdir " + p
-			err = os.Mkdir(abs(p), 0o755)
-		case 2:
-			p := pick(regs)
-			op = "append " + p
-			err = appendTo(abs(p), string(randContent(rng, 1+rng.IntN(100))))
-		case 3:
-			p := pick(regs)
-			op = "truncate " + p
-			err = os.Truncate(abs(p), int64(rng.IntN(500)))
-		case 4:
-			p := pick(regs)
-			op = "rewrite same size and mtime " + p
-			err = rewriteSameSize(abs(p), rng)
-		case 5:
-			p := pick(append(regs, dirs[1:]...))
-			op = "chmod " + p
-			mode := uint32(rng.IntN(0o10000))
-			if fi, e := os.Lstat(abs(p)); e == nil && fi.IsDir() {
-				mode |= 0o700
-			}
-			err = unix.Fchmodat(unix.AT_FDCWD, abs(p), mode, 0)
-		case 6:
-			p := pick(files)
-			op = "chown " + p
-			if os.Geteuid() == 0 {
-				err = os.Lchown(abs(p), rng.IntN(3000), rng.IntN(3000))
-			}
-		case 7, 8:
-			p := pick(append(regs, dirs...))
-			op = "utime " + p
-			err = setTimes(abs(p), rng)
-		case 9:
-			p := pick(append(regs, dirs...))
-			name := fmt.Sprintf("user.k%d", rng.IntN(3))
-			if rng.IntN(3) == 0 {
-				op = "removexattr " + name + " " + p
-				err = xattr.Remove(abs(p), name)
-				if errors.Is(err, xattr.ENOATTR) {
-					err = nil
-				}
-			} else {
-				op = "setxattr " + name + " " + p
-				err = xattr.Set(abs(p), name, randContent(rng, rng.IntN(30)))
-			}
-		case 10:
-			from, to := pick(files), filepath.Join(dir, newName())
-			op = "rename file " + from + " -> " + to
-			err = os.Rename(abs(from), abs(to))
-		case 11:
-			from, to := pick(files), pick(files)
-			op = "rename over " + from + " -> " + to
-			err = os.Rename(abs(from), abs(to))
-		case 12:
-			a, b := pick(append(files, dirs[1:]...)), pick(append(files, dirs[1:]...))
-			op = "swap " + a + " <-> " + b
-			err = unix.Renameat2(unix.AT_FDCWD, abs(a), unix.AT_FDCWD, abs(b), unix.RENAME_EXCHANGE)
-		case 13, 14:
-			if len(dirs) < 2 {
-				continue
-			}
-			from := pick(dirs[1:])
-			to := filepath.Join(pick(dirs), newName())
-			if rng.IntN(3) == 0 {
-				to = filepath.Join(filepath.Dir(from), newName())
-			}
-			op = "rename dir " + from + " -> " + to
-			err = os.Rename(abs(from), abs(to))
-		case 15, 16:
-			from := pick(regs)
-			to := pick(dirs)
-			for range 3 {
-				if to != filepath.Dir(from) {
-					break
-				}
-				to = pick(dirs)
-			}
-			to = filepath.Join(to, newName())
-			op = "hardlink " + from + " -> " + to
-			err = os.Link(abs(from), abs(to))
-		case 17:
-			p := pick(files)
-			op = "delete " + p
-			err = os.Remove(abs(p))
-		case 18:
-			if len(dirs) < 2 {
-				continue
-			}
-			p := pick(dirs[1:])
-			op = "rm -rf " + p
-			err = os.RemoveAll(abs(p))
-		case 19:
-			p := pick(files)
-			op = "type change to dir " + p
-			if err = os.Remove(abs(p)); err == nil {
-				err = os.Mkdir(abs(p), 0o755)
-			}
-		case 20:
-			if len(dirs) < 2 {
-				continue
-			}
-			p := pick(dirs[1:])
-			op = "type change to file " + p
-			if err = os.RemoveAll(abs(p)); err == nil {
-				err = os.WriteFile(abs(p), randContent(rng, rng.IntN(100)), 0o644)
-			}
-		default:
-			p := filepath.Join(dir, newName())
-			op = "symlink " + p
-			err = os.Symlink(pick(files), abs(p))
-		}
-		if err != nil && (errors.Is(err, fs.ErrExist) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.EISDIR) ||
-			errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EINVAL) ||
-			errors.Is(err, unix.EPERM) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EOPNOTSUPP)) {
+		b := newBurstChange(root, rng)
+		op, err := b.apply(b.kind())
+		if op == "" || meaningless(err, unix.EOPNOTSUPP) {
 			continue // the random pick did not make sense: not a change
 		}
 		if err != nil {
@@ -222,6 +79,268 @@ func Burst(root string, rng *rand.Rand, n int) ([]string, error) {
 		log = append(log, op)
 	}
 	return log, nil
+}
+
+// treePick is the tree under root as one random change sees it: its
+// files (regular files and symlinks) and directories ("." first), and the
+// random source every choice is drawn from, in order, so that a seed
+// gives the same changes.
+type treePick struct {
+	root        string
+	rng         *rand.Rand
+	files, dirs []string
+}
+
+func newTreePick(root string, rng *rand.Rand) treePick {
+	files, dirs := list(root)
+	return treePick{root: root, rng: rng, files: files, dirs: dirs}
+}
+
+func (t *treePick) pick(s []string) string { return s[t.rng.IntN(len(s))] }
+
+func (t *treePick) abs(p string) string { return filepath.Join(t.root, p) }
+
+// burstChange is one change of a Burst: the tree, its regular files and
+// the directory a new name goes into.
+type burstChange struct {
+	treePick
+	regs []string
+	dir  string
+}
+
+func newBurstChange(root string, rng *rand.Rand) *burstChange {
+	b := &burstChange{treePick: newTreePick(root, rng)}
+	for _, f := range b.files {
+		if fi, err := os.Lstat(b.abs(f)); err == nil && fi.Mode().IsRegular() {
+			b.regs = append(b.regs, f)
+		}
+	}
+	b.dir = b.pick(b.dirs)
+	return b
+}
+
+func (b *burstChange) newName() string { return fmt.Sprintf("n%d", b.rng.IntN(400)) }
+
+// kind draws the kind of change, steered to keep some files around and the
+// tree small.
+func (b *burstChange) kind() int {
+	k := b.rng.IntN(22)
+	switch {
+	case len(b.regs) < 10 && k%3 == 0:
+		k = 0 // keep some files around
+	case len(b.files) > 250 && k%2 == 0:
+		k = 17 // keep the tree small
+	case len(b.dirs) > 40 && k%2 == 0:
+		k = 18
+	}
+	if len(b.regs) == 0 && k != 1 {
+		k = 0
+	}
+	return k
+}
+
+// apply makes the change of kind k and says what it did; op is "" when
+// there was nothing to do it to.
+func (b *burstChange) apply(k int) (op string, err error) {
+	switch k {
+	case 0:
+		return b.create()
+	case 1:
+		return b.mkdir()
+	case 2:
+		return b.append()
+	case 3:
+		return b.truncate()
+	case 4:
+		return b.rewrite()
+	case 5:
+		return b.chmod()
+	case 6:
+		return b.chown()
+	case 7, 8:
+		return b.utime()
+	case 9:
+		return b.xattr()
+	case 10:
+		return b.renameFile()
+	case 11:
+		return b.renameOver()
+	case 12:
+		return b.swap()
+	case 13, 14:
+		return b.renameDir()
+	case 15, 16:
+		return b.hardlink()
+	case 17:
+		return b.delete()
+	case 18:
+		return b.removeTree()
+	case 19:
+		return b.toDir()
+	case 20:
+		return b.toFile()
+	default:
+		return b.symlink()
+	}
+}
+
+func (b *burstChange) create() (string, error) {
+	p := filepath.Join(b.dir, b.newName())
+	return "create " + p, os.WriteFile(b.abs(p), randContent(b.rng, b.rng.IntN(2000)), 0o644)
+}
+
+func (b *burstChange) mkdir() (string, error) {
+	p := filepath.Join(b.dir, b.newName())
+	return "mkdir " + p, os.Mkdir(b.abs(p), 0o755)
+}
+
+func (b *burstChange) append() (string, error) {
+	p := b.pick(b.regs)
+	return "append " + p, appendTo(b.abs(p), string(randContent(b.rng, 1+b.rng.IntN(100))))
+}
+
+func (b *burstChange) truncate() (string, error) {
+	p := b.pick(b.regs)
+	return "truncate " + p, os.Truncate(b.abs(p), int64(b.rng.IntN(500)))
+}
+
+func (b *burstChange) rewrite() (string, error) {
+	p := b.pick(b.regs)
+	return "rewrite same size and mtime " + p, rewriteSameSize(b.abs(p), b.rng)
+}
+
+func (b *burstChange) chmod() (string, error) {
+	p := b.pick(append(b.regs, b.dirs[1:]...))
+	mode := uint32(b.rng.IntN(0o10000))
+	if fi, e := os.Lstat(b.abs(p)); e == nil && fi.IsDir() {
+		mode |= 0o700
+	}
+	return "chmod " + p, unix.Fchmodat(unix.AT_FDCWD, b.abs(p), mode, 0)
+}
+
+func (b *burstChange) chown() (op string, err error) {
+	p := b.pick(b.files)
+	if os.Geteuid() == 0 {
+		err = os.Lchown(b.abs(p), b.rng.IntN(3000), b.rng.IntN(3000))
+	}
+	return "chown " + p, err
+}
+
+func (b *burstChange) utime() (string, error) {
+	p := b.pick(append(b.regs, b.dirs...))
+	return "utime " + p, setTimes(b.abs(p), b.rng)
+}
+
+func (b *burstChange) xattr() (string, error) {
+	p := b.pick(append(b.regs, b.dirs...))
+	name := fmt.Sprintf("user.k%d", b.rng.IntN(3))
+	if b.rng.IntN(3) == 0 {
+		err := xattr.Remove(b.abs(p), name)
+		if errors.Is(err, xattr.ENOATTR) {
+			err = nil
+		}
+		return "removexattr " + name + " " + p, err
+	}
+	return "setxattr " + name + " " + p, xattr.Set(b.abs(p), name, randContent(b.rng, b.rng.IntN(30)))
+}
+
+func (b *burstChange) renameFile() (string, error) {
+	from, to := b.pick(b.files), filepath.Join(b.dir, b.newName())
+	return "rename file " + from + " -> " + to, os.Rename(b.abs(from), b.abs(to))
+}
+
+func (b *burstChange) renameOver() (string, error) {
+	from, to := b.pick(b.files), b.pick(b.files)
+	return "rename over " + from + " -> " + to, os.Rename(b.abs(from), b.abs(to))
+}
+
+func (b *burstChange) swap() (string, error) {
+	x, y := b.pick(append(b.files, b.dirs[1:]...)), b.pick(append(b.files, b.dirs[1:]...))
+	return "swap " + x + " <-> " + y, unix.Renameat2(unix.AT_FDCWD, b.abs(x), unix.AT_FDCWD, b.abs(y), unix.RENAME_EXCHANGE)
+}
+
+// renameDir moves a directory under another one or, one time in three,
+// within its parent.
+func (b *burstChange) renameDir() (string, error) {
+	if len(b.dirs) < 2 {
+		return "", nil
+	}
+	from := b.pick(b.dirs[1:])
+	to := filepath.Join(b.pick(b.dirs), b.newName())
+	if b.rng.IntN(3) == 0 {
+		to = filepath.Join(filepath.Dir(from), b.newName())
+	}
+	return "rename dir " + from + " -> " + to, os.Rename(b.abs(from), b.abs(to))
+}
+
+// hardlink links a regular file into another directory (three tries to
+// draw one).
+func (b *burstChange) hardlink() (string, error) {
+	from := b.pick(b.regs)
+	to := b.pick(b.dirs)
+	for range 3 {
+		if to != filepath.Dir(from) {
+			break
+		}
+		to = b.pick(b.dirs)
+	}
+	to = filepath.Join(to, b.newName())
+	return "hardlink " + from + " -> " + to, os.Link(b.abs(from), b.abs(to))
+}
+
+func (b *burstChange) delete() (string, error) {
+	p := b.pick(b.files)
+	return "delete " + p, os.Remove(b.abs(p))
+}
+
+func (b *burstChange) removeTree() (string, error) {
+	if len(b.dirs) < 2 {
+		return "", nil
+	}
+	p := b.pick(b.dirs[1:])
+	return "rm -rf " + p, os.RemoveAll(b.abs(p))
+}
+
+func (b *burstChange) toDir() (string, error) {
+	p := b.pick(b.files)
+	err := os.Remove(b.abs(p))
+	if err == nil {
+		err = os.Mkdir(b.abs(p), 0o755)
+	}
+	return "type change to dir " + p, err
+}
+
+func (b *burstChange) toFile() (string, error) {
+	if len(b.dirs) < 2 {
+		return "", nil
+	}
+	p := b.pick(b.dirs[1:])
+	err := os.RemoveAll(b.abs(p))
+	if err == nil {
+		err = os.WriteFile(b.abs(p), randContent(b.rng, b.rng.IntN(100)), 0o644)
+	}
+	return "type change to file " + p, err
+}
+
+func (b *burstChange) symlink() (string, error) {
+	p := filepath.Join(b.dir, b.newName())
+	return "symlink " + p, os.Symlink(b.pick(b.files), b.abs(p))
+}
+
+// meaningless reports an error that says the random pick did not make
+// sense (a name taken or gone, a rename into its own subtree or over a
+// non-empty directory, a type at a name not what the change needs), or
+// is one of also.
+func meaningless(err error, also ...error) bool {
+	if err == nil {
+		return false
+	}
+	for _, e := range append([]error{fs.ErrExist, fs.ErrNotExist, unix.EISDIR, unix.ENOTDIR, unix.ENOTEMPTY, unix.EINVAL, unix.EPERM, unix.ELOOP}, also...) {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // setTimes sets random access and modification times of p (not following a

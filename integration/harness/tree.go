@@ -133,105 +133,9 @@ func Populate(root string, rng *rand.Rand) error {
 func Mutate(root string, rng *rand.Rand, n int) ([]string, error) {
 	var log []string
 	for i := 0; i < n; i++ {
-		files, dirs := list(root)
-		pick := func(s []string) string { return s[rng.IntN(len(s))] }
-		newName := func() string {
-			if rng.IntN(5) == 0 {
-				return OddNames[rng.IntN(len(OddNames)-1)] + fmt.Sprint(rng.IntN(100))
-			}
-			return fmt.Sprintf("m%d", rng.IntN(1000))
-		}
-		dir := pick(dirs)
-		var op string
-		var err error
-		switch k := rng.IntN(16); {
-		case k == 0 || len(files) == 0:
-			p := filepath.Join(dir, newName())
-			op = "create " + p
-			err = os.WriteFile(filepath.Join(root, p), []byte(fmt.Sprint(rng.Int())), 0o644)
-		case k == 1:
-			p := filepath.Join(dir, newName())
-			op = "mkdir " + p
-			err = os.Mkdir(filepath.Join(root, p), 0o755)
-		case k == 2:
-			p := pick(files)
-			op = "append " + p
-			err = appendTo(filepath.Join(root, p), "more")
-		case k == 3:
-			p := pick(files)
-			op = "rewrite same size and mtime " + p
-			err = rewriteSameSize(filepath.Join(root, p), rng)
-		case k == 4:
-			p := pick(files)
-			op = "truncate " + p
-			err = os.Truncate(filepath.Join(root, p), int64(rng.IntN(10)))
-		case k == 5:
-			from, to := pick(files), filepath.Join(dir, newName())
-			op = "rename file " + from + " -> " + to
-			err = os.Rename(filepath.Join(root, from), filepath.Join(root, to))
-		case k == 6:
-			from, to := pick(files), pick(files)
-			op = "rename over " + from + " -> " + to
-			err = os.Rename(filepath.Join(root, from), filepath.Join(root, to))
-		case k == 7 && len(files) > 1:
-			a, b := pick(files), pick(files)
-			op = "swap " + a + " <-> " + b
-			tmp := filepath.Join(root, ".swap-tmp")
-			if err = os.Rename(filepath.Join(root, a), tmp); err == nil {
-				if err = os.Rename(filepath.Join(root, b), filepath.Join(root, a)); err == nil {
-					err = os.Rename(tmp, filepath.Join(root, b))
-				}
-			}
-		case k == 8 && len(dirs) > 1:
-			from := pick(dirs[1:])
-			to := filepath.Join(pick(dirs), newName())
-			op = "rename dir " + from + " -> " + to
-			err = os.Rename(filepath.Join(root, from), filepath.Join(root, to))
-			if err != nil && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST)) {
-				err = nil // into its own subtree, or over a non-empty dir: not a mutation
-			}
-		case k == 9:
-			p := pick(files)
-			op = "delete " + p
-			err = os.Remove(filepath.Join(root, p))
-		case k == 10 && len(dirs) > 1:
-			p := pick(dirs[1:])
-			op = "rm -rf " + p
-			err = os.RemoveAll(filepath.Join(root, p))
-		case k == 11:
-			p := pick(files)
-			op = "type change to dir " + p
-			if err = os.Remove(filepath.Join(root, p)); err == nil {
-				err = os.Mkdir(filepath.Join(root, p), 0o700)
-			}
-		case k == 12:
-			p := pick(files)
-			op = "chmod " + p
-			err = unix.Fchmodat(unix.AT_FDCWD, filepath.Join(root, p), uint32(rng.IntN(0o7777)), 0)
-			if err != nil && errors.Is(err, unix.EOPNOTSUPP) {
-				err = nil // a symlink
-			}
-		case k == 13:
-			p := pick(files)
-			op = "chown " + p
-			if os.Geteuid() == 0 {
-				err = os.Lchown(filepath.Join(root, p), rng.IntN(3000), rng.IntN(3000))
-			}
-		case k == 14:
-			from, to := pick(files), filepath.Join(dir, newName())
-			op = "hardlink " + from + " -> " + to
-			err = os.Link(filepath.Join(root, from), filepath.Join(root, to))
-		default:
-			p := filepath.Join(dir, newName())
-			if rng.IntN(2) == 0 {
-				op = "symlink " + p
-				err = os.Symlink("target-"+fmt.Sprint(rng.IntN(10)), filepath.Join(root, p))
-			} else {
-				op = "mkfifo " + p
-				err = unix.Mkfifo(filepath.Join(root, p), 0o600)
-			}
-		}
-		if err != nil && (errors.Is(err, fs.ErrExist) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.ELOOP)) {
+		m := newMutation(root, rng)
+		op, err := m.apply(m.kind())
+		if meaningless(err) {
 			err = nil // the random pick did not make sense: not a mutation
 		}
 		if err != nil {
@@ -240,6 +144,186 @@ func Mutate(root string, rng *rand.Rand, n int) ([]string, error) {
 		log = append(log, op)
 	}
 	return log, nil
+}
+
+// mutation is one change of Mutate: the tree and the directory a new name
+// goes into.
+type mutation struct {
+	treePick
+	dir string
+}
+
+func newMutation(root string, rng *rand.Rand) *mutation {
+	m := &mutation{treePick: newTreePick(root, rng)}
+	m.dir = m.pick(m.dirs)
+	return m
+}
+
+// newName is a plain name or, one time in five, an odd one.
+func (m *mutation) newName() string {
+	if m.rng.IntN(5) == 0 {
+		return OddNames[m.rng.IntN(len(OddNames)-1)] + fmt.Sprint(m.rng.IntN(100))
+	}
+	return fmt.Sprintf("m%d", m.rng.IntN(1000))
+}
+
+// kind draws the kind of mutation: a create when there is no file, a
+// symlink or fifo when the tree lacks what the kind drawn needs.
+func (m *mutation) kind() int {
+	k := m.rng.IntN(16)
+	switch {
+	case len(m.files) == 0:
+		return 0
+	case k == 7 && len(m.files) < 2, (k == 8 || k == 10) && len(m.dirs) < 2:
+		return 15
+	}
+	return k
+}
+
+// apply makes the mutation of kind k and says what it did.
+func (m *mutation) apply(k int) (op string, err error) {
+	switch k {
+	case 0:
+		return m.create()
+	case 1:
+		return m.mkdir()
+	case 2:
+		return m.append()
+	case 3:
+		return m.rewrite()
+	case 4:
+		return m.truncate()
+	case 5:
+		return m.renameFile()
+	case 6:
+		return m.renameOver()
+	case 7:
+		return m.swap()
+	case 8:
+		return m.renameDir()
+	case 9:
+		return m.delete()
+	case 10:
+		return m.removeTree()
+	case 11:
+		return m.toDir()
+	case 12:
+		return m.chmod()
+	case 13:
+		return m.chown()
+	case 14:
+		return m.hardlink()
+	default:
+		return m.special()
+	}
+}
+
+func (m *mutation) create() (string, error) {
+	p := filepath.Join(m.dir, m.newName())
+	return "create " + p, os.WriteFile(m.abs(p), []byte(fmt.Sprint(m.rng.Int())), 0o644)
+}
+
+func (m *mutation) mkdir() (string, error) {
+	p := filepath.Join(m.dir, m.newName())
+	return "mkdir " + p, os.Mkdir(m.abs(p), 0o755)
+}
+
+func (m *mutation) append() (string, error) {
+	p := m.pick(m.files)
+	return "append " + p, appendTo(m.abs(p), "more")
+}
+
+func (m *mutation) rewrite() (string, error) {
+	p := m.pick(m.files)
+	return "rewrite same size and mtime " + p, rewriteSameSize(m.abs(p), m.rng)
+}
+
+func (m *mutation) truncate() (string, error) {
+	p := m.pick(m.files)
+	return "truncate " + p, os.Truncate(m.abs(p), int64(m.rng.IntN(10)))
+}
+
+func (m *mutation) renameFile() (string, error) {
+	from, to := m.pick(m.files), filepath.Join(m.dir, m.newName())
+	return "rename file " + from + " -> " + to, os.Rename(m.abs(from), m.abs(to))
+}
+
+func (m *mutation) renameOver() (string, error) {
+	from, to := m.pick(m.files), m.pick(m.files)
+	return "rename over " + from + " -> " + to, os.Rename(m.abs(from), m.abs(to))
+}
+
+// swap exchanges two files through a temporary name.
+func (m *mutation) swap() (string, error) {
+	a, b := m.pick(m.files), m.pick(m.files)
+	tmp := m.abs(".swap-tmp")
+	err := os.Rename(m.abs(a), tmp)
+	if err == nil {
+		if err = os.Rename(m.abs(b), m.abs(a)); err == nil {
+			err = os.Rename(tmp, m.abs(b))
+		}
+	}
+	return "swap " + a + " <-> " + b, err
+}
+
+func (m *mutation) renameDir() (string, error) {
+	from := m.pick(m.dirs[1:])
+	to := filepath.Join(m.pick(m.dirs), m.newName())
+	err := os.Rename(m.abs(from), m.abs(to))
+	if err != nil && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST)) {
+		err = nil // into its own subtree, or over a non-empty dir: not a mutation
+	}
+	return "rename dir " + from + " -> " + to, err
+}
+
+func (m *mutation) delete() (string, error) {
+	p := m.pick(m.files)
+	return "delete " + p, os.Remove(m.abs(p))
+}
+
+func (m *mutation) removeTree() (string, error) {
+	p := m.pick(m.dirs[1:])
+	return "rm -rf " + p, os.RemoveAll(m.abs(p))
+}
+
+func (m *mutation) toDir() (string, error) {
+	p := m.pick(m.files)
+	err := os.Remove(m.abs(p))
+	if err == nil {
+		err = os.Mkdir(m.abs(p), 0o700)
+	}
+	return "type change to dir " + p, err
+}
+
+func (m *mutation) chmod() (string, error) {
+	p := m.pick(m.files)
+	err := unix.Fchmodat(unix.AT_FDCWD, m.abs(p), uint32(m.rng.IntN(0o7777)), 0)
+	if err != nil && errors.Is(err, unix.EOPNOTSUPP) {
+		err = nil // a symlink
+	}
+	return "chmod " + p, err
+}
+
+func (m *mutation) chown() (op string, err error) {
+	p := m.pick(m.files)
+	if os.Geteuid() == 0 {
+		err = os.Lchown(m.abs(p), m.rng.IntN(3000), m.rng.IntN(3000))
+	}
+	return "chown " + p, err
+}
+
+func (m *mutation) hardlink() (string, error) {
+	from, to := m.pick(m.files), filepath.Join(m.dir, m.newName())
+	return "hardlink " + from + " -> " + to, os.Link(m.abs(from), m.abs(to))
+}
+
+// special makes a symlink or a fifo, one time in two each.
+func (m *mutation) special() (string, error) {
+	p := filepath.Join(m.dir, m.newName())
+	if m.rng.IntN(2) == 0 {
+		return "symlink " + p, os.Symlink("target-"+fmt.Sprint(m.rng.IntN(10)), m.abs(p))
+	}
+	return "mkfifo " + p, unix.Mkfifo(m.abs(p), 0o600)
 }
 
 func list(root string) (files, dirs []string) {
