@@ -533,175 +533,246 @@ type topName struct {
 // the descriptors it opened, for the caller to close. A directory not
 // found there (a move not reported yet) is ErrIncomplete.
 func (w *walker) otherNames(cat *catalog.Catalog, rootKey catalog.Key, tops *[]probed) (more []topName, opened []int, err error) {
-	gfidOf := func(k catalog.Key) (gfid.GFID, bool, error) {
-		if k == rootKey {
-			return gfid.Root, true, nil
+	s := &otherNameSearch{
+		w: w, cat: cat, rootKey: rootKey, tops: tops,
+		where: map[gfid.GFID]string{},
+		topOf: map[gfid.GFID]int{},
+	}
+	if err := s.lost(); err != nil {
+		return nil, nil, err
+	}
+	for _, wt := range s.wants {
+		if err := s.add(wt); err != nil {
+			return s.more, s.opened, err
 		}
-		return cat.Identity(k)
 	}
-	where := map[gfid.GFID]string{} // directory → its path as this crawl found it
-	topOf := map[gfid.GFID]int{}
-	type want struct {
-		l    catalog.Link
-		data bool
+	return s.more, s.opened, nil
+}
+
+// otherNameSearch is the state of otherNames.
+type otherNameSearch struct {
+	w       *walker
+	cat     *catalog.Catalog
+	rootKey catalog.Key
+	tops    *[]probed
+	where   map[gfid.GFID]string // directory → its path as this crawl found it
+	topOf   map[gfid.GFID]int    // directory → its index in tops
+	wants   []wantedName         // the other names, as the catalog has them
+	dirs    map[gfid.GFID]bool   // the directories found, by gfid; nil until needed
+	more    []topName
+	opened  []int
+}
+
+// wantedName is another name of a file changed through a lost name; data
+// when the change wrote its content.
+type wantedName struct {
+	l    catalog.Link
+	data bool
+}
+
+func (s *otherNameSearch) gfidOf(k catalog.Key) (gfid.GFID, bool, error) {
+	if k == s.rootKey {
+		return gfid.Root, true, nil
 	}
-	var wants []want
-	var dirs map[gfid.GFID]bool // the directories found, by gfid
-	foundDirs := func() (map[gfid.GFID]bool, error) {
-		m := map[gfid.GFID]bool{}
-		for _, in := range w.inodes {
-			if in.node.Type != catalog.TypeDir {
-				continue
-			}
-			g, ok, err := gfidOf(in.key)
-			if err != nil {
-				return nil, fmt.Errorf("crawl: %w", err)
-			}
-			if ok {
-				m[g] = true
-			}
-		}
-		return m, nil
-	}
-	for i, p := range *tops {
-		g, ok, err := gfidOf(p.h.in.key)
+	return s.cat.Identity(k)
+}
+
+// lost collects the other names of what the catalog has at the examined
+// names of the directories it knows, and notes where this crawl found
+// those directories and the directories at the names.
+func (s *otherNameSearch) lost() error {
+	for i, p := range *s.tops {
+		g, ok, err := s.gfidOf(p.h.in.key)
 		if err != nil {
-			return nil, nil, fmt.Errorf("crawl: %w", err)
+			return fmt.Errorf("crawl: %w", err)
 		}
 		if !ok {
 			continue // new to the catalog: it held no names
 		}
-		topOf[g], where[g] = i, p.rel
+		s.topOf[g], s.where[g] = i, p.rel
 		for name, data := range p.names {
 			if name == "" {
 				continue
 			}
-			var cg gfid.GFID
-			var found bool
-			if c := p.h.in.children[name]; c != nil {
-				if cg, found, err = gfidOf(c.key); err != nil {
-					return nil, nil, fmt.Errorf("crawl: %w", err)
-				}
-				if found && c.node.Type == catalog.TypeDir {
-					where[cg] = filepath.Join(p.rel, name)
-				}
+			if err := s.lostAt(p, g, name, data); err != nil {
+				return err
 			}
-			og, ok, err := cat.Lookup(g, name)
-			if err != nil {
-				return nil, nil, fmt.Errorf("crawl: %w", err)
-			}
+		}
+	}
+	return nil
+}
 
-			if !ok || (found && cg == og) {
-				continue
-			}
-			o, ok, err := cat.Node(og)
-			if err != nil {
-				return nil, nil, fmt.Errorf("crawl: %w", err)
-			}
-			if !ok {
-				continue
-			}
-			if o.Type == catalog.TypeDir {
-				// Moved, it is found at its new name too. Found
-				// nowhere, it was removed with everything in it, and
-				// with the changes reported in it (its handle is
-				// stale): the files in it that have names elsewhere
-				// are examined there.
-				if dirs == nil {
-					if dirs, err = foundDirs(); err != nil {
-						return nil, nil, err
-					}
-				}
-				if !dirs[og] {
-					ls, err := namesOutside(cat, og)
-					if err != nil {
-						return nil, nil, err
-					}
-					for _, l := range ls {
-						wants = append(wants, want{l, false})
-					}
-				}
-				continue
-			}
-			for _, l := range o.Links {
-				if l != (catalog.Link{Parent: g, Name: name}) {
-					wants = append(wants, want{l, data})
-				}
-			}
+// lostAt collects the other names of what the catalog has at name in p
+// (directory g), when the name no longer holds it.
+func (s *otherNameSearch) lostAt(p probed, g gfid.GFID, name string, data bool) error {
+	var cg gfid.GFID
+	var found bool
+	if c := p.h.in.children[name]; c != nil {
+		var err error
+		if cg, found, err = s.gfidOf(c.key); err != nil {
+			return fmt.Errorf("crawl: %w", err)
+		}
+		if found && c.node.Type == catalog.TypeDir {
+			s.where[cg] = filepath.Join(p.rel, name)
 		}
 	}
-	// relOf places directory g: under the nearest ancestor this crawl
-	// found, else where the catalog has it. gone reports a directory (or
-	// an ancestor) examined at its name and not found there nor
-	// elsewhere: removed, with everything below it.
-	relOf := func(g gfid.GFID) (rel string, gone, ok bool) {
-		var parts []string
-		base := "."
-		for g != gfid.Root {
-			if r, ok := where[g]; ok {
-				base = r
-				break
-			}
-			n, ok, err := cat.Node(g)
-			if err != nil || !ok || len(n.Links) == 0 || len(parts) > 4096 {
-				return "", false, false
-			}
-			l := n.Links[0]
-			if i, ok := topOf[l.Parent]; ok {
-				if _, examined := (*tops)[i].names[l.Name]; examined {
-					return "", true, true
-				}
-			}
-			parts = append(parts, l.Name)
-			g = l.Parent
-		}
-		slices.Reverse(parts)
-		return filepath.Join(append([]string{base}, parts...)...), false, true
+	og, ok, err := s.cat.Lookup(g, name)
+	if err != nil {
+		return fmt.Errorf("crawl: %w", err)
 	}
-	for _, wt := range wants {
-		name := wt.l.Name
-		i, ok := topOf[wt.l.Parent]
-		if !ok {
-			rel, gone, ok := relOf(wt.l.Parent)
-			if gone {
-				continue
-			}
-			if !ok {
-				return more, opened, ErrIncomplete
-			}
-			fd, err := beneath.OpenDir(w.cfg.Source, rel)
-			if err != nil {
-				if vanished(err) || errors.Is(err, unix.EXDEV) {
-					w.log.Debug("scoped crawl cannot find a directory of another name of a changed file", "dir", rel, "err", err)
-					return more, opened, ErrIncomplete
-				}
-				return more, opened, fmt.Errorf("crawl: open directory %q: %w", rel, err)
-			}
-			opened = append(opened, fd)
-			h, err := w.topDir(fd, rel, rootKey)
-			if err != nil {
-				if vanished(err) {
-					return more, opened, ErrIncomplete
-				}
-				return more, opened, fmt.Errorf("crawl: %w", err)
-			}
-			if g, ok, err := gfidOf(h.in.key); err != nil || !ok || g != wt.l.Parent {
-				// Another directory is there now: the move is not
-				// among the names yet.
-				w.log.Debug("scoped crawl found another directory where the catalog puts one", "dir", rel)
-				return more, opened, ErrIncomplete
-			}
-			*tops = append(*tops, probed{h, rel, map[string]bool{}})
-			i = len(*tops) - 1
-			topOf[wt.l.Parent], where[wt.l.Parent] = i, rel
-		}
-		p := (*tops)[i]
-		if _, done := p.names[name]; !done {
-			more = append(more, topName{i, name})
-		}
-		p.names[name] = p.names[name] || wt.data
+	if !ok || (found && cg == og) {
+		return nil
 	}
-	return more, opened, nil
+	o, ok, err := s.cat.Node(og)
+	if err != nil {
+		return fmt.Errorf("crawl: %w", err)
+	}
+	if !ok {
+		return nil
+	}
+	if o.Type == catalog.TypeDir {
+		return s.lostDir(og)
+	}
+	for _, l := range o.Links {
+		if l != (catalog.Link{Parent: g, Name: name}) {
+			s.wants = append(s.wants, wantedName{l, data})
+		}
+	}
+	return nil
+}
+
+// lostDir collects, for directory og lost at an examined name, the names
+// outside it of the files in it when it was found nowhere. Moved, it is
+// found at its new name too. Found nowhere, it was removed with
+// everything in it, and with the changes reported in it (its handle is
+// stale): the files in it that have names elsewhere are examined there.
+func (s *otherNameSearch) lostDir(og gfid.GFID) error {
+	if s.dirs == nil {
+		dirs, err := s.foundDirs()
+		if err != nil {
+			return err
+		}
+		s.dirs = dirs
+	}
+	if s.dirs[og] {
+		return nil
+	}
+	ls, err := namesOutside(s.cat, og)
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		s.wants = append(s.wants, wantedName{l, false})
+	}
+	return nil
+}
+
+// foundDirs returns the gfids of the directories this crawl found.
+func (s *otherNameSearch) foundDirs() (map[gfid.GFID]bool, error) {
+	m := map[gfid.GFID]bool{}
+	for _, in := range s.w.inodes {
+		if in.node.Type != catalog.TypeDir {
+			continue
+		}
+		g, ok, err := s.gfidOf(in.key)
+		if err != nil {
+			return nil, fmt.Errorf("crawl: %w", err)
+		}
+		if ok {
+			m[g] = true
+		}
+	}
+	return m, nil
+}
+
+// add queues the wanted name in its directory's entry of tops, opening
+// the directory and adding it to tops when it is not there yet; a
+// directory removed is skipped.
+func (s *otherNameSearch) add(wt wantedName) error {
+	name := wt.l.Name
+	i, ok := s.topOf[wt.l.Parent]
+	if !ok {
+		var gone bool
+		var err error
+		if i, gone, err = s.openTop(wt.l.Parent); err != nil || gone {
+			return err
+		}
+	}
+	p := (*s.tops)[i]
+	if _, done := p.names[name]; !done {
+		s.more = append(s.more, topName{i, name})
+	}
+	p.names[name] = p.names[name] || wt.data
+	return nil
+}
+
+// openTop opens directory g where relOf places it and adds it to tops,
+// returning its index; gone when it was removed. A directory not there
+// is ErrIncomplete.
+func (s *otherNameSearch) openTop(g gfid.GFID) (i int, gone bool, err error) {
+	w := s.w
+	rel, gone, ok := s.relOf(g)
+	if gone {
+		return 0, true, nil
+	}
+	if !ok {
+		return 0, false, ErrIncomplete
+	}
+	fd, err := beneath.OpenDir(w.cfg.Source, rel)
+	if err != nil {
+		if vanished(err) || errors.Is(err, unix.EXDEV) {
+			w.log.Debug("scoped crawl cannot find a directory of another name of a changed file", "dir", rel, "err", err)
+			return 0, false, ErrIncomplete
+		}
+		return 0, false, fmt.Errorf("crawl: open directory %q: %w", rel, err)
+	}
+	s.opened = append(s.opened, fd)
+	h, err := w.topDir(fd, rel, s.rootKey)
+	if err != nil {
+		if vanished(err) {
+			return 0, false, ErrIncomplete
+		}
+		return 0, false, fmt.Errorf("crawl: %w", err)
+	}
+	if hg, ok, err := s.gfidOf(h.in.key); err != nil || !ok || hg != g {
+		// Another directory is there now: the move is not
+		// among the names yet.
+		w.log.Debug("scoped crawl found another directory where the catalog puts one", "dir", rel)
+		return 0, false, ErrIncomplete
+	}
+	*s.tops = append(*s.tops, probed{h, rel, map[string]bool{}})
+	i = len(*s.tops) - 1
+	s.topOf[g], s.where[g] = i, rel
+	return i, false, nil
+}
+
+// relOf places directory g: under the nearest ancestor this crawl
+// found, else where the catalog has it. gone reports a directory (or
+// an ancestor) examined at its name and not found there nor
+// elsewhere: removed, with everything below it.
+func (s *otherNameSearch) relOf(g gfid.GFID) (rel string, gone, ok bool) {
+	var parts []string
+	base := "."
+	for g != gfid.Root {
+		if r, ok := s.where[g]; ok {
+			base = r
+			break
+		}
+		n, ok, err := s.cat.Node(g)
+		if err != nil || !ok || len(n.Links) == 0 || len(parts) > 4096 {
+			return "", false, false
+		}
+		l := n.Links[0]
+		if i, ok := s.topOf[l.Parent]; ok {
+			if _, examined := (*s.tops)[i].names[l.Name]; examined {
+				return "", true, true
+			}
+		}
+		parts = append(parts, l.Name)
+		g = l.Parent
+	}
+	slices.Reverse(parts)
+	return filepath.Join(append([]string{base}, parts...)...), false, true
 }
 
 // namesOutside returns the names, outside the catalog's tree below
