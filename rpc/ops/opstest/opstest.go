@@ -2,8 +2,10 @@
 // vocabulary of package rpc/ops: the same behavioural tests of entry-op
 // semantics (gsyncd's resource.py entry_ops and meta_ops, as ARCHITECTURE.md
 // "The slave's replica" states them) run against every implementation: the
-// plain-directory replica (package slave/replica) and the GlusterFS volume
-// (package slave/glusterfs). It declares the Backend it drives and imports
+// plain-directory replica (package slave/replica), the GlusterFS volume
+// (package slave/glusterfs), the master's slave client over a real slave
+// server (integration) and the master's in-memory test slave (package
+// master/slavefake). It declares the Backend it drives and imports
 // nothing of them. A difference between implementations is accepted only through a Caps
 // field, never by a silent skip.
 package opstest
@@ -56,6 +58,20 @@ type Caps struct {
 	// root: every entry op naming the root's .gfid fails with EPERM
 	// saying so. Elsewhere .gfid is a name like any other.
 	AuxGFIDRoot bool
+	// InMemory: the backend keeps its tree in memory (the master's test
+	// slave, master/slavefake): it has no data directory and no
+	// directories on disk. The suite reads a file's content and user.*
+	// xattrs through its Contents method instead of DataDir, and
+	// HostileSymlinkSwap, which swaps a directory on disk for a symlink,
+	// does not apply (it is skipped, saying so).
+	InMemory bool
+}
+
+// Contents is what an InMemory backend implements for the suite to read
+// what a file holds: the content and the user.* xattrs of the regular
+// file of g.
+type Contents interface {
+	Contents(g gfid.GFID) (data []byte, xattrs map[string][]byte, err error)
 }
 
 // Run runs the suite. open is called once; the backend must be empty
@@ -199,6 +215,41 @@ func (s *suite) tree(t *testing.T, dir gfid.GFID) map[string]string {
 
 func (s *suite) dataPath(g gfid.GFID) string {
 	return filepath.Join(s.b.DataDir(), g.Shard(), g.String())
+}
+
+// contents reads the content of the regular file of g: through DataDir,
+// or through Contents on an InMemory backend.
+func (s *suite) contents(t *testing.T, g gfid.GFID) ([]byte, error) {
+	if !s.caps.InMemory {
+		return os.ReadFile(s.dataPath(g))
+	}
+	data, _, err := s.inMemory(t).Contents(g)
+	return data, err
+}
+
+// xattr reads the user.* xattr name of the regular file of g: through
+// DataDir, or through Contents on an InMemory backend.
+func (s *suite) xattr(t *testing.T, g gfid.GFID, name string) (string, bool) {
+	if !s.caps.InMemory {
+		buf := make([]byte, 64)
+		n, err := unix.Getxattr(s.dataPath(g), name, buf)
+		return string(buf[:max(n, 0)]), err == nil
+	}
+	_, xattrs, err := s.inMemory(t).Contents(g)
+	if err != nil {
+		t.Fatalf("Contents %s: %v", g, err)
+	}
+	v, ok := xattrs[name]
+	return string(v), ok
+}
+
+func (s *suite) inMemory(t *testing.T) Contents {
+	t.Helper()
+	c, ok := s.b.(Contents)
+	if !ok {
+		t.Fatalf("backend %T is InMemory without a Contents method: the suite cannot read what its files hold", s.b)
+	}
+	return c
 }
 
 func create(g, parent gfid.GFID, name string, mode uint32) ops.Entry {
@@ -705,7 +756,7 @@ func testWriteFiles(t *testing.T, s *suite, dir gfid.GFID) {
 		if a.Size != uint64(len(fd.Data)) || a.Mode&0o7777 != 0o4751 || !a.Mtime.Equal(mtime) || a.UID != fd.UID || a.GID != fd.GID {
 			t.Fatalf("round %d: after WriteFiles %+v", round, a)
 		}
-		got, err := os.ReadFile(s.dataPath(f))
+		got, err := s.contents(t, f)
 		if err != nil || !bytes.Equal(got, fd.Data) {
 			t.Fatalf("round %d: content %q, %v; want %q", round, got, err, fd.Data)
 		}
@@ -751,12 +802,10 @@ func testMeta(t *testing.T, s *suite, dir gfid.GFID) {
 		t.Errorf("symlink after ApplyMeta: %+v", a)
 	}
 	xattrs := func() map[string]string {
-		p := s.dataPath(f)
 		out := map[string]string{}
 		for _, n := range []string{"user.a", "user.b", "user.c"} {
-			buf := make([]byte, 64)
-			if n2, err := unix.Getxattr(p, n, buf); err == nil {
-				out[n] = string(buf[:n2])
+			if v, ok := s.xattr(t, f, n); ok {
+				out[n] = v
 			}
 		}
 		return out
@@ -940,6 +989,9 @@ func outsideDir(t *testing.T) (dir string, describe func() string) {
 // symlink's target: nothing outside changes and nothing of it is listed.
 // Once the directory is back, the replica works again.
 func testHostileSymlinkSwap(t *testing.T, s *suite, dir gfid.GFID) {
+	if s.caps.InMemory {
+		t.Skip("Caps.InMemory: the backend has no directory on disk to swap for a symlink")
+	}
 	rooted, ok := s.b.(interface{ Root() string })
 	if !ok {
 		t.Fatalf("backend %T has no Root() string: the suite cannot reach its directories", s.b)
