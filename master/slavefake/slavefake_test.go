@@ -1,0 +1,87 @@
+package slavefake_test
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/georep/georep/master/slavefake"
+	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/rpc/ops/opstest"
+)
+
+// slaveAPI is the master's slave (master/slave.go), spelled out here
+// because it is unexported there: the fake must keep implementing it.
+type slaveAPI interface {
+	EntryOps(ctx context.Context, entries []ops.Entry) ([]ops.Failure, error)
+	MetaOps(ctx context.Context, metas []ops.Meta) ([]ops.Failure, error)
+	WriteFiles(ctx context.Context, files []ops.FileData) ([]ops.Failure, error)
+	Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, error)
+	Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) (uint64, error)
+	SetXtime(ctx context.Context, g gfid.GFID, t time.Time) error
+}
+
+var _ slaveAPI = (*slavefake.Slave)(nil)
+
+// TestConformance runs the replica conformance suite against the fake. It
+// holds any owner and device (Root) and no file on disk (InMemory).
+func TestConformance(t *testing.T) {
+	opstest.Run(t, opstest.Caps{Root: true, InMemory: true}, func(t *testing.T) opstest.Backend {
+		return &backend{Slave: slavefake.New(gfid.New()), t: t}
+	})
+}
+
+// backend is opstest's Backend on the fake: a call that fails whole (which
+// the fake never does for a batch) fails the test and every item of the
+// batch with EIO.
+type backend struct {
+	*slavefake.Slave
+	t *testing.T
+}
+
+var (
+	_ opstest.Backend  = (*backend)(nil)
+	_ opstest.Contents = (*backend)(nil)
+)
+
+func (b *backend) batchFailed(call string, n int, err error) []ops.Failure {
+	b.t.Errorf("%s: the call failed whole: %v", call, err)
+	fs := make([]ops.Failure, n)
+	for i := range fs {
+		fs[i] = ops.Failure{Index: i, Errno: syscall.EIO, Message: err.Error()}
+	}
+	return fs
+}
+
+func (b *backend) ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.Failure {
+	fs, err := b.EntryOps(ctx, entries)
+	if err != nil {
+		return b.batchFailed("EntryOps", len(entries), err)
+	}
+	return fs
+}
+
+func (b *backend) ApplyMeta(ctx context.Context, metas []ops.Meta) []ops.Failure {
+	fs, err := b.MetaOps(ctx, metas)
+	if err != nil {
+		return b.batchFailed("MetaOps", len(metas), err)
+	}
+	return fs
+}
+
+func (b *backend) WriteFiles(ctx context.Context, files []ops.FileData) []ops.Failure {
+	fs, err := b.Slave.WriteFiles(ctx, files)
+	if err != nil {
+		return b.batchFailed("WriteFiles", len(files), err)
+	}
+	return fs
+}
+
+func (b *backend) SetXtime(ctx context.Context, g gfid.GFID, volumeID string, sec int64, nsec int32) error {
+	return b.SetVolumeXtime(ctx, g, volumeID, sec, nsec)
+}
+
+// DataDir is empty: the fake holds no files (Caps.InMemory).
+func (b *backend) DataDir() string { return "" }
