@@ -5,6 +5,10 @@
 //	georep-master --slave SLAVEHOST:7100 --gluster-volume MASTERVOL --volfile-server HOST --work-dir /var/lib/georep/MASTERVOL [--oneshot]
 //
 // rsync runs it back as its transport: "georep-master rsync-tunnel ...".
+//
+// It owns the command line of the master (config through cmd/internal/cli,
+// logging, signals) and calls master.Run: gsyncd.py's part on the master
+// side (gsyncd's entry point, which starts the monitor and its workers).
 package main
 
 import (

@@ -3,6 +3,10 @@
 //	georep-slave --listen 127.0.0.1:7100 --root /srv/replica --insecure
 //	georep-slave --listen 0.0.0.0:7100 --gluster-volume SLAVEVOL --volfile-server HOST
 //	georep-slave certs --dir /etc/georep/tls --slave-name replica.example.net --master-name master-a
+//
+// It owns the command line of the slave (config through cmd/internal/cli,
+// logging, signals, the certs subcommand) and calls slave.Run: gsyncd.py
+// run as the slave (gsyncd --slave, started over ssh by the master).
 package main
 
 import (

@@ -1,5 +1,3 @@
-// Package bench compares georep with a local `rsync -a` on the same trees,
-// in the same run, on the same disk: `make bench`.
 package bench
 
 import (

@@ -1,6 +1,8 @@
 // Package harness runs georep's real binaries for end-to-end tests and
 // benchmarks: it builds (or finds) georep-master and georep-slave, starts a
-// slave on a loopback port, runs masters, and compares whole trees.
+// slave on a loopback port, runs masters, and compares whole trees; and it
+// populates and mutates the trees they replicate (Populate, Mutate, Burst).
+// It has no gsyncd counterpart.
 package harness
 
 import (

@@ -5,6 +5,11 @@
 // crawl, master.py GMasterXsyncMixin, but it also propagates deletes and
 // renames). The ordering is specified in ARCHITECTURE.md, "Changelogs
 // written by the hybrid crawl".
+//
+// It also owns the scoped crawl (Scoped): only the names a change journal
+// (master/journal) or a brick's changelog reported are re-examined and
+// diffed with the catalog, into the same records (gsyncd's changelog crawl,
+// master.py GMasterChangelogMixin, which replays the records instead).
 package crawl
 
 import (

@@ -3,7 +3,8 @@
 // Hardlinks share it, a rename keeps it, a delete retires it for ever.
 //
 // Both ends of the protocol use this package; it has no dependencies beyond
-// the standard library.
+// the standard library. It has no gsyncd module as counterpart: gsyncd
+// handles gfids as the strings GlusterFS gives it.
 package gfid
 
 import (

@@ -1,6 +1,7 @@
 // Package cli is what the georep commands share: loading configuration with
 // viper (flags > GEOREP_* environment > --config file > defaults) and
-// building the slog logger.
+// building the slog logger. Its gsyncd counterpart is gsyncdconfig.py (the
+// config of gsyncd.py) and the logging setup of syncdutils.py.
 package cli
 
 import (

@@ -1,7 +1,8 @@
 // Package applytest holds the tests every replica kind on the apply engine
 // (package slave/apply) runs with its own backend, beside the conformance
 // suite of package rpc/ops/opstest: the parallel scheduler's equality with
-// applying one entry at a time.
+// applying one entry at a time. It has no gsyncd counterpart (gsyncd
+// applies entry ops one at a time).
 package applytest
 
 import (
