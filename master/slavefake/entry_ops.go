@@ -2,6 +2,7 @@ package slavefake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
@@ -207,7 +208,7 @@ func (s *Slave) link(e ops.Entry) error {
 func (s *Slave) remove(e ops.Entry, dir bool) error {
 	p, err := s.dir(e.Parent)
 	if err != nil {
-		if err.(*Error).Errno == syscall.ENOENT {
+		if errors.Is(err, syscall.ENOENT) {
 			return nil
 		}
 		return err

@@ -1,6 +1,7 @@
 package slavefake
 
 import (
+	"errors"
 	"fmt"
 	"syscall"
 
@@ -20,7 +21,7 @@ func (s *Slave) rename(e ops.Entry) error {
 	switch {
 	case err == nil:
 		oldHeld, oldOK = op.children[e.Name]
-	case err.(*Error).Errno != syscall.ENOENT:
+	case !errors.Is(err, syscall.ENOENT):
 		return err
 	}
 	newHeld, newOK := np.children[e.NewName]

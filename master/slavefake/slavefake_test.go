@@ -2,6 +2,9 @@ package slavefake_test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -85,3 +88,43 @@ func (b *backend) SetXtime(ctx context.Context, g gfid.GFID, volumeID string, se
 
 // DataDir is empty: the fake holds no files (Caps.InMemory).
 func (b *backend) DataDir() string { return "" }
+
+// TestMasterSide checks what the master's tests use beyond the suite:
+// SetXtime with the slave's own volume, Paths, and errors a caller tests
+// with errors.Is.
+func TestMasterSide(t *testing.T) {
+	vol := gfid.New()
+	s := slavefake.New(vol)
+	ctx := t.Context()
+	d, f := gfid.New(), gfid.New()
+	fails, err := s.EntryOps(ctx, []ops.Entry{
+		{Op: ops.OpMkdir, GFID: d, Parent: gfid.Root, Name: "d", Mode: syscall.S_IFDIR | 0o755},
+		{Op: ops.OpCreate, GFID: f, Parent: d, Name: "f", Mode: syscall.S_IFREG | 0o644},
+		{Op: ops.OpCreate, GFID: gfid.New(), Parent: d, Name: "f", Mode: syscall.S_IFREG | 0o644},
+	})
+	if err != nil || len(fails) != 1 || fails[0].Index != 2 || fails[0].Errno != syscall.EEXIST || fails[0].Existing != f {
+		t.Fatalf("EntryOps: %+v, %v", fails, err)
+	}
+	if got, want := s.Paths(), []string{"d", "d/f"}; !slices.Equal(got, want) {
+		t.Fatalf("Paths %q, want %q", got, want)
+	}
+	at := time.Unix(1700000000, 42)
+	if err := s.SetXtime(ctx, d, at); err != nil {
+		t.Fatal(err)
+	}
+	if sec, nsec, ok, err := s.Xtime(ctx, d, vol.String()); err != nil || !ok || sec != at.Unix() || int(nsec) != at.Nanosecond() {
+		t.Fatalf("Xtime: %d.%d %v %v", sec, nsec, ok, err)
+	}
+	if _, err := s.Entries(ctx, gfid.New()); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Entries of an unknown gfid: %v", err)
+	}
+	if _, err := s.Entries(ctx, f); !errors.Is(err, ops.ErrNotDir) {
+		t.Fatalf("Entries of a file: %v", err)
+	}
+	ctx2, cancel := context.WithCancel(ctx)
+	cancel()
+	fails, _ = s.EntryOps(ctx2, []ops.Entry{{Op: ops.OpUnlink, GFID: f, Parent: d, Name: "f"}})
+	if len(fails) != 1 || fails[0].Errno != syscall.ECANCELED {
+		t.Fatalf("EntryOps after cancel: %+v", fails)
+	}
+}
