@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"syscall"
 	"time"
 
@@ -50,60 +49,12 @@ func (s *Slave) applyEntry(e ops.Entry) error {
 	return s.remove(e, true)
 }
 
-// validateEntry refuses a malformed entry before anything is touched.
-func validateEntry(e ops.Entry) error {
-	if e.Op < ops.OpCreate || e.Op > ops.OpRmdir {
-		return errorf(syscall.EINVAL, "unknown entry op %d", int(e.Op))
-	}
-	if e.GFID.IsZero() {
-		return errorf(syscall.EINVAL, "zero gfid")
-	}
-	if e.GFID == gfid.Root || e.GFID == gfid.Park {
-		return errorf(syscall.EPERM, "gfid %s is reserved", e.GFID)
-	}
-	if err := validateParentName(e.Parent, e.Name); err != nil {
-		return err
-	}
-	t := e.Mode & syscall.S_IFMT
-	switch e.Op {
-	case ops.OpRename:
-		return validateParentName(e.NewParent, e.NewName)
-	case ops.OpCreate:
-		if t != 0 && t != syscall.S_IFREG {
-			return errorf(syscall.EINVAL, "CREATE with mode %#o: not a regular file", e.Mode)
-		}
-	case ops.OpMkdir:
-		if t != 0 && t != syscall.S_IFDIR {
-			return errorf(syscall.EINVAL, "MKDIR with mode %#o: not a directory", e.Mode)
-		}
-	case ops.OpMknod:
-		switch t {
-		case syscall.S_IFREG, syscall.S_IFIFO, syscall.S_IFCHR, syscall.S_IFBLK, syscall.S_IFSOCK:
-		default:
-			return errorf(syscall.EINVAL, "MKNOD with mode %#o: not a regular file, fifo, device or socket", e.Mode)
-		}
-	case ops.OpSymlink:
-		switch {
-		case e.Target == "":
-			return errorf(syscall.EINVAL, "empty symlink target")
-		case strings.IndexByte(e.Target, 0) >= 0:
-			return errorf(syscall.EINVAL, "symlink target contains a NUL byte")
-		case len(e.Target) >= syscall.PathMax:
-			return errorf(syscall.EINVAL, "symlink target of %d bytes is too long", len(e.Target))
-		}
-	}
-	return nil
-}
+// validateEntry refuses a malformed entry before anything is touched, as
+// the slave's engine does.
+func validateEntry(e ops.Entry) error { return ops.ValidateEntry(e, reserved) }
 
-// validateParentName refuses a zero parent, an invalid name and MetaDir in
-// the root.
-func validateParentName(parent gfid.GFID, name string) error {
-	if parent.IsZero() {
-		return errorf(syscall.EINVAL, "zero parent gfid")
-	}
-	if err := ops.ValidateName(name); err != nil {
-		return errorf(syscall.EINVAL, "%v", err)
-	}
+// reserved refuses MetaDir in the root, as every replica kind does.
+func reserved(parent gfid.GFID, name string) error {
 	if parent == gfid.Root && name == MetaDir {
 		return errorf(syscall.EPERM, "reserved name %q in the replica root", name)
 	}

@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // Purge removes name in parent with everything beneath it (only when it
@@ -16,7 +17,7 @@ func (s *Slave) Purge(ctx context.Context, parent gfid.GFID, name string, only g
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	if err := validateParentName(parent, name); err != nil {
+	if err := ops.ValidateParentName(parent, name, reserved); err != nil {
 		return 0, fmt.Errorf("purge %s/%q: %w", parent, name, err)
 	}
 	s.mu.Lock()

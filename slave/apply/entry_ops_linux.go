@@ -3,7 +3,6 @@ package apply
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -50,65 +49,14 @@ func Describe(e ops.Entry) string {
 	return s
 }
 
-// validateEntry refuses a malformed entry before anything is touched.
+// validateEntry refuses a malformed entry before anything is touched: what
+// ops.ValidateEntry refuses, and the names the replica reserves in its root.
 func (en *Engine) validateEntry(e ops.Entry) error {
-	if e.Op < ops.OpCreate || e.Op > ops.OpRmdir {
-		return Errorf(unix.EINVAL, "unknown entry op %d", int(e.Op))
-	}
-	if e.GFID.IsZero() {
-		return Errorf(unix.EINVAL, "zero gfid")
-	}
-	if e.GFID == gfid.Root || e.GFID == gfid.Park {
-		return Errorf(unix.EPERM, "gfid %s is reserved", e.GFID)
-	}
-	if err := en.validateParentName(e.Parent, e.Name); err != nil {
-		return err
-	}
-	t := e.Mode & unix.S_IFMT
-	switch e.Op {
-	case ops.OpRename:
-		return en.validateParentName(e.NewParent, e.NewName)
-	case ops.OpCreate:
-		if t != 0 && t != unix.S_IFREG {
-			return Errorf(unix.EINVAL, "CREATE with mode %#o: not a regular file", e.Mode)
-		}
-	case ops.OpMkdir:
-		if t != 0 && t != unix.S_IFDIR {
-			return Errorf(unix.EINVAL, "MKDIR with mode %#o: not a directory", e.Mode)
-		}
-	case ops.OpMknod:
-		switch t {
-		case unix.S_IFREG, unix.S_IFIFO, unix.S_IFCHR, unix.S_IFBLK, unix.S_IFSOCK:
-		default:
-			return Errorf(unix.EINVAL, "MKNOD with mode %#o: not a regular file, fifo, device or socket", e.Mode)
-		}
-	case ops.OpSymlink:
-		return validateTarget(e.Target)
-	}
-	return nil
+	return ops.ValidateEntry(e, en.reserved)
 }
 
-func validateTarget(target string) error {
-	switch {
-	case target == "":
-		return Errorf(unix.EINVAL, "empty symlink target")
-	case strings.IndexByte(target, 0) >= 0:
-		return Errorf(unix.EINVAL, "symlink target contains a NUL byte")
-	case len(target) >= unix.PathMax:
-		return Errorf(unix.EINVAL, "symlink target of %d bytes is too long", len(target))
-	}
-	return nil
-}
-
-// validateParentName refuses a zero parent, an invalid name and the names
-// the replica reserves in its root.
-func (en *Engine) validateParentName(parent gfid.GFID, name string) error {
-	if parent.IsZero() {
-		return Errorf(unix.EINVAL, "zero parent gfid")
-	}
-	if err := ops.ValidateName(name); err != nil {
-		return Errorf(unix.EINVAL, "%v", err)
-	}
+// reserved refuses the names the replica keeps for itself in its root.
+func (en *Engine) reserved(parent gfid.GFID, name string) error {
 	if parent != gfid.Root {
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // Purge removes parent/name, recursively when it is a directory, and tells
@@ -16,7 +17,7 @@ import (
 // counts the inodes removed: directories, and non-directories whose last
 // name was removed.
 func (en *Engine) Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) (removed uint64, err error) {
-	if err := en.validateParentName(parent, name); err != nil {
+	if err := ops.ValidateParentName(parent, name, en.reserved); err != nil {
 		return 0, fmt.Errorf("purge %s/%q: %w", parent, TruncName(name), err)
 	}
 	if err := en.lock(); err != nil {
