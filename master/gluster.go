@@ -146,10 +146,11 @@ var brickCheckEvery = 5 * time.Second
 // Passive when the brick is online again; a worker that fails (an error or
 // a panic) is Faulty and restarted with backoff.
 func (w *worker) supervise(ctx context.Context, lockPath string, changelogOn bool, online func(context.Context) (bool, error)) {
-	run := w.brickLive
+	var src changeSource = w.brickSource()
 	if !changelogOn {
-		run = w.daemon
+		src = w.crawlSource()
 	}
+	run := func(ctx context.Context) error { return w.run(ctx, src) }
 	bo := backoff.Backoff{Initial: time.Second, Max: time.Minute}
 	for ctx.Err() == nil {
 		lock, err := w.becomeActive(ctx, lockPath, online)

@@ -152,11 +152,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		lj, err := startJournal(ctx, cfg, wd, log)
 		if err == nil {
 			defer lj.close()
-			return w.restarting(ctx, func(ctx context.Context) error { return w.live(ctx, lj) })
+			return w.restarting(ctx, func(ctx context.Context) error { return w.run(ctx, w.journalSource(lj)) })
 		}
 		log.Warn("no change journal: falling back to a hybrid crawl every change-interval", "err", err, "change_interval", cfg.ChangeInterval)
 	}
-	return w.restarting(ctx, w.daemon)
+	return w.restarting(ctx, func(ctx context.Context) error { return w.run(ctx, w.crawlSource()) })
 }
 
 // restarting runs the loop of a plain-directory worker until ctx is done;
@@ -312,35 +312,6 @@ func (w *worker) close() { w.cat.Close() }
 func (w *worker) runSyncer(ctx context.Context) {
 	if err := w.syncer.Run(ctx); err != nil && ctx.Err() == nil {
 		w.log.Error("sync jobs stopped", "err", err)
-	}
-}
-
-// daemon crawls every change-interval until ctx is done, reconnecting with
-// backoff when the slave is away (change-detector xsync).
-func (w *worker) daemon(ctx context.Context) error {
-	bo := backoff.Backoff{Initial: time.Second, Max: time.Minute}
-	for {
-		_, err := w.pass(ctx)
-		if ctx.Err() == nil {
-			w.passResult(err)
-		}
-		wait := w.changeInterval()
-		var partial *partialError
-		if err != nil && !errors.As(err, &partial) {
-			if ctx.Err() != nil {
-				return nil
-			}
-			w.log.Warn("pass failed; retrying", "err", err, "retry_in", bo.Current())
-			wait = bo.Next()
-		} else {
-			bo.Reset()
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.wake:
-		case <-time.After(wait):
-		}
 	}
 }
 
