@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -157,37 +156,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		log.Warn("no change journal: falling back to a hybrid crawl every change-interval", "err", err, "change_interval", cfg.ChangeInterval)
 	}
 	return w.restarting(ctx, func(ctx context.Context) error { return w.run(ctx, w.crawlSource()) })
-}
-
-// restarting runs the loop of a plain-directory worker until ctx is done;
-// a loop that fails or panics makes the worker Faulty, with its reason,
-// and is restarted with backoff (what supervise does for brick workers).
-func (w *worker) restarting(ctx context.Context, loop func(context.Context) error) error {
-	defer w.entry.exited.Store(true)
-	bo := backoff.Backoff{Initial: time.Second, Max: time.Minute}
-	for {
-		err := func() (err error) {
-			defer func() {
-				if p := recover(); p != nil {
-					err = fmt.Errorf("worker panicked: %v\n%s", p, debug.Stack())
-				}
-			}()
-			return loop(ctx)
-		}()
-		if ctx.Err() != nil {
-			return nil
-		}
-		why := "the worker's loop ended"
-		if err != nil {
-			why = err.Error()
-		}
-		w.session = false
-		w.setStatus(stateFaulty, why)
-		w.log.Error("worker Faulty: restarting", "reason", why, "restart_in", bo.Current())
-		if !bo.Wait(ctx, nil) {
-			return nil
-		}
-	}
 }
 
 // faultyAfter is how many passes in a row must fail before a
