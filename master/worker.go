@@ -42,8 +42,9 @@ type worker struct {
 	// sessionGen is the client's session generation this worker adopted.
 	sessionGen int64
 	verified   bool // the slave has been compared with the source in this session
-	// needFull asks the live loop for a hybrid crawl: at start, after the
-	// journal lost events, or when the park held entries.
+	// needFull asks the worker loop (worker_loop.go) for a hybrid crawl:
+	// at start, after the change source lost track, or when the park held
+	// entries.
 	needFull bool
 	failures *failureQueue
 	brick    *brickState // a GlusterFS brick worker; nil for a plain directory
@@ -75,8 +76,8 @@ type worker struct {
 	guardHeld    bool // Faulty because a safety guard refused the last pass
 }
 
-// errNeedFull is returned by a live pass that cannot work from the journal
-// alone: a hybrid crawl must run first.
+// errNeedFull is returned by a changelog pass that cannot work from its
+// change source alone: a hybrid crawl must run first.
 var errNeedFull = errors.New("a hybrid crawl is needed")
 
 // Run runs the master until ctx is done (daemon) or, with Oneshot, until the
