@@ -83,7 +83,7 @@ func (m *monitor) checkCheckpoint(now time.Time) []*worker {
 	var pending []*worker
 	dirty, all, n := false, true, 0
 	for _, e := range m.workers {
-		st := e.w.wd.stats()
+		st := e.w.snapshot(now).Stats
 		if e.exited.Load() || !counts(st.WorkerStatus) {
 			continue
 		}
@@ -129,8 +129,9 @@ func (m *monitor) checkpointProgress() (checkpointProgress, <-chan struct{}) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := checkpointProgress{Checkpoint: m.cp}
+	now := m.now()
 	for _, e := range m.workers {
-		if e.exited.Load() || !counts(e.w.wd.stats().WorkerStatus) {
+		if e.exited.Load() || !counts(e.w.snapshot(now).Stats.WorkerStatus) {
 			continue
 		}
 		p.Total++

@@ -8,15 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/master/glusterfs"
-	"github.com/georep/georep/rpc/backoff"
 )
 
 // runGluster runs the master of a GlusterFS volume on this node (gsyncd's
@@ -31,25 +26,9 @@ func runGluster(ctx context.Context, cfg Config, wd *workDir, mon *monitor, rsyn
 	if err != nil {
 		return err
 	}
-	server := cfg.VolfileServer
-	if server == "" {
-		server = bricks[0].Host
-	}
-	if err := os.MkdirAll(wd.path("aux-mount"), 0o700); err != nil {
-		return fmt.Errorf("work-dir: %w", err)
-	}
-	// As gsyncd: --client-pid=-1 marks our reads as geo-replication's. The
-	// mount gives the volume's view of modes, owners and times; file data
-	// is read on the bricks (the client's quick-read served the old
-	// content of a file rewritten at the same size and mtime, and a cached
-	// size made a swapped-in file read as empty). Nothing is cached.
-	mnt, err := glusterfs.Mount(ctx, glusterfs.MountConfig{VolfileServer: server, Volume: vol.Name,
-		Dir: wd.path("aux-mount"), AuxGFID: true, LogFile: wd.path("aux-mount.log"), ExtraArgs: []string{
-			"--client-pid=-1", "--entry-timeout=0", "--attribute-timeout=0", "--negative-timeout=0",
-			"--direct-io-mode=enable", "--xlator-option=*md-cache.md-cache-timeout=0",
-		}})
+	mnt, err := mountAux(ctx, cfg, wd, vol, bricks)
 	if err != nil {
-		return fmt.Errorf("gluster-volume %s: aux-gfid mount: %w", vol.Name, err)
+		return err
 	}
 	defer func() {
 		if err := mnt.Close(); err != nil {
@@ -69,177 +48,144 @@ func runGluster(ctx context.Context, cfg Config, wd *workDir, mon *monitor, rsyn
 	defer cancel()
 	wg.Go(func() { client.keepAliveLogged(ctx, log) })
 
-	sets := map[int][]*worker{}
-	var order []int
+	g := &glusterRun{cfg: cfg, wd: wd, mon: mon, vol: vol, mnt: mnt, client: client, log: log, sets: map[int][]*worker{}}
+	defer g.close()
 	for _, b := range bricks {
-		bwd, err := openWorkDir(wd.path("bricks/" + brickDirName(b.Path)))
+		w, err := g.addWorker(b, rsyncPath, self)
 		if err != nil {
 			return err
 		}
-		defer bwd.close()
-		wcfg := cfg
-		wcfg.Source, wcfg.GlusterVolume = b.Path, ""
-		blog := log.With("brick", b.String())
-		w, err := newWorker(wcfg, bwd, client, rsyncPath, self, blog)
-		if err != nil {
-			return err
-		}
-		defer w.close()
-		w.brick = &brickState{name: b.String(), path: b.Path, volumeID: vol.ID, auxMount: mnt.Dir}
-		mon.add(w, b.String())
-		w.partial = len(vol.Bricks)/max(vol.ReplicaCount, 1) > 1
 		wg.Go(func() { w.runSyncer(ctx) })
-		if _, ok := sets[b.ReplicaSet]; !ok {
-			order = append(order, b.ReplicaSet)
-		}
-		sets[b.ReplicaSet] = append(sets[b.ReplicaSet], w)
 	}
-	log.Info("master starting", "volume", vol.Name, "volume_id", vol.ID, "bricks", len(bricks), "replica_sets", len(order),
+	log.Info("master starting", "volume", vol.Name, "volume_id", vol.ID, "bricks", len(bricks), "replica_sets", len(g.order),
 		"slave", cfg.Slave, "work_dir", cfg.WorkDir, "oneshot", cfg.Oneshot)
-
-	changelogOn := vol.Options["changelog.changelog"] == "on"
-	if !cfg.Oneshot && !changelogOn {
-		log.Warn("the volume's changelog is off: falling back to a hybrid crawl of each brick every change-interval; "+
-			"turn it on with 'gluster volume set "+vol.Name+" changelog.changelog on'", "change_interval", cfg.ChangeInterval)
+	if cfg.Oneshot {
+		return g.oneshot(ctx)
 	}
-	errs := make([]error, 0, len(order))
+	g.supervise(ctx)
+	return nil
+}
+
+// mountAux mounts the volume with aux-gfid access under the work dir.
+func mountAux(ctx context.Context, cfg Config, wd *workDir, vol *glusterfs.Volume, bricks []glusterfs.Brick) (*glusterfs.Mounted, error) {
+	server := cfg.VolfileServer
+	if server == "" {
+		server = bricks[0].Host
+	}
+	if err := os.MkdirAll(wd.path("aux-mount"), 0o700); err != nil {
+		return nil, fmt.Errorf("work-dir: %w", err)
+	}
+	// As gsyncd: --client-pid=-1 marks our reads as geo-replication's. The
+	// mount gives the volume's view of modes, owners and times; file data
+	// is read on the bricks (the client's quick-read served the old
+	// content of a file rewritten at the same size and mtime, and a cached
+	// size made a swapped-in file read as empty). Nothing is cached.
+	mnt, err := glusterfs.Mount(ctx, glusterfs.MountConfig{VolfileServer: server, Volume: vol.Name,
+		Dir: wd.path("aux-mount"), AuxGFID: true, LogFile: wd.path("aux-mount.log"), ExtraArgs: []string{
+			"--client-pid=-1", "--entry-timeout=0", "--attribute-timeout=0", "--negative-timeout=0",
+			"--direct-io-mode=enable", "--xlator-option=*md-cache.md-cache-timeout=0",
+		}})
+	if err != nil {
+		return nil, fmt.Errorf("gluster-volume %s: aux-gfid mount: %w", vol.Name, err)
+	}
+	return mnt, nil
+}
+
+// glusterRun is the master of a GlusterFS volume: its brick workers by
+// replica set.
+type glusterRun struct {
+	cfg    Config
+	wd     *workDir
+	mon    *monitor
+	vol    *glusterfs.Volume
+	mnt    *glusterfs.Mounted
+	client *slaveClient
+	log    *slog.Logger
+	sets   map[int][]*worker
+	order  []int    // the replica sets, in the volume's order
+	closes []func() // what addWorker opened
+}
+
+// addWorker sets up the worker of brick b on its work dir.
+func (g *glusterRun) addWorker(b glusterfs.Brick, rsyncPath, self string) (*worker, error) {
+	bwd, err := openWorkDir(g.wd.path("bricks/" + brickDirName(b.Path)))
+	if err != nil {
+		return nil, err
+	}
+	g.closes = append(g.closes, func() { bwd.close() })
+	wcfg := g.cfg
+	wcfg.Source, wcfg.GlusterVolume = b.Path, ""
+	w, err := newWorker(wcfg, bwd, g.client, rsyncPath, self, g.log.With("brick", b.String()))
+	if err != nil {
+		return nil, err
+	}
+	g.closes = append(g.closes, w.close)
+	w.brick = &brickState{name: b.String(), path: b.Path, volumeID: g.vol.ID, auxMount: g.mnt.Dir}
+	g.mon.add(w, b.String())
+	w.partial = len(g.vol.Bricks)/max(g.vol.ReplicaCount, 1) > 1
+	if _, ok := g.sets[b.ReplicaSet]; !ok {
+		g.order = append(g.order, b.ReplicaSet)
+	}
+	g.sets[b.ReplicaSet] = append(g.sets[b.ReplicaSet], w)
+	return w, nil
+}
+
+// close releases what addWorker opened, last first.
+func (g *glusterRun) close() {
+	for i := len(g.closes) - 1; i >= 0; i-- {
+		g.closes[i]()
+	}
+}
+
+// oneshot runs one brick per replica set to convergence: they hold the
+// same data.
+func (g *glusterRun) oneshot(ctx context.Context) error {
+	errs := make([]error, 0, len(g.order))
 	var mu sync.Mutex
 	var run sync.WaitGroup
-	for _, set := range order {
-		ws := sets[set]
-		if cfg.Oneshot {
-			// One pass of one brick per replica set: they hold the same data.
-			w := ws[0]
-			run.Go(func() {
-				if err := w.oneshot(ctx); err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("brick %s: %w", w.brick.path, err))
-					mu.Unlock()
-				}
-			})
-			continue
-		}
-		for _, w := range ws {
-			name := w.brick.name
-			online := func(ctx context.Context) (bool, error) {
-				st, err := glusterfs.GetVolumeStatus(ctx, cfg.GlusterCLI, cfg.VolfileServer, vol.Name)
-				if err != nil {
-					return false, err
-				}
-				return st[name].Online, nil
+	for _, set := range g.order {
+		w := g.sets[set][0]
+		run.Go(func() {
+			if err := w.oneshot(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("brick %s: %w", w.brick.path, err))
+				mu.Unlock()
 			}
-			run.Go(func() { w.supervise(ctx, wd.path(fmt.Sprintf("active.%d.lock", set)), changelogOn, online) })
-		}
+		})
 	}
 	run.Wait()
 	return errors.Join(errs...)
 }
 
-// brickCheckEvery is how often an Active worker checks that its brick's
-// process runs (a variable for tests).
-var brickCheckEvery = 5 * time.Second
-
-// supervise is gsyncd's monitor for one brick: the worker waits Passive
-// until its brick is online and it holds the replica set's lock, then runs
-// Active until ctx is done. It steps down (Faulty) when its brick goes
-// offline, letting another brick of the set take over, and comes back
-// Passive when the brick is online again; a worker that fails (an error or
-// a panic) is Faulty and restarted with backoff.
-func (w *worker) supervise(ctx context.Context, lockPath string, changelogOn bool, online func(context.Context) (bool, error)) {
-	run := w.brickLive
+// supervise runs every brick worker under supervise until ctx is done:
+// the brick changelogs as its change source, or a periodic crawl when the
+// volume's changelog is off.
+func (g *glusterRun) supervise(ctx context.Context) {
+	changelogOn := g.vol.Options["changelog.changelog"] == "on"
 	if !changelogOn {
-		run = w.daemon
+		g.log.Warn("the volume's changelog is off: falling back to a hybrid crawl of each brick every change-interval; "+
+			"turn it on with 'gluster volume set "+g.vol.Name+" changelog.changelog on'", "change_interval", g.cfg.ChangeInterval)
 	}
-	bo := backoff.Backoff{Initial: time.Second, Max: time.Minute}
-	for ctx.Err() == nil {
-		lock, err := w.becomeActive(ctx, lockPath, online)
-		if err != nil {
-			if ctx.Err() == nil {
-				w.log.Error("worker cannot take the replica set's lock", "err", err)
+	var run sync.WaitGroup
+	for _, set := range g.order {
+		for _, w := range g.sets[set] {
+			var src changeSource = w.brickSource()
+			if !changelogOn {
+				src = w.crawlSource()
 			}
-			return
-		}
-		w.setStatus("Active", "")
-		w.log.Info("worker Active")
-		runCtx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() {
-			defer func() {
-				if p := recover(); p != nil {
-					done <- fmt.Errorf("worker panicked: %v\n%s", p, debug.Stack())
-				}
-			}()
-			done <- run(runCtx)
-		}()
-		var why string
-		tick := time.NewTicker(brickCheckEvery)
-	watch:
-		for {
-			select {
-			case err := <-done:
-				if err != nil && ctx.Err() == nil {
-					why = err.Error()
-				}
-				break watch
-			case <-tick.C:
-				up, err := online(ctx)
+			name := w.brick.name
+			online := func(ctx context.Context) (bool, error) {
+				st, err := glusterfs.GetVolumeStatus(ctx, g.cfg.GlusterCLI, g.cfg.VolfileServer, g.vol.Name)
 				if err != nil {
-					w.log.Warn("cannot tell whether the brick is online; staying Active", "err", err)
-					continue
+					return false, err
 				}
-				if !up {
-					why = "brick offline"
-					stop()
-					<-done
-					break watch
-				}
+				return st[name].Online, nil
 			}
-		}
-		tick.Stop()
-		stop()
-		lock.Close() // another brick of the set may take over
-		if ctx.Err() != nil {
-			return
-		}
-		w.setStatus("Faulty", why)
-		w.log.Error("worker Faulty: stepping down; another brick of the replica set may take over", "reason", why, "restart_in", bo.Current())
-		if !bo.Wait(ctx, nil) {
-			return
+			lock := g.wd.path(fmt.Sprintf("active.%d.lock", set))
+			run.Go(func() { w.supervise(ctx, lock, func(ctx context.Context) error { return w.run(ctx, src) }, online) })
 		}
 	}
-}
-
-// becomeActive waits, Passive, until the brick is online and the worker
-// holds the replica set's lock, which it returns.
-func (w *worker) becomeActive(ctx context.Context, lockPath string, online func(context.Context) (bool, error)) (*os.File, error) {
-	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	for logged := ""; ; {
-		why := ""
-		if up, err := online(ctx); err == nil && !up {
-			why = "brick offline"
-		} else if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
-			return f, nil
-		} else if errors.Is(err, unix.EWOULDBLOCK) {
-			why = "another brick of the replica set is Active"
-		} else {
-			f.Close()
-			return nil, err
-		}
-		if why != logged {
-			w.setStatus("Passive", why)
-			w.log.Info("worker Passive", "reason", why)
-			logged = why
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
+	run.Wait()
 }
 
 // setStatus records the worker's state (Active, Passive, Faulty) and why.

@@ -125,7 +125,8 @@ func (m *monitor) sample(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, e := range m.workers {
-		s := rateSample{at: now, files: e.w.shippedFiles.Load(), bytes: e.w.shippedBytes.Load()}
+		v := e.w.snapshot(now)
+		s := rateSample{at: now, files: v.ShippedFiles, bytes: v.ShippedBytes}
 		e.samples = append(e.samples, s)
 		for len(e.samples) > 2 && now.Sub(e.samples[1].at) >= rateWindow {
 			e.samples = e.samples[1:]
@@ -171,6 +172,30 @@ type workerStatus struct {
 	Progress           *progressStatus
 }
 
+// workerView is what the monitor reads of a worker, copied at one moment:
+// the status, the checkpoint and the metrics read workers through it
+// (snapshot), never their fields.
+type workerView struct {
+	Stats                      crawlStats // as last saved in its work dir
+	ShippedFiles, ShippedBytes int64      // data shipped so far (the rates)
+	QueueDepth                 int        // data calls waiting for a sync job
+	Progress                   *progressStatus
+}
+
+// snapshot returns what the monitor sees of w at now: its stats, its
+// counters, its sync queue and the changelog in flight (Progress nil:
+// none). Safe from any goroutine.
+func (w *worker) snapshot(now time.Time) workerView {
+	v := workerView{Stats: w.wd.stats(), ShippedFiles: w.shippedFiles.Load(), ShippedBytes: w.shippedBytes.Load()}
+	if w.syncer != nil {
+		v.QueueDepth = w.syncer.QueueLen()
+	}
+	if p := w.prog.Load(); p != nil {
+		v.Progress = p.status(now)
+	}
+	return v
+}
+
 // progressStatus is how far the changelog in flight has got.
 type progressStatus struct {
 	Started                   time.Time
@@ -186,7 +211,8 @@ func (m *monitor) status() (ws []workerStatus, paused bool, cp checkpoint) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, e := range m.workers {
-		st := e.w.wd.stats()
+		v := e.w.snapshot(now)
+		st := v.Stats
 		s := workerStatus{Node: m.node, Brick: e.name, Slave: m.cfg.Slave, Stats: st, Checkpoint: m.cp}
 		s.State, s.Reason = st.WorkerStatus, st.LastError
 		if s.State == "" {
@@ -209,20 +235,16 @@ func (m *monitor) status() (ws []workerStatus, paused bool, cp checkpoint) {
 		// Active worker with nothing to do has caught up, whatever its
 		// stime (an idle worker does no pass to move it).
 		pending := st.EntriesPending + st.FilesPending + st.MetaPending + st.DeletesPending
-		busy := e.w.prog.Load() != nil || pending > 0 || st.Failures > 0 || s.State != stateActive
+		busy := v.Progress != nil || pending > 0 || st.Failures > 0 || s.State != stateActive
 		if !st.LastSynced.IsZero() && busy {
 			s.Lag = max(now.Sub(st.LastSynced), 0)
 		}
 		s.FilesPerSec, s.BytesPerSec = e.rates()
-		if e.w.syncer != nil {
-			s.QueueDepth = e.w.syncer.QueueLen()
-		}
+		s.QueueDepth = v.QueueDepth
 		if !m.cp.Time.IsZero() {
 			s.CheckpointDone = m.cp.Workers[e.name]
 		}
-		if p := e.w.prog.Load(); p != nil {
-			s.Progress = p.status(now)
-		}
+		s.Progress = v.Progress
 		ws = append(ws, s)
 	}
 	return ws, m.paused, m.cp

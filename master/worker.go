@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -43,8 +42,9 @@ type worker struct {
 	// sessionGen is the client's session generation this worker adopted.
 	sessionGen int64
 	verified   bool // the slave has been compared with the source in this session
-	// needFull asks the live loop for a hybrid crawl: at start, after the
-	// journal lost events, or when the park held entries.
+	// needFull asks the worker loop (worker_loop.go) for a hybrid crawl:
+	// at start, after the change source lost track, or when the park held
+	// entries.
 	needFull bool
 	failures *failureQueue
 	brick    *brickState // a GlusterFS brick worker; nil for a plain directory
@@ -76,8 +76,8 @@ type worker struct {
 	guardHeld    bool // Faulty because a safety guard refused the last pass
 }
 
-// errNeedFull is returned by a live pass that cannot work from the journal
-// alone: a hybrid crawl must run first.
+// errNeedFull is returned by a changelog pass that cannot work from its
+// change source alone: a hybrid crawl must run first.
 var errNeedFull = errors.New("a hybrid crawl is needed")
 
 // Run runs the master until ctx is done (daemon) or, with Oneshot, until the
@@ -152,42 +152,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		lj, err := startJournal(ctx, cfg, wd, log)
 		if err == nil {
 			defer lj.close()
-			return w.restarting(ctx, func(ctx context.Context) error { return w.live(ctx, lj) })
+			return w.restarting(ctx, func(ctx context.Context) error { return w.run(ctx, w.journalSource(lj)) })
 		}
 		log.Warn("no change journal: falling back to a hybrid crawl every change-interval", "err", err, "change_interval", cfg.ChangeInterval)
 	}
-	return w.restarting(ctx, w.daemon)
-}
-
-// restarting runs the loop of a plain-directory worker until ctx is done;
-// a loop that fails or panics makes the worker Faulty, with its reason,
-// and is restarted with backoff (what supervise does for brick workers).
-func (w *worker) restarting(ctx context.Context, loop func(context.Context) error) error {
-	defer w.entry.exited.Store(true)
-	bo := backoff.Backoff{Initial: time.Second, Max: time.Minute}
-	for {
-		err := func() (err error) {
-			defer func() {
-				if p := recover(); p != nil {
-					err = fmt.Errorf("worker panicked: %v\n%s", p, debug.Stack())
-				}
-			}()
-			return loop(ctx)
-		}()
-		if ctx.Err() != nil {
-			return nil
-		}
-		why := "the worker's loop ended"
-		if err != nil {
-			why = err.Error()
-		}
-		w.session = false
-		w.setStatus(stateFaulty, why)
-		w.log.Error("worker Faulty: restarting", "reason", why, "restart_in", bo.Current())
-		if !bo.Wait(ctx, nil) {
-			return nil
-		}
-	}
+	return w.restarting(ctx, func(ctx context.Context) error { return w.run(ctx, w.crawlSource()) })
 }
 
 // faultyAfter is how many passes in a row must fail before a
@@ -312,35 +281,6 @@ func (w *worker) close() { w.cat.Close() }
 func (w *worker) runSyncer(ctx context.Context) {
 	if err := w.syncer.Run(ctx); err != nil && ctx.Err() == nil {
 		w.log.Error("sync jobs stopped", "err", err)
-	}
-}
-
-// daemon crawls every change-interval until ctx is done, reconnecting with
-// backoff when the slave is away (change-detector xsync).
-func (w *worker) daemon(ctx context.Context) error {
-	bo := backoff.Backoff{Initial: time.Second, Max: time.Minute}
-	for {
-		_, err := w.pass(ctx)
-		if ctx.Err() == nil {
-			w.passResult(err)
-		}
-		wait := w.changeInterval()
-		var partial *partialError
-		if err != nil && !errors.As(err, &partial) {
-			if ctx.Err() != nil {
-				return nil
-			}
-			w.log.Warn("pass failed; retrying", "err", err, "retry_in", bo.Current())
-			wait = bo.Next()
-		} else {
-			bo.Reset()
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.wake:
-		case <-time.After(wait):
-		}
 	}
 }
 

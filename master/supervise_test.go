@@ -1,0 +1,160 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/rpc/backoff"
+)
+
+// fastSupervision makes supervise's waits short for the test.
+func fastSupervision(t *testing.T) {
+	t.Helper()
+	bo, check, passive := restartBackoff, brickCheckEvery, passiveCheckEvery
+	restartBackoff = backoff.Backoff{Initial: time.Millisecond, Max: 2 * time.Millisecond}
+	brickCheckEvery, passiveCheckEvery = time.Millisecond, time.Millisecond
+	t.Cleanup(func() { restartBackoff, brickCheckEvery, passiveCheckEvery = bo, check, passive })
+}
+
+// seen is a worker's state and reason as something it calls saw them.
+func seen(w *worker) string {
+	st := w.wd.stats()
+	return st.WorkerStatus + ": " + st.LastError
+}
+
+// failingLoop is a worker loop that fails, then panics, then runs until
+// ctx is done; it records the state each run starts in.
+type failingLoop struct {
+	w      *worker
+	cancel context.CancelFunc
+	starts []string
+}
+
+func (l *failingLoop) run(ctx context.Context) error {
+	l.starts = append(l.starts, seen(l.w))
+	switch len(l.starts) {
+	case 1:
+		return errors.New("boom")
+	case 2:
+		panic("bang")
+	}
+	l.cancel()
+	<-ctx.Done()
+	return nil
+}
+
+func (l *failingLoop) check(t *testing.T, wantStart string) {
+	t.Helper()
+	if len(l.starts) != 3 {
+		t.Fatalf("%d runs, want 3: %q", len(l.starts), l.starts)
+	}
+	for i, why := range []string{"boom", "worker panicked: bang"} {
+		if s := l.starts[i+1]; !strings.HasPrefix(s, wantStart+": "+why) {
+			t.Errorf("run %d started as %q, want %q after the failure", i+2, s, wantStart+": "+why)
+		}
+	}
+}
+
+func TestRestartingRestartsWithBackoff(t *testing.T) {
+	fastSupervision(t)
+	_, ws := testMonitor(t, DefaultConfig(), "w")
+	w := ws[0]
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	l := &failingLoop{w: w, cancel: cancel}
+	if err := w.restarting(ctx, l.run); err != nil {
+		t.Fatal(err)
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Fatal("timed out")
+	}
+	// A plain worker stays Faulty, with its reason, until a pass runs.
+	l.check(t, stateFaulty)
+	if !w.entry.exited.Load() {
+		t.Error("the worker is not marked exited")
+	}
+}
+
+func TestSuperviseRestartsWithBackoff(t *testing.T) {
+	fastSupervision(t)
+	_, ws := testMonitor(t, DefaultConfig(), "w")
+	w := ws[0]
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	l := &failingLoop{w: w, cancel: cancel}
+	online := func(context.Context) (bool, error) { return true, nil }
+	w.supervise(ctx, filepath.Join(t.TempDir(), "lock"), l.run, online)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Fatal("timed out")
+	}
+	// A brick worker is Active again once it holds the lock; the reason
+	// of its fall stays.
+	l.check(t, stateActive)
+}
+
+func TestSuperviseStepsDown(t *testing.T) {
+	fastSupervision(t)
+	_, ws := testMonitor(t, DefaultConfig(), "w")
+	w := ws[0]
+	lock := filepath.Join(t.TempDir(), "lock")
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	// The brick is online for the first two looks (becoming Active, the
+	// first check while Active), offline for the next two, then online.
+	var looks []string
+	released := false
+	online := func(context.Context) (bool, error) {
+		looks = append(looks, seen(w))
+		if len(looks) == 4 {
+			// Stepped down: another brick of the set could take the lock.
+			f, err := os.OpenFile(lock, os.O_RDWR, 0)
+			if err != nil {
+				t.Error(err)
+			} else {
+				released = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil
+				f.Close()
+			}
+		}
+		return len(looks) <= 2 || len(looks) > 4, nil
+	}
+	var stopped []error
+	run := func(ctx context.Context) error {
+		if len(stopped) == 1 {
+			cancel() // Active again: done
+		}
+		<-ctx.Done()
+		stopped = append(stopped, ctx.Err())
+		return nil
+	}
+	w.supervise(ctx, lock, run, online)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Fatalf("timed out: looks %q", looks)
+	}
+	if len(stopped) != 2 {
+		t.Fatalf("%d runs, want 2 (stopped when the brick went offline, then Active again)", len(stopped))
+	}
+	if !released {
+		t.Error("the replica set's lock was not released on stepping down")
+	}
+	want := []string{stateActive + ": ", stateFaulty + ": brick offline", statePassive + ": brick offline"}
+	if !containsInOrder(looks, want) {
+		t.Errorf("the brick's looks saw %q, want %q in order", looks, want)
+	}
+}
+
+// containsInOrder reports whether want occur in got in that order.
+func containsInOrder(got, want []string) bool {
+	for _, s := range got {
+		if len(want) > 0 && s == want[0] {
+			want = want[1:]
+		}
+	}
+	return len(want) == 0
+}
