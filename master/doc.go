@@ -21,5 +21,5 @@
 // master/slaveclient, and the tests with an in-memory fake. In this package
 // only slave.go and the status server (status_server.go, its own protocol)
 // see protocol types or gRPC codes; beneath it, master/slaveclient and the
-// rsync transport master/tunnel.
+// rsync transport master/slaveclient/tunnel.
 package master

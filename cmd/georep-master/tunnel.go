@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
-	"github.com/georep/georep/master/tunnel"
+	"github.com/georep/georep/master/slaveclient/tunnel"
 	"github.com/georep/georep/rpc"
 )
 
