@@ -29,8 +29,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
-	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/master/slaveclient/tunnel"
+	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/slave"
 )
