@@ -176,7 +176,7 @@ func TestApplyRefusesMassDelete(t *testing.T) {
 	if !errors.As(err, &g) || g.Guard != guardMaxDelete || !strings.Contains(g.Detail, "200 entries") {
 		t.Fatalf("apply: %v, want a max-delete refusal of 200 deletes", err)
 	}
-	if n := len(tw.slave.dirs[gfid.Root]); n != 300 {
+	if n := len(tw.slave.entries(t, gfid.Root)); n != 300 {
 		t.Fatalf("the slave holds %d names after a refused pass, want all 300", n)
 	}
 	if _, err := os.Stat(res.Changelog); !os.IsNotExist(err) {
@@ -184,7 +184,7 @@ func TestApplyRefusesMassDelete(t *testing.T) {
 	}
 	tw.cfg.MaxDelete = DeleteLimit{Off: true}
 	tw.crawlAndProcess(t)
-	if n := len(tw.slave.dirs[gfid.Root]); n != 100 {
+	if n := len(tw.slave.entries(t, gfid.Root)); n != 100 {
 		t.Fatalf("the slave holds %d names after max-delete off, want 100", n)
 	}
 }

@@ -16,16 +16,21 @@ import (
 
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/crawl"
+	"github.com/georep/georep/master/slavefake"
 	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
 )
 
-// fakeSlave is an in-memory namespace that applies entry ops by gfid with
-// POSIX rules, enough to check what the worker sends and how it reacts. It
-// implements slaveAPI in the ops types, as the gRPC client does.
+// fakeSlave is the in-memory slave of master/slavefake (the one the
+// replica conformance suite checks) with the hooks the master's tests
+// need: an entry op failed once, the ops applied, the names purged, the
+// files written and a delay per EntryOps call. It implements slaveAPI in
+// the ops types, as the gRPC client does; a test damages or inspects the
+// namespace behind the master's back with the helpers of slavefake
+// (Lookup, Put, Remove, Entries, Paths).
 type fakeSlave struct {
-	dirs    map[gfid.GFID]map[string]gfid.GFID
+	*slavefake.Slave
 	log     []string
 	failOne map[string]ops.Failure // op and name "CREATE a" → failure to return once
 	purged  []string
@@ -36,9 +41,11 @@ type fakeSlave struct {
 var _ slaveAPI = (*fakeSlave)(nil)
 
 func newFakeSlave() *fakeSlave {
-	return &fakeSlave{dirs: map[gfid.GFID]map[string]gfid.GFID{gfid.Root: {}, gfid.Park: {}}, failOne: map[string]ops.Failure{}}
+	return &fakeSlave{Slave: slavefake.New(gfid.New()), failOne: map[string]ops.Failure{}}
 }
 
+// EntryOps fails the entries named in failOne once and applies the others
+// one by one, in order, logging each.
 func (f *fakeSlave) EntryOps(ctx context.Context, entries []ops.Entry) ([]ops.Failure, error) {
 	time.Sleep(f.delay)
 	var fails []ops.Failure
@@ -50,78 +57,28 @@ func (f *fakeSlave) EntryOps(ctx context.Context, entries []ops.Entry) ([]ops.Fa
 			fails = append(fails, fl)
 			continue
 		}
-		if errno := f.apply(e); errno != 0 {
-			fails = append(fails, ops.Failure{Index: i, Errno: errno, Message: key + ": " + errno.Error()})
+		more, err := f.Slave.EntryOps(ctx, []ops.Entry{e})
+		if err != nil {
+			return nil, err
+		}
+		for _, fl := range more {
+			fl.Index = i
+			fails = append(fails, fl)
 		}
 		f.log = append(f.log, key)
 	}
 	return fails, nil
 }
 
-func (f *fakeSlave) apply(e ops.Entry) syscall.Errno {
-	g, p := e.GFID, e.Parent
-	dir, ok := f.dirs[p]
-	if !ok {
-		return syscall.ENOENT
-	}
-	name := e.Name
-	switch e.Op {
-	case ops.OpCreate, ops.OpMknod, ops.OpSymlink, ops.OpLink, ops.OpMkdir:
-		if cur, ok := dir[name]; ok {
-			if cur == g {
-				return 0
-			}
-			return syscall.EEXIST
-		}
-		dir[name] = g
-		if e.Op == ops.OpMkdir {
-			f.dirs[g] = map[string]gfid.GFID{}
-		}
-	case ops.OpRename:
-		if dir[name] != g {
-			return syscall.ENOENT
-		}
-		ndir, ok := f.dirs[e.NewParent]
-		if !ok {
-			return syscall.ENOENT
-		}
-		delete(dir, name)
-		ndir[e.NewName] = g
-	case ops.OpUnlink, ops.OpRmdir:
-		if dir[name] != g {
-			return 0
-		}
-		if sub, isDir := f.dirs[g]; isDir {
-			if len(sub) > 0 {
-				return syscall.ENOTEMPTY
-			}
-			delete(f.dirs, g)
-		}
-		delete(dir, name)
-	}
-	return 0
-}
-
-func (f *fakeSlave) MetaOps(ctx context.Context, metas []ops.Meta) ([]ops.Failure, error) {
-	return nil, nil
-}
-
-func (f *fakeSlave) Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, error) {
-	var out []ops.DirEntry
-	for name, g := range f.dirs[dir] {
-		out = append(out, ops.DirEntry{Name: name, GFID: g})
-	}
-	return out, nil
-}
-
+// Purge records the name and purges it.
 func (f *fakeSlave) Purge(ctx context.Context, parent gfid.GFID, name string, only gfid.GFID) (uint64, error) {
 	f.purged = append(f.purged, name)
-	delete(f.dirs[parent], name)
-	return 1, nil
+	return f.Slave.Purge(ctx, parent, name, only)
 }
 
 // WriteFiles records the files in the fake data store, honouring its
-// failures, as the real slave writes where rsync would.
+// failures, and writes the others to the slave, as the real slave writes
+// where rsync would.
 func (f *fakeSlave) WriteFiles(ctx context.Context, files []ops.FileData) ([]ops.Failure, error) {
 	d := f.data
 	d.mu.Lock()
@@ -129,6 +86,8 @@ func (f *fakeSlave) WriteFiles(ctx context.Context, files []ops.FileData) ([]ops
 	d.writeCalls++
 	d.maxWrite = max(d.maxWrite, len(files))
 	var fails []ops.Failure
+	var pass []ops.FileData
+	var index []int
 	for i, fd := range files {
 		g := fd.GFID
 		if err, ok := d.fail[g]; ok {
@@ -137,27 +96,35 @@ func (f *fakeSlave) WriteFiles(ctx context.Context, files []ops.FileData) ([]ops
 		}
 		d.shipped = append(d.shipped, g)
 		d.written = append(d.written, fd)
+		pass, index = append(pass, fd), append(index, i)
 	}
-	return fails, nil
+	more, err := f.Slave.WriteFiles(ctx, pass)
+	for i := range more {
+		more[i].Index = index[more[i].Index]
+	}
+	return append(fails, more...), err
 }
 
-func (f *fakeSlave) SetXtime(ctx context.Context, g gfid.GFID, t time.Time) error { return nil }
+// paths renders the slave's namespace as sorted paths.
+func (f *fakeSlave) paths() []string { return f.Paths() }
 
-// paths renders the fake namespace as sorted paths.
-func (f *fakeSlave) paths() []string {
-	var out []string
-	var walk func(gfid.GFID, string)
-	walk = func(d gfid.GFID, prefix string) {
-		for name, g := range f.dirs[d] {
-			out = append(out, prefix+name)
-			if _, ok := f.dirs[g]; ok {
-				walk(g, prefix+name+"/")
-			}
-		}
+// put makes the slave's name parent/name hold g behind the master's back
+// (slavefake's Put).
+func (f *fakeSlave) put(t *testing.T, parent gfid.GFID, name string, g gfid.GFID) {
+	t.Helper()
+	if err := f.Put(parent, name, g); err != nil {
+		t.Fatal(err)
 	}
-	walk(gfid.Root, "")
-	sort.Strings(out)
-	return out
+}
+
+// entries lists the slave's directory dir (slavefake's Entries).
+func (f *fakeSlave) entries(t *testing.T, dir gfid.GFID) []ops.DirEntry {
+	t.Helper()
+	es, err := f.Entries(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
 }
 
 type fakeData struct {
@@ -294,13 +261,13 @@ func TestEntryConflictIsPurgedAndRetried(t *testing.T) {
 	tw := newTestWorker(t)
 	tw.write(t, "f", "x")
 	other := gfid.New()
-	tw.slave.dirs[gfid.Root]["f"] = other // the slave holds another inode at that name
+	tw.slave.put(t, gfid.Root, "f", other) // the slave holds another inode at that name
 	tw.slave.failOne["CREATE f"] = ops.Failure{Errno: syscall.EEXIST, Message: "exists", Existing: other}
 	out := tw.crawlAndProcess(t)
 	if len(out.failed) > 0 {
 		t.Fatalf("conflict not resolved: %v", out.failed)
 	}
-	if len(tw.slave.purged) == 0 || tw.slave.dirs[gfid.Root]["f"] == other {
+	if g, _ := tw.slave.Lookup(gfid.Root, "f"); len(tw.slave.purged) == 0 || g == other {
 		t.Fatalf("conflicting name not purged: purged %q", tw.slave.purged)
 	}
 }
@@ -311,14 +278,9 @@ func TestVerifyRepairsSlave(t *testing.T) {
 	tw.write(t, "d/lost", "2")
 	tw.crawlAndProcess(t)
 	// Damage the slave behind the catalog's back.
-	var d gfid.GFID
-	for name, g := range tw.slave.dirs[gfid.Root] {
-		if name == "d" {
-			d = g
-		}
-	}
-	delete(tw.slave.dirs[d], "lost")
-	tw.slave.dirs[d]["stray"] = gfid.New()
+	d, _ := tw.slave.Lookup(gfid.Root, "d")
+	tw.slave.Remove(d, "lost")
+	tw.slave.put(t, d, "stray", gfid.New())
 	tw.crawlAndProcess(t) // nothing changed on the source; verify finds both
 	tw.crawlAndProcess(t) // the next pass recreates what was lost
 	assertPaths(t, tw.slave.paths(), "d", "d/keep", "d/lost")
@@ -367,12 +329,7 @@ func TestDataFailureAfterRenameThenDelete(t *testing.T) {
 	if err := os.Rename(filepath.Join(tw.src, "a"), filepath.Join(tw.src, "b")); err != nil {
 		t.Fatal(err)
 	}
-	var ga gfid.GFID
-	for name, g := range tw.slave.dirs[gfid.Root] {
-		if name == "a" {
-			ga = g
-		}
-	}
+	ga, _ := tw.slave.Lookup(gfid.Root, "a")
 	tw.data.fail[ga] = fmt.Errorf("rsync: file vanished")
 	tw.crawlAndProcess(t)
 	assertPaths(t, tw.slave.paths(), "b")
@@ -548,15 +505,7 @@ func TestEntryFailureRoundsCreateMissingParents(t *testing.T) {
 	tw.write(t, "a/b/old", "1")
 	tw.crawlAndProcess(t)
 	// The slave loses a and a/b.
-	for name, g := range tw.slave.dirs[gfid.Root] {
-		if name == "a" {
-			for _, b := range tw.slave.dirs[g] {
-				delete(tw.slave.dirs, b)
-			}
-			delete(tw.slave.dirs, g)
-			delete(tw.slave.dirs[gfid.Root], name)
-		}
-	}
+	tw.slave.Remove(gfid.Root, "a")
 	tw.write(t, "a/b/new", "2")
 	out := tw.crawlAndProcess(t)
 	if len(out.failed) > 0 {
@@ -577,7 +526,7 @@ func TestEntryFailureRoundsRecreateMissingFile(t *testing.T) {
 	tw.noVerify = true
 	tw.write(t, "f", "1")
 	tw.crawlAndProcess(t)
-	delete(tw.slave.dirs[gfid.Root], "f")
+	tw.slave.Remove(gfid.Root, "f")
 	if err := os.Rename(filepath.Join(tw.src, "f"), filepath.Join(tw.src, "g")); err != nil {
 		t.Fatal(err)
 	}
@@ -647,8 +596,8 @@ func TestEntryFailureRoundsPurgeNonEmptyDir(t *testing.T) {
 	tw.noVerify = true
 	tw.write(t, "d/f", "1")
 	tw.crawlAndProcess(t)
-	dg := tw.slave.dirs[gfid.Root]["d"]
-	tw.slave.dirs[dg]["stray"] = gfid.New()
+	dg, _ := tw.slave.Lookup(gfid.Root, "d")
+	tw.slave.put(t, dg, "stray", gfid.New())
 	if err := os.RemoveAll(filepath.Join(tw.src, "d")); err != nil {
 		t.Fatal(err)
 	}
@@ -656,7 +605,7 @@ func TestEntryFailureRoundsPurgeNonEmptyDir(t *testing.T) {
 	if len(out.failed) > 0 {
 		t.Fatalf("not resolved: %v", out.failed)
 	}
-	if _, ok := tw.slave.dirs[gfid.Root]["d"]; ok || !slices.Contains(tw.slave.purged, "d") {
+	if _, ok := tw.slave.Lookup(gfid.Root, "d"); ok || !slices.Contains(tw.slave.purged, "d") {
 		t.Fatalf("d not purged: purged %q", tw.slave.purged)
 	}
 }

@@ -11,4 +11,7 @@
 // rpc/ops/opstest (declaring opstest.Caps InMemory: it has no files on
 // disk). It imports nothing of master or slave. It has no gsyncd
 // counterpart.
+//
+// Lookup, Put and Remove are test helpers: they inspect or damage the
+// namespace behind the master's back, outside the rules of the ops.
 package slavefake

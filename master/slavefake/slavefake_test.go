@@ -128,3 +128,57 @@ func TestMasterSide(t *testing.T) {
 		t.Fatalf("EntryOps after cancel: %+v", fails)
 	}
 }
+
+// TestDamageHelpers checks Lookup, Put and Remove, with which the
+// master's tests damage the slave behind the master's back.
+func TestDamageHelpers(t *testing.T) {
+	s := slavefake.New(gfid.New())
+	ctx := t.Context()
+	d, f := gfid.New(), gfid.New()
+	if fails, _ := s.EntryOps(ctx, []ops.Entry{
+		{Op: ops.OpMkdir, GFID: d, Parent: gfid.Root, Name: "d", Mode: syscall.S_IFDIR | 0o755},
+		{Op: ops.OpCreate, GFID: f, Parent: d, Name: "f", Mode: syscall.S_IFREG | 0o644},
+	}); len(fails) > 0 {
+		t.Fatal(fails)
+	}
+	if g, ok := s.Lookup(d, "f"); !ok || g != f {
+		t.Fatalf("Lookup d/f = %s %v, want %s", g, ok, f)
+	}
+	if _, ok := s.Lookup(d, "nothing"); ok {
+		t.Fatal("Lookup of a free name found one")
+	}
+	if _, ok := s.Lookup(f, "x"); ok {
+		t.Fatal("Lookup in a file found a name")
+	}
+	stray := gfid.New()
+	if err := s.Put(d, "stray", stray); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.Stat(ctx, stray); err != nil || a.Type != ops.TypeRegular {
+		t.Fatalf("Put of an unknown gfid: %+v, %v; want a regular file", a, err)
+	}
+	other := gfid.New()
+	if err := s.Put(d, "f", other); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := s.Lookup(d, "f"); g != other {
+		t.Fatalf("Put over d/f: it holds %s, want %s", g, other)
+	}
+	if _, err := s.Stat(ctx, f); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the inode Put replaced is still known: %v", err)
+	}
+	if err := s.Put(gfid.New(), "x", gfid.New()); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("Put in an unknown directory: %v", err)
+	}
+	if !s.Remove(gfid.Root, "d") || s.Remove(gfid.Root, "d") {
+		t.Fatal("Remove of d: want true once, then false")
+	}
+	for _, g := range []gfid.GFID{d, stray, other} {
+		if _, err := s.Stat(ctx, g); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("Remove of d left %s: %v", g, err)
+		}
+	}
+	if p := s.Paths(); len(p) != 0 {
+		t.Fatalf("Paths after Remove: %q", p)
+	}
+}
