@@ -36,18 +36,15 @@ func (s *Slave) applyEntry(e ops.Entry) error {
 	if err := validateEntry(e); err != nil {
 		return err
 	}
-	switch e.Op {
-	case ops.OpCreate, ops.OpMkdir, ops.OpMknod, ops.OpSymlink:
-		return s.create(e)
-	case ops.OpLink:
-		return s.link(e)
-	case ops.OpRename:
-		return s.rename(e)
-	case ops.OpUnlink:
-		return s.remove(e, false)
+	if apply, ok := map[ops.Op]func(ops.Entry) error{ops.OpLink: s.link, ops.OpRename: s.rename,
+		ops.OpUnlink: s.unlink, ops.OpRmdir: s.rmdir}[e.Op]; ok {
+		return apply(e)
 	}
-	return s.remove(e, true)
+	return s.create(e) // CREATE, MKDIR, MKNOD, SYMLINK
 }
+
+func (s *Slave) unlink(e ops.Entry) error { return s.remove(e, false) }
+func (s *Slave) rmdir(e ops.Entry) error  { return s.remove(e, true) }
 
 // validateEntry refuses a malformed entry before anything is touched, as
 // the slave's engine does.
