@@ -58,19 +58,6 @@ func reserved(parent gfid.GFID, name string) error {
 	return nil
 }
 
-// wantType is the file type an entry creates.
-func wantType(e ops.Entry) ops.FileType {
-	switch e.Op {
-	case ops.OpMkdir:
-		return ops.TypeDir
-	case ops.OpSymlink:
-		return ops.TypeSymlink
-	case ops.OpMknod:
-		return ops.TypeOfMode(e.Mode)
-	}
-	return ops.TypeRegular
-}
-
 // typeBits are the st_mode type bits of t.
 var typeBits = map[ops.FileType]uint32{
 	ops.TypeRegular: syscall.S_IFREG, ops.TypeDir: syscall.S_IFDIR, ops.TypeSymlink: syscall.S_IFLNK,
@@ -89,7 +76,7 @@ func (s *Slave) create(e ops.Entry) error {
 	if err != nil {
 		return err
 	}
-	want := wantType(e)
+	want := e.Type()
 	if held, ok := p.children[e.Name]; ok {
 		if held != e.GFID {
 			return existsErr(held)

@@ -109,3 +109,17 @@ type FileData struct {
 	UID, GID uint32
 	Mtime    time.Time
 }
+
+// Type is the file type the entry creates (CREATE, MKDIR, MKNOD, SYMLINK;
+// regular for any other op).
+func (e Entry) Type() FileType {
+	switch e.Op {
+	case OpMkdir:
+		return TypeDir
+	case OpSymlink:
+		return TypeSymlink
+	case OpMknod:
+		return TypeOfMode(e.Mode)
+	}
+	return TypeRegular
+}

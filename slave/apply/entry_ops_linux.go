@@ -100,19 +100,6 @@ func (en *Engine) openParent(g gfid.GFID) (int, error) {
 	return -1, err
 }
 
-// WantType is the file type an entry creates.
-func WantType(e ops.Entry) ops.FileType {
-	switch e.Op {
-	case ops.OpMkdir:
-		return ops.TypeDir
-	case ops.OpSymlink:
-		return ops.TypeSymlink
-	case ops.OpMknod:
-		return ops.TypeOfMode(e.Mode)
-	}
-	return ops.TypeRegular
-}
-
 // ExistsErr is the EEXIST of a name holding another inode than wanted.
 func ExistsErr(n Name) error {
 	if n.GFID.IsZero() {
@@ -128,7 +115,7 @@ func (en *Engine) create(e ops.Entry) error {
 		return err
 	}
 	defer CloseFd(pfd)
-	want := WantType(e)
+	want := e.Type()
 	ni, err := en.b.Lookup(pfd, e.Name)
 	if err != nil {
 		return err

@@ -104,7 +104,7 @@ func (r *store) DirAt(g gfid.GFID) (int, string, error) {
 
 // Create makes the inode, marks it with its gfid and indexes it.
 func (r *store) Create(pfd int, e ops.Entry) error {
-	switch t := apply.WantType(e); t {
+	switch t := e.Type(); t {
 	case ops.TypeDir:
 		return r.mkdir(pfd, e)
 	case ops.TypeRegular:
