@@ -324,6 +324,25 @@ func (c *Catalog) Children(dir gfid.GFID) (map[string]gfid.GFID, error) {
 	return m, err
 }
 
+// ForEachChild calls fn for every synced entry of directory dir, in byte
+// order of names, without holding the directory in memory. fn must not call
+// methods of c that write.
+func (c *Catalog) ForEachChild(dir gfid.GFID, fn func(name string, g gfid.GFID) error) error {
+	return c.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bucketNames).Cursor()
+		for k, v := cur.Seek(dir[:]); k != nil && bytes.HasPrefix(k, dir[:]); k, v = cur.Next() {
+			g, err := gfid.FromBytes(v)
+			if err != nil {
+				return fmt.Errorf("%w: name index: %w", ErrCorrupt, err)
+			}
+			if err := fn(string(k[16:]), g); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 func nameKey(parent gfid.GFID, name string) []byte {
 	k := make([]byte, 16+len(name))
 	copy(k, parent[:])
