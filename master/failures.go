@@ -343,6 +343,23 @@ func (q *failureQueue) update(failed []*failure, retried bool, now time.Time) er
 	return writeJSON(q.path, q.sorted())
 }
 
+// resolveBefore forgets the failures not met again since t: a hybrid crawl
+// that started at t re-examined every gfid, and those did not fail again.
+func (q *failureQueue) resolveBefore(t time.Time) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := len(q.items)
+	for g, f := range q.items {
+		if f.Last.Before(t) {
+			delete(q.items, g)
+		}
+	}
+	if len(q.items) == n {
+		return nil
+	}
+	return writeJSON(q.path, q.sorted())
+}
+
 // permanentOnly returns the queue when every failure in it is permanent,
 // nil when it is empty or any may yet be fixed by retrying.
 func (q *failureQueue) permanentOnly() []*failure {

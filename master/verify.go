@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
@@ -29,83 +28,122 @@ func (w *worker) emptyPark(ctx context.Context) (int, error) {
 	return len(ents), nil
 }
 
-// verify compares every directory of the snapshot with the slave's listing,
-// once per session: names the master does not have are purged (unless
-// ignore-deletes), names that hold another inode are purged, and names the
-// slave lacks are forgotten in the catalog so that the next pass recreates
-// them. It returns how many differences it found. This is what makes the
-// hybrid crawl heal a replica damaged, restored or half-written behind the
+// verify compares every directory of the catalog with the slave's
+// listing, once per session, after a pass committed what it applied:
+// names the master does not have are purged (unless ignore-deletes), names
+// that hold another inode are purged, and names the slave lacks are
+// forgotten in the catalog so that the next pass recreates them. It
+// returns how many differences it found. This is what makes the hybrid
+// crawl heal a replica damaged, restored or half-written behind the
 // catalog's back, and what propagates deletes the catalog never saw.
+//
+// It walks the catalog depth first, one directory in memory at a time (the
+// catalog, not a crawl's snapshot, is the synced state it checks).
 //
 // A worker whose source holds only part of the namespace (a brick of a
 // volume distributed over several bricks) purges nothing: a name it lacks
 // may be another brick's.
-func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) {
-	found := 0
-	var unsync []gfid.GFID
-	type purge struct {
-		dir  gfid.GFID
-		name string
-		gfid gfid.GFID // what the slave holds there (zero: an inode without one)
-	}
-	var purges []purge
-	var listed int64 // entries the slave holds in the directories listed
-	for _, dir := range snap.GFIDs() {
-		n, ok := snap.Lookup(dir)
-		if !ok || n.Type != catalog.TypeDir {
-			continue
+func (w *worker) verify(ctx context.Context) (int, error) {
+	v := &verifier{w: w}
+	stack := []gfid.GFID{gfid.Root}
+	for len(stack) > 0 {
+		if err := ctx.Err(); err != nil {
+			return v.found, err
 		}
-		ents, err := w.slave.Entries(ctx, dir)
-		if slaveDirGone(err) {
-			// Missing, or its name on the slave holds something else (a
-			// directory swapped for a symlink behind georep's back: the
-			// slave will not follow it). Its name in the parent is
-			// purged below and the directory recreated with its content.
-			w.log.Info("a directory is missing on the slave or its name holds something else; it will be recreated", "gfid", dir, "err", err)
-			unsync = append(unsync, dir)
-			found++
-			continue
-		}
+		dir := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		subdirs, err := v.dir(ctx, dir)
 		if err != nil {
-			return found, err
+			return v.found, err
 		}
-		listed += int64(len(ents))
-		want := snap.Children(dir)
-		have := make(map[string]bool, len(ents))
-		for _, e := range ents {
-			name := e.Name
-			have[name] = true
-			g, mine := want[name]
-			switch {
-			case mine && e.GFID == g:
-				continue
-			case mine:
-				unsync = append(unsync, g)
-				if w.partial {
-					found++
-					continue // the create's EEXIST resolution purges it
-				}
-			case w.cfg.IgnoreDeletes, w.partial:
-				continue
+		stack = append(stack, subdirs...)
+	}
+	return v.found, v.finish(ctx)
+}
+
+// verifier is the state of one verify.
+type verifier struct {
+	w      *worker
+	found  int
+	unsync []gfid.GFID
+	purges []purge
+	listed int64 // entries the slave holds in the directories listed
+}
+
+type purge struct {
+	dir  gfid.GFID
+	name string
+	gfid gfid.GFID // what the slave holds there (zero: an inode without one)
+}
+
+// dir compares one directory and returns its subdirectories that the slave
+// holds as the catalog does.
+func (v *verifier) dir(ctx context.Context, dir gfid.GFID) ([]gfid.GFID, error) {
+	w := v.w
+	ents, err := w.slave.Entries(ctx, dir)
+	if slaveDirGone(err) {
+		// Missing, or its name on the slave holds something else (a
+		// directory swapped for a symlink behind georep's back: the
+		// slave will not follow it). Its name in the parent is purged
+		// and the directory recreated with its content.
+		w.log.Info("a directory is missing on the slave or its name holds something else; it will be recreated", "gfid", dir, "err", err)
+		v.unsync = append(v.unsync, dir)
+		v.found++
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	v.listed += int64(len(ents))
+	want := map[string]gfid.GFID{}
+	if err := w.cat.ForEachChild(dir, func(name string, g gfid.GFID) error { want[name] = g; return nil }); err != nil {
+		return nil, err
+	}
+	var subdirs []gfid.GFID
+	have := make(map[string]bool, len(ents))
+	for _, e := range ents {
+		name := e.Name
+		have[name] = true
+		g, mine := want[name]
+		switch {
+		case mine && e.GFID == g:
+			if e.Type == ops.TypeDir {
+				subdirs = append(subdirs, g)
 			}
-			found++
-			purges = append(purges, purge{dir, name, e.GFID})
+			continue
+		case mine:
+			v.unsync = append(v.unsync, g)
+			if w.partial {
+				v.found++
+				continue // the create's EEXIST resolution purges it
+			}
+		case w.cfg.IgnoreDeletes, w.partial:
+			continue
 		}
-		for name, g := range want {
-			if !have[name] {
-				unsync = append(unsync, g)
-				found++
-			}
+		v.found++
+		v.purges = append(v.purges, purge{dir, name, e.GFID})
+	}
+	for name, g := range want {
+		if !have[name] {
+			v.unsync = append(v.unsync, g)
+			v.found++
 		}
 	}
-	if err := w.guardDeletes("verify", int64(len(purges)), listed); err != nil {
-		return found, err
+	return subdirs, nil
+}
+
+// finish purges what verify found, within the max-delete guard, sets the
+// times of the directories it purged in, and unsyncs what the slave lacks.
+func (v *verifier) finish(ctx context.Context) error {
+	w := v.w
+	if err := w.guardDeletes("verify", int64(len(v.purges)), v.listed); err != nil {
+		return err
 	}
 	purgedIn := map[gfid.GFID]bool{}
-	for _, p := range purges {
+	for _, p := range v.purges {
 		w.log.Info("purging a name on the slave that the master does not have there", "pargfid", p.dir, "name", fmt.Sprintf("%q", p.name), "slave_gfid", gfidText(p.gfid))
 		if _, err := w.slave.Purge(ctx, p.dir, p.name, gfid.GFID{}); err != nil {
-			return found, err
+			return err
 		}
 		purgedIn[p.dir] = true
 	}
@@ -114,27 +152,33 @@ func (w *worker) verify(ctx context.Context, snap *crawl.Snapshot) (int, error) 
 		var metas []ops.Meta
 		var metaGFID []gfid.GFID
 		for dir := range purgedIn {
-			if n, ok := snap.Lookup(dir); ok {
-				metas = append(metas, w.metaOp(dir, n))
+			n, ok, err := w.cat.Node(dir)
+			if err != nil {
+				return err
+			}
+			if ok {
+				m := w.metaOp(dir, crawl.Node{Node: n})
+				m.SetXattrs, m.Xattrs = false, nil // the catalog keeps only their digest
+				metas = append(metas, m)
 				metaGFID = append(metaGFID, dir)
 			}
 		}
 		out := &outcome{failed: map[gfid.GFID]string{}}
 		if err := w.applyMetas(ctx, metas, metaGFID, out); err != nil {
-			return found, err
+			return err
 		}
 		if len(out.failed) > 0 {
-			return found, fmt.Errorf("verify: resetting the metadata of directories it purged in: %s", summarize(out.failed))
+			return fmt.Errorf("verify: resetting the metadata of directories it purged in: %s", summarize(out.failed))
 		}
 	}
-	if len(unsync) > 0 {
-		n, err := w.cat.Unsync(unsync)
+	if len(v.unsync) > 0 {
+		n, err := w.cat.Unsync(v.unsync)
 		if err != nil {
-			return found, err
+			return err
 		}
 		w.log.Info("the slave lacks entries the catalog had recorded; they will be recreated", "gfids", n)
 	}
-	return found, nil
+	return nil
 }
 
 // drifted says whether the failure queue holds a failure of the slave's

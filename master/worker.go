@@ -22,6 +22,7 @@ import (
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/backoff"
 	"github.com/georep/georep/rpc/gfid"
+	"golang.org/x/sys/unix"
 )
 
 // ErrNotConverged is returned by a --oneshot run that could not bring the
@@ -409,37 +410,62 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 	}
 	start := time.Now()
 	w.stats.CrawlStatus = "Hybrid"
-	res, err := crawl.Hybrid(ctx, w.crawlConfig(), w.cat, w.log)
+	clear(w.staleData) // the crawl sees every file wherever it is now
+	// The crawl emits its changes in segments, each applied and committed
+	// before it goes on (crawl.Stream); a segment that leaves failures
+	// does not stop the others. The queue keeps every failure until the
+	// crawl is over: then those it did not meet again are resolved.
+	_, err = crawl.Stream(ctx, crawl.StreamConfig{Config: w.crawlConfig(), Progress: w.crawlProgress,
+		CheckDeletes: func(n int64) error { return w.guardDeletes("the pass", n, -1) }}, w.cat, w.log, func(res *crawl.Result) error {
+		changed = true
+		err := w.apply(ctx, res, false)
+		var pe *partialError
+		if errors.As(err, &pe) {
+			return nil
+		}
+		return err
+	})
 	if err != nil {
+		if changed {
+			return true, err
+		}
 		return false, fmt.Errorf("hybrid crawl: %w", err)
 	}
-	clear(w.staleData) // the crawl saw every file wherever it is now
-	if res.Changelog == "" {
-		if found, err := w.verifyOnce(ctx, res.Snapshot); err != nil || found > 0 {
-			return found > 0, err
-		}
-		if err := w.settle(nil, true); err != nil {
-			return false, err
-		}
-		return false, w.advance(ctx, start)
+	if err := w.failures.resolveBefore(start); err != nil {
+		return changed, err
 	}
-	if err := w.apply(ctx, res, true); err != nil {
-		var partial *partialError
-		if errors.As(err, &partial) {
-			// Failures may come from a replica changed behind georep's
-			// back (a directory swapped for a symlink fails every op
-			// below it): verify finds such drift now and the next pass
-			// repairs it.
-			if _, verr := w.verifyOnce(ctx, res.Snapshot); verr != nil {
-				return true, verr
-			}
+	if partial := w.settle(nil, false); partial != nil {
+		// Failures may come from a replica changed behind georep's back
+		// (a directory swapped for a symlink fails every op below it):
+		// verify finds such drift now and the next pass repairs it.
+		if _, verr := w.verifyOnce(ctx); verr != nil {
+			return true, verr
 		}
-		return true, err
+		return true, partial
 	}
-	if found, err := w.verifyOnce(ctx, res.Snapshot); err != nil || found > 0 {
-		return true, err // the next pass repairs what verify found; stime waits for it
+	if found, err := w.verifyOnce(ctx); err != nil || found > 0 {
+		return changed || found > 0, err // the next pass repairs what verify found; stime waits for it
 	}
-	return true, w.advance(ctx, start)
+	return changed, w.advance(ctx, start)
+}
+
+// crawlProgress logs the progress of a long hybrid crawl: what it has
+// walked, at what rate, and an estimate of what is left from the inodes
+// the source's filesystem holds.
+func (w *worker) crawlProgress(st crawl.Stats) {
+	secs := st.Duration.Seconds()
+	seen := st.Dirs + st.Files
+	args := []any{"dirs", st.Dirs, "files", st.Files, "bytes", st.Bytes, "entries", st.Entries, "data", st.Data,
+		"rate_per_s", int64(float64(seen) / max(secs, 1e-3))}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(w.cfg.Source, &fs); err == nil && fs.Files > fs.Ffree && secs > 0 && seen > 0 {
+		total := int64(fs.Files - fs.Ffree) // every inode of the filesystem: an upper bound
+		if left := total - seen; left > 0 {
+			eta := time.Duration(float64(left) / (float64(seen) / secs) * float64(time.Second))
+			args = append(args, "filesystem_inodes", total, "eta_at_most", eta.Round(time.Second))
+		}
+	}
+	w.log.Info("hybrid crawl progress", args...)
 }
 
 func (w *worker) crawlConfig() crawl.Config {
@@ -615,11 +641,11 @@ func (w *worker) settle(failed []*failure, retried bool) error {
 }
 
 // verifyOnce runs verify on the first complete pass of a session.
-func (w *worker) verifyOnce(ctx context.Context, snap *crawl.Snapshot) (int, error) {
+func (w *worker) verifyOnce(ctx context.Context) (int, error) {
 	if w.verified {
 		return 0, nil
 	}
-	found, err := w.verify(ctx, snap)
+	found, err := w.verify(ctx)
 	if err != nil {
 		return found, fmt.Errorf("verify the slave: %w", err)
 	}

@@ -210,7 +210,7 @@ func (tw *testWorker) crawlAndProcess(t *testing.T) *outcome {
 		return out
 	}
 	tw.verified = false
-	if _, err := tw.verifyOnce(t.Context(), res.Snapshot); err != nil {
+	if _, err := tw.verifyOnce(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	return out

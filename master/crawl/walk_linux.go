@@ -21,7 +21,8 @@ import (
 // inode is one inode found by the walk, before it has a gfid.
 type inode struct {
 	key      catalog.Key
-	gfid     gfid.GFID    // a brick's trusted.gfid (Config.Brick)
+	gfid     gfid.GFID // a brick's trusted.gfid (Config.Brick)
+	nlink    uint32
 	node     catalog.Node // GFID and Links are filled in after identification
 	links    []wlink
 	xattrs   map[string][]byte
@@ -257,7 +258,7 @@ func (w *walker) relPath(h *dirHandle) string {
 }
 
 func (w *walker) newInode(st *unix.Statx_t) *inode {
-	in := &inode{key: catalog.Key{Ino: st.Ino}}
+	in := &inode{key: catalog.Key{Ino: st.Ino}, nlink: st.Nlink}
 	if st.Mask&unix.STATX_BTIME != 0 {
 		in.key.BtimeNs = nsOf(st.Btime)
 	} else if !w.noBtime {
