@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/rpc/gfid"
@@ -37,8 +38,10 @@ func (w *worker) emptyPark(ctx context.Context) (int, error) {
 // crawl heal a replica damaged, restored or half-written behind the
 // catalog's back, and what propagates deletes the catalog never saw.
 //
-// It walks the catalog depth first, one directory in memory at a time (the
-// catalog, not a crawl's snapshot, is the synced state it checks).
+// It walks the catalog, verifyInFlight directories at a time (listed
+// concurrently: on a WAN each listing is a round trip), never the whole
+// namespace in memory (the catalog, not a crawl's snapshot, is the synced
+// state it checks).
 //
 // A worker whose source holds only part of the namespace (a brick of a
 // volume distributed over several bricks) purges nothing: a name it lacks
@@ -50,16 +53,30 @@ func (w *worker) verify(ctx context.Context) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return v.found, err
 		}
-		dir := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		subdirs, err := v.dir(ctx, dir)
-		if err != nil {
-			return v.found, err
+		wave := stack[max(len(stack)-verifyInFlight, 0):]
+		stack = stack[:len(stack)-len(wave)]
+		results := make([]dirVerdict, len(wave))
+		var wg sync.WaitGroup
+		for i, dir := range wave {
+			wg.Go(func() { results[i] = v.dir(ctx, dir) })
 		}
-		stack = append(stack, subdirs...)
+		wg.Wait()
+		for _, r := range results {
+			if r.err != nil {
+				return v.found, r.err
+			}
+			v.found += r.found
+			v.unsync = append(v.unsync, r.unsync...)
+			v.purges = append(v.purges, r.purges...)
+			v.listed += r.listed
+			stack = append(stack, r.subdirs...)
+		}
 	}
 	return v.found, v.finish(ctx)
 }
+
+// verifyInFlight is how many directories verify lists at once.
+const verifyInFlight = 16
 
 // verifier is the state of one verify.
 type verifier struct {
@@ -76,9 +93,19 @@ type purge struct {
 	gfid gfid.GFID // what the slave holds there (zero: an inode without one)
 }
 
-// dir compares one directory and returns its subdirectories that the slave
-// holds as the catalog does.
-func (v *verifier) dir(ctx context.Context, dir gfid.GFID) ([]gfid.GFID, error) {
+// dirVerdict is what verify found in one directory, with its
+// subdirectories that the slave holds as the catalog does.
+type dirVerdict struct {
+	found   int
+	unsync  []gfid.GFID
+	purges  []purge
+	listed  int64
+	subdirs []gfid.GFID
+	err     error
+}
+
+// dir compares one directory.
+func (v *verifier) dir(ctx context.Context, dir gfid.GFID) (r dirVerdict) {
 	w := v.w
 	ents, err := w.slave.Entries(ctx, dir)
 	if slaveDirGone(err) {
@@ -87,19 +114,20 @@ func (v *verifier) dir(ctx context.Context, dir gfid.GFID) ([]gfid.GFID, error) 
 		// slave will not follow it). Its name in the parent is purged
 		// and the directory recreated with its content.
 		w.log.Info("a directory is missing on the slave or its name holds something else; it will be recreated", "gfid", dir, "err", err)
-		v.unsync = append(v.unsync, dir)
-		v.found++
-		return nil, nil
+		r.unsync = append(r.unsync, dir)
+		r.found++
+		return r
 	}
 	if err != nil {
-		return nil, err
+		r.err = err
+		return r
 	}
-	v.listed += int64(len(ents))
+	r.listed = int64(len(ents))
 	want := map[string]gfid.GFID{}
 	if err := w.cat.ForEachChild(dir, func(name string, g gfid.GFID) error { want[name] = g; return nil }); err != nil {
-		return nil, err
+		r.err = err
+		return r
 	}
-	var subdirs []gfid.GFID
 	have := make(map[string]bool, len(ents))
 	for _, e := range ents {
 		name := e.Name
@@ -108,28 +136,28 @@ func (v *verifier) dir(ctx context.Context, dir gfid.GFID) ([]gfid.GFID, error) 
 		switch {
 		case mine && e.GFID == g:
 			if e.Type == ops.TypeDir {
-				subdirs = append(subdirs, g)
+				r.subdirs = append(r.subdirs, g)
 			}
 			continue
 		case mine:
-			v.unsync = append(v.unsync, g)
+			r.unsync = append(r.unsync, g)
 			if w.partial {
-				v.found++
+				r.found++
 				continue // the create's EEXIST resolution purges it
 			}
 		case w.cfg.IgnoreDeletes, w.partial:
 			continue
 		}
-		v.found++
-		v.purges = append(v.purges, purge{dir, name, e.GFID})
+		r.found++
+		r.purges = append(r.purges, purge{dir, name, e.GFID})
 	}
 	for name, g := range want {
 		if !have[name] {
-			v.unsync = append(v.unsync, g)
-			v.found++
+			r.unsync = append(r.unsync, g)
+			r.found++
 		}
 	}
-	return subdirs, nil
+	return r
 }
 
 // finish purges what verify found, within the max-delete guard, sets the

@@ -80,7 +80,7 @@ func Stream(ctx context.Context, cfg StreamConfig, cat *catalog.Catalog, log *sl
 	var err error
 	s := &streamer{ctx: ctx, scfg: cfg, cat: cat, emit: emit, multi: map[gfid.GFID]*multiNode{},
 		marked: map[gfid.GFID]*markedDir{}, walked: map[catalog.Key]bool{}, pending: map[catalog.Key]gfid.GFID{},
-		lastProgress: start, lost: map[gfid.GFID]bool{}, movedIn: map[gfid.GFID]bool{}}
+		start: start, lastProgress: start, lost: map[gfid.GFID]bool{}, movedIn: map[gfid.GFID]bool{}}
 	if s.catCount, err = cat.Count(); err != nil {
 		return Stats{}, err
 	}
@@ -140,6 +140,7 @@ type streamer struct {
 	pending     map[catalog.Key]gfid.GFID
 	pendingKeys []catalog.Key
 
+	start        time.Time
 	lastProgress time.Time
 	// The delete guard: what the catalog holds, how many of its names the
 	// walk compared, the gfids that lost a name and those found at a new
@@ -333,7 +334,7 @@ func (s *streamer) progress() {
 		return
 	}
 	s.lastProgress = now
-	t := s.total(now)
+	t := s.total(s.start)
 	if s.scfg.Progress != nil {
 		s.scfg.Progress(t)
 	}
