@@ -78,6 +78,7 @@ func requirePrivsepUser(tb testing.TB) {
 // benchmark rsync over ssh.
 type SSHD struct {
 	Port int
+	Addr string // host:port
 	cmd  *exec.Cmd
 	out  *lockedBuffer
 	done chan struct{}
@@ -91,12 +92,17 @@ type SSHDOptions struct {
 	// ~/.ssh/authorized_keys, sshd's default and where gsyncd's
 	// add_secret_pub writes.
 	AuthorizedKeys string
+	// Netns, when not nil, runs sshd in the pair's slave namespace,
+	// listening on its address (the test cannot dial it there: sshd's
+	// own "Server listening" says when it is ready).
+	Netns *NetnsPair
 }
 
-// StartSSHD starts sshd on a free loopback port with the configuration and
-// host key in a temporary directory, waits until it accepts connections,
-// and stops it (and the session processes it forked) when the test ends.
-// Root may log in with a key (no password, no PAM).
+// StartSSHD starts sshd on a free loopback port (or in a namespace, see
+// SSHDOptions.Netns) with the configuration and host key in a temporary
+// directory, waits until it accepts connections, and stops it (and the
+// session processes it forked) when the test ends. Root may log in with a
+// key (no password, no PAM).
 func StartSSHD(tb testing.TB, opts SSHDOptions) *SSHD {
 	tb.Helper()
 	RequireSSHD(tb)
@@ -119,8 +125,12 @@ func StartSSHD(tb testing.TB, opts SSHDOptions) *SSHD {
 	if opts.AuthorizedKeys != "" {
 		keys, strict = opts.AuthorizedKeys, "no"
 	}
+	listen := "127.0.0.1"
+	if opts.Netns != nil {
+		listen = opts.Netns.SlaveIP
+	}
 	cfg := fmt.Sprintf(`Port %d
-ListenAddress 127.0.0.1
+ListenAddress %s
 HostKey %s
 PidFile %s
 PermitRootLogin prohibit-password
@@ -132,12 +142,16 @@ AuthorizedKeysFile %s
 StrictModes %s
 Subsystem sftp internal-sftp
 LogLevel INFO
-`, port, hostKey, filepath.Join(dir, "sshd.pid"), keys, strict)
+`, port, listen, hostKey, filepath.Join(dir, "sshd.pid"), keys, strict)
 	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	s := &SSHD{Port: port, out: &lockedBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(sshdBin, "-D", "-e", "-f", conf)
+	s := &SSHD{Port: port, Addr: net.JoinHostPort(listen, strconv.Itoa(port)), out: &lockedBuffer{}, done: make(chan struct{})}
+	bin, args := sshdBin, []string{"-D", "-e", "-f", conf}
+	if opts.Netns != nil {
+		bin, args = opts.Netns.Cmd(opts.Netns.Slave, append([]string{sshdBin}, args...)...)
+	}
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		tb.Fatalf("start sshd: %v", err)
@@ -146,10 +160,19 @@ LogLevel INFO
 	tb.Cleanup(func() { s.stop(tb) })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
-		if err == nil {
-			c.Close()
-			break
+		var err error
+		if opts.Netns != nil {
+			if strings.Contains(s.out.String(), "Server listening on") {
+				break
+			}
+			err = errors.New("no \"Server listening\" in its log")
+		} else {
+			c, derr := net.DialTimeout("tcp", s.Addr, time.Second)
+			if derr == nil {
+				c.Close()
+				break
+			}
+			err = derr
 		}
 		select {
 		case <-s.done:
@@ -161,7 +184,7 @@ LogLevel INFO
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	tb.Logf("sshd (pid %d) on 127.0.0.1:%d", s.cmd.Process.Pid, port)
+	tb.Logf("sshd (pid %d) on %s", s.cmd.Process.Pid, s.Addr)
 	return s
 }
 

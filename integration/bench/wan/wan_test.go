@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -30,6 +31,11 @@ type knobs struct {
 	workloads  map[string]bool
 	logDir     string
 	georepArgs []string
+	// linkKind is GEOREP_BENCH_LINK: auto (netem where it works, else the
+	// delay line), proxy, netem, or netns-bare (the namespaces without
+	// netem: no delay, no cap; it checks the plumbing where netem is
+	// missing).
+	linkKind string
 }
 
 func loadKnobs(b *testing.B) knobs {
@@ -77,14 +83,30 @@ func loadKnobs(b *testing.B) knobs {
 		}
 	}
 	k.georepArgs = strings.Fields(os.Getenv("GEOREP_BENCH_GEOREP_ARGS"))
+	k.linkKind = os.Getenv("GEOREP_BENCH_LINK")
+	switch k.linkKind {
+	case "":
+		k.linkKind = "auto"
+	case "auto", "proxy", "netem", "netns-bare":
+	default:
+		b.Fatalf("GEOREP_BENCH_LINK=%q: want auto, proxy, netem or netns-bare", k.linkKind)
+	}
 	return k
 }
 
 // scaled is n × scale, at least least.
 func (k knobs) scaled(n, least int) int { return max(least, int(math.Round(float64(n)*k.scale))) }
 
-func (k knobs) link(rtt time.Duration) harness.Link {
-	return harness.Link{Delay: rtt / 2, Rate: k.rate}
+// netem is what a netem link puts on each end of its veth pair: the
+// one-way delay and the capacity of that direction, and a queue long enough
+// for what is in flight at that rate (netem's default, 1,000 packets, is
+// less than 100 ms at 400 Mbit/s).
+func (k knobs) netem(rtt time.Duration) string {
+	s := fmt.Sprintf("rate %dbit limit 100000", k.rate*8)
+	if rtt > 0 {
+		s = fmt.Sprintf("delay %dus %s", (rtt / 2).Microseconds(), s)
+	}
+	return s
 }
 
 // result is one workload at one round trip: both tools' times, and the
@@ -100,9 +122,81 @@ type bench struct {
 	b     *testing.B
 	k     knobs
 	dir   string
-	sshd  *harness.SSHD
+	sshd  *harness.SSHD // on loopback (the delay line's)
 	key   string
+	auth  string // its authorized_keys
 	turns int
+	netem bool                    // the links are network namespaces
+	paths map[time.Duration]*path // netem: one pair of namespaces per round trip
+}
+
+// path is where the runs of one round trip go: through a delay line on
+// loopback (link; none when zero: straight to sshd and the slave), or
+// between two network namespaces joined by a veth pair with netem on both
+// ends (pair: the master and rsync run in its master namespace, sshd and
+// the slave in its slave namespace).
+type path struct {
+	link harness.Link
+	pair *harness.NetnsPair
+	sshd *harness.SSHD
+}
+
+// path returns the link of round trip rtt.
+func (w *bench) path(rtt time.Duration) *path {
+	w.b.Helper()
+	if !w.netem {
+		return &path{link: harness.Link{Delay: rtt / 2, Rate: w.k.rate}, sshd: w.sshd}
+	}
+	if p := w.paths[rtt]; p != nil {
+		return p
+	}
+	netem := w.k.netem(rtt)
+	if w.k.linkKind == "netns-bare" {
+		netem = ""
+	}
+	pair, ok := harness.NewNetnsPair(w.b, netem)
+	if !ok {
+		w.b.Fatalf("netem %q could not be added to the veth pair", netem)
+	}
+	p := &path{pair: pair, sshd: harness.StartSSHD(w.b, harness.SSHDOptions{AuthorizedKeys: w.auth, Netns: pair})}
+	w.probe(p)
+	w.paths[rtt] = p
+	return p
+}
+
+// direct is the path of the untimed syncs: straight to sshd and the slave
+// on loopback, or the namespaces of rtt.
+func (w *bench) direct(rtt time.Duration) *path {
+	if w.netem {
+		return w.path(rtt)
+	}
+	return &path{sshd: w.sshd}
+}
+
+// netemWorks reports whether tc can add netem in a network namespace here,
+// or why not.
+func netemWorks() (bool, string) {
+	if os.Geteuid() != 0 {
+		return false, "not root"
+	}
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		return false, "no ip(8) (Debian package iproute2)"
+	}
+	tc, err := exec.LookPath("tc")
+	if err != nil {
+		return false, "no tc(8) (Debian package iproute2)"
+	}
+	ns := fmt.Sprintf("georep-netem-probe-%d", os.Getpid())
+	if out, err := exec.Command(ip, "netns", "add", ns).CombinedOutput(); err != nil {
+		return false, fmt.Sprintf("ip netns add: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	defer exec.Command(ip, "netns", "del", ns).Run()
+	exec.Command(ip, "-n", ns, "link", "set", "lo", "up").Run()
+	if out, err := exec.Command(ip, "netns", "exec", ns, tc, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms").CombinedOutput(); err != nil {
+		return false, fmt.Sprintf("tc qdisc add dev lo root netem in a namespace: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return true, ""
 }
 
 // BenchmarkWAN runs every workload at every round trip and prints the
@@ -117,10 +211,24 @@ func BenchmarkWAN(b *testing.B) {
 	harness.Bin(b, "georep-slave")
 	k := loadKnobs(b)
 	key, auth := harness.ClientKey(b)
-	w := &bench{b: b, k: k, dir: b.TempDir(), key: key, sshd: harness.StartSSHD(b, harness.SSHDOptions{AuthorizedKeys: auth})}
-	w.rsyncOK()
-	fmt.Printf("\nWAN benchmark: %d CPUs, link %.0f Mbit/s (%.1f MiB/s) per direction, shared, one-way delay RTT/2 each way (a Go delay line on loopback, no loss), scale %g\n",
-		runtime.NumCPU(), float64(k.rate)*8/1e6, float64(k.rate)/(1<<20), k.scale)
+	w := &bench{b: b, k: k, dir: b.TempDir(), key: key, auth: auth, paths: map[time.Duration]*path{}}
+	kind := "a Go delay line on loopback (harness.StartLinkProxy): no loss, TCP's congestion control does not see the delay"
+	switch ok, why := netemWorks(); {
+	case k.linkKind == "netns-bare":
+		w.netem, kind = true, "two network namespaces WITHOUT netem (GEOREP_BENCH_LINK=netns-bare): no delay, no cap; a check of the plumbing, no WAN figure"
+	case ok && k.linkKind != "proxy":
+		w.netem, kind = true, "two network namespaces joined by veth, netem on both ends (delay RTT/2, the rate, no loss)"
+	case k.linkKind == "netem":
+		b.Fatalf("GEOREP_BENCH_LINK=netem, but netem is unavailable: %s", why)
+	case !ok:
+		kind += " (netem unavailable: " + why + ")"
+	}
+	if !w.netem {
+		w.sshd = harness.StartSSHD(b, harness.SSHDOptions{AuthorizedKeys: auth})
+		w.probe(w.direct(0))
+	}
+	fmt.Printf("\nWAN benchmark: %d CPUs, scale %g, link %.0f Mbit/s (%.1f MiB/s) per direction, shared by all connections, one-way delay RTT/2 each way;\n%s\n",
+		runtime.NumCPU(), k.scale, float64(k.rate)*8/1e6, float64(k.rate)/(1<<20), kind)
 
 	type row struct {
 		name    string
@@ -218,9 +326,9 @@ func (w *bench) populate(root string, files, size int) int64 {
 // link of round trip rtt.
 func (w *bench) initial(name string, rtt time.Duration, src string, bytes int64) result {
 	w.b.Helper()
-	link := w.k.link(rtt)
+	link := w.path(rtt)
 	dst := filepath.Join(w.dir, name+"-rsync")
-	g := w.newGeorep(name)
+	g := w.newGeorep(link, name)
 	res := result{bytes: bytes}
 	w.alternate(
 		func() { res.rsync = w.rsync(link, src, dst) },
@@ -241,14 +349,15 @@ func (w *bench) mixed(rtt time.Duration, n, each int) result {
 	w.b.Helper()
 	src, dst := filepath.Join(w.dir, "ops-src"), filepath.Join(w.dir, "ops-rsync")
 	w.populate(src, n, 4<<10)
-	g := w.newGeorep("ops")
-	w.rsync(harness.Link{}, src, dst)
-	w.georep(harness.Link{}, g, src, "")
+	link, direct := w.path(rtt), w.direct(rtt)
+	g := w.newGeorep(link, "ops")
+	w.rsync(direct, src, dst)
+	w.georep(direct, g, src, "")
 	mixedOps(w.b, src, n, each)
 	var res result
 	w.alternate(
-		func() { res.rsync = w.rsync(w.k.link(rtt), src, dst) },
-		func() { res.georep = w.georep(w.k.link(rtt), g, src, fmt.Sprintf("ops-rtt%d", rtt.Milliseconds())) },
+		func() { res.rsync = w.rsync(link, src, dst) },
+		func() { res.georep = w.georep(link, g, src, fmt.Sprintf("ops-rtt%d", rtt.Milliseconds())) },
 	)
 	w.mustMatch(src, dst, "rsync")
 	w.mustMatch(src, g.replica, "georep")
@@ -318,38 +427,44 @@ func (w *bench) sshArgs(port string) string {
 	return fmt.Sprintf("ssh -p %s -i %s -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR", port, w.key)
 }
 
-// rsyncOK checks that rsync over ssh works before anything is timed.
-func (w *bench) rsyncOK() {
+// probe checks that rsync over ssh works on p before anything is timed.
+func (w *bench) probe(p *path) {
 	w.b.Helper()
-	src := filepath.Join(w.dir, "probe")
+	src, dst := filepath.Join(w.dir, "probe"), filepath.Join(w.dir, "probe-dst")
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		w.b.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(src, "f"), []byte("probe"), 0o644)
-	w.rsync(harness.Link{}, src, filepath.Join(w.dir, "probe-dst"))
-	w.mustMatch(src, filepath.Join(w.dir, "probe-dst"), "rsync")
+	w.rsync(p, src, dst)
+	w.mustMatch(src, dst, "rsync")
+	os.RemoveAll(dst)
 }
 
 // rsync runs rsync -aH --numeric-ids --delete over ssh from src to dst
-// through a fresh link (none when link is zero: straight to sshd) and
+// across p (through a fresh delay line, or from p's master namespace) and
 // returns its wall time.
-func (w *bench) rsync(link harness.Link, src, dst string) time.Duration {
+func (w *bench) rsync(p *path, src, dst string) time.Duration {
 	w.b.Helper()
-	port := strconv.Itoa(w.sshd.Port)
-	if link != (harness.Link{}) {
-		p := harness.StartLinkProxy(w.b, net.JoinHostPort("127.0.0.1", port), link)
-		defer p.Close()
-		_, port, _ = net.SplitHostPort(p.Addr)
+	addr := p.sshd.Addr
+	if p.link != (harness.Link{}) {
+		proxy := harness.StartLinkProxy(w.b, addr, p.link)
+		defer proxy.Close()
+		addr = proxy.Addr
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	bin, args := "rsync", []string{"-aH", "--numeric-ids", "--delete", "-e", w.sshArgs(port), src + "/", "root@" + host + ":" + dst + "/"}
+	if p.pair != nil {
+		bin, args = p.pair.Cmd(p.pair.Master, append([]string{bin}, args...)...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), runBound)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "rsync", "-aH", "--numeric-ids", "--delete", "-e", w.sshArgs(port), src+"/", "root@127.0.0.1:"+dst+"/")
+	cmd := exec.CommandContext(ctx, bin, args...)
 	settle()
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	d := time.Since(start)
 	if err != nil {
-		w.b.Fatalf("rsync over ssh: %v\n%s\nsshd:\n%s", err, harness.Tail(string(out), 20), harness.Tail(w.sshd.Log(), 20))
+		w.b.Fatalf("rsync over ssh: %v\n%s\nsshd:\n%s", err, harness.Tail(string(out), 20), harness.Tail(p.sshd.Log(), 20))
 	}
 	return d
 }
@@ -357,43 +472,77 @@ func (w *bench) rsync(link harness.Link, src, dst string) time.Duration {
 // georepTarget is a fresh replica, its slave and the master's work dir.
 type georepTarget struct {
 	replica, work string
-	slave         *harness.Slave
+	addr          string   // the slave's
+	tls           []string // the master's TLS flags; nil: harness.MasterArgs's
+	stop          func()
 }
 
-func (w *bench) newGeorep(name string) *georepTarget {
+var slaveAddrRE = regexp.MustCompile(`msg="slave serving" addr=(\S+)`)
+
+// newGeorep starts a slave of a fresh replica on p's slave side: on
+// loopback, or in p's slave namespace (its certificate names 127.0.0.1 and
+// localhost, so the master checks it as localhost).
+func (w *bench) newGeorep(p *path, name string) *georepTarget {
 	w.b.Helper()
 	g := &georepTarget{replica: filepath.Join(w.dir, name+"-replica"), work: filepath.Join(w.dir, name+"-work")}
 	if err := os.Mkdir(g.replica, 0o755); err != nil {
 		w.b.Fatal(err)
 	}
-	g.slave = harness.StartSlave(w.b, g.replica) // mutual TLS, certificates of its own
+	if p.pair == nil {
+		s := harness.StartSlave(w.b, g.replica) // mutual TLS, certificates of its own
+		g.addr, g.stop = s.Addr, s.Stop
+		return g
+	}
+	c := harness.MakeCerts(w.b, w.b.TempDir())
+	bin, args := p.pair.Cmd(p.pair.Slave, append([]string{harness.Bin(w.b, "georep-slave"), "--listen", p.pair.SlaveIP + ":0", "--root", g.replica}, c.SlaveArgs()...)...)
+	s := harness.StartProc(w.b, nil, bin, args...)
+	if !s.WaitLog("slave serving", 30*time.Second) {
+		w.b.Fatalf("the slave in namespace %s does not serve:\n%s", p.pair.Slave, harness.Tail(s.Log(), 20))
+	}
+	m := slaveAddrRE.FindStringSubmatch(s.Log())
+	if m == nil {
+		w.b.Fatalf("no address in the slave's log:\n%s", harness.Tail(s.Log(), 20))
+	}
+	g.addr, g.stop = m[1], s.Kill
+	g.tls = append(c.MasterArgs(), "--tls-server-name", "localhost")
 	return g
 }
 
 func (g *georepTarget) remove() {
-	g.slave.Stop()
+	g.stop()
 	os.RemoveAll(g.replica)
 	os.RemoveAll(g.work)
 }
 
-// georep runs georep-master --oneshot from src to g through a fresh link
-// (none when link is zero) and returns its wall time; the master's output
-// goes to GEOREP_BENCH_LOGDIR/<logName>.log when both are set.
-func (w *bench) georep(link harness.Link, g *georepTarget, src, logName string) time.Duration {
+// georep runs georep-master --oneshot from src to g across p and returns
+// its wall time; the master's output goes to GEOREP_BENCH_LOGDIR/<logName>.log
+// when both are set.
+func (w *bench) georep(p *path, g *georepTarget, src, logName string) time.Duration {
 	w.b.Helper()
-	addr := g.slave.Addr
-	if link != (harness.Link{}) {
-		p := harness.StartLinkProxy(w.b, addr, link)
-		defer p.Close()
-		addr = p.Addr
+	addr := g.addr
+	if p.link != (harness.Link{}) {
+		proxy := harness.StartLinkProxy(w.b, addr, p.link)
+		defer proxy.Close()
+		addr = proxy.Addr
+	}
+	extra := append([]string{"--oneshot", "--oneshot-timeout", runBound.String()}, w.k.georepArgs...)
+	args := harness.MasterArgs(addr, src, g.work, extra...)
+	if g.tls != nil {
+		args = append(append([]string{"--slave", addr, "--source", src, "--work-dir", g.work}, g.tls...), extra...)
+	}
+	bin := harness.Bin(w.b, "georep-master")
+	if p.pair != nil {
+		bin, args = p.pair.Cmd(p.pair.Master, append([]string{bin}, args...)...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), runBound+time.Minute)
 	defer cancel()
-	args := harness.MasterArgs(addr, src, g.work, append([]string{"--oneshot-timeout", runBound.String()}, w.k.georepArgs...)...)
 	settle()
 	start := time.Now()
-	out := harness.MustOneshot(w.b, ctx, args...)
+	code, out := harness.Run(w.b, ctx, nil, bin, args...)
 	d := time.Since(start)
+	if code != 0 {
+		w.b.Fatalf("georep-master --oneshot exited %d:\n%s", code, harness.Tail(out, 60))
+	}
 	if w.k.logDir != "" && logName != "" {
 		if err := os.WriteFile(filepath.Join(w.k.logDir, logName+".log"), []byte(out), 0o644); err != nil {
 			w.b.Fatal(err)
