@@ -14,12 +14,13 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 GRPCURL_VERSION            := v1.9.3
 
 # Debian packages the tests and the demo need: GlusterFS for integration/gluster,
-# openssh-server for gsyncd in the side-by-side benchmark, systemd for
+# openssh-server for gsyncd in the side-by-side benchmark and rsync over ssh in
+# the WAN benchmark, systemd for
 # systemd-analyze and openssl for deploy/tls/make-certs.sh in the deploy test,
 # iproute2 for the network namespaces of the WAN test.
 DEB_PACKAGES := rsync attr acl glusterfs-server glusterfs-client openssh-server systemd openssl iproute2
 
-.PHONY: help deps tools build test unit integration lint generate check-generate demo bench bench-gluster fuzz fuzz-ci clean
+.PHONY: help deps tools build test unit integration lint generate check-generate demo bench bench-wan bench-gluster fuzz fuzz-ci clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -83,6 +84,9 @@ demo: deps build ## replicate a sample tree through a local slave and show that 
 
 bench: deps build ## georep vs local rsync -a: 20,000 x 4 KiB files and 4 x 256 MiB, same run, same disk
 	GEOREP_BIN=$(BIN) $(GO) test -count=1 -timeout 60m -run '^$$' -bench . -benchtime 1x ./integration/bench/
+
+bench-wan: deps build ## georep vs rsync over ssh through a delay line (400 Mbit/s) at 0, 50 and 100 ms RTT: 20,000 x 4 KiB, 1,500 mixed ops, 4 x 256 MiB (GEOREP_BENCH_SCALE=0.1 for a quick run)
+	GEOREP_BIN=$(BIN) $(GO) test -count=1 -timeout 90m -run '^$$' -bench . -benchtime 1x ./integration/bench/wan/
 
 bench-gluster: deps build ## georep vs gsyncd on real GlusterFS volumes: 10,000 x 4 KiB, 1,500 mixed ops, latency, 4 x 256 MiB (GEOREP_BENCH_SCALE=0.02 for a quick run)
 	GEOREP_BIN=$(BIN) $(GO) test -count=1 -timeout 90m -run '^$$' -bench . -benchtime 1x ./integration/gluster/bench/

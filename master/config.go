@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/georep/georep/rpc"
+	"github.com/georep/georep/rpc/bwlimit"
 )
 
 // Config is the master daemon's configuration. Field comments give the
@@ -54,6 +55,10 @@ type Config struct {
 	Oneshot        bool          // oneshot: one pass; exit 0 only when converged
 	OneshotTimeout time.Duration // oneshot-timeout: give up (non-zero exit) after this long
 	Lease          time.Duration // lease: session lease asked of the slave
+	// BandwidthLimit is bandwidth-limit: all the master sends to the slave
+	// (its gRPC connection and the rsync tunnels together) stays under it;
+	// 0: no limit.
+	BandwidthLimit bwlimit.Rate
 
 	// The operator interface (master/status.go).
 	StatusListen  string         // status-listen: host:port of the status service ("" : a UNIX socket <work-dir>/status.sock)
@@ -140,6 +145,9 @@ func (c Config) Validate() error {
 	}
 	if c.OneshotTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("oneshot-timeout: %s must be positive", c.OneshotTimeout))
+	}
+	if c.BandwidthLimit != 0 && c.BandwidthLimit < bwlimit.Min {
+		errs = append(errs, fmt.Errorf("bandwidth-limit: %s is below the least of %s (or none)", c.BandwidthLimit, bwlimit.Min))
 	}
 	if c.Lease < 5*time.Second {
 		errs = append(errs, fmt.Errorf("lease: %s is shorter than 5s", c.Lease))

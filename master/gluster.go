@@ -35,7 +35,7 @@ func runGluster(ctx context.Context, cfg Config, wd *workDir, mon *monitor, rsyn
 			log.Warn("unmounting the aux-gfid mount", "err", err)
 		}
 	}()
-	client, err := newSlaveClient(cfg, vol.ID, wd.path("session"))
+	client, err := newSlaveClient(cfg, vol.ID, wd.path("session"), wd.path("tunnel.sock"), mon.bw)
 	if err != nil {
 		return err
 	}

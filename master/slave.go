@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -21,9 +22,11 @@ import (
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/master/slaveclient"
+	"github.com/georep/georep/master/slaveclient/tunnel"
 	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/atomicfile"
+	"github.com/georep/georep/rpc/bwlimit"
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
 )
@@ -96,6 +99,10 @@ type slaveClient struct {
 	// sessionFile is where the current session id is written for the rsync
 	// tunnel processes that rsync starts.
 	sessionFile string
+	// relay carries the rsync tunnels' connections to the slave through
+	// the master's dialer, and so its bandwidth limit (nil: the tunnels
+	// dial the slave themselves).
+	relay *tunnel.Relay
 
 	// lost is set when a keep-alive is refused: the slave no longer knows
 	// the session (it restarted, or another master took over).
@@ -116,8 +123,20 @@ type slaveClient struct {
 // rsync tunnels pass it on as text, through rsync's error output.
 const sessionRefusal = "is not the current session"
 
-func newSlaveClient(cfg Config, volumeID, sessionFile string) (*slaveClient, error) {
-	conn, err := rpc.NewClient(rpc.ClientConfig{Address: cfg.Slave, TLS: cfg.TLS, Insecure: cfg.Insecure})
+// newSlaveClient opens the gRPC client of the slave. Every connection it
+// makes to the slave goes through bw (nil: no limit), and when relaySock is
+// not empty it also relays the rsync tunnels' connections there (see
+// tunnel.Relay), so that bw covers all that the master sends.
+func newSlaveClient(cfg Config, volumeID, sessionFile, relaySock string, bw *bwlimit.Limiter) (*slaveClient, error) {
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return bw.Conn(c), nil
+	}
+	conn, err := rpc.NewClient(rpc.ClientConfig{Address: cfg.Slave, TLS: cfg.TLS, Insecure: cfg.Insecure, Dial: dial})
 	if err != nil {
 		return nil, err
 	}
@@ -127,8 +146,32 @@ func newSlaveClient(cfg Config, volumeID, sessionFile string) (*slaveClient, err
 		volumeID: volumeID, node: fmt.Sprintf("%s pid %d", host, os.Getpid()),
 		lease: cfg.Lease, sessionFile: sessionFile,
 	}
+	if relaySock != "" {
+		c.relay, err = tunnel.ListenRelay(relaySock, func(ctx context.Context) (net.Conn, error) { return dial(ctx, cfg.Slave) })
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
 	c.Client = slaveclient.New(conn, c.sessionID)
 	return c, nil
+}
+
+// tunnelArgs are the rsync tunnel's flags to reach the slave as this
+// client does: through the relay, with the same transport.
+func (c *slaveClient) tunnelArgs(cfg Config) []string {
+	args := []string{"--slave", cfg.Slave, "--session-file", c.sessionFile}
+	if c.relay != nil {
+		args = append(args, "--via", c.relay.Path())
+	}
+	if cfg.Insecure {
+		return append(args, "--insecure")
+	}
+	args = append(args, "--tls-cert", cfg.TLS.Cert, "--tls-key", cfg.TLS.Key, "--tls-ca", cfg.TLS.CA)
+	if cfg.TLS.ServerName != "" {
+		args = append(args, "--tls-server-name", cfg.TLS.ServerName)
+	}
+	return args
 }
 
 // SetXtime marks the inode g with this master volume's xtime t.
@@ -143,7 +186,12 @@ func (c *slaveClient) sessionID() string {
 	return c.session
 }
 
-func (c *slaveClient) Close() error { return c.conn.Close() }
+func (c *slaveClient) Close() error {
+	if c.relay != nil {
+		c.relay.Close()
+	}
+	return c.conn.Close()
+}
 
 // slaveVolume returns the slave's volume id, known once a session is open.
 func (c *slaveClient) slaveVolume() string {

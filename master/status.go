@@ -15,6 +15,7 @@ import (
 	masterv1 "github.com/georep/georep/gen/georep/master/v1"
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/atomicfile"
+	"github.com/georep/georep/rpc/bwlimit"
 	"github.com/georep/georep/rpc/gfid"
 )
 
@@ -34,7 +35,10 @@ type monitor struct {
 	interval atomic.Int64
 	// maxDelete is max-delete as changed live (nil: cfg's).
 	maxDelete atomic.Pointer[DeleteLimit]
-	metrics   *metrics
+	// bw is bandwidth-limit: the one bucket every connection to the slave
+	// shares, changed live by config set.
+	bw      *bwlimit.Limiter
+	metrics *metrics
 
 	mu      sync.Mutex
 	workers []*workerEntry
@@ -69,7 +73,7 @@ func newMonitor(cfg Config, wd *workDir, log *slog.Logger) (*monitor, error) {
 		node = "localhost"
 	}
 	m := &monitor{cfg: cfg, log: log, wd: wd, node: node, now: time.Now,
-		resumed: make(chan struct{}), changed: make(chan struct{}), metrics: newMetrics()}
+		resumed: make(chan struct{}), changed: make(chan struct{}), metrics: newMetrics(), bw: bwlimit.New(cfg.BandwidthLimit)}
 	close(m.resumed)
 	cp, err := loadCheckpoint(wd.path("checkpoint"))
 	if err != nil {

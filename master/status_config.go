@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/georep/georep/rpc/bwlimit"
 )
 
 // Errors of the live configuration.
@@ -45,6 +47,7 @@ func (m *monitor) configKeys() map[string]func() string {
 		"oneshot": b(c.Oneshot), "oneshot-timeout": d(c.OneshotTimeout), "lease": d(c.Lease),
 		"status-listen": str(c.StatusListen), "metrics-listen": str(c.MetricsListen),
 		"max-delete":        func() string { return m.deleteLimit().String() },
+		"bandwidth-limit":   func() string { return m.bw.Rate().String() },
 		"accept-new-source": b(c.AcceptNewSource), "dry-run": b(c.DryRun),
 		"log-level": func() string {
 			if c.LogLevel == nil {
@@ -56,7 +59,7 @@ func (m *monitor) configKeys() map[string]func() string {
 }
 
 // liveKeys are the keys safe to change while the master runs.
-var liveKeys = []string{"change-interval", "log-level", "max-delete"}
+var liveKeys = []string{"bandwidth-limit", "change-interval", "log-level", "max-delete"}
 
 // getConfig returns key's value, or every key's when key is "".
 func (m *monitor) getConfig(key string) ([]configValue, error) {
@@ -109,6 +112,12 @@ func (m *monitor) setConfig(key, value string) (configValue, error) {
 			e.w.nudge(false) // a worker halted by the guard tries again at once
 		}
 		m.mu.Unlock()
+	case "bandwidth-limit":
+		r, err := bwlimit.Parse(value)
+		if err != nil {
+			return configValue{}, fmt.Errorf("%w: %v", errBadValue, err)
+		}
+		m.bw.SetRate(r) // every connection to the slave, the relayed tunnels' too
 	case "log-level":
 		if m.cfg.LogLevel == nil {
 			return configValue{}, fmt.Errorf("log-level %w: this master's logger has a fixed level", errNotLive)

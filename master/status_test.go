@@ -194,6 +194,10 @@ func TestSetConfig(t *testing.T) {
 		{key: "change-interval", value: "10ms", err: errBadValue, msg: `change-interval: "10ms"`},
 		{key: "change-interval", value: "soon", err: errBadValue, msg: `change-interval: "soon"`},
 		{key: "log-level", value: "debug"},
+		{key: "bandwidth-limit", value: "20MiB/s"},
+		{key: "bandwidth-limit", value: "none"},
+		{key: "bandwidth-limit", value: "100Mbit/s"},
+		{key: "bandwidth-limit", value: "fast", err: errBadValue, msg: `bandwidth-limit: "fast" is not a rate`},
 		{key: "log-level", value: "loud", err: errBadValue, msg: `log-level: "loud" is not one of debug, info, warn, error`},
 		{key: "sync-jobs", value: "4", err: errNotLive, msg: "sync-jobs cannot be changed while the master runs"},
 		{key: "slave", value: "x:1", err: errNotLive, msg: "slave cannot be changed"},
@@ -217,6 +221,9 @@ func TestSetConfig(t *testing.T) {
 	}
 	if cfg.LogLevel.Level() != slog.LevelDebug {
 		t.Errorf("log level %s after setting debug", cfg.LogLevel.Level())
+	}
+	if got := m.bw.Rate(); got != 100e6/8 {
+		t.Errorf("the bandwidth limit is %s after setting 100Mbit/s", got)
 	}
 	all, err := m.getConfig("")
 	if err != nil || len(all) < 20 {

@@ -123,7 +123,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	client, err := newSlaveClient(cfg, volumeID, wd.path("session"))
+	client, err := newSlaveClient(cfg, volumeID, wd.path("session"), wd.path("tunnel.sock"), mon.bw)
 	if err != nil {
 		return err
 	}
@@ -244,15 +244,7 @@ func newWorker(cfg Config, wd *workDir, client *slaveClient, rsyncPath, self str
 	if err != nil {
 		return nil, err
 	}
-	tunnel := []string{self, "rsync-tunnel", "--slave", cfg.Slave, "--session-file", client.sessionFile}
-	if cfg.Insecure {
-		tunnel = append(tunnel, "--insecure")
-	} else {
-		tunnel = append(tunnel, "--tls-cert", cfg.TLS.Cert, "--tls-key", cfg.TLS.Key, "--tls-ca", cfg.TLS.CA)
-		if cfg.TLS.ServerName != "" {
-			tunnel = append(tunnel, "--tls-server-name", cfg.TLS.ServerName)
-		}
-	}
+	tunnel := append([]string{self, "rsync-tunnel"}, client.tunnelArgs(cfg)...)
 	var w *worker // set below, before the sync jobs run
 	sy, err := syncer.New(syncer.Config{
 		Jobs: cfg.SyncJobs, RsyncPath: rsyncPath, RsyncOptions: cfg.RsyncOptions,

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
 
 	"google.golang.org/grpc"
@@ -20,6 +21,10 @@ type ClientConfig struct {
 	Address  string
 	TLS      TLSFiles
 	Insecure bool
+	// Dial, when not nil, makes the connection instead of a TCP dial of
+	// Address (which is then passed to it as it is, not resolved first);
+	// TLS still checks the server's certificate against Address's host.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // NewClient returns a lazily connecting client with keepalive and message
@@ -31,7 +36,12 @@ func NewClient(cfg ClientConfig) (*grpc.ClientConn, error) {
 	}
 	bo := grpcbackoff.DefaultConfig
 	bo.MaxDelay = 30 * time.Second
-	conn, err := grpc.NewClient(cfg.Address,
+	target, opts := cfg.Address, []grpc.DialOption{}
+	if cfg.Dial != nil {
+		target = "passthrough:///" + cfg.Address
+		opts = append(opts, grpc.WithContextDialer(cfg.Dial))
+	}
+	conn, err := grpc.NewClient(target, append(opts,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 20 * time.Second, PermitWithoutStream: true}),
@@ -40,7 +50,7 @@ func NewClient(cfg ClientConfig) (*grpc.ClientConn, error) {
 		grpc.WithInitialConnWindowSize(connWindow),
 		grpc.WithReadBufferSize(ioBuffer),
 		grpc.WithWriteBufferSize(ioBuffer),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("client for %s: %w", cfg.Address, err)
 	}

@@ -37,6 +37,8 @@ func TestInvalidValuesRefusedAtStart(t *testing.T) {
 		{name: "max-delete env percent", env: map[string]string{"GEOREP_MAX_DELETE": "150%"}, want: `max-delete: "150%" is not a percentage in (0,100]%`},
 		{name: "max-delete file", file: "max-delete: -3\n", want: `max-delete: "-3"`},
 		{name: "accept-new-source env", env: map[string]string{"GEOREP_ACCEPT_NEW_SOURCE": "sure"}, want: `accept-new-source: "sure" is not a valid bool`},
+		{name: "bandwidth-limit flag", args: []string{"--bandwidth-limit", "fast"}, want: `bandwidth-limit: "fast" is not a rate such as 20MiB/s`},
+		{name: "bandwidth-limit env too low", env: map[string]string{"GEOREP_BANDWIDTH_LIMIT": "10B/s"}, want: `bandwidth-limit: "10B/s" is below the least of 1KiB/s`},
 		{name: "dry-run without oneshot", args: []string{"--dry-run"}, want: "dry-run: goes with --oneshot"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,7 +59,7 @@ func TestInvalidValuesRefusedAtStart(t *testing.T) {
 			}
 		})
 	}
-	if err := startErr(append(base, "--status-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")); err != nil {
+	if err := startErr(append(base, "--status-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--bandwidth-limit", "20MiB/s")); err != nil {
 		t.Fatalf("valid configuration refused: %v", err)
 	}
 }

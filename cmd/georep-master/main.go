@@ -26,6 +26,7 @@ import (
 	"github.com/georep/georep/cmd/internal/cli"
 	"github.com/georep/georep/master"
 	"github.com/georep/georep/rpc"
+	"github.com/georep/georep/rpc/bwlimit"
 )
 
 func main() {
@@ -98,6 +99,7 @@ func flags() *pflag.FlagSet {
 	fs.Bool("oneshot", false, "one pass; exit 0 only when the slave has converged to the source")
 	fs.Duration("oneshot-timeout", d.OneshotTimeout, "with --oneshot: give up (exit 3) after this long")
 	fs.Duration("lease", d.Lease, "session lease asked of the slave")
+	fs.String("bandwidth-limit", d.BandwidthLimit.String(), "all the master sends to the slave (gRPC and the rsync tunnels together) stays under this rate: 20MiB/s, 500KiB/s, 100Mbit/s, or none")
 	fs.String("status-listen", "", "host:port of the status service georepctl talks to (default: a UNIX socket <work-dir>/status.sock)")
 	fs.String("metrics-listen", "", "host:port serving Prometheus metrics on /metrics (default: none)")
 	return fs
@@ -106,6 +108,10 @@ func flags() *pflag.FlagSet {
 // config reads the master's configuration out of v.
 func config(v *viper.Viper) (master.Config, error) {
 	maxDelete, err := master.ParseDeleteLimit(v.GetString("max-delete"))
+	if err != nil {
+		return master.Config{}, err
+	}
+	bw, err := bwlimit.Parse(v.GetString("bandwidth-limit"))
 	if err != nil {
 		return master.Config{}, err
 	}
@@ -136,6 +142,7 @@ func config(v *viper.Viper) (master.Config, error) {
 		Oneshot:            v.GetBool("oneshot"),
 		OneshotTimeout:     v.GetDuration("oneshot-timeout"),
 		Lease:              v.GetDuration("lease"),
+		BandwidthLimit:     bw,
 		StatusListen:       v.GetString("status-listen"),
 		MetricsListen:      v.GetString("metrics-listen"),
 	}, nil

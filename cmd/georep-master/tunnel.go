@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -25,6 +26,7 @@ func rsyncTunnel(args []string) int {
 	addr := fs.String("slave", "", "address of georep-slave")
 	sessionFile := fs.String("session-file", "", "file holding the session id")
 	insecure := fs.Bool("insecure", false, "plaintext gRPC")
+	via := fs.String("via", "", "the master's relay socket to reach the slave through (its bandwidth limit); empty: dial the slave")
 	var files rpc.TLSFiles
 	fs.StringVar(&files.Cert, "tls-cert", "", "client certificate")
 	fs.StringVar(&files.Key, "tls-key", "", "client key")
@@ -43,7 +45,14 @@ func rsyncTunnel(args []string) int {
 		fmt.Fprintf(os.Stderr, "georep rsync-tunnel: session: %v\n", err)
 		return 2
 	}
-	conn, err := rpc.NewClient(rpc.ClientConfig{Address: *addr, TLS: files, Insecure: *insecure})
+	cc := rpc.ClientConfig{Address: *addr, TLS: files, Insecure: *insecure}
+	if *via != "" {
+		cc.Dial = func(ctx context.Context, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", *via)
+		}
+	}
+	conn, err := rpc.NewClient(cc)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "georep rsync-tunnel: %v\n", err)
 		return 2

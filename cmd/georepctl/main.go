@@ -53,7 +53,7 @@ commands:
   failures skip GFID --reason TEXT lift a failure: it no longer holds stime (recorded in the worker's skipped.log)
   pause | resume                   stop after the pass in flight | go on
   config get [KEY]                 configuration of the running master
-  config set KEY VALUE             change a key that may change live (change-interval, log-level)
+  config set KEY VALUE             change a key that may change live (bandwidth-limit, change-interval, log-level, max-delete)
 
 flags:
 `

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,26 +16,9 @@ import (
 
 func makeTree(b *testing.B, root string, files, size int) int64 {
 	b.Helper()
-	rng := rand.New(rand.NewPCG(1, 1))
-	buf := make([]byte, size)
-	var total int64
-	for i := range files {
-		dir := filepath.Join(root, fmt.Sprintf("d%03d", i/200))
-		if i%200 == 0 {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				b.Fatal(err)
-			}
-		}
-		for j := 0; j < len(buf); j += 8 {
-			v := rng.Uint64()
-			for k := 0; k < 8 && j+k < len(buf); k++ {
-				buf[j+k] = byte(v >> (8 * k))
-			}
-		}
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%05d", i)), buf, 0o644); err != nil {
-			b.Fatal(err)
-		}
-		total += int64(size)
+	total, err := harness.PopulateFlat(root, files, size)
+	if err != nil {
+		b.Fatal(err)
 	}
 	return total
 }

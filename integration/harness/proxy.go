@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Direction selects which way of a proxied connection a fault applies to.
@@ -48,12 +50,16 @@ func (d Direction) String() string {
 // A proxy started with StartDelayProxy also holds every chunk it reads for
 // a fixed one-way delay before passing it on, each direction on its own
 // (a round trip through it takes twice the delay). See StartDelayProxy for
-// what that models and what it does not.
+// what that models and what it does not. One started with StartLinkProxy
+// also caps each direction at a rate that all its connections share.
 type Proxy struct {
 	Addr   string
 	Target string
 
 	delay time.Duration // one-way, each way (0: none)
+	// limits are the shared capacity of each direction (up, down); nil:
+	// none.
+	limits [2]*rate.Limiter
 
 	ln     net.Listener
 	wg     sync.WaitGroup
@@ -80,7 +86,7 @@ type proxyConn struct {
 // its address carry the TLS flags of target's slave.
 func StartProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
-	return startProxy(t, target, 0)
+	return startProxy(t, target, Link{})
 }
 
 // StartDelayProxy is StartProxy with a latency: every chunk read from
@@ -101,16 +107,63 @@ func StartDelayProxy(t testing.TB, target string, delay time.Duration) *Proxy {
 	if delay <= 0 {
 		t.Fatalf("StartDelayProxy: delay %s, want > 0", delay)
 	}
-	return startProxy(t, target, delay)
+	return startProxy(t, target, Link{Delay: delay})
 }
 
-func startProxy(t testing.TB, target string, delay time.Duration) *Proxy {
+// Link is what a StartLinkProxy models: a one-way delay each way and a
+// capacity per direction.
+type Link struct {
+	// Delay is the one-way delay, each way (a round trip takes 2×Delay
+	// more than on loopback); 0: none.
+	Delay time.Duration
+	// Rate is the capacity of each direction in bytes per second, shared by
+	// every connection through the proxy (0: none).
+	Rate int64
+}
+
+// RTT is the round trip the link adds.
+func (l Link) RTT() time.Duration { return 2 * l.Delay }
+
+// linkBurst is the most a direction of a rate-capped link lets through at
+// once: one read of the proxy (a chunk is let through whole).
+const linkBurst = 64 << 10
+
+// linkBuffer is the kernel receive buffer of each socket a rate-capped
+// proxy reads from: what queues at the link's entrance is then the
+// sender's send buffer, this and the one chunk waiting for the rate, not
+// the several MiB that loopback's autotuning grows to (which would add a
+// queueing delay no WAN router's buffer does).
+const linkBuffer = 256 << 10
+
+// StartLinkProxy is StartDelayProxy (delay may be 0) with a capacity: each
+// direction lets link.Rate bytes per second through, shared by all the
+// proxy's connections as on one link, in the order their chunks were read
+// (a chunk waits for the rate first, then for the delay: serialisation,
+// then propagation). A sender is held back by TCP flow control while its
+// chunk waits, so a bulk transfer queues in its own socket buffers and
+// others' chunks still get their turn. What StartDelayProxy says of TCP
+// holds here too: no loss, and congestion control never sees the delay or
+// the rate.
+func StartLinkProxy(t testing.TB, target string, link Link) *Proxy {
+	t.Helper()
+	if link.Delay < 0 || link.Rate < 0 {
+		t.Fatalf("StartLinkProxy: %+v, want a delay and a rate of at least 0", link)
+	}
+	return startProxy(t, target, link)
+}
+
+func startProxy(t testing.TB, target string, link Link) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("proxy listen: %v", err)
 	}
-	p := &Proxy{Addr: ln.Addr().String(), Target: target, delay: delay, ln: ln, conns: map[*proxyConn]struct{}{}, gate: make(chan struct{})}
+	p := &Proxy{Addr: ln.Addr().String(), Target: target, delay: link.Delay, ln: ln, conns: map[*proxyConn]struct{}{}, gate: make(chan struct{})}
+	if link.Rate > 0 {
+		for i := range p.limits {
+			p.limits[i] = rate.NewLimiter(rate.Limit(link.Rate), linkBurst)
+		}
+	}
 	if c, known := transportOf(target); known {
 		register(t, p.Addr, c)
 	}
@@ -153,6 +206,10 @@ func (p *Proxy) accept() {
 		p.conns[pc] = struct{}{}
 		p.mu.Unlock()
 		p.accepted.Add(1)
+		if p.limits[0] != nil {
+			pc.client.SetReadBuffer(linkBuffer)
+			pc.server.SetReadBuffer(linkBuffer)
+		}
 		if p.delay > 0 {
 			p.wg.Add(4)
 			for _, d := range []struct {
@@ -198,6 +255,9 @@ func (p *Proxy) delayIn(pc *proxyConn, from *net.TCPConn, q chan<- delayed, dir 
 		}
 		n, err := from.Read(buf)
 		if n > 0 {
+			if !p.waitRate(pc, dir, n) {
+				return
+			}
 			c := delayed{at: time.Now().Add(p.delay), b: append([]byte(nil), buf[:n]...)}
 			select {
 			case q <- c:
@@ -271,7 +331,7 @@ func (p *Proxy) pump(pc *proxyConn, from, to *net.TCPConn, dir Direction) {
 		}
 		n, err := from.Read(buf)
 		if n > 0 {
-			if !p.wait(dir) {
+			if !p.waitRate(pc, dir, n) || !p.wait(dir) {
 				break
 			}
 			if _, werr := to.Write(buf[:n]); werr != nil {
@@ -295,6 +355,31 @@ func (p *Proxy) pump(pc *proxyConn, from, to *net.TCPConn, dir Direction) {
 	// Any other failure ends the whole connection; a reset on one side is
 	// passed on as a reset on the other.
 	p.drop(pc, true)
+}
+
+// waitRate holds a chunk of n bytes read in direction dir until the
+// link's rate lets it through; false when the connection or the proxy is
+// gone meanwhile.
+func (p *Proxy) waitRate(pc *proxyConn, dir Direction, n int) bool {
+	lim := p.limits[0]
+	if dir == Down {
+		lim = p.limits[1]
+	}
+	if lim == nil {
+		return true
+	}
+	d := lim.ReserveN(time.Now(), n).Delay() // n ≤ linkBurst: always granted
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-pc.gone:
+		return false
+	}
 }
 
 // wait blocks while dir is paused; false when the proxy or the connection

@@ -92,7 +92,7 @@ func startStoppable(tb testing.TB, bin string, args []string) *harness.Proc {
 	tb.Helper()
 	p := harness.StartProc(tb, nil, bin, args...) // its cleanup SIGKILLs it; this one runs first
 	tb.Cleanup(func() {
-		kids := descendants(p.Cmd.Process.Pid)
+		kids := harness.Descendants(p.Cmd.Process.Pid)
 		if !p.Exited() {
 			p.Cmd.Process.Signal(syscall.SIGTERM)
 			if _, ok := p.Wait(30 * time.Second); !ok {
@@ -104,10 +104,10 @@ func startStoppable(tb testing.TB, bin string, args []string) *harness.Proc {
 		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 			deadline := time.Now().Add(10 * time.Second)
 			for _, k := range kids {
-				for alive(k) && time.Now().Before(deadline) {
+				for harness.Alive(k) && time.Now().Before(deadline) {
 					time.Sleep(50 * time.Millisecond)
 				}
-				if alive(k) {
+				if harness.Alive(k) {
 					tb.Logf("%s left process %d running: %v", bin, k, sig)
 					syscall.Kill(k, sig)
 				}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/georep/georep/integration/gluster"
+	"github.com/georep/georep/integration/harness"
 )
 
 // Where GlusterFS keeps geo-replication state and logs (fixed paths).
@@ -64,7 +65,7 @@ func glusterCLI(args ...string) (string, error) {
 // gsyncdHost is what every gsyncd session on this host needs, set up once
 // by a benchmark: sshd on loopback, root's key login, gsec_create's keys.
 type gsyncdHost struct {
-	sshd   *sshd
+	sshd   *harness.SSHD
 	sshDir string // root's ~/.ssh
 }
 
@@ -80,8 +81,8 @@ func setUpGsyncdHost(tb testing.TB) *gsyncdHost {
 	// Registered first, so undone last: after the sessions and sshd stopped.
 	keepDir(tb, sshDir)
 	removeNew(tb, geoRepDir, func(name string) bool { return gsecFiles[name] || strings.HasPrefix(name, "georep-") })
-	h := &gsyncdHost{sshd: startSSHD(tb), sshDir: sshDir}
-	authorizeRootKey(tb, sshDir, h.sshd.port)
+	h := &gsyncdHost{sshd: harness.StartSSHD(tb, harness.SSHDOptions{}), sshDir: sshDir}
+	authorizeRootKey(tb, sshDir, h.sshd.Port)
 	if _, err := glusterCLI("system::", "execute", "gsec_create"); err != nil {
 		tb.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func newGsyncdSession(tb testing.TB, h *gsyncdHost, k knobs, master, slave *glus
 	removeNew(tb, geoRepLogs, func(name string) bool {
 		return mine(name) || name == "cli.log" || strings.HasPrefix(name, "gverify-")
 	})
-	port := strconv.Itoa(h.sshd.port)
+	port := strconv.Itoa(h.sshd.Port)
 	if _, err := glusterCLI(s.cmd("create", "ssh-port", port, "push-pem", "force")...); err != nil {
 		tb.Fatal(err)
 	}

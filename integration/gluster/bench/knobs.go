@@ -67,3 +67,9 @@ func loadKnobs(tb testing.TB) knobs {
 func (k knobs) scaled(n int, least int) int {
 	return max(least, int(math.Round(float64(n)*k.scale)))
 }
+
+// tail returns the last lines of s (a log).
+func tail(s string, lines int) string {
+	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(parts[max(0, len(parts)-lines):], "\n")
+}

@@ -1,4 +1,4 @@
-package bench
+package harness
 
 import (
 	"bytes"
@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,9 +24,10 @@ const (
 	privsepDir  = "/run/sshd"      // sshd refuses to start without it
 )
 
-// requireSSHD installs Debian's openssh-server when sshd is missing. The
-// package's service is not started: sshd runs only as startSSHD starts it.
-func requireSSHD(tb testing.TB) {
+// RequireSSHD installs Debian's openssh-server when sshd is missing (and
+// sshd's privilege separation user). The package's service is not started:
+// sshd runs only as StartSSHD starts it.
+func RequireSSHD(tb testing.TB) {
 	tb.Helper()
 	defer requirePrivsepUser(tb)
 	if _, err := os.Stat(sshdBin); err == nil {
@@ -43,12 +43,12 @@ func requireSSHD(tb testing.TB) {
 		return string(out), err
 	}
 	if out, err := install(); err != nil {
-		tb.Logf("apt-get install %s: %v\n%s\nrunning apt-get update first", sshdPackage, err, tail(out, 10))
+		tb.Logf("apt-get install %s: %v\n%s\nrunning apt-get update first", sshdPackage, err, Tail(out, 10))
 		if out, err := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); err != nil {
-			tb.Fatalf("apt-get update: %v\n%s", err, tail(string(out), 10))
+			tb.Fatalf("apt-get update: %v\n%s", err, Tail(string(out), 10))
 		}
 		if out, err := install(); err != nil {
-			tb.Fatalf("apt-get install %s: %v\n%s", sshdPackage, err, tail(out, 20))
+			tb.Fatalf("apt-get install %s: %v\n%s", sshdPackage, err, Tail(out, 20))
 		}
 	}
 	if _, err := os.Stat(sshdBin); err != nil {
@@ -72,22 +72,40 @@ func requirePrivsepUser(tb testing.TB) {
 	tb.Log("created sshd's privilege separation user (the package's postinst would have)")
 }
 
-// sshd is an sshd this benchmark started in the foreground (-D), our child,
-// listening on 127.0.0.1 only, with its own configuration and host key.
-type sshd struct {
-	port int
+// SSHD is an sshd a test or benchmark started in the foreground (-D), its
+// child, listening on 127.0.0.1 only, with its own configuration and host
+// key. The GlusterFS benchmark runs gsyncd's sessions through one, the WAN
+// benchmark rsync over ssh.
+type SSHD struct {
+	Port int
+	Addr string // host:port
 	cmd  *exec.Cmd
 	out  *lockedBuffer
 	done chan struct{}
 }
 
-// startSSHD starts sshd on a free loopback port with the configuration and
-// host key in a temporary directory, waits until it accepts connections,
-// and stops it (and the session processes it forked) when the benchmark
-// ends.
-func startSSHD(tb testing.TB) *sshd {
+// SSHDOptions are what differs between the users of StartSSHD.
+type SSHDOptions struct {
+	// AuthorizedKeys, when not empty, is the only authorized_keys file, for
+	// every user (an absolute path; StrictModes is off, since it lives in a
+	// test's temporary directory under /tmp). Empty: each user's
+	// ~/.ssh/authorized_keys, sshd's default and where gsyncd's
+	// add_secret_pub writes.
+	AuthorizedKeys string
+	// Netns, when not nil, runs sshd in the pair's slave namespace,
+	// listening on its address (the test cannot dial it there: sshd's
+	// own "Server listening" says when it is ready).
+	Netns *NetnsPair
+}
+
+// StartSSHD starts sshd on a free loopback port (or in a namespace, see
+// SSHDOptions.Netns) with the configuration and host key in a temporary
+// directory, waits until it accepts connections, and stops it (and the
+// session processes it forked) when the test ends. Root may log in with a
+// key (no password, no PAM).
+func StartSSHD(tb testing.TB, opts SSHDOptions) *SSHD {
 	tb.Helper()
-	requireSSHD(tb)
+	RequireSSHD(tb)
 	dir := tb.TempDir()
 	hostKey := filepath.Join(dir, "ssh_host_ed25519_key")
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", hostKey).CombinedOutput(); err != nil {
@@ -103,8 +121,16 @@ func startSSHD(tb testing.TB) *sshd {
 	conf := filepath.Join(dir, "sshd_config")
 	// AuthorizedKeysFile is sshd's default, and the place gsyncd's
 	// add_secret_pub writes to when /etc/ssh/sshd_config does not say.
+	keys, strict := ".ssh/authorized_keys", "yes"
+	if opts.AuthorizedKeys != "" {
+		keys, strict = opts.AuthorizedKeys, "no"
+	}
+	listen := "127.0.0.1"
+	if opts.Netns != nil {
+		listen = opts.Netns.SlaveIP
+	}
 	cfg := fmt.Sprintf(`Port %d
-ListenAddress 127.0.0.1
+ListenAddress %s
 HostKey %s
 PidFile %s
 PermitRootLogin prohibit-password
@@ -112,15 +138,20 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
-AuthorizedKeysFile .ssh/authorized_keys
+AuthorizedKeysFile %s
+StrictModes %s
 Subsystem sftp internal-sftp
 LogLevel INFO
-`, port, hostKey, filepath.Join(dir, "sshd.pid"))
+`, port, listen, hostKey, filepath.Join(dir, "sshd.pid"), keys, strict)
 	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	s := &sshd{port: port, out: &lockedBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(sshdBin, "-D", "-e", "-f", conf)
+	s := &SSHD{Port: port, Addr: net.JoinHostPort(listen, strconv.Itoa(port)), out: &lockedBuffer{}, done: make(chan struct{})}
+	bin, args := sshdBin, []string{"-D", "-e", "-f", conf}
+	if opts.Netns != nil {
+		bin, args = opts.Netns.Cmd(opts.Netns.Slave, append([]string{sshdBin}, args...)...)
+	}
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		tb.Fatalf("start sshd: %v", err)
@@ -129,10 +160,19 @@ LogLevel INFO
 	tb.Cleanup(func() { s.stop(tb) })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
-		if err == nil {
-			c.Close()
-			break
+		var err error
+		if opts.Netns != nil {
+			if strings.Contains(s.out.String(), "Server listening on") {
+				break
+			}
+			err = errors.New("no \"Server listening\" in its log")
+		} else {
+			c, derr := net.DialTimeout("tcp", s.Addr, time.Second)
+			if derr == nil {
+				c.Close()
+				break
+			}
+			err = derr
 		}
 		select {
 		case <-s.done:
@@ -144,15 +184,39 @@ LogLevel INFO
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	tb.Logf("sshd (pid %d) on 127.0.0.1:%d", s.cmd.Process.Pid, port)
+	tb.Logf("sshd (pid %d) on %s", s.cmd.Process.Pid, s.Addr)
 	return s
+}
+
+// Log returns what sshd has logged.
+func (s *SSHD) Log() string { return s.out.String() }
+
+// ClientKey makes a passphrase-less key pair in a temporary directory and
+// returns the private key's path and an authorized_keys file listing its
+// public half (for SSHDOptions.AuthorizedKeys).
+func ClientKey(tb testing.TB) (key, authorizedKeys string) {
+	tb.Helper()
+	dir := tb.TempDir()
+	key = filepath.Join(dir, "id_ed25519")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "georep-test", "-f", key).CombinedOutput(); err != nil {
+		tb.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	authorizedKeys = filepath.Join(dir, "authorized_keys")
+	if err := os.WriteFile(authorizedKeys, pub, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return key, authorizedKeys
 }
 
 // stop ends sshd and then the session processes it had forked (gsyncd's
 // connections end with its session; whatever is left is ours), by pid.
-func (s *sshd) stop(tb testing.TB) {
+func (s *SSHD) stop(tb testing.TB) {
 	pid := s.cmd.Process.Pid
-	kids := descendants(pid)
+	kids := Descendants(pid)
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
@@ -161,7 +225,7 @@ func (s *sshd) stop(tb testing.TB) {
 		<-s.done
 	}
 	for _, k := range kids {
-		if alive(k) {
+		if Alive(k) {
 			tb.Logf("sshd session process %d still running after sshd stopped: SIGTERM", k)
 			syscall.Kill(k, syscall.SIGTERM)
 		}
@@ -178,8 +242,8 @@ func freePort(tb testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// descendants returns the pids of the live processes below pid.
-func descendants(pid int) []int {
+// Descendants returns the pids of the live processes below pid.
+func Descendants(pid int) []int {
 	parent := map[int]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -224,30 +288,8 @@ func ppid(pid int) (int, bool) {
 	return pp, err == nil
 }
 
-func alive(pid int) bool {
+// Alive reports whether pid is a live process (not a zombie).
+func Alive(pid int) bool {
 	_, ok := ppid(pid)
 	return ok
-}
-
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func tail(s string, lines int) string {
-	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(parts[max(0, len(parts)-lines):], "\n")
 }
