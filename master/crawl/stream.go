@@ -80,7 +80,7 @@ func Stream(ctx context.Context, cfg StreamConfig, cat *catalog.Catalog, log *sl
 	var err error
 	s := &streamer{ctx: ctx, scfg: cfg, cat: cat, emit: emit, multi: map[gfid.GFID]*multiNode{},
 		marked: map[gfid.GFID]*markedDir{}, walked: map[catalog.Key]bool{}, pending: map[catalog.Key]gfid.GFID{},
-		start: start, lastProgress: start, lost: map[gfid.GFID]bool{}, movedIn: map[gfid.GFID]bool{}}
+		start: start, lastProgress: start, lost: map[gfid.GFID]int{}, movedIn: map[gfid.GFID]bool{}}
 	if s.catCount, err = cat.Count(); err != nil {
 		return Stats{}, err
 	}
@@ -149,7 +149,7 @@ type streamer struct {
 	// that bound.
 	catCount     int64
 	compared     int64
-	lost         map[gfid.GFID]bool
+	lost         map[gfid.GFID]int
 	movedIn      map[gfid.GFID]bool
 	lostNotMoved int64
 	safe         bool
@@ -306,22 +306,23 @@ func (s *streamer) run() error {
 
 // lose records that g lost a name.
 func (s *streamer) lose(g gfid.GFID) {
-	if !s.lost[g] && !s.movedIn[g] {
+	if !s.movedIn[g] {
 		s.lostNotMoved++
 	}
-	s.lost[g] = true
+	s.lost[g]++
 }
 
-// moveIn records that g is at a name the catalog does not have for it.
+// moveIn records that g is at a name the catalog does not have for it: its
+// lost names are renames, not deletes.
 func (s *streamer) moveIn(g gfid.GFID) {
-	if s.lost[g] && !s.movedIn[g] {
-		s.lostNotMoved--
+	if !s.movedIn[g] {
+		s.lostNotMoved -= int64(s.lost[g])
 	}
 	s.movedIn[g] = true
 }
 
-// worstDeletes bounds the deletes the pass can still make: the gfids that
-// lost a name and were not found elsewhere, and every catalog name not yet
+// worstDeletes bounds the deletes the pass can still make: the names lost
+// by gfids not found at a new name, and every catalog name not yet
 // compared (a lost directory's subtree is never compared). It never grows.
 func (s *streamer) worstDeletes() int64 {
 	return s.lostNotMoved + max(s.catCount-s.compared, 0)
