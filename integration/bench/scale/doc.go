@@ -51,6 +51,9 @@
 //     else the system's temporary directory): tree, rsync's target, replica
 //     and work dir, all on one disk. They are removed after each size.
 //   - GEOREP_BENCH_OUT: the markdown table's file.
+//   - GEOREP_BENCH_KEEP=1: leave each size's tree, replica, work dir and
+//     master logs (master-pass1.log, master-pass2.log) behind, for a look or
+//     a profile.
 //   - GEOREP_BENCH_MAX_RSS: a process whose RSS passes this is killed and
 //     the size reported failed (default 80 % of MemAvailable at the start:
 //     the machine is shared, and a master whose memory grows with the tree

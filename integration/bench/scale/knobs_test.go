@@ -18,6 +18,7 @@ type config struct {
 	out        string  // the markdown table's file ("": bench-scale.md in the run's directory)
 	maxRSS     int64   // a process past this RSS (bytes) is killed; 0: no limit
 	passLimit  time.Duration
+	keep       bool // leave the trees, replicas, work dirs and logs behind
 	defaultSet bool // sizes are the defaults (GEOREP_BENCH_SCALE unset)
 }
 
@@ -57,6 +58,7 @@ func loadConfig() (config, error) {
 			return c, fmt.Errorf("GEOREP_BENCH_PASS_TIMEOUT=%q: want a positive duration", s)
 		}
 	}
+	c.keep = os.Getenv("GEOREP_BENCH_KEEP") == "1"
 	c.base = os.Getenv("GEOREP_BENCH_DIR")
 	if c.base == "" {
 		c.base = os.TempDir()

@@ -76,6 +76,9 @@ func BenchmarkScale(b *testing.B) {
 	} else {
 		fmt.Printf("\ntable written to %s\n", out)
 	}
+	if cfg.keep {
+		return
+	}
 	// What is left of the run's directory: the table, when it is there.
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
@@ -113,7 +116,13 @@ func runSize(b *testing.B, cfg config, root, masterBin string, r *result) {
 		b.Fatal(err)
 	}
 	// Registered first, so it runs after the slaves' cleanups.
-	b.Cleanup(func() { removeAll(dir) })
+	b.Cleanup(func() {
+		if cfg.keep {
+			fmt.Printf("  kept %s (GEOREP_BENCH_KEEP=1)\n", dir)
+			return
+		}
+		removeAll(dir)
+	})
 	src := filepath.Join(dir, "src")
 
 	fmt.Printf("\n%s: %s files in %s directories, about %s and %s inodes on disk at the peak; load average %s\n",
