@@ -23,10 +23,11 @@ type result struct {
 	gen         time.Duration
 	rsync       [2]run
 	master      [2]run
-	slaveHWM    [2]int64 // the slave's VmHWM at the end of each pass, bytes
-	catalog     [2]int64 // catalog.db after each pass: its file size, bytes
-	catalogDisk [2]int64 // catalog.db after each pass: the blocks it occupies, bytes
-	work        [2]int64 // the whole work dir after each pass: allocated blocks, bytes
+	slaveHWM    [2]int64  // the slave's VmHWM at the end of each pass, bytes
+	catalog     [2]int64  // catalog.db after each pass: its file size, bytes
+	catalogDisk [2]int64  // catalog.db after each pass: the blocks it occupies, bytes
+	work        [2]int64  // the whole work dir after each pass: allocated blocks, bytes
+	load        [2]string // the 1-minute load average at the start and the end
 }
 
 // BenchmarkScale: georep's first pass and no-change pass, and rsync -a's, on
@@ -125,9 +126,13 @@ func runSize(b *testing.B, cfg config, root, masterBin string, r *result) {
 	})
 	src := filepath.Join(dir, "src")
 
+	r.load[0] = loadavg()
 	fmt.Printf("\n%s: %s files in %s directories, about %s and %s inodes on disk at the peak; load average %s\n",
-		name, group(r.files), group(r.dirs), gb(int64(nd.bytes)), group(int64(nd.inodes)), loadavg())
-	defer func() { fmt.Printf("  %s done; load average %s\n", name, loadavg()) }()
+		name, group(r.files), group(r.dirs), gb(int64(nd.bytes)), group(int64(nd.inodes)), r.load[0])
+	defer func() {
+		r.load[1] = loadavg()
+		fmt.Printf("  %s done; load average %s\n", name, r.load[1])
+	}()
 	start := time.Now()
 	if err := makeTree(src, r.files, cfg.perDir, cfg.fileSize); err != nil {
 		b.Fatalf("make the tree: %v", err)
@@ -263,6 +268,16 @@ func markdown(cfg config, results []*result, fs string) string {
 		if r.failed != "" {
 			fmt.Fprintf(&w, "| %s | | failed at: %s | | | | |\n", n, r.failed)
 		}
+	}
+	var loads []string
+	for _, r := range results {
+		if r.load[0] != "" {
+			loads = append(loads, fmt.Sprintf("%s: %s at the start, %s at the end", group(r.files),
+				strings.Fields(r.load[0])[0], strings.Fields(r.load[1] + " ?")[0]))
+		}
+	}
+	if len(loads) > 0 {
+		fmt.Fprintf(&w, "\nLoad average (1 min; the machine may be shared): %s.\n", strings.Join(loads, "; "))
 	}
 	fmt.Fprintf(&w, "\nPeak RSS: rsync and georep-master from wait4's rusage, the largest of the process and the children it waited for "+
 		"(rsync: the largest of sender, receiver and generator, not their sum); georep-slave its own VmHWM, a fresh slave for each pass. "+
