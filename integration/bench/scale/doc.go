@@ -4,7 +4,7 @@
 // disk: `make bench-scale`, issue 15 ("Ten million files"). rsync is the
 // reference for memory too: since 3.0 its incremental recursion sends the
 // file list a directory at a time, so its peak RSS grows with the largest
-// directory rather than with the tree (14 MB for 100k and for 1M files,
+// directory rather than with the tree (13-14 MB from 100k to 1M files,
 // measured) — what a master that walks a directory at a time can reach.
 //
 //	make bench-scale
