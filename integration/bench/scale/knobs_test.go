@@ -11,28 +11,26 @@ import (
 
 // config is what the environment asks of a run (see the package doc).
 type config struct {
-	sizes      []int64 // file counts, in the order they run
-	perDir     int64   // files per directory
-	fileSize   int64   // bytes per file
-	base       string  // where the run's directory is made
-	out        string  // the markdown table's file ("": bench-scale.md in the run's directory)
-	maxRSS     int64   // a process past this RSS (bytes) is killed; 0: no limit
-	passLimit  time.Duration
-	keep       bool // leave the trees, replicas, work dirs and logs behind
-	defaultSet bool // sizes are the defaults (GEOREP_BENCH_SCALE unset)
+	sizes     []int64 // file counts, in the order they run
+	perDir    int64   // files per directory
+	fileSize  int64   // bytes per file
+	base      string  // where the run's directory is made
+	out       string  // the markdown table's file ("": bench-scale.md in the run's directory)
+	maxRSS    int64   // a process past this RSS (bytes) is killed; 0: no limit
+	passLimit time.Duration
+	keep      bool // leave the trees, replicas, work dirs and logs behind
 }
 
 // defaultSizes are the sizes run when GEOREP_BENCH_SCALE is not set.
 var defaultSizes = []int64{100_000, 1_000_000}
 
 func loadConfig() (config, error) {
-	c := config{sizes: defaultSizes, perDir: 1000, defaultSet: true, passLimit: 12 * time.Hour}
+	c := config{sizes: defaultSizes, perDir: 1000, passLimit: 12 * time.Hour}
 	var err error
 	if s := os.Getenv("GEOREP_BENCH_SCALE"); s != "" {
 		if c.sizes, err = parseCounts(s); err != nil {
 			return c, fmt.Errorf("GEOREP_BENCH_SCALE: %w", err)
 		}
-		c.defaultSet = false
 	}
 	if s := os.Getenv("GEOREP_BENCH_FILES_PER_DIR"); s != "" {
 		if c.perDir, err = parseCount(s); err != nil || c.perDir < 1 {
