@@ -9,7 +9,7 @@ import (
 	"github.com/georep/georep/rpc/gfid"
 )
 
-func open(t *testing.T, path string) *Catalog {
+func open(t testing.TB, path string) *Catalog {
 	t.Helper()
 	c, err := Open(path)
 	if err != nil {
