@@ -3,6 +3,7 @@ package catalog
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -51,7 +52,11 @@ func TestScale(t *testing.T) {
 	debug.FreeOSMemory()
 	base := rssKB("VmRSS")
 	t.Logf("%d nodes; the test's own RSS with the tree: %d MiB", len(tr.nodes), base/1024)
-	path := filepath.Join(t.TempDir(), "catalog.db")
+	dir := os.Getenv("GEOREP_CATALOG_DIR") // kept for TestFootprint
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	path := filepath.Join(dir, "catalog.db")
 	step := func(name string, fn func()) {
 		t.Helper()
 		runtime.GC()
@@ -142,4 +147,43 @@ func TestScale(t *testing.T) {
 	step("compact everything", func() { must(c.db.Compact(context.Background(), []byte{0}, []byte{0xff}, false)) })
 	time.Sleep(5 * time.Second)
 	t.Logf("on disk compacted: %.1f bytes per file", float64(diskBytes(t, path))/float64(len(tr.nodes)))
+}
+
+// TestFootprint opens the catalog TestScale left in GEOREP_CATALOG_DIR
+// (skipped without it) in a process that holds nothing else, and reports
+// the memory the open store costs, idle and after the reads of a crawl and
+// random lookups.
+func TestFootprint(t *testing.T) {
+	dir := os.Getenv("GEOREP_CATALOG_DIR")
+	if dir == "" {
+		t.Skip("set GEOREP_CATALOG_DIR to a directory TestScale wrote")
+	}
+	report := func(what string) {
+		debug.FreeOSMemory()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		t.Logf("%-40s RSS %4d MiB (peak %4d), Go heap %4d MiB", what, rssKB("VmRSS")/1024, rssKB("VmHWM")/1024, ms.HeapAlloc>>20)
+	}
+	report("before Open")
+	c, err := Open(filepath.Join(dir, "catalog.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	report("open")
+	var gs []gfid.GFID
+	if err := c.ForEachNode(func(n Node) error { gs = append(gs, n.GFID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	report(fmt.Sprintf("after ForEachNode (%d gfids held)", len(gs)))
+	if err := c.ForEachIdentity(func(Key, gfid.GFID) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50_000; i++ {
+		if _, ok, err := c.Node(gs[(i*7919)%len(gs)]); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	report("after 50,000 random Node lookups")
+	t.Logf("%s", c.db.Metrics())
 }
