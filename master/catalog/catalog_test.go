@@ -168,6 +168,21 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
+// TestStorePrivate: the store's directory is the master's alone, as the
+// bbolt file (0600) was.
+func TestStorePrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "catalog.db")
+	open(t, path)
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("store directory: %v, %v; want mode 0700", st.Mode(), err)
+	}
+	v1, _ := v1Catalog(t)
+	open(t, v1)
+	if st, err := os.Stat(v1); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("migrated store directory: %v, %v; want mode 0700", st.Mode(), err)
+	}
+}
+
 // TestCloseTwice: Close is idempotent, and methods of a closed catalog
 // fail instead of crashing.
 func TestCloseTwice(t *testing.T) {

@@ -184,8 +184,15 @@ func settle(path string) error {
 	return syncDir(path)
 }
 
+// mkStoreDir makes the directory of a new store, private like the rest of
+// the work dir (Pebble would make it 0755, its files 0644).
+func mkStoreDir(dir string) error { return os.Mkdir(dir, 0o700) }
+
 // create makes an empty store at dir.
 func create(dir string) error {
+	if err := mkStoreDir(dir); err != nil {
+		return err
+	}
 	db, err := pebble.Open(dir, options(true))
 	if err != nil {
 		return err

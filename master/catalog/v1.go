@@ -78,6 +78,9 @@ func convertV1(tx *bolt.Tx, dir string) error {
 	if v := meta.Get(v1Version); len(v) != 1 || v[0] != 1 {
 		return fmt.Errorf("%w: schema version %x, this georep knows 1 and %d", ErrCorrupt, v, schemaVersion)
 	}
+	if err := mkStoreDir(dir); err != nil {
+		return err
+	}
 	db, err := pebble.Open(dir, options(true))
 	if err != nil {
 		return err
