@@ -64,8 +64,8 @@ type nameOp struct {
 // commit reads everything it changes table by table, each in one pass in
 // key order (a lookup), and writes its batch in key order too: Pebble sorts
 // a large batch when it becomes a memtable, and sorted input makes that
-// linear. What it holds meanwhile is a few tens of bytes per node besides
-// the batch.
+// linear. What it holds meanwhile is the batch and about as much again of
+// keys and old records (ARCHITECTURE.md measures it).
 func (c *Catalog) commit(nodes []Node, deleted []gfid.GFID) error {
 	var ar arena
 	ents := make([]commitEntry, 0, len(nodes)+len(deleted))

@@ -211,8 +211,8 @@ func create(dir string) error {
 	return syncDir(dir)
 }
 
-// syncDir fsyncs the directory holding path... and path itself when it is a
-// directory, so that both its entries and its place are durable.
+// syncDir fsyncs path when it is a directory (its entries) and the
+// directory holding it (its name), so that a rename of path is durable.
 func syncDir(path string) error {
 	for _, p := range []string{path, filepath.Dir(path)} {
 		st, err := os.Stat(p)
