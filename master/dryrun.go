@@ -148,21 +148,9 @@ func dryRunWorkDir(dir, tmp string) (*workDir, error) {
 		return nil, fmt.Errorf("work-dir %s is in use by a running georep-master: its plan changes as it runs (ask it with georepctl status): %w", dir, err)
 	}
 	wd.lock = lock
-	src, err := os.Open(filepath.Join(dir, "catalog.db"))
+	err = catalog.Copy(filepath.Join(dir, "catalog.db"), filepath.Join(tmp, "catalog.db"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return wd, nil
-	}
-	if err != nil {
-		wd.close()
-		return nil, fmt.Errorf("dry-run: catalog: %w", err)
-	}
-	defer src.Close()
-	dst, err := os.OpenFile(filepath.Join(tmp, "catalog.db"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err == nil {
-		_, err = io.Copy(dst, src)
-		if cerr := dst.Close(); err == nil {
-			err = cerr
-		}
 	}
 	if err != nil {
 		wd.close()

@@ -21,7 +21,7 @@ import (
 //
 //	lock          flock held while a daemon runs on this work dir
 //	volume-id     the master volume's UUID (a plain directory has none of its own)
-//	catalog.db    gfid identity and the namespace as last synced (master/catalog)
+//	catalog.db/   gfid identity and the namespace as last synced (master/catalog, a Pebble store)
 //	xsync/        changelogs written by the crawls (hybrid and scoped)
 //	journal/      the change journal (master/journal) while the daemon runs
 //	failures      the durable failure queue (JSON)

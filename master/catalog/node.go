@@ -155,28 +155,6 @@ func (n *Node) Equal(o *Node) bool {
 // ErrCorrupt is wrapped by errors about undecodable catalog contents.
 var ErrCorrupt = errors.New("catalog corrupt")
 
-const nodeVersion = 1
-
-func (n *Node) marshal() []byte {
-	b := make([]byte, 0, 96+len(n.Target)+len(n.Links)*24)
-	b = append(b, nodeVersion, byte(n.Type))
-	b = binary.AppendUvarint(b, uint64(n.Mode))
-	b = binary.AppendUvarint(b, uint64(n.UID))
-	b = binary.AppendUvarint(b, uint64(n.GID))
-	b = binary.AppendVarint(b, n.Size)
-	b = binary.AppendVarint(b, n.MtimeNs)
-	b = binary.AppendVarint(b, n.CtimeNs)
-	b = binary.AppendUvarint(b, n.Rdev)
-	b = appendBytes(b, []byte(n.Target))
-	b = appendBytes(b, n.XattrHash)
-	b = binary.AppendUvarint(b, uint64(len(n.Links)))
-	for _, l := range n.Links {
-		b = append(b, l.Parent[:]...)
-		b = appendBytes(b, []byte(l.Name))
-	}
-	return b
-}
-
 func appendBytes(b, s []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
@@ -232,40 +210,4 @@ func (d *decoder) bytes(n uint64) []byte {
 	s := d.b[:n:n]
 	d.b = d.b[n:]
 	return s
-}
-
-func unmarshalNode(g gfid.GFID, b []byte) (Node, error) {
-	if len(b) < 2 || b[0] != nodeVersion {
-		return Node{}, fmt.Errorf("%w: node %s: unknown record version", ErrCorrupt, g)
-	}
-	n := Node{GFID: g, Type: Type(b[1])}
-	d := &decoder{b: b[2:]}
-	n.Mode = d.u32()
-	n.UID = d.u32()
-	n.GID = d.u32()
-	n.Size = d.varint()
-	n.MtimeNs = d.varint()
-	n.CtimeNs = d.varint()
-	n.Rdev = d.uvarint()
-	n.Target = string(d.bytes(d.uvarint()))
-	if h := d.bytes(d.uvarint()); len(h) > 0 {
-		n.XattrHash = append([]byte(nil), h...)
-	}
-	nl := d.uvarint()
-	if nl > uint64(len(d.b)) {
-		d.err = fmt.Errorf("%w: %d links", ErrCorrupt, nl)
-	}
-	for i := uint64(0); i < nl && d.err == nil; i++ {
-		var l Link
-		copy(l.Parent[:], d.bytes(16))
-		l.Name = string(d.bytes(d.uvarint()))
-		n.Links = append(n.Links, l)
-	}
-	if d.err == nil && len(d.b) != 0 {
-		d.err = fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, len(d.b))
-	}
-	if d.err != nil {
-		return Node{}, fmt.Errorf("node %s: %w", g, d.err)
-	}
-	return n, nil
 }

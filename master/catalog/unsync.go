@@ -1,10 +1,10 @@
 package catalog
 
 import (
-	"bytes"
+	"encoding/binary"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/georep/georep/rpc/gfid"
 )
@@ -16,52 +16,81 @@ import (
 // hold what the catalog says (a replica damaged or restored behind georep's
 // back, or an entry left in the park by a crash).
 func (c *Catalog) Unsync(gfids []gfid.GFID) (int, error) {
-	n := 0
-	err := c.db.Update(func(tx *bolt.Tx) error {
-		nb, names := tx.Bucket(bucketNodes), tx.Bucket(bucketNames)
-		queue := append([]gfid.GFID(nil), gfids...)
-		seen := map[gfid.GFID]bool{}
-		for len(queue) > 0 {
-			g := queue[0]
-			queue = queue[1:]
-			if seen[g] || g == gfid.Root {
-				continue
-			}
-			seen[g] = true
-			v := nb.Get(g[:])
-			if v == nil {
-				continue
-			}
-			node, err := unmarshalNode(g, v)
-			if err != nil {
-				return err
-			}
-			for _, l := range node.Links {
-				k := nameKey(l.Parent, l.Name)
-				if bytes.Equal(names.Get(k), g[:]) {
-					if err := names.Delete(k); err != nil {
-						return err
-					}
-				}
-			}
-			if node.Type == TypeDir {
-				cur := names.Cursor()
-				for k, v := cur.Seek(g[:]); k != nil && bytes.HasPrefix(k, g[:]); k, v = cur.Next() {
-					child, err := gfid.FromBytes(v)
-					if err == nil {
-						queue = append(queue, child)
-					}
-				}
-			}
-			if err := nb.Delete(g[:]); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
-	})
+	if err := c.check(); err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.unsync(gfids)
 	if err != nil {
 		return 0, fmt.Errorf("catalog: unsync: %w", err)
 	}
+	return n, nil
+}
+
+func (c *Catalog) unsync(gfids []gfid.GFID) (int, error) {
+	b := c.db.NewBatch()
+	defer b.Close()
+	n := 0
+	queue := append([]gfid.GFID(nil), gfids...)
+	seen := map[gfid.GFID]bool{}
+	for len(queue) > 0 {
+		g := queue[0]
+		queue = queue[1:]
+		if seen[g] || g == gfid.Root {
+			continue
+		}
+		seen[g] = true
+		node, key, hasKey, ok, err := c.node(g)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			continue
+		}
+		// Reads see the catalog as committed, not this batch: a name points
+		// at one gfid, so the removals below never change what they find.
+		for _, l := range node.Links {
+			k := nameKey(l.Parent, l.Name)
+			if cur, ok, err := c.getGFID(k); err != nil {
+				return 0, err
+			} else if ok && cur == g {
+				b.Delete(k, nil)
+			}
+		}
+		if node.Type == TypeDir {
+			lower, upper := dirBounds(g)
+			err := c.iterate(lower, upper, func(_, v []byte) error {
+				if child, err := gfid.FromBytes(v); err == nil {
+					queue = append(queue, child)
+				}
+				return nil
+			})
+			if err != nil {
+				return 0, err
+			}
+		}
+		b.Delete(gfidKey(tabNodes, g), nil)
+		// The identity stays: its reverse moves to the pending table.
+		if hasKey {
+			if cur, ok, err := c.getGFID(identKey(key)); err != nil {
+				return 0, err
+			} else if ok && cur == g {
+				b.Set(gfidKey(tabPending, g), key.bytes(), nil)
+			}
+		}
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	count := c.count.Load() - int64(n)
+	b.Set(metaCount, binary.AppendUvarint(nil, uint64(count)), nil)
+	garbage := int(b.Count())
+	if err := c.db.Apply(b, pebble.Sync); err != nil {
+		return 0, err
+	}
+	c.count.Store(count)
+	c.wrote(garbage)
 	return n, nil
 }
