@@ -3,7 +3,9 @@ package master
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/georep/georep/master/changelog"
@@ -49,7 +51,7 @@ func (s *brickSource) beforeFull() error { return nil }
 // everything it may have missed.
 func (s *brickSource) fullDone(start time.Time) { s.b.startAt(start) }
 
-func (s *brickSource) next(context.Context) (changes, error) {
+func (s *brickSource) next(ctx context.Context) (changes, error) {
 	w, b := s.w, s.b
 	// The last rollover, read before the listing: when nothing is
 	// pending, every change up to it is applied, even if no changelog was
@@ -74,6 +76,15 @@ func (s *brickSource) next(context.Context) (changes, error) {
 	}
 	if cur != nil {
 		recs = append(recs, cur.recs...)
+	}
+	if w.log.Enabled(ctx, slog.LevelDebug) {
+		for _, f := range files {
+			w.log.Debug("brick changelog taken", "changelog", filepath.Base(f))
+		}
+		if cur != nil {
+			w.log.Debug("brick current changelog read", "ino", cur.ino, "records", cur.n, "new", len(cur.recs), "applied_ino", b.curIno, "applied", b.curRecs)
+		}
+		logRecords(ctx, w.log, "brick record", "", recs)
 	}
 	idleTo := time.Time{}
 	if len(files) == 0 && (cur == nil || len(cur.recs) == 0) && rollErr == nil && lastRoll.After(b.lastEpoch) {
