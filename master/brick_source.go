@@ -58,6 +58,16 @@ func (s *brickSource) next(ctx context.Context) (changes, error) {
 	// written since (an idle volume's rollovers are empty and leave no
 	// file), so stime can follow it.
 	lastRoll, _, rollErr := glusterfs.LastRollover(b.path)
+	// A changelog replaced by another of the same second lost its
+	// records: the changelogs no longer tell everything that changed.
+	if ep, lost, err := b.replacedChangelog(); err != nil {
+		w.log.Error("reading the brick's changelog index failed; crawling the whole brick", "err", err)
+		return changes{}, fmt.Errorf("%w: %v", errNeedFull, err)
+	} else if lost {
+		w.log.Warn("a brick changelog was replaced by another rolled over in the same second, and its records with it; crawling the whole brick",
+			"changelog", fmt.Sprintf("CHANGELOG.%d", ep))
+		return changes{}, fmt.Errorf("%w: changelog CHANGELOG.%d replaced by a later rollover of the same second", errNeedFull, ep)
+	}
 	files, err := b.pending()
 	if err != nil {
 		w.log.Error("reading the brick's changelogs failed; crawling the whole brick", "err", err)
