@@ -416,6 +416,7 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 	clear(w.staleData) // the crawl saw every file wherever it is now
 	if res.Changelog == "" {
 		if found, err := w.verifyOnce(ctx, res.Snapshot); err != nil || found > 0 {
+			w.repairAfterVerify(found)
 			return found > 0, err
 		}
 		if err := w.settle(nil, true); err != nil {
@@ -437,9 +438,22 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 		return true, err
 	}
 	if found, err := w.verifyOnce(ctx, res.Snapshot); err != nil || found > 0 {
-		return true, err // the next pass repairs what verify found; stime waits for it
+		w.repairAfterVerify(found) // stime waits for the repair
+		return true, err
 	}
 	return true, w.advance(ctx, start)
+}
+
+// repairAfterVerify asks for another hybrid crawl when verify found
+// differences (found) in a pass that left nothing in the failure queue:
+// that crawl recreates what verify forgot in the catalog, where a
+// changelog crawl would not look. With failures queued it does not: they
+// are retried every change-interval, and a crawl per pass while one keeps
+// failing (and verify finding it missing) would never pause.
+func (w *worker) repairAfterVerify(found int) {
+	if found > 0 && (w.failures == nil || w.failures.len() == 0) {
+		w.needFull = true
+	}
 }
 
 func (w *worker) crawlConfig() crawl.Config {
