@@ -46,6 +46,15 @@ type brickState struct {
 	curSize int64 // the current changelog's size when last read
 	// idleStime is the last rollover stime followed while idle.
 	idleStime time.Time
+	// htime follows the brick's HTIME index; rolls counts, per epoch from
+	// since on, the rollovers it lists that had records (since: where the
+	// worker took over, startAt; rollsMax: the latest epoch listed). Two
+	// of one second mean the first changelog was replaced by the second
+	// (replacedChangelog).
+	htime    *glusterfs.HTIMETail
+	rolls    map[int64]int
+	since    int64
+	rollsMax int64
 }
 
 // currentChangelog is the changelog the brick is writing.
@@ -150,6 +159,52 @@ func (b *brickState) pending() ([]string, error) {
 // changelog of that second may have rolled over after t) the next to apply.
 func (b *brickState) startAt(t time.Time) {
 	b.lastEpoch, b.done = t.Truncate(time.Second), nil
+	b.since = b.lastEpoch.Unix()
+	for e := range b.rolls {
+		if e < b.since {
+			delete(b.rolls, e)
+		}
+	}
+}
+
+// replacedChangelog reads the rollovers the brick recorded in its HTIME
+// index since the last call and reports (ok) the epoch of a changelog with
+// records, rolled over at or after the worker's start (startAt), that
+// another rollover with records in the same second replaced: GlusterFS
+// names both CHANGELOG.<epoch> and renames the second onto the first
+// (glusterfs.HTIMETail), so the first one's records are in no changelog
+// any more and only a crawl of the brick finds what they recorded. Each
+// replaced changelog is reported once.
+func (b *brickState) replacedChangelog() (epoch int64, ok bool, err error) {
+	if b.htime == nil {
+		b.htime = glusterfs.NewHTIMETail(b.path)
+	}
+	ents, err := b.htime.Next()
+	if err != nil {
+		return 0, false, err
+	}
+	if b.rolls == nil {
+		b.rolls = map[int64]int{}
+	}
+	for _, e := range ents {
+		b.rollsMax = max(b.rollsMax, e.Epoch)
+		if e.Empty || e.Epoch < b.since {
+			continue
+		}
+		b.rolls[e.Epoch]++
+		if b.rolls[e.Epoch] > 1 && (!ok || e.Epoch > epoch) {
+			epoch, ok = e.Epoch, true
+		}
+	}
+	for e := range b.rolls {
+		// The index lists epochs in order: once a later second is
+		// listed, no other rollover of an earlier one can follow. A
+		// minute's margin costs a few entries.
+		if e < b.rollsMax-60 || (ok && e <= epoch) {
+			delete(b.rolls, e)
+		}
+	}
+	return epoch, ok, nil
 }
 
 // dataPath returns g on the aux-gfid mount, .gfid/<gfid>: the volume's

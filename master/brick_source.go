@@ -3,7 +3,9 @@ package master
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/georep/georep/master/changelog"
@@ -49,13 +51,23 @@ func (s *brickSource) beforeFull() error { return nil }
 // everything it may have missed.
 func (s *brickSource) fullDone(start time.Time) { s.b.startAt(start) }
 
-func (s *brickSource) next(context.Context) (changes, error) {
+func (s *brickSource) next(ctx context.Context) (changes, error) {
 	w, b := s.w, s.b
 	// The last rollover, read before the listing: when nothing is
 	// pending, every change up to it is applied, even if no changelog was
 	// written since (an idle volume's rollovers are empty and leave no
 	// file), so stime can follow it.
 	lastRoll, _, rollErr := glusterfs.LastRollover(b.path)
+	// A changelog replaced by another of the same second lost its
+	// records: the changelogs no longer tell everything that changed.
+	if ep, lost, err := b.replacedChangelog(); err != nil {
+		w.log.Error("reading the brick's changelog index failed; crawling the whole brick", "err", err)
+		return changes{}, fmt.Errorf("%w: %v", errNeedFull, err)
+	} else if lost {
+		w.log.Warn("a brick changelog was replaced by another rolled over in the same second, and its records with it; crawling the whole brick",
+			"changelog", fmt.Sprintf("CHANGELOG.%d", ep))
+		return changes{}, fmt.Errorf("%w: changelog CHANGELOG.%d replaced by a later rollover of the same second", errNeedFull, ep)
+	}
 	files, err := b.pending()
 	if err != nil {
 		w.log.Error("reading the brick's changelogs failed; crawling the whole brick", "err", err)
@@ -74,6 +86,15 @@ func (s *brickSource) next(context.Context) (changes, error) {
 	}
 	if cur != nil {
 		recs = append(recs, cur.recs...)
+	}
+	if w.log.Enabled(ctx, slog.LevelDebug) {
+		for _, f := range files {
+			w.log.Debug("brick changelog taken", "changelog", filepath.Base(f))
+		}
+		if cur != nil {
+			w.log.Debug("brick current changelog read", "ino", cur.ino, "records", cur.n, "new", len(cur.recs), "applied_ino", b.curIno, "applied", b.curRecs)
+		}
+		logRecords(ctx, w.log, "brick record", "", recs)
 	}
 	idleTo := time.Time{}
 	if len(files) == 0 && (cur == nil || len(cur.recs) == 0) && rollErr == nil && lastRoll.After(b.lastEpoch) {

@@ -73,6 +73,9 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	if err != nil {
 		return nil, err
 	}
+	if w.log.Enabled(ctx, slog.LevelDebug) {
+		logRecords(ctx, w.log, "changelog record", filepath.Base(path), recs)
+	}
 	out := newOutcome(recs)
 	plan := planChangelog(recs, snap, w.entryOp, out)
 	ship := w.newDataShipper(plan, snap, out)
@@ -125,6 +128,15 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		"metas", len(metas), "meta_ops_time", tMeta, "files", ship.files, "small_files", ship.smallFiles, "bytes", out.bytes, "total_time", time.Since(t0),
 		"failures", len(out.failed))
 	return out, nil
+}
+
+// logRecords logs each record of a changelog at debug level, one line
+// each: what a pass did, to analyse a replica that did not converge (the
+// changelogs themselves are removed once processed).
+func logRecords(ctx context.Context, log *slog.Logger, msg, file string, recs []changelog.Record) {
+	for _, r := range recs {
+		log.Log(ctx, slog.LevelDebug, msg, "changelog", file, "record", r.String())
+	}
 }
 
 // readChangelog parses the changelog file at path.

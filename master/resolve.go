@@ -2,7 +2,9 @@ package master
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"syscall"
 
 	"github.com/georep/georep/master/catalog"
@@ -174,7 +176,8 @@ func (w *worker) fixEntry(ctx context.Context, op ops.Entry, ef *entryFailure, s
 	case syscall.ENOENT:
 		return w.fixMissing(op, ef, snap, out, g)
 	case syscall.ENOTEMPTY:
-		return nil, nil, w.fixNotEmpty(ctx, op)
+		retry, done := w.fixNotEmpty(ctx, op)
+		return nil, retry, done
 	}
 	return nil, nil, false
 }
@@ -281,17 +284,29 @@ func (w *worker) recreate(op ops.Entry, snap *crawl.Snapshot, out *outcome, g gf
 
 // fixNotEmpty resolves an ENOTEMPTY of an RMDIR: the directory, which
 // holds entries unknown to the master, is purged (unless ignore-deletes).
-// It reports whether the failure is resolved.
-func (w *worker) fixNotEmpty(ctx context.Context, op ops.Entry) bool {
+// It reports whether the failure is resolved (done), or the op to retry.
+//
+// On a volume distributed over several bricks the entries are often
+// another brick's, whose worker removes them, and the directory's parent,
+// at the same moment: the purge then finds the parent gone (NotFound).
+// The RMDIR is retried instead of failing: the slave takes a missing
+// parent for a directory already removed, and answers again if it is not
+// (a failure queued here would have no place, the removed parent's, and
+// cost a hybrid crawl of the brick).
+func (w *worker) fixNotEmpty(ctx context.Context, op ops.Entry) (retry *ops.Entry, done bool) {
 	if op.Op != ops.OpRmdir || w.cfg.IgnoreDeletes {
-		return false
+		return nil, false
 	}
 	if _, err := w.slave.Purge(ctx, op.Parent, op.Name, op.GFID); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			w.log.Info("the parent of a removed directory is gone on the slave; the RMDIR is retried", "gfid", op.GFID, "name", fmt.Sprintf("%q", op.Name), "pargfid", op.Parent)
+			return &op, false
+		}
 		w.log.Warn("purging a directory the slave holds more in", "gfid", op.GFID, "err", err)
-		return false
+		return nil, false
 	}
 	w.log.Info("purged a removed directory holding entries unknown to the master", "gfid", op.GFID, "name", fmt.Sprintf("%q", op.Name))
-	return true
+	return nil, true
 }
 
 // mkdirChain returns MKDIRs for dir and its ancestors below the root, top

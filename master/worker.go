@@ -436,7 +436,8 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 		return true, partial
 	}
 	if found, err := w.verifyOnce(ctx); err != nil || found > 0 {
-		return changed || found > 0, err // the next pass repairs what verify found; stime waits for it
+		w.repairAfterVerify(found) // stime waits for the repair
+		return changed || found > 0, err
 	}
 	return changed, w.advance(ctx, start)
 }
@@ -458,6 +459,18 @@ func (w *worker) crawlProgress(st crawl.Stats) {
 		}
 	}
 	w.log.Info("hybrid crawl progress", args...)
+}
+
+// repairAfterVerify asks for another hybrid crawl when verify found
+// differences (found) in a pass that left nothing in the failure queue:
+// that crawl recreates what verify forgot in the catalog, where a
+// changelog crawl would not look. With failures queued it does not: they
+// are retried every change-interval, and a crawl per pass while one keeps
+// failing (and verify finding it missing) would never pause.
+func (w *worker) repairAfterVerify(found int) {
+	if found > 0 && (w.failures == nil || w.failures.len() == 0) {
+		w.needFull = true
+	}
 }
 
 func (w *worker) crawlConfig() crawl.Config {

@@ -89,11 +89,16 @@ func (w *worker) run(ctx context.Context, src changeSource) error {
 				break
 			}
 			start := time.Now()
+			// The pass may ask for another (verify found the slave
+			// lacking entries, a directory to recreate with its
+			// content): that request stands.
+			w.needFull = false
 			_, err = w.pass(ctx)
 			lastRetry = time.Now()
 			if ran(err) {
-				w.needFull = false
 				src.fullDone(start)
+			} else {
+				w.needFull = true
 			}
 		default:
 			retryNow := w.retryNow.Swap(false)

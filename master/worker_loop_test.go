@@ -119,6 +119,7 @@ func TestLoop(t *testing.T) {
 		name    string
 		full    bool
 		fail    string // "CREATE a": the slave fails it once
+		damage  bool   // a and b synced, then a removed from the slave
 		batches []fakeBatch
 		done    func(*fakeSource) bool
 		check   func(t *testing.T, tw *testWorker, s *fakeSource)
@@ -187,11 +188,26 @@ func TestLoop(t *testing.T) {
 				t.Errorf("state %q, want Active: a pass that needs a crawl has not failed", tw.stats.WorkerStatus)
 			}
 		},
+	}, {
+		name:   "a hybrid crawl whose verify finds the slave lacking an entry is followed by another, which recreates it",
+		full:   true,
+		damage: true,
+		done:   func(s *fakeSource) bool { return s.fulls > 1 },
+		check: func(t *testing.T, tw *testWorker, s *fakeSource) {
+			assertPaths(t, tw.slave.paths(), "a", "b")
+		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			tw := newLoopWorker(t)
 			tw.write(t, "a", "a")
 			tw.write(t, "b", "b")
+			if tc.damage {
+				// Synced, then a removed from the slave behind the
+				// catalog's back: only verify finds it.
+				tw.crawlAndProcess(t)
+				tw.slave.Remove(gfid.Root, "a")
+				tw.verified = false
+			}
 			if tc.fail != "" {
 				tw.slave.failOne[tc.fail] = ops.Failure{Errno: syscall.EIO, Message: tc.fail + ": injected"}
 			}

@@ -625,3 +625,31 @@ func TestEntryFailureRoundsPurgeUnmarkedName(t *testing.T) {
 		t.Fatalf("purged %q, slave %q", tw.slave.purged, tw.slave.paths())
 	}
 }
+
+// TestRmdirParentGoneOnSlave: an RMDIR refused ENOTEMPTY whose parent is
+// gone on the slave by the time it is purged (another brick's worker
+// removed the rest of the tree meanwhile) is retried, and the slave takes
+// the missing parent for the directory removed: nothing is left failing,
+// no failure without a place (which would cost a hybrid crawl).
+func TestRmdirParentGoneOnSlave(t *testing.T) {
+	tw := newTestWorker(t)
+	tw.write(t, "a/b/f", "x")
+	tw.crawlAndProcess(t)
+	a, _ := tw.slave.Lookup(gfid.Root, "a")
+	if err := os.RemoveAll(filepath.Join(tw.src, "a")); err != nil {
+		t.Fatal(err)
+	}
+	// The RMDIR of b meets entries another worker has not removed yet;
+	// by the purge, that worker has removed a with all in it.
+	tw.slave.failOne["RMDIR b"] = ops.Failure{Errno: syscall.ENOTEMPTY, Message: "directory not empty"}
+	tw.slave.Remove(gfid.Root, "a")
+	tw.noVerify = true
+	out := tw.crawlAndProcess(t)
+	if len(out.failed) > 0 {
+		t.Fatalf("RMDIR whose parent is gone on the slave failed: %v", out.failed)
+	}
+	if n, ok, _ := tw.cat.Node(a); ok {
+		t.Fatalf("the catalog still has a: %+v", n)
+	}
+	assertPaths(t, tw.slave.paths())
+}

@@ -227,6 +227,7 @@ func (s *masterSite) initialThenLive(t *testing.T) {
 		seed = n
 	}
 	t.Logf("seed %d (GEOREP_E2E_SEED)", seed)
+	s.keepTrees(t)
 	rng := rand.New(rand.NewPCG(seed, 11))
 	if err := harness.Populate(s.mnt, rng); err != nil {
 		t.Fatal(err)

@@ -136,6 +136,7 @@ func startSlave(t testing.TB, root, listen string, extra ...string) *Slave {
 	}
 	t.Cleanup(func() {
 		s.Stop()
+		KeepLog(t, "georep-slave", s.log.String())
 		if t.Failed() {
 			t.Logf("georep-slave log:\n%s", s.log.String())
 		}
@@ -216,6 +217,7 @@ func Oneshot(t testing.TB, ctx context.Context, args ...string) (int, string) {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, Bin(t, "georep-master"), append(args, "--oneshot")...)
 	out, err := cmd.CombinedOutput()
+	KeepLog(t, "georep-master-oneshot", string(out))
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			return ee.ExitCode(), string(out)
@@ -248,6 +250,7 @@ func StartMaster(t testing.TB, args ...string) *exec.Cmd {
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
+		KeepLog(t, "georep-master", buf.String())
 		if t.Failed() {
 			t.Logf("georep-master log:\n%s", Tail(buf.String(), 80))
 		}

@@ -67,6 +67,7 @@ func StartProc(t testing.TB, env []string, bin string, args ...string) *Proc {
 	}()
 	t.Cleanup(func() {
 		p.Kill()
+		KeepLog(t, bin, p.Log())
 		if t.Failed() {
 			t.Logf("%s %s log:\n%s", filepath.Base(bin), strings.Join(args, " "), Tail(p.Log(), 40))
 		}
