@@ -27,7 +27,7 @@ type run struct {
 	// from its children's.
 	selfHWM int64
 	// peakAnon and peakFile split the largest VmRSS sampled into anonymous
-	// memory (Go's heap, stacks) and file pages mapped (bbolt's mmap of the
+	// memory (Go's heap, stacks) and file pages mapped (the binary, shared libraries; bbolt mapped the
 	// catalog), bytes.
 	peakAnon, peakFile int64
 	code               int

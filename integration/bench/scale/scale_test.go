@@ -282,7 +282,7 @@ func markdown(cfg config, results []*result, fs string) string {
 	fmt.Fprintf(&w, "\nPeak RSS: rsync and georep-master from wait4's rusage, the largest of the process and the children it waited for "+
 		"(rsync: the largest of sender, receiver and generator, not their sum); georep-slave its own VmHWM, a fresh slave for each pass. "+
 		"catalog.db and the work dir (catalog, changelogs, state files): the blocks they occupy on disk after the last pass "+
-		"(bbolt grows its file ahead of its data, so catalog.db's file size is larger).\n")
+		"(the catalog is a Pebble directory; its blocks, not its files' sizes, are counted).\n")
 	return w.String()
 }
 
