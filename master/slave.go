@@ -117,6 +117,7 @@ type slaveClient struct {
 	slaveVol  string
 	maxBatch  int
 	haveRsync bool
+	haveApply bool // the Apply stream
 }
 
 // sessionRefusal is what the slave says of a session id it does not hold;
@@ -225,10 +226,13 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 	c.session = resp.GetSessionId()
 	c.slaveVol = resp.GetSlaveVolumeId()
 	c.maxBatch = int(resp.GetMaxBatch())
-	c.haveRsync = false
+	c.haveRsync, c.haveApply = false, false
 	for _, cap := range resp.GetCapabilities() {
-		if cap == "rsync" {
+		switch cap {
+		case "rsync":
 			c.haveRsync = true
+		case "apply":
+			c.haveApply = true
 		}
 	}
 	c.mu.Unlock()

@@ -507,6 +507,12 @@ func TestEntryFailureRoundsCreateMissingParents(t *testing.T) {
 	// The slave loses a and a/b.
 	tw.slave.Remove(gfid.Root, "a")
 	tw.write(t, "a/b/new", "2")
+	past := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	for _, d := range []string{"a/b", "a"} {
+		if err := os.Chtimes(filepath.Join(tw.src, d), past, past); err != nil {
+			t.Fatal(err)
+		}
+	}
 	out := tw.crawlAndProcess(t)
 	if len(out.failed) > 0 {
 		t.Fatalf("not resolved: %v", out.failed)
@@ -515,6 +521,15 @@ func TestEntryFailureRoundsCreateMissingParents(t *testing.T) {
 	for _, want := range []string{"a", "a/b", "a/b/new"} {
 		if !slices.Contains(paths, want) {
 			t.Fatalf("slave namespace %q lacks %q", paths, want)
+		}
+	}
+	// The metas went behind the entry ops, before the rounds recreated the
+	// directories: they are set again after them.
+	a, _ := tw.slave.Lookup(gfid.Root, "a")
+	b, _ := tw.slave.Lookup(a, "b")
+	for name, g := range map[string]gfid.GFID{"a": a, "a/b": b} {
+		if attr, err := tw.slave.Stat(t.Context(), g); err != nil || !attr.Mtime.Equal(past) {
+			t.Errorf("%s on the slave: mtime %v (%v), want %v", name, attr.Mtime, err, past)
 		}
 	}
 }
