@@ -66,6 +66,18 @@ type slaveAPI interface {
 
 var _ slaveAPI = (*slaveClient)(nil)
 
+// walk lists dir and every directory beneath it in one stream when the
+// slave can (ok false: it cannot; see verify).
+func (c *slaveClient) walk(ctx context.Context, dir gfid.GFID, fn func(gfid.GFID, []ops.DirEntry, error) error) (bool, error) {
+	c.mu.Lock()
+	have := c.haveWalk
+	c.mu.Unlock()
+	if !have {
+		return false, nil
+	}
+	return true, c.Client.Walk(ctx, dir, fn)
+}
+
 // slaveDirGone reports whether err, from Entries, says the directory is not
 // on the slave as a directory: no inode has its gfid (fs.ErrNotExist), its
 // gfid is not a directory there (ops.ErrNotDir), or its name there holds
@@ -118,6 +130,7 @@ type slaveClient struct {
 	maxBatch  int
 	haveRsync bool
 	haveApply bool // the Apply stream
+	haveWalk  bool // Walk
 }
 
 // sessionRefusal is what the slave says of a session id it does not hold;
@@ -226,13 +239,15 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 	c.session = resp.GetSessionId()
 	c.slaveVol = resp.GetSlaveVolumeId()
 	c.maxBatch = int(resp.GetMaxBatch())
-	c.haveRsync, c.haveApply = false, false
+	c.haveRsync, c.haveApply, c.haveWalk = false, false, false
 	for _, cap := range resp.GetCapabilities() {
 		switch cap {
 		case "rsync":
 			c.haveRsync = true
 		case "apply":
 			c.haveApply = true
+		case "walk":
+			c.haveWalk = true
 		}
 	}
 	c.mu.Unlock()
