@@ -131,6 +131,7 @@ type slaveClient struct {
 	haveRsync bool
 	haveApply bool // the Apply stream
 	haveWalk  bool // Walk
+	parkEmpty bool // the park held nothing at the handshake
 }
 
 // sessionRefusal is what the slave says of a session id it does not hold;
@@ -168,6 +169,9 @@ func newSlaveClient(cfg Config, volumeID, sessionFile, relaySock string, bw *bwl
 		}
 	}
 	c.Client = slaveclient.New(conn, c.sessionID)
+	// Connect now (TCP, TLS, HTTP/2's settings: a few round trips on a
+	// WAN) while the worker opens its work dir, not at the first call.
+	conn.Connect()
 	return c, nil
 }
 
@@ -250,6 +254,7 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 			c.haveWalk = true
 		}
 	}
+	c.parkEmpty = resp.GetParkEmpty()
 	c.mu.Unlock()
 	return nil
 }
@@ -258,6 +263,18 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 // slave's connection, is the slave refusing this master's certificate (not
 // among its allowed-masters): retrying cannot help.
 func refusesCertificate(err error) bool { return status.Code(err) == codes.PermissionDenied }
+
+// unreached reports whether err, from the handshake, failed before the
+// slave's service answered: the connection could not be made (or its TLS
+// handshake failed), the call timed out, or the slave refused this
+// client's identity. The health check then says which (WaitHealthy).
+func unreached(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.PermissionDenied, codes.Unauthenticated:
+		return true
+	}
+	return false
+}
 
 // refusesSession reports whether err, from handshake, is the slave refusing
 // the session in a way retrying will not change by itself: another master

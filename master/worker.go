@@ -346,17 +346,26 @@ func (w *worker) connect(ctx context.Context) error {
 		w.adopt(g)
 		return nil
 	}
+	// The handshake is the first call: a slave that cannot be reached or
+	// refuses this master's certificate fails it at the transport, and
+	// only then does the health check (one round trip more) say why.
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err := rpc.WaitHealthy(hctx, w.client.conn, "")
+	err := w.client.handshake(hctx)
 	cancel()
-	if refusesCertificate(err) {
-		// Not among the slave's allowed-masters: retrying cannot help.
-		return &refusedError{fmt.Errorf("slave %s refuses this master's certificate: %w", w.cfg.Slave, err)}
+	if err != nil && unreached(err) && ctx.Err() == nil {
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		herr := rpc.WaitHealthy(hctx, w.client.conn, "")
+		cancel()
+		if refusesCertificate(herr) {
+			// Not among the slave's allowed-masters: retrying cannot help.
+			return &refusedError{fmt.Errorf("slave %s refuses this master's certificate: %w", w.cfg.Slave, herr)}
+		}
+		if herr != nil {
+			return fmt.Errorf("slave %s unreachable: %w", w.cfg.Slave, herr)
+		}
+		err = w.client.handshake(ctx) // reachable now
 	}
 	if err != nil {
-		return fmt.Errorf("slave %s unreachable: %w", w.cfg.Slave, err)
-	}
-	if err := w.client.handshake(ctx); err != nil {
 		if refusesSession(err) {
 			return &refusedError{err}
 		}
@@ -366,12 +375,14 @@ func (w *worker) connect(ctx context.Context) error {
 		return &refusedError{fmt.Errorf("slave %s cannot receive data: rsync is not installed there (install the Debian package rsync)", w.cfg.Slave)}
 	}
 	gen := w.client.gen.Add(1)
-	parked, err := w.emptyPark(ctx)
-	if err != nil {
-		return err
-	}
-	if parked > 0 {
-		w.needFull = true // what was parked must be found again and recreated
+	if !w.client.parkEmpty {
+		parked, err := w.emptyPark(ctx)
+		if err != nil {
+			return err
+		}
+		if parked > 0 {
+			w.needFull = true // what was parked must be found again and recreated
+		}
 	}
 	w.adopt(gen)
 	w.log.Info("session open", "slave", w.cfg.Slave, "slave_volume", w.client.slaveVolume())
