@@ -37,6 +37,7 @@ type dataShipper struct {
 	// at least one item.
 	results  chan map[gfid.GFID]error
 	writers  chan struct{} // WriteFiles calls in flight
+	readers  chan struct{} // WriteFiles batches being read
 	launched int
 	// files and smallFiles count the files handed over, by either path
 	// and by WriteFiles.
@@ -75,6 +76,7 @@ func (w *worker) newDataShipper(plan changelogPlan, snap *crawl.Snapshot, out *o
 	slices.SortStableFunc(s.queue, func(a, b pendingData) int { return a.ready - b.ready })
 	s.results = make(chan map[gfid.GFID]error, len(s.queue)+1)
 	s.writers = make(chan struct{}, max(1, w.cfg.SyncJobs))
+	s.readers = make(chan struct{}, max(1, w.cfg.SyncJobs))
 	s.prog = &progress{start: time.Now(), entriesTotal: int64(len(plan.entries)), filesTotal: int64(len(s.queue)), bytesTotal: out.bytes}
 	return s
 }
@@ -116,7 +118,7 @@ func (s *dataShipper) launch(ctx context.Context, applied int) {
 	for _, b := range small.done() {
 		s.launched++
 		go func() {
-			r := w.writeSmall(ctx, b, s.smallMax, s.writers, func(g gfid.GFID) {
+			r := w.writeSmall(ctx, b, s.smallMax, s.readers, s.writers, func(g gfid.GFID) {
 				s.writtenMu.Lock()
 				s.writtenWhole[g] = true
 				s.writtenMu.Unlock()
