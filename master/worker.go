@@ -332,14 +332,63 @@ func (w *worker) oneshot(ctx context.Context) error {
 // whose session another worker has reopened since adopts the new one
 // instead of opening yet another (which would invalidate theirs).
 func (w *worker) connect(ctx context.Context) error {
-	if w.mon != nil {
-		if err := w.mon.gate(ctx, w.entry); err != nil {
-			return err
-		}
+	if err := w.gate(ctx); err != nil {
+		return err
 	}
-	if w.session && w.sessionGen == w.client.gen.Load() && !w.client.lost.Load() {
+	if w.sessionOpen() {
 		return nil
 	}
+	return w.openSession(ctx)
+}
+
+// gate waits while the operator paused the worker.
+func (w *worker) gate(ctx context.Context) error {
+	if w.mon != nil {
+		return w.mon.gate(ctx, w.entry)
+	}
+	return nil
+}
+
+// sessionOpen says whether this worker's session is open and current.
+func (w *worker) sessionOpen() bool {
+	return w.session && w.sessionGen == w.client.gen.Load() && !w.client.lost.Load()
+}
+
+// opening is a session being opened beside a hybrid crawl (openBeside).
+type opening struct {
+	done chan struct{}
+	err  error
+}
+
+// wait returns once the session is open, or why it could not be.
+func (o *opening) wait() error {
+	<-o.done
+	return o.err
+}
+
+// openBeside opens the session, when none is open, while the caller
+// crawls: the crawl needs the slave only for its first changes, and on a
+// WAN opening a session takes a few round trips. Nothing the crawl reads
+// is touched. When the session cannot be opened, stop is called, to end
+// the crawl (a slave that is down must not cost a walk of the tree per
+// retry).
+func (w *worker) openBeside(ctx context.Context, stop func()) *opening {
+	o := &opening{done: make(chan struct{})}
+	if w.sessionOpen() {
+		close(o.done)
+		return o
+	}
+	go func() {
+		defer close(o.done)
+		if o.err = w.openSession(ctx); o.err != nil {
+			stop()
+		}
+	}()
+	return o
+}
+
+// openSession opens and verifies the session (see connect).
+func (w *worker) openSession(ctx context.Context) error {
 	w.client.hsMu.Lock()
 	defer w.client.hsMu.Unlock()
 	if g := w.client.gen.Load(); g > w.sessionGen && !w.client.lost.Load() {
@@ -408,18 +457,26 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 	if err := w.guardSource(); err != nil {
 		return false, err
 	}
-	if err := w.connect(ctx); err != nil {
+	if err := w.gate(ctx); err != nil {
 		return false, err
 	}
 	start := time.Now()
 	w.stats.CrawlStatus = "Hybrid"
 	clear(w.staleData) // the crawl sees every file wherever it is now
+	// The session opens while the crawl walks; the first changes wait for
+	// it.
+	cctx, stopCrawl := context.WithCancel(ctx)
+	defer stopCrawl()
+	open := w.openBeside(ctx, stopCrawl)
 	// The crawl emits its changes in segments, each applied and committed
 	// before it goes on (crawl.Stream); a segment that leaves failures
 	// does not stop the others. The queue keeps every failure until the
 	// crawl is over: then those it did not meet again are resolved.
-	_, err = crawl.Stream(ctx, crawl.StreamConfig{Config: w.crawlConfig(), Progress: w.crawlProgress,
+	_, err = crawl.Stream(cctx, crawl.StreamConfig{Config: w.crawlConfig(), Progress: w.crawlProgress,
 		CheckDeletes: func(n int64) error { return w.guardDeletes("the pass", n, -1) }}, w.cat, w.log, func(res *crawl.Result) error {
+		if err := open.wait(); err != nil {
+			return err
+		}
 		changed = true
 		err := w.apply(ctx, res, false)
 		var pe *partialError
@@ -428,6 +485,9 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 		}
 		return err
 	})
+	if oerr := open.wait(); oerr != nil {
+		return changed, oerr // the crawl was stopped for it
+	}
 	if err != nil {
 		if changed {
 			return true, err
