@@ -75,6 +75,9 @@ type worker struct {
 	acceptSource bool
 	srcID        *sourceIdentity
 	guardHeld    bool // Faulty because a safety guard refused the last pass
+	// xtime is the answer of the mark of the slave's root in flight
+	// (markXtime); nil: none.
+	xtime chan error
 }
 
 // errNeedFull is returned by a changelog pass that cannot work from its
@@ -268,7 +271,10 @@ func newWorker(cfg Config, wd *workDir, client *slaveClient, rsyncPath, self str
 	return w, nil
 }
 
-func (w *worker) close() { w.cat.Close() }
+func (w *worker) close() {
+	_ = w.xtimeWait()
+	w.cat.Close()
+}
 
 // runSyncer runs the sync jobs until ctx is done.
 func (w *worker) runSyncer(ctx context.Context) {
@@ -296,6 +302,14 @@ func (w *worker) oneshot(ctx context.Context) error {
 		}
 		switch {
 		case err == nil && (!changed || onlySkipped >= 2):
+			if err := w.xtimeWait(); err != nil {
+				last = err
+				w.log.Warn("pass did not converge; retrying", "err", err, "retry_in", bo.Current())
+				if !bo.Wait(ctx, nil) {
+					return fmt.Errorf("%w within oneshot-timeout %s: %v", ErrNotConverged, w.cfg.OneshotTimeout, last)
+				}
+				continue
+			}
 			attrs := []any{"files_synced", w.stats.FilesSynced, "bytes_synced", w.stats.BytesSynced}
 			if n := len(w.failures.skippedList()); n > 0 {
 				attrs = append(attrs, "skipped_by_the_operator", n)
@@ -747,11 +761,38 @@ func (w *worker) advance(ctx context.Context, t time.Time) error {
 			return fmt.Errorf("brick stime: %w", err)
 		}
 	}
-	if err := w.slave.SetXtime(ctx, gfid.Root, t); err != nil {
+	// The slave's root is marked in the background (a round trip nothing
+	// else waits for): the next mark waits for it, and so do the end of a
+	// --oneshot run and the worker's close; its failure fails the pass
+	// that waits.
+	if err := w.xtimeWait(); err != nil {
 		return err
 	}
+	w.markXtime(ctx, t)
 	w.stats.LastSynced = t
 	return w.wd.saveStats(w.stats)
+}
+
+// markXtime marks the slave's root with t in the background.
+func (w *worker) markXtime(ctx context.Context, t time.Time) {
+	done := make(chan error, 1)
+	w.xtime = done
+	go func() { done <- w.slave.SetXtime(ctx, gfid.Root, t) }()
+}
+
+// xtimeWait waits for the mark markXtime sent, if any, and returns its
+// error (the session is then opened again).
+func (w *worker) xtimeWait() error {
+	if w.xtime == nil {
+		return nil
+	}
+	err := <-w.xtime
+	w.xtime = nil
+	if err != nil {
+		w.session = false // it may have been the session: open it again
+		return fmt.Errorf("marking the slave's root with stime: %w", err)
+	}
+	return nil
 }
 
 func summarize(failed map[gfid.GFID]string) string {
