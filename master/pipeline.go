@@ -33,6 +33,15 @@ type batchPipe interface {
 // (ok false: it has not, use a serialPipe).
 type pipeliner interface {
 	pipeline(ctx context.Context) (p batchPipe, ok bool, err error)
+	// pipelines says whether pipeline gives the stream.
+	pipelines() bool
+}
+
+// pipelines says whether the slave applies a pipeline without a round trip
+// per batch.
+func (w *worker) pipelines() bool {
+	pl, ok := w.slave.(pipeliner)
+	return ok && pl.pipelines()
 }
 
 // runBatches sends batches through one ordered pipeline, all of them
@@ -98,11 +107,26 @@ func (w *worker) openPipe(ctx context.Context) (batchPipe, error) {
 	return newSerialPipe(ctx, w.slave), nil
 }
 
+// firstBatch is the size of the first batch of entry ops on the Apply
+// stream: the next ones double up to entry-batch.
+const firstBatch = 500
+
 // batchesOf cuts entries, then metas, into batches of at most n items.
-func batchesOf(n int, entries []ops.Entry, metas []ops.Meta) []opBatch {
+// With ramp (the Apply stream, where a batch costs no round trip of its
+// own) the entry batches start at firstBatch and double up to n, so that
+// the answer of the first comes soon and the data of its files goes while
+// the slave applies the rest.
+func batchesOf(n int, entries []ops.Entry, metas []ops.Meta, ramp bool) []opBatch {
 	var bs []opBatch
-	for start := 0; start < len(entries); start += n {
-		bs = append(bs, opBatch{entries: entries[start:min(start+n, len(entries))]})
+	size := n
+	if ramp {
+		size = min(n, firstBatch)
+	}
+	for start := 0; start < len(entries); start += size {
+		if start > 0 && ramp {
+			size = min(n, 2*size)
+		}
+		bs = append(bs, opBatch{entries: entries[start:min(start+size, len(entries))]})
 	}
 	for start := 0; start < len(metas); start += n {
 		bs = append(bs, opBatch{metas: metas[start:min(start+n, len(metas))]})
@@ -213,12 +237,15 @@ func (p streamPipe) closeSend() error             { return p.b.CloseSend() }
 func (p streamPipe) recv() ([]ops.Failure, error) { return p.b.Recv() }
 func (p streamPipe) close()                       { p.b.Close() }
 
+func (c *slaveClient) pipelines() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.haveApply
+}
+
 // pipeline opens the Apply stream when the slave has it.
 func (c *slaveClient) pipeline(ctx context.Context) (batchPipe, bool, error) {
-	c.mu.Lock()
-	have := c.haveApply
-	c.mu.Unlock()
-	if !have {
+	if !c.pipelines() {
 		return nil, false, nil
 	}
 	b, err := c.Client.Apply(ctx)

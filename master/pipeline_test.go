@@ -77,7 +77,7 @@ func TestRunBatchesFailedCall(t *testing.T) {
 	}}
 	w := &worker{log: slog.New(slog.DiscardHandler), slave: cs}
 	var answered []int
-	err := w.runBatches(t.Context(), batchesOf(2, mkdirs(10), nil), func(i int, _ []ops.Failure) { answered = append(answered, i) })
+	err := w.runBatches(t.Context(), batchesOf(2, mkdirs(10), nil, false), func(i int, _ []ops.Failure) { answered = append(answered, i) })
 	if !errors.Is(err, boom) {
 		t.Fatalf("runBatches = %v, want %v", err, boom)
 	}
@@ -93,8 +93,33 @@ func TestRunBatchesBadIndex(t *testing.T) {
 		return []ops.Failure{{Index: len(entries)}}, nil
 	}}
 	w := &worker{log: slog.New(slog.DiscardHandler), slave: cs}
-	err := w.runBatches(t.Context(), batchesOf(2, mkdirs(4), nil), func(int, []ops.Failure) {})
+	err := w.runBatches(t.Context(), batchesOf(2, mkdirs(4), nil, false), func(int, []ops.Failure) {})
 	if err == nil || !strings.Contains(err.Error(), "failure for item 2 of a batch of 2") {
 		t.Fatalf("runBatches = %v", err)
+	}
+}
+
+// TestBatchesOfRamp: on the Apply stream the entry batches start small and
+// double up to entry-batch; the metas follow in batches of entry-batch.
+func TestBatchesOfRamp(t *testing.T) {
+	metas := make([]ops.Meta, 2500)
+	for _, tc := range []struct {
+		ramp bool
+		want string
+	}{
+		{false, "[e2000 e2000 e2000 e2000 e2000 e1100 m2000 m500]"},
+		{true, "[e500 e1000 e2000 e2000 e2000 e2000 e1600 m2000 m500]"},
+	} {
+		var got []string
+		for _, b := range batchesOf(2000, make([]ops.Entry, 11100), metas, tc.ramp) {
+			if b.metas != nil {
+				got = append(got, fmt.Sprintf("m%d", len(b.metas)))
+			} else {
+				got = append(got, fmt.Sprintf("e%d", len(b.entries)))
+			}
+		}
+		if fmt.Sprint(got) != tc.want {
+			t.Errorf("ramp %v: batches %v, want %v", tc.ramp, got, tc.want)
+		}
 	}
 }

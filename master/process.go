@@ -372,7 +372,7 @@ func inBatches[T any](ctx context.Context, batch int, items []T,
 // after each batch of entry ops with the number of entry ops applied so
 // far.
 func (w *worker) sendOps(ctx context.Context, entries []ops.Entry, opGFID []gfid.GFID, out *outcome, metas []ops.Meta, applied func(int)) (failed []*entryFailure, metaFails []ops.Failure, err error) {
-	batches := batchesOf(w.batch, entries, metas)
+	batches := batchesOf(w.batch, entries, metas, w.pipelines())
 	done := 0 // entry ops, then metas, answered
 	err = w.runBatches(ctx, batches, func(k int, fs []ops.Failure) {
 		b := batches[k]
