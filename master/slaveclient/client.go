@@ -1,6 +1,8 @@
 // Package slaveclient is the master's end of the slave protocol
 // (gen/georep/slave/v1) for the calls of an open session: entry ops, meta
-// ops, whole-file writes, directory listings, purges, stats and xtimes, in
+// ops (one call each, or many batches on one ordered Apply stream),
+// whole-file writes, directory listings (one, or a whole tree with Walk),
+// purges, stats and xtimes, in
 // the domain vocabulary of package rpc/ops. Every request and answer goes
 // through package rpc/wire, and every error through wire.FromStatus, so a
 // caller tests what failed with errors.Is against the ops sentinels
