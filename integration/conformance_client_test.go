@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -31,13 +32,64 @@ func TestConformanceClient(t *testing.T) {
 	})
 }
 
+// TestConformanceClientStreams runs it again with the batches through the
+// Apply stream and the listings through Walk (its first listing), what a
+// master uses when the slave has them.
+func TestConformanceClientStreams(t *testing.T) {
+	opstest.Run(t, opstest.Caps{Root: os.Geteuid() == 0}, func(t *testing.T) opstest.Backend {
+		b := openClientBackend(t)
+		b.streams = true
+		return b
+	})
+}
+
 // clientBackend is opstest's Backend on a slaveclient.Client: a call that
 // fails whole (which a replica never does for a batch) fails the test and
-// every item of the batch with EIO.
+// every item of the batch with EIO. With streams, entry and meta ops go
+// through the Apply stream and Entries through Walk.
 type clientBackend struct {
 	*slaveclient.Client
 	t             *testing.T
 	root, dataDir string
+	streams       bool
+}
+
+// apply sends one batch through an Apply stream and returns its answer.
+func (b *clientBackend) apply(ctx context.Context, send func(*slaveclient.Batches) error) ([]ops.Failure, error) {
+	bs, err := b.Client.Apply(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer bs.Close()
+	if err := send(bs); err != nil {
+		return nil, err
+	}
+	if err := bs.CloseSend(); err != nil {
+		return nil, err
+	}
+	return bs.Recv()
+}
+
+// Entries lists dir, through Walk with streams (its first listing is
+// dir's, answer or error).
+func (b *clientBackend) Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, error) {
+	if !b.streams {
+		return b.Client.Entries(ctx, dir)
+	}
+	errFirst := errors.New("first listing")
+	var ents []ops.DirEntry
+	var lerr error
+	err := b.Client.Walk(ctx, dir, func(g gfid.GFID, es []ops.DirEntry, err error) error {
+		if g != dir {
+			b.t.Errorf("Walk(%s) listed %s first", dir, g)
+		}
+		ents, lerr = es, err
+		return errFirst
+	})
+	if err != nil && !errors.Is(err, errFirst) {
+		return nil, err
+	}
+	return ents, lerr
 }
 
 var _ opstest.Backend = (*clientBackend)(nil)
@@ -52,7 +104,13 @@ func (b *clientBackend) batchFailed(call string, n int, err error) []ops.Failure
 }
 
 func (b *clientBackend) ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.Failure {
-	fs, err := b.EntryOps(ctx, entries)
+	call := func() ([]ops.Failure, error) { return b.EntryOps(ctx, entries) }
+	if b.streams {
+		call = func() ([]ops.Failure, error) {
+			return b.apply(ctx, func(bs *slaveclient.Batches) error { return bs.Entries(entries) })
+		}
+	}
+	fs, err := call()
 	if err != nil {
 		return b.batchFailed("EntryOps", len(entries), err)
 	}
@@ -60,7 +118,13 @@ func (b *clientBackend) ApplyEntries(ctx context.Context, entries []ops.Entry) [
 }
 
 func (b *clientBackend) ApplyMeta(ctx context.Context, metas []ops.Meta) []ops.Failure {
-	fs, err := b.MetaOps(ctx, metas)
+	call := func() ([]ops.Failure, error) { return b.MetaOps(ctx, metas) }
+	if b.streams {
+		call = func() ([]ops.Failure, error) {
+			return b.apply(ctx, func(bs *slaveclient.Batches) error { return bs.Metas(metas) })
+		}
+	}
+	fs, err := call()
 	if err != nil {
 		return b.batchFailed("MetaOps", len(metas), err)
 	}

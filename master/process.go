@@ -82,16 +82,25 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	w.prog.Store(ship.prog)
 	defer w.prog.Store(nil)
 
+	// The metas go behind the entry ops, in the same pipeline: computed
+	// now, nothing has failed yet.
+	metas, metaGFID := w.touchedMetas(plan, snap, out)
 	t0 := time.Now()
 	ship.prog.report(ctx, w.log, len(plan.entries), len(ship.queue), t0)
 	defer ship.prog.stop()
 	ship.launch(ctx, 0)
-	err = w.applyEntries(ctx, plan.entries, plan.opGFID, out, snap, func(applied int) {
+	var tEntries time.Duration
+	failed, metaFails, err := w.sendOps(ctx, plan.entries, plan.opGFID, out, metas, func(applied int) {
 		ship.prog.entries.Store(int64(applied))
 		ship.launch(ctx, applied)
+		if applied == len(plan.entries) {
+			tEntries = time.Since(t0)
+		}
 	})
+	if err == nil {
+		err = w.resolveEntries(ctx, plan.entries, plan.opGFID, failed, out, snap)
+	}
 	ship.resolved(ctx, len(plan.entries))
-	tEntries := time.Since(t0)
 	if err == nil {
 		w.countEntryOps(plan.entries)
 	}
@@ -104,9 +113,19 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	}
 	out.entries = len(plan.entries)
 
-	metas, metaGFID := w.touchedMetas(plan, snap, out)
-	t1 := time.Now()
-	err = w.applyMetas(ctx, metas, metaGFID, out)
+	t1 := t0.Add(tEntries)
+	if len(failed) > 0 {
+		// The entry failures were resolved, or recorded, after the metas
+		// went: the rounds may have purged and created, and a gfid whose
+		// op failed gets none. Set them again as they stand now.
+		t1 = time.Now()
+		metas, metaGFID = w.touchedMetas(plan, snap, out)
+		err = w.applyMetas(ctx, metas, metaGFID, out)
+	} else {
+		for _, f := range metaFails {
+			w.metaFailed(metas, metaGFID, f, out)
+		}
+	}
 	tMeta := time.Since(t1)
 	ship.collect()
 	if err == nil && w.brick != nil {
@@ -358,11 +377,51 @@ func inBatches[T any](ctx context.Context, batch int, items []T,
 	return nil
 }
 
+// sendOps sends a changelog's entry ops, then metas, in batches through
+// one ordered pipeline (runBatches: all of them in one round trip), and
+// returns the entry ops the slave refused, for the resolution rounds, and
+// the metas' failures (indexed in metas). applied, when not nil, is called
+// after each batch of entry ops with the number of entry ops applied so
+// far.
+func (w *worker) sendOps(ctx context.Context, entries []ops.Entry, opGFID []gfid.GFID, out *outcome, metas []ops.Meta, applied func(int)) (failed []*entryFailure, metaFails []ops.Failure, err error) {
+	batches := batchesOf(w.batch, entries, metas, w.pipelines())
+	done := 0 // entry ops, then metas, answered
+	err = w.runBatches(ctx, batches, func(k int, fs []ops.Failure) {
+		b := batches[k]
+		for _, f := range fs {
+			if b.metas != nil {
+				f.Index += done - len(entries)
+				metaFails = append(metaFails, f)
+				continue
+			}
+			i := done + f.Index
+			failed = append(failed, &entryFailure{i: i, f: f})
+			if out.resolving != nil {
+				out.resolving[opGFID[i]] = true
+			}
+		}
+		done += b.len()
+		if b.entries != nil && applied != nil {
+			applied(done)
+		}
+	})
+	return failed, metaFails, err
+}
+
+// applyMetas sends metas in batches through one ordered pipeline and
+// records their failures in out.
 func (w *worker) applyMetas(ctx context.Context, metas []ops.Meta, metaGFID []gfid.GFID, out *outcome) error {
-	return inBatches(ctx, w.batch, metas, w.slave.MetaOps, func(i int, f ops.Failure) {
-		w.log.Warn("meta op failed", "gfid", metas[i].GFID.String(), "errno", errnoName(f.Errno), "err", f.Message)
-		out.fail(metaGFID[i], cause{errno: f.Errno, side: sideSlave, kind: kindMeta}, "meta: %s", f.Message)
-	}, nil)
+	_, fails, err := w.sendOps(ctx, nil, nil, out, metas, nil)
+	for _, f := range fails {
+		w.metaFailed(metas, metaGFID, f, out)
+	}
+	return err
+}
+
+// metaFailed records the failure f of metas[f.Index].
+func (w *worker) metaFailed(metas []ops.Meta, metaGFID []gfid.GFID, f ops.Failure, out *outcome) {
+	w.log.Warn("meta op failed", "gfid", metas[f.Index].GFID.String(), "errno", errnoName(f.Errno), "err", f.Message)
+	out.fail(metaGFID[f.Index], cause{errno: f.Errno, side: sideSlave, kind: kindMeta}, "meta: %s", f.Message)
 }
 
 // progress logs how far a long changelog has got, every progressEvery, so

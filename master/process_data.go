@@ -16,11 +16,11 @@ import (
 type pendingData struct {
 	item  syncer.Item
 	size  int64
-	ready int // entry ops that must be applied first
+	ready int // entry ops that must be applied first (up to its create)
 }
 
 // dataShipper hands a changelog's file data to the sync jobs, each file as
-// soon as the last entry op naming its gfid is applied: the sync jobs start
+// soon as the entry op creating its gfid is applied: the sync jobs start
 // on the first batches while the slave applies the next ones. Files up to
 // small-file-size go whole through WriteFiles instead of rsync (not with
 // sync-acls: rsync ships the ACLs). It is driven by one goroutine
@@ -37,6 +37,7 @@ type dataShipper struct {
 	// at least one item.
 	results  chan map[gfid.GFID]error
 	writers  chan struct{} // WriteFiles calls in flight
+	readers  chan struct{} // WriteFiles batches being read
 	launched int
 	// files and smallFiles count the files handed over, by either path
 	// and by WriteFiles.
@@ -48,11 +49,16 @@ type dataShipper struct {
 
 // newDataShipper queues the plan's regular files that the snapshot still
 // places, counts their bytes in out and publishes nothing yet: the caller
-// stores ship.prog.
+// stores ship.prog. A file waits for the op that creates it; one the
+// changelog only renames or links (the slave has its inode) goes at once:
+// data is written by gfid, through the slave's gfid index, whatever its
+// names (a purge by the resolution rounds is caught in resolved).
 func (w *worker) newDataShipper(plan changelogPlan, snap *crawl.Snapshot, out *outcome) *dataShipper {
 	lastOp := make(map[gfid.GFID]int, len(plan.opGFID))
 	for i, g := range plan.opGFID {
-		lastOp[g] = i + 1
+		if isCreate(plan.entries[i].Op) {
+			lastOp[g] = i + 1
+		}
 	}
 	s := &dataShipper{w: w, out: out, smallMax: w.cfg.SmallFileSize,
 		sizeOf: make(map[gfid.GFID]int64, len(plan.data)), launchedData: map[gfid.GFID]bool{}, writtenWhole: map[gfid.GFID]bool{}}
@@ -75,6 +81,7 @@ func (w *worker) newDataShipper(plan changelogPlan, snap *crawl.Snapshot, out *o
 	slices.SortStableFunc(s.queue, func(a, b pendingData) int { return a.ready - b.ready })
 	s.results = make(chan map[gfid.GFID]error, len(s.queue)+1)
 	s.writers = make(chan struct{}, max(1, w.cfg.SyncJobs))
+	s.readers = make(chan struct{}, max(1, w.cfg.SyncJobs))
 	s.prog = &progress{start: time.Now(), entriesTotal: int64(len(plan.entries)), filesTotal: int64(len(s.queue)), bytesTotal: out.bytes}
 	return s
 }
@@ -116,7 +123,7 @@ func (s *dataShipper) launch(ctx context.Context, applied int) {
 	for _, b := range small.done() {
 		s.launched++
 		go func() {
-			r := w.writeSmall(ctx, b, s.smallMax, s.writers, func(g gfid.GFID) {
+			r := w.writeSmall(ctx, b, s.smallMax, s.readers, s.writers, func(g gfid.GFID) {
 				s.writtenMu.Lock()
 				s.writtenWhole[g] = true
 				s.writtenMu.Unlock()

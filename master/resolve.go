@@ -24,22 +24,12 @@ type entryFailure struct {
 	eexist int // EEXIST answers without the gfid holding the name
 }
 
-// applyEntries sends ops in batches, then resolves the failures the master
-// can resolve in rounds (gsyncd's fix_possible_entry_failures; the master is
-// the source of truth), stopping when a round makes no progress. What is
-// left is recorded in out. applied, when not nil, is called after each
-// batch with the number of ops applied so far.
-func (w *worker) applyEntries(ctx context.Context, entries []ops.Entry, opGFID []gfid.GFID, out *outcome, snap *crawl.Snapshot, applied func(int)) error {
-	var failed []*entryFailure
-	err := inBatches(ctx, w.batch, entries, w.slave.EntryOps, func(i int, f ops.Failure) {
-		failed = append(failed, &entryFailure{i: i, f: f})
-		if out.resolving != nil {
-			out.resolving[opGFID[i]] = true
-		}
-	}, applied)
-	if err != nil {
-		return err
-	}
+// resolveEntries resolves, in rounds, the failures of the ops sent
+// (sendOps) that the master can resolve (gsyncd's
+// fix_possible_entry_failures; the master is the source of truth),
+// stopping when a round makes no progress. What is left is recorded in
+// out.
+func (w *worker) resolveEntries(ctx context.Context, entries []ops.Entry, opGFID []gfid.GFID, failed []*entryFailure, out *outcome, snap *crawl.Snapshot) error {
 	for round := 1; len(failed) > 0 && round <= maxEntryRounds; round++ {
 		var batch []ops.Entry
 		var owner []*entryFailure // per op of batch: the failure it retries, nil for a helper op

@@ -66,6 +66,18 @@ type slaveAPI interface {
 
 var _ slaveAPI = (*slaveClient)(nil)
 
+// walk lists dir and every directory beneath it in one stream when the
+// slave can (ok false: it cannot; see verify).
+func (c *slaveClient) walk(ctx context.Context, dir gfid.GFID, fn func(gfid.GFID, []ops.DirEntry, error) error) (bool, error) {
+	c.mu.Lock()
+	have := c.haveWalk
+	c.mu.Unlock()
+	if !have {
+		return false, nil
+	}
+	return true, c.Client.Walk(ctx, dir, fn)
+}
+
 // slaveDirGone reports whether err, from Entries, says the directory is not
 // on the slave as a directory: no inode has its gfid (fs.ErrNotExist), its
 // gfid is not a directory there (ops.ErrNotDir), or its name there holds
@@ -117,6 +129,9 @@ type slaveClient struct {
 	slaveVol  string
 	maxBatch  int
 	haveRsync bool
+	haveApply bool // the Apply stream
+	haveWalk  bool // Walk
+	parkEmpty bool // the park held nothing at the handshake
 }
 
 // sessionRefusal is what the slave says of a session id it does not hold;
@@ -154,6 +169,9 @@ func newSlaveClient(cfg Config, volumeID, sessionFile, relaySock string, bw *bwl
 		}
 	}
 	c.Client = slaveclient.New(conn, c.sessionID)
+	// Connect now (TCP, TLS, HTTP/2's settings: a few round trips on a
+	// WAN) while the worker opens its work dir, not at the first call.
+	conn.Connect()
 	return c, nil
 }
 
@@ -225,12 +243,18 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 	c.session = resp.GetSessionId()
 	c.slaveVol = resp.GetSlaveVolumeId()
 	c.maxBatch = int(resp.GetMaxBatch())
-	c.haveRsync = false
+	c.haveRsync, c.haveApply, c.haveWalk = false, false, false
 	for _, cap := range resp.GetCapabilities() {
-		if cap == "rsync" {
+		switch cap {
+		case "rsync":
 			c.haveRsync = true
+		case "apply":
+			c.haveApply = true
+		case "walk":
+			c.haveWalk = true
 		}
 	}
+	c.parkEmpty = resp.GetParkEmpty()
 	c.mu.Unlock()
 	return nil
 }
@@ -239,6 +263,18 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 // slave's connection, is the slave refusing this master's certificate (not
 // among its allowed-masters): retrying cannot help.
 func refusesCertificate(err error) bool { return status.Code(err) == codes.PermissionDenied }
+
+// unreached reports whether err, from the handshake, failed before the
+// slave's service answered: the connection could not be made (or its TLS
+// handshake failed), the call timed out, or the slave refused this
+// client's identity. The health check then says which (WaitHealthy).
+func unreached(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.PermissionDenied, codes.Unauthenticated:
+		return true
+	}
+	return false
+}
 
 // refusesSession reports whether err, from handshake, is the slave refusing
 // the session in a way retrying will not change by itself: another master

@@ -45,17 +45,26 @@ func (b *smallBatcher) done() [][]syncer.Item { return b.batches }
 var errNotSmall = errors.New("not a small dense file")
 
 // writeSmall ships items whole through WriteFiles, with at most cap(slots)
-// calls in flight, and returns the items that failed. Files that turn out not
-// to be small go to the data syncer instead. written, when not nil, is told
-// each file WriteFiles wrote, with its mode, owner and mtime.
-func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int64, slots chan struct{}, written func(gfid.GFID)) map[gfid.GFID]error {
+// calls in flight, and returns the items that failed. The files are read
+// first, at most cap(readers) batches at a time, outside the call's slot:
+// the next batches are read while calls are in flight (and wait, read, for
+// a slot, at most cap(readers) of them). Files that turn out
+// not to be small go to the data syncer instead. written, when not nil, is
+// told each file WriteFiles wrote, with its mode, owner and mtime.
+func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int64, readers, slots chan struct{}, written func(gfid.GFID)) map[gfid.GFID]error {
 	failed := map[gfid.GFID]error{}
-	select {
-	case slots <- struct{}{}:
-	case <-ctx.Done():
-		for _, it := range items {
-			failed[it.GFID] = ctx.Err()
+	acquire := func(c chan struct{}) bool {
+		select {
+		case c <- struct{}{}:
+			return true
+		case <-ctx.Done():
+			for _, it := range items {
+				failed[it.GFID] = ctx.Err()
+			}
+			return false
 		}
+	}
+	if !acquire(readers) {
 		return failed
 	}
 	var files []ops.FileData
@@ -80,6 +89,13 @@ func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int6
 			sent = append(sent, it.GFID)
 		}
 	}
+	// The reader's token is held until the call has its slot: at most
+	// cap(readers) batches wait in memory besides the calls in flight.
+	if len(files) > 0 && !acquire(slots) {
+		<-readers
+		return failed
+	}
+	<-readers
 	defer func() {
 		if written != nil {
 			for _, g := range sent {
@@ -109,8 +125,8 @@ func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int6
 			failed[sent[i]] = &slaveErrno{errno: f.Errno,
 				err: fmt.Errorf("slave could not write the file: %s", errnoName(f.Errno))}
 		}
+		<-slots
 	}
-	<-slots
 	if len(rsync) > 0 {
 		for g, err := range w.data.Sync(ctx, rsync) {
 			failed[g] = err

@@ -3,7 +3,6 @@ package master
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/rpc/gfid"
@@ -38,10 +37,16 @@ func (w *worker) emptyPark(ctx context.Context) (int, error) {
 // crawl heal a replica damaged, restored or half-written behind the
 // catalog's back, and what propagates deletes the catalog never saw.
 //
-// It walks the catalog, verifyInFlight directories at a time (listed
-// concurrently: on a WAN each listing is a round trip), never the whole
-// namespace in memory (the catalog, not a crawl's snapshot, is the synced
-// state it checks).
+// The slave lists the whole tree in one stream when it can (Walk: one
+// round trip, whatever the depth); the directories of the catalog are then
+// compared as their listings arrive, parents first, and those of the
+// slave's tree that the catalog does not have there are skipped (their
+// names are judged in their parents'). Otherwise, and for any directory the
+// walk did not list, it walks the catalog depth first with up to
+// verifyInFlight Entries calls in flight (a listing starts as soon as one
+// ends, a directory's subdirectories as soon as it is listed). Never the
+// whole namespace in memory (the catalog, not a crawl's snapshot, is the
+// synced state it checks).
 //
 // A worker whose source holds only part of the namespace (a brick of a
 // volume distributed over several bricks) purges nothing: a name it lacks
@@ -49,34 +54,97 @@ func (w *worker) emptyPark(ctx context.Context) (int, error) {
 func (w *worker) verify(ctx context.Context) (int, error) {
 	v := &verifier{w: w}
 	stack := []gfid.GFID{gfid.Root}
-	for len(stack) > 0 {
-		if err := ctx.Err(); err != nil {
+	if wk, ok := w.slave.(walker); ok {
+		left, walked, err := v.walk(ctx, wk)
+		if err != nil {
 			return v.found, err
 		}
-		wave := stack[max(len(stack)-verifyInFlight, 0):]
-		stack = stack[:len(stack)-len(wave)]
-		results := make([]dirVerdict, len(wave))
-		var wg sync.WaitGroup
-		for i, dir := range wave {
-			wg.Go(func() { results[i] = v.dir(ctx, dir) })
+		if walked {
+			stack = left
 		}
-		wg.Wait()
-		for _, r := range results {
-			if r.err != nil {
-				return v.found, r.err
-			}
-			v.found += r.found
-			v.unsync = append(v.unsync, r.unsync...)
-			v.purges = append(v.purges, r.purges...)
-			v.listed += r.listed
-			stack = append(stack, r.subdirs...)
-		}
+	}
+	if err := v.list(ctx, stack); err != nil {
+		return v.found, err
 	}
 	return v.found, v.finish(ctx)
 }
 
-// verifyInFlight is how many directories verify lists at once.
-const verifyInFlight = 16
+// walker is a slave that lists a whole tree in one stream: the session
+// client when the slave has Walk (ok false: it has not).
+type walker interface {
+	walk(ctx context.Context, dir gfid.GFID, fn func(dir gfid.GFID, ents []ops.DirEntry, err error) error) (ok bool, err error)
+}
+
+// walk compares the directories of the catalog as the slave's walk lists
+// them and returns those the catalog has that the walk did not list (a
+// directory the slave listed once under another name first); walked is
+// false when the slave cannot walk.
+func (v *verifier) walk(ctx context.Context, wk walker) (left []gfid.GFID, walked bool, err error) {
+	expect := map[gfid.GFID]bool{gfid.Root: true} // listed as the catalog has them, not judged yet
+	walked, err = wk.walk(ctx, gfid.Root, func(dir gfid.GFID, ents []ops.DirEntry, lerr error) error {
+		if !expect[dir] {
+			return nil // not the catalog's there: its name is judged in its parent
+		}
+		delete(expect, dir)
+		r := v.judge(dir, ents, lerr)
+		if r.err != nil {
+			return r.err
+		}
+		v.add(r)
+		for _, g := range r.subdirs {
+			expect[g] = true
+		}
+		return nil
+	})
+	if err != nil || !walked {
+		return nil, walked, err
+	}
+	for g := range expect {
+		left = append(left, g)
+	}
+	return left, true, nil
+}
+
+// list compares the directories of stack and everything beneath them,
+// listing up to verifyInFlight of them at a time.
+func (v *verifier) list(ctx context.Context, stack []gfid.GFID) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan dirVerdict, verifyInFlight)
+	inFlight := 0
+	var err error
+	for (len(stack) > 0 && err == nil) || inFlight > 0 {
+		for len(stack) > 0 && inFlight < verifyInFlight && err == nil {
+			dir := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			inFlight++
+			go func() {
+				ents, err := v.w.slave.Entries(ctx, dir)
+				results <- v.judge(dir, ents, err)
+			}()
+		}
+		r := <-results
+		inFlight--
+		switch {
+		case err != nil:
+			continue // draining what is in flight
+		case r.err != nil:
+			err = r.err
+			cancel()
+			continue
+		}
+		v.add(r)
+		stack = append(stack, r.subdirs...)
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	return err
+}
+
+// verifyInFlight is how many directories verify lists at once with
+// Entries.
+const verifyInFlight = 64
 
 // verifier is the state of one verify.
 type verifier struct {
@@ -104,10 +172,18 @@ type dirVerdict struct {
 	err     error
 }
 
-// dir compares one directory.
-func (v *verifier) dir(ctx context.Context, dir gfid.GFID) (r dirVerdict) {
+// add takes in the verdict of one directory.
+func (v *verifier) add(r dirVerdict) {
+	v.found += r.found
+	v.unsync = append(v.unsync, r.unsync...)
+	v.purges = append(v.purges, r.purges...)
+	v.listed += r.listed
+}
+
+// judge compares one directory with the slave's listing of it, ents, or
+// the error the listing failed with.
+func (v *verifier) judge(dir gfid.GFID, ents []ops.DirEntry, err error) (r dirVerdict) {
 	w := v.w
-	ents, err := w.slave.Entries(ctx, dir)
 	if slaveDirGone(err) {
 		// Missing, or its name on the slave holds something else (a
 		// directory swapped for a symlink behind georep's back: the

@@ -75,6 +75,9 @@ type worker struct {
 	acceptSource bool
 	srcID        *sourceIdentity
 	guardHeld    bool // Faulty because a safety guard refused the last pass
+	// xtime is the answer of the mark of the slave's root in flight
+	// (markXtime); nil: none.
+	xtime chan error
 }
 
 // errNeedFull is returned by a changelog pass that cannot work from its
@@ -268,7 +271,10 @@ func newWorker(cfg Config, wd *workDir, client *slaveClient, rsyncPath, self str
 	return w, nil
 }
 
-func (w *worker) close() { w.cat.Close() }
+func (w *worker) close() {
+	_ = w.xtimeWait()
+	w.cat.Close()
+}
 
 // runSyncer runs the sync jobs until ctx is done.
 func (w *worker) runSyncer(ctx context.Context) {
@@ -296,6 +302,14 @@ func (w *worker) oneshot(ctx context.Context) error {
 		}
 		switch {
 		case err == nil && (!changed || onlySkipped >= 2):
+			if err := w.xtimeWait(); err != nil {
+				last = err
+				w.log.Warn("pass did not converge; retrying", "err", err, "retry_in", bo.Current())
+				if !bo.Wait(ctx, nil) {
+					return fmt.Errorf("%w within oneshot-timeout %s: %v", ErrNotConverged, w.cfg.OneshotTimeout, last)
+				}
+				continue
+			}
 			attrs := []any{"files_synced", w.stats.FilesSynced, "bytes_synced", w.stats.BytesSynced}
 			if n := len(w.failures.skippedList()); n > 0 {
 				attrs = append(attrs, "skipped_by_the_operator", n)
@@ -332,31 +346,89 @@ func (w *worker) oneshot(ctx context.Context) error {
 // whose session another worker has reopened since adopts the new one
 // instead of opening yet another (which would invalidate theirs).
 func (w *worker) connect(ctx context.Context) error {
-	if w.mon != nil {
-		if err := w.mon.gate(ctx, w.entry); err != nil {
-			return err
-		}
+	if err := w.gate(ctx); err != nil {
+		return err
 	}
-	if w.session && w.sessionGen == w.client.gen.Load() && !w.client.lost.Load() {
+	if w.sessionOpen() {
 		return nil
 	}
+	return w.openSession(ctx)
+}
+
+// gate waits while the operator paused the worker.
+func (w *worker) gate(ctx context.Context) error {
+	if w.mon != nil {
+		return w.mon.gate(ctx, w.entry)
+	}
+	return nil
+}
+
+// sessionOpen says whether this worker's session is open and current.
+func (w *worker) sessionOpen() bool {
+	return w.session && w.sessionGen == w.client.gen.Load() && !w.client.lost.Load()
+}
+
+// opening is a session being opened beside a hybrid crawl (openBeside).
+type opening struct {
+	done chan struct{}
+	err  error
+}
+
+// wait returns once the session is open, or why it could not be.
+func (o *opening) wait() error {
+	<-o.done
+	return o.err
+}
+
+// openBeside opens the session, when none is open, while the caller
+// crawls: the crawl needs the slave only for its first changes, and on a
+// WAN opening a session takes a few round trips. Nothing the crawl reads
+// is touched. When the session cannot be opened, stop is called, to end
+// the crawl (a slave that is down must not cost a walk of the tree per
+// retry).
+func (w *worker) openBeside(ctx context.Context, stop func()) *opening {
+	o := &opening{done: make(chan struct{})}
+	if w.sessionOpen() {
+		close(o.done)
+		return o
+	}
+	go func() {
+		defer close(o.done)
+		if o.err = w.openSession(ctx); o.err != nil {
+			stop()
+		}
+	}()
+	return o
+}
+
+// openSession opens and verifies the session (see connect).
+func (w *worker) openSession(ctx context.Context) error {
 	w.client.hsMu.Lock()
 	defer w.client.hsMu.Unlock()
 	if g := w.client.gen.Load(); g > w.sessionGen && !w.client.lost.Load() {
 		w.adopt(g)
 		return nil
 	}
+	// The handshake is the first call: a slave that cannot be reached or
+	// refuses this master's certificate fails it at the transport, and
+	// only then does the health check (one round trip more) say why.
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err := rpc.WaitHealthy(hctx, w.client.conn, "")
+	err := w.client.handshake(hctx)
 	cancel()
-	if refusesCertificate(err) {
-		// Not among the slave's allowed-masters: retrying cannot help.
-		return &refusedError{fmt.Errorf("slave %s refuses this master's certificate: %w", w.cfg.Slave, err)}
+	if err != nil && unreached(err) && ctx.Err() == nil {
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		herr := rpc.WaitHealthy(hctx, w.client.conn, "")
+		cancel()
+		if refusesCertificate(herr) {
+			// Not among the slave's allowed-masters: retrying cannot help.
+			return &refusedError{fmt.Errorf("slave %s refuses this master's certificate: %w", w.cfg.Slave, herr)}
+		}
+		if herr != nil {
+			return fmt.Errorf("slave %s unreachable: %w", w.cfg.Slave, herr)
+		}
+		err = w.client.handshake(ctx) // reachable now
 	}
 	if err != nil {
-		return fmt.Errorf("slave %s unreachable: %w", w.cfg.Slave, err)
-	}
-	if err := w.client.handshake(ctx); err != nil {
 		if refusesSession(err) {
 			return &refusedError{err}
 		}
@@ -366,12 +438,14 @@ func (w *worker) connect(ctx context.Context) error {
 		return &refusedError{fmt.Errorf("slave %s cannot receive data: rsync is not installed there (install the Debian package rsync)", w.cfg.Slave)}
 	}
 	gen := w.client.gen.Add(1)
-	parked, err := w.emptyPark(ctx)
-	if err != nil {
-		return err
-	}
-	if parked > 0 {
-		w.needFull = true // what was parked must be found again and recreated
+	if !w.client.parkEmpty {
+		parked, err := w.emptyPark(ctx)
+		if err != nil {
+			return err
+		}
+		if parked > 0 {
+			w.needFull = true // what was parked must be found again and recreated
+		}
 	}
 	w.adopt(gen)
 	w.log.Info("session open", "slave", w.cfg.Slave, "slave_volume", w.client.slaveVolume())
@@ -397,18 +471,26 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 	if err := w.guardSource(); err != nil {
 		return false, err
 	}
-	if err := w.connect(ctx); err != nil {
+	if err := w.gate(ctx); err != nil {
 		return false, err
 	}
 	start := time.Now()
 	w.stats.CrawlStatus = "Hybrid"
 	clear(w.staleData) // the crawl sees every file wherever it is now
+	// The session opens while the crawl walks; the first changes wait for
+	// it.
+	cctx, stopCrawl := context.WithCancel(ctx)
+	defer stopCrawl()
+	open := w.openBeside(ctx, stopCrawl)
 	// The crawl emits its changes in segments, each applied and committed
 	// before it goes on (crawl.Stream); a segment that leaves failures
 	// does not stop the others. The queue keeps every failure until the
 	// crawl is over: then those it did not meet again are resolved.
-	_, err = crawl.Stream(ctx, crawl.StreamConfig{Config: w.crawlConfig(), Progress: w.crawlProgress,
+	_, err = crawl.Stream(cctx, crawl.StreamConfig{Config: w.crawlConfig(), Progress: w.crawlProgress,
 		CheckDeletes: func(n int64) error { return w.guardDeletes("the pass", n, -1) }}, w.cat, w.log, func(res *crawl.Result) error {
+		if err := open.wait(); err != nil {
+			return err
+		}
 		changed = true
 		err := w.apply(ctx, res, false)
 		var pe *partialError
@@ -417,6 +499,9 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 		}
 		return err
 	})
+	if oerr := open.wait(); oerr != nil {
+		return changed, oerr // the crawl was stopped for it
+	}
 	if err != nil {
 		if changed {
 			return true, err
@@ -689,11 +774,38 @@ func (w *worker) advance(ctx context.Context, t time.Time) error {
 			return fmt.Errorf("brick stime: %w", err)
 		}
 	}
-	if err := w.slave.SetXtime(ctx, gfid.Root, t); err != nil {
+	// The slave's root is marked in the background (a round trip nothing
+	// else waits for): the next mark waits for it, and so do the end of a
+	// --oneshot run and the worker's close; its failure fails the pass
+	// that waits.
+	if err := w.xtimeWait(); err != nil {
 		return err
 	}
+	w.markXtime(ctx, t)
 	w.stats.LastSynced = t
 	return w.wd.saveStats(w.stats)
+}
+
+// markXtime marks the slave's root with t in the background.
+func (w *worker) markXtime(ctx context.Context, t time.Time) {
+	done := make(chan error, 1)
+	w.xtime = done
+	go func() { done <- w.slave.SetXtime(ctx, gfid.Root, t) }()
+}
+
+// xtimeWait waits for the mark markXtime sent, if any, and returns its
+// error (the session is then opened again).
+func (w *worker) xtimeWait() error {
+	if w.xtime == nil {
+		return nil
+	}
+	err := <-w.xtime
+	w.xtime = nil
+	if err != nil {
+		w.session = false // it may have been the session: open it again
+		return fmt.Errorf("marking the slave's root with stime: %w", err)
+	}
+	return nil
 }
 
 func summarize(failed map[gfid.GFID]string) string {

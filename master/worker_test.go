@@ -36,6 +36,11 @@ type fakeSlave struct {
 	purged  []string
 	data    *fakeData     // where WriteFiles records what it wrote
 	delay   time.Duration // per EntryOps call
+	noWalk  bool          // a slave without Walk: verify lists one directory at a time
+	walks   int           // Walk calls
+	// walkSkip holds directories Walk does not list where they are (as a
+	// slave that met their gfid first under a copy elsewhere).
+	walkSkip map[gfid.GFID]bool
 }
 
 var _ slaveAPI = (*fakeSlave)(nil)
@@ -68,6 +73,32 @@ func (f *fakeSlave) EntryOps(ctx context.Context, entries []ops.Entry) ([]ops.Fa
 		f.log = append(f.log, key)
 	}
 	return fails, nil
+}
+
+// walk is the slave's Walk (slave/server.go) over the fake's listings:
+// depth first, the first subdirectory next, each gfid once.
+func (f *fakeSlave) walk(ctx context.Context, dir gfid.GFID, fn func(gfid.GFID, []ops.DirEntry, error) error) (bool, error) {
+	if f.noWalk {
+		return false, nil
+	}
+	f.walks++
+	seen := map[gfid.GFID]bool{dir: true}
+	stack := []gfid.GFID{dir}
+	for len(stack) > 0 {
+		d := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		ents, err := f.Entries(ctx, d)
+		for i := len(ents) - 1; i >= 0; i-- {
+			if e := ents[i]; e.Type == ops.TypeDir && !e.GFID.IsZero() && !seen[e.GFID] && !f.walkSkip[e.GFID] {
+				seen[e.GFID] = true
+				stack = append(stack, e.GFID)
+			}
+		}
+		if err := fn(d, ents, err); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
 }
 
 // Purge records the name and purges it.
@@ -273,17 +304,74 @@ func TestEntryConflictIsPurgedAndRetried(t *testing.T) {
 }
 
 func TestVerifyRepairsSlave(t *testing.T) {
-	tw := newTestWorker(t)
-	tw.write(t, "d/keep", "1")
-	tw.write(t, "d/lost", "2")
-	tw.crawlAndProcess(t)
-	// Damage the slave behind the catalog's back.
-	d, _ := tw.slave.Lookup(gfid.Root, "d")
-	tw.slave.Remove(d, "lost")
-	tw.slave.put(t, d, "stray", gfid.New())
-	tw.crawlAndProcess(t) // nothing changed on the source; verify finds both
-	tw.crawlAndProcess(t) // the next pass recreates what was lost
-	assertPaths(t, tw.slave.paths(), "d", "d/keep", "d/lost")
+	for _, walk := range []bool{true, false} {
+		t.Run(fmt.Sprintf("walk=%v", walk), func(t *testing.T) {
+			tw := newTestWorker(t)
+			tw.slave.noWalk = !walk
+			tw.write(t, "d/keep", "1")
+			tw.write(t, "d/lost", "2")
+			tw.crawlAndProcess(t)
+			// Damage the slave behind the catalog's back.
+			d, _ := tw.slave.Lookup(gfid.Root, "d")
+			tw.slave.Remove(d, "lost")
+			tw.slave.put(t, d, "stray", gfid.New())
+			tw.crawlAndProcess(t) // nothing changed on the source; verify finds both
+			tw.crawlAndProcess(t) // the next pass recreates what was lost
+			assertPaths(t, tw.slave.paths(), "d", "d/keep", "d/lost")
+			if walk != (tw.slave.walks > 0) {
+				t.Errorf("walk %v: the slave was walked %d times", walk, tw.slave.walks)
+			}
+		})
+	}
+}
+
+// TestVerifyManyDirectories damages a tree of more directories than
+// verify lists at once, at every depth: the walk and the listings one
+// directory at a time find the same differences, and a directory the walk
+// does not list where the catalog has it (a slave that met its gfid first
+// under a copy made behind georep's back) is still compared there.
+func TestVerifyManyDirectories(t *testing.T) {
+	for _, walk := range []bool{true, false} {
+		t.Run(fmt.Sprintf("walk=%v", walk), func(t *testing.T) {
+			tw := newTestWorker(t)
+			tw.slave.noWalk = !walk
+			tw.noVerify = true
+			var want []string
+			for i := range verifyInFlight + 30 {
+				rel := fmt.Sprintf("a%02d/b/c%d/f", i%40, i)
+				tw.write(t, rel, "x")
+			}
+			tw.crawlAndProcess(t)
+			want = tw.slave.paths()
+			// Behind the catalog's back: a stray name deep down, a lost file,
+			// a lost directory, and a lost file in a directory the walk skips.
+			c := func(path ...string) gfid.GFID {
+				g := gfid.Root
+				for _, n := range path {
+					g, _ = tw.slave.Lookup(g, n)
+				}
+				return g
+			}
+			tw.slave.put(t, c("a07", "b", "c7"), "stray", gfid.New())
+			tw.slave.Remove(c("a33", "b", "c33"), "f")
+			tw.slave.Remove(c("a12", "b"), "c52")
+			tw.slave.walkSkip = map[gfid.GFID]bool{c("a01"): true}
+			tw.slave.Remove(c("a01", "b", "c41"), "f")
+			tw.verified = false
+			found, err := tw.verifyOnce(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// stray, f of c33, c52 (with its f), f of c41.
+			if found != 4 {
+				t.Errorf("verify found %d differences, want 4", found)
+			}
+			tw.crawlAndProcess(t)
+			if got := tw.slave.paths(); !slices.Equal(got, want) {
+				t.Errorf("after the repairing pass the slave holds %d paths, want %d: %q", len(got), len(want), got)
+			}
+		})
+	}
 }
 
 func TestDataFailureKeepsGFIDPending(t *testing.T) {
@@ -507,6 +595,12 @@ func TestEntryFailureRoundsCreateMissingParents(t *testing.T) {
 	// The slave loses a and a/b.
 	tw.slave.Remove(gfid.Root, "a")
 	tw.write(t, "a/b/new", "2")
+	past := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	for _, d := range []string{"a/b", "a"} {
+		if err := os.Chtimes(filepath.Join(tw.src, d), past, past); err != nil {
+			t.Fatal(err)
+		}
+	}
 	out := tw.crawlAndProcess(t)
 	if len(out.failed) > 0 {
 		t.Fatalf("not resolved: %v", out.failed)
@@ -515,6 +609,15 @@ func TestEntryFailureRoundsCreateMissingParents(t *testing.T) {
 	for _, want := range []string{"a", "a/b", "a/b/new"} {
 		if !slices.Contains(paths, want) {
 			t.Fatalf("slave namespace %q lacks %q", paths, want)
+		}
+	}
+	// The metas went behind the entry ops, before the rounds recreated the
+	// directories: they are set again after them.
+	a, _ := tw.slave.Lookup(gfid.Root, "a")
+	b, _ := tw.slave.Lookup(a, "b")
+	for name, g := range map[string]gfid.GFID{"a": a, "a/b": b} {
+		if attr, err := tw.slave.Stat(t.Context(), g); err != nil || !attr.Mtime.Equal(past) {
+			t.Errorf("%s on the slave: mtime %v (%v), want %v", name, attr.Mtime, err, past)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -102,10 +103,13 @@ func (s *service) Handshake(ctx context.Context, req *slavev1.HandshakeRequest) 
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	s.log.Info("session opened", "master_volume", req.GetMasterVolumeId(), "master_node", req.GetMasterNode(), "lease", lease)
-	caps := []string{"xattrs", "mknod"}
+	caps := []string{"xattrs", "mknod", "apply", "walk"}
 	if s.rsync != "" {
 		caps = append(caps, "rsync")
 	}
+	// The master empties the park at every session start; saying that it
+	// is empty saves it a listing, one round trip.
+	park, err := s.replica.Entries(ctx, gfid.Park)
 	return &slavev1.HandshakeResponse{
 		ProtocolVersion: ProtocolVersion,
 		SlaveVolumeId:   s.volumeID,
@@ -113,6 +117,7 @@ func (s *service) Handshake(ctx context.Context, req *slavev1.HandshakeRequest) 
 		LeaseSeconds:    uint32(lease / time.Second),
 		Capabilities:    caps,
 		MaxBatch:        uint32(s.maxBatch),
+		ParkEmpty:       err == nil && len(park) == 0,
 	}, nil
 }
 
@@ -124,6 +129,16 @@ func (s *service) KeepAlive(ctx context.Context, req *slavev1.KeepAliveRequest) 
 }
 
 func (s *service) EntryOps(ctx context.Context, req *slavev1.EntryOpsRequest) (*slavev1.EntryOpsResponse, error) {
+	failures, err := s.entryOps(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &slavev1.EntryOpsResponse{Failures: failures}, nil
+}
+
+// entryOps applies the entries of req in order (EntryOps and Apply) and
+// returns the failures; an error is the status of the whole call.
+func (s *service) entryOps(ctx context.Context, req *slavev1.EntryOpsRequest) ([]*slavev1.EntryFailure, error) {
 	if n := len(req.GetEntries()); n > s.maxBatch {
 		return nil, status.Errorf(codes.InvalidArgument, "batch of %d entries exceeds the limit of %d", n, s.maxBatch)
 	}
@@ -143,10 +158,20 @@ func (s *service) EntryOps(ctx context.Context, req *slavev1.EntryOpsRequest) (*
 		f.Index = index[f.Index]
 		failures = append(failures, wire.FailureToProto(f))
 	}
-	return &slavev1.EntryOpsResponse{Failures: failures}, nil
+	return failures, nil
 }
 
 func (s *service) MetaOps(ctx context.Context, req *slavev1.MetaOpsRequest) (*slavev1.MetaOpsResponse, error) {
+	failures, err := s.metaOps(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &slavev1.MetaOpsResponse{Failures: failures}, nil
+}
+
+// metaOps applies the metas of req (MetaOps and Apply) and returns the
+// failures; an error is the status of the whole call.
+func (s *service) metaOps(ctx context.Context, req *slavev1.MetaOpsRequest) ([]*slavev1.EntryFailure, error) {
 	if n := len(req.GetMetas()); n > s.maxBatch {
 		return nil, status.Errorf(codes.InvalidArgument, "batch of %d metas exceeds the limit of %d", n, s.maxBatch)
 	}
@@ -166,7 +191,48 @@ func (s *service) MetaOps(ctx context.Context, req *slavev1.MetaOpsRequest) (*sl
 		f.Index = index[f.Index]
 		failures = append(failures, wire.FailureToProto(f))
 	}
-	return &slavev1.MetaOpsResponse{Failures: failures}, nil
+	return failures, nil
+}
+
+// Apply applies the batches of the stream one after the other, in the
+// order received, and answers each before it applies the next. The
+// session is checked again before every batch (the stream may outlive it:
+// another master may have taken over), and a batch is refused as its unary
+// call would be; either ends the stream with that status.
+func (s *service) Apply(stream slavev1.SlaveService_ApplyServer) error {
+	ctx := stream.Context()
+	id := sessionOf(ctx)
+	for {
+		t0 := time.Now()
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.sessions.check(id, false); err != nil {
+			return status.Error(codes.FailedPrecondition, err.Error())
+		}
+		t1 := time.Now()
+		var failures []*slavev1.EntryFailure
+		switch b := req.GetBatch().(type) {
+		case *slavev1.ApplyRequest_Entries:
+			failures, err = s.entryOps(ctx, b.Entries)
+		case *slavev1.ApplyRequest_Metas:
+			failures, err = s.metaOps(ctx, b.Metas)
+		default:
+			err = status.Error(codes.InvalidArgument, "apply: a batch holds neither entries nor metas")
+		}
+		if err != nil {
+			return err
+		}
+		s.log.Debug("apply batch", "entries", len(req.GetEntries().GetEntries()), "metas", len(req.GetMetas().GetMetas()),
+			"failures", len(failures), "waited", t1.Sub(t0), "applied_in", time.Since(t1))
+		if err := stream.Send(&slavev1.ApplyResponse{Failures: failures}); err != nil {
+			return err
+		}
+	}
 }
 
 func (s *service) WriteFiles(ctx context.Context, req *slavev1.WriteFilesRequest) (*slavev1.WriteFilesResponse, error) {
@@ -264,6 +330,45 @@ func (s *service) Entries(ctx context.Context, req *slavev1.EntriesRequest) (*sl
 	return &slavev1.EntriesResponse{Entries: wire.DirEntriesToProto(ents)}, nil
 }
 
+// Walk lists dir and the directories beneath it, depth first, the first
+// subdirectory of a listing next, each gfid once (a directory copied with
+// its gfid behind georep's back, even into itself, is listed once). A
+// directory that cannot be listed is answered with its errno, and nothing
+// beneath it is.
+func (s *service) Walk(req *slavev1.WalkRequest, stream slavev1.SlaveService_WalkServer) error {
+	root, err := parseGFID("gfid", req.GetGfid())
+	if err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	seen := map[gfid.GFID]bool{root: true}
+	stack := []gfid.GFID{root}
+	for len(stack) > 0 {
+		dir := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		ents, err := s.replica.Entries(ctx, dir)
+		if cerr := ctx.Err(); cerr != nil {
+			return wire.ToStatus(cerr)
+		}
+		resp := &slavev1.WalkResponse{Gfid: dir.String()}
+		if err != nil {
+			resp.Errno, resp.Message = int32(ops.Errno(err)), err.Error()
+		} else {
+			resp.Entries = wire.DirEntriesToProto(ents)
+			for i := len(ents) - 1; i >= 0; i-- {
+				if e := ents[i]; e.Type == ops.TypeDir && !e.GFID.IsZero() && !seen[e.GFID] {
+					seen[e.GFID] = true
+					stack = append(stack, e.GFID)
+				}
+			}
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *service) Stat(ctx context.Context, req *slavev1.StatRequest) (*slavev1.StatResponse, error) {
 	if n := len(req.GetGfids()); n > s.maxBatch {
 		return nil, status.Errorf(codes.InvalidArgument, "stat of %d gfids exceeds the limit of %d", n, s.maxBatch)
@@ -305,22 +410,27 @@ var mutating = map[string]bool{
 	slavev1.SlaveService_Purge_FullMethodName:      true,
 	slavev1.SlaveService_WriteFiles_FullMethodName: true,
 	slavev1.SlaveService_Rsync_FullMethodName:      true,
+	slavev1.SlaveService_Apply_FullMethodName:      true,
 }
 
 func (s *service) authorize(ctx context.Context, method string) error {
 	if !mutating[method] {
 		return nil
 	}
-	var id string
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(sessionKey); len(v) > 0 {
-			id = v[0]
-		}
-	}
-	if err := s.sessions.check(id, method == slavev1.SlaveService_KeepAlive_FullMethodName); err != nil {
+	if err := s.sessions.check(sessionOf(ctx), method == slavev1.SlaveService_KeepAlive_FullMethodName); err != nil {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	}
 	return nil
+}
+
+// sessionOf is the session id a call carries ("" when none).
+func sessionOf(ctx context.Context) string {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(sessionKey); len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
 }
 
 func (s *service) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -555,6 +555,15 @@ func TestSessionRequired(t *testing.T) {
 			_, err := fx.client.KeepAlive(ctx, &slavev1.KeepAliveRequest{})
 			return err
 		},
+		"Apply": func(ctx context.Context) error {
+			stream, err := fx.client.Apply(ctx)
+			if err != nil {
+				return err
+			}
+			_ = stream.Send(&slavev1.ApplyRequest{Batch: &slavev1.ApplyRequest_Entries{Entries: entry}})
+			_, err = stream.Recv()
+			return err
+		},
 		"Rsync": func(ctx context.Context) error {
 			stream, err := fx.client.Rsync(ctx)
 			if err != nil {

@@ -1,6 +1,8 @@
 // Package slaveclient is the master's end of the slave protocol
 // (gen/georep/slave/v1) for the calls of an open session: entry ops, meta
-// ops, whole-file writes, directory listings, purges, stats and xtimes, in
+// ops (one call each, or many batches on one ordered Apply stream),
+// whole-file writes, directory listings (one, or a whole tree with Walk),
+// purges, stats and xtimes, in
 // the domain vocabulary of package rpc/ops. Every request and answer goes
 // through package rpc/wire, and every error through wire.FromStatus, so a
 // caller tests what failed with errors.Is against the ops sentinels
@@ -14,8 +16,12 @@ package slaveclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
+	"sync"
+	"syscall"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -109,6 +115,44 @@ func (c *Client) Entries(ctx context.Context, dir gfid.GFID) ([]ops.DirEntry, er
 	return ents, nil
 }
 
+// Walk lists dir and every directory beneath it (the slave's capability
+// "walk"), depth first, a directory after its parent, and hands each
+// listing to fn as it arrives: its entries, or the error the slave could
+// not list it with (errors.Is against fs.ErrNotExist, ops.ErrNotDir,
+// ops.ErrStale as for Entries; nothing beneath it follows). An error of fn
+// ends the walk and is returned.
+func (c *Client) Walk(ctx context.Context, dir gfid.GFID, fn func(dir gfid.GFID, ents []ops.DirEntry, err error) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.api.Walk(c.ctx(ctx), &slavev1.WalkRequest{Gfid: dir.String()})
+	if err != nil {
+		return fmt.Errorf("walk %s: %w", dir, wire.FromStatus(err))
+	}
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("walk %s: %w", dir, wire.FromStatus(err))
+		}
+		g, err := gfid.Parse(resp.GetGfid())
+		if err != nil {
+			return fmt.Errorf("walk %s: a listing of gfid %q: %w", dir, resp.GetGfid(), err)
+		}
+		var ents []ops.DirEntry
+		var lerr error
+		if e := resp.GetErrno(); e != 0 {
+			lerr = fmt.Errorf("entries of %s: %s: %w", g, resp.GetMessage(), syscall.Errno(e))
+		} else if ents, err = wire.DirEntriesFromProto(resp.GetEntries()); err != nil {
+			return fmt.Errorf("walk %s: entries of %s: %w", dir, g, err)
+		}
+		if err := fn(g, ents, lerr); err != nil {
+			return err
+		}
+	}
+}
+
 // Purge removes name in parent with everything beneath it (only when it
 // holds the gfid only, unless only is zero) and returns how many inodes
 // it removed.
@@ -162,3 +206,82 @@ func (c *Client) Xtime(ctx context.Context, g gfid.GFID, volumeID string) (sec i
 	}
 	return x.GetSec(), x.GetNsec(), true, nil
 }
+
+// Batches is an ordered pipeline of entry-op and meta-op batches on one
+// Apply stream: the slave applies each batch after every batch sent before
+// it, and Recv returns the answers in the order the batches were sent. The
+// batches go without waiting for the answers, so however many there are,
+// they cost one round trip. One goroutine may send (Entries, Metas,
+// CloseSend) while another receives.
+type Batches struct {
+	stream slavev1.SlaveService_ApplyClient
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	sizes []int // of the batches sent and not answered yet, in order
+}
+
+// Apply opens an ordered pipeline of batches (the slave's capability
+// "apply"). Close releases it.
+func (c *Client) Apply(ctx context.Context) (*Batches, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	stream, err := c.api.Apply(c.ctx(ctx))
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("apply: %w", wire.FromStatus(err))
+	}
+	return &Batches{stream: stream, cancel: cancel}, nil
+}
+
+// Entries sends a batch of entry ops, applied in order after every batch
+// sent before it.
+func (b *Batches) Entries(entries []ops.Entry) error {
+	return b.send(len(entries), &slavev1.ApplyRequest{Batch: &slavev1.ApplyRequest_Entries{
+		Entries: &slavev1.EntryOpsRequest{Entries: wire.EntriesToProto(entries)}}})
+}
+
+// Metas sends a batch of meta ops, applied after every batch sent before
+// it.
+func (b *Batches) Metas(metas []ops.Meta) error {
+	return b.send(len(metas), &slavev1.ApplyRequest{Batch: &slavev1.ApplyRequest_Metas{
+		Metas: &slavev1.MetaOpsRequest{Metas: wire.MetasToProto(metas)}}})
+}
+
+func (b *Batches) send(n int, req *slavev1.ApplyRequest) error {
+	b.mu.Lock()
+	b.sizes = append(b.sizes, n)
+	b.mu.Unlock()
+	if err := b.stream.Send(req); err != nil {
+		// The stream is broken; Recv says why.
+		return fmt.Errorf("apply: %w", wire.FromStatus(err))
+	}
+	return nil
+}
+
+// CloseSend says that no more batches follow.
+func (b *Batches) CloseSend() error { return b.stream.CloseSend() }
+
+// Recv returns the failures of the next batch not answered yet, in the
+// order of its items. An error means the stream failed: the batches not
+// answered may or may not have been applied.
+func (b *Batches) Recv() ([]ops.Failure, error) {
+	resp, err := b.stream.Recv()
+	if errors.Is(err, io.EOF) {
+		return nil, errors.New("apply: the slave ended the stream before answering every batch")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("apply: %w", wire.FromStatus(err))
+	}
+	b.mu.Lock()
+	if len(b.sizes) == 0 {
+		b.mu.Unlock()
+		return nil, errors.New("apply: the slave answered a batch that was not sent")
+	}
+	n := b.sizes[0]
+	b.sizes = b.sizes[1:]
+	b.mu.Unlock()
+	return failures("apply", resp.GetFailures(), n)
+}
+
+// Close ends the stream (an unfinished one is cancelled).
+func (b *Batches) Close() { b.cancel() }

@@ -242,10 +242,15 @@ type HandshakeResponse struct {
 	// Session id to send as "georep-session" metadata on mutating calls.
 	SessionId    string `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	LeaseSeconds uint32 `protobuf:"varint,4,opt,name=lease_seconds,json=leaseSeconds,proto3" json:"lease_seconds,omitempty"`
-	// Capabilities of this slave: "xattrs", "acls", "mknod", "rsync".
+	// Capabilities of this slave: "xattrs", "acls", "mknod", "rsync",
+	// "apply" (the Apply stream), "walk" (Walk).
 	Capabilities []string `protobuf:"bytes,5,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
 	// Maximum entries in one EntryOps or MetaOps batch.
-	MaxBatch      uint32 `protobuf:"varint,6,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
+	MaxBatch uint32 `protobuf:"varint,6,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
+	// Set when the park directory holds nothing at the handshake: the master
+	// need not list it to empty what an interrupted run left there. Unset
+	// (an older slave, or a park it could not list): list it.
+	ParkEmpty     bool `protobuf:"varint,7,opt,name=park_empty,json=parkEmpty,proto3" json:"park_empty,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -320,6 +325,13 @@ func (x *HandshakeResponse) GetMaxBatch() uint32 {
 		return x.MaxBatch
 	}
 	return 0
+}
+
+func (x *HandshakeResponse) GetParkEmpty() bool {
+	if x != nil {
+		return x.ParkEmpty
+	}
+	return false
 }
 
 type VolumeMark struct {
@@ -625,6 +637,136 @@ func (x *Entry) GetLinkTarget() []byte {
 	return nil
 }
 
+type ApplyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Batch:
+	//
+	//	*ApplyRequest_Entries
+	//	*ApplyRequest_Metas
+	Batch         isApplyRequest_Batch `protobuf_oneof:"batch"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyRequest) Reset() {
+	*x = ApplyRequest{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyRequest) ProtoMessage() {}
+
+func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
+func (*ApplyRequest) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ApplyRequest) GetBatch() isApplyRequest_Batch {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
+func (x *ApplyRequest) GetEntries() *EntryOpsRequest {
+	if x != nil {
+		if x, ok := x.Batch.(*ApplyRequest_Entries); ok {
+			return x.Entries
+		}
+	}
+	return nil
+}
+
+func (x *ApplyRequest) GetMetas() *MetaOpsRequest {
+	if x != nil {
+		if x, ok := x.Batch.(*ApplyRequest_Metas); ok {
+			return x.Metas
+		}
+	}
+	return nil
+}
+
+type isApplyRequest_Batch interface {
+	isApplyRequest_Batch()
+}
+
+type ApplyRequest_Entries struct {
+	// Applied as EntryOps applies its request.
+	Entries *EntryOpsRequest `protobuf:"bytes,1,opt,name=entries,proto3,oneof"`
+}
+
+type ApplyRequest_Metas struct {
+	// Applied as MetaOps applies its request.
+	Metas *MetaOpsRequest `protobuf:"bytes,2,opt,name=metas,proto3,oneof"`
+}
+
+func (*ApplyRequest_Entries) isApplyRequest_Batch() {}
+
+func (*ApplyRequest_Metas) isApplyRequest_Batch() {}
+
+type ApplyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The failures of the batch this answers (the next one not yet
+	// answered), each indexed within it, as EntryOps and MetaOps report them.
+	Failures      []*EntryFailure `protobuf:"bytes,1,rep,name=failures,proto3" json:"failures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyResponse) Reset() {
+	*x = ApplyResponse{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyResponse) ProtoMessage() {}
+
+func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
+func (*ApplyResponse) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ApplyResponse) GetFailures() []*EntryFailure {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
 type EntryFailure struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Index of the failed entry in the request.
@@ -640,7 +782,7 @@ type EntryFailure struct {
 
 func (x *EntryFailure) Reset() {
 	*x = EntryFailure{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[6]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +794,7 @@ func (x *EntryFailure) String() string {
 func (*EntryFailure) ProtoMessage() {}
 
 func (x *EntryFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[6]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +807,7 @@ func (x *EntryFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryFailure.ProtoReflect.Descriptor instead.
 func (*EntryFailure) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{6}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *EntryFailure) GetIndex() uint32 {
@@ -705,7 +847,7 @@ type EntryOpsRequest struct {
 
 func (x *EntryOpsRequest) Reset() {
 	*x = EntryOpsRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[7]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +859,7 @@ func (x *EntryOpsRequest) String() string {
 func (*EntryOpsRequest) ProtoMessage() {}
 
 func (x *EntryOpsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[7]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +872,7 @@ func (x *EntryOpsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryOpsRequest.ProtoReflect.Descriptor instead.
 func (*EntryOpsRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{7}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EntryOpsRequest) GetEntries() []*Entry {
@@ -749,7 +891,7 @@ type EntryOpsResponse struct {
 
 func (x *EntryOpsResponse) Reset() {
 	*x = EntryOpsResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[8]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +903,7 @@ func (x *EntryOpsResponse) String() string {
 func (*EntryOpsResponse) ProtoMessage() {}
 
 func (x *EntryOpsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[8]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +916,7 @@ func (x *EntryOpsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryOpsResponse.ProtoReflect.Descriptor instead.
 func (*EntryOpsResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{8}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EntryOpsResponse) GetFailures() []*EntryFailure {
@@ -794,7 +936,7 @@ type Timespec struct {
 
 func (x *Timespec) Reset() {
 	*x = Timespec{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[9]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +948,7 @@ func (x *Timespec) String() string {
 func (*Timespec) ProtoMessage() {}
 
 func (x *Timespec) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[9]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +961,7 @@ func (x *Timespec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timespec.ProtoReflect.Descriptor instead.
 func (*Timespec) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{9}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Timespec) GetSec() int64 {
@@ -846,7 +988,7 @@ type Xattr struct {
 
 func (x *Xattr) Reset() {
 	*x = Xattr{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[10]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +1000,7 @@ func (x *Xattr) String() string {
 func (*Xattr) ProtoMessage() {}
 
 func (x *Xattr) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[10]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +1013,7 @@ func (x *Xattr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Xattr.ProtoReflect.Descriptor instead.
 func (*Xattr) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{10}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Xattr) GetName() string {
@@ -908,7 +1050,7 @@ type Meta struct {
 
 func (x *Meta) Reset() {
 	*x = Meta{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[11]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1062,7 @@ func (x *Meta) String() string {
 func (*Meta) ProtoMessage() {}
 
 func (x *Meta) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[11]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1075,7 @@ func (x *Meta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Meta.ProtoReflect.Descriptor instead.
 func (*Meta) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{11}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Meta) GetGfid() string {
@@ -1015,7 +1157,7 @@ type MetaOpsRequest struct {
 
 func (x *MetaOpsRequest) Reset() {
 	*x = MetaOpsRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[12]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1169,7 @@ func (x *MetaOpsRequest) String() string {
 func (*MetaOpsRequest) ProtoMessage() {}
 
 func (x *MetaOpsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[12]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1182,7 @@ func (x *MetaOpsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaOpsRequest.ProtoReflect.Descriptor instead.
 func (*MetaOpsRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{12}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MetaOpsRequest) GetMetas() []*Meta {
@@ -1059,7 +1201,7 @@ type MetaOpsResponse struct {
 
 func (x *MetaOpsResponse) Reset() {
 	*x = MetaOpsResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[13]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1213,7 @@ func (x *MetaOpsResponse) String() string {
 func (*MetaOpsResponse) ProtoMessage() {}
 
 func (x *MetaOpsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[13]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1226,7 @@ func (x *MetaOpsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaOpsResponse.ProtoReflect.Descriptor instead.
 func (*MetaOpsResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{13}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MetaOpsResponse) GetFailures() []*EntryFailure {
@@ -1111,7 +1253,7 @@ type FileData struct {
 
 func (x *FileData) Reset() {
 	*x = FileData{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[14]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1265,7 @@ func (x *FileData) String() string {
 func (*FileData) ProtoMessage() {}
 
 func (x *FileData) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[14]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1278,7 @@ func (x *FileData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileData.ProtoReflect.Descriptor instead.
 func (*FileData) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{14}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FileData) GetGfid() string {
@@ -1190,7 +1332,7 @@ type WriteFilesRequest struct {
 
 func (x *WriteFilesRequest) Reset() {
 	*x = WriteFilesRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[15]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1344,7 @@ func (x *WriteFilesRequest) String() string {
 func (*WriteFilesRequest) ProtoMessage() {}
 
 func (x *WriteFilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[15]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1357,7 @@ func (x *WriteFilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFilesRequest.ProtoReflect.Descriptor instead.
 func (*WriteFilesRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{15}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WriteFilesRequest) GetFiles() []*FileData {
@@ -1235,7 +1377,7 @@ type WriteFilesResponse struct {
 
 func (x *WriteFilesResponse) Reset() {
 	*x = WriteFilesResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[16]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1389,7 @@ func (x *WriteFilesResponse) String() string {
 func (*WriteFilesResponse) ProtoMessage() {}
 
 func (x *WriteFilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[16]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1402,7 @@ func (x *WriteFilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFilesResponse.ProtoReflect.Descriptor instead.
 func (*WriteFilesResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{16}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WriteFilesResponse) GetFailures() []*EntryFailure {
@@ -1281,7 +1423,7 @@ type SetXtimeRequest struct {
 
 func (x *SetXtimeRequest) Reset() {
 	*x = SetXtimeRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[17]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1435,7 @@ func (x *SetXtimeRequest) String() string {
 func (*SetXtimeRequest) ProtoMessage() {}
 
 func (x *SetXtimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[17]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1448,7 @@ func (x *SetXtimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetXtimeRequest.ProtoReflect.Descriptor instead.
 func (*SetXtimeRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{17}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetXtimeRequest) GetGfid() string {
@@ -1338,7 +1480,7 @@ type SetXtimeResponse struct {
 
 func (x *SetXtimeResponse) Reset() {
 	*x = SetXtimeResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[18]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1492,7 @@ func (x *SetXtimeResponse) String() string {
 func (*SetXtimeResponse) ProtoMessage() {}
 
 func (x *SetXtimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[18]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1505,7 @@ func (x *SetXtimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetXtimeResponse.ProtoReflect.Descriptor instead.
 func (*SetXtimeResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{18}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{20}
 }
 
 type XtimeRequest struct {
@@ -1376,7 +1518,7 @@ type XtimeRequest struct {
 
 func (x *XtimeRequest) Reset() {
 	*x = XtimeRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[19]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1530,7 @@ func (x *XtimeRequest) String() string {
 func (*XtimeRequest) ProtoMessage() {}
 
 func (x *XtimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[19]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1543,7 @@ func (x *XtimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use XtimeRequest.ProtoReflect.Descriptor instead.
 func (*XtimeRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{19}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *XtimeRequest) GetGfid() string {
@@ -1428,7 +1570,7 @@ type XtimeResponse struct {
 
 func (x *XtimeResponse) Reset() {
 	*x = XtimeResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[20]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1582,7 @@ func (x *XtimeResponse) String() string {
 func (*XtimeResponse) ProtoMessage() {}
 
 func (x *XtimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[20]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1595,7 @@ func (x *XtimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use XtimeResponse.ProtoReflect.Descriptor instead.
 func (*XtimeResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{20}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *XtimeResponse) GetXtime() *Timespec {
@@ -1475,7 +1617,7 @@ type PurgeRequest struct {
 
 func (x *PurgeRequest) Reset() {
 	*x = PurgeRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1629,7 @@ func (x *PurgeRequest) String() string {
 func (*PurgeRequest) ProtoMessage() {}
 
 func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1642,7 @@ func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeRequest.ProtoReflect.Descriptor instead.
 func (*PurgeRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{21}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PurgeRequest) GetPargfid() string {
@@ -1534,7 +1676,7 @@ type PurgeResponse struct {
 
 func (x *PurgeResponse) Reset() {
 	*x = PurgeResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1688,7 @@ func (x *PurgeResponse) String() string {
 func (*PurgeResponse) ProtoMessage() {}
 
 func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1701,7 @@ func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeResponse.ProtoReflect.Descriptor instead.
 func (*PurgeResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{22}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PurgeResponse) GetRemoved() uint64 {
@@ -1586,7 +1728,7 @@ type Attr struct {
 
 func (x *Attr) Reset() {
 	*x = Attr{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1740,7 @@ func (x *Attr) String() string {
 func (*Attr) ProtoMessage() {}
 
 func (x *Attr) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1753,7 @@ func (x *Attr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attr.ProtoReflect.Descriptor instead.
 func (*Attr) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{23}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Attr) GetType() FileType {
@@ -1689,7 +1831,7 @@ type DirEntry struct {
 
 func (x *DirEntry) Reset() {
 	*x = DirEntry{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1843,7 @@ func (x *DirEntry) String() string {
 func (*DirEntry) ProtoMessage() {}
 
 func (x *DirEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1856,7 @@ func (x *DirEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirEntry.ProtoReflect.Descriptor instead.
 func (*DirEntry) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{24}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DirEntry) GetName() []byte {
@@ -1747,7 +1889,7 @@ type EntriesRequest struct {
 
 func (x *EntriesRequest) Reset() {
 	*x = EntriesRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1901,7 @@ func (x *EntriesRequest) String() string {
 func (*EntriesRequest) ProtoMessage() {}
 
 func (x *EntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1914,7 @@ func (x *EntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntriesRequest.ProtoReflect.Descriptor instead.
 func (*EntriesRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{25}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EntriesRequest) GetGfid() string {
@@ -1791,7 +1933,7 @@ type EntriesResponse struct {
 
 func (x *EntriesResponse) Reset() {
 	*x = EntriesResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +1945,7 @@ func (x *EntriesResponse) String() string {
 func (*EntriesResponse) ProtoMessage() {}
 
 func (x *EntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +1958,7 @@ func (x *EntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntriesResponse.ProtoReflect.Descriptor instead.
 func (*EntriesResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{26}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EntriesResponse) GetEntries() []*DirEntry {
@@ -1824,6 +1966,125 @@ func (x *EntriesResponse) GetEntries() []*DirEntry {
 		return x.Entries
 	}
 	return nil
+}
+
+type WalkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The directory to start from.
+	Gfid          string `protobuf:"bytes,1,opt,name=gfid,proto3" json:"gfid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WalkRequest) Reset() {
+	*x = WalkRequest{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WalkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WalkRequest) ProtoMessage() {}
+
+func (x *WalkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WalkRequest.ProtoReflect.Descriptor instead.
+func (*WalkRequest) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *WalkRequest) GetGfid() string {
+	if x != nil {
+		return x.Gfid
+	}
+	return ""
+}
+
+type WalkResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The directory listed.
+	Gfid string `protobuf:"bytes,1,opt,name=gfid,proto3" json:"gfid,omitempty"`
+	// Its entries, as Entries lists them.
+	Entries []*DirEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	// Not zero when the directory could not be listed: the errno (2 =
+	// ENOENT: no directory has the gfid; 20 = ENOTDIR, 116 = ESTALE: the
+	// gfid's entry leads to something else), with the message; nothing
+	// beneath it follows.
+	Errno         int32  `protobuf:"varint,3,opt,name=errno,proto3" json:"errno,omitempty"`
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WalkResponse) Reset() {
+	*x = WalkResponse{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WalkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WalkResponse) ProtoMessage() {}
+
+func (x *WalkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WalkResponse.ProtoReflect.Descriptor instead.
+func (*WalkResponse) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *WalkResponse) GetGfid() string {
+	if x != nil {
+		return x.Gfid
+	}
+	return ""
+}
+
+func (x *WalkResponse) GetEntries() []*DirEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *WalkResponse) GetErrno() int32 {
+	if x != nil {
+		return x.Errno
+	}
+	return 0
+}
+
+func (x *WalkResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
 }
 
 type StatRequest struct {
@@ -1835,7 +2096,7 @@ type StatRequest struct {
 
 func (x *StatRequest) Reset() {
 	*x = StatRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +2108,7 @@ func (x *StatRequest) String() string {
 func (*StatRequest) ProtoMessage() {}
 
 func (x *StatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +2121,7 @@ func (x *StatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatRequest.ProtoReflect.Descriptor instead.
 func (*StatRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{27}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StatRequest) GetGfids() []string {
@@ -1882,7 +2143,7 @@ type StatResult struct {
 
 func (x *StatResult) Reset() {
 	*x = StatResult{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +2155,7 @@ func (x *StatResult) String() string {
 func (*StatResult) ProtoMessage() {}
 
 func (x *StatResult) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +2168,7 @@ func (x *StatResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResult.ProtoReflect.Descriptor instead.
 func (*StatResult) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{28}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StatResult) GetGfid() string {
@@ -1940,7 +2201,7 @@ type StatResponse struct {
 
 func (x *StatResponse) Reset() {
 	*x = StatResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2213,7 @@ func (x *StatResponse) String() string {
 func (*StatResponse) ProtoMessage() {}
 
 func (x *StatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2226,7 @@ func (x *StatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResponse.ProtoReflect.Descriptor instead.
 func (*StatResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{29}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StatResponse) GetResults() []*StatResult {
@@ -1987,7 +2248,7 @@ type RsyncStart struct {
 
 func (x *RsyncStart) Reset() {
 	*x = RsyncStart{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2260,7 @@ func (x *RsyncStart) String() string {
 func (*RsyncStart) ProtoMessage() {}
 
 func (x *RsyncStart) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2273,7 @@ func (x *RsyncStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncStart.ProtoReflect.Descriptor instead.
 func (*RsyncStart) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{30}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RsyncStart) GetArgs() []string {
@@ -2036,7 +2297,7 @@ type RsyncRequest struct {
 
 func (x *RsyncRequest) Reset() {
 	*x = RsyncRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[31]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2309,7 @@ func (x *RsyncRequest) String() string {
 func (*RsyncRequest) ProtoMessage() {}
 
 func (x *RsyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[31]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2322,7 @@ func (x *RsyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncRequest.ProtoReflect.Descriptor instead.
 func (*RsyncRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{31}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RsyncRequest) GetMsg() isRsyncRequest_Msg {
@@ -2131,7 +2392,7 @@ type RsyncExit struct {
 
 func (x *RsyncExit) Reset() {
 	*x = RsyncExit{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[32]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2404,7 @@ func (x *RsyncExit) String() string {
 func (*RsyncExit) ProtoMessage() {}
 
 func (x *RsyncExit) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[32]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2417,7 @@ func (x *RsyncExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncExit.ProtoReflect.Descriptor instead.
 func (*RsyncExit) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{32}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RsyncExit) GetCode() int32 {
@@ -2187,7 +2448,7 @@ type RsyncResponse struct {
 
 func (x *RsyncResponse) Reset() {
 	*x = RsyncResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2199,7 +2460,7 @@ func (x *RsyncResponse) String() string {
 func (*RsyncResponse) ProtoMessage() {}
 
 func (x *RsyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2212,7 +2473,7 @@ func (x *RsyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncResponse.ProtoReflect.Descriptor instead.
 func (*RsyncResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{33}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RsyncResponse) GetMsg() isRsyncResponse_Msg {
@@ -2281,7 +2542,7 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\x10master_volume_id\x18\x02 \x01(\tR\x0emasterVolumeId\x12\x1f\n" +
 	"\vmaster_node\x18\x03 \x01(\tR\n" +
 	"masterNode\x12#\n" +
-	"\rlease_seconds\x18\x04 \x01(\rR\fleaseSeconds\"\xeb\x01\n" +
+	"\rlease_seconds\x18\x04 \x01(\rR\fleaseSeconds\"\x8a\x02\n" +
 	"\x11HandshakeResponse\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12&\n" +
 	"\x0fslave_volume_id\x18\x02 \x01(\tR\rslaveVolumeId\x12\x1d\n" +
@@ -2289,7 +2550,9 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"session_id\x18\x03 \x01(\tR\tsessionId\x12#\n" +
 	"\rlease_seconds\x18\x04 \x01(\rR\fleaseSeconds\x12\"\n" +
 	"\fcapabilities\x18\x05 \x03(\tR\fcapabilities\x12\x1b\n" +
-	"\tmax_batch\x18\x06 \x01(\rR\bmaxBatch\"x\n" +
+	"\tmax_batch\x18\x06 \x01(\rR\bmaxBatch\x12\x1d\n" +
+	"\n" +
+	"park_empty\x18\a \x01(\bR\tparkEmpty\"x\n" +
 	"\n" +
 	"VolumeMark\x12\x12\n" +
 	"\x04uuid\x18\x01 \x01(\tR\x04uuid\x12\x16\n" +
@@ -2316,7 +2579,13 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\x04rdev\x18\n" +
 	" \x01(\x04R\x04rdev\x12\x1f\n" +
 	"\vlink_target\x18\v \x01(\fR\n" +
-	"linkTarget\"y\n" +
+	"linkTarget\"\x8e\x01\n" +
+	"\fApplyRequest\x12<\n" +
+	"\aentries\x18\x01 \x01(\v2 .georep.slave.v1.EntryOpsRequestH\x00R\aentries\x127\n" +
+	"\x05metas\x18\x02 \x01(\v2\x1f.georep.slave.v1.MetaOpsRequestH\x00R\x05metasB\a\n" +
+	"\x05batch\"J\n" +
+	"\rApplyResponse\x129\n" +
+	"\bfailures\x18\x01 \x03(\v2\x1d.georep.slave.v1.EntryFailureR\bfailures\"y\n" +
 	"\fEntryFailure\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x14\n" +
 	"\x05errno\x18\x02 \x01(\x05R\x05errno\x12\x18\n" +
@@ -2394,7 +2663,14 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\x0eEntriesRequest\x12\x12\n" +
 	"\x04gfid\x18\x01 \x01(\tR\x04gfid\"F\n" +
 	"\x0fEntriesResponse\x123\n" +
-	"\aentries\x18\x01 \x03(\v2\x19.georep.slave.v1.DirEntryR\aentries\"#\n" +
+	"\aentries\x18\x01 \x03(\v2\x19.georep.slave.v1.DirEntryR\aentries\"!\n" +
+	"\vWalkRequest\x12\x12\n" +
+	"\x04gfid\x18\x01 \x01(\tR\x04gfid\"\x87\x01\n" +
+	"\fWalkResponse\x12\x12\n" +
+	"\x04gfid\x18\x01 \x01(\tR\x04gfid\x123\n" +
+	"\aentries\x18\x02 \x03(\v2\x19.georep.slave.v1.DirEntryR\aentries\x12\x14\n" +
+	"\x05errno\x18\x03 \x01(\x05R\x05errno\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"#\n" +
 	"\vStatRequest\x12\x14\n" +
 	"\x05gfids\x18\x01 \x03(\tR\x05gfids\"a\n" +
 	"\n" +
@@ -2439,7 +2715,7 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\x0eFILE_TYPE_FIFO\x10\x04\x12\x12\n" +
 	"\x0eFILE_TYPE_CHAR\x10\x05\x12\x13\n" +
 	"\x0fFILE_TYPE_BLOCK\x10\x06\x12\x14\n" +
-	"\x10FILE_TYPE_SOCKET\x10\a2\xec\x06\n" +
+	"\x10FILE_TYPE_SOCKET\x10\a2\xff\a\n" +
 	"\fSlaveService\x12R\n" +
 	"\tHandshake\x12!.georep.slave.v1.HandshakeRequest\x1a\".georep.slave.v1.HandshakeResponse\x12R\n" +
 	"\tKeepAlive\x12!.georep.slave.v1.KeepAliveRequest\x1a\".georep.slave.v1.KeepAliveResponse\x12O\n" +
@@ -2452,7 +2728,9 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\x04Stat\x12\x1c.georep.slave.v1.StatRequest\x1a\x1d.georep.slave.v1.StatResponse\x12U\n" +
 	"\n" +
 	"WriteFiles\x12\".georep.slave.v1.WriteFilesRequest\x1a#.georep.slave.v1.WriteFilesResponse\x12J\n" +
-	"\x05Rsync\x12\x1d.georep.slave.v1.RsyncRequest\x1a\x1e.georep.slave.v1.RsyncResponse(\x010\x01B6Z4github.com/georep/georep/gen/georep/slave/v1;slavev1b\x06proto3"
+	"\x05Rsync\x12\x1d.georep.slave.v1.RsyncRequest\x1a\x1e.georep.slave.v1.RsyncResponse(\x010\x01\x12J\n" +
+	"\x05Apply\x12\x1d.georep.slave.v1.ApplyRequest\x1a\x1e.georep.slave.v1.ApplyResponse(\x010\x01\x12E\n" +
+	"\x04Walk\x12\x1c.georep.slave.v1.WalkRequest\x1a\x1d.georep.slave.v1.WalkResponse0\x01B6Z4github.com/georep/georep/gen/georep/slave/v1;slavev1b\x06proto3"
 
 var (
 	file_georep_slave_v1_slave_proto_rawDescOnce sync.Once
@@ -2467,7 +2745,7 @@ func file_georep_slave_v1_slave_proto_rawDescGZIP() []byte {
 }
 
 var file_georep_slave_v1_slave_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_georep_slave_v1_slave_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_georep_slave_v1_slave_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_georep_slave_v1_slave_proto_goTypes = []any{
 	(EntryOp)(0),               // 0: georep.slave.v1.EntryOp
 	(FileType)(0),              // 1: georep.slave.v1.FileType
@@ -2477,85 +2755,97 @@ var file_georep_slave_v1_slave_proto_goTypes = []any{
 	(*KeepAliveRequest)(nil),   // 5: georep.slave.v1.KeepAliveRequest
 	(*KeepAliveResponse)(nil),  // 6: georep.slave.v1.KeepAliveResponse
 	(*Entry)(nil),              // 7: georep.slave.v1.Entry
-	(*EntryFailure)(nil),       // 8: georep.slave.v1.EntryFailure
-	(*EntryOpsRequest)(nil),    // 9: georep.slave.v1.EntryOpsRequest
-	(*EntryOpsResponse)(nil),   // 10: georep.slave.v1.EntryOpsResponse
-	(*Timespec)(nil),           // 11: georep.slave.v1.Timespec
-	(*Xattr)(nil),              // 12: georep.slave.v1.Xattr
-	(*Meta)(nil),               // 13: georep.slave.v1.Meta
-	(*MetaOpsRequest)(nil),     // 14: georep.slave.v1.MetaOpsRequest
-	(*MetaOpsResponse)(nil),    // 15: georep.slave.v1.MetaOpsResponse
-	(*FileData)(nil),           // 16: georep.slave.v1.FileData
-	(*WriteFilesRequest)(nil),  // 17: georep.slave.v1.WriteFilesRequest
-	(*WriteFilesResponse)(nil), // 18: georep.slave.v1.WriteFilesResponse
-	(*SetXtimeRequest)(nil),    // 19: georep.slave.v1.SetXtimeRequest
-	(*SetXtimeResponse)(nil),   // 20: georep.slave.v1.SetXtimeResponse
-	(*XtimeRequest)(nil),       // 21: georep.slave.v1.XtimeRequest
-	(*XtimeResponse)(nil),      // 22: georep.slave.v1.XtimeResponse
-	(*PurgeRequest)(nil),       // 23: georep.slave.v1.PurgeRequest
-	(*PurgeResponse)(nil),      // 24: georep.slave.v1.PurgeResponse
-	(*Attr)(nil),               // 25: georep.slave.v1.Attr
-	(*DirEntry)(nil),           // 26: georep.slave.v1.DirEntry
-	(*EntriesRequest)(nil),     // 27: georep.slave.v1.EntriesRequest
-	(*EntriesResponse)(nil),    // 28: georep.slave.v1.EntriesResponse
-	(*StatRequest)(nil),        // 29: georep.slave.v1.StatRequest
-	(*StatResult)(nil),         // 30: georep.slave.v1.StatResult
-	(*StatResponse)(nil),       // 31: georep.slave.v1.StatResponse
-	(*RsyncStart)(nil),         // 32: georep.slave.v1.RsyncStart
-	(*RsyncRequest)(nil),       // 33: georep.slave.v1.RsyncRequest
-	(*RsyncExit)(nil),          // 34: georep.slave.v1.RsyncExit
-	(*RsyncResponse)(nil),      // 35: georep.slave.v1.RsyncResponse
+	(*ApplyRequest)(nil),       // 8: georep.slave.v1.ApplyRequest
+	(*ApplyResponse)(nil),      // 9: georep.slave.v1.ApplyResponse
+	(*EntryFailure)(nil),       // 10: georep.slave.v1.EntryFailure
+	(*EntryOpsRequest)(nil),    // 11: georep.slave.v1.EntryOpsRequest
+	(*EntryOpsResponse)(nil),   // 12: georep.slave.v1.EntryOpsResponse
+	(*Timespec)(nil),           // 13: georep.slave.v1.Timespec
+	(*Xattr)(nil),              // 14: georep.slave.v1.Xattr
+	(*Meta)(nil),               // 15: georep.slave.v1.Meta
+	(*MetaOpsRequest)(nil),     // 16: georep.slave.v1.MetaOpsRequest
+	(*MetaOpsResponse)(nil),    // 17: georep.slave.v1.MetaOpsResponse
+	(*FileData)(nil),           // 18: georep.slave.v1.FileData
+	(*WriteFilesRequest)(nil),  // 19: georep.slave.v1.WriteFilesRequest
+	(*WriteFilesResponse)(nil), // 20: georep.slave.v1.WriteFilesResponse
+	(*SetXtimeRequest)(nil),    // 21: georep.slave.v1.SetXtimeRequest
+	(*SetXtimeResponse)(nil),   // 22: georep.slave.v1.SetXtimeResponse
+	(*XtimeRequest)(nil),       // 23: georep.slave.v1.XtimeRequest
+	(*XtimeResponse)(nil),      // 24: georep.slave.v1.XtimeResponse
+	(*PurgeRequest)(nil),       // 25: georep.slave.v1.PurgeRequest
+	(*PurgeResponse)(nil),      // 26: georep.slave.v1.PurgeResponse
+	(*Attr)(nil),               // 27: georep.slave.v1.Attr
+	(*DirEntry)(nil),           // 28: georep.slave.v1.DirEntry
+	(*EntriesRequest)(nil),     // 29: georep.slave.v1.EntriesRequest
+	(*EntriesResponse)(nil),    // 30: georep.slave.v1.EntriesResponse
+	(*WalkRequest)(nil),        // 31: georep.slave.v1.WalkRequest
+	(*WalkResponse)(nil),       // 32: georep.slave.v1.WalkResponse
+	(*StatRequest)(nil),        // 33: georep.slave.v1.StatRequest
+	(*StatResult)(nil),         // 34: georep.slave.v1.StatResult
+	(*StatResponse)(nil),       // 35: georep.slave.v1.StatResponse
+	(*RsyncStart)(nil),         // 36: georep.slave.v1.RsyncStart
+	(*RsyncRequest)(nil),       // 37: georep.slave.v1.RsyncRequest
+	(*RsyncExit)(nil),          // 38: georep.slave.v1.RsyncExit
+	(*RsyncResponse)(nil),      // 39: georep.slave.v1.RsyncResponse
 }
 var file_georep_slave_v1_slave_proto_depIdxs = []int32{
 	4,  // 0: georep.slave.v1.KeepAliveRequest.mark:type_name -> georep.slave.v1.VolumeMark
 	0,  // 1: georep.slave.v1.Entry.op:type_name -> georep.slave.v1.EntryOp
-	7,  // 2: georep.slave.v1.EntryOpsRequest.entries:type_name -> georep.slave.v1.Entry
-	8,  // 3: georep.slave.v1.EntryOpsResponse.failures:type_name -> georep.slave.v1.EntryFailure
-	11, // 4: georep.slave.v1.Meta.atime:type_name -> georep.slave.v1.Timespec
-	11, // 5: georep.slave.v1.Meta.mtime:type_name -> georep.slave.v1.Timespec
-	12, // 6: georep.slave.v1.Meta.xattrs:type_name -> georep.slave.v1.Xattr
-	13, // 7: georep.slave.v1.MetaOpsRequest.metas:type_name -> georep.slave.v1.Meta
-	8,  // 8: georep.slave.v1.MetaOpsResponse.failures:type_name -> georep.slave.v1.EntryFailure
-	11, // 9: georep.slave.v1.FileData.mtime:type_name -> georep.slave.v1.Timespec
-	16, // 10: georep.slave.v1.WriteFilesRequest.files:type_name -> georep.slave.v1.FileData
-	8,  // 11: georep.slave.v1.WriteFilesResponse.failures:type_name -> georep.slave.v1.EntryFailure
-	11, // 12: georep.slave.v1.SetXtimeRequest.xtime:type_name -> georep.slave.v1.Timespec
-	11, // 13: georep.slave.v1.XtimeResponse.xtime:type_name -> georep.slave.v1.Timespec
-	1,  // 14: georep.slave.v1.Attr.type:type_name -> georep.slave.v1.FileType
-	11, // 15: georep.slave.v1.Attr.mtime:type_name -> georep.slave.v1.Timespec
-	1,  // 16: georep.slave.v1.DirEntry.type:type_name -> georep.slave.v1.FileType
-	26, // 17: georep.slave.v1.EntriesResponse.entries:type_name -> georep.slave.v1.DirEntry
-	25, // 18: georep.slave.v1.StatResult.attr:type_name -> georep.slave.v1.Attr
-	30, // 19: georep.slave.v1.StatResponse.results:type_name -> georep.slave.v1.StatResult
-	32, // 20: georep.slave.v1.RsyncRequest.start:type_name -> georep.slave.v1.RsyncStart
-	34, // 21: georep.slave.v1.RsyncResponse.exit:type_name -> georep.slave.v1.RsyncExit
-	2,  // 22: georep.slave.v1.SlaveService.Handshake:input_type -> georep.slave.v1.HandshakeRequest
-	5,  // 23: georep.slave.v1.SlaveService.KeepAlive:input_type -> georep.slave.v1.KeepAliveRequest
-	9,  // 24: georep.slave.v1.SlaveService.EntryOps:input_type -> georep.slave.v1.EntryOpsRequest
-	14, // 25: georep.slave.v1.SlaveService.MetaOps:input_type -> georep.slave.v1.MetaOpsRequest
-	19, // 26: georep.slave.v1.SlaveService.SetXtime:input_type -> georep.slave.v1.SetXtimeRequest
-	21, // 27: georep.slave.v1.SlaveService.Xtime:input_type -> georep.slave.v1.XtimeRequest
-	23, // 28: georep.slave.v1.SlaveService.Purge:input_type -> georep.slave.v1.PurgeRequest
-	27, // 29: georep.slave.v1.SlaveService.Entries:input_type -> georep.slave.v1.EntriesRequest
-	29, // 30: georep.slave.v1.SlaveService.Stat:input_type -> georep.slave.v1.StatRequest
-	17, // 31: georep.slave.v1.SlaveService.WriteFiles:input_type -> georep.slave.v1.WriteFilesRequest
-	33, // 32: georep.slave.v1.SlaveService.Rsync:input_type -> georep.slave.v1.RsyncRequest
-	3,  // 33: georep.slave.v1.SlaveService.Handshake:output_type -> georep.slave.v1.HandshakeResponse
-	6,  // 34: georep.slave.v1.SlaveService.KeepAlive:output_type -> georep.slave.v1.KeepAliveResponse
-	10, // 35: georep.slave.v1.SlaveService.EntryOps:output_type -> georep.slave.v1.EntryOpsResponse
-	15, // 36: georep.slave.v1.SlaveService.MetaOps:output_type -> georep.slave.v1.MetaOpsResponse
-	20, // 37: georep.slave.v1.SlaveService.SetXtime:output_type -> georep.slave.v1.SetXtimeResponse
-	22, // 38: georep.slave.v1.SlaveService.Xtime:output_type -> georep.slave.v1.XtimeResponse
-	24, // 39: georep.slave.v1.SlaveService.Purge:output_type -> georep.slave.v1.PurgeResponse
-	28, // 40: georep.slave.v1.SlaveService.Entries:output_type -> georep.slave.v1.EntriesResponse
-	31, // 41: georep.slave.v1.SlaveService.Stat:output_type -> georep.slave.v1.StatResponse
-	18, // 42: georep.slave.v1.SlaveService.WriteFiles:output_type -> georep.slave.v1.WriteFilesResponse
-	35, // 43: georep.slave.v1.SlaveService.Rsync:output_type -> georep.slave.v1.RsyncResponse
-	33, // [33:44] is the sub-list for method output_type
-	22, // [22:33] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	11, // 2: georep.slave.v1.ApplyRequest.entries:type_name -> georep.slave.v1.EntryOpsRequest
+	16, // 3: georep.slave.v1.ApplyRequest.metas:type_name -> georep.slave.v1.MetaOpsRequest
+	10, // 4: georep.slave.v1.ApplyResponse.failures:type_name -> georep.slave.v1.EntryFailure
+	7,  // 5: georep.slave.v1.EntryOpsRequest.entries:type_name -> georep.slave.v1.Entry
+	10, // 6: georep.slave.v1.EntryOpsResponse.failures:type_name -> georep.slave.v1.EntryFailure
+	13, // 7: georep.slave.v1.Meta.atime:type_name -> georep.slave.v1.Timespec
+	13, // 8: georep.slave.v1.Meta.mtime:type_name -> georep.slave.v1.Timespec
+	14, // 9: georep.slave.v1.Meta.xattrs:type_name -> georep.slave.v1.Xattr
+	15, // 10: georep.slave.v1.MetaOpsRequest.metas:type_name -> georep.slave.v1.Meta
+	10, // 11: georep.slave.v1.MetaOpsResponse.failures:type_name -> georep.slave.v1.EntryFailure
+	13, // 12: georep.slave.v1.FileData.mtime:type_name -> georep.slave.v1.Timespec
+	18, // 13: georep.slave.v1.WriteFilesRequest.files:type_name -> georep.slave.v1.FileData
+	10, // 14: georep.slave.v1.WriteFilesResponse.failures:type_name -> georep.slave.v1.EntryFailure
+	13, // 15: georep.slave.v1.SetXtimeRequest.xtime:type_name -> georep.slave.v1.Timespec
+	13, // 16: georep.slave.v1.XtimeResponse.xtime:type_name -> georep.slave.v1.Timespec
+	1,  // 17: georep.slave.v1.Attr.type:type_name -> georep.slave.v1.FileType
+	13, // 18: georep.slave.v1.Attr.mtime:type_name -> georep.slave.v1.Timespec
+	1,  // 19: georep.slave.v1.DirEntry.type:type_name -> georep.slave.v1.FileType
+	28, // 20: georep.slave.v1.EntriesResponse.entries:type_name -> georep.slave.v1.DirEntry
+	28, // 21: georep.slave.v1.WalkResponse.entries:type_name -> georep.slave.v1.DirEntry
+	27, // 22: georep.slave.v1.StatResult.attr:type_name -> georep.slave.v1.Attr
+	34, // 23: georep.slave.v1.StatResponse.results:type_name -> georep.slave.v1.StatResult
+	36, // 24: georep.slave.v1.RsyncRequest.start:type_name -> georep.slave.v1.RsyncStart
+	38, // 25: georep.slave.v1.RsyncResponse.exit:type_name -> georep.slave.v1.RsyncExit
+	2,  // 26: georep.slave.v1.SlaveService.Handshake:input_type -> georep.slave.v1.HandshakeRequest
+	5,  // 27: georep.slave.v1.SlaveService.KeepAlive:input_type -> georep.slave.v1.KeepAliveRequest
+	11, // 28: georep.slave.v1.SlaveService.EntryOps:input_type -> georep.slave.v1.EntryOpsRequest
+	16, // 29: georep.slave.v1.SlaveService.MetaOps:input_type -> georep.slave.v1.MetaOpsRequest
+	21, // 30: georep.slave.v1.SlaveService.SetXtime:input_type -> georep.slave.v1.SetXtimeRequest
+	23, // 31: georep.slave.v1.SlaveService.Xtime:input_type -> georep.slave.v1.XtimeRequest
+	25, // 32: georep.slave.v1.SlaveService.Purge:input_type -> georep.slave.v1.PurgeRequest
+	29, // 33: georep.slave.v1.SlaveService.Entries:input_type -> georep.slave.v1.EntriesRequest
+	33, // 34: georep.slave.v1.SlaveService.Stat:input_type -> georep.slave.v1.StatRequest
+	19, // 35: georep.slave.v1.SlaveService.WriteFiles:input_type -> georep.slave.v1.WriteFilesRequest
+	37, // 36: georep.slave.v1.SlaveService.Rsync:input_type -> georep.slave.v1.RsyncRequest
+	8,  // 37: georep.slave.v1.SlaveService.Apply:input_type -> georep.slave.v1.ApplyRequest
+	31, // 38: georep.slave.v1.SlaveService.Walk:input_type -> georep.slave.v1.WalkRequest
+	3,  // 39: georep.slave.v1.SlaveService.Handshake:output_type -> georep.slave.v1.HandshakeResponse
+	6,  // 40: georep.slave.v1.SlaveService.KeepAlive:output_type -> georep.slave.v1.KeepAliveResponse
+	12, // 41: georep.slave.v1.SlaveService.EntryOps:output_type -> georep.slave.v1.EntryOpsResponse
+	17, // 42: georep.slave.v1.SlaveService.MetaOps:output_type -> georep.slave.v1.MetaOpsResponse
+	22, // 43: georep.slave.v1.SlaveService.SetXtime:output_type -> georep.slave.v1.SetXtimeResponse
+	24, // 44: georep.slave.v1.SlaveService.Xtime:output_type -> georep.slave.v1.XtimeResponse
+	26, // 45: georep.slave.v1.SlaveService.Purge:output_type -> georep.slave.v1.PurgeResponse
+	30, // 46: georep.slave.v1.SlaveService.Entries:output_type -> georep.slave.v1.EntriesResponse
+	35, // 47: georep.slave.v1.SlaveService.Stat:output_type -> georep.slave.v1.StatResponse
+	20, // 48: georep.slave.v1.SlaveService.WriteFiles:output_type -> georep.slave.v1.WriteFilesResponse
+	39, // 49: georep.slave.v1.SlaveService.Rsync:output_type -> georep.slave.v1.RsyncResponse
+	9,  // 50: georep.slave.v1.SlaveService.Apply:output_type -> georep.slave.v1.ApplyResponse
+	32, // 51: georep.slave.v1.SlaveService.Walk:output_type -> georep.slave.v1.WalkResponse
+	39, // [39:52] is the sub-list for method output_type
+	26, // [26:39] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_georep_slave_v1_slave_proto_init() }
@@ -2563,12 +2853,16 @@ func file_georep_slave_v1_slave_proto_init() {
 	if File_georep_slave_v1_slave_proto != nil {
 		return
 	}
-	file_georep_slave_v1_slave_proto_msgTypes[31].OneofWrappers = []any{
+	file_georep_slave_v1_slave_proto_msgTypes[6].OneofWrappers = []any{
+		(*ApplyRequest_Entries)(nil),
+		(*ApplyRequest_Metas)(nil),
+	}
+	file_georep_slave_v1_slave_proto_msgTypes[35].OneofWrappers = []any{
 		(*RsyncRequest_Start)(nil),
 		(*RsyncRequest_Stdin)(nil),
 		(*RsyncRequest_CloseStdin)(nil),
 	}
-	file_georep_slave_v1_slave_proto_msgTypes[33].OneofWrappers = []any{
+	file_georep_slave_v1_slave_proto_msgTypes[37].OneofWrappers = []any{
 		(*RsyncResponse_Stdout)(nil),
 		(*RsyncResponse_Stderr)(nil),
 		(*RsyncResponse_Exit)(nil),
@@ -2579,7 +2873,7 @@ func file_georep_slave_v1_slave_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georep_slave_v1_slave_proto_rawDesc), len(file_georep_slave_v1_slave_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   34,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,8 @@ const (
 	SlaveService_Stat_FullMethodName       = "/georep.slave.v1.SlaveService/Stat"
 	SlaveService_WriteFiles_FullMethodName = "/georep.slave.v1.SlaveService/WriteFiles"
 	SlaveService_Rsync_FullMethodName      = "/georep.slave.v1.SlaveService/Rsync"
+	SlaveService_Apply_FullMethodName      = "/georep.slave.v1.SlaveService/Apply"
+	SlaveService_Walk_FullMethodName       = "/georep.slave.v1.SlaveService/Walk"
 )
 
 // SlaveServiceClient is the client API for SlaveService service.
@@ -75,6 +77,22 @@ type SlaveServiceClient interface {
 	// Rsync is a byte tunnel to an `rsync --server` that the slave starts with
 	// arguments it validates and completes itself, confined to the replica.
 	Rsync(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RsyncRequest, RsyncResponse], error)
+	// Apply is an ordered pipeline of EntryOps and MetaOps batches on one
+	// stream (capability "apply"): the slave applies each batch only after
+	// every batch sent before it on the stream, and answers each with one
+	// ApplyResponse, in the order sent. The master sends its batches without
+	// waiting for the answers, so a changelog's namespace and metadata cost
+	// one round trip however many batches they take. Each batch is checked
+	// as the unary call would be (the session, the batch limit); a check
+	// that fails ends the stream with that status, and what was answered
+	// before it was applied.
+	Apply(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ApplyRequest, ApplyResponse], error)
+	// Walk lists a replica directory and every directory beneath it
+	// (capability "walk"): one WalkResponse per directory, depth first, a
+	// directory after its parent, each directory (by gfid) once, descending
+	// into the entries that are directories carrying a gfid. It is Entries
+	// for a whole tree in one round trip (the master's verify).
+	Walk(ctx context.Context, in *WalkRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WalkResponse], error)
 }
 
 type slaveServiceClient struct {
@@ -198,6 +216,38 @@ func (c *slaveServiceClient) Rsync(ctx context.Context, opts ...grpc.CallOption)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SlaveService_RsyncClient = grpc.BidiStreamingClient[RsyncRequest, RsyncResponse]
 
+func (c *slaveServiceClient) Apply(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ApplyRequest, ApplyResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &SlaveService_ServiceDesc.Streams[1], SlaveService_Apply_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ApplyRequest, ApplyResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SlaveService_ApplyClient = grpc.BidiStreamingClient[ApplyRequest, ApplyResponse]
+
+func (c *slaveServiceClient) Walk(ctx context.Context, in *WalkRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WalkResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &SlaveService_ServiceDesc.Streams[2], SlaveService_Walk_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WalkRequest, WalkResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SlaveService_WalkClient = grpc.ServerStreamingClient[WalkResponse]
+
 // SlaveServiceServer is the server API for SlaveService service.
 // All implementations must embed UnimplementedSlaveServiceServer
 // for forward compatibility.
@@ -232,6 +282,22 @@ type SlaveServiceServer interface {
 	// Rsync is a byte tunnel to an `rsync --server` that the slave starts with
 	// arguments it validates and completes itself, confined to the replica.
 	Rsync(grpc.BidiStreamingServer[RsyncRequest, RsyncResponse]) error
+	// Apply is an ordered pipeline of EntryOps and MetaOps batches on one
+	// stream (capability "apply"): the slave applies each batch only after
+	// every batch sent before it on the stream, and answers each with one
+	// ApplyResponse, in the order sent. The master sends its batches without
+	// waiting for the answers, so a changelog's namespace and metadata cost
+	// one round trip however many batches they take. Each batch is checked
+	// as the unary call would be (the session, the batch limit); a check
+	// that fails ends the stream with that status, and what was answered
+	// before it was applied.
+	Apply(grpc.BidiStreamingServer[ApplyRequest, ApplyResponse]) error
+	// Walk lists a replica directory and every directory beneath it
+	// (capability "walk"): one WalkResponse per directory, depth first, a
+	// directory after its parent, each directory (by gfid) once, descending
+	// into the entries that are directories carrying a gfid. It is Entries
+	// for a whole tree in one round trip (the master's verify).
+	Walk(*WalkRequest, grpc.ServerStreamingServer[WalkResponse]) error
 	mustEmbedUnimplementedSlaveServiceServer()
 }
 
@@ -274,6 +340,12 @@ func (UnimplementedSlaveServiceServer) WriteFiles(context.Context, *WriteFilesRe
 }
 func (UnimplementedSlaveServiceServer) Rsync(grpc.BidiStreamingServer[RsyncRequest, RsyncResponse]) error {
 	return status.Error(codes.Unimplemented, "method Rsync not implemented")
+}
+func (UnimplementedSlaveServiceServer) Apply(grpc.BidiStreamingServer[ApplyRequest, ApplyResponse]) error {
+	return status.Error(codes.Unimplemented, "method Apply not implemented")
+}
+func (UnimplementedSlaveServiceServer) Walk(*WalkRequest, grpc.ServerStreamingServer[WalkResponse]) error {
+	return status.Error(codes.Unimplemented, "method Walk not implemented")
 }
 func (UnimplementedSlaveServiceServer) mustEmbedUnimplementedSlaveServiceServer() {}
 func (UnimplementedSlaveServiceServer) testEmbeddedByValue()                      {}
@@ -483,6 +555,24 @@ func _SlaveService_Rsync_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SlaveService_RsyncServer = grpc.BidiStreamingServer[RsyncRequest, RsyncResponse]
 
+func _SlaveService_Apply_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(SlaveServiceServer).Apply(&grpc.GenericServerStream[ApplyRequest, ApplyResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SlaveService_ApplyServer = grpc.BidiStreamingServer[ApplyRequest, ApplyResponse]
+
+func _SlaveService_Walk_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WalkRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(SlaveServiceServer).Walk(m, &grpc.GenericServerStream[WalkRequest, WalkResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SlaveService_WalkServer = grpc.ServerStreamingServer[WalkResponse]
+
 // SlaveService_ServiceDesc is the grpc.ServiceDesc for SlaveService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -537,6 +627,17 @@ var SlaveService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _SlaveService_Rsync_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "Apply",
+			Handler:       _SlaveService_Apply_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Walk",
+			Handler:       _SlaveService_Walk_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "georep/slave/v1/slave.proto",
