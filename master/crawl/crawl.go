@@ -53,6 +53,10 @@ type Config struct {
 	// are not replicated, and an inode without a gfid yet (its creation
 	// still in progress) is skipped: its changelog record brings it later.
 	Brick bool
+	// Walked tells the scoped crawl that the names it is given come from a
+	// walk of the whole tree (Stream), not from a journal that reports
+	// writes: a change of ctime alone then ships data, as in Hybrid.
+	Walked bool
 }
 
 // Validate checks cfg.

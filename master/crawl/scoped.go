@@ -285,7 +285,7 @@ func (sc *scopedCrawl) involve() error {
 		for _, l := range in.links {
 			sc.found[in.node.GFID] = append(sc.found[in.node.GFID], catalog.Link{Parent: l.parent.node.GFID, Name: l.name})
 		}
-		if len(in.links) > 0 && !slices.ContainsFunc(in.links, func(l wlink) bool { return !sc.extra[l] }) {
+		if !sc.cfg.Walked && len(in.links) > 0 && !slices.ContainsFunc(in.links, func(l wlink) bool { return !sc.extra[l] }) {
 			sc.noCtime[in.node.GFID] = true
 		}
 	}

@@ -1021,7 +1021,9 @@ func (s *streamer) scoped(rootFd int) error {
 		dirs = append(dirs, Dir{Fd: fd, Rel: m.rel, Names: m.names})
 	}
 	slices.SortFunc(dirs, func(a, b Dir) int { return strings.Compare(a.Rel, b.Rel) })
-	res, err := Scoped(s.ctx, s.cfg, s.cat, dirs, s.log)
+	cfg := s.cfg
+	cfg.Walked = true
+	res, err := Scoped(s.ctx, cfg, s.cat, dirs, s.log)
 	if errors.Is(err, ErrIncomplete) {
 		return s.fallback(err.Error())
 	}
