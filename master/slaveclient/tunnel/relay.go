@@ -15,7 +15,8 @@ import (
 // reach the slave through the master: each connection made to its UNIX
 // socket is forwarded, byte for byte, to a connection the master dials to
 // the slave with its own dialer (the bandwidth limit it shares with its
-// gRPC connection). The tunnel's TLS and gRPC run end to end through it:
+// gRPC connection), dialled ahead when it can (a spare, at most
+// spareMaxAge old, replaced as it is used). The tunnel's TLS and gRPC run end to end through it:
 // the relay sees ciphertext only and checks nothing.
 type Relay struct {
 	path string
@@ -28,7 +29,19 @@ type Relay struct {
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
+	// spare is a connection to the slave dialled ahead, for the next
+	// tunnel (one TCP handshake, a round trip on a WAN, less per rsync
+	// run), dialled at spareAt; filling is set while one is dialled.
+	spare   net.Conn
+	spareAt time.Time
+	filling bool
 }
+
+// spareMaxAge is how long a spare connection waits for a tunnel: well
+// within the time a gRPC server gives a connection to start its TLS
+// handshake (2 minutes by default). One older is closed, and not replaced
+// until a tunnel comes: an idle master keeps no connection open.
+var spareMaxAge = 30 * time.Second // a variable for tests
 
 // relayBuffer is what one direction of a relayed connection copies at a
 // time.
@@ -50,7 +63,57 @@ func ListenRelay(path string, dial func(ctx context.Context) (net.Conn, error)) 
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Relay{path: path, ln: ln, dial: dial, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
 	r.wg.Go(r.accept)
+	r.fill()
 	return r, nil
+}
+
+// fill dials a spare connection in the background unless one is there or
+// being dialled.
+func (r *Relay) fill() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.spare != nil || r.filling || r.ctx.Err() != nil {
+		return
+	}
+	r.filling = true
+	r.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+		c, err := r.dial(ctx)
+		cancel()
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.filling = false
+		if err != nil {
+			return // the tunnel that comes dials itself, and reports why
+		}
+		if r.ctx.Err() != nil {
+			c.Close()
+			return
+		}
+		r.conns[c] = struct{}{}
+		r.spare, r.spareAt = c, time.Now()
+	})
+}
+
+// spareReady returns the spare connection, if one is there (for tests).
+func (r *Relay) spareReady() net.Conn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.spare
+}
+
+// take returns the spare connection, nil when there is none young
+// enough.
+func (r *Relay) take() net.Conn {
+	r.mu.Lock()
+	c, at := r.spare, r.spareAt
+	r.spare = nil
+	r.mu.Unlock()
+	if c != nil && time.Since(at) > spareMaxAge {
+		r.untrack(c)
+		return nil
+	}
+	return c
 }
 
 // Path is the relay's socket, for the tunnel's --via.
@@ -95,16 +158,21 @@ func (r *Relay) relay(local net.Conn) {
 		return
 	}
 	defer r.untrack(local)
-	ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
-	up, err := r.dial(ctx)
-	cancel()
-	if err != nil {
-		return
-	}
-	if !r.track(up) {
-		return
+	up := r.take()
+	if up == nil {
+		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+		var err error
+		up, err = r.dial(ctx)
+		cancel()
+		if err != nil {
+			return
+		}
+		if !r.track(up) {
+			return
+		}
 	}
 	defer r.untrack(up)
+	r.fill() // for the next tunnel
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
 		io.CopyBuffer(dst, src, make([]byte, relayBuffer))
