@@ -102,18 +102,32 @@ func (r *Relay) spareReady() net.Conn {
 	return r.spare
 }
 
-// take returns the spare connection, nil when there is none young
-// enough.
+// take returns the spare connection, nil when there is none young enough
+// and still open.
 func (r *Relay) take() net.Conn {
 	r.mu.Lock()
 	c, at := r.spare, r.spareAt
 	r.spare = nil
 	r.mu.Unlock()
-	if c != nil && time.Since(at) > spareMaxAge {
+	if c != nil && (time.Since(at) > spareMaxAge || !alive(c)) {
 		r.untrack(c)
 		return nil
 	}
 	return c
+}
+
+// alive says whether the spare connection c is still open at the far end
+// (a slave restarted since it was dialled has reset it): a read finds
+// nothing there within a millisecond. The slave sends nothing before the
+// tunnel's TLS handshake, so nothing is lost.
+func alive(c net.Conn) bool {
+	if err := c.SetReadDeadline(time.Now().Add(time.Millisecond)); err != nil {
+		return false
+	}
+	_, err := c.Read(make([]byte, 1))
+	c.SetReadDeadline(time.Time{})
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Path is the relay's socket, for the tunnel's --via.

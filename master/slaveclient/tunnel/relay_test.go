@@ -171,3 +171,43 @@ func TestRelaySpareExpires(t *testing.T) {
 		t.Errorf("the stale spare is still open: %v", err)
 	}
 }
+
+// TestRelaySpareReset: a spare the far end has closed since (a slave
+// restarted) is not used: the tunnel dials.
+func TestRelaySpareReset(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if accepted.Add(1) == 1 {
+				c.Close() // the spare: the far end goes away
+				continue
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	var dials atomic.Int32
+	r, err := ListenRelay(filepath.Join(t.TempDir(), "tunnel.sock"), func(ctx context.Context) (net.Conn, error) {
+		dials.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", ln.Addr().String())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for (r.spareReady() == nil || accepted.Load() == 0) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // the close reaches the relay's end
+	echoThrough(t, r, "not through the closed spare")
+}
