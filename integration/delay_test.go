@@ -24,13 +24,12 @@ const delayOneWay = 50 * time.Millisecond
 // TestMutationRoundsDelayed is TestMutationRounds through a delay line
 // (three seeds, three rounds each, fewer mutations, entry batches of 16 so
 // that a pass takes many: bounded in time): every pass converges, with
-// every op pipelined. (Seeds 7, 11 and 12 fail without the delay line too,
-// and with the master before the pipeline, and TestMutationRounds -seed 11
-// as well: a hardlinked file written through one name while another of its
-// names is replaced keeps its old content on the replica. Seed 9's tree
-// leaves no source. Neither is the pipeline's.)
+// every op pipelined. Seeds 7, 11 and 12 are the ones that once lost the
+// content of a hardlinked file written through one name while another of
+// its names was replaced (the scoped crawl after a whole walk ignored a
+// change of ctime alone); seed 9's tree leaves no source.
 func TestMutationRoundsDelayed(t *testing.T) {
-	seeds := []uint64{8, 13, 14}
+	seeds := []uint64{7, 11, 12}
 	if *seedFlag != 0 {
 		seeds = []uint64{*seedFlag}
 	}

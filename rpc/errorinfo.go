@@ -19,6 +19,10 @@ const (
 	// ReasonErrno: the Linux errno of a domain error (package rpc/wire
 	// attaches and reads it). Metadata: errno (decimal).
 	ReasonErrno = "ERRNO"
+	// ReasonLeaseHeld: another worker of the replica set holds its lease
+	// (Handshake, Aborted): the worker stays Passive and asks again.
+	// Metadata: replica_set, worker, slave, epoch, since (RFC 3339).
+	ReasonLeaseHeld = "LEASE_HELD"
 )
 
 // ErrorInfo returns the ErrorInfo of domain ErrorDomain with reason that

@@ -18,6 +18,7 @@ import (
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/atomicfile"
+	"github.com/georep/georep/slave/lease"
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/slave/glusterfs"
 	"github.com/georep/georep/slave/replica"
@@ -139,9 +140,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	} else {
 		rsyncPath = p
 	}
+	// The leases of the replica sets live on the replica itself, shared by
+	// every slave node serving it.
+	host, _ := os.Hostname()
+	leases, err := lease.Open(rep.Root(), host+" "+cfg.Listen)
+	if err != nil {
+		return err
+	}
+	sess := &sessions{now: time.Now, maxLease: cfg.Lease, leases: leases, log: log}
+	wctx, wcancel := context.WithCancel(ctx)
+	var watchWG sync.WaitGroup
+	defer watchWG.Wait()
+	defer wcancel()
+	watchWG.Go(func() { sess.watch(wctx, leaseWatchEvery) })
 	svc := &service{
 		replica:    rep,
-		sessions:   &sessions{now: time.Now, maxLease: cfg.Lease},
+		sessions:   sess,
 		binding:    &binding{root: rep.Root(), acceptNew: cfg.AcceptNewMaster, adopt: cfg.Adopt, own: ownRootNames(cfg), log: log},
 		volumeID:   volumeID,
 		rsync:      rsyncPath,
@@ -186,6 +200,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	}
 	return srv.Serve(ctx, lis, 10*time.Second)
 }
+
+// leaseWatchEvery is how often the slave ends expired sessions and checks
+// that live ones still hold their replica set's lease.
+const leaseWatchEvery = time.Second
 
 // ownRootNames are the names in the root of the configured replica that
 // its file system keeps there (not data anyone put there).

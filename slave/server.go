@@ -82,17 +82,20 @@ func (s *service) Handshake(ctx context.Context, req *slavev1.HandshakeRequest) 
 	if err := s.sessions.heldByOther(req.GetMasterVolumeId()); err != nil {
 		return nil, status.Error(codes.Aborted, err.Error())
 	}
-	var id string
-	var lease time.Duration
+	var o opened
 	err := s.binding.check(req.GetMasterVolumeId(), req.GetMasterNode(), func() (err error) {
-		id, lease, err = s.sessions.open(req.GetMasterVolumeId(), req.GetMasterNode(), time.Duration(req.GetLeaseSeconds())*time.Second)
+		o, err = s.sessions.open(req.GetMasterVolumeId(), req.GetMasterNode(), req.GetReplicaSet(), req.GetWorkerId(),
+			time.Duration(req.GetLeaseSeconds())*time.Second)
 		return err
 	})
 	var held *errHeld
+	var leaseHeld *errLeaseHeld
 	var notEmpty *errNotEmpty
 	switch {
 	case errors.As(err, &held):
 		return nil, status.Error(codes.Aborted, err.Error())
+	case errors.As(err, &leaseHeld):
+		return nil, leaseHeld.grpcStatus()
 	case errors.As(err, &notEmpty):
 		s.log.Error("first master refused: the replica root is not empty", "root", notEmpty.root,
 			"foreign_entries", notEmpty.count, "first", notEmpty.names,
@@ -102,7 +105,9 @@ func (s *service) Handshake(ctx context.Context, req *slavev1.HandshakeRequest) 
 	case err != nil:
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
-	s.log.Info("session opened", "master_volume", req.GetMasterVolumeId(), "master_node", req.GetMasterNode(), "lease", lease)
+	id, lease := o.id, o.lease
+	s.log.Info("session opened", "master_volume", req.GetMasterVolumeId(), "master_node", req.GetMasterNode(), "lease", lease,
+		"replica_set", req.GetReplicaSet(), "worker", req.GetWorkerId(), "lease_epoch", o.epoch)
 	caps := []string{"xattrs", "mknod", "apply", "walk"}
 	if s.rsync != "" {
 		caps = append(caps, "rsync")
@@ -118,7 +123,34 @@ func (s *service) Handshake(ctx context.Context, req *slavev1.HandshakeRequest) 
 		Capabilities:    caps,
 		MaxBatch:        uint32(s.maxBatch),
 		ParkEmpty:       err == nil && len(park) == 0,
+		LeaseEpoch:      o.epoch,
+		SetStimeSec:     unixOrZero(o.stime),
+		SetStimeNsec:    nanoOrZero(o.stime),
 	}, nil
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func nanoOrZero(t time.Time) int32 {
+	if t.IsZero() {
+		return 0
+	}
+	return int32(t.Nanosecond())
+}
+
+// Release ends the caller's session and gives its replica set's lease up.
+func (s *service) Release(ctx context.Context, req *slavev1.ReleaseRequest) (*slavev1.ReleaseResponse, error) {
+	why := req.GetReason()
+	if why == "" {
+		why = "released by the worker"
+	}
+	s.sessions.end(sessionOf(ctx), errors.New(why))
+	return &slavev1.ReleaseResponse{}, nil
 }
 
 func (s *service) KeepAlive(ctx context.Context, req *slavev1.KeepAliveRequest) (*slavev1.KeepAliveResponse, error) {
@@ -211,7 +243,7 @@ func (s *service) Apply(stream slavev1.SlaveService_ApplyServer) error {
 		if err != nil {
 			return err
 		}
-		if err := s.sessions.check(id, false); err != nil {
+		if _, err := s.sessions.check(id, false, true); err != nil {
 			return status.Error(codes.FailedPrecondition, err.Error())
 		}
 		t1 := time.Now()
@@ -273,6 +305,13 @@ func (s *service) SetXtime(ctx context.Context, req *slavev1.SetXtimeRequest) (*
 	}
 	if err := s.replica.SetXtime(ctx, g, req.GetVolumeId(), req.GetXtime().GetSec(), req.GetXtime().GetNsec()); err != nil {
 		return nil, wire.ToStatus(err)
+	}
+	if g == gfid.Root {
+		// The root's mark is the worker's stime: the replica set's, kept
+		// in its lease where the set's next Active worker starts from.
+		if err := s.sessions.setStime(sessionOf(ctx), time.Unix(req.GetXtime().GetSec(), int64(req.GetXtime().GetNsec()))); err != nil {
+			return nil, status.Error(codes.FailedPrecondition, err.Error())
+		}
 	}
 	return &slavev1.SetXtimeResponse{}, nil
 }
@@ -411,16 +450,25 @@ var mutating = map[string]bool{
 	slavev1.SlaveService_WriteFiles_FullMethodName: true,
 	slavev1.SlaveService_Rsync_FullMethodName:      true,
 	slavev1.SlaveService_Apply_FullMethodName:      true,
+	slavev1.SlaveService_Release_FullMethodName:    true,
 }
 
-func (s *service) authorize(ctx context.Context, method string) error {
+// authorize checks the session of a mutating call (and, but for
+// KeepAlive, that it still holds its replica set's lease) and returns the
+// context the call runs in: done when the call's is, or when the session
+// ends (expired, taken over, fenced), so that what it runs stops with it.
+func (s *service) authorize(ctx context.Context, method string) (context.Context, context.CancelFunc, error) {
 	if !mutating[method] {
-		return nil
+		return ctx, func() {}, nil
 	}
-	if err := s.sessions.check(sessionOf(ctx), method == slavev1.SlaveService_KeepAlive_FullMethodName); err != nil {
-		return status.Error(codes.FailedPrecondition, err.Error())
+	keepAlive := method == slavev1.SlaveService_KeepAlive_FullMethodName
+	sctx, err := s.sessions.check(sessionOf(ctx), keepAlive, !keepAlive)
+	if err != nil {
+		return nil, nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
-	return nil
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(sctx, func() { cancel(context.Cause(sctx)) })
+	return ctx, func() { stop(); cancel(nil) }, nil
 }
 
 // sessionOf is the session id a call carries ("" when none).
@@ -434,18 +482,30 @@ func sessionOf(ctx context.Context) string {
 }
 
 func (s *service) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := s.authorize(ctx, info.FullMethod); err != nil {
+	ctx, done, err := s.authorize(ctx, info.FullMethod)
+	if err != nil {
 		return nil, err
 	}
+	defer done()
 	return handler(ctx, req)
 }
 
 func (s *service) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := s.authorize(ss.Context(), info.FullMethod); err != nil {
+	ctx, done, err := s.authorize(ss.Context(), info.FullMethod)
+	if err != nil {
 		return err
 	}
-	return handler(srv, ss)
+	defer done()
+	return handler(srv, &sessionStream{ServerStream: ss, ctx: ctx})
 }
+
+// sessionStream is a stream whose context ends with its session.
+type sessionStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *sessionStream) Context() context.Context { return s.ctx }
 
 func parseGFID(field, text string) (gfid.GFID, error) {
 	g, err := gfid.Parse(text)

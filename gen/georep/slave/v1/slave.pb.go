@@ -172,7 +172,16 @@ type HandshakeRequest struct {
 	// Identity of this master process (host and pid), for error messages.
 	MasterNode string `protobuf:"bytes,3,opt,name=master_node,json=masterNode,proto3" json:"master_node,omitempty"`
 	// Lease length the master asks for; the slave may shorten it.
-	LeaseSeconds  uint32 `protobuf:"varint,4,opt,name=lease_seconds,json=leaseSeconds,proto3" json:"lease_seconds,omitempty"`
+	LeaseSeconds uint32 `protobuf:"varint,4,opt,name=lease_seconds,json=leaseSeconds,proto3" json:"lease_seconds,omitempty"`
+	// The replica set this worker replicates (a GlusterFS master volume:
+	// its replica set's number; a plain directory: empty). One worker of a
+	// replica set holds the set's lease at a time, across every slave node
+	// serving the slave volume; another worker of the set is answered
+	// ABORTED with ErrorInfo reason LEASE_HELD (and stays Passive).
+	ReplicaSet string `protobuf:"bytes,5,opt,name=replica_set,json=replicaSet,proto3" json:"replica_set,omitempty"`
+	// The worker's identity (node uuid and brick): a session of the same
+	// worker takes over its own lease at once (a restarted daemon).
+	WorkerId      string `protobuf:"bytes,6,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -235,6 +244,20 @@ func (x *HandshakeRequest) GetLeaseSeconds() uint32 {
 	return 0
 }
 
+func (x *HandshakeRequest) GetReplicaSet() string {
+	if x != nil {
+		return x.ReplicaSet
+	}
+	return ""
+}
+
+func (x *HandshakeRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
 type HandshakeResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ProtocolVersion uint32                 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
@@ -250,7 +273,15 @@ type HandshakeResponse struct {
 	// Set when the park directory holds nothing at the handshake: the master
 	// need not list it to empty what an interrupted run left there. Unset
 	// (an older slave, or a park it could not list): list it.
-	ParkEmpty     bool `protobuf:"varint,7,opt,name=park_empty,json=parkEmpty,proto3" json:"park_empty,omitempty"`
+	ParkEmpty bool `protobuf:"varint,7,opt,name=park_empty,json=parkEmpty,proto3" json:"park_empty,omitempty"`
+	// The lease's epoch: one more than the last holder's, every time another
+	// holder takes the replica set's lease.
+	LeaseEpoch uint64 `protobuf:"varint,8,opt,name=lease_epoch,json=leaseEpoch,proto3" json:"lease_epoch,omitempty"`
+	// The replica set's stime as the last holder recorded it on the slave
+	// volume (SetXtime of the root), where a new Active worker of the set
+	// starts; unset when none was recorded.
+	SetStimeSec   int64 `protobuf:"varint,9,opt,name=set_stime_sec,json=setStimeSec,proto3" json:"set_stime_sec,omitempty"`
+	SetStimeNsec  int32 `protobuf:"varint,10,opt,name=set_stime_nsec,json=setStimeNsec,proto3" json:"set_stime_nsec,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -334,6 +365,108 @@ func (x *HandshakeResponse) GetParkEmpty() bool {
 	return false
 }
 
+func (x *HandshakeResponse) GetLeaseEpoch() uint64 {
+	if x != nil {
+		return x.LeaseEpoch
+	}
+	return 0
+}
+
+func (x *HandshakeResponse) GetSetStimeSec() int64 {
+	if x != nil {
+		return x.SetStimeSec
+	}
+	return 0
+}
+
+func (x *HandshakeResponse) GetSetStimeNsec() int32 {
+	if x != nil {
+		return x.SetStimeNsec
+	}
+	return 0
+}
+
+type ReleaseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Why the worker gives the lease up, for the lease record.
+	Reason        string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseRequest) Reset() {
+	*x = ReleaseRequest{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseRequest) ProtoMessage() {}
+
+func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReleaseRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ReleaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseResponse) Reset() {
+	*x = ReleaseResponse{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseResponse) ProtoMessage() {}
+
+func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{3}
+}
+
 type VolumeMark struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Uuid   string                 `protobuf:"bytes,1,opt,name=uuid,proto3" json:"uuid,omitempty"`
@@ -349,7 +482,7 @@ type VolumeMark struct {
 
 func (x *VolumeMark) Reset() {
 	*x = VolumeMark{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[2]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +494,7 @@ func (x *VolumeMark) String() string {
 func (*VolumeMark) ProtoMessage() {}
 
 func (x *VolumeMark) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[2]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +507,7 @@ func (x *VolumeMark) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeMark.ProtoReflect.Descriptor instead.
 func (*VolumeMark) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{2}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *VolumeMark) GetUuid() string {
@@ -421,7 +554,7 @@ type KeepAliveRequest struct {
 
 func (x *KeepAliveRequest) Reset() {
 	*x = KeepAliveRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[3]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +566,7 @@ func (x *KeepAliveRequest) String() string {
 func (*KeepAliveRequest) ProtoMessage() {}
 
 func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[3]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +579,7 @@ func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
 func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{3}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *KeepAliveRequest) GetMark() *VolumeMark {
@@ -466,7 +599,7 @@ type KeepAliveResponse struct {
 
 func (x *KeepAliveResponse) Reset() {
 	*x = KeepAliveResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[4]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +611,7 @@ func (x *KeepAliveResponse) String() string {
 func (*KeepAliveResponse) ProtoMessage() {}
 
 func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[4]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +624,7 @@ func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
 func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{4}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KeepAliveResponse) GetSlaveVolumeId() string {
@@ -532,7 +665,7 @@ type Entry struct {
 
 func (x *Entry) Reset() {
 	*x = Entry{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[5]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +677,7 @@ func (x *Entry) String() string {
 func (*Entry) ProtoMessage() {}
 
 func (x *Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[5]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +690,7 @@ func (x *Entry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entry.ProtoReflect.Descriptor instead.
 func (*Entry) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{5}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Entry) GetOp() EntryOp {
@@ -650,7 +783,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[6]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +795,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[6]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +808,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{6}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ApplyRequest) GetBatch() isApplyRequest_Batch {
@@ -732,7 +865,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[7]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +877,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[7]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +890,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{7}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ApplyResponse) GetFailures() []*EntryFailure {
@@ -782,7 +915,7 @@ type EntryFailure struct {
 
 func (x *EntryFailure) Reset() {
 	*x = EntryFailure{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[8]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +927,7 @@ func (x *EntryFailure) String() string {
 func (*EntryFailure) ProtoMessage() {}
 
 func (x *EntryFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[8]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +940,7 @@ func (x *EntryFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryFailure.ProtoReflect.Descriptor instead.
 func (*EntryFailure) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{8}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EntryFailure) GetIndex() uint32 {
@@ -847,7 +980,7 @@ type EntryOpsRequest struct {
 
 func (x *EntryOpsRequest) Reset() {
 	*x = EntryOpsRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[9]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +992,7 @@ func (x *EntryOpsRequest) String() string {
 func (*EntryOpsRequest) ProtoMessage() {}
 
 func (x *EntryOpsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[9]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,7 +1005,7 @@ func (x *EntryOpsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryOpsRequest.ProtoReflect.Descriptor instead.
 func (*EntryOpsRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{9}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EntryOpsRequest) GetEntries() []*Entry {
@@ -891,7 +1024,7 @@ type EntryOpsResponse struct {
 
 func (x *EntryOpsResponse) Reset() {
 	*x = EntryOpsResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[10]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1036,7 @@ func (x *EntryOpsResponse) String() string {
 func (*EntryOpsResponse) ProtoMessage() {}
 
 func (x *EntryOpsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[10]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1049,7 @@ func (x *EntryOpsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryOpsResponse.ProtoReflect.Descriptor instead.
 func (*EntryOpsResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{10}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EntryOpsResponse) GetFailures() []*EntryFailure {
@@ -936,7 +1069,7 @@ type Timespec struct {
 
 func (x *Timespec) Reset() {
 	*x = Timespec{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[11]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1081,7 @@ func (x *Timespec) String() string {
 func (*Timespec) ProtoMessage() {}
 
 func (x *Timespec) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[11]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1094,7 @@ func (x *Timespec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timespec.ProtoReflect.Descriptor instead.
 func (*Timespec) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{11}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Timespec) GetSec() int64 {
@@ -988,7 +1121,7 @@ type Xattr struct {
 
 func (x *Xattr) Reset() {
 	*x = Xattr{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[12]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1133,7 @@ func (x *Xattr) String() string {
 func (*Xattr) ProtoMessage() {}
 
 func (x *Xattr) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[12]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1146,7 @@ func (x *Xattr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Xattr.ProtoReflect.Descriptor instead.
 func (*Xattr) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{12}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Xattr) GetName() string {
@@ -1050,7 +1183,7 @@ type Meta struct {
 
 func (x *Meta) Reset() {
 	*x = Meta{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[13]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1195,7 @@ func (x *Meta) String() string {
 func (*Meta) ProtoMessage() {}
 
 func (x *Meta) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[13]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1208,7 @@ func (x *Meta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Meta.ProtoReflect.Descriptor instead.
 func (*Meta) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{13}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Meta) GetGfid() string {
@@ -1157,7 +1290,7 @@ type MetaOpsRequest struct {
 
 func (x *MetaOpsRequest) Reset() {
 	*x = MetaOpsRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[14]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1302,7 @@ func (x *MetaOpsRequest) String() string {
 func (*MetaOpsRequest) ProtoMessage() {}
 
 func (x *MetaOpsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[14]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1315,7 @@ func (x *MetaOpsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaOpsRequest.ProtoReflect.Descriptor instead.
 func (*MetaOpsRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{14}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MetaOpsRequest) GetMetas() []*Meta {
@@ -1201,7 +1334,7 @@ type MetaOpsResponse struct {
 
 func (x *MetaOpsResponse) Reset() {
 	*x = MetaOpsResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[15]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1346,7 @@ func (x *MetaOpsResponse) String() string {
 func (*MetaOpsResponse) ProtoMessage() {}
 
 func (x *MetaOpsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[15]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1359,7 @@ func (x *MetaOpsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaOpsResponse.ProtoReflect.Descriptor instead.
 func (*MetaOpsResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{15}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MetaOpsResponse) GetFailures() []*EntryFailure {
@@ -1253,7 +1386,7 @@ type FileData struct {
 
 func (x *FileData) Reset() {
 	*x = FileData{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[16]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1398,7 @@ func (x *FileData) String() string {
 func (*FileData) ProtoMessage() {}
 
 func (x *FileData) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[16]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1411,7 @@ func (x *FileData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileData.ProtoReflect.Descriptor instead.
 func (*FileData) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{16}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FileData) GetGfid() string {
@@ -1332,7 +1465,7 @@ type WriteFilesRequest struct {
 
 func (x *WriteFilesRequest) Reset() {
 	*x = WriteFilesRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[17]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1477,7 @@ func (x *WriteFilesRequest) String() string {
 func (*WriteFilesRequest) ProtoMessage() {}
 
 func (x *WriteFilesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[17]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1490,7 @@ func (x *WriteFilesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFilesRequest.ProtoReflect.Descriptor instead.
 func (*WriteFilesRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{17}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WriteFilesRequest) GetFiles() []*FileData {
@@ -1377,7 +1510,7 @@ type WriteFilesResponse struct {
 
 func (x *WriteFilesResponse) Reset() {
 	*x = WriteFilesResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[18]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1522,7 @@ func (x *WriteFilesResponse) String() string {
 func (*WriteFilesResponse) ProtoMessage() {}
 
 func (x *WriteFilesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[18]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1535,7 @@ func (x *WriteFilesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteFilesResponse.ProtoReflect.Descriptor instead.
 func (*WriteFilesResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{18}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WriteFilesResponse) GetFailures() []*EntryFailure {
@@ -1423,7 +1556,7 @@ type SetXtimeRequest struct {
 
 func (x *SetXtimeRequest) Reset() {
 	*x = SetXtimeRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[19]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1568,7 @@ func (x *SetXtimeRequest) String() string {
 func (*SetXtimeRequest) ProtoMessage() {}
 
 func (x *SetXtimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[19]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1581,7 @@ func (x *SetXtimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetXtimeRequest.ProtoReflect.Descriptor instead.
 func (*SetXtimeRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{19}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetXtimeRequest) GetGfid() string {
@@ -1480,7 +1613,7 @@ type SetXtimeResponse struct {
 
 func (x *SetXtimeResponse) Reset() {
 	*x = SetXtimeResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[20]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1492,7 +1625,7 @@ func (x *SetXtimeResponse) String() string {
 func (*SetXtimeResponse) ProtoMessage() {}
 
 func (x *SetXtimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[20]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1505,7 +1638,7 @@ func (x *SetXtimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetXtimeResponse.ProtoReflect.Descriptor instead.
 func (*SetXtimeResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{20}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{22}
 }
 
 type XtimeRequest struct {
@@ -1518,7 +1651,7 @@ type XtimeRequest struct {
 
 func (x *XtimeRequest) Reset() {
 	*x = XtimeRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1663,7 @@ func (x *XtimeRequest) String() string {
 func (*XtimeRequest) ProtoMessage() {}
 
 func (x *XtimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1676,7 @@ func (x *XtimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use XtimeRequest.ProtoReflect.Descriptor instead.
 func (*XtimeRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{21}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *XtimeRequest) GetGfid() string {
@@ -1570,7 +1703,7 @@ type XtimeResponse struct {
 
 func (x *XtimeResponse) Reset() {
 	*x = XtimeResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1582,7 +1715,7 @@ func (x *XtimeResponse) String() string {
 func (*XtimeResponse) ProtoMessage() {}
 
 func (x *XtimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1595,7 +1728,7 @@ func (x *XtimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use XtimeResponse.ProtoReflect.Descriptor instead.
 func (*XtimeResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{22}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *XtimeResponse) GetXtime() *Timespec {
@@ -1617,7 +1750,7 @@ type PurgeRequest struct {
 
 func (x *PurgeRequest) Reset() {
 	*x = PurgeRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1762,7 @@ func (x *PurgeRequest) String() string {
 func (*PurgeRequest) ProtoMessage() {}
 
 func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1775,7 @@ func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeRequest.ProtoReflect.Descriptor instead.
 func (*PurgeRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{23}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PurgeRequest) GetPargfid() string {
@@ -1676,7 +1809,7 @@ type PurgeResponse struct {
 
 func (x *PurgeResponse) Reset() {
 	*x = PurgeResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1821,7 @@ func (x *PurgeResponse) String() string {
 func (*PurgeResponse) ProtoMessage() {}
 
 func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1834,7 @@ func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeResponse.ProtoReflect.Descriptor instead.
 func (*PurgeResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{24}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PurgeResponse) GetRemoved() uint64 {
@@ -1728,7 +1861,7 @@ type Attr struct {
 
 func (x *Attr) Reset() {
 	*x = Attr{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1740,7 +1873,7 @@ func (x *Attr) String() string {
 func (*Attr) ProtoMessage() {}
 
 func (x *Attr) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1753,7 +1886,7 @@ func (x *Attr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attr.ProtoReflect.Descriptor instead.
 func (*Attr) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{25}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Attr) GetType() FileType {
@@ -1831,7 +1964,7 @@ type DirEntry struct {
 
 func (x *DirEntry) Reset() {
 	*x = DirEntry{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1976,7 @@ func (x *DirEntry) String() string {
 func (*DirEntry) ProtoMessage() {}
 
 func (x *DirEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1989,7 @@ func (x *DirEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirEntry.ProtoReflect.Descriptor instead.
 func (*DirEntry) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{26}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DirEntry) GetName() []byte {
@@ -1889,7 +2022,7 @@ type EntriesRequest struct {
 
 func (x *EntriesRequest) Reset() {
 	*x = EntriesRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2034,7 @@ func (x *EntriesRequest) String() string {
 func (*EntriesRequest) ProtoMessage() {}
 
 func (x *EntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2047,7 @@ func (x *EntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntriesRequest.ProtoReflect.Descriptor instead.
 func (*EntriesRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{27}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EntriesRequest) GetGfid() string {
@@ -1933,7 +2066,7 @@ type EntriesResponse struct {
 
 func (x *EntriesResponse) Reset() {
 	*x = EntriesResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2078,7 @@ func (x *EntriesResponse) String() string {
 func (*EntriesResponse) ProtoMessage() {}
 
 func (x *EntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2091,7 @@ func (x *EntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntriesResponse.ProtoReflect.Descriptor instead.
 func (*EntriesResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{28}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EntriesResponse) GetEntries() []*DirEntry {
@@ -1978,7 +2111,7 @@ type WalkRequest struct {
 
 func (x *WalkRequest) Reset() {
 	*x = WalkRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2123,7 @@ func (x *WalkRequest) String() string {
 func (*WalkRequest) ProtoMessage() {}
 
 func (x *WalkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2136,7 @@ func (x *WalkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalkRequest.ProtoReflect.Descriptor instead.
 func (*WalkRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{29}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WalkRequest) GetGfid() string {
@@ -2031,7 +2164,7 @@ type WalkResponse struct {
 
 func (x *WalkResponse) Reset() {
 	*x = WalkResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2176,7 @@ func (x *WalkResponse) String() string {
 func (*WalkResponse) ProtoMessage() {}
 
 func (x *WalkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2189,7 @@ func (x *WalkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalkResponse.ProtoReflect.Descriptor instead.
 func (*WalkResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{30}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WalkResponse) GetGfid() string {
@@ -2096,7 +2229,7 @@ type StatRequest struct {
 
 func (x *StatRequest) Reset() {
 	*x = StatRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[31]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2108,7 +2241,7 @@ func (x *StatRequest) String() string {
 func (*StatRequest) ProtoMessage() {}
 
 func (x *StatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[31]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2121,7 +2254,7 @@ func (x *StatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatRequest.ProtoReflect.Descriptor instead.
 func (*StatRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{31}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StatRequest) GetGfids() []string {
@@ -2143,7 +2276,7 @@ type StatResult struct {
 
 func (x *StatResult) Reset() {
 	*x = StatResult{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[32]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2288,7 @@ func (x *StatResult) String() string {
 func (*StatResult) ProtoMessage() {}
 
 func (x *StatResult) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[32]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2301,7 @@ func (x *StatResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResult.ProtoReflect.Descriptor instead.
 func (*StatResult) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{32}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StatResult) GetGfid() string {
@@ -2201,7 +2334,7 @@ type StatResponse struct {
 
 func (x *StatResponse) Reset() {
 	*x = StatResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2346,7 @@ func (x *StatResponse) String() string {
 func (*StatResponse) ProtoMessage() {}
 
 func (x *StatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2359,7 @@ func (x *StatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResponse.ProtoReflect.Descriptor instead.
 func (*StatResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{33}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StatResponse) GetResults() []*StatResult {
@@ -2248,7 +2381,7 @@ type RsyncStart struct {
 
 func (x *RsyncStart) Reset() {
 	*x = RsyncStart{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[34]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2260,7 +2393,7 @@ func (x *RsyncStart) String() string {
 func (*RsyncStart) ProtoMessage() {}
 
 func (x *RsyncStart) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[34]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2273,7 +2406,7 @@ func (x *RsyncStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncStart.ProtoReflect.Descriptor instead.
 func (*RsyncStart) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{34}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RsyncStart) GetArgs() []string {
@@ -2297,7 +2430,7 @@ type RsyncRequest struct {
 
 func (x *RsyncRequest) Reset() {
 	*x = RsyncRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[35]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2309,7 +2442,7 @@ func (x *RsyncRequest) String() string {
 func (*RsyncRequest) ProtoMessage() {}
 
 func (x *RsyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[35]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2322,7 +2455,7 @@ func (x *RsyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncRequest.ProtoReflect.Descriptor instead.
 func (*RsyncRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{35}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RsyncRequest) GetMsg() isRsyncRequest_Msg {
@@ -2392,7 +2525,7 @@ type RsyncExit struct {
 
 func (x *RsyncExit) Reset() {
 	*x = RsyncExit{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[36]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2404,7 +2537,7 @@ func (x *RsyncExit) String() string {
 func (*RsyncExit) ProtoMessage() {}
 
 func (x *RsyncExit) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[36]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2417,7 +2550,7 @@ func (x *RsyncExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncExit.ProtoReflect.Descriptor instead.
 func (*RsyncExit) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{36}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RsyncExit) GetCode() int32 {
@@ -2448,7 +2581,7 @@ type RsyncResponse struct {
 
 func (x *RsyncResponse) Reset() {
 	*x = RsyncResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[37]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2460,7 +2593,7 @@ func (x *RsyncResponse) String() string {
 func (*RsyncResponse) ProtoMessage() {}
 
 func (x *RsyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[37]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2473,7 +2606,7 @@ func (x *RsyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncResponse.ProtoReflect.Descriptor instead.
 func (*RsyncResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{37}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RsyncResponse) GetMsg() isRsyncResponse_Msg {
@@ -2536,13 +2669,16 @@ var File_georep_slave_v1_slave_proto protoreflect.FileDescriptor
 
 const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\n" +
-	"\x1bgeorep/slave/v1/slave.proto\x12\x0fgeorep.slave.v1\"\xad\x01\n" +
+	"\x1bgeorep/slave/v1/slave.proto\x12\x0fgeorep.slave.v1\"\xeb\x01\n" +
 	"\x10HandshakeRequest\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12(\n" +
 	"\x10master_volume_id\x18\x02 \x01(\tR\x0emasterVolumeId\x12\x1f\n" +
 	"\vmaster_node\x18\x03 \x01(\tR\n" +
 	"masterNode\x12#\n" +
-	"\rlease_seconds\x18\x04 \x01(\rR\fleaseSeconds\"\x8a\x02\n" +
+	"\rlease_seconds\x18\x04 \x01(\rR\fleaseSeconds\x12\x1f\n" +
+	"\vreplica_set\x18\x05 \x01(\tR\n" +
+	"replicaSet\x12\x1b\n" +
+	"\tworker_id\x18\x06 \x01(\tR\bworkerId\"\xf5\x02\n" +
 	"\x11HandshakeResponse\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12&\n" +
 	"\x0fslave_volume_id\x18\x02 \x01(\tR\rslaveVolumeId\x12\x1d\n" +
@@ -2552,7 +2688,15 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\fcapabilities\x18\x05 \x03(\tR\fcapabilities\x12\x1b\n" +
 	"\tmax_batch\x18\x06 \x01(\rR\bmaxBatch\x12\x1d\n" +
 	"\n" +
-	"park_empty\x18\a \x01(\bR\tparkEmpty\"x\n" +
+	"park_empty\x18\a \x01(\bR\tparkEmpty\x12\x1f\n" +
+	"\vlease_epoch\x18\b \x01(\x04R\n" +
+	"leaseEpoch\x12\"\n" +
+	"\rset_stime_sec\x18\t \x01(\x03R\vsetStimeSec\x12$\n" +
+	"\x0eset_stime_nsec\x18\n" +
+	" \x01(\x05R\fsetStimeNsec\"(\n" +
+	"\x0eReleaseRequest\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x11\n" +
+	"\x0fReleaseResponse\"x\n" +
 	"\n" +
 	"VolumeMark\x12\x12\n" +
 	"\x04uuid\x18\x01 \x01(\tR\x04uuid\x12\x16\n" +
@@ -2715,10 +2859,11 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\x0eFILE_TYPE_FIFO\x10\x04\x12\x12\n" +
 	"\x0eFILE_TYPE_CHAR\x10\x05\x12\x13\n" +
 	"\x0fFILE_TYPE_BLOCK\x10\x06\x12\x14\n" +
-	"\x10FILE_TYPE_SOCKET\x10\a2\xff\a\n" +
+	"\x10FILE_TYPE_SOCKET\x10\a2\xcd\b\n" +
 	"\fSlaveService\x12R\n" +
 	"\tHandshake\x12!.georep.slave.v1.HandshakeRequest\x1a\".georep.slave.v1.HandshakeResponse\x12R\n" +
-	"\tKeepAlive\x12!.georep.slave.v1.KeepAliveRequest\x1a\".georep.slave.v1.KeepAliveResponse\x12O\n" +
+	"\tKeepAlive\x12!.georep.slave.v1.KeepAliveRequest\x1a\".georep.slave.v1.KeepAliveResponse\x12L\n" +
+	"\aRelease\x12\x1f.georep.slave.v1.ReleaseRequest\x1a .georep.slave.v1.ReleaseResponse\x12O\n" +
 	"\bEntryOps\x12 .georep.slave.v1.EntryOpsRequest\x1a!.georep.slave.v1.EntryOpsResponse\x12L\n" +
 	"\aMetaOps\x12\x1f.georep.slave.v1.MetaOpsRequest\x1a .georep.slave.v1.MetaOpsResponse\x12O\n" +
 	"\bSetXtime\x12 .georep.slave.v1.SetXtimeRequest\x1a!.georep.slave.v1.SetXtimeResponse\x12F\n" +
@@ -2745,104 +2890,108 @@ func file_georep_slave_v1_slave_proto_rawDescGZIP() []byte {
 }
 
 var file_georep_slave_v1_slave_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_georep_slave_v1_slave_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_georep_slave_v1_slave_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_georep_slave_v1_slave_proto_goTypes = []any{
 	(EntryOp)(0),               // 0: georep.slave.v1.EntryOp
 	(FileType)(0),              // 1: georep.slave.v1.FileType
 	(*HandshakeRequest)(nil),   // 2: georep.slave.v1.HandshakeRequest
 	(*HandshakeResponse)(nil),  // 3: georep.slave.v1.HandshakeResponse
-	(*VolumeMark)(nil),         // 4: georep.slave.v1.VolumeMark
-	(*KeepAliveRequest)(nil),   // 5: georep.slave.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),  // 6: georep.slave.v1.KeepAliveResponse
-	(*Entry)(nil),              // 7: georep.slave.v1.Entry
-	(*ApplyRequest)(nil),       // 8: georep.slave.v1.ApplyRequest
-	(*ApplyResponse)(nil),      // 9: georep.slave.v1.ApplyResponse
-	(*EntryFailure)(nil),       // 10: georep.slave.v1.EntryFailure
-	(*EntryOpsRequest)(nil),    // 11: georep.slave.v1.EntryOpsRequest
-	(*EntryOpsResponse)(nil),   // 12: georep.slave.v1.EntryOpsResponse
-	(*Timespec)(nil),           // 13: georep.slave.v1.Timespec
-	(*Xattr)(nil),              // 14: georep.slave.v1.Xattr
-	(*Meta)(nil),               // 15: georep.slave.v1.Meta
-	(*MetaOpsRequest)(nil),     // 16: georep.slave.v1.MetaOpsRequest
-	(*MetaOpsResponse)(nil),    // 17: georep.slave.v1.MetaOpsResponse
-	(*FileData)(nil),           // 18: georep.slave.v1.FileData
-	(*WriteFilesRequest)(nil),  // 19: georep.slave.v1.WriteFilesRequest
-	(*WriteFilesResponse)(nil), // 20: georep.slave.v1.WriteFilesResponse
-	(*SetXtimeRequest)(nil),    // 21: georep.slave.v1.SetXtimeRequest
-	(*SetXtimeResponse)(nil),   // 22: georep.slave.v1.SetXtimeResponse
-	(*XtimeRequest)(nil),       // 23: georep.slave.v1.XtimeRequest
-	(*XtimeResponse)(nil),      // 24: georep.slave.v1.XtimeResponse
-	(*PurgeRequest)(nil),       // 25: georep.slave.v1.PurgeRequest
-	(*PurgeResponse)(nil),      // 26: georep.slave.v1.PurgeResponse
-	(*Attr)(nil),               // 27: georep.slave.v1.Attr
-	(*DirEntry)(nil),           // 28: georep.slave.v1.DirEntry
-	(*EntriesRequest)(nil),     // 29: georep.slave.v1.EntriesRequest
-	(*EntriesResponse)(nil),    // 30: georep.slave.v1.EntriesResponse
-	(*WalkRequest)(nil),        // 31: georep.slave.v1.WalkRequest
-	(*WalkResponse)(nil),       // 32: georep.slave.v1.WalkResponse
-	(*StatRequest)(nil),        // 33: georep.slave.v1.StatRequest
-	(*StatResult)(nil),         // 34: georep.slave.v1.StatResult
-	(*StatResponse)(nil),       // 35: georep.slave.v1.StatResponse
-	(*RsyncStart)(nil),         // 36: georep.slave.v1.RsyncStart
-	(*RsyncRequest)(nil),       // 37: georep.slave.v1.RsyncRequest
-	(*RsyncExit)(nil),          // 38: georep.slave.v1.RsyncExit
-	(*RsyncResponse)(nil),      // 39: georep.slave.v1.RsyncResponse
+	(*ReleaseRequest)(nil),     // 4: georep.slave.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),    // 5: georep.slave.v1.ReleaseResponse
+	(*VolumeMark)(nil),         // 6: georep.slave.v1.VolumeMark
+	(*KeepAliveRequest)(nil),   // 7: georep.slave.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),  // 8: georep.slave.v1.KeepAliveResponse
+	(*Entry)(nil),              // 9: georep.slave.v1.Entry
+	(*ApplyRequest)(nil),       // 10: georep.slave.v1.ApplyRequest
+	(*ApplyResponse)(nil),      // 11: georep.slave.v1.ApplyResponse
+	(*EntryFailure)(nil),       // 12: georep.slave.v1.EntryFailure
+	(*EntryOpsRequest)(nil),    // 13: georep.slave.v1.EntryOpsRequest
+	(*EntryOpsResponse)(nil),   // 14: georep.slave.v1.EntryOpsResponse
+	(*Timespec)(nil),           // 15: georep.slave.v1.Timespec
+	(*Xattr)(nil),              // 16: georep.slave.v1.Xattr
+	(*Meta)(nil),               // 17: georep.slave.v1.Meta
+	(*MetaOpsRequest)(nil),     // 18: georep.slave.v1.MetaOpsRequest
+	(*MetaOpsResponse)(nil),    // 19: georep.slave.v1.MetaOpsResponse
+	(*FileData)(nil),           // 20: georep.slave.v1.FileData
+	(*WriteFilesRequest)(nil),  // 21: georep.slave.v1.WriteFilesRequest
+	(*WriteFilesResponse)(nil), // 22: georep.slave.v1.WriteFilesResponse
+	(*SetXtimeRequest)(nil),    // 23: georep.slave.v1.SetXtimeRequest
+	(*SetXtimeResponse)(nil),   // 24: georep.slave.v1.SetXtimeResponse
+	(*XtimeRequest)(nil),       // 25: georep.slave.v1.XtimeRequest
+	(*XtimeResponse)(nil),      // 26: georep.slave.v1.XtimeResponse
+	(*PurgeRequest)(nil),       // 27: georep.slave.v1.PurgeRequest
+	(*PurgeResponse)(nil),      // 28: georep.slave.v1.PurgeResponse
+	(*Attr)(nil),               // 29: georep.slave.v1.Attr
+	(*DirEntry)(nil),           // 30: georep.slave.v1.DirEntry
+	(*EntriesRequest)(nil),     // 31: georep.slave.v1.EntriesRequest
+	(*EntriesResponse)(nil),    // 32: georep.slave.v1.EntriesResponse
+	(*WalkRequest)(nil),        // 33: georep.slave.v1.WalkRequest
+	(*WalkResponse)(nil),       // 34: georep.slave.v1.WalkResponse
+	(*StatRequest)(nil),        // 35: georep.slave.v1.StatRequest
+	(*StatResult)(nil),         // 36: georep.slave.v1.StatResult
+	(*StatResponse)(nil),       // 37: georep.slave.v1.StatResponse
+	(*RsyncStart)(nil),         // 38: georep.slave.v1.RsyncStart
+	(*RsyncRequest)(nil),       // 39: georep.slave.v1.RsyncRequest
+	(*RsyncExit)(nil),          // 40: georep.slave.v1.RsyncExit
+	(*RsyncResponse)(nil),      // 41: georep.slave.v1.RsyncResponse
 }
 var file_georep_slave_v1_slave_proto_depIdxs = []int32{
-	4,  // 0: georep.slave.v1.KeepAliveRequest.mark:type_name -> georep.slave.v1.VolumeMark
+	6,  // 0: georep.slave.v1.KeepAliveRequest.mark:type_name -> georep.slave.v1.VolumeMark
 	0,  // 1: georep.slave.v1.Entry.op:type_name -> georep.slave.v1.EntryOp
-	11, // 2: georep.slave.v1.ApplyRequest.entries:type_name -> georep.slave.v1.EntryOpsRequest
-	16, // 3: georep.slave.v1.ApplyRequest.metas:type_name -> georep.slave.v1.MetaOpsRequest
-	10, // 4: georep.slave.v1.ApplyResponse.failures:type_name -> georep.slave.v1.EntryFailure
-	7,  // 5: georep.slave.v1.EntryOpsRequest.entries:type_name -> georep.slave.v1.Entry
-	10, // 6: georep.slave.v1.EntryOpsResponse.failures:type_name -> georep.slave.v1.EntryFailure
-	13, // 7: georep.slave.v1.Meta.atime:type_name -> georep.slave.v1.Timespec
-	13, // 8: georep.slave.v1.Meta.mtime:type_name -> georep.slave.v1.Timespec
-	14, // 9: georep.slave.v1.Meta.xattrs:type_name -> georep.slave.v1.Xattr
-	15, // 10: georep.slave.v1.MetaOpsRequest.metas:type_name -> georep.slave.v1.Meta
-	10, // 11: georep.slave.v1.MetaOpsResponse.failures:type_name -> georep.slave.v1.EntryFailure
-	13, // 12: georep.slave.v1.FileData.mtime:type_name -> georep.slave.v1.Timespec
-	18, // 13: georep.slave.v1.WriteFilesRequest.files:type_name -> georep.slave.v1.FileData
-	10, // 14: georep.slave.v1.WriteFilesResponse.failures:type_name -> georep.slave.v1.EntryFailure
-	13, // 15: georep.slave.v1.SetXtimeRequest.xtime:type_name -> georep.slave.v1.Timespec
-	13, // 16: georep.slave.v1.XtimeResponse.xtime:type_name -> georep.slave.v1.Timespec
+	13, // 2: georep.slave.v1.ApplyRequest.entries:type_name -> georep.slave.v1.EntryOpsRequest
+	18, // 3: georep.slave.v1.ApplyRequest.metas:type_name -> georep.slave.v1.MetaOpsRequest
+	12, // 4: georep.slave.v1.ApplyResponse.failures:type_name -> georep.slave.v1.EntryFailure
+	9,  // 5: georep.slave.v1.EntryOpsRequest.entries:type_name -> georep.slave.v1.Entry
+	12, // 6: georep.slave.v1.EntryOpsResponse.failures:type_name -> georep.slave.v1.EntryFailure
+	15, // 7: georep.slave.v1.Meta.atime:type_name -> georep.slave.v1.Timespec
+	15, // 8: georep.slave.v1.Meta.mtime:type_name -> georep.slave.v1.Timespec
+	16, // 9: georep.slave.v1.Meta.xattrs:type_name -> georep.slave.v1.Xattr
+	17, // 10: georep.slave.v1.MetaOpsRequest.metas:type_name -> georep.slave.v1.Meta
+	12, // 11: georep.slave.v1.MetaOpsResponse.failures:type_name -> georep.slave.v1.EntryFailure
+	15, // 12: georep.slave.v1.FileData.mtime:type_name -> georep.slave.v1.Timespec
+	20, // 13: georep.slave.v1.WriteFilesRequest.files:type_name -> georep.slave.v1.FileData
+	12, // 14: georep.slave.v1.WriteFilesResponse.failures:type_name -> georep.slave.v1.EntryFailure
+	15, // 15: georep.slave.v1.SetXtimeRequest.xtime:type_name -> georep.slave.v1.Timespec
+	15, // 16: georep.slave.v1.XtimeResponse.xtime:type_name -> georep.slave.v1.Timespec
 	1,  // 17: georep.slave.v1.Attr.type:type_name -> georep.slave.v1.FileType
-	13, // 18: georep.slave.v1.Attr.mtime:type_name -> georep.slave.v1.Timespec
+	15, // 18: georep.slave.v1.Attr.mtime:type_name -> georep.slave.v1.Timespec
 	1,  // 19: georep.slave.v1.DirEntry.type:type_name -> georep.slave.v1.FileType
-	28, // 20: georep.slave.v1.EntriesResponse.entries:type_name -> georep.slave.v1.DirEntry
-	28, // 21: georep.slave.v1.WalkResponse.entries:type_name -> georep.slave.v1.DirEntry
-	27, // 22: georep.slave.v1.StatResult.attr:type_name -> georep.slave.v1.Attr
-	34, // 23: georep.slave.v1.StatResponse.results:type_name -> georep.slave.v1.StatResult
-	36, // 24: georep.slave.v1.RsyncRequest.start:type_name -> georep.slave.v1.RsyncStart
-	38, // 25: georep.slave.v1.RsyncResponse.exit:type_name -> georep.slave.v1.RsyncExit
+	30, // 20: georep.slave.v1.EntriesResponse.entries:type_name -> georep.slave.v1.DirEntry
+	30, // 21: georep.slave.v1.WalkResponse.entries:type_name -> georep.slave.v1.DirEntry
+	29, // 22: georep.slave.v1.StatResult.attr:type_name -> georep.slave.v1.Attr
+	36, // 23: georep.slave.v1.StatResponse.results:type_name -> georep.slave.v1.StatResult
+	38, // 24: georep.slave.v1.RsyncRequest.start:type_name -> georep.slave.v1.RsyncStart
+	40, // 25: georep.slave.v1.RsyncResponse.exit:type_name -> georep.slave.v1.RsyncExit
 	2,  // 26: georep.slave.v1.SlaveService.Handshake:input_type -> georep.slave.v1.HandshakeRequest
-	5,  // 27: georep.slave.v1.SlaveService.KeepAlive:input_type -> georep.slave.v1.KeepAliveRequest
-	11, // 28: georep.slave.v1.SlaveService.EntryOps:input_type -> georep.slave.v1.EntryOpsRequest
-	16, // 29: georep.slave.v1.SlaveService.MetaOps:input_type -> georep.slave.v1.MetaOpsRequest
-	21, // 30: georep.slave.v1.SlaveService.SetXtime:input_type -> georep.slave.v1.SetXtimeRequest
-	23, // 31: georep.slave.v1.SlaveService.Xtime:input_type -> georep.slave.v1.XtimeRequest
-	25, // 32: georep.slave.v1.SlaveService.Purge:input_type -> georep.slave.v1.PurgeRequest
-	29, // 33: georep.slave.v1.SlaveService.Entries:input_type -> georep.slave.v1.EntriesRequest
-	33, // 34: georep.slave.v1.SlaveService.Stat:input_type -> georep.slave.v1.StatRequest
-	19, // 35: georep.slave.v1.SlaveService.WriteFiles:input_type -> georep.slave.v1.WriteFilesRequest
-	37, // 36: georep.slave.v1.SlaveService.Rsync:input_type -> georep.slave.v1.RsyncRequest
-	8,  // 37: georep.slave.v1.SlaveService.Apply:input_type -> georep.slave.v1.ApplyRequest
-	31, // 38: georep.slave.v1.SlaveService.Walk:input_type -> georep.slave.v1.WalkRequest
-	3,  // 39: georep.slave.v1.SlaveService.Handshake:output_type -> georep.slave.v1.HandshakeResponse
-	6,  // 40: georep.slave.v1.SlaveService.KeepAlive:output_type -> georep.slave.v1.KeepAliveResponse
-	12, // 41: georep.slave.v1.SlaveService.EntryOps:output_type -> georep.slave.v1.EntryOpsResponse
-	17, // 42: georep.slave.v1.SlaveService.MetaOps:output_type -> georep.slave.v1.MetaOpsResponse
-	22, // 43: georep.slave.v1.SlaveService.SetXtime:output_type -> georep.slave.v1.SetXtimeResponse
-	24, // 44: georep.slave.v1.SlaveService.Xtime:output_type -> georep.slave.v1.XtimeResponse
-	26, // 45: georep.slave.v1.SlaveService.Purge:output_type -> georep.slave.v1.PurgeResponse
-	30, // 46: georep.slave.v1.SlaveService.Entries:output_type -> georep.slave.v1.EntriesResponse
-	35, // 47: georep.slave.v1.SlaveService.Stat:output_type -> georep.slave.v1.StatResponse
-	20, // 48: georep.slave.v1.SlaveService.WriteFiles:output_type -> georep.slave.v1.WriteFilesResponse
-	39, // 49: georep.slave.v1.SlaveService.Rsync:output_type -> georep.slave.v1.RsyncResponse
-	9,  // 50: georep.slave.v1.SlaveService.Apply:output_type -> georep.slave.v1.ApplyResponse
-	32, // 51: georep.slave.v1.SlaveService.Walk:output_type -> georep.slave.v1.WalkResponse
-	39, // [39:52] is the sub-list for method output_type
-	26, // [26:39] is the sub-list for method input_type
+	7,  // 27: georep.slave.v1.SlaveService.KeepAlive:input_type -> georep.slave.v1.KeepAliveRequest
+	4,  // 28: georep.slave.v1.SlaveService.Release:input_type -> georep.slave.v1.ReleaseRequest
+	13, // 29: georep.slave.v1.SlaveService.EntryOps:input_type -> georep.slave.v1.EntryOpsRequest
+	18, // 30: georep.slave.v1.SlaveService.MetaOps:input_type -> georep.slave.v1.MetaOpsRequest
+	23, // 31: georep.slave.v1.SlaveService.SetXtime:input_type -> georep.slave.v1.SetXtimeRequest
+	25, // 32: georep.slave.v1.SlaveService.Xtime:input_type -> georep.slave.v1.XtimeRequest
+	27, // 33: georep.slave.v1.SlaveService.Purge:input_type -> georep.slave.v1.PurgeRequest
+	31, // 34: georep.slave.v1.SlaveService.Entries:input_type -> georep.slave.v1.EntriesRequest
+	35, // 35: georep.slave.v1.SlaveService.Stat:input_type -> georep.slave.v1.StatRequest
+	21, // 36: georep.slave.v1.SlaveService.WriteFiles:input_type -> georep.slave.v1.WriteFilesRequest
+	39, // 37: georep.slave.v1.SlaveService.Rsync:input_type -> georep.slave.v1.RsyncRequest
+	10, // 38: georep.slave.v1.SlaveService.Apply:input_type -> georep.slave.v1.ApplyRequest
+	33, // 39: georep.slave.v1.SlaveService.Walk:input_type -> georep.slave.v1.WalkRequest
+	3,  // 40: georep.slave.v1.SlaveService.Handshake:output_type -> georep.slave.v1.HandshakeResponse
+	8,  // 41: georep.slave.v1.SlaveService.KeepAlive:output_type -> georep.slave.v1.KeepAliveResponse
+	5,  // 42: georep.slave.v1.SlaveService.Release:output_type -> georep.slave.v1.ReleaseResponse
+	14, // 43: georep.slave.v1.SlaveService.EntryOps:output_type -> georep.slave.v1.EntryOpsResponse
+	19, // 44: georep.slave.v1.SlaveService.MetaOps:output_type -> georep.slave.v1.MetaOpsResponse
+	24, // 45: georep.slave.v1.SlaveService.SetXtime:output_type -> georep.slave.v1.SetXtimeResponse
+	26, // 46: georep.slave.v1.SlaveService.Xtime:output_type -> georep.slave.v1.XtimeResponse
+	28, // 47: georep.slave.v1.SlaveService.Purge:output_type -> georep.slave.v1.PurgeResponse
+	32, // 48: georep.slave.v1.SlaveService.Entries:output_type -> georep.slave.v1.EntriesResponse
+	37, // 49: georep.slave.v1.SlaveService.Stat:output_type -> georep.slave.v1.StatResponse
+	22, // 50: georep.slave.v1.SlaveService.WriteFiles:output_type -> georep.slave.v1.WriteFilesResponse
+	41, // 51: georep.slave.v1.SlaveService.Rsync:output_type -> georep.slave.v1.RsyncResponse
+	11, // 52: georep.slave.v1.SlaveService.Apply:output_type -> georep.slave.v1.ApplyResponse
+	34, // 53: georep.slave.v1.SlaveService.Walk:output_type -> georep.slave.v1.WalkResponse
+	40, // [40:54] is the sub-list for method output_type
+	26, // [26:40] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name
 	26, // [26:26] is the sub-list for extension extendee
 	0,  // [0:26] is the sub-list for field type_name
@@ -2853,16 +3002,16 @@ func file_georep_slave_v1_slave_proto_init() {
 	if File_georep_slave_v1_slave_proto != nil {
 		return
 	}
-	file_georep_slave_v1_slave_proto_msgTypes[6].OneofWrappers = []any{
+	file_georep_slave_v1_slave_proto_msgTypes[8].OneofWrappers = []any{
 		(*ApplyRequest_Entries)(nil),
 		(*ApplyRequest_Metas)(nil),
 	}
-	file_georep_slave_v1_slave_proto_msgTypes[35].OneofWrappers = []any{
+	file_georep_slave_v1_slave_proto_msgTypes[37].OneofWrappers = []any{
 		(*RsyncRequest_Start)(nil),
 		(*RsyncRequest_Stdin)(nil),
 		(*RsyncRequest_CloseStdin)(nil),
 	}
-	file_georep_slave_v1_slave_proto_msgTypes[37].OneofWrappers = []any{
+	file_georep_slave_v1_slave_proto_msgTypes[39].OneofWrappers = []any{
 		(*RsyncResponse_Stdout)(nil),
 		(*RsyncResponse_Stderr)(nil),
 		(*RsyncResponse_Exit)(nil),
@@ -2873,7 +3022,7 @@ func file_georep_slave_v1_slave_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georep_slave_v1_slave_proto_rawDesc), len(file_georep_slave_v1_slave_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

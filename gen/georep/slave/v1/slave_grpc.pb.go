@@ -30,6 +30,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	SlaveService_Handshake_FullMethodName  = "/georep.slave.v1.SlaveService/Handshake"
 	SlaveService_KeepAlive_FullMethodName  = "/georep.slave.v1.SlaveService/KeepAlive"
+	SlaveService_Release_FullMethodName    = "/georep.slave.v1.SlaveService/Release"
 	SlaveService_EntryOps_FullMethodName   = "/georep.slave.v1.SlaveService/EntryOps"
 	SlaveService_MetaOps_FullMethodName    = "/georep.slave.v1.SlaveService/MetaOps"
 	SlaveService_SetXtime_FullMethodName   = "/georep.slave.v1.SlaveService/SetXtime"
@@ -54,6 +55,10 @@ type SlaveServiceClient interface {
 	Handshake(ctx context.Context, in *HandshakeRequest, opts ...grpc.CallOption) (*HandshakeResponse, error)
 	// KeepAlive renews the session lease and records the master's volume mark.
 	KeepAlive(ctx context.Context, in *KeepAliveRequest, opts ...grpc.CallOption) (*KeepAliveResponse, error)
+	// Ends the session and gives its replica set's lease up at once (a worker
+	// stepping down), so that another worker of the set need not wait for
+	// the lease to expire.
+	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
 	// EntryOps applies namespace operations in order. Per-entry failures are
 	// response data; a non-OK status means the whole call failed.
 	EntryOps(ctx context.Context, in *EntryOpsRequest, opts ...grpc.CallOption) (*EntryOpsResponse, error)
@@ -117,6 +122,16 @@ func (c *slaveServiceClient) KeepAlive(ctx context.Context, in *KeepAliveRequest
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(KeepAliveResponse)
 	err := c.cc.Invoke(ctx, SlaveService_KeepAlive_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *slaveServiceClient) Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseResponse)
+	err := c.cc.Invoke(ctx, SlaveService_Release_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -259,6 +274,10 @@ type SlaveServiceServer interface {
 	Handshake(context.Context, *HandshakeRequest) (*HandshakeResponse, error)
 	// KeepAlive renews the session lease and records the master's volume mark.
 	KeepAlive(context.Context, *KeepAliveRequest) (*KeepAliveResponse, error)
+	// Ends the session and gives its replica set's lease up at once (a worker
+	// stepping down), so that another worker of the set need not wait for
+	// the lease to expire.
+	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
 	// EntryOps applies namespace operations in order. Per-entry failures are
 	// response data; a non-OK status means the whole call failed.
 	EntryOps(context.Context, *EntryOpsRequest) (*EntryOpsResponse, error)
@@ -313,6 +332,9 @@ func (UnimplementedSlaveServiceServer) Handshake(context.Context, *HandshakeRequ
 }
 func (UnimplementedSlaveServiceServer) KeepAlive(context.Context, *KeepAliveRequest) (*KeepAliveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method KeepAlive not implemented")
+}
+func (UnimplementedSlaveServiceServer) Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Release not implemented")
 }
 func (UnimplementedSlaveServiceServer) EntryOps(context.Context, *EntryOpsRequest) (*EntryOpsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EntryOps not implemented")
@@ -400,6 +422,24 @@ func _SlaveService_KeepAlive_Handler(srv interface{}, ctx context.Context, dec f
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SlaveServiceServer).KeepAlive(ctx, req.(*KeepAliveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SlaveService_Release_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SlaveServiceServer).Release(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SlaveService_Release_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SlaveServiceServer).Release(ctx, req.(*ReleaseRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -587,6 +627,10 @@ var SlaveService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "KeepAlive",
 			Handler:    _SlaveService_KeepAlive_Handler,
+		},
+		{
+			MethodName: "Release",
+			Handler:    _SlaveService_Release_Handler,
 		},
 		{
 			MethodName: "EntryOps",
