@@ -18,9 +18,9 @@ import (
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/atomicfile"
-	"github.com/georep/georep/slave/lease"
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/slave/glusterfs"
+	"github.com/georep/georep/slave/lease"
 	"github.com/georep/georep/slave/replica"
 )
 
