@@ -140,7 +140,8 @@ func (s *brickSource) lost(reason error) {
 // chainStart decides where a brick worker starts: from stime through the
 // brick's changelog history when it covers the time since (history),
 // else with a hybrid crawl. stime is the later of the work dir's and the
-// brick's (a session moved from gsyncd keeps its place).
+// brick's (a session moved from gsyncd keeps its place), or the replica
+// set's as the slave's lease holds it (another node's worker was Active).
 func (w *worker) chainStart() (history bool) {
 	b := w.brick
 	st, _ := w.wd.loadStime()
@@ -150,6 +151,12 @@ func (w *worker) chainStart() (history bool) {
 		w.log.Warn("reading the brick's stime", "brick", b.path, "err", err)
 	case ok && bt.After(st.Data):
 		st.Data = bt
+	}
+	// The replica set's stime, as the slave's lease holds it: where the
+	// set's last Active worker, on whichever node, got to.
+	if t := w.client.replicaSetStime(); t.After(st.Data) {
+		w.log.Info("starting from the replica set's stime recorded on the slave", "stime", t.Format(time.RFC3339Nano))
+		st.Data = t
 	}
 	if st.Data.IsZero() {
 		w.log.Info("no stime: a hybrid crawl of the brick starts the session", "brick", b.path)

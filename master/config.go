@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/georep/georep/rpc"
@@ -22,7 +24,7 @@ type Config struct {
 	VolfileServer string       // volfile-server: the glusterd to ask for the volume (default: this node)
 	GlusterCLI    string       // gluster-command: the gluster CLI binary
 	WorkDir       string       // work-dir: the master's state (catalog, changelogs, stime, stats)
-	Slave         string       // slave: address of georep-slave, host:port
+	Slave         string       // slave: address of georep-slave, host:port; or the slave nodes' list host:port,host:port (workers spread over it and fail over along it)
 	Insecure      bool         // insecure: plaintext gRPC (explicit opt-in)
 	TLS           rpc.TLSFiles // tls-cert, tls-key, tls-ca, tls-server-name
 
@@ -102,6 +104,17 @@ func DefaultConfig() Config {
 }
 
 // Validate refuses bad values with the key, the value and what is allowed.
+// slaveEndpoints splits the slave's comma-separated list of addresses.
+func slaveEndpoints(slave string) []string {
+	var eps []string
+	for e := range strings.SplitSeq(slave, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			eps = append(eps, e)
+		}
+	}
+	return eps
+}
+
 func (c Config) Validate() error {
 	var errs []error
 	switch {
@@ -117,7 +130,12 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("work-dir: a directory for the master's state is required"))
 	}
 	if c.Slave == "" {
-		errs = append(errs, errors.New("slave: the slave's address (host:port) is required"))
+		errs = append(errs, errors.New("slave: the slave's address (host:port, or a list host:port,host:port of the slave nodes) is required"))
+	}
+	for _, e := range slaveEndpoints(c.Slave) {
+		if _, _, err := net.SplitHostPort(e); err != nil && !strings.Contains(e, ":/") && !strings.HasPrefix(e, "unix:") {
+			errs = append(errs, fmt.Errorf("slave: %q is not host:port: %v", e, err))
+		}
 	}
 	if c.SyncJobs < 1 || c.SyncJobs > 64 {
 		errs = append(errs, fmt.Errorf("sync-jobs: %d is outside 1..64", c.SyncJobs))

@@ -75,14 +75,20 @@ func dryRunClient(ctx context.Context, cfg Config, volumeID string) (*slaveClien
 	if err != nil {
 		return nil, err
 	}
-	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = rpc.WaitHealthy(hctx, client.conn, "")
-	cancel()
-	if err != nil {
-		client.Close()
-		return nil, fmt.Errorf("slave %s unreachable: %w", cfg.Slave, err)
+	var errs []error
+	for range client.eps {
+		ep := client.current()
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = rpc.WaitHealthy(hctx, ep.conn, "")
+		cancel()
+		if err == nil {
+			return client, nil
+		}
+		errs = append(errs, fmt.Errorf("slave %s unreachable: %w", ep.addr, err))
+		client.next()
 	}
-	return client, nil
+	client.Close()
+	return nil, errors.Join(errs...)
 }
 
 // dryRunSource prints the plan of one source (cfg.Source: a directory, or

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -18,9 +19,9 @@ import (
 // monitor): one worker per local brick of the volume, each with its own
 // work dir under <work-dir>/bricks/, sharing one session with the slave and
 // one aux-gfid mount of the volume through which data is read. Of the
-// local bricks of one replica set, one worker is Active at a time (it
-// holds <work-dir>/active.<set>.lock); the others are Passive and take over
-// when it stops.
+// bricks of one replica set, on every node, one worker is Active at a
+// time: the one whose session holds the set's lease on the slave volume
+// (slave/lease); the others are Passive and take over when it lets go.
 func runGluster(ctx context.Context, cfg Config, wd *workDir, mon *monitor, rsyncPath, self string, log *slog.Logger) error {
 	vol, bricks, err := localBricks(ctx, cfg)
 	if err != nil {
@@ -35,26 +36,20 @@ func runGluster(ctx context.Context, cfg Config, wd *workDir, mon *monitor, rsyn
 			log.Warn("unmounting the aux-gfid mount", "err", err)
 		}
 	}()
-	client, err := newSlaveClient(cfg, vol.ID, wd.path("session"), wd.path("tunnel.sock"), mon.bw)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	wg.Go(func() { client.keepAliveLogged(ctx, log) })
 
-	g := &glusterRun{cfg: cfg, wd: wd, mon: mon, vol: vol, mnt: mnt, client: client, log: log, sets: map[int][]*worker{}}
+	g := &glusterRun{cfg: cfg, wd: wd, mon: mon, vol: vol, mnt: mnt, log: log, sets: map[int][]*worker{}}
 	defer g.close()
 	for _, b := range bricks {
 		w, err := g.addWorker(b, rsyncPath, self)
 		if err != nil {
 			return err
 		}
+		wg.Go(func() { w.client.keepAliveLogged(ctx, w.log) })
 		wg.Go(func() { w.runSyncer(ctx) })
 	}
 	log.Info("master starting", "volume", vol.Name, "volume_id", vol.ID, "bricks", len(bricks), "replica_sets", len(g.order),
@@ -99,23 +94,34 @@ type glusterRun struct {
 	mon    *monitor
 	vol    *glusterfs.Volume
 	mnt    *glusterfs.Mounted
-	client *slaveClient
 	log    *slog.Logger
 	sets   map[int][]*worker
 	order  []int    // the replica sets, in the volume's order
 	closes []func() // what addWorker opened
 }
 
-// addWorker sets up the worker of brick b on its work dir.
+// addWorker sets up the worker of brick b on its work dir, with its own
+// session with the slave (sessions belong to workers: the slave grants
+// one per replica set, across every master node), on the slave endpoint
+// the brick's index prefers.
 func (g *glusterRun) addWorker(b glusterfs.Brick, rsyncPath, self string) (*worker, error) {
 	bwd, err := openWorkDir(g.wd.path("bricks/" + brickDirName(b.Path)))
 	if err != nil {
 		return nil, err
 	}
 	g.closes = append(g.closes, func() { bwd.close() })
+	// The relay's socket sits in the node's work dir under a short name: a
+	// socket path is limited to 108 bytes, and brick paths are long.
+	client, err := newSlaveClientFor(g.cfg, g.vol.ID, bwd.path("session"), g.wd.path(fmt.Sprintf("tunnel.%d.sock", b.Index)), g.mon.bw, b.Index)
+	if err != nil {
+		return nil, err
+	}
+	g.closes = append(g.closes, func() { client.Close() })
+	client.replicaSet = strconv.Itoa(b.ReplicaSet)
+	client.workerID = b.HostUUID + ":" + b.Path
 	wcfg := g.cfg
 	wcfg.Source, wcfg.GlusterVolume = b.Path, ""
-	w, err := newWorker(wcfg, bwd, g.client, rsyncPath, self, g.log.With("brick", b.String()))
+	w, err := newWorker(wcfg, bwd, client, rsyncPath, self, g.log.With("brick", b.String()))
 	if err != nil {
 		return nil, err
 	}
@@ -181,8 +187,7 @@ func (g *glusterRun) supervise(ctx context.Context) {
 				}
 				return st[name].Online, nil
 			}
-			lock := g.wd.path(fmt.Sprintf("active.%d.lock", set))
-			run.Go(func() { w.supervise(ctx, lock, func(ctx context.Context) error { return w.run(ctx, src) }, online) })
+			run.Go(func() { w.supervise(ctx, slaveLease{w}, func(ctx context.Context) error { return w.run(ctx, src) }, online) })
 		}
 	}
 	run.Wait()

@@ -103,11 +103,21 @@ const protocolVersion = 1
 // time), which implement slaveAPI.
 type slaveClient struct {
 	*slaveclient.Client
-	conn     *grpc.ClientConn
+	// eps are the slave nodes' connections, this worker's preferred one
+	// first; cur is the one the session is on. A session lives in one
+	// georep-slave process: the calls, the keep-alives and the rsync
+	// tunnels of a session all go to the same endpoint, and the worker
+	// moves to the next one only when a handshake cannot reach it.
+	eps      []*endpoint
+	cur      atomic.Int32
 	api      slavev1.SlaveServiceClient
 	volumeID string // the master volume's id
 	node     string
 	lease    time.Duration
+	// replicaSet and workerID name the worker to the slave, which lets one
+	// worker per replica set hold a session (the set's lease); empty for
+	// a plain directory's one worker.
+	replicaSet, workerID string
 	// sessionFile is where the current session id is written for the rsync
 	// tunnel processes that rsync starts.
 	sessionFile string
@@ -117,21 +127,49 @@ type slaveClient struct {
 	relay *tunnel.Relay
 
 	// lost is set when a keep-alive is refused: the slave no longer knows
-	// the session (it restarted, or another master took over).
+	// the session (it restarted, or another worker took over).
 	lost atomic.Bool
-	// gen counts the sessions opened; hsMu serialises opening them (brick
-	// workers share one client and one session).
+	// gen counts the sessions opened; hsMu serialises opening them.
 	gen  atomic.Int64
 	hsMu sync.Mutex
 
-	mu        sync.Mutex
-	session   string
-	slaveVol  string
-	maxBatch  int
-	haveRsync bool
-	haveApply bool // the Apply stream
-	haveWalk  bool // Walk
-	parkEmpty bool // the park held nothing at the handshake
+	mu         sync.Mutex
+	session    string
+	slaveVol   string
+	maxBatch   int
+	haveRsync  bool
+	haveApply  bool // the Apply stream
+	haveWalk   bool // Walk
+	parkEmpty  bool // the park held nothing at the handshake
+	leaseEpoch uint64
+	setStime   time.Time // the replica set's stime the slave's lease holds
+}
+
+// endpoint is the connection to one slave node.
+type endpoint struct {
+	addr string
+	conn *grpc.ClientConn
+}
+
+// current is the endpoint the session is on.
+func (c *slaveClient) current() *endpoint { return c.eps[c.cur.Load()] }
+
+// next moves to the next endpoint (after a handshake that could not reach
+// the current one) and returns it.
+func (c *slaveClient) next() *endpoint {
+	i := (c.cur.Load() + 1) % int32(len(c.eps))
+	c.cur.Store(i)
+	return c.eps[i]
+}
+
+// Invoke and NewStream make the client a grpc.ClientConnInterface that
+// calls the current endpoint.
+func (c *slaveClient) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	return c.current().conn.Invoke(ctx, method, args, reply, opts...)
+}
+
+func (c *slaveClient) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return c.current().conn.NewStream(ctx, desc, method, opts...)
 }
 
 // sessionRefusal is what the slave says of a session id it does not hold;
@@ -143,6 +181,13 @@ const sessionRefusal = "is not the current session"
 // not empty it also relays the rsync tunnels' connections there (see
 // tunnel.Relay), so that bw covers all that the master sends.
 func newSlaveClient(cfg Config, volumeID, sessionFile, relaySock string, bw *bwlimit.Limiter) (*slaveClient, error) {
+	return newSlaveClientFor(cfg, volumeID, sessionFile, relaySock, bw, 0)
+}
+
+// newSlaveClientFor is newSlaveClient for the worker numbered prefer: of
+// the slave's endpoints it prefers the one numbered prefer modulo their
+// count (gsyncd: brick i to slave node i mod n), then the ones after it.
+func newSlaveClientFor(cfg Config, volumeID, sessionFile, relaySock string, bw *bwlimit.Limiter, prefer int) (*slaveClient, error) {
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
@@ -151,34 +196,44 @@ func newSlaveClient(cfg Config, volumeID, sessionFile, relaySock string, bw *bwl
 		}
 		return bw.Conn(c), nil
 	}
-	conn, err := rpc.NewClient(rpc.ClientConfig{Address: cfg.Slave, TLS: cfg.TLS, Insecure: cfg.Insecure, Dial: dial})
-	if err != nil {
-		return nil, err
+	addrs := slaveEndpoints(cfg.Slave)
+	if len(addrs) == 0 {
+		return nil, errors.New("slave: no address")
 	}
 	host, _ := os.Hostname()
 	c := &slaveClient{
-		conn: conn, api: slavev1.NewSlaveServiceClient(conn),
 		volumeID: volumeID, node: fmt.Sprintf("%s pid %d", host, os.Getpid()),
 		lease: cfg.Lease, sessionFile: sessionFile,
 	}
-	if relaySock != "" {
-		c.relay, err = tunnel.ListenRelay(relaySock, func(ctx context.Context) (net.Conn, error) { return dial(ctx, cfg.Slave) })
+	for i := range addrs {
+		addr := addrs[(prefer+i)%len(addrs)]
+		conn, err := rpc.NewClient(rpc.ClientConfig{Address: addr, TLS: cfg.TLS, Insecure: cfg.Insecure, Dial: dial})
 		if err != nil {
-			conn.Close()
+			c.Close()
+			return nil, err
+		}
+		c.eps = append(c.eps, &endpoint{addr: addr, conn: conn})
+	}
+	c.api = slavev1.NewSlaveServiceClient(c)
+	if relaySock != "" {
+		var err error
+		c.relay, err = tunnel.ListenRelay(relaySock, func(ctx context.Context) (net.Conn, error) { return dial(ctx, c.current().addr) })
+		if err != nil {
+			c.Close()
 			return nil, err
 		}
 	}
-	c.Client = slaveclient.New(conn, c.sessionID)
+	c.Client = slaveclient.New(c, c.sessionID)
 	// Connect now (TCP, TLS, HTTP/2's settings: a few round trips on a
 	// WAN) while the worker opens its work dir, not at the first call.
-	conn.Connect()
+	c.eps[0].conn.Connect()
 	return c, nil
 }
 
 // tunnelArgs are the rsync tunnel's flags to reach the slave as this
 // client does: through the relay, with the same transport.
 func (c *slaveClient) tunnelArgs(cfg Config) []string {
-	args := []string{"--slave", cfg.Slave, "--session-file", c.sessionFile}
+	args := []string{"--slave", c.current().addr, "--session-file", c.sessionFile}
 	if c.relay != nil {
 		args = append(args, "--via", c.relay.Path())
 	}
@@ -208,7 +263,24 @@ func (c *slaveClient) Close() error {
 	if c.relay != nil {
 		c.relay.Close()
 	}
-	return c.conn.Close()
+	var errs []error
+	for _, e := range c.eps {
+		errs = append(errs, e.conn.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// release ends the session on the slave, giving the replica set's lease up
+// at once (a worker stepping down); best effort: a lease not released
+// expires.
+func (c *slaveClient) release(ctx context.Context, why string) {
+	if c.sessionID() == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, _ = c.api.Release(c.ctx(ctx), &slavev1.ReleaseRequest{Reason: why})
+	c.lost.Store(true)
 }
 
 // slaveVolume returns the slave's volume id, known once a session is open.
@@ -225,12 +297,18 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 		MasterVolumeId:  c.volumeID,
 		MasterNode:      c.node,
 		LeaseSeconds:    uint32(c.lease / time.Second),
+		ReplicaSet:      c.replicaSet,
+		WorkerId:        c.workerID,
 	})
 	if err != nil {
-		if g := handshakeGuard(c.conn.Target(), err); g != nil {
-			return fmt.Errorf("handshake with slave %s: %w", c.conn.Target(), g)
+		addr := c.current().addr
+		if g := handshakeGuard(addr, err); g != nil {
+			return fmt.Errorf("handshake with slave %s: %w", addr, g)
 		}
-		return fmt.Errorf("handshake with slave %s: %w", c.conn.Target(), err)
+		if h := leaseHeld(err); h != nil {
+			return fmt.Errorf("handshake with slave %s: %w", addr, h)
+		}
+		return fmt.Errorf("handshake with slave %s: %w", addr, err)
 	}
 	if err := atomicfile.Write(c.sessionFile, []byte(resp.GetSessionId()), 0o600); err != nil {
 		return err
@@ -255,8 +333,41 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 		}
 	}
 	c.parkEmpty = resp.GetParkEmpty()
+	c.leaseEpoch, c.setStime = resp.GetLeaseEpoch(), time.Time{}
+	if resp.GetSetStimeSec() != 0 || resp.GetSetStimeNsec() != 0 {
+		c.setStime = time.Unix(resp.GetSetStimeSec(), int64(resp.GetSetStimeNsec()))
+	}
 	c.mu.Unlock()
 	return nil
+}
+
+// leaseHeldError says that another worker of the replica set holds its
+// lease on the slave: this worker is Passive.
+type leaseHeldError struct {
+	set, worker, slave, epoch, since string
+}
+
+func (e *leaseHeldError) Error() string {
+	return fmt.Sprintf("replica set %s is held by worker %s through slave %s since %s (lease epoch %s)", e.set, e.worker, e.slave, e.since, e.epoch)
+}
+
+// leaseHeld maps the slave's LEASE_HELD refusal (matched by reason) to a
+// *leaseHeldError; nil for any other error.
+func leaseHeld(err error) *leaseHeldError {
+	info := rpc.ErrorInfo(err, rpc.ReasonLeaseHeld)
+	if info == nil {
+		return nil
+	}
+	md := info.GetMetadata()
+	return &leaseHeldError{set: md["replica_set"], worker: md["worker"], slave: md["slave"], epoch: md["epoch"], since: md["since"]}
+}
+
+// replicaSetStime is the replica set's stime the slave's lease held at the
+// handshake (zero: none recorded).
+func (c *slaveClient) replicaSetStime() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.setStime
 }
 
 // refusesCertificate reports whether err, from the health check of the

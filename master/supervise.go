@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"runtime/debug"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/backoff"
 )
@@ -63,19 +60,17 @@ var (
 )
 
 // supervise is gsyncd's monitor for one brick: the worker waits Passive
-// until its brick is online and it holds the replica set's lock, then runs
-// Active until ctx is done. It steps down (Faulty) when its brick goes
-// offline, letting another brick of the set take over, and comes back
-// Passive when the brick is online again; a worker that fails (an error or
-// a panic) is Faulty and restarted with backoff.
-func (w *worker) supervise(ctx context.Context, lockPath string, run func(context.Context) error, online func(context.Context) (bool, error)) {
+// until its brick is online and its session holds the replica set's lease
+// on the slave, then runs Active until ctx is done. It steps down (Faulty)
+// when its brick goes offline, releasing the lease so that another brick
+// of the set, on any node, takes over; it goes back to Passive when the
+// slave says another worker holds the lease (it lost it: cut off longer
+// than the lease); a worker that fails (an error or a panic) is Faulty and
+// restarted with backoff.
+func (w *worker) supervise(ctx context.Context, lease setLease, run func(context.Context) error, online func(context.Context) (bool, error)) {
 	bo := restartBackoff
 	for ctx.Err() == nil {
-		lock, err := w.becomeActive(ctx, lockPath, online)
-		if err != nil {
-			if ctx.Err() == nil {
-				w.log.Error("worker cannot take the replica set's lock", "err", err)
-			}
+		if err := w.becomeActive(ctx, lease, online); err != nil {
 			return
 		}
 		w.setStatus("Active", "")
@@ -91,13 +86,14 @@ func (w *worker) supervise(ctx context.Context, lockPath string, run func(contex
 			done <- run(runCtx)
 		}()
 		var why string
+		var runErr error
 		tick := time.NewTicker(brickCheckEvery)
 	watch:
 		for {
 			select {
 			case err := <-done:
 				if err != nil && ctx.Err() == nil {
-					why = err.Error()
+					why, runErr = err.Error(), err
 				}
 				break watch
 			case <-tick.C:
@@ -116,10 +112,18 @@ func (w *worker) supervise(ctx context.Context, lockPath string, run func(contex
 		}
 		tick.Stop()
 		stop()
-		lock.Close() // another brick of the set may take over
+		w.session = false
 		if ctx.Err() != nil {
 			return
 		}
+		var held *leaseHeldError
+		if errors.As(runErr, &held) {
+			// Another worker of the set took the lease while this one
+			// could not renew it: it is Active now; this one waits.
+			w.log.Warn("worker lost the replica set's lease: Passive", "holder", held.worker, "slave", held.slave, "epoch", held.epoch)
+			continue
+		}
+		lease.release(ctx, why) // another brick of the set may take over at once
 		w.setStatus("Faulty", why)
 		w.log.Error("worker Faulty: stepping down; another brick of the replica set may take over", "reason", why, "restart_in", bo.Current())
 		if !bo.Wait(ctx, nil) {
@@ -128,24 +132,48 @@ func (w *worker) supervise(ctx context.Context, lockPath string, run func(contex
 	}
 }
 
-// becomeActive waits, Passive, until the brick is online and the worker
-// holds the replica set's lock, which it returns.
-func (w *worker) becomeActive(ctx context.Context, lockPath string, online func(context.Context) (bool, error)) (*os.File, error) {
-	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
+// setLease is a replica set's lease, as a brick worker sees it: acquire
+// returns nil once the worker holds it (a *leaseHeldError while another
+// worker does), release gives it up.
+type setLease interface {
+	acquire(ctx context.Context) error
+	release(ctx context.Context, why string)
+}
+
+// slaveLease is the set's lease on the slave: the worker's session holds
+// it.
+type slaveLease struct{ w *worker }
+
+func (l slaveLease) acquire(ctx context.Context) error {
+	if err := l.w.connect(ctx); err != nil {
+		return err
 	}
+	l.w.log.Info("holding the replica set's lease", "slave", l.w.client.current().addr, "lease_epoch", l.w.client.leaseEpoch)
+	return nil
+}
+
+func (l slaveLease) release(ctx context.Context, why string) { l.w.client.release(ctx, why) }
+
+// becomeActive waits, Passive, until the brick is online and the worker's
+// session holds the replica set's lease (asked for every
+// passiveCheckEvery: gsyncd's replica-failover-interval).
+func (w *worker) becomeActive(ctx context.Context, lease setLease, online func(context.Context) (bool, error)) error {
 	for logged := ""; ; {
 		why := ""
 		if up, err := online(ctx); err == nil && !up {
 			why = "brick offline"
-		} else if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
-			return f, nil
-		} else if errors.Is(err, unix.EWOULDBLOCK) {
-			why = "another brick of the replica set is Active"
+		} else if err := lease.acquire(ctx); err == nil {
+			return nil
 		} else {
-			f.Close()
-			return nil, err
+			var held *leaseHeldError
+			switch {
+			case errors.As(err, &held):
+				why = "another brick of the replica set is Active: " + held.Error()
+			case ctx.Err() != nil:
+				return ctx.Err()
+			default:
+				why = "cannot open a session with the slave: " + err.Error()
+			}
 		}
 		if why != logged {
 			w.setStatus("Passive", why)
@@ -154,8 +182,7 @@ func (w *worker) becomeActive(ctx context.Context, lockPath string, online func(
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(passiveCheckEvery):
 		}
 	}

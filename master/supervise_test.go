@@ -3,13 +3,10 @@ package master
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/georep/georep/rpc/backoff"
 )
@@ -90,7 +87,7 @@ func TestSuperviseRestartsWithBackoff(t *testing.T) {
 	defer cancel()
 	l := &failingLoop{w: w, cancel: cancel}
 	online := func(context.Context) (bool, error) { return true, nil }
-	w.supervise(ctx, filepath.Join(t.TempDir(), "lock"), l.run, online)
+	w.supervise(ctx, &fakeLease{}, l.run, online)
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Fatal("timed out")
 	}
@@ -103,7 +100,7 @@ func TestSuperviseStepsDown(t *testing.T) {
 	fastSupervision(t)
 	_, ws := testMonitor(t, DefaultConfig(), "w")
 	w := ws[0]
-	lock := filepath.Join(t.TempDir(), "lock")
+	lock := &fakeLease{}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	// The brick is online for the first two looks (becoming Active, the
@@ -113,14 +110,8 @@ func TestSuperviseStepsDown(t *testing.T) {
 	online := func(context.Context) (bool, error) {
 		looks = append(looks, seen(w))
 		if len(looks) == 4 {
-			// Stepped down: another brick of the set could take the lock.
-			f, err := os.OpenFile(lock, os.O_RDWR, 0)
-			if err != nil {
-				t.Error(err)
-			} else {
-				released = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil
-				f.Close()
-			}
+			// Stepped down: another brick of the set could take the lease.
+			released = !lock.held
 		}
 		return len(looks) <= 2 || len(looks) > 4, nil
 	}
@@ -157,4 +148,71 @@ func containsInOrder(got, want []string) bool {
 		}
 	}
 	return len(want) == 0
+}
+
+// fakeLease is a replica set's lease held by one worker.
+type fakeLease struct {
+	held   bool
+	others int // acquisitions refused: another worker holds it
+}
+
+func (l *fakeLease) acquire(context.Context) error {
+	if l.others > 0 {
+		l.others--
+		return &leaseHeldError{set: "0", worker: "other"}
+	}
+	l.held = true
+	return nil
+}
+
+func (l *fakeLease) release(context.Context, string) { l.held = false }
+
+// A worker whose set's lease another worker holds waits Passive, saying
+// so, and becomes Active once it has it; a worker that loses it while
+// Active (the slave gave it to another after a partition) goes back to
+// Passive, not Faulty, and waits for it again.
+func TestSupervisePassiveWhileLeaseHeld(t *testing.T) {
+	fastSupervision(t)
+	_, ws := testMonitor(t, DefaultConfig(), "w")
+	w := ws[0]
+	lease := &fakeLease{others: 3}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var starts []string
+	run := func(ctx context.Context) error {
+		starts = append(starts, seen(w))
+		if len(starts) == 1 {
+			lease.held, lease.others = false, 2
+			return fmt.Errorf("pass: %w", &leaseHeldError{set: "0", worker: "m2:/b1"})
+		}
+		cancel()
+		<-ctx.Done()
+		return nil
+	}
+	var looks []string
+	online := func(context.Context) (bool, error) {
+		looks = append(looks, seen(w))
+		return true, nil
+	}
+	w.supervise(ctx, lease, run, online)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Fatal("timed out")
+	}
+	if len(starts) != 2 {
+		t.Fatalf("%d runs, want 2: %q", len(starts), starts)
+	}
+	passive := 0
+	for _, s := range looks {
+		if strings.HasPrefix(s, statePassive+": another brick of the replica set is Active: replica set 0 is held by worker other") {
+			passive++
+		}
+	}
+	if passive < 2 {
+		t.Errorf("looks %q: not Passive while the lease was held, before and after the first run", looks)
+	}
+	for _, s := range looks {
+		if strings.HasPrefix(s, stateFaulty) {
+			t.Errorf("Faulty on losing the lease: %q", s)
+		}
+	}
 }

@@ -3,19 +3,31 @@ package master
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
 )
 
-// emptyPark removes whatever a crashed run left in the slave's park
-// directory. Those gfids are then missing from their names on the slave;
-// verify notices and the next pass recreates them.
+// emptyPark removes whatever a crashed run of this worker's replica set
+// left in the slave's park directory: the names with its park prefix (and,
+// when its source is the whole namespace, unprefixed ones an older master
+// left); the other sets' workers, on any node, may be in the middle of a
+// rename through the park. Those gfids are then missing from their names
+// on the slave; verify notices and the next pass recreates them.
 func (w *worker) emptyPark(ctx context.Context) (int, error) {
-	ents, err := w.slave.Entries(ctx, gfid.Park)
+	all, err := w.slave.Entries(ctx, gfid.Park)
 	if err != nil {
 		return 0, err
+	}
+	prefix := w.parkPrefix()
+	var ents []ops.DirEntry
+	for _, e := range all {
+		_, perr := gfid.Parse(e.Name)
+		if strings.HasPrefix(e.Name, prefix) || (perr == nil && !w.partial) {
+			ents = append(ents, e)
+		}
 	}
 	for _, e := range ents {
 		if _, err := w.slave.Purge(ctx, gfid.Park, e.Name, gfid.GFID{}); err != nil {

@@ -412,22 +412,7 @@ func (w *worker) openSession(ctx context.Context) error {
 	// The handshake is the first call: a slave that cannot be reached or
 	// refuses this master's certificate fails it at the transport, and
 	// only then does the health check (one round trip more) say why.
-	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err := w.client.handshake(hctx)
-	cancel()
-	if err != nil && unreached(err) && ctx.Err() == nil {
-		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		herr := rpc.WaitHealthy(hctx, w.client.conn, "")
-		cancel()
-		if refusesCertificate(herr) {
-			// Not among the slave's allowed-masters: retrying cannot help.
-			return &refusedError{fmt.Errorf("slave %s refuses this master's certificate: %w", w.cfg.Slave, herr)}
-		}
-		if herr != nil {
-			return fmt.Errorf("slave %s unreachable: %w", w.cfg.Slave, herr)
-		}
-		err = w.client.handshake(ctx) // reachable now
-	}
+	err := w.handshake(ctx)
 	if err != nil {
 		if refusesSession(err) {
 			return &refusedError{err}
@@ -435,7 +420,7 @@ func (w *worker) openSession(ctx context.Context) error {
 		return err
 	}
 	if !w.client.haveRsync {
-		return &refusedError{fmt.Errorf("slave %s cannot receive data: rsync is not installed there (install the Debian package rsync)", w.cfg.Slave)}
+		return &refusedError{fmt.Errorf("slave %s cannot receive data: rsync is not installed there (install the Debian package rsync)", w.client.current().addr)}
 	}
 	gen := w.client.gen.Add(1)
 	if !w.client.parkEmpty {
@@ -448,11 +433,45 @@ func (w *worker) openSession(ctx context.Context) error {
 		}
 	}
 	w.adopt(gen)
-	w.log.Info("session open", "slave", w.cfg.Slave, "slave_volume", w.client.slaveVolume())
+	w.log.Info("session open", "slave", w.client.current().addr, "slave_volume", w.client.slaveVolume(), "lease_epoch", w.client.leaseEpoch)
 	if w.brick == nil && w.mon != nil && w.stats.WorkerStatus == stateInitializing {
 		w.setStatus(stateActive, "")
 	}
 	return nil
+}
+
+// handshake opens the session on the current endpoint, and when it cannot
+// reach it (the slave node down or cut off), on the next ones in turn. The
+// handshake is the first call: a slave that cannot be reached or refuses
+// this master's certificate fails it at the transport, and only then does
+// the health check (one round trip more) say why.
+func (w *worker) handshake(ctx context.Context) error {
+	var errs []error
+	for range w.client.eps {
+		ep := w.client.current()
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := w.client.handshake(hctx)
+		cancel()
+		if err == nil || !unreached(err) || ctx.Err() != nil {
+			return err
+		}
+		hctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		herr := rpc.WaitHealthy(hctx, ep.conn, "")
+		cancel()
+		if refusesCertificate(herr) {
+			// Not among the slave's allowed-masters: retrying cannot help.
+			return &refusedError{fmt.Errorf("slave %s refuses this master's certificate: %w", ep.addr, herr)}
+		}
+		if herr == nil {
+			return w.client.handshake(ctx) // reachable now
+		}
+		errs = append(errs, fmt.Errorf("slave %s unreachable: %w", ep.addr, herr))
+		if len(w.client.eps) > 1 {
+			next := w.client.next()
+			w.log.Warn("slave endpoint unreachable: failing over to the next one", "slave", ep.addr, "next", next.addr, "err", herr)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // adopt makes the client's session generation gen this worker's session.
@@ -560,7 +579,16 @@ func (w *worker) repairAfterVerify(found int) {
 
 func (w *worker) crawlConfig() crawl.Config {
 	return crawl.Config{Source: w.cfg.Source, ChangelogDir: w.wd.path("xsync"),
-		IgnoreDeletes: w.cfg.IgnoreDeletes, SyncXattrs: w.cfg.SyncXattrs, Brick: w.brick != nil}
+		IgnoreDeletes: w.cfg.IgnoreDeletes, SyncXattrs: w.cfg.SyncXattrs, Brick: w.brick != nil, ParkPrefix: w.parkPrefix()}
+}
+
+// parkPrefix starts the names this worker parks on the slave: its replica
+// set's ("set<N>."), for a brick worker; none for a plain directory.
+func (w *worker) parkPrefix() string {
+	if w.brick == nil || w.client == nil || w.client.replicaSet == "" {
+		return ""
+	}
+	return "set" + w.client.replicaSet + "."
 }
 
 // passDone records a failed pass. Unless the pass only left failures in

@@ -128,6 +128,11 @@ func (w *worker) run(ctx context.Context, src changeSource) error {
 				w.needFull, err = true, nil
 			}
 		}
+		if held := (*leaseHeldError)(nil); errors.As(err, &held) && w.brick != nil {
+			// Another worker of the replica set holds its lease: this
+			// one is Passive (supervise).
+			return err
+		}
 		if ctx.Err() == nil {
 			w.passResult(err)
 		}

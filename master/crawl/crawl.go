@@ -57,6 +57,12 @@ type Config struct {
 	// walk of the whole tree (Stream), not from a journal that reports
 	// writes: a change of ctime alone then ships data, as in Hybrid.
 	Walked bool
+	// ParkPrefix starts the names under which this crawl's renames park
+	// inodes on the slave (the park directory holds <prefix><gfid>): the
+	// replica set's, on a GlusterFS volume, so that a worker that starts a
+	// session empties only what its own set parked, never an entry another
+	// set's worker has parked in the middle of a rename.
+	ParkPrefix string
 }
 
 // Validate checks cfg.
@@ -197,7 +203,7 @@ func Hybrid(ctx context.Context, cfg Config, cat *catalog.Catalog, log *slog.Log
 		}
 	}
 
-	p := diff(old, snap, cfg.IgnoreDeletes, cfg.SyncXattrs, nil, nil)
+	p := diff(old, snap, &cfg, nil, nil)
 	res.Snapshot, res.Records, res.changed, res.deleted = snap, p.records, p.changed, p.deleted
 	s := &res.Stats
 	s.Entries, s.Data, s.DataBytes, s.Meta, s.Deletes, s.Renames = p.stats.Entries, p.stats.Data, p.stats.DataBytes, p.stats.Meta, p.stats.Deletes, p.stats.Renames

@@ -80,8 +80,9 @@ type gfidLink struct {
 // they did not change (the journal saw them written); those in noCtime get
 // none for a change of ctime alone, unless the catalog holds the impossible
 // ctime of data not shipped yet.
-func diff(old map[gfid.GFID]*catalog.Node, snap *Snapshot, ignoreDeletes, syncXattrs bool, forceData, noCtime map[gfid.GFID]bool) *plan {
-	d := &differ{p: &plan{}, t: newOldTree(old), old: old, snap: snap,
+func diff(old map[gfid.GFID]*catalog.Node, snap *Snapshot, cfg *Config, forceData, noCtime map[gfid.GFID]bool) *plan {
+	ignoreDeletes, syncXattrs := cfg.IgnoreDeletes, cfg.SyncXattrs
+	d := &differ{p: &plan{}, t: newOldTree(old), old: old, snap: snap, parkPrefix: cfg.ParkPrefix,
 		parked: map[gfid.GFID]catalog.Link{}, added: map[gfid.GFID][]catalog.Link{},
 		needed: map[catalog.Link]bool{}, touched: map[gfid.GFID]bool{}}
 	d.classify()
@@ -110,6 +111,8 @@ type differ struct {
 	t    *oldTree
 	old  map[gfid.GFID]*catalog.Node
 	snap *Snapshot
+	// parkPrefix starts the names of what this worker parks.
+	parkPrefix string
 
 	oldOrder []gfid.GFID                  // the old gfids but the root, by old path
 	parked   map[gfid.GFID]catalog.Link   // gfid → the old link it is parked from
@@ -215,7 +218,7 @@ func (d *differ) park() {
 	for _, g := range d.oldOrder {
 		if l, ok := d.parked[g]; ok {
 			r := entryRecord(g, changelog.Rename, l)
-			r.NewParent, r.NewName = gfid.Park, g.String()
+			r.NewParent, r.NewName = gfid.Park, d.parkPrefix+g.String()
 			d.rec(r)
 			d.touched[l.Parent] = true
 			d.p.stats.Renames++
@@ -266,7 +269,7 @@ func (d *differ) unpark() {
 		}
 		ls := d.added[g]
 		r := changelog.Record{Kind: changelog.Entry, GFID: g, Fop: changelog.Rename,
-			Parent: gfid.Park, Name: g.String(), NewParent: ls[0].Parent, NewName: ls[0].Name}
+			Parent: gfid.Park, Name: d.parkPrefix + g.String(), NewParent: ls[0].Parent, NewName: ls[0].Name}
 		d.rec(r)
 		for _, l := range ls[1:] {
 			d.rec(entryRecord(g, changelog.Link, l))

@@ -452,7 +452,7 @@ func (sc *scopedCrawl) ancestors() error {
 // changelog.
 func (sc *scopedCrawl) plan() error {
 	res, snap := sc.res, sc.snap
-	p := diff(sc.old, snap, sc.cfg.IgnoreDeletes, sc.cfg.SyncXattrs, sc.force, sc.noCtime)
+	p := diff(sc.old, snap, &sc.cfg, sc.force, sc.noCtime)
 	res.Snapshot, res.Records, res.changed, res.deleted = snap, p.records, p.changed, p.deleted
 	s := &res.Stats
 	s.Entries, s.Data, s.DataBytes, s.Meta, s.Deletes, s.Renames = p.stats.Entries, p.stats.Data, p.stats.DataBytes, p.stats.Meta, p.stats.Deletes, p.stats.Renames

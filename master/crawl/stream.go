@@ -805,7 +805,7 @@ func (s *streamer) flush() error {
 	if err := s.commitPending(); err != nil {
 		return err
 	}
-	p := diff(seg.old, seg.snap, s.cfg.IgnoreDeletes, s.cfg.SyncXattrs, nil, nil)
+	p := diff(seg.old, seg.snap, &s.cfg, nil, nil)
 	if len(p.deleted) > 0 {
 		return fmt.Errorf("crawl: a segment would delete %d gfids (a bug: segments only add and change)", len(p.deleted))
 	}
