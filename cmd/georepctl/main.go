@@ -67,7 +67,8 @@ several masters (a session spans the nodes holding the master volume's bricks, o
   --json: one document with a node field per worker or failure and a list of nodes with their
   reachability); checkpoint set resolves now (or TIME) once and sets that same time on every master;
   checkpoint wait ends when the checkpoint is complete on every master; config get flags values that
-  differ between the masters (exit 0).
+  differ between the masters (exit 0); failures skip lifts the gfid on the masters whose queues hold it
+  (NotFound elsewhere is no failure, everywhere it is).
 
 exit status: 0 ok; 1 error (with several masters: no master answered or succeeded); 2 usage;
   3 checkpoint wait timed out (the masters not done are named); 4 several masters: some did not
