@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -354,5 +355,28 @@ func TestClusterUsage(t *testing.T) {
 				t.Errorf("exit %d, want %d with %q:\n%s", code, tc.code, tc.want, errs)
 			}
 		})
+	}
+}
+
+// TestClusterNoGoroutineLeak: a session-wide command, a master not
+// answering included, leaves no goroutine behind once it returns.
+func TestClusterNoGoroutineLeak(t *testing.T) {
+	a := newFakeMaster("n1", "/b1")
+	slow := newFakeMaster("n2", "/b2")
+	slow.delay = time.Second
+	aa, sa := a.serve(t, "127.0.0.1:0"), slow.serve(t, "127.0.0.1:0")
+	ctl(t, "--master", aa+","+sa, "status") // the signal package's goroutine starts once and stays
+	time.Sleep(100 * time.Millisecond)
+	before := runtime.NumGoroutine()
+	for _, args := range [][]string{{"status"}, {"checkpoint", "set", "now"}, {"checkpoint", "wait", "--timeout", "200ms"}, {"pause"}} {
+		ctl(t, append([]string{"--master", aa + "," + sa + "," + deadAddr(t), "--node-timeout", "100ms"}, args...)...)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
