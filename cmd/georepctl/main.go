@@ -4,6 +4,8 @@
 //
 //	georepctl --master 127.0.0.1:7101 status [--json]
 //	georepctl --work-dir /var/lib/georep/data status      # the master's default UNIX socket
+//	georepctl --master m1:7101,m2:7101,m3:7101 status     # every master of a session
+//	georepctl --gluster-volume mvol [--status-port 7101] status  # the masters of mvol's bricks
 //	georepctl ... checkpoint set [now|TIME] | checkpoint wait [--timeout 10m] | checkpoint
 //	georepctl ... failures [retry] | failures skip GFID --reason TEXT
 //	georepctl ... pause | resume
@@ -18,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -30,6 +33,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	masterv1 "github.com/georep/georep/gen/georep/master/v1"
+	"github.com/georep/georep/master/glusterfs"
 	"github.com/georep/georep/rpc"
 )
 
@@ -39,9 +43,10 @@ const (
 	exitError   = 1
 	exitUsage   = 2
 	exitTimeout = 3 // checkpoint wait: not complete within --timeout
+	exitPartial = 4 // several masters: some did not answer or failed, the others did
 )
 
-const usage = `usage: georepctl (--master HOST:PORT | --work-dir DIR) COMMAND
+const usage = `usage: georepctl (--master HOST:PORT[,HOST:PORT...] | --work-dir DIR | --gluster-volume VOL) COMMAND
 
 commands:
   status [--json]                  one row per worker (gsyncd's status detail), rates, progress
@@ -55,6 +60,20 @@ commands:
   config get [KEY]                 configuration of the running master
   config set KEY VALUE             change a key that may change live (bandwidth-limit, change-interval, log-level, max-delete)
 
+several masters (a session spans the nodes holding the master volume's bricks, one georep-master each):
+  --master m1:7101,m2:7101 or --gluster-volume VOL (its bricks' hosts at --status-port, from
+  'gluster volume info VOL'): every command goes to every master, in parallel, each call bounded by
+  --node-timeout. status, failures, checkpoint and config get print one merged view (a NODE column,
+  --json: one document with a node field per worker or failure and a list of nodes with their
+  reachability); checkpoint set resolves now (or TIME) once and sets that same time on every master;
+  checkpoint wait ends when the checkpoint is complete on every master; config get flags values that
+  differ between the masters (exit 0); failures skip lifts the gfid on the masters whose queues hold it
+  (NotFound elsewhere is no failure, everywhere it is).
+
+exit status: 0 ok; 1 error (with several masters: no master answered or succeeded); 2 usage;
+  3 checkpoint wait timed out (the masters not done are named); 4 several masters: some did not
+  answer or failed (named; the others' output is printed and the command took effect on them)
+
 flags:
 `
 
@@ -64,7 +83,7 @@ func main() {
 
 type app struct {
 	client  masterv1.MasterServiceClient
-	json    bool
+	json    bool // --json
 	timeout time.Duration
 	reason  string
 	out     io.Writer
@@ -74,8 +93,12 @@ type app struct {
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("georepctl", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("master", "", "address of the master's status service (host:port, or unix:PATH)")
+	addr := fs.String("master", "", "address of the master's status service (host:port, or unix:PATH); several, comma-separated, for every master of a session")
 	workDir := fs.String("work-dir", "", "the master's work dir: talk to its UNIX socket <work-dir>/status.sock")
+	volume := fs.String("gluster-volume", "", "talk to the master of every node holding a brick of this GlusterFS volume (gluster volume info VOL), at --status-port")
+	statusPort := fs.Int("status-port", defaultStatusPort, "--gluster-volume: the port of every node's status service (its --status-listen)")
+	glusterCLI := fs.String("gluster-cli", "", "--gluster-volume: path of the gluster CLI (default: gluster in PATH or the sbin directories)")
+	nodeTimeout := fs.Duration("node-timeout", 5*time.Second, "several masters: how long one master may take to answer one call before it is reported as not answering")
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", 0, "checkpoint wait: give up after this long (0: wait as long as it takes)")
 	reason := fs.String("reason", "", "failures skip: why the failure is skipped (required; recorded in the skip log)")
@@ -86,11 +109,39 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
-	target, err := target(*addr, *workDir)
-	if err != nil || fs.NArg() == 0 {
-		if err != nil {
-			fmt.Fprintln(stderr, "georepctl:", err)
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *nodeTimeout <= 0 {
+		fmt.Fprintln(stderr, "georepctl: --node-timeout must be positive")
+		return exitUsage
+	}
+	if *volume != "" || strings.Contains(*addr, ",") {
+		var addrs []string
+		switch {
+		case *volume != "" && (*addr != "" || *workDir != ""):
+			fmt.Fprintln(stderr, "georepctl: give --gluster-volume, --master or --work-dir, only one")
+			fs.Usage()
+			return exitUsage
+		case *volume != "":
+			var err error
+			addrs, err = discoverMasters(ctx, glusterfs.GetVolume, *glusterCLI, *volume, *statusPort)
+			if err != nil {
+				fmt.Fprintln(stderr, "georepctl:", err)
+				return exitError
+			}
+		default:
+			addrs = splitMasters(*addr)
 		}
+		c := &cluster{timeout: *nodeTimeout, json: *asJSON, reason: *reason, wait: *timeout, poll: waitPoll, out: stdout, errw: stderr}
+		return runCluster(ctx, c, addrs, *workDir, fs.Args())
+	}
+	target, err := target(*addr, *workDir)
+	if err != nil {
+		fmt.Fprintln(stderr, "georepctl:", err)
 		fs.Usage()
 		return exitUsage
 	}
@@ -100,8 +151,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	defer conn.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	a := &app{client: masterv1.NewMasterServiceClient(conn), json: *asJSON, timeout: *timeout, reason: *reason, out: stdout, errw: stderr}
 	code, err := a.dispatch(ctx, fs.Args())
 	if err != nil {
@@ -118,6 +167,52 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return code
+}
+
+// runCluster runs args on every master of addrs (see cluster).
+func runCluster(ctx context.Context, c *cluster, addrs []string, workDir string, args []string) int {
+	if workDir != "" {
+		fmt.Fprintln(c.errw, "georepctl: give several masters with --master, or one with --work-dir, not both")
+		return exitUsage
+	}
+	if len(addrs) == 0 {
+		fmt.Fprintln(c.errw, "georepctl: --master names no master")
+		return exitUsage
+	}
+	for _, addr := range addrs {
+		t, err := target(addr, "")
+		if err != nil {
+			fmt.Fprintln(c.errw, "georepctl:", err)
+			return exitUsage
+		}
+		conn, err := rpc.NewClient(rpc.ClientConfig{Address: t, Insecure: true})
+		if err != nil {
+			fmt.Fprintln(c.errw, "georepctl:", err)
+			return exitError
+		}
+		defer conn.Close()
+		c.nodes = append(c.nodes, node{name: addr, client: masterv1.NewMasterServiceClient(conn)})
+	}
+	code, err := c.dispatch(ctx, args)
+	if err != nil {
+		fmt.Fprintln(c.errw, "georepctl:", err)
+		if code == exitOK {
+			code = exitError
+		}
+	}
+	return code
+}
+
+// splitMasters splits --master's comma-separated list, dropping empty
+// elements and repetitions (the first stays).
+func splitMasters(s string) []string {
+	var addrs []string
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" && !slices.Contains(addrs, a) {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs
 }
 
 // target is the gRPC target of the master's status service.

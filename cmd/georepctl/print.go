@@ -62,29 +62,37 @@ func orNA(s string) string {
 	return s
 }
 
+// statusColumns are gsyncd's `status detail` columns, then lag and rates.
+const statusColumns = "MASTER NODE\tMASTER BRICK\tSLAVE\tSTATUS\tCRAWL STATUS\tLAST_SYNCED\tENTRY\tDATA\tMETA\tFAILURES\t" +
+	"CHECKPOINT TIME\tCHECKPOINT COMPLETED\tCHECKPOINT COMPLETION TIME\tLAG\tFILES/S\tBYTES/S"
+
+// workerCells is one worker's row of statusColumns, tab-separated.
+func workerCells(s *masterv1.WorkerStatus) string {
+	cpDone := "N/A"
+	if s.GetCheckpointTime() != nil {
+		cpDone = "No"
+		if s.GetCheckpointCompleted() {
+			cpDone = "Yes"
+		}
+	}
+	lag := "N/A"
+	if s.GetLastSynced() != nil {
+		lag = (time.Duration(s.GetLagSeconds()) * time.Second).String()
+	}
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.1f\t%s",
+		s.GetMasterNode(), s.GetBrick(), s.GetSlave(), orNA(stateNames[s.GetState()]), orNA(crawlNames[s.GetCrawlStatus()]),
+		formatTime(s.GetLastSynced()), s.GetEntryPending(), s.GetDataPending(), s.GetMetaPending(), s.GetFailures(),
+		formatTime(s.GetCheckpointTime()), cpDone, formatTime(s.GetCheckpointCompletionTime()),
+		lag, s.GetFilesPerSecond(), humanBytes(s.GetBytesPerSecond())+"/s")
+}
+
 // printStatus prints gsyncd's `status detail` columns, then rates, then
 // per worker why it is not Active and how far a changelog in flight is.
 func printStatus(w io.Writer, resp *masterv1.GetStatusResponse, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MASTER NODE\tMASTER BRICK\tSLAVE\tSTATUS\tCRAWL STATUS\tLAST_SYNCED\tENTRY\tDATA\tMETA\tFAILURES\t"+
-		"CHECKPOINT TIME\tCHECKPOINT COMPLETED\tCHECKPOINT COMPLETION TIME\tLAG\tFILES/S\tBYTES/S")
+	fmt.Fprintln(tw, statusColumns)
 	for _, s := range resp.GetWorkers() {
-		cpDone := "N/A"
-		if s.GetCheckpointTime() != nil {
-			cpDone = "No"
-			if s.GetCheckpointCompleted() {
-				cpDone = "Yes"
-			}
-		}
-		lag := "N/A"
-		if s.GetLastSynced() != nil {
-			lag = (time.Duration(s.GetLagSeconds()) * time.Second).String()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.1f\t%s\n",
-			s.GetMasterNode(), s.GetBrick(), s.GetSlave(), orNA(stateNames[s.GetState()]), orNA(crawlNames[s.GetCrawlStatus()]),
-			formatTime(s.GetLastSynced()), s.GetEntryPending(), s.GetDataPending(), s.GetMetaPending(), s.GetFailures(),
-			formatTime(s.GetCheckpointTime()), cpDone, formatTime(s.GetCheckpointCompletionTime()),
-			lag, s.GetFilesPerSecond(), humanBytes(s.GetBytesPerSecond())+"/s")
+		fmt.Fprintln(tw, workerCells(s))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -149,10 +157,9 @@ func printFailures(w io.Writer, resp *masterv1.ListFailuresResponse) error {
 		fmt.Fprintln(w, "no failures")
 	} else {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "BRICK\tGFID\tPATH\tCLASS\tSINCE\tATTEMPTS\tREASON")
+		fmt.Fprintln(tw, failureColumns)
 		for _, f := range resp.GetFailures() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", f.GetBrick(), f.GetGfid(), orNA(f.GetPath()), className(f.GetClass()),
-				formatTime(f.GetSince()), f.GetAttempts(), f.GetReason())
+			fmt.Fprintln(tw, failureCells(f))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -161,15 +168,32 @@ func printFailures(w io.Writer, resp *masterv1.ListFailuresResponse) error {
 	if len(resp.GetSkipped()) == 0 {
 		return nil
 	}
-	fmt.Fprintln(w, "\nskipped by the operator (not queued when they fail; georepctl failures retry queues them again):")
+	fmt.Fprintln(w, skippedTitle)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BRICK\tGFID\tPATH\tCLASS\tSKIPPED\tBY\tREASON")
+	fmt.Fprintln(tw, skippedColumns)
 	for _, s := range resp.GetSkipped() {
-		f := s.GetFailure()
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.GetBrick(), f.GetGfid(), orNA(f.GetPath()), className(f.GetClass()),
-			formatTime(s.GetTime()), s.GetBy(), s.GetReason())
+		fmt.Fprintln(tw, skippedCells(s))
 	}
 	return tw.Flush()
+}
+
+const (
+	failureColumns = "BRICK\tGFID\tPATH\tCLASS\tSINCE\tATTEMPTS\tREASON"
+	skippedColumns = "BRICK\tGFID\tPATH\tCLASS\tSKIPPED\tBY\tREASON"
+	skippedTitle   = "\nskipped by the operator (not queued when they fail; georepctl failures retry queues them again):"
+)
+
+// failureCells is one failure's row of failureColumns, tab-separated.
+func failureCells(f *masterv1.Failure) string {
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d\t%s", f.GetBrick(), f.GetGfid(), orNA(f.GetPath()), className(f.GetClass()),
+		formatTime(f.GetSince()), f.GetAttempts(), f.GetReason())
+}
+
+// skippedCells is one skipped failure's row of skippedColumns, tab-separated.
+func skippedCells(s *masterv1.SkippedFailure) string {
+	f := s.GetFailure()
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", f.GetBrick(), f.GetGfid(), orNA(f.GetPath()), className(f.GetClass()),
+		formatTime(s.GetTime()), s.GetBy(), s.GetReason())
 }
 
 func humanBytes(n float64) string {
