@@ -218,6 +218,9 @@ func (m *monitor) status() (ws []workerStatus, paused bool, cp checkpoint) {
 		v := e.w.snapshot(now)
 		st := v.Stats
 		s := workerStatus{Node: m.node, Brick: e.name, Slave: m.cfg.Slave, Stats: st, Checkpoint: m.cp}
+		if c := e.w.client; c != nil && len(c.eps) > 1 {
+			s.Slave = c.current().addr // the slave node this worker's session is on
+		}
 		s.State, s.Reason = st.WorkerStatus, st.LastError
 		if s.State == "" {
 			s.State = stateInitializing

@@ -137,8 +137,11 @@ func release(t testing.TB) {
 	shared.own = nil
 }
 
-// glusterdRunning reports whether a glusterd process (not a zombie) exists.
+// glusterdRunning reports whether a glusterd process (not a zombie) exists
+// in this network namespace (those of integration/cluster's nodes, in
+// their own, are not this host's).
 func glusterdRunning() bool {
+	self, _ := os.Readlink("/proc/self/ns/net")
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
@@ -146,6 +149,9 @@ func glusterdRunning() bool {
 		}
 		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
 		if err != nil || strings.TrimSpace(string(comm)) != "glusterd" {
+			continue
+		}
+		if ns, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns/net")); err == nil && ns != self {
 			continue
 		}
 		// A zombie has an empty command line.
