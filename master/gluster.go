@@ -187,7 +187,9 @@ func (g *glusterRun) supervise(ctx context.Context) {
 				}
 				return st[name].Online, nil
 			}
-			run.Go(func() { w.supervise(ctx, slaveLease{w}, func(ctx context.Context) error { return w.run(ctx, src) }, online) })
+			run.Go(func() {
+				w.supervise(ctx, slaveLease{w}, func(ctx context.Context) error { return w.run(ctx, src) }, online)
+			})
 		}
 	}
 	run.Wait()
