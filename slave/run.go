@@ -255,8 +255,12 @@ func readOrCreateID(root, name string) (string, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("read %s/%s: %w", root, path, err)
 	}
+	// Several slave nodes may start at once on one new volume: the first
+	// to link its id in place gives the volume its id, the others read it.
 	id := gfid.New().String()
-	if err := atomicfile.WriteIn(r, path, []byte(id+"\n"), 0o600); err != nil {
+	if err := atomicfile.CreateIn(r, path, []byte(id+"\n"), 0o600); errors.Is(err, fs.ErrExist) {
+		return readOrCreateID(root, name)
+	} else if err != nil {
 		return "", err
 	}
 	return id, nil
@@ -338,7 +342,16 @@ func (b *binding) check(masterVolume, masterNode string, open func() error) erro
 			"root", b.root, "master_volume", masterVolume, "master_node", masterNode,
 			"foreign_entries", adoption.Entries, "first", adoption.Names, "record", adoptedFile)
 	}
-	return atomicfile.WriteIn(r, path, []byte(masterVolume+"\n"), 0o600)
+	if bound := strings.TrimSpace(string(data)); bound != "" {
+		return atomicfile.WriteIn(r, path, []byte(masterVolume+"\n"), 0o600) // handed over (accept-new-master)
+	}
+	// The first binding: another slave node of the volume may bind it at
+	// the same moment; the first one wins, and a different master volume
+	// is refused on its next handshake.
+	if err := atomicfile.CreateIn(r, path, []byte(masterVolume+"\n"), 0o600); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return nil
 }
 
 func (b *binding) logger() *slog.Logger {

@@ -32,8 +32,22 @@ func WriteIn(root *os.Root, path string, data []byte, perm fs.FileMode) error {
 	return write(root, path, data, perm, path)
 }
 
+// CreateIn is WriteIn for a file that must be written once: it links the
+// temporary file to path, which fails with fs.ErrExist when path exists
+// (another process was first: several slave nodes share one volume's
+// state), and never replaces it.
+func CreateIn(root *os.Root, path string, data []byte, perm fs.FileMode) error {
+	return writeWith(root, path, data, perm, path, func(tmp string) error { return root.Link(tmp, path) })
+}
+
 // write writes path in root; errors name it as shown.
 func write(root *os.Root, path string, data []byte, perm fs.FileMode, shown string) error {
+	return writeWith(root, path, data, perm, shown, func(tmp string) error { return root.Rename(tmp, path) })
+}
+
+// writeWith writes a temporary file beside path and puts it in place with
+// place (a rename, or a link); the temporary name is removed in any case.
+func writeWith(root *os.Root, path string, data []byte, perm fs.FileMode, shown string, place func(tmp string) error) error {
 	dir, base := filepath.Split(path)
 	var suffix [6]byte
 	_, _ = rand.Read(suffix[:])
@@ -42,12 +56,7 @@ func write(root *os.Root, path string, data []byte, perm fs.FileMode, shown stri
 	if err != nil {
 		return fmt.Errorf("write %s: %w", shown, err)
 	}
-	renamed := false
-	defer func() {
-		if !renamed {
-			_ = root.Remove(tmp)
-		}
-	}()
+	defer func() { _ = root.Remove(tmp) }()
 	err = f.Chmod(perm)
 	if err == nil {
 		_, err = f.Write(data)
@@ -63,10 +72,9 @@ func write(root *os.Root, path string, data []byte, perm fs.FileMode, shown stri
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", shown, err)
 	}
-	if err := root.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", shown, err)
+	if err := place(tmp); err != nil {
+		return fmt.Errorf("put %s in place: %w", shown, err)
 	}
-	renamed = true
 	// The rename is durable once the directory is.
 	if dir == "" {
 		dir = "."

@@ -1,6 +1,8 @@
 package atomicfile
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -83,5 +85,27 @@ func TestWriteIn(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(dir, "sub")); len(ents) != 2 {
 		t.Errorf("sub holds %v, want id and d", ents)
+	}
+}
+
+// CreateIn writes a file once: the second writer finds it there and
+// changes nothing, and no temporary name is left behind.
+func TestCreateInOnce(t *testing.T) {
+	dir := t.TempDir()
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := CreateIn(r, "id", []byte("first\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateIn(r, "id", []byte("second\n"), 0o600); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("second CreateIn: %v, want ErrExist", err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "id"))
+	ents, _ := os.ReadDir(dir)
+	if string(b) != "first\n" || len(ents) != 1 {
+		t.Fatalf("content %q, %d names; want the first writer's and one name", b, len(ents))
 	}
 }
