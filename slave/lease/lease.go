@@ -56,6 +56,11 @@ type Event struct {
 	Master string    `json:"master,omitempty"`
 	Slave  string    `json:"slave"`
 	Reason string    `json:"reason,omitempty"`
+	// Checked is, on a release or a loss, the last time the holder found
+	// it still held the lease: every mutating call it let through passed
+	// that check first, so nothing of its epoch was applied after the
+	// next holder's acquisition unless Checked is later than it.
+	Checked time.Time `json:"checked,omitzero"`
 }
 
 // HeldError says that another worker holds the set's lease.
@@ -99,6 +104,7 @@ type Lease struct {
 	mu  sync.Mutex
 	rec Record
 	err error // set once lost or released
+	ok  time.Time // the last Check that found the lease held
 }
 
 // Acquire takes the lease of set for worker, or says who holds it
@@ -135,7 +141,7 @@ func (s *Store) Acquire(set, worker, master string) (*Lease, error) {
 		f.Close()
 		return nil, fmt.Errorf("lease of replica set %s: %w", setName(set), err)
 	}
-	l := &Lease{s: s, set: set, f: f, rec: rec}
+	l := &Lease{s: s, set: set, f: f, rec: rec, ok: rec.Since}
 	s.held[set] = l
 	s.logEvent(set, Event{Event: "acquired", Epoch: rec.Epoch, Worker: worker, Master: master})
 	return l, nil
@@ -164,7 +170,7 @@ func (l *Lease) Check() error {
 	}
 	lost := func(why string) error {
 		l.err = fmt.Errorf("%w: replica set %s, epoch %d: %s", ErrLost, setName(l.set), l.rec.Epoch, why)
-		l.s.logEvent(l.set, Event{Event: "lost", Epoch: l.rec.Epoch, Worker: l.rec.Worker, Master: l.rec.Master, Reason: why})
+		l.s.logEvent(l.set, Event{Event: "lost", Epoch: l.rec.Epoch, Worker: l.rec.Worker, Master: l.rec.Master, Reason: why, Checked: l.ok})
 		l.drop()
 		return l.err
 	}
@@ -185,6 +191,7 @@ func (l *Lease) Check() error {
 	if rec.Epoch != l.rec.Epoch {
 		return lost(fmt.Sprintf("epoch %d was taken by worker %s through slave %s since", rec.Epoch, rec.Worker, rec.Slave))
 	}
+	l.ok = l.s.now().UTC()
 	return nil
 }
 
@@ -215,7 +222,7 @@ func (l *Lease) Release(reason string) {
 		return
 	}
 	l.err = fmt.Errorf("%w: replica set %s, epoch %d: released (%s)", ErrLost, setName(l.set), l.rec.Epoch, reason)
-	l.s.logEvent(l.set, Event{Event: "released", Epoch: l.rec.Epoch, Worker: l.rec.Worker, Master: l.rec.Master, Reason: reason})
+	l.s.logEvent(l.set, Event{Event: "released", Epoch: l.rec.Epoch, Worker: l.rec.Worker, Master: l.rec.Master, Reason: reason, Checked: l.ok})
 	l.drop()
 }
 
