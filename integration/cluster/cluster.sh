@@ -260,16 +260,24 @@ cmd_up() {
 	summary
 }
 
-# wait_ready: every brick online (volumes started with force first, which
-# restarts a brick that was killed), peers connected.
+# wait_ready: peers connected, every brick online (volumes started with force
+# while not, which restarts a brick that was killed).
 wait_ready() {
 	local n
 	for n in "${MASTERS[@]}"; do wait_for "$n to see 2 connected peers" peers_connected "$n" 2; done
 	for n in "${SLAVES[@]}"; do wait_for "$n to see 1 connected peer" peers_connected "$n" 1; done
-	bricks_online m1 mvol 6 >/dev/null 2>&1 || gl m1 volume start mvol force >/dev/null
-	bricks_online s1 svol 2 >/dev/null 2>&1 || gl s1 volume start svol force >/dev/null
-	wait_for "the 6 bricks of mvol to be online" bricks_online m1 mvol 6
-	wait_for "the 2 bricks of svol to be online" bricks_online s1 svol 2
+	wait_for "the 6 bricks of mvol to be online" start_bricks m1 mvol 6
+	wait_for "the 2 bricks of svol to be online" start_bricks s1 svol 2
+}
+
+# start_bricks NODE VOL COUNT: bricks_online, else start VOL with force (from NODE)
+# and fail. A glusterd notices a brick killed with SIGKILL only seconds later;
+# until then start force does not restart it, hence the retries.
+start_bricks() {
+	bricks_online "$@" && return 0
+	gl "$1" volume start "$2" force
+	sleep 2
+	return 1
 }
 
 # ---- down --------------------------------------------------------------------
