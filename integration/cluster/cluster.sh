@@ -342,7 +342,7 @@ up)
 	fresh=0
 	[ -e "$STATE" ] || [ -e "$DATA" ] || fresh=1
 	set +e
-	(cmd_up)
+	(set -e; cmd_up)
 	rc=$?
 	set -e
 	if [ $rc != 0 ]; then
@@ -353,7 +353,8 @@ up)
 			f=$DATA/nodes/$n/log/glusterd.log
 			[ -e "$f" ] && { echo "--- $n" >&2; tail -n 15 "$f" >&2; }
 		done
-		(cmd_down) || true
+		(set -e; cmd_down) || true
+		rm -f "$STATE.lock"
 		exit 1
 	fi
 	;;
