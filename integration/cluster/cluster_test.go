@@ -200,8 +200,8 @@ func TestClusterUp(t *testing.T) {
 		t.Errorf("pid %d of sleep not among m2's %v (%v)", proc.Pid(), pids, err)
 	}
 
-	if !c.Owned() || t.Failed() {
-		t.Logf("pool reused or test failed: not checking down")
+	if !c.Owned() || os.Getenv("GEOREP_CLUSTER_KEEP") == "1" || t.Failed() {
+		t.Logf("pool reused, kept (GEOREP_CLUSTER_KEEP=1) or test failed: not checking down")
 		return
 	}
 	var nsInodes []string
