@@ -74,8 +74,9 @@ unit: ## unit tests only (no binaries, no daemons)
 # glusterd, and with the plain-directory package loading both cores at the
 # same time their live rounds overran the 90 s they wait for convergence.
 integration: deps build ## end-to-end tests: real binaries, real rsync, loopback gRPC
-	GEOREP_BIN=$(BIN) $(GO) test -count=1 -timeout 20m $$($(GO) list ./integration/... | grep -v /integration/gluster)
+	GEOREP_BIN=$(BIN) $(GO) test -count=1 -timeout 20m $$($(GO) list ./integration/... | grep -v -e /integration/gluster -e /integration/cluster)
 	GEOREP_BIN=$(BIN) $(GO) test -count=1 -timeout 20m ./integration/gluster/...
+	GEOREP_BIN=$(BIN) $(GO) test -count=1 -timeout 10m ./integration/cluster/...
 
 test: deps check-generate lint unit fuzz-ci integration ## everything CI runs: generated code check, lint, unit tests, a short fuzz of every target, integration tests
 
