@@ -456,6 +456,9 @@ func (c *slaveClient) keepAlive(ctx context.Context, errs chan<- error) {
 			return
 		case <-time.After(every):
 		}
+		if c.sessionID() == "" || c.lost.Load() {
+			continue // no session to keep (a Passive worker's, or one being opened again)
+		}
 		now := time.Now()
 		_, err := c.api.KeepAlive(c.ctx(ctx), &slavev1.KeepAliveRequest{Mark: &slavev1.VolumeMark{
 			Uuid: c.volumeID, Sec: now.Unix(), Nsec: int32(now.Nanosecond()), Timeout: uint32(every / time.Second * 3),

@@ -73,7 +73,7 @@ func NewServer(cfg ServerConfig, log *slog.Logger) (*Server, error) {
 	if cfg.MaxConcurrentStreams == 0 {
 		cfg.MaxConcurrentStreams = 64
 	}
-	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(callLevel)}
 	recoverOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in handler", "panic", p)
 		return status.Errorf(codes.Internal, "internal error: %v", p)
@@ -130,6 +130,16 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duratio
 	}
 	<-errc
 	return nil
+}
+
+// callLevel is the level a finished call is logged at: the middleware's
+// defaults, but for Aborted, which is routine (a Passive worker asking for
+// its replica set's lease every second): Debug.
+func callLevel(code codes.Code) logging.Level {
+	if code == codes.Aborted {
+		return logging.LevelDebug
+	}
+	return logging.DefaultServerCodeToLevel(code)
 }
 
 func interceptorLogger(l *slog.Logger) logging.Logger {

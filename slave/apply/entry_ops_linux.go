@@ -109,7 +109,21 @@ func ExistsErr(n Name) error {
 }
 
 // create applies CREATE, MKDIR, MKNOD and SYMLINK.
+// DirLocker is a Backend that several clients share (a GlusterFS volume
+// served by several slave nodes): the creation of a directory, its lookups
+// included, holds LockDir's lock on its gfid.
+type DirLocker interface {
+	LockDir(g gfid.GFID) (unlock func(), err error)
+}
+
 func (en *Engine) create(e ops.Entry) error {
+	if l, ok := en.b.(DirLocker); ok && e.Op == ops.OpMkdir {
+		unlock, err := l.LockDir(e.GFID)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	pfd, err := en.openParent(e.Parent)
 	if err != nil {
 		return err

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -318,6 +320,40 @@ func (v *volume) newEntry(parent gfid.GFID, name string, g gfid.GFID, mode uint3
 	defer apply.CloseFd(pfd)
 	// pfd is an O_PATH directory: the procfs link leads to it.
 	return eintr.Retry(func() error { return unix.Setxattr(apply.ProcFd(pfd), newfileAttr, blob, 0) })
+}
+
+// dirLockFile is the file on the volume whose bytes serialise the creation
+// of directories across every slave node (lockDir).
+const dirLockFile = metaDir + "/mkdir.lock"
+
+// LockDir serialises the creation of the directory g (apply.DirLocker)
+// with every other client of the volume, lookups included: on a distributed volume every brick of the master
+// records every directory, so the workers of several replica sets, through
+// several slave nodes, create the same directory at the same moment, and
+// two concurrent mkdirs of one gfid through two GlusterFS clients leave
+// DHT layouts that overlap and leave hash ranges to no brick (names there
+// fail EOPNOTSUPP). The lock is a byte of dirLockFile chosen by the gfid
+// (an open file description lock, granted by the brick that holds the
+// file, released if this node dies): the second mkdir waits, then finds
+// the directory made. (A lookup by another client in the middle of a
+// mkdir caches a layout with a hole for good: opendir then fails
+// EOPNOTSUPP on that client.)
+func (v *volume) LockDir(g gfid.GFID) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(v.point, dirLockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		// .georep itself is being made (the first start on a new volume):
+		// nothing to lock with yet.
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("directory creation lock: %w", err)
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: int64(binary.BigEndian.Uint32(g[12:]) % 65536), Len: 1}
+	if err := eintr.Retry(func() error { return unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLKW, &lk) }); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("directory creation lock: %w", err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // newfileBlob packs gfid-access's ga_newfile_args: big endian
