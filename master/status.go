@@ -164,6 +164,7 @@ const (
 // workerStatus is one row of the status.
 type workerStatus struct {
 	Node, Brick, Slave string
+	ReplicaSet         string // "" for a plain directory
 	State              string
 	Reason             string
 	Stats              crawlStats
@@ -218,8 +219,11 @@ func (m *monitor) status() (ws []workerStatus, paused bool, cp checkpoint) {
 		v := e.w.snapshot(now)
 		st := v.Stats
 		s := workerStatus{Node: m.node, Brick: e.name, Slave: m.cfg.Slave, Stats: st, Checkpoint: m.cp}
-		if c := e.w.client; c != nil && len(c.eps) > 1 {
-			s.Slave = c.current().addr // the slave node this worker's session is on
+		if c := e.w.client; c != nil {
+			if len(c.eps) > 1 {
+				s.Slave = c.current().addr // the slave node this worker's session is on
+			}
+			s.ReplicaSet = c.replicaSet
 		}
 		s.State, s.Reason = st.WorkerStatus, st.LastError
 		if s.State == "" {

@@ -205,7 +205,7 @@ var crawlStatuses = map[string]masterv1.CrawlStatus{
 func workerToProto(w workerStatus) *masterv1.WorkerStatus {
 	st := w.Stats
 	p := &masterv1.WorkerStatus{
-		MasterNode: w.Node, Brick: w.Brick, Slave: w.Slave,
+		MasterNode: w.Node, Brick: w.Brick, Slave: w.Slave, ReplicaSet: w.ReplicaSet,
 		State: workerStates[w.State], CrawlStatus: crawlStatuses[st.CrawlStatus],
 		LastSynced:   ts(st.LastSynced),
 		EntryPending: st.EntriesPending, DataPending: st.FilesPending, MetaPending: st.MetaPending,

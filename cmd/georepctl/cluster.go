@@ -393,7 +393,11 @@ func (c *cluster) configGet(ctx context.Context, key string) (int, error) {
 // waitProgress is the checkpoint of every node, as one round of
 // checkpoint wait found it.
 type waitProgress struct {
-	nodes        []nodeCheckpoint
+	nodes []nodeCheckpoint
+	// sets says, for every replica set a worker of any node reported
+	// (a plain directory's worker is a set of its own), whether one of
+	// its Active workers has passed the checkpoint.
+	sets         map[string]bool
 	noCheckpoint []string // nodes that answered with no checkpoint set
 	timesDiffer  bool
 }
@@ -406,11 +410,19 @@ type nodeCheckpoint struct {
 }
 
 func waitState(as []answer[*masterv1.GetStatusResponse]) waitProgress {
-	var w waitProgress
+	w := waitProgress{sets: map[string]bool{}}
 	var times []string
 	for _, a := range as {
 		n := nodeCheckpoint{node: a.Node, err: a.Err}
 		if a.Err == nil {
+			for _, wk := range a.Resp.GetWorkers() {
+				key := wk.GetReplicaSet()
+				if key == "" {
+					key = a.Node + " " + wk.GetBrick()
+				}
+				done := wk.GetState() == masterv1.WorkerState_WORKER_STATE_ACTIVE && wk.GetCheckpointCompleted()
+				w.sets[key] = w.sets[key] || done
+			}
 			n.cp = a.Resp.GetCheckpoint()
 			n.done, n.total = checkpointWorkers(a.Resp)
 			if n.cp == nil {
@@ -442,13 +454,22 @@ func checkpointWorkers(resp *masterv1.GetStatusResponse) (done, total int) {
 	return done, total
 }
 
+// complete says whether the session's checkpoint is complete: every node
+// answered with the checkpoint set, and every replica set's Active worker,
+// on whichever node, has passed it (a node whose workers are all Passive
+// has nothing to pass).
 func (w waitProgress) complete() bool {
 	for _, n := range w.nodes {
-		if n.err != nil || !n.cp.GetCompleted() {
+		if n.err != nil || n.cp == nil {
 			return false
 		}
 	}
-	return len(w.nodes) > 0
+	for _, done := range w.sets {
+		if !done {
+			return false
+		}
+	}
+	return len(w.nodes) > 0 && len(w.sets) > 0
 }
 
 func (n nodeCheckpoint) text() string {
@@ -459,6 +480,8 @@ func (n nodeCheckpoint) text() string {
 		return n.node + " no checkpoint"
 	case n.cp.GetCompleted():
 		return fmt.Sprintf("%s completed at %s", n.node, formatTime(n.cp.GetCompletionTime()))
+	case n.total == 0:
+		return n.node + " no Active worker"
 	}
 	return fmt.Sprintf("%s %d of %d workers reached it", n.node, n.done, n.total)
 }
@@ -484,6 +507,10 @@ func (w waitProgress) progressLine() string {
 func (w waitProgress) completedLine() string {
 	parts := make([]string, len(w.nodes))
 	for i, n := range w.nodes {
+		if n.total == 0 {
+			parts[i] = n.node + " (no Active worker)"
+			continue
+		}
 		parts[i] = fmt.Sprintf("%s at %s", n.node, formatTime(n.cp.GetCompletionTime()))
 	}
 	return fmt.Sprintf("%s completed on every node (%d): %s", w.checkpointTime(), len(w.nodes), strings.Join(parts, ", "))
@@ -493,7 +520,7 @@ func (w waitProgress) completedLine() string {
 func (w waitProgress) pendingText() string {
 	var parts []string
 	for _, n := range w.nodes {
-		if n.err != nil || !n.cp.GetCompleted() {
+		if n.err != nil || (!n.cp.GetCompleted() && n.total > 0) {
 			parts = append(parts, n.text())
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	masterv1 "github.com/georep/georep/gen/georep/master/v1"
 )
 
@@ -378,5 +380,44 @@ func TestClusterNoGoroutineLeak(t *testing.T) {
 			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The session's checkpoint is complete when every replica set's Active
+// worker passed it, on whichever node: a node whose workers are all
+// Passive has nothing to pass, and a set with no Active worker that passed
+// it (between two holders) is not complete.
+func TestWaitStateReplicaSets(t *testing.T) {
+	cp := &masterv1.Checkpoint{Time: timestamppb.Now()}
+	w := func(set string, st masterv1.WorkerState, done bool) *masterv1.WorkerStatus {
+		return &masterv1.WorkerStatus{Brick: "b" + set, ReplicaSet: set, State: st, CheckpointCompleted: done}
+	}
+	const (
+		active  = masterv1.WorkerState_WORKER_STATE_ACTIVE
+		passive = masterv1.WorkerState_WORKER_STATE_PASSIVE
+	)
+	node := func(name string, ws ...*masterv1.WorkerStatus) answer[*masterv1.GetStatusResponse] {
+		return answer[*masterv1.GetStatusResponse]{Node: name, Resp: &masterv1.GetStatusResponse{Checkpoint: cp, Workers: ws}}
+	}
+	tests := []struct {
+		name string
+		as   []answer[*masterv1.GetStatusResponse]
+		want bool
+	}{
+		{"both sets passed, a node all Passive", []answer[*masterv1.GetStatusResponse]{
+			node("m1", w("0", active, true), w("1", passive, false)),
+			node("m2", w("0", passive, false), w("1", active, true)),
+			node("m3", w("0", passive, false), w("1", passive, false))}, true},
+		{"set 1 not passed", []answer[*masterv1.GetStatusResponse]{
+			node("m1", w("0", active, true), w("1", passive, false)),
+			node("m2", w("0", passive, false), w("1", active, false))}, false},
+		{"set 1 between holders", []answer[*masterv1.GetStatusResponse]{
+			node("m1", w("0", active, true), w("1", passive, false)),
+			node("m2", w("0", passive, false), w("1", passive, false))}, false},
+	}
+	for _, tc := range tests {
+		if got := waitState(tc.as).complete(); got != tc.want {
+			t.Errorf("%s: complete %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

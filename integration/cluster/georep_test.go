@@ -257,6 +257,9 @@ func brickGFIDs(t *testing.T, brick string, m map[string]string) {
 		case ".glusterfs", ".trashcan", ".georep":
 			return filepath.SkipDir
 		}
+		if strings.HasPrefix(rel, ".glusterfs-anonymous-inode-") {
+			return filepath.SkipDir // AFR's own directory, not the volume's data
+		}
 		info, err := d.Info()
 		if err != nil {
 			return err
@@ -356,7 +359,7 @@ func (s *session) holder(t *testing.T, set string) (node string, rec lease.Recor
 			}
 			uuid, _, _ := strings.Cut(rec.Worker, ":")
 			for _, m := range s.c.Masters() {
-				info, _ := os.ReadFile(filepath.Join(s.c.DataDir, "nodes", m, "glusterd", "glusterd.info"))
+				info, _ := os.ReadFile(filepath.Join(s.c.DataDir, "nodes", m, "lib", "glusterd.info"))
 				if strings.Contains(string(info), "UUID="+uuid) {
 					return m, rec
 				}
@@ -394,12 +397,16 @@ func initialTree() string {
 ln -s d1/f1 link1; ln d2/f1 d2/hard1; mkdir -p 'odd name'/'x y'; echo odd > 'odd name/ä ö'`
 }
 
+// mutations are round's changes (round 1 or 2) to initialTree: renames of
+// a directory and of files across directories, deletes of a subtree and of
+// files, appends, creates, a hardlink, a rename over an existing name, a
+// chmod and a utime.
 func mutations(round int) string {
 	r := strconv.Itoa(round)
-	return `mv d1 d1r` + r + ` ; mv d2/f1 d3/moved` + r + ` ; rm -rf d4/sub ; rm -f d5/f1 d5/f2 d5/f3
+	return `mv d` + r + ` d` + r + `r ; mv d3/f` + r + ` d5/moved` + r + ` ; rm -rf d4/sub ; rm -f d5/f1` + r + ` d5/f2` + r + `
 for j in $(seq 1 20); do echo "round ` + r + ` $j" >> d6/f$j; done
 mkdir new` + r + ` ; for j in $(seq 1 30); do echo n$j > new` + r + `/n$j; done ; ln new` + r + `/n1 d6/hardnew` + r + `
-mv d6/f30 d6/f31 ; chmod 600 d3/f5 ; touch -d 2001-01-01 d3/f6`
+mv d6/f3` + r + ` d6/f2` + r + ` ; chmod 600 d3/f1` + r + ` ; touch -d 2001-01-01 d3/f2` + r
 }
 
 func georepctl(t *testing.T, s *session, args ...string) (string, error) {

@@ -340,7 +340,11 @@ type WorkerStatus struct {
 	EntriesSynced int64  `protobuf:"varint,21,opt,name=entries_synced,json=entriesSynced,proto3" json:"entries_synced,omitempty"`
 	DeletesSynced int64  `protobuf:"varint,22,opt,name=deletes_synced,json=deletesSynced,proto3" json:"deletes_synced,omitempty"`
 	// progress is set while a changelog is being processed.
-	Progress      *Progress `protobuf:"bytes,23,opt,name=progress,proto3" json:"progress,omitempty"`
+	Progress *Progress `protobuf:"bytes,23,opt,name=progress,proto3" json:"progress,omitempty"`
+	// replica_set is the replica set of the worker's brick (a GlusterFS
+	// volume: its number; a plain directory: empty). A session's checkpoint
+	// is complete when every replica set's Active worker has passed it.
+	ReplicaSet    string `protobuf:"bytes,24,opt,name=replica_set,json=replicaSet,proto3" json:"replica_set,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -534,6 +538,13 @@ func (x *WorkerStatus) GetProgress() *Progress {
 		return x.Progress
 	}
 	return nil
+}
+
+func (x *WorkerStatus) GetReplicaSet() string {
+	if x != nil {
+		return x.ReplicaSet
+	}
+	return ""
 }
 
 // Progress of the changelog being processed (a first sync is one).
@@ -1781,7 +1792,7 @@ const file_georep_master_v1_master_proto_rawDesc = "" +
 	"checkpoint\x12\x16\n" +
 	"\x06paused\x18\x03 \x01(\bR\x06paused\x12#\n" +
 	"\rmaster_volume\x18\x04 \x01(\tR\fmasterVolume\x12\x14\n" +
-	"\x05slave\x18\x05 \x01(\tR\x05slave\"\xea\a\n" +
+	"\x05slave\x18\x05 \x01(\tR\x05slave\"\x8b\b\n" +
 	"\fWorkerStatus\x12\x1f\n" +
 	"\vmaster_node\x18\x01 \x01(\tR\n" +
 	"masterNode\x12\x14\n" +
@@ -1809,7 +1820,9 @@ const file_georep_master_v1_master_proto_rawDesc = "" +
 	"\fbytes_synced\x18\x14 \x01(\x03R\vbytesSynced\x12%\n" +
 	"\x0eentries_synced\x18\x15 \x01(\x03R\rentriesSynced\x12%\n" +
 	"\x0edeletes_synced\x18\x16 \x01(\x03R\rdeletesSynced\x126\n" +
-	"\bprogress\x18\x17 \x01(\v2\x1a.georep.master.v1.ProgressR\bprogress\"\xa9\x02\n" +
+	"\bprogress\x18\x17 \x01(\v2\x1a.georep.master.v1.ProgressR\bprogress\x12\x1f\n" +
+	"\vreplica_set\x18\x18 \x01(\tR\n" +
+	"replicaSet\"\xa9\x02\n" +
 	"\bProgress\x12!\n" +
 	"\fentries_done\x18\x01 \x01(\x03R\ventriesDone\x12#\n" +
 	"\rentries_total\x18\x02 \x01(\x03R\fentriesTotal\x12\x1d\n" +
