@@ -103,7 +103,7 @@ type Lease struct {
 	f   *os.File
 	mu  sync.Mutex
 	rec Record
-	err error // set once lost or released
+	err error     // set once lost or released
 	ok  time.Time // the last Check that found the lease held
 }
 
