@@ -325,6 +325,13 @@ func (w *worker) oneshot(ctx context.Context) error {
 		if errors.As(err, &refused) || errors.Is(err, ErrGuard) {
 			return err // the slave will not change its mind by itself, nor a guard
 		}
+		if held := (*leaseHeldError)(nil); errors.As(err, &held) && w.brick != nil {
+			// Another node's worker of this replica set is Active: it
+			// replicates the set; this node has nothing to do for it.
+			w.log.Info("replica set Active on another worker: nothing to do on this node", "replica_set", held.set,
+				"holder", held.worker, "slave", held.slave, "since", held.since)
+			return nil
+		}
 		var partial *partialError
 		if perm := w.failures.permanentOnly(); errors.As(err, &partial) && perm != nil {
 			return fmt.Errorf("%w: only failures that retrying cannot fix are left, %d (fix them on the source, or run the daemon and lift them with georepctl failures skip GFID --reason TEXT): %s",

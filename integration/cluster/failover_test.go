@@ -1,10 +1,14 @@
 package cluster_test
 
 import (
+	"context"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/georep/georep/integration/cluster"
 )
 
 // TestClusterSession runs the whole session on the pool, the way a user
@@ -123,6 +127,34 @@ func TestClusterSession(t *testing.T) {
 		t.Logf("status:\n%s", st)
 		if strings.Count(st, "Active") < 2 {
 			t.Errorf("status shows fewer than two Active workers:\n%s", st)
+		}
+	})
+	t.Run("oneshot on a node whose sets are Active elsewhere", func(t *testing.T) {
+		// A --oneshot beside the daemons (its own work dir): every set's
+		// lease is held, so it has nothing to do, says so and exits 0.
+		node := ""
+		for _, m := range s.c.Masters() {
+			if h0, _ := s.holder(t, "0"); h0 == m {
+				continue
+			}
+			if h1, _ := s.holder(t, "1"); h1 == m {
+				continue
+			}
+			node = m
+		}
+		if node == "" {
+			t.Skip("every master node holds a set's lease")
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		defer cancel()
+		out, err := s.c.Exec(ctx, node, filepath.Join(s.bin, "georep-master"), "--gluster-volume", cluster.MasterVolume,
+			"--volfile-server", node, "--slave", "s1:"+slavePort+",s2:"+slavePort, "--work-dir", filepath.Join(s.dir, "oneshot-"+node),
+			"--insecure", "--oneshot", "--oneshot-timeout", "90s")
+		if err != nil {
+			t.Fatalf("--oneshot on %s: %v\n%s", node, err, out)
+		}
+		if strings.Count(out, "nothing to do on this node") != 2 {
+			t.Errorf("--oneshot on %s did not say, for both sets, that another worker is Active:\n%s", node, out)
 		}
 	})
 	logs := s.checkOneActive(t)
