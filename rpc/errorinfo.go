@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -38,4 +39,16 @@ func ErrorInfo(err error, reason string) *errdetails.ErrorInfo {
 		}
 	}
 	return nil
+}
+
+// StatusWithInfo is the status error code with msg, carrying an ErrorInfo
+// of domain ErrorDomain with reason and metadata md (a refusal a client
+// matches by reason).
+func StatusWithInfo(code codes.Code, msg, reason string, md map[string]string) error {
+	st := status.New(code, msg)
+	withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Domain: ErrorDomain, Reason: reason, Metadata: md})
+	if err != nil {
+		return st.Err()
+	}
+	return withInfo.Err()
 }

@@ -12,9 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/atomicfile"
@@ -50,20 +48,11 @@ func (e *errNotEmpty) Error() string {
 
 // grpcStatus is the refusal as a FailedPrecondition with an ErrorInfo.
 func (e *errNotEmpty) grpcStatus() error {
-	st := status.New(codes.FailedPrecondition, e.Error())
-	withInfo, err := st.WithDetails(&errdetails.ErrorInfo{
-		Domain: rpc.ErrorDomain,
-		Reason: rpc.ReasonReplicaNotEmpty,
-		Metadata: map[string]string{
-			"root":    e.root,
-			"entries": strconv.Itoa(e.count),
-			"names":   strings.Join(e.names, "\n"),
-		},
+	return rpc.StatusWithInfo(codes.FailedPrecondition, e.Error(), rpc.ReasonReplicaNotEmpty, map[string]string{
+		"root":    e.root,
+		"entries": strconv.Itoa(e.count),
+		"names":   strings.Join(e.names, "\n"),
 	})
-	if err != nil {
-		return st.Err()
-	}
-	return withInfo.Err()
 }
 
 // adoptionRecord is what .georep/adopted holds: who took a non-empty root

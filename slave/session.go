@@ -11,9 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/slave/lease"
@@ -80,22 +78,13 @@ type errLeaseHeld struct {
 func (e *errLeaseHeld) Error() string { return e.err.Error() }
 
 func (e *errLeaseHeld) grpcStatus() error {
-	st := status.New(codes.Aborted, e.Error())
-	withInfo, err := st.WithDetails(&errdetails.ErrorInfo{
-		Domain: rpc.ErrorDomain,
-		Reason: rpc.ReasonLeaseHeld,
-		Metadata: map[string]string{
-			"replica_set": e.set,
-			"worker":      e.holder.Worker,
-			"slave":       e.holder.Slave,
-			"epoch":       strconv.FormatUint(e.holder.Epoch, 10),
-			"since":       e.holder.Since.UTC().Format(time.RFC3339),
-		},
+	return rpc.StatusWithInfo(codes.Aborted, e.Error(), rpc.ReasonLeaseHeld, map[string]string{
+		"replica_set": e.set,
+		"worker":      e.holder.Worker,
+		"slave":       e.holder.Slave,
+		"epoch":       strconv.FormatUint(e.holder.Epoch, 10),
+		"since":       e.holder.Since.UTC().Format(time.RFC3339),
 	})
-	if err != nil {
-		return st.Err()
-	}
-	return withInfo.Err()
 }
 
 // opened is what open grants.
