@@ -63,7 +63,7 @@ func dumpTree(b *strings.Builder, what, root, xattr string) {
 			return nil
 		}
 		rel, _ := filepath.Rel(root, p)
-		if rel == ".glusterfs" || rel == ".georep" || rel == ".trashcan" {
+		if rel == ".glusterfs" || rel == ".georep" || rel == ".georep.lock" || rel == ".trashcan" {
 			return filepath.SkipDir
 		}
 		var st unix.Stat_t

@@ -128,6 +128,9 @@ func (s *masterSite) checkGFIDs(t *testing.T, bricks ...gluster.Brick) {
 		if rel == ".georep" {
 			return filepath.SkipDir
 		}
+		if rel == ".georep.lock" {
+			return nil // the slave's directory lock
+		}
 		if rel == "." {
 			return nil
 		}

@@ -128,7 +128,7 @@ func checkGFIDs(t *testing.T, catalogPath string, brick Brick, view string) {
 			t.Fatal(err)
 		}
 		for _, e := range ents {
-			if rel == "" && e.Name() == ".georep" {
+			if rel == "" && (e.Name() == ".georep" || e.Name() == ".georep.lock") {
 				continue
 			}
 			p := filepath.Join(rel, e.Name())

@@ -38,6 +38,9 @@ func scan(root string, skipGeorep bool, opts CompareOptions) (map[string]*node, 
 		if skipGeorep && rel == ".georep" {
 			return filepath.SkipDir
 		}
+		if skipGeorep && rel == ".georep.lock" {
+			return nil // a GlusterFS slave's directory lock (slave/glusterfs.DirLockName)
+		}
 		n := &node{}
 		if err := unix.Lstat(p, &n.st); err != nil {
 			return err
@@ -86,7 +89,8 @@ func scan(root string, skipGeorep bool, opts CompareOptions) (map[string]*node, 
 }
 
 // Compare returns the differences between the source tree src and the
-// replica dst (whose .georep directory is ignored), at most max of them.
+// replica dst (whose .georep directory, and on a GlusterFS slave its
+// .georep.lock, are ignored), at most max of them.
 func Compare(src, dst string, opts CompareOptions) ([]string, error) {
 	a, err := scan(src, false, opts)
 	if err != nil {

@@ -51,5 +51,12 @@ func (c Config) Validate() error {
 // nothing else (.glusterfs lives on the bricks only; the aux-gfid mount's
 // .gfid is not listed). They are not data anyone put on the volume: the
 // slave does not count them when it refuses the first master of a non-empty
-// volume.
-var InternalRootNames = []string{".trashcan"}
+// volume. Beside it, DirLockName: the lock file georep's slave nodes share.
+var InternalRootNames = []string{".trashcan", DirLockName}
+
+// DirLockName is the file in the volume's root whose bytes serialise the
+// creation of directories across every slave node serving the volume (it
+// cannot live in .georep: creating .georep itself needs it). Hidden from
+// the master like GlusterFS's own names, and reserved: a master entry of
+// that name in the root is refused.
+const DirLockName = ".georep.lock"

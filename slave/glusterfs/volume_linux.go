@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -113,15 +112,23 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Volume, error) {
 	ecfg := apply.Config{
 		Workers:   parallelOps,
 		Namespace: "trusted",
-		Reserved:  map[string]string{gfidDir: errReservedGFIDDir},
+		Reserved: map[string]string{gfidDir: errReservedGFIDDir,
+			DirLockName: `name "` + DirLockName + `" in the volume root is reserved by georep's slave on a GlusterFS volume (its slave nodes' directory lock): rename it on the master`},
 		Hidden:    InternalRootNames,
 		Closed:    apply.Errorf(unix.EBADF, "slave volume is closed"),
 	}
 	return &Volume{Engine: apply.New(v, ecfg, log), v: v}, nil
 }
 
-// setup creates .georep (any gfid) and .georep/park (gfid.Park).
+// setup creates .georep (any gfid) and .georep/park (gfid.Park), holding
+// the directory lock of the park's gfid all along: several slave nodes may
+// start at once on a new volume, and the first makes both.
 func (v *volume) setup() error {
+	unlock, err := v.LockDir(gfid.Park)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	ni, err := v.Lookup(v.rootFd, metaDir)
 	if err != nil {
 		return fmt.Errorf("%s: %w", metaDir, err)
@@ -322,29 +329,20 @@ func (v *volume) newEntry(parent gfid.GFID, name string, g gfid.GFID, mode uint3
 	return eintr.Retry(func() error { return unix.Setxattr(apply.ProcFd(pfd), newfileAttr, blob, 0) })
 }
 
-// dirLockFile is the file on the volume whose bytes serialise the creation
-// of directories across every slave node (lockDir).
-const dirLockFile = metaDir + "/mkdir.lock"
-
 // LockDir serialises the creation of the directory g (apply.DirLocker)
 // with every other client of the volume, lookups included: on a distributed volume every brick of the master
 // records every directory, so the workers of several replica sets, through
 // several slave nodes, create the same directory at the same moment, and
 // two concurrent mkdirs of one gfid through two GlusterFS clients leave
 // DHT layouts that overlap and leave hash ranges to no brick (names there
-// fail EOPNOTSUPP). The lock is a byte of dirLockFile chosen by the gfid
+// fail EOPNOTSUPP). The lock is a byte of DirLockName chosen by the gfid
 // (an open file description lock, granted by the brick that holds the
 // file, released if this node dies): the second mkdir waits, then finds
 // the directory made. (A lookup by another client in the middle of a
 // mkdir caches a layout with a hole for good: opendir then fails
 // EOPNOTSUPP on that client.)
 func (v *volume) LockDir(g gfid.GFID) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(v.point, dirLockFile), os.O_RDWR|os.O_CREATE, 0o600)
-	if errors.Is(err, fs.ErrNotExist) {
-		// .georep itself is being made (the first start on a new volume):
-		// nothing to lock with yet.
-		return func() {}, nil
-	}
+	f, err := os.OpenFile(filepath.Join(v.point, DirLockName), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("directory creation lock: %w", err)
 	}
