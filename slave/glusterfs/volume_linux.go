@@ -114,8 +114,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Volume, error) {
 		Namespace: "trusted",
 		Reserved: map[string]string{gfidDir: errReservedGFIDDir,
 			DirLockName: `name "` + DirLockName + `" in the volume root is reserved by georep's slave on a GlusterFS volume (its slave nodes' directory lock): rename it on the master`},
-		Hidden:    InternalRootNames,
-		Closed:    apply.Errorf(unix.EBADF, "slave volume is closed"),
+		Hidden: InternalRootNames,
+		Closed: apply.Errorf(unix.EBADF, "slave volume is closed"),
 	}
 	return &Volume{Engine: apply.New(v, ecfg, log), v: v}, nil
 }
