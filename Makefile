@@ -50,7 +50,7 @@ $(TOOLS)/grpcurl:
 
 build: ## build georep-master and georep-slave into ./bin
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -buildvcs=auto -o $(BIN)/ ./cmd/...
 
 generate: tools ## regenerate gen/ from proto/ with buf and the pinned local plugins
 	buf lint

@@ -145,6 +145,10 @@ func TestStatusGrpcurl(t *testing.T) {
 			FilesSynced string `json:"filesSynced"`
 			LastSynced  string `json:"lastSynced"`
 		} `json:"workers"`
+		Build struct {
+			Version string `json:"version"`
+			Commit  string `json:"commit"`
+		} `json:"build"`
 	}
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("GetStatus through grpcurl is not JSON: %v\n%s", err, out)
@@ -155,6 +159,10 @@ func TestStatusGrpcurl(t *testing.T) {
 	w := st.Workers[0]
 	if w.Brick != src || w.Slave != slave.Addr || w.State != "WORKER_STATE_ACTIVE" || w.FilesSynced != "3" || w.LastSynced == "" {
 		t.Errorf("GetStatus: want brick %s, slave %s, Active, 3 files synced, last synced set; got:\n%s", src, slave.Addr, out)
+	}
+	if wantVer := versionLine(t, "georep-master"); st.Build.Version == "" ||
+		!strings.HasPrefix(wantVer, "georep-master "+st.Build.Version+" (commit "+st.Build.Commit+",") {
+		t.Errorf("GetStatus build %+v does not match georep-master --version %q", st.Build, wantVer)
 	}
 	if h := run(statusAddr, "grpc.health.v1.Health/Check"); !strings.Contains(h, "SERVING") {
 		t.Errorf("health of the status service: %s", h)
@@ -168,12 +176,16 @@ func TestStatusGrpcurl(t *testing.T) {
 		`georep_master_worker_state{brick="` + src + `",state="Active"} 1`,
 		`georep_master_entry_ops_total{op="create"}`,
 		`georep_master_pending{brick="` + src + `",kind="entry"} 0`,
+		`georep_build_info{goversion="`,
 	} {
 		if !strings.Contains(mm, want) {
 			t.Errorf("master /metrics lacks %s", want)
 		}
 	}
 	sm := scrape(t, slaveMetrics)
+	if !strings.Contains(sm, `program="georep-slave"`) {
+		t.Errorf("slave /metrics lacks georep_build_info")
+	}
 	if !strings.Contains(sm, `georep_slave_rpc_duration_seconds_count{code="OK",method="Handshake"}`) {
 		t.Errorf("slave /metrics lacks the Handshake's duration")
 	}
@@ -182,6 +194,34 @@ func TestStatusGrpcurl(t *testing.T) {
 	if !strings.Contains(sm, `georep_slave_rpc_duration_seconds_count{code="OK",method="Apply"}`) &&
 		!strings.Contains(sm, `georep_slave_rpc_duration_seconds_count{code="OK",method="EntryOps"}`) {
 		t.Errorf("slave /metrics lacks the duration of the entry ops (Apply or EntryOps)")
+	}
+}
+
+// versionLine runs a georep binary with --version and returns what it
+// printed, checked: exit 0, one line naming the program, and, when the
+// tests run from a git checkout, the checkout's commit.
+func versionLine(t *testing.T, name string) string {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), harness.Bin(t, name), "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s --version: %v\n%s", name, err, out)
+	}
+	line := strings.TrimSpace(string(out))
+	if strings.Count(line, "\n") != 0 || !strings.HasPrefix(line, name+" ") {
+		t.Fatalf("%s --version printed %q, want one line starting with %q", name, out, name+" ")
+	}
+	if head, err := exec.CommandContext(t.Context(), "git", "rev-parse", "HEAD").Output(); err == nil &&
+		!strings.Contains(line, "commit "+strings.TrimSpace(string(head))) {
+		t.Errorf("%s --version %q does not name the checkout's commit %s", name, line, head)
+	}
+	return line
+}
+
+// TestVersion: all three binaries answer --version, without any other
+// flag or configuration.
+func TestVersion(t *testing.T) {
+	for _, name := range []string{"georep-master", "georep-slave", "georepctl"} {
+		t.Log(versionLine(t, name))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/georep/georep/master/syncer"
+	"github.com/georep/georep/rpc/buildinfo"
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
 )
@@ -44,7 +45,7 @@ func newMetrics() *metrics {
 			Help: "Passes a safety guard refused (nothing applied), by guard."}, []string{"guard"}),
 	}
 	m.reg.MustRegister(m.entryOps, m.shippedFiles, m.shippedBytes, m.rsyncRuns, m.guardRefusals,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		buildinfo.Read().Collector("georep-master"), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

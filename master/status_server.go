@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	masterv1 "github.com/georep/georep/gen/georep/master/v1"
+	"github.com/georep/georep/rpc/buildinfo"
 	"github.com/georep/georep/rpc/gfid"
 )
 
@@ -25,7 +26,7 @@ type statusService struct {
 func (s *statusService) GetStatus(ctx context.Context, _ *masterv1.GetStatusRequest) (*masterv1.GetStatusResponse, error) {
 	ws, paused, cp := s.mon.status()
 	resp := &masterv1.GetStatusResponse{Paused: paused, Checkpoint: checkpointToProto(cp), Slave: s.mon.cfg.Slave,
-		MasterVolume: s.mon.cfg.Source}
+		MasterVolume: s.mon.cfg.Source, Build: buildToProto(buildinfo.Read())}
 	if v := s.mon.cfg.GlusterVolume; v != "" {
 		resp.MasterVolume = v
 	}
@@ -33,6 +34,10 @@ func (s *statusService) GetStatus(ctx context.Context, _ *masterv1.GetStatusRequ
 		resp.Workers = append(resp.Workers, workerToProto(w))
 	}
 	return resp, nil
+}
+
+func buildToProto(b buildinfo.Info) *masterv1.BuildInfo {
+	return &masterv1.BuildInfo{Version: b.Version, Commit: b.Commit, Time: b.Time, GoVersion: b.GoVersion}
 }
 
 func (s *statusService) SetCheckpoint(ctx context.Context, req *masterv1.SetCheckpointRequest) (*masterv1.SetCheckpointResponse, error) {

@@ -7,8 +7,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
+
+	"github.com/georep/georep/rpc/buildinfo"
 )
 
 // metrics is the slave's Prometheus registry: how long each RPC took to
@@ -28,7 +31,7 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 11),
 		}, []string{"method", "code"}),
 	}
-	m.reg.MustRegister(m.duration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.duration, buildinfo.Read().Collector("georep-slave"), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -14,6 +14,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"strings"
@@ -34,6 +35,10 @@ func main() {
 		os.Exit(rsyncTunnel(os.Args[2:]))
 	}
 	v, err := cli.Load(flags(), os.Args[1:])
+	if errors.Is(err, cli.ErrVersion) {
+		fmt.Println(cli.Version("georep-master"))
+		return
+	}
 	if err != nil {
 		cli.Fatal("georep-master", err, 2)
 	}

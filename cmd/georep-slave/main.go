@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -33,6 +34,10 @@ func main() {
 		return
 	}
 	v, err := cli.Load(flags(), os.Args[1:])
+	if errors.Is(err, cli.ErrVersion) {
+		fmt.Println(cli.Version("georep-slave"))
+		return
+	}
 	if err != nil {
 		cli.Fatal("georep-slave", err, 2)
 	}

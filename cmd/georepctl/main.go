@@ -32,6 +32,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/georep/georep/cmd/internal/cli"
 	masterv1 "github.com/georep/georep/gen/georep/master/v1"
 	"github.com/georep/georep/master/glusterfs"
 	"github.com/georep/georep/rpc"
@@ -102,12 +103,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", 0, "checkpoint wait: give up after this long (0: wait as long as it takes)")
 	reason := fs.String("reason", "", "failures skip: why the failure is skipped (required; recorded in the skip log)")
+	version := fs.Bool("version", false, "print georepctl's version, commit and build time, and exit")
 	fs.Usage = func() { fmt.Fprint(stderr, usage+fs.FlagUsages()) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return exitOK
 		}
 		return exitUsage
+	}
+	if *version {
+		fmt.Fprintln(stdout, cli.Version("georepctl"))
+		return exitOK
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()

@@ -44,7 +44,7 @@ func Bin(t testing.TB, name string) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "github.com/georep/georep/cmd/...")
+		cmd := exec.Command("go", "build", "-buildvcs=auto", "-o", binDir+"/", "github.com/georep/georep/cmd/...")
 		cmd.Stderr = os.Stderr
 		buildErr = cmd.Run()
 	})

@@ -14,7 +14,17 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/georep/georep/rpc/buildinfo"
 )
+
+// ErrVersion is what Load returns when --version was given: the caller
+// prints its Version line and exits 0. Only the command line asks for it
+// (not a config file or the environment).
+var ErrVersion = errors.New("--version given")
+
+// Version is the --version line of program.
+func Version(program string) string { return buildinfo.Read().String(program) }
 
 // Load parses args into fs and returns a viper instance where every flag of
 // fs is also a config key (same name) readable from a YAML/TOML/JSON file
@@ -24,8 +34,12 @@ func Load(fs *pflag.FlagSet, args []string) (*viper.Viper, error) {
 	fs.String("config", "", "configuration file (YAML, TOML or JSON); every flag is also a key there")
 	fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.String("log-format", "text", "log format: text or json")
+	fs.Bool("version", false, "print the version, commit and build time, and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if fs.Changed("version") {
+		return nil, ErrVersion
 	}
 	v := viper.New()
 	v.SetEnvPrefix("GEOREP")

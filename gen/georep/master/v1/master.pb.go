@@ -238,8 +238,10 @@ type GetStatusResponse struct {
 	Checkpoint *Checkpoint            `protobuf:"bytes,2,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	Paused     bool                   `protobuf:"varint,3,opt,name=paused,proto3" json:"paused,omitempty"`
 	// master_volume is the GlusterFS volume, or the source directory.
-	MasterVolume  string `protobuf:"bytes,4,opt,name=master_volume,json=masterVolume,proto3" json:"master_volume,omitempty"`
-	Slave         string `protobuf:"bytes,5,opt,name=slave,proto3" json:"slave,omitempty"`
+	MasterVolume string `protobuf:"bytes,4,opt,name=master_volume,json=masterVolume,proto3" json:"master_volume,omitempty"`
+	Slave        string `protobuf:"bytes,5,opt,name=slave,proto3" json:"slave,omitempty"`
+	// build is the running georep-master's build (its --version).
+	Build         *BuildInfo `protobuf:"bytes,6,opt,name=build,proto3" json:"build,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -309,6 +311,86 @@ func (x *GetStatusResponse) GetSlave() string {
 	return ""
 }
 
+func (x *GetStatusResponse) GetBuild() *BuildInfo {
+	if x != nil {
+		return x.Build
+	}
+	return nil
+}
+
+// BuildInfo is a binary's build, as the Go toolchain stamped it.
+type BuildInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is the module version, "(devel)" for an unstamped build.
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// commit is the VCS revision ("-dirty" when built with local changes),
+	// "unknown" when not stamped.
+	Commit string `protobuf:"bytes,2,opt,name=commit,proto3" json:"commit,omitempty"`
+	// time is the commit's time (RFC 3339), "unknown" when not stamped.
+	Time          string `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	GoVersion     string `protobuf:"bytes,4,opt,name=go_version,json=goVersion,proto3" json:"go_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildInfo) Reset() {
+	*x = BuildInfo{}
+	mi := &file_georep_master_v1_master_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildInfo) ProtoMessage() {}
+
+func (x *BuildInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_master_v1_master_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildInfo.ProtoReflect.Descriptor instead.
+func (*BuildInfo) Descriptor() ([]byte, []int) {
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BuildInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetTime() string {
+	if x != nil {
+		return x.Time
+	}
+	return ""
+}
+
+func (x *BuildInfo) GetGoVersion() string {
+	if x != nil {
+		return x.GoVersion
+	}
+	return ""
+}
+
 // WorkerStatus is one row of `status detail`, plus rates and progress.
 type WorkerStatus struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -351,7 +433,7 @@ type WorkerStatus struct {
 
 func (x *WorkerStatus) Reset() {
 	*x = WorkerStatus{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[2]
+	mi := &file_georep_master_v1_master_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -363,7 +445,7 @@ func (x *WorkerStatus) String() string {
 func (*WorkerStatus) ProtoMessage() {}
 
 func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[2]
+	mi := &file_georep_master_v1_master_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -376,7 +458,7 @@ func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStatus.ProtoReflect.Descriptor instead.
 func (*WorkerStatus) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{2}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *WorkerStatus) GetMasterNode() string {
@@ -564,7 +646,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[3]
+	mi := &file_georep_master_v1_master_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -576,7 +658,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[3]
+	mi := &file_georep_master_v1_master_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -589,7 +671,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{3}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Progress) GetEntriesDone() int64 {
@@ -662,7 +744,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[4]
+	mi := &file_georep_master_v1_master_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +756,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[4]
+	mi := &file_georep_master_v1_master_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +769,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{4}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Checkpoint) GetTime() *timestamppb.Timestamp {
@@ -728,7 +810,7 @@ type SetCheckpointRequest struct {
 
 func (x *SetCheckpointRequest) Reset() {
 	*x = SetCheckpointRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[5]
+	mi := &file_georep_master_v1_master_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +822,7 @@ func (x *SetCheckpointRequest) String() string {
 func (*SetCheckpointRequest) ProtoMessage() {}
 
 func (x *SetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[5]
+	mi := &file_georep_master_v1_master_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +835,7 @@ func (x *SetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*SetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{5}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SetCheckpointRequest) GetTime() *timestamppb.Timestamp {
@@ -772,7 +854,7 @@ type SetCheckpointResponse struct {
 
 func (x *SetCheckpointResponse) Reset() {
 	*x = SetCheckpointResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[6]
+	mi := &file_georep_master_v1_master_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +866,7 @@ func (x *SetCheckpointResponse) String() string {
 func (*SetCheckpointResponse) ProtoMessage() {}
 
 func (x *SetCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[6]
+	mi := &file_georep_master_v1_master_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +879,7 @@ func (x *SetCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*SetCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{6}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SetCheckpointResponse) GetCheckpoint() *Checkpoint {
@@ -815,7 +897,7 @@ type WaitCheckpointRequest struct {
 
 func (x *WaitCheckpointRequest) Reset() {
 	*x = WaitCheckpointRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[7]
+	mi := &file_georep_master_v1_master_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +909,7 @@ func (x *WaitCheckpointRequest) String() string {
 func (*WaitCheckpointRequest) ProtoMessage() {}
 
 func (x *WaitCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[7]
+	mi := &file_georep_master_v1_master_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +922,7 @@ func (x *WaitCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*WaitCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{7}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{8}
 }
 
 type WaitCheckpointResponse struct {
@@ -855,7 +937,7 @@ type WaitCheckpointResponse struct {
 
 func (x *WaitCheckpointResponse) Reset() {
 	*x = WaitCheckpointResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[8]
+	mi := &file_georep_master_v1_master_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +949,7 @@ func (x *WaitCheckpointResponse) String() string {
 func (*WaitCheckpointResponse) ProtoMessage() {}
 
 func (x *WaitCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[8]
+	mi := &file_georep_master_v1_master_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +962,7 @@ func (x *WaitCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*WaitCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{8}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WaitCheckpointResponse) GetCheckpoint() *Checkpoint {
@@ -912,7 +994,7 @@ type ListFailuresRequest struct {
 
 func (x *ListFailuresRequest) Reset() {
 	*x = ListFailuresRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[9]
+	mi := &file_georep_master_v1_master_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1006,7 @@ func (x *ListFailuresRequest) String() string {
 func (*ListFailuresRequest) ProtoMessage() {}
 
 func (x *ListFailuresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[9]
+	mi := &file_georep_master_v1_master_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1019,7 @@ func (x *ListFailuresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFailuresRequest.ProtoReflect.Descriptor instead.
 func (*ListFailuresRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{9}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{10}
 }
 
 type ListFailuresResponse struct {
@@ -952,7 +1034,7 @@ type ListFailuresResponse struct {
 
 func (x *ListFailuresResponse) Reset() {
 	*x = ListFailuresResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[10]
+	mi := &file_georep_master_v1_master_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1046,7 @@ func (x *ListFailuresResponse) String() string {
 func (*ListFailuresResponse) ProtoMessage() {}
 
 func (x *ListFailuresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[10]
+	mi := &file_georep_master_v1_master_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1059,7 @@ func (x *ListFailuresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFailuresResponse.ProtoReflect.Descriptor instead.
 func (*ListFailuresResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{10}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListFailuresResponse) GetFailures() []*Failure {
@@ -1017,7 +1099,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[11]
+	mi := &file_georep_master_v1_master_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1111,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[11]
+	mi := &file_georep_master_v1_master_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1124,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{11}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Failure) GetBrick() string {
@@ -1137,7 +1219,7 @@ type SkippedFailure struct {
 
 func (x *SkippedFailure) Reset() {
 	*x = SkippedFailure{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[12]
+	mi := &file_georep_master_v1_master_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1231,7 @@ func (x *SkippedFailure) String() string {
 func (*SkippedFailure) ProtoMessage() {}
 
 func (x *SkippedFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[12]
+	mi := &file_georep_master_v1_master_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1244,7 @@ func (x *SkippedFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SkippedFailure.ProtoReflect.Descriptor instead.
 func (*SkippedFailure) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{12}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SkippedFailure) GetFailure() *Failure {
@@ -1201,7 +1283,7 @@ type RetryFailuresRequest struct {
 
 func (x *RetryFailuresRequest) Reset() {
 	*x = RetryFailuresRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[13]
+	mi := &file_georep_master_v1_master_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1295,7 @@ func (x *RetryFailuresRequest) String() string {
 func (*RetryFailuresRequest) ProtoMessage() {}
 
 func (x *RetryFailuresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[13]
+	mi := &file_georep_master_v1_master_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1308,7 @@ func (x *RetryFailuresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryFailuresRequest.ProtoReflect.Descriptor instead.
 func (*RetryFailuresRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{13}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{14}
 }
 
 type RetryFailuresResponse struct {
@@ -1240,7 +1322,7 @@ type RetryFailuresResponse struct {
 
 func (x *RetryFailuresResponse) Reset() {
 	*x = RetryFailuresResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[14]
+	mi := &file_georep_master_v1_master_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1334,7 @@ func (x *RetryFailuresResponse) String() string {
 func (*RetryFailuresResponse) ProtoMessage() {}
 
 func (x *RetryFailuresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[14]
+	mi := &file_georep_master_v1_master_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1347,7 @@ func (x *RetryFailuresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryFailuresResponse.ProtoReflect.Descriptor instead.
 func (*RetryFailuresResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{14}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RetryFailuresResponse) GetFailures() int32 {
@@ -1293,7 +1375,7 @@ type SkipFailureRequest struct {
 
 func (x *SkipFailureRequest) Reset() {
 	*x = SkipFailureRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[15]
+	mi := &file_georep_master_v1_master_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1387,7 @@ func (x *SkipFailureRequest) String() string {
 func (*SkipFailureRequest) ProtoMessage() {}
 
 func (x *SkipFailureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[15]
+	mi := &file_georep_master_v1_master_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1400,7 @@ func (x *SkipFailureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SkipFailureRequest.ProtoReflect.Descriptor instead.
 func (*SkipFailureRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{15}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SkipFailureRequest) GetGfid() string {
@@ -1347,7 +1429,7 @@ type SkipFailureResponse struct {
 
 func (x *SkipFailureResponse) Reset() {
 	*x = SkipFailureResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[16]
+	mi := &file_georep_master_v1_master_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1441,7 @@ func (x *SkipFailureResponse) String() string {
 func (*SkipFailureResponse) ProtoMessage() {}
 
 func (x *SkipFailureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[16]
+	mi := &file_georep_master_v1_master_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1454,7 @@ func (x *SkipFailureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SkipFailureResponse.ProtoReflect.Descriptor instead.
 func (*SkipFailureResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{16}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SkipFailureResponse) GetSkipped() []*SkippedFailure {
@@ -1397,7 +1479,7 @@ type PauseRequest struct {
 
 func (x *PauseRequest) Reset() {
 	*x = PauseRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[17]
+	mi := &file_georep_master_v1_master_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1491,7 @@ func (x *PauseRequest) String() string {
 func (*PauseRequest) ProtoMessage() {}
 
 func (x *PauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[17]
+	mi := &file_georep_master_v1_master_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1504,7 @@ func (x *PauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRequest.ProtoReflect.Descriptor instead.
 func (*PauseRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{17}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{18}
 }
 
 type PauseResponse struct {
@@ -1433,7 +1515,7 @@ type PauseResponse struct {
 
 func (x *PauseResponse) Reset() {
 	*x = PauseResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[18]
+	mi := &file_georep_master_v1_master_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1527,7 @@ func (x *PauseResponse) String() string {
 func (*PauseResponse) ProtoMessage() {}
 
 func (x *PauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[18]
+	mi := &file_georep_master_v1_master_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1540,7 @@ func (x *PauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseResponse.ProtoReflect.Descriptor instead.
 func (*PauseResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{18}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{19}
 }
 
 type ResumeRequest struct {
@@ -1469,7 +1551,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[19]
+	mi := &file_georep_master_v1_master_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1563,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[19]
+	mi := &file_georep_master_v1_master_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1576,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{19}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{20}
 }
 
 type ResumeResponse struct {
@@ -1505,7 +1587,7 @@ type ResumeResponse struct {
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[20]
+	mi := &file_georep_master_v1_master_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1599,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[20]
+	mi := &file_georep_master_v1_master_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1612,7 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{20}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{21}
 }
 
 type GetConfigRequest struct {
@@ -1542,7 +1624,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[21]
+	mi := &file_georep_master_v1_master_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1636,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[21]
+	mi := &file_georep_master_v1_master_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1649,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{21}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetConfigRequest) GetKey() string {
@@ -1586,7 +1668,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[22]
+	mi := &file_georep_master_v1_master_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1680,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[22]
+	mi := &file_georep_master_v1_master_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1693,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{22}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetConfigResponse) GetValues() []*ConfigValue {
@@ -1634,7 +1716,7 @@ type ConfigValue struct {
 
 func (x *ConfigValue) Reset() {
 	*x = ConfigValue{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[23]
+	mi := &file_georep_master_v1_master_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1646,7 +1728,7 @@ func (x *ConfigValue) String() string {
 func (*ConfigValue) ProtoMessage() {}
 
 func (x *ConfigValue) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[23]
+	mi := &file_georep_master_v1_master_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1659,7 +1741,7 @@ func (x *ConfigValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigValue.ProtoReflect.Descriptor instead.
 func (*ConfigValue) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{23}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ConfigValue) GetKey() string {
@@ -1693,7 +1775,7 @@ type SetConfigRequest struct {
 
 func (x *SetConfigRequest) Reset() {
 	*x = SetConfigRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[24]
+	mi := &file_georep_master_v1_master_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1787,7 @@ func (x *SetConfigRequest) String() string {
 func (*SetConfigRequest) ProtoMessage() {}
 
 func (x *SetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[24]
+	mi := &file_georep_master_v1_master_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1800,7 @@ func (x *SetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConfigRequest.ProtoReflect.Descriptor instead.
 func (*SetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{24}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetConfigRequest) GetKey() string {
@@ -1744,7 +1826,7 @@ type SetConfigResponse struct {
 
 func (x *SetConfigResponse) Reset() {
 	*x = SetConfigResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[25]
+	mi := &file_georep_master_v1_master_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1838,7 @@ func (x *SetConfigResponse) String() string {
 func (*SetConfigResponse) ProtoMessage() {}
 
 func (x *SetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[25]
+	mi := &file_georep_master_v1_master_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1851,7 @@ func (x *SetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConfigResponse.ProtoReflect.Descriptor instead.
 func (*SetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{25}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetConfigResponse) GetValue() *ConfigValue {
@@ -1784,7 +1866,7 @@ var File_georep_master_v1_master_proto protoreflect.FileDescriptor
 const file_georep_master_v1_master_proto_rawDesc = "" +
 	"\n" +
 	"\x1dgeorep/master/v1/master.proto\x12\x10georep.master.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
-	"\x10GetStatusRequest\"\xde\x01\n" +
+	"\x10GetStatusRequest\"\x91\x02\n" +
 	"\x11GetStatusResponse\x128\n" +
 	"\aworkers\x18\x01 \x03(\v2\x1e.georep.master.v1.WorkerStatusR\aworkers\x12<\n" +
 	"\n" +
@@ -1792,7 +1874,14 @@ const file_georep_master_v1_master_proto_rawDesc = "" +
 	"checkpoint\x12\x16\n" +
 	"\x06paused\x18\x03 \x01(\bR\x06paused\x12#\n" +
 	"\rmaster_volume\x18\x04 \x01(\tR\fmasterVolume\x12\x14\n" +
-	"\x05slave\x18\x05 \x01(\tR\x05slave\"\x8b\b\n" +
+	"\x05slave\x18\x05 \x01(\tR\x05slave\x121\n" +
+	"\x05build\x18\x06 \x01(\v2\x1b.georep.master.v1.BuildInfoR\x05build\"p\n" +
+	"\tBuildInfo\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
+	"\x06commit\x18\x02 \x01(\tR\x06commit\x12\x12\n" +
+	"\x04time\x18\x03 \x01(\tR\x04time\x12\x1d\n" +
+	"\n" +
+	"go_version\x18\x04 \x01(\tR\tgoVersion\"\x8b\b\n" +
 	"\fWorkerStatus\x12\x1f\n" +
 	"\vmaster_node\x18\x01 \x01(\tR\n" +
 	"masterNode\x12\x14\n" +
@@ -1947,90 +2036,92 @@ func file_georep_master_v1_master_proto_rawDescGZIP() []byte {
 }
 
 var file_georep_master_v1_master_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_georep_master_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_georep_master_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_georep_master_v1_master_proto_goTypes = []any{
 	(WorkerState)(0),               // 0: georep.master.v1.WorkerState
 	(CrawlStatus)(0),               // 1: georep.master.v1.CrawlStatus
 	(FailureClass)(0),              // 2: georep.master.v1.FailureClass
 	(*GetStatusRequest)(nil),       // 3: georep.master.v1.GetStatusRequest
 	(*GetStatusResponse)(nil),      // 4: georep.master.v1.GetStatusResponse
-	(*WorkerStatus)(nil),           // 5: georep.master.v1.WorkerStatus
-	(*Progress)(nil),               // 6: georep.master.v1.Progress
-	(*Checkpoint)(nil),             // 7: georep.master.v1.Checkpoint
-	(*SetCheckpointRequest)(nil),   // 8: georep.master.v1.SetCheckpointRequest
-	(*SetCheckpointResponse)(nil),  // 9: georep.master.v1.SetCheckpointResponse
-	(*WaitCheckpointRequest)(nil),  // 10: georep.master.v1.WaitCheckpointRequest
-	(*WaitCheckpointResponse)(nil), // 11: georep.master.v1.WaitCheckpointResponse
-	(*ListFailuresRequest)(nil),    // 12: georep.master.v1.ListFailuresRequest
-	(*ListFailuresResponse)(nil),   // 13: georep.master.v1.ListFailuresResponse
-	(*Failure)(nil),                // 14: georep.master.v1.Failure
-	(*SkippedFailure)(nil),         // 15: georep.master.v1.SkippedFailure
-	(*RetryFailuresRequest)(nil),   // 16: georep.master.v1.RetryFailuresRequest
-	(*RetryFailuresResponse)(nil),  // 17: georep.master.v1.RetryFailuresResponse
-	(*SkipFailureRequest)(nil),     // 18: georep.master.v1.SkipFailureRequest
-	(*SkipFailureResponse)(nil),    // 19: georep.master.v1.SkipFailureResponse
-	(*PauseRequest)(nil),           // 20: georep.master.v1.PauseRequest
-	(*PauseResponse)(nil),          // 21: georep.master.v1.PauseResponse
-	(*ResumeRequest)(nil),          // 22: georep.master.v1.ResumeRequest
-	(*ResumeResponse)(nil),         // 23: georep.master.v1.ResumeResponse
-	(*GetConfigRequest)(nil),       // 24: georep.master.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),      // 25: georep.master.v1.GetConfigResponse
-	(*ConfigValue)(nil),            // 26: georep.master.v1.ConfigValue
-	(*SetConfigRequest)(nil),       // 27: georep.master.v1.SetConfigRequest
-	(*SetConfigResponse)(nil),      // 28: georep.master.v1.SetConfigResponse
-	(*timestamppb.Timestamp)(nil),  // 29: google.protobuf.Timestamp
+	(*BuildInfo)(nil),              // 5: georep.master.v1.BuildInfo
+	(*WorkerStatus)(nil),           // 6: georep.master.v1.WorkerStatus
+	(*Progress)(nil),               // 7: georep.master.v1.Progress
+	(*Checkpoint)(nil),             // 8: georep.master.v1.Checkpoint
+	(*SetCheckpointRequest)(nil),   // 9: georep.master.v1.SetCheckpointRequest
+	(*SetCheckpointResponse)(nil),  // 10: georep.master.v1.SetCheckpointResponse
+	(*WaitCheckpointRequest)(nil),  // 11: georep.master.v1.WaitCheckpointRequest
+	(*WaitCheckpointResponse)(nil), // 12: georep.master.v1.WaitCheckpointResponse
+	(*ListFailuresRequest)(nil),    // 13: georep.master.v1.ListFailuresRequest
+	(*ListFailuresResponse)(nil),   // 14: georep.master.v1.ListFailuresResponse
+	(*Failure)(nil),                // 15: georep.master.v1.Failure
+	(*SkippedFailure)(nil),         // 16: georep.master.v1.SkippedFailure
+	(*RetryFailuresRequest)(nil),   // 17: georep.master.v1.RetryFailuresRequest
+	(*RetryFailuresResponse)(nil),  // 18: georep.master.v1.RetryFailuresResponse
+	(*SkipFailureRequest)(nil),     // 19: georep.master.v1.SkipFailureRequest
+	(*SkipFailureResponse)(nil),    // 20: georep.master.v1.SkipFailureResponse
+	(*PauseRequest)(nil),           // 21: georep.master.v1.PauseRequest
+	(*PauseResponse)(nil),          // 22: georep.master.v1.PauseResponse
+	(*ResumeRequest)(nil),          // 23: georep.master.v1.ResumeRequest
+	(*ResumeResponse)(nil),         // 24: georep.master.v1.ResumeResponse
+	(*GetConfigRequest)(nil),       // 25: georep.master.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),      // 26: georep.master.v1.GetConfigResponse
+	(*ConfigValue)(nil),            // 27: georep.master.v1.ConfigValue
+	(*SetConfigRequest)(nil),       // 28: georep.master.v1.SetConfigRequest
+	(*SetConfigResponse)(nil),      // 29: georep.master.v1.SetConfigResponse
+	(*timestamppb.Timestamp)(nil),  // 30: google.protobuf.Timestamp
 }
 var file_georep_master_v1_master_proto_depIdxs = []int32{
-	5,  // 0: georep.master.v1.GetStatusResponse.workers:type_name -> georep.master.v1.WorkerStatus
-	7,  // 1: georep.master.v1.GetStatusResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
-	0,  // 2: georep.master.v1.WorkerStatus.state:type_name -> georep.master.v1.WorkerState
-	1,  // 3: georep.master.v1.WorkerStatus.crawl_status:type_name -> georep.master.v1.CrawlStatus
-	29, // 4: georep.master.v1.WorkerStatus.last_synced:type_name -> google.protobuf.Timestamp
-	29, // 5: georep.master.v1.WorkerStatus.checkpoint_time:type_name -> google.protobuf.Timestamp
-	29, // 6: georep.master.v1.WorkerStatus.checkpoint_completion_time:type_name -> google.protobuf.Timestamp
-	6,  // 7: georep.master.v1.WorkerStatus.progress:type_name -> georep.master.v1.Progress
-	29, // 8: georep.master.v1.Progress.started:type_name -> google.protobuf.Timestamp
-	29, // 9: georep.master.v1.Checkpoint.time:type_name -> google.protobuf.Timestamp
-	29, // 10: georep.master.v1.Checkpoint.set_time:type_name -> google.protobuf.Timestamp
-	29, // 11: georep.master.v1.Checkpoint.completion_time:type_name -> google.protobuf.Timestamp
-	29, // 12: georep.master.v1.SetCheckpointRequest.time:type_name -> google.protobuf.Timestamp
-	7,  // 13: georep.master.v1.SetCheckpointResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
-	7,  // 14: georep.master.v1.WaitCheckpointResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
-	14, // 15: georep.master.v1.ListFailuresResponse.failures:type_name -> georep.master.v1.Failure
-	15, // 16: georep.master.v1.ListFailuresResponse.skipped:type_name -> georep.master.v1.SkippedFailure
-	29, // 17: georep.master.v1.Failure.since:type_name -> google.protobuf.Timestamp
-	29, // 18: georep.master.v1.Failure.last:type_name -> google.protobuf.Timestamp
-	2,  // 19: georep.master.v1.Failure.class:type_name -> georep.master.v1.FailureClass
-	14, // 20: georep.master.v1.SkippedFailure.failure:type_name -> georep.master.v1.Failure
-	29, // 21: georep.master.v1.SkippedFailure.time:type_name -> google.protobuf.Timestamp
-	15, // 22: georep.master.v1.SkipFailureResponse.skipped:type_name -> georep.master.v1.SkippedFailure
-	26, // 23: georep.master.v1.GetConfigResponse.values:type_name -> georep.master.v1.ConfigValue
-	26, // 24: georep.master.v1.SetConfigResponse.value:type_name -> georep.master.v1.ConfigValue
-	3,  // 25: georep.master.v1.MasterService.GetStatus:input_type -> georep.master.v1.GetStatusRequest
-	8,  // 26: georep.master.v1.MasterService.SetCheckpoint:input_type -> georep.master.v1.SetCheckpointRequest
-	10, // 27: georep.master.v1.MasterService.WaitCheckpoint:input_type -> georep.master.v1.WaitCheckpointRequest
-	12, // 28: georep.master.v1.MasterService.ListFailures:input_type -> georep.master.v1.ListFailuresRequest
-	16, // 29: georep.master.v1.MasterService.RetryFailures:input_type -> georep.master.v1.RetryFailuresRequest
-	18, // 30: georep.master.v1.MasterService.SkipFailure:input_type -> georep.master.v1.SkipFailureRequest
-	20, // 31: georep.master.v1.MasterService.Pause:input_type -> georep.master.v1.PauseRequest
-	22, // 32: georep.master.v1.MasterService.Resume:input_type -> georep.master.v1.ResumeRequest
-	24, // 33: georep.master.v1.MasterService.GetConfig:input_type -> georep.master.v1.GetConfigRequest
-	27, // 34: georep.master.v1.MasterService.SetConfig:input_type -> georep.master.v1.SetConfigRequest
-	4,  // 35: georep.master.v1.MasterService.GetStatus:output_type -> georep.master.v1.GetStatusResponse
-	9,  // 36: georep.master.v1.MasterService.SetCheckpoint:output_type -> georep.master.v1.SetCheckpointResponse
-	11, // 37: georep.master.v1.MasterService.WaitCheckpoint:output_type -> georep.master.v1.WaitCheckpointResponse
-	13, // 38: georep.master.v1.MasterService.ListFailures:output_type -> georep.master.v1.ListFailuresResponse
-	17, // 39: georep.master.v1.MasterService.RetryFailures:output_type -> georep.master.v1.RetryFailuresResponse
-	19, // 40: georep.master.v1.MasterService.SkipFailure:output_type -> georep.master.v1.SkipFailureResponse
-	21, // 41: georep.master.v1.MasterService.Pause:output_type -> georep.master.v1.PauseResponse
-	23, // 42: georep.master.v1.MasterService.Resume:output_type -> georep.master.v1.ResumeResponse
-	25, // 43: georep.master.v1.MasterService.GetConfig:output_type -> georep.master.v1.GetConfigResponse
-	28, // 44: georep.master.v1.MasterService.SetConfig:output_type -> georep.master.v1.SetConfigResponse
-	35, // [35:45] is the sub-list for method output_type
-	25, // [25:35] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	6,  // 0: georep.master.v1.GetStatusResponse.workers:type_name -> georep.master.v1.WorkerStatus
+	8,  // 1: georep.master.v1.GetStatusResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
+	5,  // 2: georep.master.v1.GetStatusResponse.build:type_name -> georep.master.v1.BuildInfo
+	0,  // 3: georep.master.v1.WorkerStatus.state:type_name -> georep.master.v1.WorkerState
+	1,  // 4: georep.master.v1.WorkerStatus.crawl_status:type_name -> georep.master.v1.CrawlStatus
+	30, // 5: georep.master.v1.WorkerStatus.last_synced:type_name -> google.protobuf.Timestamp
+	30, // 6: georep.master.v1.WorkerStatus.checkpoint_time:type_name -> google.protobuf.Timestamp
+	30, // 7: georep.master.v1.WorkerStatus.checkpoint_completion_time:type_name -> google.protobuf.Timestamp
+	7,  // 8: georep.master.v1.WorkerStatus.progress:type_name -> georep.master.v1.Progress
+	30, // 9: georep.master.v1.Progress.started:type_name -> google.protobuf.Timestamp
+	30, // 10: georep.master.v1.Checkpoint.time:type_name -> google.protobuf.Timestamp
+	30, // 11: georep.master.v1.Checkpoint.set_time:type_name -> google.protobuf.Timestamp
+	30, // 12: georep.master.v1.Checkpoint.completion_time:type_name -> google.protobuf.Timestamp
+	30, // 13: georep.master.v1.SetCheckpointRequest.time:type_name -> google.protobuf.Timestamp
+	8,  // 14: georep.master.v1.SetCheckpointResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
+	8,  // 15: georep.master.v1.WaitCheckpointResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
+	15, // 16: georep.master.v1.ListFailuresResponse.failures:type_name -> georep.master.v1.Failure
+	16, // 17: georep.master.v1.ListFailuresResponse.skipped:type_name -> georep.master.v1.SkippedFailure
+	30, // 18: georep.master.v1.Failure.since:type_name -> google.protobuf.Timestamp
+	30, // 19: georep.master.v1.Failure.last:type_name -> google.protobuf.Timestamp
+	2,  // 20: georep.master.v1.Failure.class:type_name -> georep.master.v1.FailureClass
+	15, // 21: georep.master.v1.SkippedFailure.failure:type_name -> georep.master.v1.Failure
+	30, // 22: georep.master.v1.SkippedFailure.time:type_name -> google.protobuf.Timestamp
+	16, // 23: georep.master.v1.SkipFailureResponse.skipped:type_name -> georep.master.v1.SkippedFailure
+	27, // 24: georep.master.v1.GetConfigResponse.values:type_name -> georep.master.v1.ConfigValue
+	27, // 25: georep.master.v1.SetConfigResponse.value:type_name -> georep.master.v1.ConfigValue
+	3,  // 26: georep.master.v1.MasterService.GetStatus:input_type -> georep.master.v1.GetStatusRequest
+	9,  // 27: georep.master.v1.MasterService.SetCheckpoint:input_type -> georep.master.v1.SetCheckpointRequest
+	11, // 28: georep.master.v1.MasterService.WaitCheckpoint:input_type -> georep.master.v1.WaitCheckpointRequest
+	13, // 29: georep.master.v1.MasterService.ListFailures:input_type -> georep.master.v1.ListFailuresRequest
+	17, // 30: georep.master.v1.MasterService.RetryFailures:input_type -> georep.master.v1.RetryFailuresRequest
+	19, // 31: georep.master.v1.MasterService.SkipFailure:input_type -> georep.master.v1.SkipFailureRequest
+	21, // 32: georep.master.v1.MasterService.Pause:input_type -> georep.master.v1.PauseRequest
+	23, // 33: georep.master.v1.MasterService.Resume:input_type -> georep.master.v1.ResumeRequest
+	25, // 34: georep.master.v1.MasterService.GetConfig:input_type -> georep.master.v1.GetConfigRequest
+	28, // 35: georep.master.v1.MasterService.SetConfig:input_type -> georep.master.v1.SetConfigRequest
+	4,  // 36: georep.master.v1.MasterService.GetStatus:output_type -> georep.master.v1.GetStatusResponse
+	10, // 37: georep.master.v1.MasterService.SetCheckpoint:output_type -> georep.master.v1.SetCheckpointResponse
+	12, // 38: georep.master.v1.MasterService.WaitCheckpoint:output_type -> georep.master.v1.WaitCheckpointResponse
+	14, // 39: georep.master.v1.MasterService.ListFailures:output_type -> georep.master.v1.ListFailuresResponse
+	18, // 40: georep.master.v1.MasterService.RetryFailures:output_type -> georep.master.v1.RetryFailuresResponse
+	20, // 41: georep.master.v1.MasterService.SkipFailure:output_type -> georep.master.v1.SkipFailureResponse
+	22, // 42: georep.master.v1.MasterService.Pause:output_type -> georep.master.v1.PauseResponse
+	24, // 43: georep.master.v1.MasterService.Resume:output_type -> georep.master.v1.ResumeResponse
+	26, // 44: georep.master.v1.MasterService.GetConfig:output_type -> georep.master.v1.GetConfigResponse
+	29, // 45: georep.master.v1.MasterService.SetConfig:output_type -> georep.master.v1.SetConfigResponse
+	36, // [36:46] is the sub-list for method output_type
+	26, // [26:36] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_georep_master_v1_master_proto_init() }
@@ -2044,7 +2135,7 @@ func file_georep_master_v1_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georep_master_v1_master_proto_rawDesc), len(file_georep_master_v1_master_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
