@@ -62,6 +62,16 @@ type Config struct {
 	// 0: no limit.
 	BandwidthLimit bwlimit.Rate
 
+	// The audit (master/audit.go), daemon only. AuditInterval is
+	// audit-interval: a round every so often (0: none but those asked for
+	// with georepctl audit); AuditContentInterval is audit-content-interval:
+	// a round that also compares file contents (0: none but asked for);
+	// AuditRate is audit-rate: what the audit reads stays under it, an
+	// entry counting 4 KiB and a digested file its size (0: no bound).
+	AuditInterval        time.Duration
+	AuditContentInterval time.Duration
+	AuditRate            bwlimit.Rate
+
 	// The operator interface (master/status.go).
 	StatusListen  string         // status-listen: host:port of the status service ("" : a UNIX socket <work-dir>/status.sock)
 	MetricsListen string         // metrics-listen: host:port serving Prometheus /metrics ("" : none)
@@ -100,6 +110,10 @@ func DefaultConfig() Config {
 		SmallFileSize:      256 << 10,
 		OneshotTimeout:     time.Hour,
 		Lease:              60 * time.Second,
+
+		AuditInterval:        24 * time.Hour,
+		AuditContentInterval: 7 * 24 * time.Hour,
+		AuditRate:            50 << 20,
 	}
 }
 
@@ -163,6 +177,12 @@ func (c Config) Validate() error {
 	}
 	if c.OneshotTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("oneshot-timeout: %s must be positive", c.OneshotTimeout))
+	}
+	if c.AuditInterval < 0 || c.AuditContentInterval < 0 {
+		errs = append(errs, fmt.Errorf("audit-interval, audit-content-interval: %s, %s: a duration, or 0 for none", c.AuditInterval, c.AuditContentInterval))
+	}
+	if c.AuditRate != 0 && c.AuditRate < bwlimit.Min {
+		errs = append(errs, fmt.Errorf("audit-rate: %s is below the least of %s (or none)", c.AuditRate, bwlimit.Min))
 	}
 	if c.BandwidthLimit != 0 && c.BandwidthLimit < bwlimit.Min {
 		errs = append(errs, fmt.Errorf("bandwidth-limit: %s is below the least of %s (or none)", c.BandwidthLimit, bwlimit.Min))

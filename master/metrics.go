@@ -27,6 +27,11 @@ type metrics struct {
 	rsyncRuns    *prometheus.HistogramVec
 	// guardRefusals counts the passes a safety guard refused, by guard.
 	guardRefusals *prometheus.CounterVec
+	// auditDifferences counts the differences the audit found, by kind;
+	// auditLast* are the last round's end and length.
+	auditDifferences *prometheus.CounterVec
+	auditLastEnd     prometheus.Gauge
+	auditLastLength  prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -43,14 +48,29 @@ func newMetrics() *metrics {
 			[]string{"result"}),
 		guardRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "georep_master_guard_refusals_total",
 			Help: "Passes a safety guard refused (nothing applied), by guard."}, []string{"guard"}),
+		auditDifferences: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "georep_master_audit_differences_total",
+			Help: "Differences between the replica and what was synced that the audit found (and repaired), by kind."}, []string{"kind"}),
+		auditLastEnd: prometheus.NewGauge(prometheus.GaugeOpts{Name: "georep_master_audit_last_finished_timestamp_seconds",
+			Help: "When the last audit round of a worker ended (Unix time)."}),
+		auditLastLength: prometheus.NewGauge(prometheus.GaugeOpts{Name: "georep_master_audit_last_duration_seconds",
+			Help: "How long the last audit round took."}),
 	}
-	m.reg.MustRegister(m.entryOps, m.shippedFiles, m.shippedBytes, m.rsyncRuns, m.guardRefusals,
+	for _, k := range auditKinds {
+		m.auditDifferences.WithLabelValues(k) // every kind shows, at 0 until found
+	}
+	m.reg.MustRegister(m.entryOps, m.shippedFiles, m.shippedBytes, m.rsyncRuns, m.guardRefusals, m.auditDifferences, m.auditLastEnd, m.auditLastLength,
 		buildinfo.Read().Collector("georep-master"), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 // register adds what mon publishes to the registry.
 func (m *metrics) register(mon *monitor) { m.reg.MustRegister(&statusCollector{mon: mon}) }
+
+// auditDone records a round that ended.
+func (m *metrics) auditDone(st auditStatus) {
+	m.auditLastEnd.Set(float64(st.Finished.UnixNano()) / 1e9)
+	m.auditLastLength.Set(st.Finished.Sub(st.Started).Seconds())
+}
 
 func (m *metrics) rsyncRun(d time.Duration, err error) {
 	result := "ok"

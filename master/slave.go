@@ -78,6 +78,14 @@ func (c *slaveClient) walk(ctx context.Context, dir gfid.GFID, fn func(gfid.GFID
 	return true, c.Client.Walk(ctx, dir, fn)
 }
 
+// auditCaps says whether the slave can be audited, and whether it applies
+// owners (so that the audit compares them).
+func (c *slaveClient) auditCaps() (audit, owner bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.haveAudit, c.haveOwner
+}
+
 // slaveDirGone reports whether err, from Entries, says the directory is not
 // on the slave as a directory: no inode has its gfid (fs.ErrNotExist), its
 // gfid is not a directory there (ops.ErrNotDir), or its name there holds
@@ -140,6 +148,8 @@ type slaveClient struct {
 	haveRsync  bool
 	haveApply  bool // the Apply stream
 	haveWalk   bool // Walk
+	haveAudit  bool // Audit
+	haveOwner  bool // the slave applies owners (it runs as root)
 	parkEmpty  bool // the park held nothing at the handshake
 	leaseEpoch uint64
 	setStime   time.Time // the replica set's stime the slave's lease holds
@@ -321,7 +331,7 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 	c.session = resp.GetSessionId()
 	c.slaveVol = resp.GetSlaveVolumeId()
 	c.maxBatch = int(resp.GetMaxBatch())
-	c.haveRsync, c.haveApply, c.haveWalk = false, false, false
+	c.haveRsync, c.haveApply, c.haveWalk, c.haveAudit, c.haveOwner = false, false, false, false, false
 	for _, cap := range resp.GetCapabilities() {
 		switch cap {
 		case "rsync":
@@ -330,6 +340,10 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 			c.haveApply = true
 		case "walk":
 			c.haveWalk = true
+		case "audit":
+			c.haveAudit = true
+		case "owner":
+			c.haveOwner = true
 		}
 	}
 	c.parkEmpty = resp.GetParkEmpty()

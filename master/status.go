@@ -175,6 +175,7 @@ type workerStatus struct {
 	Checkpoint         checkpoint // Time zero: none
 	CheckpointDone     time.Time  // this worker reached it (zero: not yet)
 	Progress           *progressStatus
+	Audit              *auditStatus // nil: the worker does not audit (--oneshot)
 }
 
 // workerView is what the monitor reads of a worker, copied at one moment:
@@ -256,10 +257,64 @@ func (m *monitor) status() (ws []workerStatus, paused bool, cp checkpoint) {
 			s.CheckpointDone = m.cp.Workers[e.name]
 		}
 		s.Progress = v.Progress
+		if a := e.w.audit; a != nil {
+			st := a.snapshot()
+			s.Audit = &st
+		}
 		ws = append(ws, s)
 	}
 	return ws, m.paused, m.cp
 }
+
+// audit asks every Active worker for an audit round now and, with wait,
+// returns once each has ended one started after the request (or ctx is
+// done).
+func (m *monitor) audit(ctx context.Context, content, wait bool) error {
+	asked := m.now()
+	m.mu.Lock()
+	var ws []*worker
+	for _, e := range m.workers {
+		if e.w.audit == nil || e.exited.Load() || e.w.brick != nil && e.w.snapshot(asked).Stats.WorkerStatus != stateActive {
+			continue
+		}
+		ws = append(ws, e.w)
+	}
+	m.mu.Unlock()
+	if len(ws) == 0 {
+		return errNoAuditor
+	}
+	for _, w := range ws {
+		w.audit.request(content)
+		w.nudge(false)
+	}
+	m.log.Info("audit asked for by the operator", "content", content, "workers", len(ws))
+	if !wait {
+		return nil
+	}
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		done := true
+		for _, w := range ws {
+			st := w.audit.snapshot()
+			if st.Running || st.Started.Before(asked) {
+				done = false
+			}
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// errNoAuditor: no worker of this master audits (none is Active, or it
+// runs --oneshot).
+var errNoAuditor = errors.New("no Active worker to audit with (a --oneshot master does not audit)")
 
 // pause stops the workers at their next pass; resume lets them go on.
 // Both persist across restarts (the file <work-dir>/paused).

@@ -101,6 +101,22 @@ func skipToProto(sk workerSkip) *masterv1.SkippedFailure {
 	return &masterv1.SkippedFailure{Failure: failureToProto(sk.Brick, &sk.failure), Time: ts(sk.Skipped), By: sk.By, Reason: sk.Why}
 }
 
+func (s *statusService) Audit(ctx context.Context, req *masterv1.AuditRequest) (*masterv1.AuditResponse, error) {
+	err := s.mon.audit(ctx, req.GetContent(), req.GetWait())
+	switch {
+	case errors.Is(err, errNoAuditor):
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	case err != nil:
+		return nil, status.FromContextError(err).Err()
+	}
+	ws, _, _ := s.mon.status()
+	resp := &masterv1.AuditResponse{}
+	for _, w := range ws {
+		resp.Workers = append(resp.Workers, workerToProto(w))
+	}
+	return resp, nil
+}
+
 func (s *statusService) RetryFailures(ctx context.Context, _ *masterv1.RetryFailuresRequest) (*masterv1.RetryFailuresResponse, error) {
 	n, unskipped, err := s.mon.retryFailures()
 	if err != nil {
@@ -223,6 +239,14 @@ func workerToProto(w workerStatus) *masterv1.WorkerStatus {
 		p.CheckpointTime = ts(w.Checkpoint.Time)
 		p.CheckpointCompleted = !w.CheckpointDone.IsZero()
 		p.CheckpointCompletionTime = ts(w.CheckpointDone)
+	}
+	if a := w.Audit; a != nil {
+		p.Audit = &masterv1.AuditStatus{Started: ts(a.Started), Finished: ts(a.Finished), Content: a.Content,
+			EntriesChecked: a.Entries, FilesHashed: a.Files, BytesHashed: a.Bytes, Differences: a.Differences,
+			Repaired: a.Repaired, ByKind: a.ByKind, Running: a.Running, Error: a.Err, Next: ts(a.Next)}
+		if !a.Finished.IsZero() && !a.Running {
+			p.Audit.DurationSeconds = a.Finished.Sub(a.Started).Seconds()
+		}
 	}
 	if g := w.Progress; g != nil {
 		p.Progress = &masterv1.Progress{EntriesDone: g.EntriesDone, EntriesTotal: g.EntriesTotal,

@@ -75,6 +75,11 @@ type worker struct {
 	acceptSource bool
 	srcID        *sourceIdentity
 	guardHeld    bool // Faulty because a safety guard refused the last pass
+	// audit is the daemon's audit of the replica (audit.go); nil with
+	// --oneshot.
+	audit *auditor
+	// lastCrawl is the totals of the last hybrid crawl.
+	lastCrawl crawl.Stats
 	// xtime is the answer of the mark of the slave's root in flight
 	// (markXtime); nil: none.
 	xtime chan error
@@ -268,6 +273,12 @@ func newWorker(cfg Config, wd *workDir, client *slaveClient, rsyncPath, self str
 	}
 	w = &worker{cfg: cfg, log: log, wd: wd, cat: cat, client: client, slave: client, data: sy, batch: cfg.EntryBatch,
 		stats: wd.loadStats(), failures: failures, needFull: true, acceptSource: cfg.AcceptNewSource, staleData: map[gfid.GFID]bool{}, syncer: sy, wake: make(chan struct{}, 1)}
+	if !cfg.Oneshot && !cfg.DryRun {
+		if w.audit, err = newAuditor(cfg, wd.path("audit.json")); err != nil {
+			cat.Close()
+			return nil, err
+		}
+	}
 	return w, nil
 }
 
@@ -512,7 +523,7 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 	// before it goes on (crawl.Stream); a segment that leaves failures
 	// does not stop the others. The queue keeps every failure until the
 	// crawl is over: then those it did not meet again are resolved.
-	_, err = crawl.Stream(cctx, crawl.StreamConfig{Config: w.crawlConfig(), Progress: w.crawlProgress,
+	w.lastCrawl, err = crawl.Stream(cctx, crawl.StreamConfig{Config: w.crawlConfig(), Progress: w.crawlProgress,
 		CheckDeletes: func(n int64) error { return w.guardDeletes("the pass", n, -1) }}, w.cat, w.log, func(res *crawl.Result) error {
 		if err := open.wait(); err != nil {
 			return err

@@ -95,6 +95,7 @@ func (w *worker) run(ctx context.Context, src changeSource) error {
 			w.needFull = false
 			_, err = w.pass(ctx)
 			lastRetry = time.Now()
+			w.auditAfterPass(err, w.lastCrawl)
 			if ran(err) {
 				src.fullDone(start)
 			} else {
@@ -113,7 +114,11 @@ func (w *worker) run(ctx context.Context, src changeSource) error {
 				continue
 			}
 			if c.empty && !retry && !w.tick.Swap(false) {
-				src.wait(ctx, w.wake)
+				// Nothing to replicate: the audit's turn, one step at
+				// a time (the loop looks for changes between steps).
+				if !w.auditStep(ctx) {
+					src.wait(ctx, w.wake)
+				}
 				continue
 			}
 			err = w.scopedPass(ctx, retry, c.stimeAt, c.gather)

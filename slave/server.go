@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"google.golang.org/grpc"
@@ -111,6 +112,12 @@ func (s *service) Handshake(ctx context.Context, req *slavev1.HandshakeRequest) 
 	caps := []string{"xattrs", "mknod", "apply", "walk"}
 	if s.rsync != "" {
 		caps = append(caps, "rsync")
+	}
+	if _, ok := s.replica.(auditor); ok {
+		caps = append(caps, "audit")
+	}
+	if os.Geteuid() == 0 {
+		caps = append(caps, "owner") // owners are applied: the audit compares them
 	}
 	// The master empties the park at every session start; saying that it
 	// is empty saves it a listing, one round trip.
@@ -406,6 +413,55 @@ func (s *service) Walk(req *slavev1.WalkRequest, stream slavev1.SlaveService_Wal
 		}
 	}
 	return nil
+}
+
+// auditor is a replica that describes directories for the master's audit
+// (both backends do, through apply.Engine).
+type auditor interface {
+	Audit(ctx context.Context, dirs []ops.AuditDirRequest, limit int, content bool) ([]ops.AuditDir, error)
+}
+
+// The most entries one Audit call describes: without content, about 1.5 MB
+// of answer; with content, data of up to that many files is read per call.
+const (
+	auditEntries        = 10000
+	auditContentEntries = 1000
+)
+
+// Audit describes directories entry by entry for the master's audit. It
+// reads only.
+func (s *service) Audit(ctx context.Context, req *slavev1.AuditRequest) (*slavev1.AuditResponse, error) {
+	a, ok := s.replica.(auditor)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "this replica cannot be audited")
+	}
+	n := len(req.GetDirs())
+	if n == 0 || n > s.maxBatch {
+		return nil, status.Errorf(codes.InvalidArgument, "audit of %d directories: between 1 and %d", n, s.maxBatch)
+	}
+	dirs := make([]ops.AuditDirRequest, n)
+	for i, d := range req.GetDirs() {
+		g, err := parseGFID("gfid", d.GetGfid())
+		if err != nil {
+			return nil, err
+		}
+		after := string(d.GetAfter())
+		if after != "" {
+			if err := ops.ValidateName(after); err != nil {
+				return nil, wire.ToStatus(fmt.Errorf("audit of %s after %q: %w", g, after, err))
+			}
+		}
+		dirs[i] = ops.AuditDirRequest{GFID: g, After: after}
+	}
+	limit := auditEntries
+	if req.GetContent() {
+		limit = auditContentEntries
+	}
+	out, err := a.Audit(ctx, dirs, limit, req.GetContent())
+	if err != nil {
+		return nil, wire.ToStatus(err)
+	}
+	return &slavev1.AuditResponse{Dirs: wire.AuditDirsToProto(out)}, nil
 }
 
 func (s *service) Stat(ctx context.Context, req *slavev1.StatRequest) (*slavev1.StatResponse, error) {

@@ -105,6 +105,9 @@ func flags() *pflag.FlagSet {
 	fs.Duration("oneshot-timeout", d.OneshotTimeout, "with --oneshot: give up (exit 3) after this long")
 	fs.Duration("lease", d.Lease, "session lease asked of the slave")
 	fs.String("bandwidth-limit", d.BandwidthLimit.String(), "all the master sends to the slave (gRPC and the rsync tunnels together) stays under this rate: 20MiB/s, 500KiB/s, 100Mbit/s, or none")
+	fs.Duration("audit-interval", d.AuditInterval, "daemon: compare the whole replica with what was synced this often, and repair what differs (0: only when asked, georepctl audit)")
+	fs.Duration("audit-content-interval", d.AuditContentInterval, "daemon: this often the audit also compares file contents, by digests computed on each side (0: only when asked, georepctl audit --content)")
+	fs.String("audit-rate", d.AuditRate.String(), "the audit stays under this rate of reading (an entry counts 4 KiB, a digested file its size): 50MiB/s, or none")
 	fs.String("status-listen", "", "host:port of the status service georepctl talks to (default: a UNIX socket <work-dir>/status.sock)")
 	fs.String("metrics-listen", "", "host:port serving Prometheus metrics on /metrics (default: none)")
 	return fs
@@ -120,36 +123,43 @@ func config(v *viper.Viper) (master.Config, error) {
 	if err != nil {
 		return master.Config{}, err
 	}
+	auditRate, err := bwlimit.Parse(v.GetString("audit-rate"))
+	if err != nil {
+		return master.Config{}, fmt.Errorf("audit-rate: %w", err)
+	}
 	return master.Config{
-		MaxDelete:          maxDelete,
-		AcceptNewSource:    v.GetBool("accept-new-source"),
-		DryRun:             v.GetBool("dry-run"),
-		Source:             v.GetString("source"),
-		GlusterVolume:      v.GetString("gluster-volume"),
-		VolfileServer:      v.GetString("volfile-server"),
-		GlusterCLI:         v.GetString("gluster-command"),
-		WorkDir:            v.GetString("work-dir"),
-		Slave:              v.GetString("slave"),
-		Insecure:           v.GetBool("insecure"),
-		TLS:                rpc.TLSFiles{Cert: v.GetString("tls-cert"), Key: v.GetString("tls-key"), CA: v.GetString("tls-ca"), ServerName: v.GetString("tls-server-name")},
-		SyncJobs:           v.GetInt("sync-jobs"),
-		ChangeInterval:     v.GetDuration("change-interval"),
-		ChangeDetector:     v.GetString("change-detector"),
-		RolloverTime:       v.GetDuration("rollover-time"),
-		ChangelogBatchSize: v.GetInt("changelog-batch-size"),
-		IgnoreDeletes:      v.GetBool("ignore-deletes"),
-		SyncXattrs:         v.GetBool("sync-xattrs"),
-		SyncACLs:           v.GetBool("sync-acls"),
-		RsyncPath:          v.GetString("rsync-command"),
-		RsyncOptions:       strings.Fields(v.GetString("rsync-options")),
-		EntryBatch:         v.GetInt("entry-batch"),
-		SmallFileSize:      v.GetInt64("small-file-size"),
-		Oneshot:            v.GetBool("oneshot"),
-		OneshotTimeout:     v.GetDuration("oneshot-timeout"),
-		Lease:              v.GetDuration("lease"),
-		BandwidthLimit:     bw,
-		StatusListen:       v.GetString("status-listen"),
-		MetricsListen:      v.GetString("metrics-listen"),
+		AuditInterval:        v.GetDuration("audit-interval"),
+		AuditContentInterval: v.GetDuration("audit-content-interval"),
+		AuditRate:            auditRate,
+		MaxDelete:            maxDelete,
+		AcceptNewSource:      v.GetBool("accept-new-source"),
+		DryRun:               v.GetBool("dry-run"),
+		Source:               v.GetString("source"),
+		GlusterVolume:        v.GetString("gluster-volume"),
+		VolfileServer:        v.GetString("volfile-server"),
+		GlusterCLI:           v.GetString("gluster-command"),
+		WorkDir:              v.GetString("work-dir"),
+		Slave:                v.GetString("slave"),
+		Insecure:             v.GetBool("insecure"),
+		TLS:                  rpc.TLSFiles{Cert: v.GetString("tls-cert"), Key: v.GetString("tls-key"), CA: v.GetString("tls-ca"), ServerName: v.GetString("tls-server-name")},
+		SyncJobs:             v.GetInt("sync-jobs"),
+		ChangeInterval:       v.GetDuration("change-interval"),
+		ChangeDetector:       v.GetString("change-detector"),
+		RolloverTime:         v.GetDuration("rollover-time"),
+		ChangelogBatchSize:   v.GetInt("changelog-batch-size"),
+		IgnoreDeletes:        v.GetBool("ignore-deletes"),
+		SyncXattrs:           v.GetBool("sync-xattrs"),
+		SyncACLs:             v.GetBool("sync-acls"),
+		RsyncPath:            v.GetString("rsync-command"),
+		RsyncOptions:         strings.Fields(v.GetString("rsync-options")),
+		EntryBatch:           v.GetInt("entry-batch"),
+		SmallFileSize:        v.GetInt64("small-file-size"),
+		Oneshot:              v.GetBool("oneshot"),
+		OneshotTimeout:       v.GetDuration("oneshot-timeout"),
+		Lease:                v.GetDuration("lease"),
+		BandwidthLimit:       bw,
+		StatusListen:         v.GetString("status-listen"),
+		MetricsListen:        v.GetString("metrics-listen"),
 	}, nil
 }
 

@@ -41,8 +41,10 @@ type cluster struct {
 	reason  string
 	wait    time.Duration // checkpoint wait: --timeout (0: no bound)
 	poll    time.Duration // checkpoint wait: how often the nodes are asked
-	out     io.Writer
-	errw    io.Writer
+	// audit --content, --wait
+	auditContent, auditWait bool
+	out                     io.Writer
+	errw                    io.Writer
 }
 
 // answer is one node's answer to a call, or why there is none.
@@ -161,6 +163,8 @@ func (c *cluster) dispatch(ctx context.Context, args []string) (int, error) {
 		return c.retry(ctx)
 	case cmd == "failures" && arg(0) == "skip" && len(rest) == 2:
 		return c.skip(ctx, arg(1))
+	case cmd == "audit" && len(rest) == 0:
+		return c.audit(ctx)
 	case cmd == "pause" && len(rest) == 0:
 		as := fanOut(ctx, c, func(ctx context.Context, cl masterv1.MasterServiceClient) (*masterv1.PauseResponse, error) {
 			return cl.Pause(ctx, &masterv1.PauseRequest{})
@@ -187,6 +191,57 @@ func (c *cluster) dispatch(ctx context.Context, args []string) (int, error) {
 	fmt.Fprintf(c.errw, "georepctl: unknown command %q\n", strings.Join(args, " "))
 	fmt.Fprint(c.errw, usage)
 	return exitUsage, nil
+}
+
+// audit asks every master for an audit round and, with --wait, asks for
+// their status every poll until every worker that audits has ended a round
+// started since (bounded by --timeout).
+func (c *cluster) audit(ctx context.Context) (int, error) {
+	asked := time.Now()
+	as := fanOut(ctx, c, func(ctx context.Context, cl masterv1.MasterServiceClient) (*masterv1.AuditResponse, error) {
+		return cl.Audit(ctx, &masterv1.AuditRequest{Content: c.auditContent})
+	})
+	if !c.auditWait {
+		return report(c, as, "audit asked for", func(*masterv1.AuditResponse) string { return "audit asked for" }), nil
+	}
+	if outcome(as) == exitError {
+		return report(c, as, "audit asked for", func(*masterv1.AuditResponse) string { return "" }), nil
+	}
+	if c.wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.wait)
+		defer cancel()
+	}
+	for {
+		st := fanOut(ctx, c, func(ctx context.Context, cl masterv1.MasterServiceClient) (*masterv1.GetStatusResponse, error) {
+			return cl.GetStatus(ctx, &masterv1.GetStatusRequest{})
+		})
+		done := true
+		for _, a := range st {
+			for _, w := range a.Resp.GetWorkers() {
+				au := w.GetAudit()
+				if au != nil && (au.GetRunning() || au.GetStarted().AsTime().Before(asked.Add(-time.Second))) && w.GetState() == masterv1.WorkerState_WORKER_STATE_ACTIVE {
+					done = false
+				}
+			}
+		}
+		if done {
+			return report(c, st, "audited", func(r *masterv1.GetStatusResponse) string {
+				var lines []string
+				for _, w := range r.GetWorkers() {
+					if au := w.GetAudit(); au != nil {
+						lines = append(lines, w.GetBrick()+": "+auditText(au))
+					}
+				}
+				return strings.Join(lines, "\n")
+			}), nil
+		}
+		select {
+		case <-ctx.Done():
+			return exitTimeout, fmt.Errorf("audit --wait: not over within %s", c.wait)
+		case <-time.After(c.poll):
+		}
+	}
 }
 
 // report prints one line per node of a command sent to every node, then,

@@ -8,6 +8,7 @@
 //	georepctl --gluster-volume mvol [--status-port 7101] status  # the masters of mvol's bricks
 //	georepctl ... checkpoint set [now|TIME] | checkpoint wait [--timeout 10m] | checkpoint
 //	georepctl ... failures [retry] | failures skip GFID --reason TEXT
+//	georepctl ... audit [--content] [--wait]
 //	georepctl ... pause | resume
 //	georepctl ... config get [KEY] | config set KEY VALUE
 package main
@@ -57,6 +58,9 @@ commands:
   failures [--json]                the failure queue: gfid, path, class, reason, since, attempts; the skipped gfids
   failures retry                   retry the failure queue now (the skipped gfids too)
   failures skip GFID --reason TEXT lift a failure: it no longer holds stime (recorded in the worker's skipped.log)
+  audit [--content] [--wait]       audit the replica now: compare it entry by entry with what was synced and repair what
+                                   differs (--content: file contents too, by digests computed on each side; --wait: until
+                                   the round and its repairs are over, bounded by --timeout)
   pause | resume                   stop after the pass in flight | go on
   config get [KEY]                 configuration of the running master
   config set KEY VALUE             change a key that may change live (bandwidth-limit, change-interval, log-level, max-delete)
@@ -87,6 +91,8 @@ type app struct {
 	json    bool // --json
 	timeout time.Duration
 	reason  string
+	content bool // audit --content
+	wait    bool // audit --wait
 	out     io.Writer
 	errw    io.Writer
 }
@@ -103,6 +109,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", 0, "checkpoint wait: give up after this long (0: wait as long as it takes)")
 	reason := fs.String("reason", "", "failures skip: why the failure is skipped (required; recorded in the skip log)")
+	content := fs.Bool("content", false, "audit: compare file contents too")
+	wait := fs.Bool("wait", false, "audit: wait until the round and its repairs are over (bounded by --timeout)")
 	version := fs.Bool("version", false, "print georepctl's version, commit and build time, and exit")
 	fs.Usage = func() { fmt.Fprint(stderr, usage+fs.FlagUsages()) }
 	if err := fs.Parse(args); err != nil {
@@ -142,7 +150,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		default:
 			addrs = splitMasters(*addr)
 		}
-		c := &cluster{timeout: *nodeTimeout, json: *asJSON, reason: *reason, wait: *timeout, poll: waitPoll, out: stdout, errw: stderr}
+		c := &cluster{timeout: *nodeTimeout, json: *asJSON, reason: *reason, wait: *timeout, auditContent: *content, auditWait: *wait, poll: waitPoll, out: stdout, errw: stderr}
 		return runCluster(ctx, c, addrs, *workDir, fs.Args())
 	}
 	target, err := target(*addr, *workDir)
@@ -157,7 +165,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	defer conn.Close()
-	a := &app{client: masterv1.NewMasterServiceClient(conn), json: *asJSON, timeout: *timeout, reason: *reason, out: stdout, errw: stderr}
+	a := &app{client: masterv1.NewMasterServiceClient(conn), json: *asJSON, timeout: *timeout, reason: *reason,
+		content: *content, wait: *wait, out: stdout, errw: stderr}
 	code, err := a.dispatch(ctx, fs.Args())
 	if err != nil {
 		msg := err.Error()
@@ -270,6 +279,8 @@ func (a *app) dispatch(ctx context.Context, args []string) (int, error) {
 		return exitOK, err
 	case cmd == "failures" && arg(0) == "skip" && len(rest) == 2:
 		return a.skip(ctx, arg(1))
+	case cmd == "audit" && len(rest) == 0:
+		return exitOK, a.audit(ctx)
 	case cmd == "pause" && len(rest) == 0:
 		_, err := a.client.Pause(ctx, &masterv1.PauseRequest{})
 		if err == nil {
@@ -314,6 +325,38 @@ func (a *app) status(ctx context.Context) error {
 		return a.printJSON(resp)
 	}
 	return printStatus(a.out, resp, time.Now())
+}
+
+func (a *app) audit(ctx context.Context) error {
+	if a.wait && a.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.timeout)
+		defer cancel()
+	}
+	resp, err := a.client.Audit(ctx, &masterv1.AuditRequest{Content: a.content, Wait: a.wait})
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return a.printJSON(resp)
+	}
+	if !a.wait {
+		fmt.Fprintln(a.out, "audit asked for: georepctl status shows it (or wait for it with audit --wait)")
+		return nil
+	}
+	var short []string
+	for _, s := range resp.GetWorkers() {
+		if au := s.GetAudit(); au != nil {
+			fmt.Fprintf(a.out, "%s: %s\n", s.GetBrick(), auditText(au))
+			if au.GetError() != "" {
+				short = append(short, s.GetBrick())
+			}
+		}
+	}
+	if len(short) > 0 {
+		return fmt.Errorf("the audit stopped short on %s", strings.Join(short, ", "))
+	}
+	return nil
 }
 
 func (a *app) checkpointShow(ctx context.Context) error {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -107,8 +108,52 @@ func printStatus(w io.Writer, resp *masterv1.GetStatusResponse, now time.Time) e
 		if p := s.GetProgress(); p != nil {
 			fmt.Fprintf(w, "\n%s: %s\n", s.GetBrick(), progressText(p, now))
 		}
+		if a := s.GetAudit(); a.GetStarted() != nil {
+			fmt.Fprintf(w, "\n%s: %s\n", s.GetBrick(), auditText(a))
+		}
 	}
 	return nil
+}
+
+// auditText describes a worker's last (or running) audit.
+func auditText(a *masterv1.AuditStatus) string {
+	what := "audit"
+	if a.GetContent() {
+		what = "audit with contents"
+	}
+	var b strings.Builder
+	switch {
+	case a.GetRunning():
+		fmt.Fprintf(&b, "%s running since %s: ", what, formatTime(a.GetStarted()))
+	default:
+		fmt.Fprintf(&b, "last %s %s, took %s: ", what, formatTime(a.GetStarted()),
+			(time.Duration(a.GetDurationSeconds()*1000) * time.Millisecond).String())
+	}
+	fmt.Fprintf(&b, "%d entries checked", a.GetEntriesChecked())
+	if a.GetContent() {
+		fmt.Fprintf(&b, ", %d files hashed (%s)", a.GetFilesHashed(), humanBytes(float64(a.GetBytesHashed())))
+	}
+	fmt.Fprintf(&b, ", %d differences", a.GetDifferences())
+	if kinds := a.GetByKind(); len(kinds) > 0 {
+		var parts []string
+		for k, n := range kinds {
+			if n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", k, n))
+			}
+		}
+		slices.Sort(parts)
+		if len(parts) > 0 {
+			fmt.Fprintf(&b, " (%s)", strings.Join(parts, ", "))
+		}
+	}
+	fmt.Fprintf(&b, ", %d repaired", a.GetRepaired())
+	if e := a.GetError(); e != "" {
+		fmt.Fprintf(&b, "; stopped short: %s", e)
+	}
+	if n := a.GetNext(); n != nil && !a.GetRunning() {
+		fmt.Fprintf(&b, "; next %s", formatTime(n))
+	}
+	return b.String()
 }
 
 func progressText(p *masterv1.Progress, now time.Time) string {

@@ -2,8 +2,6 @@ package crawl
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +12,7 @@ import (
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/rpc/eintr"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 	"github.com/pkg/xattr"
 	"golang.org/x/sys/unix"
 )
@@ -475,24 +474,4 @@ func unwrapXattr(err error) error {
 }
 
 // hashXattrs digests xattrs by sorted name; nil for none.
-func hashXattrs(m map[string][]byte) []byte {
-	if len(m) == 0 {
-		return nil
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	h := sha256.New()
-	var n [8]byte
-	for _, k := range keys {
-		binary.BigEndian.PutUint64(n[:], uint64(len(k)))
-		h.Write(n[:])
-		h.Write([]byte(k))
-		binary.BigEndian.PutUint64(n[:], uint64(len(m[k])))
-		h.Write(n[:])
-		h.Write(m[k])
-	}
-	return h.Sum(nil)
-}
+func hashXattrs(m map[string][]byte) []byte { return ops.XattrDigest(m) }

@@ -153,6 +153,38 @@ func (c *Client) Walk(ctx context.Context, dir gfid.GFID, fn func(dir gfid.GFID,
 	}
 }
 
+// Audit describes directories entry by entry (the slave's capability
+// "audit"): for each of dirs in order, its names after After, with
+// attributes, inode numbers, xattr digests and, with content, digests of
+// the regular files' data. The slave may answer fewer directories than
+// asked: the last one answered then has More set.
+func (c *Client) Audit(ctx context.Context, dirs []ops.AuditDirRequest, content bool) ([]ops.AuditDir, error) {
+	req := &slavev1.AuditRequest{Content: content, Dirs: make([]*slavev1.AuditDirRequest, len(dirs))}
+	for i, d := range dirs {
+		req.Dirs[i] = &slavev1.AuditDirRequest{Gfid: d.GFID.String(), After: []byte(d.After)}
+	}
+	resp, err := c.api.Audit(c.ctx(ctx), req)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", wire.FromStatus(err))
+	}
+	out, err := wire.AuditDirsFromProto(resp.GetDirs())
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	if len(out) > len(dirs) {
+		return nil, fmt.Errorf("audit: the slave answered %d directories of %d asked", len(out), len(dirs))
+	}
+	for i, d := range out {
+		if d.GFID != dirs[i].GFID {
+			return nil, fmt.Errorf("audit: the slave answered directory %s where %s was asked", d.GFID, dirs[i].GFID)
+		}
+		if d.More && i != len(out)-1 {
+			return nil, fmt.Errorf("audit: the slave cut directory %s short but answered the next", d.GFID)
+		}
+	}
+	return out, nil
+}
+
 // Purge removes name in parent with everything beneath it (only when it
 // holds the gfid only, unless only is zero) and returns how many inodes
 // it removed.

@@ -426,7 +426,10 @@ type WorkerStatus struct {
 	// replica_set is the replica set of the worker's brick (a GlusterFS
 	// volume: its number; a plain directory: empty). A session's checkpoint
 	// is complete when every replica set's Active worker has passed it.
-	ReplicaSet    string `protobuf:"bytes,24,opt,name=replica_set,json=replicaSet,proto3" json:"replica_set,omitempty"`
+	ReplicaSet string `protobuf:"bytes,24,opt,name=replica_set,json=replicaSet,proto3" json:"replica_set,omitempty"`
+	// audit is the worker's last (or running) audit of the replica; unset
+	// when none ran.
+	Audit         *AuditStatus `protobuf:"bytes,25,opt,name=audit,proto3" json:"audit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -629,6 +632,260 @@ func (x *WorkerStatus) GetReplicaSet() string {
 	return ""
 }
 
+func (x *WorkerStatus) GetAudit() *AuditStatus {
+	if x != nil {
+		return x.Audit
+	}
+	return nil
+}
+
+// AuditStatus is one worker's audit: the replica compared entry by entry
+// with what the master synced, and the differences repaired.
+type AuditStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Time the round started, and ended (unset while it runs).
+	Started         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=started,proto3" json:"started,omitempty"`
+	Finished        *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=finished,proto3" json:"finished,omitempty"`
+	DurationSeconds float64                `protobuf:"fixed64,3,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
+	// Whether file contents were compared too.
+	Content bool `protobuf:"varint,4,opt,name=content,proto3" json:"content,omitempty"`
+	// Entries compared, and regular files whose content was compared.
+	EntriesChecked int64 `protobuf:"varint,5,opt,name=entries_checked,json=entriesChecked,proto3" json:"entries_checked,omitempty"`
+	FilesHashed    int64 `protobuf:"varint,6,opt,name=files_hashed,json=filesHashed,proto3" json:"files_hashed,omitempty"`
+	BytesHashed    int64 `protobuf:"varint,7,opt,name=bytes_hashed,json=bytesHashed,proto3" json:"bytes_hashed,omitempty"`
+	// Differences found, and repaired by the pass that followed.
+	Differences int64 `protobuf:"varint,8,opt,name=differences,proto3" json:"differences,omitempty"`
+	Repaired    int64 `protobuf:"varint,9,opt,name=repaired,proto3" json:"repaired,omitempty"`
+	// Differences by kind (missing, extra, gfid, type, mode, owner, size,
+	// mtime, target, xattrs, content, hardlink, unsynced).
+	ByKind map[string]int64 `protobuf:"bytes,10,rep,name=by_kind,json=byKind,proto3" json:"by_kind,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Set while the round runs.
+	Running bool `protobuf:"varint,11,opt,name=running,proto3" json:"running,omitempty"`
+	// Why the last round stopped short, if it did.
+	Error string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	// When the next round is due (unset: audits are off).
+	Next          *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=next,proto3" json:"next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditStatus) Reset() {
+	*x = AuditStatus{}
+	mi := &file_georep_master_v1_master_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditStatus) ProtoMessage() {}
+
+func (x *AuditStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_master_v1_master_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditStatus.ProtoReflect.Descriptor instead.
+func (*AuditStatus) Descriptor() ([]byte, []int) {
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AuditStatus) GetStarted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *AuditStatus) GetFinished() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Finished
+	}
+	return nil
+}
+
+func (x *AuditStatus) GetDurationSeconds() float64 {
+	if x != nil {
+		return x.DurationSeconds
+	}
+	return 0
+}
+
+func (x *AuditStatus) GetContent() bool {
+	if x != nil {
+		return x.Content
+	}
+	return false
+}
+
+func (x *AuditStatus) GetEntriesChecked() int64 {
+	if x != nil {
+		return x.EntriesChecked
+	}
+	return 0
+}
+
+func (x *AuditStatus) GetFilesHashed() int64 {
+	if x != nil {
+		return x.FilesHashed
+	}
+	return 0
+}
+
+func (x *AuditStatus) GetBytesHashed() int64 {
+	if x != nil {
+		return x.BytesHashed
+	}
+	return 0
+}
+
+func (x *AuditStatus) GetDifferences() int64 {
+	if x != nil {
+		return x.Differences
+	}
+	return 0
+}
+
+func (x *AuditStatus) GetRepaired() int64 {
+	if x != nil {
+		return x.Repaired
+	}
+	return 0
+}
+
+func (x *AuditStatus) GetByKind() map[string]int64 {
+	if x != nil {
+		return x.ByKind
+	}
+	return nil
+}
+
+func (x *AuditStatus) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
+}
+
+func (x *AuditStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *AuditStatus) GetNext() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Next
+	}
+	return nil
+}
+
+type AuditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Content       bool                   `protobuf:"varint,1,opt,name=content,proto3" json:"content,omitempty"`
+	Wait          bool                   `protobuf:"varint,2,opt,name=wait,proto3" json:"wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRequest) Reset() {
+	*x = AuditRequest{}
+	mi := &file_georep_master_v1_master_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRequest) ProtoMessage() {}
+
+func (x *AuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_master_v1_master_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRequest.ProtoReflect.Descriptor instead.
+func (*AuditRequest) Descriptor() ([]byte, []int) {
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AuditRequest) GetContent() bool {
+	if x != nil {
+		return x.Content
+	}
+	return false
+}
+
+func (x *AuditRequest) GetWait() bool {
+	if x != nil {
+		return x.Wait
+	}
+	return false
+}
+
+type AuditResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workers       []*WorkerStatus        `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditResponse) Reset() {
+	*x = AuditResponse{}
+	mi := &file_georep_master_v1_master_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditResponse) ProtoMessage() {}
+
+func (x *AuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_master_v1_master_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditResponse.ProtoReflect.Descriptor instead.
+func (*AuditResponse) Descriptor() ([]byte, []int) {
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AuditResponse) GetWorkers() []*WorkerStatus {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
 // Progress of the changelog being processed (a first sync is one).
 type Progress struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -646,7 +903,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[4]
+	mi := &file_georep_master_v1_master_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +915,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[4]
+	mi := &file_georep_master_v1_master_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +928,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{4}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Progress) GetEntriesDone() int64 {
@@ -744,7 +1001,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[5]
+	mi := &file_georep_master_v1_master_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +1013,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[5]
+	mi := &file_georep_master_v1_master_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +1026,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{5}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Checkpoint) GetTime() *timestamppb.Timestamp {
@@ -810,7 +1067,7 @@ type SetCheckpointRequest struct {
 
 func (x *SetCheckpointRequest) Reset() {
 	*x = SetCheckpointRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[6]
+	mi := &file_georep_master_v1_master_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +1079,7 @@ func (x *SetCheckpointRequest) String() string {
 func (*SetCheckpointRequest) ProtoMessage() {}
 
 func (x *SetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[6]
+	mi := &file_georep_master_v1_master_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +1092,7 @@ func (x *SetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*SetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{6}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SetCheckpointRequest) GetTime() *timestamppb.Timestamp {
@@ -854,7 +1111,7 @@ type SetCheckpointResponse struct {
 
 func (x *SetCheckpointResponse) Reset() {
 	*x = SetCheckpointResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[7]
+	mi := &file_georep_master_v1_master_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +1123,7 @@ func (x *SetCheckpointResponse) String() string {
 func (*SetCheckpointResponse) ProtoMessage() {}
 
 func (x *SetCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[7]
+	mi := &file_georep_master_v1_master_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +1136,7 @@ func (x *SetCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*SetCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{7}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetCheckpointResponse) GetCheckpoint() *Checkpoint {
@@ -897,7 +1154,7 @@ type WaitCheckpointRequest struct {
 
 func (x *WaitCheckpointRequest) Reset() {
 	*x = WaitCheckpointRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[8]
+	mi := &file_georep_master_v1_master_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +1166,7 @@ func (x *WaitCheckpointRequest) String() string {
 func (*WaitCheckpointRequest) ProtoMessage() {}
 
 func (x *WaitCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[8]
+	mi := &file_georep_master_v1_master_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1179,7 @@ func (x *WaitCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*WaitCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{8}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{11}
 }
 
 type WaitCheckpointResponse struct {
@@ -937,7 +1194,7 @@ type WaitCheckpointResponse struct {
 
 func (x *WaitCheckpointResponse) Reset() {
 	*x = WaitCheckpointResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[9]
+	mi := &file_georep_master_v1_master_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1206,7 @@ func (x *WaitCheckpointResponse) String() string {
 func (*WaitCheckpointResponse) ProtoMessage() {}
 
 func (x *WaitCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[9]
+	mi := &file_georep_master_v1_master_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1219,7 @@ func (x *WaitCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*WaitCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{9}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WaitCheckpointResponse) GetCheckpoint() *Checkpoint {
@@ -994,7 +1251,7 @@ type ListFailuresRequest struct {
 
 func (x *ListFailuresRequest) Reset() {
 	*x = ListFailuresRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[10]
+	mi := &file_georep_master_v1_master_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1263,7 @@ func (x *ListFailuresRequest) String() string {
 func (*ListFailuresRequest) ProtoMessage() {}
 
 func (x *ListFailuresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[10]
+	mi := &file_georep_master_v1_master_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1276,7 @@ func (x *ListFailuresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFailuresRequest.ProtoReflect.Descriptor instead.
 func (*ListFailuresRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{10}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{13}
 }
 
 type ListFailuresResponse struct {
@@ -1034,7 +1291,7 @@ type ListFailuresResponse struct {
 
 func (x *ListFailuresResponse) Reset() {
 	*x = ListFailuresResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[11]
+	mi := &file_georep_master_v1_master_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1303,7 @@ func (x *ListFailuresResponse) String() string {
 func (*ListFailuresResponse) ProtoMessage() {}
 
 func (x *ListFailuresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[11]
+	mi := &file_georep_master_v1_master_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1316,7 @@ func (x *ListFailuresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFailuresResponse.ProtoReflect.Descriptor instead.
 func (*ListFailuresResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{11}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListFailuresResponse) GetFailures() []*Failure {
@@ -1099,7 +1356,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[12]
+	mi := &file_georep_master_v1_master_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1368,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[12]
+	mi := &file_georep_master_v1_master_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1381,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{12}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Failure) GetBrick() string {
@@ -1219,7 +1476,7 @@ type SkippedFailure struct {
 
 func (x *SkippedFailure) Reset() {
 	*x = SkippedFailure{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[13]
+	mi := &file_georep_master_v1_master_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1488,7 @@ func (x *SkippedFailure) String() string {
 func (*SkippedFailure) ProtoMessage() {}
 
 func (x *SkippedFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[13]
+	mi := &file_georep_master_v1_master_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1501,7 @@ func (x *SkippedFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SkippedFailure.ProtoReflect.Descriptor instead.
 func (*SkippedFailure) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{13}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SkippedFailure) GetFailure() *Failure {
@@ -1283,7 +1540,7 @@ type RetryFailuresRequest struct {
 
 func (x *RetryFailuresRequest) Reset() {
 	*x = RetryFailuresRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[14]
+	mi := &file_georep_master_v1_master_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1552,7 @@ func (x *RetryFailuresRequest) String() string {
 func (*RetryFailuresRequest) ProtoMessage() {}
 
 func (x *RetryFailuresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[14]
+	mi := &file_georep_master_v1_master_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1565,7 @@ func (x *RetryFailuresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryFailuresRequest.ProtoReflect.Descriptor instead.
 func (*RetryFailuresRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{14}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{17}
 }
 
 type RetryFailuresResponse struct {
@@ -1322,7 +1579,7 @@ type RetryFailuresResponse struct {
 
 func (x *RetryFailuresResponse) Reset() {
 	*x = RetryFailuresResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[15]
+	mi := &file_georep_master_v1_master_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1591,7 @@ func (x *RetryFailuresResponse) String() string {
 func (*RetryFailuresResponse) ProtoMessage() {}
 
 func (x *RetryFailuresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[15]
+	mi := &file_georep_master_v1_master_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1604,7 @@ func (x *RetryFailuresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryFailuresResponse.ProtoReflect.Descriptor instead.
 func (*RetryFailuresResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{15}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RetryFailuresResponse) GetFailures() int32 {
@@ -1375,7 +1632,7 @@ type SkipFailureRequest struct {
 
 func (x *SkipFailureRequest) Reset() {
 	*x = SkipFailureRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[16]
+	mi := &file_georep_master_v1_master_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1644,7 @@ func (x *SkipFailureRequest) String() string {
 func (*SkipFailureRequest) ProtoMessage() {}
 
 func (x *SkipFailureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[16]
+	mi := &file_georep_master_v1_master_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1657,7 @@ func (x *SkipFailureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SkipFailureRequest.ProtoReflect.Descriptor instead.
 func (*SkipFailureRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{16}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SkipFailureRequest) GetGfid() string {
@@ -1429,7 +1686,7 @@ type SkipFailureResponse struct {
 
 func (x *SkipFailureResponse) Reset() {
 	*x = SkipFailureResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[17]
+	mi := &file_georep_master_v1_master_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1698,7 @@ func (x *SkipFailureResponse) String() string {
 func (*SkipFailureResponse) ProtoMessage() {}
 
 func (x *SkipFailureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[17]
+	mi := &file_georep_master_v1_master_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1711,7 @@ func (x *SkipFailureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SkipFailureResponse.ProtoReflect.Descriptor instead.
 func (*SkipFailureResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{17}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SkipFailureResponse) GetSkipped() []*SkippedFailure {
@@ -1479,7 +1736,7 @@ type PauseRequest struct {
 
 func (x *PauseRequest) Reset() {
 	*x = PauseRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[18]
+	mi := &file_georep_master_v1_master_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1748,7 @@ func (x *PauseRequest) String() string {
 func (*PauseRequest) ProtoMessage() {}
 
 func (x *PauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[18]
+	mi := &file_georep_master_v1_master_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1761,7 @@ func (x *PauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRequest.ProtoReflect.Descriptor instead.
 func (*PauseRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{18}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{21}
 }
 
 type PauseResponse struct {
@@ -1515,7 +1772,7 @@ type PauseResponse struct {
 
 func (x *PauseResponse) Reset() {
 	*x = PauseResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[19]
+	mi := &file_georep_master_v1_master_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1784,7 @@ func (x *PauseResponse) String() string {
 func (*PauseResponse) ProtoMessage() {}
 
 func (x *PauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[19]
+	mi := &file_georep_master_v1_master_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1797,7 @@ func (x *PauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseResponse.ProtoReflect.Descriptor instead.
 func (*PauseResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{19}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{22}
 }
 
 type ResumeRequest struct {
@@ -1551,7 +1808,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[20]
+	mi := &file_georep_master_v1_master_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1820,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[20]
+	mi := &file_georep_master_v1_master_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1833,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{20}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{23}
 }
 
 type ResumeResponse struct {
@@ -1587,7 +1844,7 @@ type ResumeResponse struct {
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[21]
+	mi := &file_georep_master_v1_master_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +1856,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[21]
+	mi := &file_georep_master_v1_master_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +1869,7 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{21}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{24}
 }
 
 type GetConfigRequest struct {
@@ -1624,7 +1881,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[22]
+	mi := &file_georep_master_v1_master_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1893,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[22]
+	mi := &file_georep_master_v1_master_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1906,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{22}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetConfigRequest) GetKey() string {
@@ -1668,7 +1925,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[23]
+	mi := &file_georep_master_v1_master_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1937,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[23]
+	mi := &file_georep_master_v1_master_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1950,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{23}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetConfigResponse) GetValues() []*ConfigValue {
@@ -1716,7 +1973,7 @@ type ConfigValue struct {
 
 func (x *ConfigValue) Reset() {
 	*x = ConfigValue{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[24]
+	mi := &file_georep_master_v1_master_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1728,7 +1985,7 @@ func (x *ConfigValue) String() string {
 func (*ConfigValue) ProtoMessage() {}
 
 func (x *ConfigValue) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[24]
+	mi := &file_georep_master_v1_master_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1741,7 +1998,7 @@ func (x *ConfigValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigValue.ProtoReflect.Descriptor instead.
 func (*ConfigValue) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{24}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ConfigValue) GetKey() string {
@@ -1775,7 +2032,7 @@ type SetConfigRequest struct {
 
 func (x *SetConfigRequest) Reset() {
 	*x = SetConfigRequest{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[25]
+	mi := &file_georep_master_v1_master_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +2044,7 @@ func (x *SetConfigRequest) String() string {
 func (*SetConfigRequest) ProtoMessage() {}
 
 func (x *SetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[25]
+	mi := &file_georep_master_v1_master_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +2057,7 @@ func (x *SetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConfigRequest.ProtoReflect.Descriptor instead.
 func (*SetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{25}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetConfigRequest) GetKey() string {
@@ -1826,7 +2083,7 @@ type SetConfigResponse struct {
 
 func (x *SetConfigResponse) Reset() {
 	*x = SetConfigResponse{}
-	mi := &file_georep_master_v1_master_proto_msgTypes[26]
+	mi := &file_georep_master_v1_master_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +2095,7 @@ func (x *SetConfigResponse) String() string {
 func (*SetConfigResponse) ProtoMessage() {}
 
 func (x *SetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_master_v1_master_proto_msgTypes[26]
+	mi := &file_georep_master_v1_master_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +2108,7 @@ func (x *SetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConfigResponse.ProtoReflect.Descriptor instead.
 func (*SetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{26}
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SetConfigResponse) GetValue() *ConfigValue {
@@ -1881,7 +2138,7 @@ const file_georep_master_v1_master_proto_rawDesc = "" +
 	"\x06commit\x18\x02 \x01(\tR\x06commit\x12\x12\n" +
 	"\x04time\x18\x03 \x01(\tR\x04time\x12\x1d\n" +
 	"\n" +
-	"go_version\x18\x04 \x01(\tR\tgoVersion\"\x8b\b\n" +
+	"go_version\x18\x04 \x01(\tR\tgoVersion\"\xc0\b\n" +
 	"\fWorkerStatus\x12\x1f\n" +
 	"\vmaster_node\x18\x01 \x01(\tR\n" +
 	"masterNode\x12\x14\n" +
@@ -1911,7 +2168,31 @@ const file_georep_master_v1_master_proto_rawDesc = "" +
 	"\x0edeletes_synced\x18\x16 \x01(\x03R\rdeletesSynced\x126\n" +
 	"\bprogress\x18\x17 \x01(\v2\x1a.georep.master.v1.ProgressR\bprogress\x12\x1f\n" +
 	"\vreplica_set\x18\x18 \x01(\tR\n" +
-	"replicaSet\"\xa9\x02\n" +
+	"replicaSet\x123\n" +
+	"\x05audit\x18\x19 \x01(\v2\x1d.georep.master.v1.AuditStatusR\x05audit\"\xcc\x04\n" +
+	"\vAuditStatus\x124\n" +
+	"\astarted\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x126\n" +
+	"\bfinished\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bfinished\x12)\n" +
+	"\x10duration_seconds\x18\x03 \x01(\x01R\x0fdurationSeconds\x12\x18\n" +
+	"\acontent\x18\x04 \x01(\bR\acontent\x12'\n" +
+	"\x0fentries_checked\x18\x05 \x01(\x03R\x0eentriesChecked\x12!\n" +
+	"\ffiles_hashed\x18\x06 \x01(\x03R\vfilesHashed\x12!\n" +
+	"\fbytes_hashed\x18\a \x01(\x03R\vbytesHashed\x12 \n" +
+	"\vdifferences\x18\b \x01(\x03R\vdifferences\x12\x1a\n" +
+	"\brepaired\x18\t \x01(\x03R\brepaired\x12B\n" +
+	"\aby_kind\x18\n" +
+	" \x03(\v2).georep.master.v1.AuditStatus.ByKindEntryR\x06byKind\x12\x18\n" +
+	"\arunning\x18\v \x01(\bR\arunning\x12\x14\n" +
+	"\x05error\x18\f \x01(\tR\x05error\x12.\n" +
+	"\x04next\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x04next\x1a9\n" +
+	"\vByKindEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"<\n" +
+	"\fAuditRequest\x12\x18\n" +
+	"\acontent\x18\x01 \x01(\bR\acontent\x12\x12\n" +
+	"\x04wait\x18\x02 \x01(\bR\x04wait\"I\n" +
+	"\rAuditResponse\x128\n" +
+	"\aworkers\x18\x01 \x03(\v2\x1e.georep.master.v1.WorkerStatusR\aworkers\"\xa9\x02\n" +
 	"\bProgress\x12!\n" +
 	"\fentries_done\x18\x01 \x01(\x03R\ventriesDone\x12#\n" +
 	"\rentries_total\x18\x02 \x01(\x03R\fentriesTotal\x12\x1d\n" +
@@ -2010,7 +2291,7 @@ const file_georep_master_v1_master_proto_rawDesc = "" +
 	"\fFailureClass\x12\x1d\n" +
 	"\x19FAILURE_CLASS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FAILURE_CLASS_TRANSIENT\x10\x01\x12\x1b\n" +
-	"\x17FAILURE_CLASS_PERMANENT\x10\x022\x8e\a\n" +
+	"\x17FAILURE_CLASS_PERMANENT\x10\x022\xd8\a\n" +
 	"\rMasterService\x12T\n" +
 	"\tGetStatus\x12\".georep.master.v1.GetStatusRequest\x1a#.georep.master.v1.GetStatusResponse\x12`\n" +
 	"\rSetCheckpoint\x12&.georep.master.v1.SetCheckpointRequest\x1a'.georep.master.v1.SetCheckpointResponse\x12e\n" +
@@ -2021,7 +2302,8 @@ const file_georep_master_v1_master_proto_rawDesc = "" +
 	"\x05Pause\x12\x1e.georep.master.v1.PauseRequest\x1a\x1f.georep.master.v1.PauseResponse\x12K\n" +
 	"\x06Resume\x12\x1f.georep.master.v1.ResumeRequest\x1a .georep.master.v1.ResumeResponse\x12T\n" +
 	"\tGetConfig\x12\".georep.master.v1.GetConfigRequest\x1a#.georep.master.v1.GetConfigResponse\x12T\n" +
-	"\tSetConfig\x12\".georep.master.v1.SetConfigRequest\x1a#.georep.master.v1.SetConfigResponseB8Z6github.com/georep/georep/gen/georep/master/v1;masterv1b\x06proto3"
+	"\tSetConfig\x12\".georep.master.v1.SetConfigRequest\x1a#.georep.master.v1.SetConfigResponse\x12H\n" +
+	"\x05Audit\x12\x1e.georep.master.v1.AuditRequest\x1a\x1f.georep.master.v1.AuditResponseB8Z6github.com/georep/georep/gen/georep/master/v1;masterv1b\x06proto3"
 
 var (
 	file_georep_master_v1_master_proto_rawDescOnce sync.Once
@@ -2036,7 +2318,7 @@ func file_georep_master_v1_master_proto_rawDescGZIP() []byte {
 }
 
 var file_georep_master_v1_master_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_georep_master_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_georep_master_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_georep_master_v1_master_proto_goTypes = []any{
 	(WorkerState)(0),               // 0: georep.master.v1.WorkerState
 	(CrawlStatus)(0),               // 1: georep.master.v1.CrawlStatus
@@ -2045,83 +2327,95 @@ var file_georep_master_v1_master_proto_goTypes = []any{
 	(*GetStatusResponse)(nil),      // 4: georep.master.v1.GetStatusResponse
 	(*BuildInfo)(nil),              // 5: georep.master.v1.BuildInfo
 	(*WorkerStatus)(nil),           // 6: georep.master.v1.WorkerStatus
-	(*Progress)(nil),               // 7: georep.master.v1.Progress
-	(*Checkpoint)(nil),             // 8: georep.master.v1.Checkpoint
-	(*SetCheckpointRequest)(nil),   // 9: georep.master.v1.SetCheckpointRequest
-	(*SetCheckpointResponse)(nil),  // 10: georep.master.v1.SetCheckpointResponse
-	(*WaitCheckpointRequest)(nil),  // 11: georep.master.v1.WaitCheckpointRequest
-	(*WaitCheckpointResponse)(nil), // 12: georep.master.v1.WaitCheckpointResponse
-	(*ListFailuresRequest)(nil),    // 13: georep.master.v1.ListFailuresRequest
-	(*ListFailuresResponse)(nil),   // 14: georep.master.v1.ListFailuresResponse
-	(*Failure)(nil),                // 15: georep.master.v1.Failure
-	(*SkippedFailure)(nil),         // 16: georep.master.v1.SkippedFailure
-	(*RetryFailuresRequest)(nil),   // 17: georep.master.v1.RetryFailuresRequest
-	(*RetryFailuresResponse)(nil),  // 18: georep.master.v1.RetryFailuresResponse
-	(*SkipFailureRequest)(nil),     // 19: georep.master.v1.SkipFailureRequest
-	(*SkipFailureResponse)(nil),    // 20: georep.master.v1.SkipFailureResponse
-	(*PauseRequest)(nil),           // 21: georep.master.v1.PauseRequest
-	(*PauseResponse)(nil),          // 22: georep.master.v1.PauseResponse
-	(*ResumeRequest)(nil),          // 23: georep.master.v1.ResumeRequest
-	(*ResumeResponse)(nil),         // 24: georep.master.v1.ResumeResponse
-	(*GetConfigRequest)(nil),       // 25: georep.master.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),      // 26: georep.master.v1.GetConfigResponse
-	(*ConfigValue)(nil),            // 27: georep.master.v1.ConfigValue
-	(*SetConfigRequest)(nil),       // 28: georep.master.v1.SetConfigRequest
-	(*SetConfigResponse)(nil),      // 29: georep.master.v1.SetConfigResponse
-	(*timestamppb.Timestamp)(nil),  // 30: google.protobuf.Timestamp
+	(*AuditStatus)(nil),            // 7: georep.master.v1.AuditStatus
+	(*AuditRequest)(nil),           // 8: georep.master.v1.AuditRequest
+	(*AuditResponse)(nil),          // 9: georep.master.v1.AuditResponse
+	(*Progress)(nil),               // 10: georep.master.v1.Progress
+	(*Checkpoint)(nil),             // 11: georep.master.v1.Checkpoint
+	(*SetCheckpointRequest)(nil),   // 12: georep.master.v1.SetCheckpointRequest
+	(*SetCheckpointResponse)(nil),  // 13: georep.master.v1.SetCheckpointResponse
+	(*WaitCheckpointRequest)(nil),  // 14: georep.master.v1.WaitCheckpointRequest
+	(*WaitCheckpointResponse)(nil), // 15: georep.master.v1.WaitCheckpointResponse
+	(*ListFailuresRequest)(nil),    // 16: georep.master.v1.ListFailuresRequest
+	(*ListFailuresResponse)(nil),   // 17: georep.master.v1.ListFailuresResponse
+	(*Failure)(nil),                // 18: georep.master.v1.Failure
+	(*SkippedFailure)(nil),         // 19: georep.master.v1.SkippedFailure
+	(*RetryFailuresRequest)(nil),   // 20: georep.master.v1.RetryFailuresRequest
+	(*RetryFailuresResponse)(nil),  // 21: georep.master.v1.RetryFailuresResponse
+	(*SkipFailureRequest)(nil),     // 22: georep.master.v1.SkipFailureRequest
+	(*SkipFailureResponse)(nil),    // 23: georep.master.v1.SkipFailureResponse
+	(*PauseRequest)(nil),           // 24: georep.master.v1.PauseRequest
+	(*PauseResponse)(nil),          // 25: georep.master.v1.PauseResponse
+	(*ResumeRequest)(nil),          // 26: georep.master.v1.ResumeRequest
+	(*ResumeResponse)(nil),         // 27: georep.master.v1.ResumeResponse
+	(*GetConfigRequest)(nil),       // 28: georep.master.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),      // 29: georep.master.v1.GetConfigResponse
+	(*ConfigValue)(nil),            // 30: georep.master.v1.ConfigValue
+	(*SetConfigRequest)(nil),       // 31: georep.master.v1.SetConfigRequest
+	(*SetConfigResponse)(nil),      // 32: georep.master.v1.SetConfigResponse
+	nil,                            // 33: georep.master.v1.AuditStatus.ByKindEntry
+	(*timestamppb.Timestamp)(nil),  // 34: google.protobuf.Timestamp
 }
 var file_georep_master_v1_master_proto_depIdxs = []int32{
 	6,  // 0: georep.master.v1.GetStatusResponse.workers:type_name -> georep.master.v1.WorkerStatus
-	8,  // 1: georep.master.v1.GetStatusResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
+	11, // 1: georep.master.v1.GetStatusResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
 	5,  // 2: georep.master.v1.GetStatusResponse.build:type_name -> georep.master.v1.BuildInfo
 	0,  // 3: georep.master.v1.WorkerStatus.state:type_name -> georep.master.v1.WorkerState
 	1,  // 4: georep.master.v1.WorkerStatus.crawl_status:type_name -> georep.master.v1.CrawlStatus
-	30, // 5: georep.master.v1.WorkerStatus.last_synced:type_name -> google.protobuf.Timestamp
-	30, // 6: georep.master.v1.WorkerStatus.checkpoint_time:type_name -> google.protobuf.Timestamp
-	30, // 7: georep.master.v1.WorkerStatus.checkpoint_completion_time:type_name -> google.protobuf.Timestamp
-	7,  // 8: georep.master.v1.WorkerStatus.progress:type_name -> georep.master.v1.Progress
-	30, // 9: georep.master.v1.Progress.started:type_name -> google.protobuf.Timestamp
-	30, // 10: georep.master.v1.Checkpoint.time:type_name -> google.protobuf.Timestamp
-	30, // 11: georep.master.v1.Checkpoint.set_time:type_name -> google.protobuf.Timestamp
-	30, // 12: georep.master.v1.Checkpoint.completion_time:type_name -> google.protobuf.Timestamp
-	30, // 13: georep.master.v1.SetCheckpointRequest.time:type_name -> google.protobuf.Timestamp
-	8,  // 14: georep.master.v1.SetCheckpointResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
-	8,  // 15: georep.master.v1.WaitCheckpointResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
-	15, // 16: georep.master.v1.ListFailuresResponse.failures:type_name -> georep.master.v1.Failure
-	16, // 17: georep.master.v1.ListFailuresResponse.skipped:type_name -> georep.master.v1.SkippedFailure
-	30, // 18: georep.master.v1.Failure.since:type_name -> google.protobuf.Timestamp
-	30, // 19: georep.master.v1.Failure.last:type_name -> google.protobuf.Timestamp
-	2,  // 20: georep.master.v1.Failure.class:type_name -> georep.master.v1.FailureClass
-	15, // 21: georep.master.v1.SkippedFailure.failure:type_name -> georep.master.v1.Failure
-	30, // 22: georep.master.v1.SkippedFailure.time:type_name -> google.protobuf.Timestamp
-	16, // 23: georep.master.v1.SkipFailureResponse.skipped:type_name -> georep.master.v1.SkippedFailure
-	27, // 24: georep.master.v1.GetConfigResponse.values:type_name -> georep.master.v1.ConfigValue
-	27, // 25: georep.master.v1.SetConfigResponse.value:type_name -> georep.master.v1.ConfigValue
-	3,  // 26: georep.master.v1.MasterService.GetStatus:input_type -> georep.master.v1.GetStatusRequest
-	9,  // 27: georep.master.v1.MasterService.SetCheckpoint:input_type -> georep.master.v1.SetCheckpointRequest
-	11, // 28: georep.master.v1.MasterService.WaitCheckpoint:input_type -> georep.master.v1.WaitCheckpointRequest
-	13, // 29: georep.master.v1.MasterService.ListFailures:input_type -> georep.master.v1.ListFailuresRequest
-	17, // 30: georep.master.v1.MasterService.RetryFailures:input_type -> georep.master.v1.RetryFailuresRequest
-	19, // 31: georep.master.v1.MasterService.SkipFailure:input_type -> georep.master.v1.SkipFailureRequest
-	21, // 32: georep.master.v1.MasterService.Pause:input_type -> georep.master.v1.PauseRequest
-	23, // 33: georep.master.v1.MasterService.Resume:input_type -> georep.master.v1.ResumeRequest
-	25, // 34: georep.master.v1.MasterService.GetConfig:input_type -> georep.master.v1.GetConfigRequest
-	28, // 35: georep.master.v1.MasterService.SetConfig:input_type -> georep.master.v1.SetConfigRequest
-	4,  // 36: georep.master.v1.MasterService.GetStatus:output_type -> georep.master.v1.GetStatusResponse
-	10, // 37: georep.master.v1.MasterService.SetCheckpoint:output_type -> georep.master.v1.SetCheckpointResponse
-	12, // 38: georep.master.v1.MasterService.WaitCheckpoint:output_type -> georep.master.v1.WaitCheckpointResponse
-	14, // 39: georep.master.v1.MasterService.ListFailures:output_type -> georep.master.v1.ListFailuresResponse
-	18, // 40: georep.master.v1.MasterService.RetryFailures:output_type -> georep.master.v1.RetryFailuresResponse
-	20, // 41: georep.master.v1.MasterService.SkipFailure:output_type -> georep.master.v1.SkipFailureResponse
-	22, // 42: georep.master.v1.MasterService.Pause:output_type -> georep.master.v1.PauseResponse
-	24, // 43: georep.master.v1.MasterService.Resume:output_type -> georep.master.v1.ResumeResponse
-	26, // 44: georep.master.v1.MasterService.GetConfig:output_type -> georep.master.v1.GetConfigResponse
-	29, // 45: georep.master.v1.MasterService.SetConfig:output_type -> georep.master.v1.SetConfigResponse
-	36, // [36:46] is the sub-list for method output_type
-	26, // [26:36] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	34, // 5: georep.master.v1.WorkerStatus.last_synced:type_name -> google.protobuf.Timestamp
+	34, // 6: georep.master.v1.WorkerStatus.checkpoint_time:type_name -> google.protobuf.Timestamp
+	34, // 7: georep.master.v1.WorkerStatus.checkpoint_completion_time:type_name -> google.protobuf.Timestamp
+	10, // 8: georep.master.v1.WorkerStatus.progress:type_name -> georep.master.v1.Progress
+	7,  // 9: georep.master.v1.WorkerStatus.audit:type_name -> georep.master.v1.AuditStatus
+	34, // 10: georep.master.v1.AuditStatus.started:type_name -> google.protobuf.Timestamp
+	34, // 11: georep.master.v1.AuditStatus.finished:type_name -> google.protobuf.Timestamp
+	33, // 12: georep.master.v1.AuditStatus.by_kind:type_name -> georep.master.v1.AuditStatus.ByKindEntry
+	34, // 13: georep.master.v1.AuditStatus.next:type_name -> google.protobuf.Timestamp
+	6,  // 14: georep.master.v1.AuditResponse.workers:type_name -> georep.master.v1.WorkerStatus
+	34, // 15: georep.master.v1.Progress.started:type_name -> google.protobuf.Timestamp
+	34, // 16: georep.master.v1.Checkpoint.time:type_name -> google.protobuf.Timestamp
+	34, // 17: georep.master.v1.Checkpoint.set_time:type_name -> google.protobuf.Timestamp
+	34, // 18: georep.master.v1.Checkpoint.completion_time:type_name -> google.protobuf.Timestamp
+	34, // 19: georep.master.v1.SetCheckpointRequest.time:type_name -> google.protobuf.Timestamp
+	11, // 20: georep.master.v1.SetCheckpointResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
+	11, // 21: georep.master.v1.WaitCheckpointResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
+	18, // 22: georep.master.v1.ListFailuresResponse.failures:type_name -> georep.master.v1.Failure
+	19, // 23: georep.master.v1.ListFailuresResponse.skipped:type_name -> georep.master.v1.SkippedFailure
+	34, // 24: georep.master.v1.Failure.since:type_name -> google.protobuf.Timestamp
+	34, // 25: georep.master.v1.Failure.last:type_name -> google.protobuf.Timestamp
+	2,  // 26: georep.master.v1.Failure.class:type_name -> georep.master.v1.FailureClass
+	18, // 27: georep.master.v1.SkippedFailure.failure:type_name -> georep.master.v1.Failure
+	34, // 28: georep.master.v1.SkippedFailure.time:type_name -> google.protobuf.Timestamp
+	19, // 29: georep.master.v1.SkipFailureResponse.skipped:type_name -> georep.master.v1.SkippedFailure
+	30, // 30: georep.master.v1.GetConfigResponse.values:type_name -> georep.master.v1.ConfigValue
+	30, // 31: georep.master.v1.SetConfigResponse.value:type_name -> georep.master.v1.ConfigValue
+	3,  // 32: georep.master.v1.MasterService.GetStatus:input_type -> georep.master.v1.GetStatusRequest
+	12, // 33: georep.master.v1.MasterService.SetCheckpoint:input_type -> georep.master.v1.SetCheckpointRequest
+	14, // 34: georep.master.v1.MasterService.WaitCheckpoint:input_type -> georep.master.v1.WaitCheckpointRequest
+	16, // 35: georep.master.v1.MasterService.ListFailures:input_type -> georep.master.v1.ListFailuresRequest
+	20, // 36: georep.master.v1.MasterService.RetryFailures:input_type -> georep.master.v1.RetryFailuresRequest
+	22, // 37: georep.master.v1.MasterService.SkipFailure:input_type -> georep.master.v1.SkipFailureRequest
+	24, // 38: georep.master.v1.MasterService.Pause:input_type -> georep.master.v1.PauseRequest
+	26, // 39: georep.master.v1.MasterService.Resume:input_type -> georep.master.v1.ResumeRequest
+	28, // 40: georep.master.v1.MasterService.GetConfig:input_type -> georep.master.v1.GetConfigRequest
+	31, // 41: georep.master.v1.MasterService.SetConfig:input_type -> georep.master.v1.SetConfigRequest
+	8,  // 42: georep.master.v1.MasterService.Audit:input_type -> georep.master.v1.AuditRequest
+	4,  // 43: georep.master.v1.MasterService.GetStatus:output_type -> georep.master.v1.GetStatusResponse
+	13, // 44: georep.master.v1.MasterService.SetCheckpoint:output_type -> georep.master.v1.SetCheckpointResponse
+	15, // 45: georep.master.v1.MasterService.WaitCheckpoint:output_type -> georep.master.v1.WaitCheckpointResponse
+	17, // 46: georep.master.v1.MasterService.ListFailures:output_type -> georep.master.v1.ListFailuresResponse
+	21, // 47: georep.master.v1.MasterService.RetryFailures:output_type -> georep.master.v1.RetryFailuresResponse
+	23, // 48: georep.master.v1.MasterService.SkipFailure:output_type -> georep.master.v1.SkipFailureResponse
+	25, // 49: georep.master.v1.MasterService.Pause:output_type -> georep.master.v1.PauseResponse
+	27, // 50: georep.master.v1.MasterService.Resume:output_type -> georep.master.v1.ResumeResponse
+	29, // 51: georep.master.v1.MasterService.GetConfig:output_type -> georep.master.v1.GetConfigResponse
+	32, // 52: georep.master.v1.MasterService.SetConfig:output_type -> georep.master.v1.SetConfigResponse
+	9,  // 53: georep.master.v1.MasterService.Audit:output_type -> georep.master.v1.AuditResponse
+	43, // [43:54] is the sub-list for method output_type
+	32, // [32:43] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_georep_master_v1_master_proto_init() }
@@ -2135,7 +2429,7 @@ func file_georep_master_v1_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georep_master_v1_master_proto_rawDesc), len(file_georep_master_v1_master_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   27,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

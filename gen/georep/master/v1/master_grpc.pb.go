@@ -34,6 +34,7 @@ const (
 	MasterService_Resume_FullMethodName         = "/georep.master.v1.MasterService/Resume"
 	MasterService_GetConfig_FullMethodName      = "/georep.master.v1.MasterService/GetConfig"
 	MasterService_SetConfig_FullMethodName      = "/georep.master.v1.MasterService/SetConfig"
+	MasterService_Audit_FullMethodName          = "/georep.master.v1.MasterService/Audit"
 )
 
 // MasterServiceClient is the client API for MasterService service.
@@ -72,6 +73,12 @@ type MasterServiceClient interface {
 	// any other key is refused with FAILED_PRECONDITION (an unknown key with
 	// INVALID_ARGUMENT).
 	SetConfig(ctx context.Context, in *SetConfigRequest, opts ...grpc.CallOption) (*SetConfigResponse, error)
+	// Audit starts an audit round on every Active worker now (one already
+	// running goes on; with content, a running round without content starts
+	// again with it). With wait it returns when the rounds (their repairs
+	// included) are over; otherwise at once. The answer holds each worker's
+	// audit.
+	Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error)
 }
 
 type masterServiceClient struct {
@@ -191,6 +198,16 @@ func (c *masterServiceClient) SetConfig(ctx context.Context, in *SetConfigReques
 	return out, nil
 }
 
+func (c *masterServiceClient) Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditResponse)
+	err := c.cc.Invoke(ctx, MasterService_Audit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MasterServiceServer is the server API for MasterService service.
 // All implementations must embed UnimplementedMasterServiceServer
 // for forward compatibility.
@@ -227,6 +244,12 @@ type MasterServiceServer interface {
 	// any other key is refused with FAILED_PRECONDITION (an unknown key with
 	// INVALID_ARGUMENT).
 	SetConfig(context.Context, *SetConfigRequest) (*SetConfigResponse, error)
+	// Audit starts an audit round on every Active worker now (one already
+	// running goes on; with content, a running round without content starts
+	// again with it). With wait it returns when the rounds (their repairs
+	// included) are over; otherwise at once. The answer holds each worker's
+	// audit.
+	Audit(context.Context, *AuditRequest) (*AuditResponse, error)
 	mustEmbedUnimplementedMasterServiceServer()
 }
 
@@ -266,6 +289,9 @@ func (UnimplementedMasterServiceServer) GetConfig(context.Context, *GetConfigReq
 }
 func (UnimplementedMasterServiceServer) SetConfig(context.Context, *SetConfigRequest) (*SetConfigResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetConfig not implemented")
+}
+func (UnimplementedMasterServiceServer) Audit(context.Context, *AuditRequest) (*AuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Audit not implemented")
 }
 func (UnimplementedMasterServiceServer) mustEmbedUnimplementedMasterServiceServer() {}
 func (UnimplementedMasterServiceServer) testEmbeddedByValue()                       {}
@@ -461,6 +487,24 @@ func _MasterService_SetConfig_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MasterService_Audit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServiceServer).Audit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MasterService_Audit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServiceServer).Audit(ctx, req.(*AuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MasterService_ServiceDesc is the grpc.ServiceDesc for MasterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -503,6 +547,10 @@ var MasterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetConfig",
 			Handler:    _MasterService_SetConfig_Handler,
+		},
+		{
+			MethodName: "Audit",
+			Handler:    _MasterService_Audit_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

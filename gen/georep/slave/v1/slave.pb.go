@@ -2220,6 +2220,341 @@ func (x *WalkResponse) GetMessage() string {
 	return ""
 }
 
+type AuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Dirs  []*AuditDirRequest     `protobuf:"bytes,1,rep,name=dirs,proto3" json:"dirs,omitempty"`
+	// Digest the data of every regular file described (xxh3-128).
+	Content       bool `protobuf:"varint,2,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRequest) Reset() {
+	*x = AuditRequest{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRequest) ProtoMessage() {}
+
+func (x *AuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRequest.ProtoReflect.Descriptor instead.
+func (*AuditRequest) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *AuditRequest) GetDirs() []*AuditDirRequest {
+	if x != nil {
+		return x.Dirs
+	}
+	return nil
+}
+
+func (x *AuditRequest) GetContent() bool {
+	if x != nil {
+		return x.Content
+	}
+	return false
+}
+
+type AuditDirRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The directory.
+	Gfid string `protobuf:"bytes,1,opt,name=gfid,proto3" json:"gfid,omitempty"`
+	// Describe only the names that sort after this one (bytewise); empty:
+	// from the first.
+	After         []byte `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditDirRequest) Reset() {
+	*x = AuditDirRequest{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditDirRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditDirRequest) ProtoMessage() {}
+
+func (x *AuditDirRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditDirRequest.ProtoReflect.Descriptor instead.
+func (*AuditDirRequest) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *AuditDirRequest) GetGfid() string {
+	if x != nil {
+		return x.Gfid
+	}
+	return ""
+}
+
+func (x *AuditDirRequest) GetAfter() []byte {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+type AuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per directory asked, in the order asked; a call that reached its
+	// entry limit answers fewer directories (the first one cut short has
+	// more set, the rest are left out).
+	Dirs          []*AuditDir `protobuf:"bytes,1,rep,name=dirs,proto3" json:"dirs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditResponse) Reset() {
+	*x = AuditResponse{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditResponse) ProtoMessage() {}
+
+func (x *AuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditResponse.ProtoReflect.Descriptor instead.
+func (*AuditResponse) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *AuditResponse) GetDirs() []*AuditDir {
+	if x != nil {
+		return x.Dirs
+	}
+	return nil
+}
+
+type AuditDir struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Gfid  string                 `protobuf:"bytes,1,opt,name=gfid,proto3" json:"gfid,omitempty"`
+	// Sorted by name (bytewise); georep's own names are left out, as Entries
+	// leaves them.
+	Entries []*AuditEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	// The directory has names after the last entry: ask again with after.
+	More bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	// Not zero when the directory could not be listed, as WalkResponse.
+	Errno         int32  `protobuf:"varint,4,opt,name=errno,proto3" json:"errno,omitempty"`
+	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditDir) Reset() {
+	*x = AuditDir{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditDir) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditDir) ProtoMessage() {}
+
+func (x *AuditDir) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditDir.ProtoReflect.Descriptor instead.
+func (*AuditDir) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *AuditDir) GetGfid() string {
+	if x != nil {
+		return x.Gfid
+	}
+	return ""
+}
+
+func (x *AuditDir) GetEntries() []*AuditEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *AuditDir) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *AuditDir) GetErrno() int32 {
+	if x != nil {
+		return x.Errno
+	}
+	return 0
+}
+
+func (x *AuditDir) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type AuditEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  []byte                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Empty when the inode carries no gfid.
+	Gfid string `protobuf:"bytes,2,opt,name=gfid,proto3" json:"gfid,omitempty"`
+	// Type, mode, owner, size, mtime, rdev, a symlink's target.
+	Attr *Attr `protobuf:"bytes,3,opt,name=attr,proto3" json:"attr,omitempty"`
+	// The inode number: the names of one gfid must be one inode.
+	Ino uint64 `protobuf:"varint,4,opt,name=ino,proto3" json:"ino,omitempty"`
+	// SHA-256 over the inode's user.* xattrs (georep's own left out), sorted
+	// by name, each name and value preceded by its length (8 bytes big
+	// endian); empty when it has none.
+	XattrDigest []byte `protobuf:"bytes,5,opt,name=xattr_digest,json=xattrDigest,proto3" json:"xattr_digest,omitempty"`
+	// With content, for a regular file: the xxh3-128 digest of its data (16
+	// bytes big endian), or content_errno when it could not be read.
+	ContentDigest []byte `protobuf:"bytes,6,opt,name=content_digest,json=contentDigest,proto3" json:"content_digest,omitempty"`
+	ContentErrno  int32  `protobuf:"varint,7,opt,name=content_errno,json=contentErrno,proto3" json:"content_errno,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEntry) Reset() {
+	*x = AuditEntry{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEntry) ProtoMessage() {}
+
+func (x *AuditEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
+func (*AuditEntry) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *AuditEntry) GetName() []byte {
+	if x != nil {
+		return x.Name
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetGfid() string {
+	if x != nil {
+		return x.Gfid
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetAttr() *Attr {
+	if x != nil {
+		return x.Attr
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetIno() uint64 {
+	if x != nil {
+		return x.Ino
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetXattrDigest() []byte {
+	if x != nil {
+		return x.XattrDigest
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetContentDigest() []byte {
+	if x != nil {
+		return x.ContentDigest
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetContentErrno() int32 {
+	if x != nil {
+		return x.ContentErrno
+	}
+	return 0
+}
+
 type StatRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Gfids         []string               `protobuf:"bytes,1,rep,name=gfids,proto3" json:"gfids,omitempty"`
@@ -2229,7 +2564,7 @@ type StatRequest struct {
 
 func (x *StatRequest) Reset() {
 	*x = StatRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2576,7 @@ func (x *StatRequest) String() string {
 func (*StatRequest) ProtoMessage() {}
 
 func (x *StatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2589,7 @@ func (x *StatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatRequest.ProtoReflect.Descriptor instead.
 func (*StatRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{33}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *StatRequest) GetGfids() []string {
@@ -2276,7 +2611,7 @@ type StatResult struct {
 
 func (x *StatResult) Reset() {
 	*x = StatResult{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[34]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2623,7 @@ func (x *StatResult) String() string {
 func (*StatResult) ProtoMessage() {}
 
 func (x *StatResult) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[34]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2636,7 @@ func (x *StatResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResult.ProtoReflect.Descriptor instead.
 func (*StatResult) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{34}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StatResult) GetGfid() string {
@@ -2334,7 +2669,7 @@ type StatResponse struct {
 
 func (x *StatResponse) Reset() {
 	*x = StatResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[35]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2681,7 @@ func (x *StatResponse) String() string {
 func (*StatResponse) ProtoMessage() {}
 
 func (x *StatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[35]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2694,7 @@ func (x *StatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResponse.ProtoReflect.Descriptor instead.
 func (*StatResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{35}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *StatResponse) GetResults() []*StatResult {
@@ -2381,7 +2716,7 @@ type RsyncStart struct {
 
 func (x *RsyncStart) Reset() {
 	*x = RsyncStart{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[36]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2393,7 +2728,7 @@ func (x *RsyncStart) String() string {
 func (*RsyncStart) ProtoMessage() {}
 
 func (x *RsyncStart) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[36]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2406,7 +2741,7 @@ func (x *RsyncStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncStart.ProtoReflect.Descriptor instead.
 func (*RsyncStart) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{36}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RsyncStart) GetArgs() []string {
@@ -2430,7 +2765,7 @@ type RsyncRequest struct {
 
 func (x *RsyncRequest) Reset() {
 	*x = RsyncRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[37]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2442,7 +2777,7 @@ func (x *RsyncRequest) String() string {
 func (*RsyncRequest) ProtoMessage() {}
 
 func (x *RsyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[37]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2455,7 +2790,7 @@ func (x *RsyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncRequest.ProtoReflect.Descriptor instead.
 func (*RsyncRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{37}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RsyncRequest) GetMsg() isRsyncRequest_Msg {
@@ -2525,7 +2860,7 @@ type RsyncExit struct {
 
 func (x *RsyncExit) Reset() {
 	*x = RsyncExit{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[38]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2537,7 +2872,7 @@ func (x *RsyncExit) String() string {
 func (*RsyncExit) ProtoMessage() {}
 
 func (x *RsyncExit) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[38]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2550,7 +2885,7 @@ func (x *RsyncExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncExit.ProtoReflect.Descriptor instead.
 func (*RsyncExit) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{38}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RsyncExit) GetCode() int32 {
@@ -2581,7 +2916,7 @@ type RsyncResponse struct {
 
 func (x *RsyncResponse) Reset() {
 	*x = RsyncResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[39]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2593,7 +2928,7 @@ func (x *RsyncResponse) String() string {
 func (*RsyncResponse) ProtoMessage() {}
 
 func (x *RsyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[39]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2606,7 +2941,7 @@ func (x *RsyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncResponse.ProtoReflect.Descriptor instead.
 func (*RsyncResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{39}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RsyncResponse) GetMsg() isRsyncResponse_Msg {
@@ -2814,7 +3149,30 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\x04gfid\x18\x01 \x01(\tR\x04gfid\x123\n" +
 	"\aentries\x18\x02 \x03(\v2\x19.georep.slave.v1.DirEntryR\aentries\x12\x14\n" +
 	"\x05errno\x18\x03 \x01(\x05R\x05errno\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"#\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"^\n" +
+	"\fAuditRequest\x124\n" +
+	"\x04dirs\x18\x01 \x03(\v2 .georep.slave.v1.AuditDirRequestR\x04dirs\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\bR\acontent\";\n" +
+	"\x0fAuditDirRequest\x12\x12\n" +
+	"\x04gfid\x18\x01 \x01(\tR\x04gfid\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\fR\x05after\">\n" +
+	"\rAuditResponse\x12-\n" +
+	"\x04dirs\x18\x01 \x03(\v2\x19.georep.slave.v1.AuditDirR\x04dirs\"\x99\x01\n" +
+	"\bAuditDir\x12\x12\n" +
+	"\x04gfid\x18\x01 \x01(\tR\x04gfid\x125\n" +
+	"\aentries\x18\x02 \x03(\v2\x1b.georep.slave.v1.AuditEntryR\aentries\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\x12\x14\n" +
+	"\x05errno\x18\x04 \x01(\x05R\x05errno\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"\xe0\x01\n" +
+	"\n" +
+	"AuditEntry\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\fR\x04name\x12\x12\n" +
+	"\x04gfid\x18\x02 \x01(\tR\x04gfid\x12)\n" +
+	"\x04attr\x18\x03 \x01(\v2\x15.georep.slave.v1.AttrR\x04attr\x12\x10\n" +
+	"\x03ino\x18\x04 \x01(\x04R\x03ino\x12!\n" +
+	"\fxattr_digest\x18\x05 \x01(\fR\vxattrDigest\x12%\n" +
+	"\x0econtent_digest\x18\x06 \x01(\fR\rcontentDigest\x12#\n" +
+	"\rcontent_errno\x18\a \x01(\x05R\fcontentErrno\"#\n" +
 	"\vStatRequest\x12\x14\n" +
 	"\x05gfids\x18\x01 \x03(\tR\x05gfids\"a\n" +
 	"\n" +
@@ -2859,7 +3217,7 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\x0eFILE_TYPE_FIFO\x10\x04\x12\x12\n" +
 	"\x0eFILE_TYPE_CHAR\x10\x05\x12\x13\n" +
 	"\x0fFILE_TYPE_BLOCK\x10\x06\x12\x14\n" +
-	"\x10FILE_TYPE_SOCKET\x10\a2\xcd\b\n" +
+	"\x10FILE_TYPE_SOCKET\x10\a2\x95\t\n" +
 	"\fSlaveService\x12R\n" +
 	"\tHandshake\x12!.georep.slave.v1.HandshakeRequest\x1a\".georep.slave.v1.HandshakeResponse\x12R\n" +
 	"\tKeepAlive\x12!.georep.slave.v1.KeepAliveRequest\x1a\".georep.slave.v1.KeepAliveResponse\x12L\n" +
@@ -2875,7 +3233,8 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"WriteFiles\x12\".georep.slave.v1.WriteFilesRequest\x1a#.georep.slave.v1.WriteFilesResponse\x12J\n" +
 	"\x05Rsync\x12\x1d.georep.slave.v1.RsyncRequest\x1a\x1e.georep.slave.v1.RsyncResponse(\x010\x01\x12J\n" +
 	"\x05Apply\x12\x1d.georep.slave.v1.ApplyRequest\x1a\x1e.georep.slave.v1.ApplyResponse(\x010\x01\x12E\n" +
-	"\x04Walk\x12\x1c.georep.slave.v1.WalkRequest\x1a\x1d.georep.slave.v1.WalkResponse0\x01B6Z4github.com/georep/georep/gen/georep/slave/v1;slavev1b\x06proto3"
+	"\x04Walk\x12\x1c.georep.slave.v1.WalkRequest\x1a\x1d.georep.slave.v1.WalkResponse0\x01\x12F\n" +
+	"\x05Audit\x12\x1d.georep.slave.v1.AuditRequest\x1a\x1e.georep.slave.v1.AuditResponseB6Z4github.com/georep/georep/gen/georep/slave/v1;slavev1b\x06proto3"
 
 var (
 	file_georep_slave_v1_slave_proto_rawDescOnce sync.Once
@@ -2890,7 +3249,7 @@ func file_georep_slave_v1_slave_proto_rawDescGZIP() []byte {
 }
 
 var file_georep_slave_v1_slave_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_georep_slave_v1_slave_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_georep_slave_v1_slave_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_georep_slave_v1_slave_proto_goTypes = []any{
 	(EntryOp)(0),               // 0: georep.slave.v1.EntryOp
 	(FileType)(0),              // 1: georep.slave.v1.FileType
@@ -2927,13 +3286,18 @@ var file_georep_slave_v1_slave_proto_goTypes = []any{
 	(*EntriesResponse)(nil),    // 32: georep.slave.v1.EntriesResponse
 	(*WalkRequest)(nil),        // 33: georep.slave.v1.WalkRequest
 	(*WalkResponse)(nil),       // 34: georep.slave.v1.WalkResponse
-	(*StatRequest)(nil),        // 35: georep.slave.v1.StatRequest
-	(*StatResult)(nil),         // 36: georep.slave.v1.StatResult
-	(*StatResponse)(nil),       // 37: georep.slave.v1.StatResponse
-	(*RsyncStart)(nil),         // 38: georep.slave.v1.RsyncStart
-	(*RsyncRequest)(nil),       // 39: georep.slave.v1.RsyncRequest
-	(*RsyncExit)(nil),          // 40: georep.slave.v1.RsyncExit
-	(*RsyncResponse)(nil),      // 41: georep.slave.v1.RsyncResponse
+	(*AuditRequest)(nil),       // 35: georep.slave.v1.AuditRequest
+	(*AuditDirRequest)(nil),    // 36: georep.slave.v1.AuditDirRequest
+	(*AuditResponse)(nil),      // 37: georep.slave.v1.AuditResponse
+	(*AuditDir)(nil),           // 38: georep.slave.v1.AuditDir
+	(*AuditEntry)(nil),         // 39: georep.slave.v1.AuditEntry
+	(*StatRequest)(nil),        // 40: georep.slave.v1.StatRequest
+	(*StatResult)(nil),         // 41: georep.slave.v1.StatResult
+	(*StatResponse)(nil),       // 42: georep.slave.v1.StatResponse
+	(*RsyncStart)(nil),         // 43: georep.slave.v1.RsyncStart
+	(*RsyncRequest)(nil),       // 44: georep.slave.v1.RsyncRequest
+	(*RsyncExit)(nil),          // 45: georep.slave.v1.RsyncExit
+	(*RsyncResponse)(nil),      // 46: georep.slave.v1.RsyncResponse
 }
 var file_georep_slave_v1_slave_proto_depIdxs = []int32{
 	6,  // 0: georep.slave.v1.KeepAliveRequest.mark:type_name -> georep.slave.v1.VolumeMark
@@ -2958,43 +3322,49 @@ var file_georep_slave_v1_slave_proto_depIdxs = []int32{
 	1,  // 19: georep.slave.v1.DirEntry.type:type_name -> georep.slave.v1.FileType
 	30, // 20: georep.slave.v1.EntriesResponse.entries:type_name -> georep.slave.v1.DirEntry
 	30, // 21: georep.slave.v1.WalkResponse.entries:type_name -> georep.slave.v1.DirEntry
-	29, // 22: georep.slave.v1.StatResult.attr:type_name -> georep.slave.v1.Attr
-	36, // 23: georep.slave.v1.StatResponse.results:type_name -> georep.slave.v1.StatResult
-	38, // 24: georep.slave.v1.RsyncRequest.start:type_name -> georep.slave.v1.RsyncStart
-	40, // 25: georep.slave.v1.RsyncResponse.exit:type_name -> georep.slave.v1.RsyncExit
-	2,  // 26: georep.slave.v1.SlaveService.Handshake:input_type -> georep.slave.v1.HandshakeRequest
-	7,  // 27: georep.slave.v1.SlaveService.KeepAlive:input_type -> georep.slave.v1.KeepAliveRequest
-	4,  // 28: georep.slave.v1.SlaveService.Release:input_type -> georep.slave.v1.ReleaseRequest
-	13, // 29: georep.slave.v1.SlaveService.EntryOps:input_type -> georep.slave.v1.EntryOpsRequest
-	18, // 30: georep.slave.v1.SlaveService.MetaOps:input_type -> georep.slave.v1.MetaOpsRequest
-	23, // 31: georep.slave.v1.SlaveService.SetXtime:input_type -> georep.slave.v1.SetXtimeRequest
-	25, // 32: georep.slave.v1.SlaveService.Xtime:input_type -> georep.slave.v1.XtimeRequest
-	27, // 33: georep.slave.v1.SlaveService.Purge:input_type -> georep.slave.v1.PurgeRequest
-	31, // 34: georep.slave.v1.SlaveService.Entries:input_type -> georep.slave.v1.EntriesRequest
-	35, // 35: georep.slave.v1.SlaveService.Stat:input_type -> georep.slave.v1.StatRequest
-	21, // 36: georep.slave.v1.SlaveService.WriteFiles:input_type -> georep.slave.v1.WriteFilesRequest
-	39, // 37: georep.slave.v1.SlaveService.Rsync:input_type -> georep.slave.v1.RsyncRequest
-	10, // 38: georep.slave.v1.SlaveService.Apply:input_type -> georep.slave.v1.ApplyRequest
-	33, // 39: georep.slave.v1.SlaveService.Walk:input_type -> georep.slave.v1.WalkRequest
-	3,  // 40: georep.slave.v1.SlaveService.Handshake:output_type -> georep.slave.v1.HandshakeResponse
-	8,  // 41: georep.slave.v1.SlaveService.KeepAlive:output_type -> georep.slave.v1.KeepAliveResponse
-	5,  // 42: georep.slave.v1.SlaveService.Release:output_type -> georep.slave.v1.ReleaseResponse
-	14, // 43: georep.slave.v1.SlaveService.EntryOps:output_type -> georep.slave.v1.EntryOpsResponse
-	19, // 44: georep.slave.v1.SlaveService.MetaOps:output_type -> georep.slave.v1.MetaOpsResponse
-	24, // 45: georep.slave.v1.SlaveService.SetXtime:output_type -> georep.slave.v1.SetXtimeResponse
-	26, // 46: georep.slave.v1.SlaveService.Xtime:output_type -> georep.slave.v1.XtimeResponse
-	28, // 47: georep.slave.v1.SlaveService.Purge:output_type -> georep.slave.v1.PurgeResponse
-	32, // 48: georep.slave.v1.SlaveService.Entries:output_type -> georep.slave.v1.EntriesResponse
-	37, // 49: georep.slave.v1.SlaveService.Stat:output_type -> georep.slave.v1.StatResponse
-	22, // 50: georep.slave.v1.SlaveService.WriteFiles:output_type -> georep.slave.v1.WriteFilesResponse
-	41, // 51: georep.slave.v1.SlaveService.Rsync:output_type -> georep.slave.v1.RsyncResponse
-	11, // 52: georep.slave.v1.SlaveService.Apply:output_type -> georep.slave.v1.ApplyResponse
-	34, // 53: georep.slave.v1.SlaveService.Walk:output_type -> georep.slave.v1.WalkResponse
-	40, // [40:54] is the sub-list for method output_type
-	26, // [26:40] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	36, // 22: georep.slave.v1.AuditRequest.dirs:type_name -> georep.slave.v1.AuditDirRequest
+	38, // 23: georep.slave.v1.AuditResponse.dirs:type_name -> georep.slave.v1.AuditDir
+	39, // 24: georep.slave.v1.AuditDir.entries:type_name -> georep.slave.v1.AuditEntry
+	29, // 25: georep.slave.v1.AuditEntry.attr:type_name -> georep.slave.v1.Attr
+	29, // 26: georep.slave.v1.StatResult.attr:type_name -> georep.slave.v1.Attr
+	41, // 27: georep.slave.v1.StatResponse.results:type_name -> georep.slave.v1.StatResult
+	43, // 28: georep.slave.v1.RsyncRequest.start:type_name -> georep.slave.v1.RsyncStart
+	45, // 29: georep.slave.v1.RsyncResponse.exit:type_name -> georep.slave.v1.RsyncExit
+	2,  // 30: georep.slave.v1.SlaveService.Handshake:input_type -> georep.slave.v1.HandshakeRequest
+	7,  // 31: georep.slave.v1.SlaveService.KeepAlive:input_type -> georep.slave.v1.KeepAliveRequest
+	4,  // 32: georep.slave.v1.SlaveService.Release:input_type -> georep.slave.v1.ReleaseRequest
+	13, // 33: georep.slave.v1.SlaveService.EntryOps:input_type -> georep.slave.v1.EntryOpsRequest
+	18, // 34: georep.slave.v1.SlaveService.MetaOps:input_type -> georep.slave.v1.MetaOpsRequest
+	23, // 35: georep.slave.v1.SlaveService.SetXtime:input_type -> georep.slave.v1.SetXtimeRequest
+	25, // 36: georep.slave.v1.SlaveService.Xtime:input_type -> georep.slave.v1.XtimeRequest
+	27, // 37: georep.slave.v1.SlaveService.Purge:input_type -> georep.slave.v1.PurgeRequest
+	31, // 38: georep.slave.v1.SlaveService.Entries:input_type -> georep.slave.v1.EntriesRequest
+	40, // 39: georep.slave.v1.SlaveService.Stat:input_type -> georep.slave.v1.StatRequest
+	21, // 40: georep.slave.v1.SlaveService.WriteFiles:input_type -> georep.slave.v1.WriteFilesRequest
+	44, // 41: georep.slave.v1.SlaveService.Rsync:input_type -> georep.slave.v1.RsyncRequest
+	10, // 42: georep.slave.v1.SlaveService.Apply:input_type -> georep.slave.v1.ApplyRequest
+	33, // 43: georep.slave.v1.SlaveService.Walk:input_type -> georep.slave.v1.WalkRequest
+	35, // 44: georep.slave.v1.SlaveService.Audit:input_type -> georep.slave.v1.AuditRequest
+	3,  // 45: georep.slave.v1.SlaveService.Handshake:output_type -> georep.slave.v1.HandshakeResponse
+	8,  // 46: georep.slave.v1.SlaveService.KeepAlive:output_type -> georep.slave.v1.KeepAliveResponse
+	5,  // 47: georep.slave.v1.SlaveService.Release:output_type -> georep.slave.v1.ReleaseResponse
+	14, // 48: georep.slave.v1.SlaveService.EntryOps:output_type -> georep.slave.v1.EntryOpsResponse
+	19, // 49: georep.slave.v1.SlaveService.MetaOps:output_type -> georep.slave.v1.MetaOpsResponse
+	24, // 50: georep.slave.v1.SlaveService.SetXtime:output_type -> georep.slave.v1.SetXtimeResponse
+	26, // 51: georep.slave.v1.SlaveService.Xtime:output_type -> georep.slave.v1.XtimeResponse
+	28, // 52: georep.slave.v1.SlaveService.Purge:output_type -> georep.slave.v1.PurgeResponse
+	32, // 53: georep.slave.v1.SlaveService.Entries:output_type -> georep.slave.v1.EntriesResponse
+	42, // 54: georep.slave.v1.SlaveService.Stat:output_type -> georep.slave.v1.StatResponse
+	22, // 55: georep.slave.v1.SlaveService.WriteFiles:output_type -> georep.slave.v1.WriteFilesResponse
+	46, // 56: georep.slave.v1.SlaveService.Rsync:output_type -> georep.slave.v1.RsyncResponse
+	11, // 57: georep.slave.v1.SlaveService.Apply:output_type -> georep.slave.v1.ApplyResponse
+	34, // 58: georep.slave.v1.SlaveService.Walk:output_type -> georep.slave.v1.WalkResponse
+	37, // 59: georep.slave.v1.SlaveService.Audit:output_type -> georep.slave.v1.AuditResponse
+	45, // [45:60] is the sub-list for method output_type
+	30, // [30:45] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_georep_slave_v1_slave_proto_init() }
@@ -3006,12 +3376,12 @@ func file_georep_slave_v1_slave_proto_init() {
 		(*ApplyRequest_Entries)(nil),
 		(*ApplyRequest_Metas)(nil),
 	}
-	file_georep_slave_v1_slave_proto_msgTypes[37].OneofWrappers = []any{
+	file_georep_slave_v1_slave_proto_msgTypes[42].OneofWrappers = []any{
 		(*RsyncRequest_Start)(nil),
 		(*RsyncRequest_Stdin)(nil),
 		(*RsyncRequest_CloseStdin)(nil),
 	}
-	file_georep_slave_v1_slave_proto_msgTypes[39].OneofWrappers = []any{
+	file_georep_slave_v1_slave_proto_msgTypes[44].OneofWrappers = []any{
 		(*RsyncResponse_Stdout)(nil),
 		(*RsyncResponse_Stderr)(nil),
 		(*RsyncResponse_Exit)(nil),
@@ -3022,7 +3392,7 @@ func file_georep_slave_v1_slave_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georep_slave_v1_slave_proto_rawDesc), len(file_georep_slave_v1_slave_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   40,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

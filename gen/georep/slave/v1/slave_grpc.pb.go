@@ -42,6 +42,7 @@ const (
 	SlaveService_Rsync_FullMethodName      = "/georep.slave.v1.SlaveService/Rsync"
 	SlaveService_Apply_FullMethodName      = "/georep.slave.v1.SlaveService/Apply"
 	SlaveService_Walk_FullMethodName       = "/georep.slave.v1.SlaveService/Walk"
+	SlaveService_Audit_FullMethodName      = "/georep.slave.v1.SlaveService/Audit"
 )
 
 // SlaveServiceClient is the client API for SlaveService service.
@@ -98,6 +99,15 @@ type SlaveServiceClient interface {
 	// into the entries that are directories carrying a gfid. It is Entries
 	// for a whole tree in one round trip (the master's verify).
 	Walk(ctx context.Context, in *WalkRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WalkResponse], error)
+	// Audit describes directories entry by entry (capability "audit"):
+	// each entry's gfid, type, attributes, inode number, a digest of its
+	// user.* xattrs and, with content, a digest of a regular file's data
+	// computed on the slave, so that the master's audit compares the replica
+	// with what it synced without any file crossing the link. A call
+	// describes at most max_batch directories and a bounded number of
+	// entries; a directory cut short says so (more) and is asked again from
+	// its last name (after).
+	Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error)
 }
 
 type slaveServiceClient struct {
@@ -263,6 +273,16 @@ func (c *slaveServiceClient) Walk(ctx context.Context, in *WalkRequest, opts ...
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SlaveService_WalkClient = grpc.ServerStreamingClient[WalkResponse]
 
+func (c *slaveServiceClient) Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditResponse)
+	err := c.cc.Invoke(ctx, SlaveService_Audit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SlaveServiceServer is the server API for SlaveService service.
 // All implementations must embed UnimplementedSlaveServiceServer
 // for forward compatibility.
@@ -317,6 +337,15 @@ type SlaveServiceServer interface {
 	// into the entries that are directories carrying a gfid. It is Entries
 	// for a whole tree in one round trip (the master's verify).
 	Walk(*WalkRequest, grpc.ServerStreamingServer[WalkResponse]) error
+	// Audit describes directories entry by entry (capability "audit"):
+	// each entry's gfid, type, attributes, inode number, a digest of its
+	// user.* xattrs and, with content, a digest of a regular file's data
+	// computed on the slave, so that the master's audit compares the replica
+	// with what it synced without any file crossing the link. A call
+	// describes at most max_batch directories and a bounded number of
+	// entries; a directory cut short says so (more) and is asked again from
+	// its last name (after).
+	Audit(context.Context, *AuditRequest) (*AuditResponse, error)
 	mustEmbedUnimplementedSlaveServiceServer()
 }
 
@@ -368,6 +397,9 @@ func (UnimplementedSlaveServiceServer) Apply(grpc.BidiStreamingServer[ApplyReque
 }
 func (UnimplementedSlaveServiceServer) Walk(*WalkRequest, grpc.ServerStreamingServer[WalkResponse]) error {
 	return status.Error(codes.Unimplemented, "method Walk not implemented")
+}
+func (UnimplementedSlaveServiceServer) Audit(context.Context, *AuditRequest) (*AuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Audit not implemented")
 }
 func (UnimplementedSlaveServiceServer) mustEmbedUnimplementedSlaveServiceServer() {}
 func (UnimplementedSlaveServiceServer) testEmbeddedByValue()                      {}
@@ -613,6 +645,24 @@ func _SlaveService_Walk_Handler(srv interface{}, stream grpc.ServerStream) error
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SlaveService_WalkServer = grpc.ServerStreamingServer[WalkResponse]
 
+func _SlaveService_Audit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SlaveServiceServer).Audit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SlaveService_Audit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SlaveServiceServer).Audit(ctx, req.(*AuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SlaveService_ServiceDesc is the grpc.ServiceDesc for SlaveService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -663,6 +713,10 @@ var SlaveService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WriteFiles",
 			Handler:    _SlaveService_WriteFiles_Handler,
+		},
+		{
+			MethodName: "Audit",
+			Handler:    _SlaveService_Audit_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,183 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pkg/xattr"
+
+	"github.com/georep/georep/integration/harness"
+)
+
+// auditJSON is the part of `georepctl status --json` the audit test reads.
+type auditJSON struct {
+	Workers []struct {
+		Audit *struct {
+			Finished       string            `json:"finished"`
+			Content        bool              `json:"content"`
+			EntriesChecked string            `json:"entries_checked"`
+			FilesHashed    string            `json:"files_hashed"`
+			Differences    string            `json:"differences"`
+			Repaired       string            `json:"repaired"`
+			ByKind         map[string]string `json:"by_kind"`
+			Running        bool              `json:"running"`
+			Error          string            `json:"error"`
+		} `json:"audit"`
+	} `json:"workers"`
+}
+
+// damage changes the replica behind georep's back: an mtime, a truncated
+// file, a byte flipped with size and mtime kept, a removed xattr, an extra
+// file, a missing file.
+func damage(t *testing.T, replica string) {
+	t.Helper()
+	p := func(name string) string { return filepath.Join(replica, name) }
+	old := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	if err := os.Chtimes(p("d1/mtime"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	keep := func(name string, change func()) {
+		st, err := os.Stat(p(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		change()
+		if err := os.Chtimes(p(name), st.ModTime(), st.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keep("d1/trunc", func() {
+		if err := os.Truncate(p("d1/trunc"), 100); err != nil {
+			t.Fatal(err)
+		}
+	})
+	keep("d1/flip", func() {
+		f, err := os.OpenFile(p("d1/flip"), os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		if _, err := f.ReadAt(b, 1000); err != nil {
+			t.Fatal(err)
+		}
+		b[0] ^= 0xff
+		if _, err := f.WriteAt(b, 1000); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	})
+	keep("d1/xattr", func() {
+		if err := xattr.Remove(p("d1/xattr"), "user.color"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	keep("d2", func() {
+		if err := os.WriteFile(p("d2/extra"), []byte("not the master's"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(p("d2/missing")); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestAuditRepairsDrift damages a replica behind a running daemon's back
+// and checks that `georepctl audit --wait` finds each difference, names it,
+// repairs it, and that only `audit --content` finds a byte flipped with size
+// and mtime kept; status and metrics report the rounds.
+func TestAuditRepairsDrift(t *testing.T) {
+	harness.RequireRsync(t)
+	base := t.TempDir()
+	src, replica, work := filepath.Join(base, "src"), filepath.Join(base, "replica"), filepath.Join(base, "work")
+	for _, d := range []string{src, replica, filepath.Join(src, "d1"), filepath.Join(src, "d2")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := []byte(strings.Repeat("0123456789abcdef", 256)) // 4 KiB
+	for _, name := range []string{"d1/mtime", "d1/trunc", "d1/flip", "d1/xattr", "d2/missing", "d2/kept"} {
+		if err := os.WriteFile(filepath.Join(src, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := xattr.Set(filepath.Join(src, "d1/xattr"), "user.color", []byte("blue")); err != nil {
+		t.Skipf("user xattrs not supported here: %v", err)
+	}
+	if err := os.Symlink("d1/mtime", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	slave := harness.StartSlave(t, replica, "--insecure")
+	metrics := harness.FreeAddr(t)
+	m := harness.StartMasterProc(t, nil, harness.MasterArgs(slave.Addr, src, work, "--change-interval", "500ms",
+		"--sync-xattrs", "--metrics-listen", metrics)...)
+	opts := harness.CompareOptions{Xattrs: true}
+	if diffs, err := harness.WaitConverged(src, replica, opts, convergeTimeout); err != nil || len(diffs) > 0 {
+		t.Fatalf("first sync: %v %v\nmaster log:\n%s", err, diffs, lastLines(m.Log(), 30))
+	}
+	target := []string{"--work-dir", work}
+
+	damage(t, replica)
+	code, out := ctl(t, append(target, "audit", "--wait", "--timeout", "2m")...)
+	if code != 0 {
+		t.Fatalf("audit --wait: exit %d\n%s\nmaster log:\n%s", code, out, lastLines(m.Log(), 40))
+	}
+	t.Logf("audit --wait:\n%s", out)
+	for _, kind := range []string{"mtime", "size", "xattrs", "extra", "missing"} {
+		if !strings.Contains(out, kind+" ") {
+			t.Errorf("audit --wait does not report a difference of kind %s:\n%s", kind, out)
+		}
+	}
+	if strings.Contains(out, "content") || strings.Contains(out, "unsynced") || !strings.Contains(out, " 5 differences") {
+		t.Errorf("an audit without --content: want the 5 differences made, no content, nothing unsynced:\n%s", out)
+	}
+	for _, want := range []string{"path=/d1/mtime", "path=/d1/trunc", "path=/d1/xattr", "path=/d2/extra", "path=/d2/missing"} {
+		if !strings.Contains(m.Log(), want) {
+			t.Errorf("the master's log names no difference at %s", want)
+		}
+	}
+	diffs, err := harness.Compare(src, replica, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(diffs) != 1 || !strings.Contains(diffs[0], "d1/flip") {
+		t.Fatalf("after the audit, want only d1/flip to differ (a change no attribute shows), got %v\nmaster log:\n%s", diffs, lastLines(m.Log(), 40))
+	}
+
+	code, out = ctl(t, append(target, "audit", "--content", "--wait", "--timeout", "2m")...)
+	if code != 0 {
+		t.Fatalf("audit --content --wait: exit %d\n%s\nmaster log:\n%s", code, out, lastLines(m.Log(), 40))
+	}
+	t.Logf("audit --content --wait:\n%s", out)
+	if !strings.Contains(out, "content 1") || !strings.Contains(out, "1 differences") {
+		t.Errorf("audit --content: want exactly the flipped byte found, got:\n%s", out)
+	}
+	if diffs, err := harness.Compare(src, replica, opts); err != nil || len(diffs) > 0 {
+		t.Fatalf("after audit --content: %v %v\nmaster log:\n%s", err, diffs, lastLines(m.Log(), 40))
+	}
+
+	// A third round finds the replica equal.
+	code, out = ctl(t, append(target, "audit", "--content", "--wait", "--timeout", "2m")...)
+	if code != 0 || !strings.Contains(out, " 0 differences") {
+		t.Errorf("audit of a repaired replica: want 0 differences, got exit %d\n%s", code, out)
+	}
+	code, out = ctl(t, append(target, "status", "--json")...)
+	var st auditJSON
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.Workers) != 1 || st.Workers[0].Audit == nil {
+		t.Fatalf("status --json: exit %d\n%s", code, out)
+	}
+	a := st.Workers[0].Audit
+	if a.Finished == "" || a.Running || !a.Content || a.FilesHashed == "" || a.EntriesChecked == "" || a.Error != "" {
+		t.Errorf("status --json: the last audit is not shown whole: %+v\n%s", a, out)
+	}
+	text := scrape(t, metrics)
+	for _, want := range []string{`georep_master_audit_differences_total{kind="content"} 1`, `georep_master_audit_differences_total{kind="extra"} 1`,
+		"georep_master_audit_last_finished_timestamp_seconds", "georep_master_audit_last_duration_seconds"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
