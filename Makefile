@@ -20,7 +20,7 @@ GRPCURL_VERSION            := v1.9.3
 # iproute2 for the network namespaces of the WAN test.
 DEB_PACKAGES := rsync attr acl glusterfs-server glusterfs-client openssh-server systemd openssl iproute2
 
-.PHONY: help deps tools build test unit integration lint generate check-generate demo bench bench-wan bench-scale bench-gluster fuzz fuzz-ci clean
+.PHONY: help deps tools build test unit integration lint generate check-generate demo bench bench-wan bench-scale bench-audit bench-gluster fuzz fuzz-ci clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -94,6 +94,9 @@ bench-wan: deps build ## georep vs rsync over ssh through a delay line (400 Mbit
 BENCH_SCALE_TIMEOUT ?= 12h
 bench-scale: deps build ## georep vs rsync -a on 100k and 1M empty files: first and no-change pass, files/s, peak RSS of master and slave, catalog size (GEOREP_BENCH_SCALE=10M or a list)
 	GEOREP_BIN=$(BIN) $(GO) test -count=1 -timeout $(BENCH_SCALE_TIMEOUT) -run '^$$' -bench . -benchtime 1x ./integration/bench/scale/
+
+bench-audit: deps build ## what a whole audit round costs (time, bytes on the link) on 200,000 x 4 KiB files, without and with --content, at 0 and 50 ms RTT (GEOREP_BENCH_SCALE=20000 for a quick run)
+	GEOREP_BIN=$(BIN) $(GO) test -count=1 -timeout 90m -run '^$$' -bench . -benchtime 1x ./integration/bench/audit/
 
 bench-gluster: deps build ## georep vs gsyncd on real GlusterFS volumes: 10,000 x 4 KiB, 1,500 mixed ops, latency, 4 x 256 MiB (GEOREP_BENCH_SCALE=0.02 for a quick run)
 	GEOREP_BIN=$(BIN) $(GO) test -count=1 -timeout 90m -run '^$$' -bench . -benchtime 1x ./integration/gluster/bench/

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"slices"
+	"sync"
 
 	"github.com/zeebo/xxh3"
 
@@ -71,11 +72,16 @@ func XattrDigest(m map[string][]byte) []byte {
 	return h.Sum(nil)
 }
 
+// digestBufs are ContentDigest's read buffers.
+var digestBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
 // ContentDigest is the xxh3-128 digest of what r holds (16 bytes big
-// endian) and its length, read in 1 MiB blocks.
+// endian) and its length, read in 256 KiB blocks.
 func ContentDigest(r io.Reader) ([]byte, int64, error) {
 	h := xxh3.New()
-	n, err := io.CopyBuffer(h, r, make([]byte, 1<<20))
+	buf := digestBufs.Get().(*[]byte)
+	defer digestBufs.Put(buf)
+	n, err := io.CopyBuffer(struct{ io.Writer }{h}, struct{ io.Reader }{r}, *buf)
 	if err != nil {
 		return nil, n, err
 	}
