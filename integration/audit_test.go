@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,5 +180,98 @@ func TestAuditRepairsDrift(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// TestAuditResumesAfterKill kills the master with -9 in the middle of a
+// slow audit round (audit-rate 1MiB/s over 300 directories) and checks that
+// the restarted master goes on with the same round, not a new one, and
+// ends it, finding the difference made in a directory it had not reached
+// (a mode: the verify of the new session does not look at modes).
+func TestAuditResumesAfterKill(t *testing.T) {
+	harness.RequireRsync(t)
+	base := t.TempDir()
+	src, replica, work := filepath.Join(base, "src"), filepath.Join(base, "replica"), filepath.Join(base, "work")
+	for _, d := range []string{src, replica} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 300 {
+		d := filepath.Join(src, fmt.Sprintf("d%03d", i))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 10 {
+			if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%d", j)), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	slave := harness.StartSlave(t, replica, "--insecure")
+	args := harness.MasterArgs(slave.Addr, src, work, "--change-interval", "500ms", "--audit-rate", "1MiB/s")
+	m := harness.StartMasterProc(t, nil, args...)
+	if diffs, err := harness.WaitConverged(src, replica, harness.CompareOptions{}, convergeTimeout); err != nil || len(diffs) > 0 {
+		t.Fatalf("first sync: %v %v\nmaster log:\n%s", err, diffs, lastLines(m.Log(), 30))
+	}
+	target := []string{"--work-dir", work}
+	// Damage the last directory the depth-first round reaches.
+	if err := os.Chmod(filepath.Join(replica, "d299", "f5"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := ctl(t, append(target, "audit")...); code != 0 {
+		t.Fatalf("audit: exit %d\n%s", code, out)
+	}
+	// Wait until its place was saved past the first directories.
+	var started string
+	deadline := time.Now().Add(convergeTimeout)
+	for {
+		b, _ := os.ReadFile(filepath.Join(work, "audit.json"))
+		var s struct {
+			Last struct {
+				Started string `json:"Started"`
+				Entries int64  `json:"entries"`
+			} `json:"last"`
+			Round *struct{} `json:"round"`
+		}
+		if json.Unmarshal(b, &s) == nil && s.Round != nil && s.Last.Entries >= 600 {
+			started = s.Last.Started
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the audit's place was never saved past 600 entries: %s\nmaster log:\n%s", b, lastLines(m.Log(), 30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	m.Kill()
+	m = harness.StartMasterProc(t, nil, args...)
+	waitStatus(t, m, target, "the resumed audit ended", func(s statusJSON) bool { return true })
+	var st auditJSON
+	deadline = time.Now().Add(convergeTimeout)
+	for {
+		code, out := ctl(t, append(target, "status", "--json")...)
+		st = auditJSON{}
+		err := json.Unmarshal([]byte(out), &st)
+		if code == 0 && err == nil && len(st.Workers) == 1 && st.Workers[0].Audit != nil &&
+			!st.Workers[0].Audit.Running && st.Workers[0].Audit.Finished != "" {
+			break
+		}
+		if err != nil && code == 0 {
+			t.Fatalf("status --json: %v\n%s", err, out)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the resumed audit never ended: %s\nmaster log:\n%s", out, lastLines(m.Log(), 30))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	a := st.Workers[0].Audit
+	if !strings.Contains(m.Log(), "path=/d299/f5") || a.ByKind["mode"] != "1" || a.Error != "" {
+		t.Errorf("the resumed round did not find the mode of /d299/f5: %+v\nmaster log:\n%s", a, lastLines(m.Log(), 30))
+	}
+	if strings.Contains(m.Log(), "audit started") {
+		t.Errorf("the restarted master started a new round instead of going on with the one in progress (started %s)", started)
+	}
+	if diffs, err := harness.Compare(src, replica, harness.CompareOptions{}); err != nil || len(diffs) > 0 {
+		t.Errorf("after the resumed audit: %v %v", err, diffs)
 	}
 }

@@ -137,7 +137,9 @@ func newAuditor(cfg Config, path string) (*auditor, error) {
 	a := &auditor{interval: cfg.AuditInterval, contentInterval: cfg.AuditContentInterval, rate: cfg.AuditRate, path: path}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		a.lastPlain = time.Now() // the first round is due one interval after the first start
+		// The first rounds are due one interval after the first start.
+		a.lastPlain = time.Now()
+		a.lastContent = a.lastPlain
 		return a, a.save()
 	}
 	if err != nil {
@@ -213,7 +215,7 @@ func (a *auditor) due(now time.Time) (start, content bool, next time.Time) {
 	if want != nil {
 		return true, *want, time.Time{}
 	}
-	if a.contentInterval > 0 && !now.Before(a.lastContent.Add(a.contentInterval)) && !a.lastContent.IsZero() {
+	if a.contentInterval > 0 && !now.Before(a.lastContent.Add(a.contentInterval)) {
 		return true, true, time.Time{}
 	}
 	if a.interval > 0 {
@@ -222,14 +224,7 @@ func (a *auditor) due(now time.Time) (start, content bool, next time.Time) {
 		}
 	}
 	if a.contentInterval > 0 {
-		c := a.lastContent.Add(a.contentInterval)
-		if a.lastContent.IsZero() {
-			c = a.lastPlain.Add(a.contentInterval)
-			if !now.Before(c) {
-				return true, true, time.Time{}
-			}
-		}
-		if next.IsZero() || c.Before(next) {
+		if c := a.lastContent.Add(a.contentInterval); next.IsZero() || c.Before(next) {
 			next = c
 		}
 	}
