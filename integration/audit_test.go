@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pkg/xattr"
-
 	"github.com/georep/georep/integration/harness"
 )
 
@@ -31,61 +29,6 @@ type auditJSON struct {
 	} `json:"workers"`
 }
 
-// damage changes the replica behind georep's back: an mtime, a truncated
-// file, a byte flipped with size and mtime kept, a removed xattr, an extra
-// file, a missing file.
-func damage(t *testing.T, replica string) {
-	t.Helper()
-	p := func(name string) string { return filepath.Join(replica, name) }
-	old := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
-	if err := os.Chtimes(p("d1/mtime"), old, old); err != nil {
-		t.Fatal(err)
-	}
-	keep := func(name string, change func()) {
-		st, err := os.Stat(p(name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		change()
-		if err := os.Chtimes(p(name), st.ModTime(), st.ModTime()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	keep("d1/trunc", func() {
-		if err := os.Truncate(p("d1/trunc"), 100); err != nil {
-			t.Fatal(err)
-		}
-	})
-	keep("d1/flip", func() {
-		f, err := os.OpenFile(p("d1/flip"), os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := make([]byte, 1)
-		if _, err := f.ReadAt(b, 1000); err != nil {
-			t.Fatal(err)
-		}
-		b[0] ^= 0xff
-		if _, err := f.WriteAt(b, 1000); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-	})
-	keep("d1/xattr", func() {
-		if err := xattr.Remove(p("d1/xattr"), "user.color"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	keep("d2", func() {
-		if err := os.WriteFile(p("d2/extra"), []byte("not the master's"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Remove(p("d2/missing")); err != nil {
-			t.Fatal(err)
-		}
-	})
-}
-
 // TestAuditRepairsDrift damages a replica behind a running daemon's back
 // and checks that `georepctl audit --wait` finds each difference, names it,
 // repairs it, and that only `audit --content` finds a byte flipped with size
@@ -94,22 +37,13 @@ func TestAuditRepairsDrift(t *testing.T) {
 	harness.RequireRsync(t)
 	base := t.TempDir()
 	src, replica, work := filepath.Join(base, "src"), filepath.Join(base, "replica"), filepath.Join(base, "work")
-	for _, d := range []string{src, replica, filepath.Join(src, "d1"), filepath.Join(src, "d2")} {
+	for _, d := range []string{src, replica} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	data := []byte(strings.Repeat("0123456789abcdef", 256)) // 4 KiB
-	for _, name := range []string{"d1/mtime", "d1/trunc", "d1/flip", "d1/xattr", "d2/missing", "d2/kept"} {
-		if err := os.WriteFile(filepath.Join(src, name), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := xattr.Set(filepath.Join(src, "d1/xattr"), "user.color", []byte("blue")); err != nil {
-		t.Skipf("user xattrs not supported here: %v", err)
-	}
-	if err := os.Symlink("d1/mtime", filepath.Join(src, "link")); err != nil {
-		t.Fatal(err)
+	if err := harness.PopulateDrift(src); err != nil {
+		t.Skipf("the drift tree (user xattrs): %v", err)
 	}
 	slave := harness.StartSlave(t, replica, "--insecure")
 	metrics := harness.FreeAddr(t)
@@ -121,7 +55,7 @@ func TestAuditRepairsDrift(t *testing.T) {
 	}
 	target := []string{"--work-dir", work}
 
-	damage(t, replica)
+	harness.Damage(t, replica)
 	code, out := ctl(t, append(target, "audit", "--wait", "--timeout", "2m")...)
 	if code != 0 {
 		t.Fatalf("audit --wait: exit %d\n%s\nmaster log:\n%s", code, out, lastLines(m.Log(), 40))
