@@ -266,21 +266,27 @@ func (m *monitor) status() (ws []workerStatus, paused bool, cp checkpoint) {
 	return ws, m.paused, m.cp
 }
 
-// audit asks every Active worker for an audit round now and, with wait,
+// audit asks every Active worker for an audit round now (none: a node whose
+// workers are all Passive has nothing to audit) and, with wait,
 // returns once each has ended one started after the request (or ctx is
 // done).
 func (m *monitor) audit(ctx context.Context, content, wait bool) error {
 	asked := m.now()
 	m.mu.Lock()
 	var ws []*worker
+	auditors := 0
 	for _, e := range m.workers {
-		if e.w.audit == nil || e.exited.Load() || e.w.brick != nil && e.w.snapshot(asked).Stats.WorkerStatus != stateActive {
+		if e.w.audit == nil || e.exited.Load() {
 			continue
+		}
+		auditors++
+		if e.w.brick != nil && e.w.snapshot(asked).Stats.WorkerStatus != stateActive {
+			continue // Passive: its replica set's Active worker, on another node, audits
 		}
 		ws = append(ws, e.w)
 	}
 	m.mu.Unlock()
-	if len(ws) == 0 {
+	if auditors == 0 {
 		return errNoAuditor
 	}
 	for _, w := range ws {
@@ -312,9 +318,8 @@ func (m *monitor) audit(ctx context.Context, content, wait bool) error {
 	}
 }
 
-// errNoAuditor: no worker of this master audits (none is Active, or it
-// runs --oneshot).
-var errNoAuditor = errors.New("no Active worker to audit with (a --oneshot master does not audit)")
+// errNoAuditor: no worker of this master audits (it runs --oneshot).
+var errNoAuditor = errors.New("this master does not audit (a --oneshot master does not)")
 
 // pause stops the workers at their next pass; resume lets them go on.
 // Both persist across restarts (the file <work-dir>/paused).

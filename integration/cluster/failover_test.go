@@ -129,6 +129,20 @@ func TestClusterSession(t *testing.T) {
 			t.Errorf("status shows fewer than two Active workers:\n%s", st)
 		}
 	})
+	t.Run("audit of the session", func(t *testing.T) {
+		// Every replica set's Active worker compares its part of the
+		// replica, contents included, after the failovers above; what it
+		// finds it repairs, and the replica stays equal to the source.
+		out, err := georepctl(t, s, "audit", "--content", "--wait", "--timeout", "3m")
+		t.Logf("audit --content --wait:\n%s", out)
+		if err != nil {
+			t.Fatalf("audit of the session: %v\n%s", err, out)
+		}
+		if strings.Count(out, "last audit with contents") < 2 {
+			t.Errorf("fewer than two workers (one per replica set) audited:\n%s", out)
+		}
+		s.converged(t, "after the audit", 3*time.Minute)
+	})
 	t.Run("oneshot on a node whose sets are Active elsewhere", func(t *testing.T) {
 		// A --oneshot beside the daemons (its own work dir): every set's
 		// lease is held, so it has nothing to do, says so and exits 0.
