@@ -229,7 +229,7 @@ func (c *cluster) audit(ctx context.Context) (int, error) {
 			return report(c, st, "audited", func(r *masterv1.GetStatusResponse) string {
 				var lines []string
 				for _, w := range r.GetWorkers() {
-					if au := w.GetAudit(); au != nil {
+					if au := w.GetAudit(); au.GetStarted() != nil {
 						lines = append(lines, w.GetBrick()+": "+auditText(au))
 					}
 				}

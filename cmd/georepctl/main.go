@@ -346,7 +346,7 @@ func (a *app) audit(ctx context.Context) error {
 	}
 	var short []string
 	for _, s := range resp.GetWorkers() {
-		if au := s.GetAudit(); au != nil {
+		if au := s.GetAudit(); au.GetStarted() != nil {
 			fmt.Fprintf(a.out, "%s: %s\n", s.GetBrick(), auditText(au))
 			if au.GetError() != "" {
 				short = append(short, s.GetBrick())
