@@ -59,6 +59,7 @@ type Catalog struct {
 	mu     sync.Mutex
 	count  atomic.Int64 // nodes, as metaCount says
 	closed atomic.Bool
+	writes atomic.Uint64 // batches committed since Open (Writes)
 
 	// The background compaction (compact.go), under mu.
 	garbage    int64 // keys replaced or deleted since the last one
@@ -636,6 +637,11 @@ func (c *Catalog) ForEachChild(dir gfid.GFID, fn func(name string, g gfid.GFID) 
 		return fn(string(k[17:]), g)
 	})
 }
+
+// Writes counts the changes committed since Open (each Identify, Bind,
+// Commit, Reassign, Unsync that changed anything): equal before and after
+// some reads, nothing changed the catalog in between.
+func (c *Catalog) Writes() uint64 { return c.writes.Load() }
 
 // Count returns how many gfids the synced namespace holds: the entries the
 // slave is believed to have (the safety guards' base). It reads a counter
