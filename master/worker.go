@@ -552,6 +552,7 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 		// Failures may come from a replica changed behind georep's back
 		// (a directory swapped for a symlink fails every op below it):
 		// verify finds such drift now and the next pass repairs it.
+		early.stop() // it compared beside a pass that changed the slave
 		if _, verr := w.verifyOnce(ctx); verr != nil {
 			return true, verr
 		}
