@@ -95,3 +95,41 @@ func reverse[T any](s []T) []T {
 	}
 	return out
 }
+
+// TestWritesCounts: Writes moves with every change committed and not with
+// reads (verify's early comparison relies on both).
+func TestWritesCounts(t *testing.T) {
+	c := open(t, filepath.Join(t.TempDir(), "catalog.db"))
+	d := gfid.New()
+	steps := []struct {
+		name  string
+		do    func() error
+		moves bool
+	}{
+		{"identify a new key", func() error { _, _, err := c.Identify([]Key{{Ino: 7}}); return err }, true},
+		{"identify it again", func() error { _, _, err := c.Identify([]Key{{Ino: 7}}); return err }, false},
+		{"commit a directory", func() error {
+			return c.Commit([]Node{{GFID: gfid.Root, Type: TypeDir, Mode: 0o40755}, {GFID: d, Type: TypeDir, Mode: 0o40755, Links: []Link{{gfid.Root, "d"}}}}, nil)
+		}, true},
+		{"reads", func() error {
+			if _, _, err := c.Identities([]Key{{Ino: 7}}); err != nil {
+				return err
+			}
+			if _, _, err := c.Nodes([]gfid.GFID{gfid.Root}); err != nil {
+				return err
+			}
+			return c.ForEachChild(gfid.Root, func(string, gfid.GFID) error { return nil })
+		}, false},
+		{"unsync nothing", func() error { _, err := c.Unsync(nil); return err }, false},
+		{"unsync the directory", func() error { _, err := c.Unsync([]gfid.GFID{d}); return err }, true},
+	}
+	for _, s := range steps {
+		before := c.Writes()
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if moved := c.Writes() != before; moved != s.moves {
+			t.Errorf("%s: Writes moved %v, want %v", s.name, moved, s.moves)
+		}
+	}
+}
