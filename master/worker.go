@@ -791,6 +791,7 @@ func (w *worker) verifyOnceFrom(ctx context.Context, early *verifier) (int, erro
 	var found int
 	var err error
 	if early != nil {
+		w.log.Debug("verify: the slave was compared with the catalog while the pass crawled", "differences", early.found)
 		found, err = early.found, early.finish(ctx)
 	} else {
 		found, err = w.verify(ctx)
