@@ -64,21 +64,98 @@ func (w *worker) emptyPark(ctx context.Context) (int, error) {
 // volume distributed over several bricks) purges nothing: a name it lacks
 // may be another brick's.
 func (w *worker) verify(ctx context.Context) (int, error) {
+	v, err := w.compare(ctx)
+	if err != nil {
+		return v.found, err
+	}
+	return v.found, v.finish(ctx)
+}
+
+// compare is verify's comparison, without acting on what it found: every
+// directory of the catalog against the slave's listing.
+func (w *worker) compare(ctx context.Context) (*verifier, error) {
 	v := &verifier{w: w}
 	stack := []gfid.GFID{gfid.Root}
 	if wk, ok := w.slave.(walker); ok {
 		left, walked, err := v.walk(ctx, wk)
 		if err != nil {
-			return v.found, err
+			return v, err
 		}
 		if walked {
 			stack = left
 		}
 	}
-	if err := v.list(ctx, stack); err != nil {
-		return v.found, err
+	return v, v.list(ctx, stack)
+}
+
+// earlyVerify is verify's comparison run while the first pass of a session
+// crawls, instead of after it: on a pass that finds nothing to do, the
+// slave's listing and the crawl's walk overlap (ARCHITECTURE.md, "Verify").
+// Its verdicts hold only when nothing changed on either side while it ran:
+// the pass applied nothing (the first change it emits abandons it) and the
+// catalog committed nothing from before it started to after it ended
+// (Catalog.Writes). Otherwise verify runs after the pass, as it always
+// did.
+type earlyVerify struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	writes uint64 // the catalog's Writes before it started
+	v      *verifier
+	err    error
+}
+
+// startEarlyVerify compares in the background once the session (opening
+// beside the crawl) is open.
+func (w *worker) startEarlyVerify(ctx context.Context, open *opening) *earlyVerify {
+	ctx, cancel := context.WithCancel(ctx)
+	e := &earlyVerify{cancel: cancel, done: make(chan struct{}), writes: w.cat.Writes()}
+	go func() {
+		defer close(e.done)
+		select {
+		case <-open.done:
+		case <-ctx.Done():
+			e.err = ctx.Err()
+			return
+		}
+		if open.err != nil {
+			e.err = open.err
+			return
+		}
+		e.v, e.err = w.compare(ctx)
+	}()
+	return e
+}
+
+// abandon stops the comparison: the pass is about to change the slave.
+func (e *earlyVerify) abandon() {
+	if e != nil {
+		e.cancel()
 	}
-	return v.found, v.finish(ctx)
+}
+
+// stop abandons the comparison and waits for it to end.
+func (e *earlyVerify) stop() {
+	if e != nil {
+		e.cancel()
+		<-e.done
+	}
+}
+
+// take waits for the comparison and returns it when it holds for the pass
+// that ran beside it (changed: the pass applied something); nil when
+// verify must compare now.
+func (e *earlyVerify) take(changed bool, writes func() uint64) *verifier {
+	if e == nil {
+		return nil
+	}
+	if changed {
+		e.cancel()
+	}
+	<-e.done
+	if changed || e.err != nil || e.v == nil || writes() != e.writes {
+		return nil
+	}
+	return e.v
 }
 
 // walker is a slave that lists a whole tree in one stream: the session

@@ -518,13 +518,24 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 	// it.
 	cctx, stopCrawl := context.WithCancel(ctx)
 	defer stopCrawl()
+	// The first pass of a session compares the slave with the catalog
+	// while it crawls (verify): what it found is used if the pass changes
+	// nothing. Whether this is that pass is read before the session opens
+	// beside the crawl (which resets verified).
+	firstOfSession := !w.sessionOpen() || !w.verified
 	open := w.openBeside(ctx, stopCrawl)
+	var early *earlyVerify
+	if n, cerr := w.cat.Count(); cerr == nil && n > 0 && firstOfSession {
+		early = w.startEarlyVerify(ctx, open)
+		defer early.stop()
+	}
 	// The crawl emits its changes in segments, each applied and committed
 	// before it goes on (crawl.Stream); a segment that leaves failures
 	// does not stop the others. The queue keeps every failure until the
 	// crawl is over: then those it did not meet again are resolved.
 	w.lastCrawl, err = crawl.Stream(cctx, crawl.StreamConfig{Config: w.crawlConfig(), Progress: w.crawlProgress,
 		CheckDeletes: func(n int64) error { return w.guardDeletes("the pass", n, -1) }}, w.cat, w.log, func(res *crawl.Result) error {
+		early.abandon()
 		if err := open.wait(); err != nil {
 			return err
 		}
@@ -552,12 +563,13 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 		// Failures may come from a replica changed behind georep's back
 		// (a directory swapped for a symlink fails every op below it):
 		// verify finds such drift now and the next pass repairs it.
+		early.stop() // it compared beside a pass that changed the slave
 		if _, verr := w.verifyOnce(ctx); verr != nil {
 			return true, verr
 		}
 		return true, partial
 	}
-	if found, err := w.verifyOnce(ctx); err != nil || found > 0 {
+	if found, err := w.verifyOnceFrom(ctx, early.take(changed, w.cat.Writes)); err != nil || found > 0 {
 		w.repairAfterVerify(found) // stime waits for the repair
 		return changed || found > 0, err
 	}
@@ -778,10 +790,23 @@ func (w *worker) settle(failed []*failure, retried bool) error {
 
 // verifyOnce runs verify on the first complete pass of a session.
 func (w *worker) verifyOnce(ctx context.Context) (int, error) {
+	return w.verifyOnceFrom(ctx, nil)
+}
+
+// verifyOnceFrom is verifyOnce with the comparison made already (early,
+// nil when none holds).
+func (w *worker) verifyOnceFrom(ctx context.Context, early *verifier) (int, error) {
 	if w.verified {
 		return 0, nil
 	}
-	found, err := w.verify(ctx)
+	var found int
+	var err error
+	if early != nil {
+		w.log.Debug("verify: the slave was compared with the catalog while the pass crawled", "differences", early.found)
+		found, err = early.found, early.finish(ctx)
+	} else {
+		found, err = w.verify(ctx)
+	}
 	if err != nil {
 		return found, fmt.Errorf("verify the slave: %w", err)
 	}

@@ -57,6 +57,7 @@ func main() {
 	if err := cfg.Validate(); err != nil {
 		cli.Fatal("georep-master", err, 2)
 	}
+	defer cli.StartCPUProfile("georep-master")()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := master.Run(ctx, cfg, log); err != nil {

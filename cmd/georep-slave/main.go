@@ -49,6 +49,7 @@ func main() {
 	if err := cfg.Validate(); err != nil {
 		cli.Fatal("georep-slave", err, 2)
 	}
+	defer cli.StartCPUProfile("georep-slave")()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := slave.Run(ctx, cfg, log, nil); err != nil {

@@ -59,6 +59,7 @@ type Catalog struct {
 	mu     sync.Mutex
 	count  atomic.Int64 // nodes, as metaCount says
 	closed atomic.Bool
+	writes atomic.Uint64 // batches committed since Open (Writes)
 
 	// The background compaction (compact.go), under mu.
 	garbage    int64 // keys replaced or deleted since the last one
@@ -637,6 +638,11 @@ func (c *Catalog) ForEachChild(dir gfid.GFID, fn func(name string, g gfid.GFID) 
 	})
 }
 
+// Writes counts the changes committed since Open (each Identify, Bind,
+// Commit, Reassign, Unsync that changed anything): equal before and after
+// some reads, nothing changed the catalog in between.
+func (c *Catalog) Writes() uint64 { return c.writes.Load() }
+
 // Count returns how many gfids the synced namespace holds: the entries the
 // slave is believed to have (the safety guards' base). It reads a counter
 // that every change keeps in step.
@@ -645,4 +651,61 @@ func (c *Catalog) Count() (int64, error) {
 		return 0, err
 	}
 	return c.count.Load(), nil
+}
+
+// Identities is Identity for many keys at once: gfids[i] and ok[i] are what
+// Identity(keys[i]) returns. One iterator pass over the identity table in
+// key order: a directory's inodes, whose numbers are close, cost a scan of
+// a few blocks rather than a lookup each (the crawl's per-entry reads).
+func (c *Catalog) Identities(keys []Key) (gfids []gfid.GFID, ok []bool, err error) {
+	if err := c.check(); err != nil {
+		return nil, nil, err
+	}
+	var ar arena
+	ik := make([][]byte, len(keys))
+	for i, k := range keys {
+		ik[i] = putIdentKey(ar.alloc(17), k)
+	}
+	gfids, ok = make([]gfid.GFID, len(keys)), make([]bool, len(keys))
+	err = c.lookup(ik, func(i int, v []byte) error {
+		g, err := gfid.FromBytes(v)
+		if err != nil {
+			return fmt.Errorf("%w: identity %v: %w", ErrCorrupt, keys[i], err)
+		}
+		gfids[i], ok[i] = g, true
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("catalog: identities of %d keys: %w", len(keys), err)
+	}
+	return gfids, ok, nil
+}
+
+// Nodes is Node for many gfids at once: nodes[i] and ok[i] are what
+// Node(gs[i]) returns, read in one iterator pass in gfid order.
+func (c *Catalog) Nodes(gs []gfid.GFID) (nodes []Node, ok []bool, err error) {
+	if err := c.check(); err != nil {
+		return nil, nil, err
+	}
+	var ar arena
+	nk := make([][]byte, len(gs))
+	for i, g := range gs {
+		k := ar.alloc(17)
+		k[0] = tabNodes
+		copy(k[1:], g[:])
+		nk[i] = k
+	}
+	nodes, ok = make([]Node, len(gs)), make([]bool, len(gs))
+	err = c.lookup(nk, func(i int, v []byte) error {
+		n, _, _, err := decodeNode(gs[i], v)
+		if err != nil {
+			return err
+		}
+		nodes[i], ok[i] = n, true
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("catalog: nodes of %d gfids: %w", len(gs), err)
+	}
+	return nodes, ok, nil
 }

@@ -45,6 +45,7 @@ func (c *Catalog) finishCompaction() {
 // wrote counts the keys a commit replaced or deleted and starts the
 // background compaction when it is due. c.mu is held.
 func (c *Catalog) wrote(garbage int) {
+	c.writes.Add(1)
 	c.garbage += int64(garbage)
 	if c.compacting || !c.compactionDue() {
 		return

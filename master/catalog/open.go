@@ -15,10 +15,19 @@ import (
 
 // Memory the store may use (ARCHITECTURE.md, "The catalog's store", says
 // what they cost and buy).
+//
+// A crawl reads every node record it meets at random (gfids), so once the
+// node table outgrows the cache nearly every read is a block read and
+// decompressed: 16 MB and 16 KB blocks made those reads 70 % of a no-change
+// pass's CPU at 1,000,000 files. 64 MB holds about half the node table of a
+// million files (128 MB all of it); the cache fills only as far as the store
+// reaches, so a small catalog costs what it did. 4 KB blocks make a miss a
+// quarter of the decompression, for 8 % more on disk (129 bytes a file
+// instead of 120 at 1,000,000).
 const (
-	cacheSize    = 16 << 20 // decompressed blocks, index and filter blocks
+	cacheSize    = 64 << 20 // decompressed blocks, index and filter blocks
 	memTableSize = 4 << 20  // two at most: one filling, one being flushed
-	blockSize    = 16 << 10
+	blockSize    = 4 << 10
 )
 
 // options are the store's Pebble options. create: the store may be created.

@@ -159,6 +159,32 @@ type streamer struct {
 	inflight    chan error
 	inflightSeg *segment
 	lastSeg     *segment // the segment of the Result being emitted (nil: not a segment)
+
+	// pre is what the catalog held for the inodes of the chunk being
+	// examined, read in two sorted passes (prefetch); catGen counts the
+	// streamer's steps that may change the catalog (commitPending,
+	// emitResult, wait), and pre is believed only while it has not moved.
+	pre    prefetched
+	catGen uint64
+}
+
+// prefetched holds the catalog's identities and nodes of a chunk's inodes,
+// as read at generation gen: a key or gfid it holds was looked up (ok false:
+// the catalog had none); one it does not hold was not.
+type prefetched struct {
+	gen   uint64
+	ident map[catalog.Key]identHit
+	nodes map[gfid.GFID]nodeHit
+}
+
+type identHit struct {
+	g  gfid.GFID
+	ok bool
+}
+
+type nodeHit struct {
+	n  catalog.Node
+	ok bool
 }
 
 // segment is the pure changes gathered for one Result.
@@ -399,15 +425,29 @@ func (s *streamer) listChunk(d walkDir, names []string, c *dirCompare) ([]walkDi
 		h.in.children = nil
 	}()
 	slices.Sort(names)
+	// Every name is looked at first, then the catalog's identities and
+	// records of the chunk's inodes are read in one sorted pass each
+	// (point lookups cost a new iterator each: half the CPU of a pass
+	// that finds nothing to do).
+	ins := make([]*inode, len(names))
+	for i, name := range names {
+		if err := s.ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := w.entry(h, name); err != nil {
+			return nil, err
+		}
+		ins[i] = h.in.children[name]
+	}
+	if err := s.prefetch(ins); err != nil {
+		return nil, err
+	}
 	var subs []walkDir
-	for _, name := range names {
+	for i, name := range names {
 		if err := s.ctx.Err(); err != nil {
 			return subs, err
 		}
-		if err := w.entry(h, name); err != nil {
-			return subs, err
-		}
-		in := h.in.children[name]
+		in := ins[i]
 		if in == nil {
 			c.skipped(name) // vanished, or not replicated (mount point, our own files)
 			continue
@@ -542,18 +582,106 @@ func readNameChunks(fd, n int, fn func([]string) error) error {
 	}
 }
 
+// prefetch reads the catalog's identities of the inodes of ins (nil ones
+// are skipped) that gfidOf will ask for, then the node records of the gfids
+// known by then, each in one sorted iterator pass, into s.pre.
+func (s *streamer) prefetch(ins []*inode) error {
+	if s.pre.ident == nil {
+		s.pre.ident, s.pre.nodes = map[catalog.Key]identHit{}, map[gfid.GFID]nodeHit{}
+	}
+	clear(s.pre.ident)
+	clear(s.pre.nodes)
+	s.pre.gen = s.catGen
+	var keys []catalog.Key
+	for _, in := range ins {
+		if in == nil || !in.node.GFID.IsZero() {
+			continue
+		}
+		if _, ok := s.pending[in.key]; ok {
+			continue
+		}
+		if _, ok := s.pre.ident[in.key]; !ok {
+			s.pre.ident[in.key] = identHit{}
+			keys = append(keys, in.key)
+		}
+	}
+	gs, oks, err := s.cat.Identities(keys)
+	if err != nil {
+		return err
+	}
+	for i, k := range keys {
+		s.pre.ident[k] = identHit{gs[i], oks[i]}
+	}
+	// The gfid gfidOf will give each inode, where it is known now.
+	var want []gfid.GFID
+	for _, in := range ins {
+		if in == nil {
+			continue
+		}
+		g := in.node.GFID
+		switch {
+		case !g.IsZero():
+		case s.cfg.Brick:
+			g = in.gfid
+		default:
+			if pg, ok := s.pending[in.key]; ok {
+				g = pg
+			} else if hit := s.pre.ident[in.key]; hit.ok {
+				g = hit.g
+			}
+		}
+		if g.IsZero() {
+			continue // new: gfidOf makes one, which has no record
+		}
+		if _, ok := s.pre.nodes[g]; !ok {
+			s.pre.nodes[g] = nodeHit{}
+			want = append(want, g)
+		}
+	}
+	ns, oks, err := s.cat.Nodes(want)
+	if err != nil {
+		return err
+	}
+	for i, g := range want {
+		s.pre.nodes[g] = nodeHit{ns[i], oks[i]}
+	}
+	return nil
+}
+
+// identity is the catalog's gfid of key: prefetched, or looked up when the
+// prefetch did not read it or the catalog may have changed since.
+func (s *streamer) identity(key catalog.Key) (gfid.GFID, bool, error) {
+	if s.pre.gen == s.catGen {
+		if hit, ok := s.pre.ident[key]; ok {
+			return hit.g, hit.ok, nil
+		}
+	}
+	return s.cat.Identity(key)
+}
+
+// node is the catalog's record of g, as identity.
+func (s *streamer) node(g gfid.GFID) (catalog.Node, bool, error) {
+	if s.pre.gen == s.catGen {
+		if hit, ok := s.pre.nodes[g]; ok {
+			return hit.n, hit.ok, nil
+		}
+	}
+	return s.cat.Node(g)
+}
+
 // gfidOf returns the gfid of in: the brick's, the catalog's, or a fresh
-// one (pending until the next flush commits it).
-func (s *streamer) gfidOf(in *inode) (gfid.GFID, error) {
+// one (pending until the next flush commits it; fresh says so: it has no
+// record in the catalog).
+func (s *streamer) gfidOf(in *inode) (g gfid.GFID, fresh bool, err error) {
 	if !in.node.GFID.IsZero() {
-		return in.node.GFID, nil
+		return in.node.GFID, false, nil
 	}
 	if g, ok := s.pending[in.key]; ok {
-		return g, nil
+		return g, false, nil
 	}
-	g, ok, err := s.cat.Identity(in.key)
+	g, ok, err := s.identity(in.key)
 	if err != nil {
-		return gfid.GFID{}, err
+		return gfid.GFID{}, false, err
 	}
 	switch {
 	case s.cfg.Brick:
@@ -567,24 +695,28 @@ func (s *streamer) gfidOf(in *inode) (gfid.GFID, error) {
 		s.pending[in.key] = g
 		s.pendingKeys = append(s.pendingKeys, in.key)
 		s.emitted.New++
+		fresh = true
 	}
 	in.node.GFID = g
-	return g, nil
+	return g, fresh, nil
 }
 
 // entry sorts one name of d: unchanged, pure (into the segment), with
 // several links (gathered), or marked. It returns the directory to walk
 // when name is one.
 func (s *streamer) entry(d walkDir, name string, in *inode, held gfid.GFID, nameKnown bool) (*walkDir, error) {
-	g, err := s.gfidOf(in)
+	g, fresh, err := s.gfidOf(in)
 	if err != nil {
 		return nil, err
 	}
 	dirG := d.node.GFID
 	link := catalog.Link{Parent: dirG, Name: name}
-	o, hasOld, err := s.cat.Node(g)
-	if err != nil {
-		return nil, err
+	var o catalog.Node
+	hasOld := false
+	if !fresh {
+		if o, hasOld, err = s.node(g); err != nil {
+			return nil, err
+		}
 	}
 	var op *catalog.Node
 	if hasOld {
@@ -778,6 +910,7 @@ func sameLinks(a, b []catalog.Link) bool {
 
 // commitPending commits the gfids given to new inodes so far.
 func (s *streamer) commitPending() error {
+	s.catGen++
 	if len(s.pendingKeys) == 0 {
 		return nil
 	}
@@ -823,6 +956,7 @@ func (s *streamer) flush() error {
 // emitResult writes res's changelog and hands it to emit; a Result with
 // changed records but no operation is committed directly.
 func (s *streamer) emitResult(res *Result) error {
+	s.catGen++
 	s.segments++
 	st := res.Stats
 	e := &s.emitted
@@ -875,6 +1009,7 @@ func (s *streamer) emitAsync(res *Result) error {
 
 // wait waits for the segment in flight.
 func (s *streamer) wait() error {
+	s.catGen++
 	if s.inflight == nil {
 		return nil
 	}

@@ -54,6 +54,9 @@ func (n Node) Getxattr(attr string) ([]byte, error) {
 	case n.fd >= 0:
 		return ReadSized(func(d []byte) (int, error) { return unix.Fgetxattr(n.fd, attr, d) })
 	}
+	if haveGetxattrat() {
+		return ReadSized(func(d []byte) (int, error) { return getxattrat(n.dirfd, n.name, attr, d) })
+	}
 	p := ProcPath(n.dirfd, n.name)
 	return ReadSized(func(d []byte) (int, error) { return unix.Lgetxattr(p, attr, d) })
 }

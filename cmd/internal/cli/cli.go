@@ -112,6 +112,7 @@ func LoggerLevel(v *viper.Viper, w io.Writer) (*slog.Logger, *slog.LevelVar, err
 
 // Fatal prints err the way a user should see it and exits with code.
 func Fatal(prog string, err error, code int) {
+	endProfile()
 	if errors.Is(err, pflag.ErrHelp) {
 		os.Exit(0)
 	}

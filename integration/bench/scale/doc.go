@@ -63,6 +63,9 @@
 //     process).
 //   - GEOREP_BENCH_PASS_TIMEOUT: --oneshot-timeout of each pass (default
 //     12h).
+//   - GEOREP_CPUPROFILE: passed on to georep-master and georep-slave, which
+//     then write a CPU profile of their run there (%n: the program, %p: its
+//     pid; e.g. /tmp/prof-%n-%p).
 //
 // Before each size the free space and inodes of the run's filesystem are
 // checked (statfs) against what the size needs at its peak (the tree and
