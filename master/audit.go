@@ -653,7 +653,7 @@ func (j *auditJudge) dir(ref auditDirRef, ents []ops.AuditEntry, lerr error) err
 func (j *auditJudge) entry(ref auditDirRef, path string, e ops.AuditEntry, n catalog.Node) (purged bool) {
 	w := j.w
 	want := w.metaOp(n.GFID, crawl.Node{Node: n}) // the times and owner the slave was given
-	ctype := auditType(n.Type)
+	ctype := ops.TypeOfMode(n.Mode) // the catalog keeps the type bits in Mode
 	recreate := func(kind, what string) bool {
 		j.differ(kind, path, n.GFID, what)
 		j.unsync = append(j.unsync, n.GFID)
@@ -754,27 +754,6 @@ func digestSource(path string, n catalog.Node) (digest []byte, size int64, ok bo
 		return nil, 0, false
 	}
 	return d, size, true
-}
-
-// auditType is the replica's type of a catalog type.
-func auditType(t catalog.Type) ops.FileType {
-	switch t {
-	case catalog.TypeReg:
-		return ops.TypeRegular
-	case catalog.TypeDir:
-		return ops.TypeDir
-	case catalog.TypeSymlink:
-		return ops.TypeSymlink
-	case catalog.TypeFifo:
-		return ops.TypeFifo
-	case catalog.TypeChar:
-		return ops.TypeChar
-	case catalog.TypeBlock:
-		return ops.TypeBlock
-	case catalog.TypeSocket:
-		return ops.TypeSocket
-	}
-	return 0
 }
 
 // repair purges what the step found extra (within the max-delete guard),
