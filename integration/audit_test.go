@@ -34,6 +34,15 @@ type auditJSON struct {
 // repairs it, and that only `audit --content` finds a byte flipped with size
 // and mtime kept; status and metrics report the rounds.
 func TestAuditRepairsDrift(t *testing.T) {
+	for _, detector := range []string{"changelog", "xsync"} {
+		t.Run(detector, func(t *testing.T) { auditRepairsDrift(t, detector) })
+	}
+}
+
+// auditRepairsDrift is TestAuditRepairsDrift with a change detector: the
+// fanotify journal (changelog) or a hybrid crawl every change-interval
+// (xsync), between which the audit takes its steps.
+func auditRepairsDrift(t *testing.T, detector string) {
 	harness.RequireRsync(t)
 	base := t.TempDir()
 	src, replica, work := filepath.Join(base, "src"), filepath.Join(base, "replica"), filepath.Join(base, "work")
@@ -48,7 +57,7 @@ func TestAuditRepairsDrift(t *testing.T) {
 	slave := harness.StartSlave(t, replica, "--insecure")
 	metrics := harness.FreeAddr(t)
 	m := harness.StartMasterProc(t, nil, harness.MasterArgs(slave.Addr, src, work, "--change-interval", "500ms",
-		"--sync-xattrs", "--metrics-listen", metrics)...)
+		"--sync-xattrs", "--metrics-listen", metrics, "--change-detector", detector)...)
 	opts := harness.CompareOptions{Xattrs: true}
 	if diffs, err := harness.WaitConverged(src, replica, opts, convergeTimeout); err != nil || len(diffs) > 0 {
 		t.Fatalf("first sync: %v %v\nmaster log:\n%s", err, diffs, lastLines(m.Log(), 30))

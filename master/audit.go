@@ -246,6 +246,7 @@ func (w *worker) auditArm(t time.Time) {
 		return
 	}
 	a.timer = time.AfterFunc(time.Until(t), func() {
+		w.auditWoke.Store(true)
 		select {
 		case w.wake <- struct{}{}:
 		default:

@@ -21,14 +21,26 @@ func (s *crawlSource) check(context.Context) error { return nil }
 func (s *crawlSource) beforeFull() error           { return nil }
 func (s *crawlSource) fullDone(time.Time)          {}
 
-// next waits change-interval, or until woken, and asks for a crawl.
+// next waits change-interval, or until woken, and asks for a crawl. The
+// audit takes its steps meanwhile (a wake of its own timer is not a wake
+// for a crawl); a step that found something to repair ends the wait.
 func (s *crawlSource) next(ctx context.Context) (changes, error) {
-	t := time.NewTimer(s.w.changeInterval())
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-s.w.wake:
-	case <-t.C:
+	deadline := time.Now().Add(s.w.changeInterval())
+	for ctx.Err() == nil && time.Now().Before(deadline) && !s.w.needFull {
+		if s.w.auditStep(ctx) {
+			continue
+		}
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-ctx.Done():
+		case <-s.w.wake:
+			if !s.w.auditWoke.Swap(false) {
+				t.Stop()
+				return changes{full: true}, nil
+			}
+		case <-t.C:
+		}
+		t.Stop()
 	}
 	return changes{full: true}, nil
 }
