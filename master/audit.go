@@ -654,7 +654,7 @@ func (j *auditJudge) dir(ref auditDirRef, ents []ops.AuditEntry, lerr error) err
 func (j *auditJudge) entry(ref auditDirRef, path string, e ops.AuditEntry, n catalog.Node) (purged bool) {
 	w := j.w
 	want := w.metaOp(n.GFID, crawl.Node{Node: n}) // the times and owner the slave was given
-	ctype := ops.TypeOfMode(n.Mode) // the catalog keeps the type bits in Mode
+	ctype := ops.TypeOfMode(n.Mode)               // the catalog keeps the type bits in Mode
 	recreate := func(kind, what string) bool {
 		j.differ(kind, path, n.GFID, what)
 		j.unsync = append(j.unsync, n.GFID)

@@ -71,8 +71,8 @@ type worker struct {
 	tick, retryNow atomic.Bool
 	// auditWoke says that the last wake was the audit's timer (due, or
 	// its rate's wait over), not a reason for a pass.
-	auditWoke atomic.Bool
-	failedInARow   int // passes that failed in a row (plain directory)
+	auditWoke    atomic.Bool
+	failedInARow int // passes that failed in a row (plain directory)
 	// acceptSource is accept-new-source, until a pass has used it; srcID
 	// is the source's identity as recorded (guardSource).
 	acceptSource bool
