@@ -358,6 +358,7 @@ func startRsync(stream slavev1.SlaveService_RsyncServer, bin string, argv []stri
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "rsync stdin pipe: %v", err)
 	}
+	growPipe(inW, log)
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		inR.Close()
@@ -572,6 +573,30 @@ func recvStdin(stream slavev1.SlaveService_RsyncServer, w *os.File) error {
 			closeIn()
 			return status.Error(codes.InvalidArgument, "empty rsync request")
 		}
+	}
+}
+
+// stdinPipeSize is the capacity asked for rsync's stdin pipe: a stdin
+// message of the master's (256 KiB) and more fit at once, so that a write
+// wakes rsync once a message, not once per 64 KiB (Linux's default; the
+// most an unprivileged process may ask is fs.pipe-max-size, 1 MiB by
+// default).
+const stdinPipeSize = 1 << 20
+
+// growPipe asks for stdinPipeSize on the pipe f; a pipe that stays smaller
+// only costs more wake-ups.
+func growPipe(f *os.File, log *slog.Logger) {
+	rc, err := f.SyscallConn()
+	if err == nil {
+		cerr := rc.Control(func(fd uintptr) {
+			_, err = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, stdinPipeSize)
+		})
+		if cerr != nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		log.Debug("rsync stdin pipe keeps its size", "err", err)
 	}
 }
 
