@@ -77,12 +77,12 @@ func clientCredentials(files TLSFiles, insecureOK bool) (credentials.TransportCr
 	if err != nil {
 		return nil, err
 	}
-	return credentials.NewTLS(&tls.Config{
+	return coalescedCredentials{credentials.NewTLS(&tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
 		RootCAs:      pool,
 		ServerName:   files.ServerName,
-	}), nil
+	})}, nil
 }
 
 // PeerIdentities returns the identities of a verified client certificate

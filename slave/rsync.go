@@ -14,10 +14,15 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
+	"github.com/georep/georep/rpc/rawcodec"
 	"github.com/georep/georep/rpc/tail"
 )
 
@@ -353,6 +358,7 @@ func startRsync(stream slavev1.SlaveService_RsyncServer, bin string, argv []stri
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "rsync stdin pipe: %v", err)
 	}
+	growPipe(inW, log)
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		inR.Close()
@@ -495,8 +501,16 @@ func (r *rsyncRun) finish(waitErr error) error {
 	return r.waitRecv(10 * time.Second)
 }
 
+// stdinField is RsyncRequest's stdin field: rawcodec leaves a message of it
+// alone in the frames gRPC read it into, which recvStdin writes to rsync.
+var stdinField = protowire.Number((&slavev1.RsyncRequest{}).ProtoReflect().Descriptor().Fields().ByName("stdin").Number())
+
 // recvStdin copies Stdin messages into w until CloseStdin or the client's
 // half-close, then keeps draining until the client half-closes. It closes w.
+//
+// Stdin arrives as rawcodec.Bytes (whatever codec the master used: the
+// bytes on the wire are the same), written from gRPC's buffers with
+// writev; any other message as an RsyncRequest.
 func recvStdin(stream slavev1.SlaveService_RsyncServer, w *os.File) error {
 	open := true
 	closed := false // the client sent CloseStdin
@@ -507,27 +521,47 @@ func recvStdin(stream slavev1.SlaveService_RsyncServer, w *os.File) error {
 		}
 	}
 	defer closeIn()
+	// stdin writes data to rsync unless it is gone; false: data after
+	// CloseStdin, a protocol violation.
+	stdin := func(write func() error) bool {
+		if closed {
+			return false
+		}
+		if !open {
+			// rsync exited: the client keeps sending until it sees the
+			// exit status; drop the rest.
+			return true
+		}
+		if err := write(); err != nil {
+			// rsync exited (EPIPE); drop the rest.
+			closeIn()
+		}
+		return true
+	}
+	m := new(slavev1.RsyncRequest)
+	raw := rawcodec.Bytes{Field: stdinField, Other: m}
 	for {
-		m, err := stream.Recv()
+		proto.Reset(m)
+		err := stream.RecvMsg(&raw)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		switch msg := m.GetMsg().(type) {
-		case *slavev1.RsyncRequest_Stdin:
-			if closed {
+		if raw.Raw {
+			data := raw.Data
+			ok := stdin(func() error { return writeBuffers(w, data) })
+			data.Free()
+			if !ok {
 				return status.Error(codes.InvalidArgument, "rsync stdin data after close_stdin")
 			}
-			if !open {
-				// rsync exited: the client keeps sending until it sees
-				// the exit status; drop the rest.
-				continue
-			}
-			if _, err := w.Write(msg.Stdin); err != nil {
-				// rsync exited (EPIPE); drop the rest.
-				closeIn()
+			continue
+		}
+		switch msg := m.GetMsg().(type) {
+		case *slavev1.RsyncRequest_Stdin:
+			if !stdin(func() error { _, err := w.Write(msg.Stdin); return err }) {
+				return status.Error(codes.InvalidArgument, "rsync stdin data after close_stdin")
 			}
 		case *slavev1.RsyncRequest_CloseStdin:
 			closed = true
@@ -540,6 +574,87 @@ func recvStdin(stream slavev1.SlaveService_RsyncServer, w *os.File) error {
 			return status.Error(codes.InvalidArgument, "empty rsync request")
 		}
 	}
+}
+
+// stdinPipeSize is the capacity asked for rsync's stdin pipe: a stdin
+// message of the master's (256 KiB) and more fit at once, so that a write
+// wakes rsync once a message, not once per 64 KiB (Linux's default; the
+// most an unprivileged process may ask is fs.pipe-max-size, 1 MiB by
+// default).
+const stdinPipeSize = 1 << 20
+
+// growPipe asks for stdinPipeSize on the pipe f; a pipe that stays smaller
+// only costs more wake-ups.
+func growPipe(f *os.File, log *slog.Logger) {
+	rc, err := f.SyscallConn()
+	if err == nil {
+		cerr := rc.Control(func(fd uintptr) {
+			_, err = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, stdinPipeSize)
+		})
+		if cerr != nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		log.Debug("rsync stdin pipe keeps its size", "err", err)
+	}
+}
+
+// writeBuffers writes every byte of bs to f, several buffers a system call
+// (writev), waiting in the runtime's poller while the pipe is full.
+func writeBuffers(f *os.File, bs mem.BufferSlice) error {
+	iov := make([][]byte, 0, len(bs))
+	for _, b := range bs {
+		if d := b.ReadOnlyData(); len(d) > 0 {
+			iov = append(iov, d)
+		}
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("rsync stdin: %w", err)
+	}
+	for len(iov) > 0 {
+		var werr error
+		err := rc.Write(func(fd uintptr) bool {
+			for {
+				n, err := unix.Writev(int(fd), iov[:min(len(iov), maxIOV)])
+				switch {
+				case errors.Is(err, unix.EINTR):
+					continue
+				case errors.Is(err, unix.EAGAIN):
+					return false // wait until writable
+				case err != nil:
+					werr = err
+					return true
+				}
+				iov = advance(iov, n)
+				return true
+			}
+		})
+		if err == nil {
+			err = werr
+		}
+		if err != nil {
+			return fmt.Errorf("write rsync stdin: %w", err)
+		}
+	}
+	return nil
+}
+
+// maxIOV is how many buffers one writev takes (Linux's UIO_MAXIOV).
+const maxIOV = 1024
+
+// advance drops the first n bytes of iov.
+func advance(iov [][]byte, n int) [][]byte {
+	for n > 0 && len(iov) > 0 {
+		if n < len(iov[0]) {
+			iov[0] = iov[0][n:]
+			return iov
+		}
+		n -= len(iov[0])
+		iov = iov[1:]
+	}
+	return iov
 }
 
 func killGroup(p *os.Process) error {

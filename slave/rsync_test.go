@@ -18,9 +18,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
+	"github.com/georep/georep/rpc/rawcodec"
 )
 
 // The server argument lists rsync 3.5.0 produced for master/syncer's options
@@ -504,5 +506,95 @@ func waitGone(t *testing.T, pid int) {
 			t.Fatalf("process %d still running", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stdin reaches rsync byte for byte, in order, whether the master sends its
+// chunks as RsyncRequest messages or as rawcodec.Bytes from its own buffers
+// (the same bytes on the wire), chunks of every size, many frames each, the
+// pipe to rsync full most of the time (the fake reads slowly at first).
+func TestServeRsyncStdinExact(t *testing.T) {
+	sizes := []int{1, 16<<10 - 1, 16 << 10, 16<<10 + 1, 100_000, 256 << 10, 1 << 20, 7}
+	var want []byte
+	for i, n := range sizes {
+		want = append(want, bytes.Repeat([]byte{byte(i + 1)}, n)...)
+	}
+	for i := range want {
+		want[i] ^= byte(i * 7)
+	}
+	tests := []struct {
+		name string
+		send func(stream slavev1.SlaveService_RsyncClient, p []byte) error
+	}{
+		{"protobuf message", func(stream slavev1.SlaveService_RsyncClient, p []byte) error {
+			return stream.Send(&slavev1.RsyncRequest{Msg: &slavev1.RsyncRequest_Stdin{Stdin: p}})
+		}},
+		{"rawcodec bytes", func(stream slavev1.SlaveService_RsyncClient, p []byte) error {
+			return stream.SendMsg(&rawcodec.Bytes{Field: stdinField, Data: mem.BufferSlice{mem.SliceBuffer(bytes.Clone(p))}})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "stdin")
+			client, srv := startRsyncServer(t, fakeRsync(t, "sleep 0.2; cat > "+out))
+			stream, err := client.Rsync(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := stream.Send(startMsg(validArgs)); err != nil {
+				t.Fatal(err)
+			}
+			off := 0
+			for _, n := range sizes {
+				if err := tt.send(stream, want[off:off+n]); err != nil {
+					t.Fatal(err)
+				}
+				off += n
+			}
+			if err := stream.Send(&slavev1.RsyncRequest{Msg: &slavev1.RsyncRequest_CloseStdin{CloseStdin: true}}); err != nil {
+				t.Fatal(err)
+			}
+			r := readAll(stream)
+			if r.err != nil || r.exit == nil || r.exit.Code != 0 {
+				t.Fatalf("err=%v exit=%v stderr=%q", r.err, r.exit, r.stderr.String())
+			}
+			if err := <-srv.done; err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				i := 0
+				for i < min(len(got), len(want)) && got[i] == want[i] {
+					i++
+				}
+				t.Fatalf("rsync read %d bytes, want %d; first difference at %d", len(got), len(want), i)
+			}
+		})
+	}
+}
+
+func TestAdvance(t *testing.T) {
+	tests := []struct {
+		n    int
+		want []string
+	}{
+		{0, []string{"ab", "cde", "f"}},
+		{1, []string{"b", "cde", "f"}},
+		{2, []string{"cde", "f"}},
+		{4, []string{"e", "f"}},
+		{6, nil},
+	}
+	for _, tt := range tests {
+		got := advance([][]byte{[]byte("ab"), []byte("cde"), []byte("f")}, tt.n)
+		var s []string
+		for _, b := range got {
+			s = append(s, string(b))
+		}
+		if !slices.Equal(s, tt.want) {
+			t.Errorf("advance %d = %q, want %q", tt.n, s, tt.want)
+		}
 	}
 }

@@ -49,16 +49,19 @@ func compare(b *testing.B, name string, files, size int) {
 	src := filepath.Join(dir, "src")
 	bytes := makeTree(b, src, files, size)
 
-	var rsyncTimes, georepTimes []time.Duration
+	var rsyncTimes, georepTimes, rsyncCPU, georepCPU []time.Duration
 	for round := range rounds() {
 		// Local rsync -a into an empty directory.
 		dropCaches()
 		start := time.Now()
-		out, err := exec.Command("rsync", "-a", src+"/", filepath.Join(dir, fmt.Sprintf("rsync-dst-%d", round))+"/").CombinedOutput()
+		cmd := exec.Command("rsync", "-a", src+"/", filepath.Join(dir, fmt.Sprintf("rsync-dst-%d", round))+"/")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			b.Fatalf("rsync: %v\n%s", err, out)
 		}
 		rsyncTimes = append(rsyncTimes, time.Since(start))
+		// rsync's CPU includes its receiver's (a child it waits for).
+		rsyncCPU = append(rsyncCPU, cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
 
 		// georep: a slave on loopback and one --oneshot pass into an empty replica.
 		replica := filepath.Join(dir, fmt.Sprintf("replica-%d", round))
@@ -67,10 +70,12 @@ func compare(b *testing.B, name string, files, size int) {
 		dropCaches()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 		start = time.Now()
-		harness.MustOneshot(b, ctx, harness.MasterArgs(slave.Addr, src, filepath.Join(dir, fmt.Sprintf("work-%d", round)))...)
+		_, masterCPU := harness.MustOneshotCPU(b, ctx, harness.MasterArgs(slave.Addr, src, filepath.Join(dir, fmt.Sprintf("work-%d", round)))...)
 		georepTimes = append(georepTimes, time.Since(start))
 		cancel()
 		slave.Stop()
+		// Master, slave and every rsync and tunnel of either.
+		georepCPU = append(georepCPU, masterCPU+slave.CPU())
 		if round == 0 {
 			diffs, err := harness.Compare(src, replica, harness.CompareOptions{})
 			if err != nil || len(diffs) > 0 {
@@ -87,11 +92,17 @@ func compare(b *testing.B, name string, files, size int) {
 	b.ReportMetric(fps(rsyncTime), "rsync-files/s")
 	b.ReportMetric(mbs(rsyncTime), "rsync-MiB/s")
 	b.ReportMetric(rsyncTime.Seconds()/georepTime.Seconds(), "ratio")
+	gib := float64(bytes) / (1 << 30)
+	perGiB := func(d time.Duration) float64 { return d.Seconds() / gib }
+	b.ReportMetric(perGiB(median(georepCPU)), "georep-cpu-s/GiB")
+	b.ReportMetric(perGiB(median(rsyncCPU)), "rsync-cpu-s/GiB")
 	fmt.Printf("\n%-28s %10s %12s %10s   (median of %d; all runs: rsync %v, georep %v)\n", name, "seconds", "files/s", "MiB/s",
 		len(rsyncTimes), roundAll(rsyncTimes), roundAll(georepTimes))
 	fmt.Printf("%-28s %10.2f %12.0f %10.1f\n", "  rsync -a (local)", rsyncTime.Seconds(), fps(rsyncTime), mbs(rsyncTime))
 	fmt.Printf("%-28s %10.2f %12.0f %10.1f\n", "  georep --oneshot", georepTime.Seconds(), fps(georepTime), mbs(georepTime))
 	fmt.Printf("%-28s %10.2fx\n", "  georep rate / rsync rate", rsyncTime.Seconds()/georepTime.Seconds())
+	fmt.Printf("%-28s %10.2f   (all runs: rsync %v, georep %v)\n", "  CPU s/GiB, rsync -a", perGiB(median(rsyncCPU)), roundAll(rsyncCPU), roundAll(georepCPU))
+	fmt.Printf("%-28s %10.2f   (master, slave and their rsyncs)\n", "  CPU s/GiB, georep", perGiB(median(georepCPU)))
 }
 
 func roundAll(ds []time.Duration) []time.Duration {

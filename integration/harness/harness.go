@@ -182,6 +182,22 @@ func (s *Slave) Kill() {
 	<-s.done
 }
 
+// CPU is the user and system time of the slave and of the processes it
+// waited for (its rsync receivers), once it has exited (Stop, Kill); zero
+// while it runs.
+func (s *Slave) CPU() time.Duration {
+	select {
+	case <-s.done:
+	default:
+		return 0
+	}
+	ps := s.cmd.ProcessState
+	if ps == nil {
+		return 0
+	}
+	return ps.UserTime() + ps.SystemTime()
+}
+
 // Log returns what the slave has logged.
 func (s *Slave) Log() string { return s.log.String() }
 
@@ -215,27 +231,48 @@ func MasterArgsInsecure(slaveAddr, source, workDir string, extra ...string) []st
 // Oneshot runs georep-master --oneshot and returns its exit code and output.
 func Oneshot(t testing.TB, ctx context.Context, args ...string) (int, string) {
 	t.Helper()
+	code, out, _ := oneshot(t, ctx, args...)
+	return code, out
+}
+
+// oneshot runs georep-master --oneshot and returns its exit code, output and
+// CPU time (user and system of the master and of the processes it waited
+// for: its rsyncs and their tunnels).
+func oneshot(t testing.TB, ctx context.Context, args ...string) (int, string, time.Duration) {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, Bin(t, "georep-master"), append(args, "--oneshot")...)
 	out, err := cmd.CombinedOutput()
 	KeepLog(t, "georep-master-oneshot", string(out))
+	var cpu time.Duration
+	if ps := cmd.ProcessState; ps != nil {
+		cpu = ps.UserTime() + ps.SystemTime()
+	}
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode(), string(out)
+			return ee.ExitCode(), string(out), cpu
 		}
 		t.Fatalf("run georep-master: %v\n%s", err, out)
 	}
-	return 0, string(out)
+	return 0, string(out), cpu
 }
 
 // MustOneshot runs georep-master --oneshot and fails the test unless it
 // exits 0.
 func MustOneshot(t testing.TB, ctx context.Context, args ...string) string {
 	t.Helper()
-	code, out := Oneshot(t, ctx, args...)
+	out, _ := MustOneshotCPU(t, ctx, args...)
+	return out
+}
+
+// MustOneshotCPU is MustOneshot that also returns the CPU time of the
+// master and of the processes it waited for (its rsyncs and their tunnels).
+func MustOneshotCPU(t testing.TB, ctx context.Context, args ...string) (string, time.Duration) {
+	t.Helper()
+	code, out, cpu := oneshot(t, ctx, args...)
 	if code != 0 {
 		t.Fatalf("georep-master --oneshot exited %d:\n%s", code, Tail(out, 60))
 	}
-	return out
+	return out, cpu
 }
 
 // StartMaster starts georep-master as a daemon; the caller kills it.

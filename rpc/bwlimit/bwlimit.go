@@ -10,6 +10,7 @@ package bwlimit
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"strconv"
@@ -204,6 +205,67 @@ func (c *conn) Write(p []byte) (int, error) {
 		p = p[k:]
 	}
 	return n, nil
+}
+
+// spliceChunk is how much ReadFrom hands the connection's own ReadFrom at
+// a time while no limit is in force: a limit set meanwhile applies after at
+// most that much more.
+const spliceChunk = 1 << 20
+
+// copyBuffer is the buffer of a ReadFrom under a limit.
+const copyBuffer = 256 << 10
+
+// ReadFrom copies r to the connection until r ends (io.Copy uses it). While
+// no limit is in force it goes through the wrapped connection's ReadFrom,
+// spliceChunk at a time: for a TCP connection and a socket r (the master's
+// rsync relay) Linux's splice, which moves the bytes without copying them
+// through this process. Under a limit, it writes what it reads with Write.
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	rf, canSplice := c.Conn.(io.ReaderFrom)
+	var total int64
+	var buf []byte
+	for {
+		if canSplice && c.l.l.Load() == nil {
+			lr := &io.LimitedReader{R: r, N: spliceChunk}
+			n, err := rf.ReadFrom(lr)
+			total += n
+			c.l.sent.Add(n)
+			if err != nil {
+				return total, err
+			}
+			if lr.N > 0 { // r ended
+				return total, nil
+			}
+			continue
+		}
+		if buf == nil {
+			buf = make([]byte, copyBuffer)
+		}
+		n, err := r.Read(buf)
+		if n > 0 {
+			m, werr := c.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// WriteTo copies what the connection reads to w until it ends, through the
+// wrapped connection's WriteTo when it has one (reads are not limited; for
+// a TCP connection and a socket w, splice).
+func (c *conn) WriteTo(w io.Writer) (int64, error) {
+	if wt, ok := c.Conn.(io.WriterTo); ok {
+		return wt.WriteTo(w)
+	}
+	return io.Copy(w, struct{ io.Reader }{c.Conn})
 }
 
 func (c *conn) Close() error {

@@ -1,10 +1,13 @@
 package bwlimit
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -129,5 +132,153 @@ func TestCloseEndsWait(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("write still waiting 5 s after Close")
+	}
+}
+
+// relayPair returns the two ends of a unix socket and of a TCP connection
+// on loopback, small socket buffers on the TCP one so that little can hide
+// in the kernel.
+func relayPair(t *testing.T) (unixIn, unixOut net.Conn, tcpIn *net.TCPConn, tcpOut net.Conn) {
+	t.Helper()
+	pair := func(network, addr string) (net.Conn, net.Conn) {
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		acc := make(chan net.Conn, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				t.Error(err)
+			}
+			acc <- c
+		}()
+		d, err := net.Dial(network, ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := <-acc
+		t.Cleanup(func() { d.Close(); a.Close() })
+		return d, a
+	}
+	ui, uo := pair("unix", t.TempDir()+"/s")
+	ti, to := pair("tcp", "127.0.0.1:0")
+	for _, c := range []net.Conn{ti, to} {
+		c.(*net.TCPConn).SetWriteBuffer(64 << 10)
+		c.(*net.TCPConn).SetReadBuffer(64 << 10)
+	}
+	return ui, uo, ti.(*net.TCPConn), to
+}
+
+// pattern is the byte at offset i of what the relay tests send.
+func pattern(i int64) byte { return byte(i*131 + i>>16) }
+
+// receive reads c to its end, checking every byte against pattern, and
+// counts them in n.
+func receive(c net.Conn, n *atomic.Int64) error {
+	buf := make([]byte, 64<<10)
+	for {
+		k, err := c.Read(buf)
+		for i := range k {
+			if off := n.Load() + int64(i); buf[i] != pattern(off) {
+				return fmt.Errorf("byte %d is %#x, want %#x", off, buf[i], pattern(off))
+			}
+		}
+		n.Add(int64(k))
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// produce writes pattern to c until stop is closed and at least min bytes
+// are written, then closes c.
+func produce(c net.Conn, min int64, stop <-chan struct{}) error {
+	defer c.Close()
+	buf := make([]byte, 128<<10)
+	for off := int64(0); ; {
+		select {
+		case <-stop:
+			if off >= min {
+				return nil
+			}
+		default:
+		}
+		for i := range buf {
+			buf[i] = pattern(off + int64(i))
+		}
+		k, err := c.Write(buf)
+		off += int64(k)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// TestReadFromRelays: a wrapped TCP connection's ReadFrom (what io.Copy,
+// hence the master's rsync relay, uses) copies a socket byte for byte,
+// counts what it sent, and applies a limit set while it runs after at most
+// spliceChunk more; a limit lifted lets the rest through.
+func TestReadFromRelays(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit bool
+	}{{"no limit", false}, {"limit set and lifted while copying", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ui, uo, ti, to := relayPair(t)
+			l := New(0)
+			lc := l.Conn(ti)
+			if _, ok := lc.(io.ReaderFrom); !ok {
+				t.Fatal("the wrapped connection has no ReadFrom")
+			}
+			copied := make(chan error, 1)
+			var copiedN int64
+			go func() {
+				n, err := io.Copy(lc, uo)
+				copiedN = n
+				ti.CloseWrite() // the receiver sees the end
+				copied <- err
+			}()
+			var got atomic.Int64
+			received := make(chan error, 1)
+			go func() { received <- receive(to, &got) }()
+			stop := make(chan struct{})
+			produced := make(chan error, 1)
+			const total = 32 << 20
+			go func() { produced <- produce(ui, total, stop) }()
+			if tc.limit {
+				for got.Load() < 4<<20 {
+					time.Sleep(time.Millisecond)
+				}
+				const limit = 64 << 10
+				l.SetRate(limit)
+				at := got.Load()
+				time.Sleep(500 * time.Millisecond)
+				// After the limit: what the copy had in flight (one
+				// chunk), the sockets' buffers (64 KiB asked, doubled by
+				// the kernel, both ends), one burst and the rate's.
+				if extra := got.Load() - at; extra > spliceChunk+4*128<<10+int64(burst(limit))+limit/2 {
+					t.Errorf("%d bytes arrived in 500 ms after a limit of %s was set", extra, Rate(limit))
+				}
+				l.SetRate(0)
+			}
+			close(stop)
+			if err := <-produced; err != nil {
+				t.Fatal(err)
+			}
+			if err := <-copied; err != nil {
+				t.Fatal(err)
+			}
+			if err := <-received; err != nil {
+				t.Fatal(err)
+			}
+			if got.Load() != copiedN || got.Load() < total || l.Sent() != copiedN {
+				t.Errorf("received %d bytes, copied %d, Sent %d, want %d or more of each, equal", got.Load(), copiedN, l.Sent(), total)
+			}
+		})
 	}
 }

@@ -18,11 +18,24 @@ import (
 	"fmt"
 	"io"
 
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
+	"github.com/georep/georep/rpc/rawcodec"
 )
 
 // chunk is the largest stdin payload of one RsyncRequest.
 const chunk = 256 << 10
+
+// stdinPool holds the buffers stdin is read into: each goes to gRPC as it
+// is (rawcodec, no copy) and comes back once written, so that a transfer
+// reuses a few buffers instead of allocating (and clearing) one per read.
+var stdinPool = rawcodec.NewPool(chunk)
+
+// stdinField is RsyncRequest's stdin field: a message of it alone is what
+// rawcodec sends from the buffers read.
+var stdinField = protowire.Number((&slavev1.RsyncRequest{}).ProtoReflect().Descriptor().Fields().ByName("stdin").Number())
 
 // ExitFailure is the exit code Run returns with an error, as ssh does when
 // the connection fails.
@@ -72,20 +85,25 @@ func Run(ctx context.Context, client slavev1.SlaveServiceClient, remoteArgs []st
 
 	// The reader goroutine only reads stdin; one sender goroutine owns
 	// stream.Send and CloseSend (gRPC allows one sender at a time).
-	chunks := make(chan []byte)
+	chunks := make(chan mem.Buffer)
 	done := make(chan struct{}) // closed when the remote side has finished
 	var readErr error           // set before chunks is closed
 	go func() {
 		defer close(chunks)
 		for {
-			buf := make([]byte, chunk)
-			n, err := stdin.Read(buf)
+			buf := stdinPool.Get(chunk)
+			n, err := stdin.Read(*buf)
 			if n > 0 {
+				*buf = (*buf)[:n]
+				b := mem.NewBuffer(buf, stdinPool)
 				select {
-				case chunks <- buf[:n]:
+				case chunks <- b:
 				case <-done:
+					b.Free()
 					return
 				}
+			} else {
+				stdinPool.Put(buf)
 			}
 			if err != nil {
 				if !errors.Is(err, io.EOF) {
@@ -121,7 +139,7 @@ func Run(ctx context.Context, client slavev1.SlaveServiceClient, remoteArgs []st
 
 // sendStdin forwards chunks until they end (then sends CloseStdin) or the
 // remote side is done, and always half-closes the stream.
-func sendStdin(stream slavev1.SlaveService_RsyncClient, chunks <-chan []byte, done <-chan struct{}, readErr *error) error {
+func sendStdin(stream slavev1.SlaveService_RsyncClient, chunks <-chan mem.Buffer, done <-chan struct{}, readErr *error) error {
 	defer stream.CloseSend()
 	for {
 		select {
@@ -135,7 +153,8 @@ func sendStdin(stream slavev1.SlaveService_RsyncClient, chunks <-chan []byte, do
 				}
 				return stream.Send(&slavev1.RsyncRequest{Msg: &slavev1.RsyncRequest_CloseStdin{CloseStdin: true}})
 			}
-			if err := stream.Send(&slavev1.RsyncRequest{Msg: &slavev1.RsyncRequest_Stdin{Stdin: b}}); err != nil {
+			// The wire bytes of RsyncRequest{Stdin: b}; gRPC frees b.
+			if err := stream.SendMsg(&rawcodec.Bytes{Field: stdinField, Data: mem.BufferSlice{b}}); err != nil {
 				return err
 			}
 		}
