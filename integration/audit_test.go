@@ -63,6 +63,9 @@ func auditRepairsDrift(t *testing.T, detector string) {
 		t.Fatalf("first sync: %v %v\nmaster log:\n%s", err, diffs, lastLines(m.Log(), 30))
 	}
 	target := []string{"--work-dir", work}
+	// The first pass is over (its verify included) once stime is set:
+	// damage made before would be verify's to find.
+	waitStatus(t, m, target, "an Active worker that has synced", activeSynced)
 
 	harness.Damage(t, replica)
 	code, out := ctl(t, append(target, "audit", "--wait", "--timeout", "2m")...)
@@ -158,6 +161,7 @@ func TestAuditResumesAfterKill(t *testing.T) {
 		t.Fatalf("first sync: %v %v\nmaster log:\n%s", err, diffs, lastLines(m.Log(), 30))
 	}
 	target := []string{"--work-dir", work}
+	waitStatus(t, m, target, "an Active worker that has synced", activeSynced)
 	// Damage the last directory the depth-first round reaches.
 	if err := os.Chmod(filepath.Join(replica, "d299", "f5"), 0o600); err != nil {
 		t.Fatal(err)

@@ -38,6 +38,15 @@ func TestGlusterAudit(t *testing.T) {
 		}
 		return string(out)
 	}
+	// The first pass is over (its verify included) once stime is set:
+	// damage made before would be verify's to find.
+	deadline := time.Now().Add(2 * time.Minute)
+	for st := ctl("status", "--json"); !strings.Contains(st, `"last_synced"`) || !strings.Contains(st, "WORKER_STATE_ACTIVE"); st = ctl("status", "--json") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first pass did not end:\n%s", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	harness.Damage(t, s.view(t))
 	out := ctl("audit", "--wait", "--timeout", "2m")
 	t.Logf("audit --wait:\n%s", out)
