@@ -294,16 +294,28 @@ func (v *volume) openGFIDStat(g gfid.GFID, flags int) (int, unix.Stat_t, error) 
 }
 
 // Lookup looks name up in dirfd without following it, with its gfid.
+//
+// The name is opened O_PATH (never following it; a device or fifo is not
+// opened): one lookup through FUSE, then the stat and the gfid attribute
+// of that very inode through its descriptor. (An lstat and an lgetxattr of
+// the name would look it up twice, and could see two inodes.)
 func (v *volume) Lookup(dirfd int, name string) (apply.Name, error) {
-	st, err := apply.LstatAt(dirfd, name)
+	fd, err := beneath.Open(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW)
 	if err == unix.ENOENT || err == unix.ESTALE {
 		return apply.Name{}, nil
 	}
 	if err != nil {
 		return apply.Name{}, err
 	}
-	p := apply.ProcPath(dirfd, name)
-	b, err := apply.ReadSized(func(d []byte) (int, error) { return unix.Lgetxattr(p, gfidAttr, d) })
+	defer apply.CloseFd(fd)
+	st, err := apply.Fstat(fd)
+	if err == unix.ENOENT || err == unix.ESTALE {
+		return apply.Name{}, nil
+	}
+	if err != nil {
+		return apply.Name{}, err
+	}
+	b, err := apply.PathNode(fd).Getxattr(gfidAttr)
 	if err == unix.ENOENT || err == unix.ESTALE {
 		return apply.Name{}, nil
 	}
