@@ -29,3 +29,25 @@ func TestSlaveGlusterFSParallelCreatesMatchSerial(t *testing.T) {
 		return v, v.Root()
 	})
 }
+
+// TestSlaveGlusterFSParallelEntriesMatchSerial checks the engine's
+// independent entry ops of every kind side by side (Config.ParallelEntries)
+// against applying one entry at a time on the GlusterFS backend.
+func TestSlaveGlusterFSParallelEntriesMatchSerial(t *testing.T) {
+	c := Start(t)
+	n := 0
+	applytest.ParallelEntriesMatchSerial(t, func(t *testing.T) (applytest.Replica, string) {
+		n++
+		vol := c.Volume(t, fmt.Sprintf("slavepe%d", n), VolumeOpts{})
+		v, err := glusterfs.Open(t.Context(), glusterfs.Config{Volume: vol.Name, VolfileServer: Host, StateDir: t.TempDir()}, testLog(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := v.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return v, v.Root()
+	})
+}

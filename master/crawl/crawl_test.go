@@ -253,7 +253,29 @@ func TestChanges(t *testing.T) {
 			name:   "rename file",
 			setup:  func(t *testing.T, e *env) { write(t, e.p("a"), "x") },
 			change: func(t *testing.T, e *env) { must(t, os.Rename(e.p("a"), e.p("b"))) },
-			want:   []string{"RENAME /a PARK", "RENAME PARK /b", "M SETATTR /", "D /b"},
+			want:   []string{"RENAME /a /b", "M SETATTR /", "D /b"}, // nothing in the way: no park
+		},
+		{
+			name:  "rename file into a new directory",
+			setup: func(t *testing.T, e *env) { write(t, e.p("a"), "x") },
+			change: func(t *testing.T, e *env) {
+				must(t, os.Mkdir(e.p("n"), 0o755))
+				must(t, os.Rename(e.p("a"), e.p("n/a")))
+			},
+			want: []string{"RENAME /a PARK", "MKDIR /n", "RENAME PARK /n/a", "M SETATTR /", "M SETATTR /n", "D /n/a"},
+		},
+		{
+			name: "chain of renames",
+			setup: func(t *testing.T, e *env) {
+				write(t, e.p("a"), "a")
+				write(t, e.p("b"), "b")
+			},
+			change: func(t *testing.T, e *env) {
+				must(t, os.Rename(e.p("b"), e.p("c")))
+				must(t, os.Rename(e.p("a"), e.p("b")))
+			},
+			// b's new name is free: straight there; a's is b's old name: parked.
+			want: []string{"RENAME /a PARK", "RENAME /b /c", "RENAME PARK /b", "M SETATTR /", "D /b", "D /c"},
 		},
 		{
 			name: "rename dir with subtree",
@@ -398,7 +420,7 @@ func TestChanges(t *testing.T) {
 				must(t, os.Rename(e.p("d/f"), e.p("f")))
 				must(t, os.RemoveAll(e.p("d")))
 			},
-			want: []string{"RENAME /d/f PARK", "UNLINK /d/g", "RMDIR /d", "RENAME PARK /f", "M SETATTR /", "D /f"},
+			want: []string{"RENAME /d/f /f", "UNLINK /d/g", "RMDIR /d", "M SETATTR /", "D /f"},
 		},
 		{
 			name: "ignore deletes",
@@ -419,7 +441,7 @@ func TestChanges(t *testing.T) {
 				must(t, os.Rename(e.p("m"), e.p("n")))
 			},
 			ignore: true,
-			want:   []string{"RENAME /m PARK", "UNLINK /x/y", "RMDIR /x", "RENAME PARK /n", "CREATE /x", "M SETATTR /", "D /n", "D /x"},
+			want:   []string{"RENAME /m /n", "UNLINK /x/y", "RMDIR /x", "CREATE /x", "M SETATTR /", "D /n", "D /x"},
 		},
 	}
 	for _, tt := range tests {

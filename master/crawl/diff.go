@@ -83,7 +83,8 @@ type gfidLink struct {
 func diff(old map[gfid.GFID]*catalog.Node, snap *Snapshot, cfg *Config, forceData, noCtime map[gfid.GFID]bool) *plan {
 	ignoreDeletes, syncXattrs := cfg.IgnoreDeletes, cfg.SyncXattrs
 	d := &differ{p: &plan{}, t: newOldTree(old), old: old, snap: snap, parkPrefix: cfg.ParkPrefix,
-		parked: map[gfid.GFID]catalog.Link{}, added: map[gfid.GFID][]catalog.Link{},
+		parked: map[gfid.GFID]catalog.Link{}, direct: map[gfid.GFID]bool{}, oldNames: map[gfid.GFID]map[string]bool{},
+		added:  map[gfid.GFID][]catalog.Link{},
 		needed: map[catalog.Link]bool{}, touched: map[gfid.GFID]bool{}}
 	d.classify()
 	if ignoreDeletes {
@@ -114,12 +115,14 @@ type differ struct {
 	// parkPrefix starts the names of what this worker parks.
 	parkPrefix string
 
-	oldOrder []gfid.GFID                  // the old gfids but the root, by old path
-	parked   map[gfid.GFID]catalog.Link   // gfid → the old link it is parked from
-	added    map[gfid.GFID][]catalog.Link // new links
-	drops    []gfidLink                   // old links to remove (other than parked ones)
-	needed   map[catalog.Link]bool        // links that some gfid takes
-	touched  map[gfid.GFID]bool           // directories whose entries change
+	oldOrder []gfid.GFID                   // the old gfids but the root, by old path
+	parked   map[gfid.GFID]catalog.Link    // gfid → the old link it is parked from
+	direct   map[gfid.GFID]bool            // parked gfids renamed straight to their new name instead
+	oldNames map[gfid.GFID]map[string]bool // memo of the names a directory held (takenInOld)
+	added    map[gfid.GFID][]catalog.Link  // new links
+	drops    []gfidLink                    // old links to remove (other than parked ones)
+	needed   map[catalog.Link]bool         // links that some gfid takes
+	touched  map[gfid.GFID]bool            // directories whose entries change
 }
 
 func (d *differ) rec(r changelog.Record) { d.p.records = append(d.p.records, r) }
@@ -213,17 +216,58 @@ func (d *differ) keepOnlyInTheWay() {
 	d.drops = slices.DeleteFunc(d.drops, func(dr gfidLink) bool { return !keep[dr] })
 }
 
-// park parks every gfid that changes name.
+// park parks every gfid that changes name, but renames a non-directory
+// straight to its new name when nothing can be in the way (renameDirect):
+// one rename instead of two.
 func (d *differ) park() {
 	for _, g := range d.oldOrder {
 		if l, ok := d.parked[g]; ok {
 			r := entryRecord(g, changelog.Rename, l)
-			r.NewParent, r.NewName = gfid.Park, d.parkPrefix+g.String()
+			if d.renameDirect(g) {
+				to := d.added[g][0]
+				r.NewParent, r.NewName = to.Parent, to.Name
+				d.direct[g] = true
+				d.touched[to.Parent] = true
+			} else {
+				r.NewParent, r.NewName = gfid.Park, d.parkPrefix+g.String()
+			}
 			d.rec(r)
 			d.touched[l.Parent] = true
 			d.p.stats.Renames++
 		}
 	}
+}
+
+// renameDirect reports whether parked gfid g may be renamed to its first
+// new name in step 1, before anything is removed or created: it is not a
+// directory (a directory moved under a former child, or two swapped, need
+// the park), its new name's directory already exists (not made in step
+// 3), and no name the catalog last synced is that new name, so nothing
+// there is replaced: neither an inode that moves away later in this pass
+// (a chain or a swap of names) nor one step 2 removes.
+func (d *differ) renameDirect(g gfid.GFID) bool {
+	o := d.old[g]
+	if o == nil || o.Type == catalog.TypeDir {
+		return false
+	}
+	to := d.added[g][0]
+	if to.Parent == gfid.Park || to.Parent != gfid.Root && d.old[to.Parent] == nil {
+		return false
+	}
+	return !d.takenInOld(to)
+}
+
+// takenInOld reports whether some gfid held l when the catalog last synced.
+func (d *differ) takenInOld(l catalog.Link) bool {
+	names, ok := d.oldNames[l.Parent]
+	if !ok {
+		names = map[string]bool{}
+		for _, c := range d.t.children[l.Parent] {
+			names[c.l.Name] = true
+		}
+		d.oldNames[l.Parent] = names
+	}
+	return names[l.Name]
 }
 
 // remove unlinks non-directories, then removes directories deepest first.
@@ -268,9 +312,10 @@ func (d *differ) unpark() {
 			continue
 		}
 		ls := d.added[g]
-		r := changelog.Record{Kind: changelog.Entry, GFID: g, Fop: changelog.Rename,
-			Parent: gfid.Park, Name: d.parkPrefix + g.String(), NewParent: ls[0].Parent, NewName: ls[0].Name}
-		d.rec(r)
+		if !d.direct[g] {
+			d.rec(changelog.Record{Kind: changelog.Entry, GFID: g, Fop: changelog.Rename,
+				Parent: gfid.Park, Name: d.parkPrefix + g.String(), NewParent: ls[0].Parent, NewName: ls[0].Name})
+		}
 		for _, l := range ls[1:] {
 			d.rec(entryRecord(g, changelog.Link, l))
 		}

@@ -20,7 +20,9 @@ import (
 // Descriptors a method returns belong to the caller, who closes them.
 // Methods are called with the engine's lock held: exclusively, or shared
 // by the creates of one parallel run (which name distinct gfids and
-// distinct names), so a backend must be safe for that.
+// distinct names; with Config.ParallelEntries, the entries of any op of
+// one such run, and the lookups of renameFacts), so a backend must be safe
+// for that.
 type Backend interface {
 	// OpenDir opens directory g for *at calls (an O_PATH descriptor will
 	// do). An unknown gfid is ENOENT, a non-directory ENOTDIR (or ELOOP).
@@ -106,6 +108,14 @@ type Config struct {
 	// Workers is how many creates of one parallel run are applied at once
 	// (at least 1).
 	Workers int
+	// ParallelEntries says the backend keeps no record of its own that
+	// entry ops update and that parallel ones could leave inconsistent (a
+	// GlusterFS volume; not the plain replica's gfid index and directory
+	// cache): the engine applies runs of independent entry ops of every
+	// kind side by side (IndependentEntryRuns), not only creates of
+	// non-directories. Methods are then called concurrently for entries of
+	// distinct names, gfids and parents.
+	ParallelEntries bool
 	// Namespace is the xattr namespace of georep's own attributes
 	// ("trusted", or "user" for a slave not running as root; then
 	// user.georep.* is georep's and refused in a meta op).

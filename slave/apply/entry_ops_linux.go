@@ -21,7 +21,9 @@ import (
 //
 // The runs of IndependentRuns (creates of non-directories that cannot
 // affect each other: most of an initial sync) are applied by Config.Workers
-// goroutines; everything else in order.
+// goroutines; everything else in order. With Config.ParallelEntries, the
+// runs of IndependentEntryRuns instead: entries of any op that cannot
+// affect each other (the RENAMEs looked at first, see renameFacts).
 func (en *Engine) ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.Failure {
 	b := batch{
 		do:   func(i int) error { return en.applyEntry(entries[i]) },
@@ -29,8 +31,15 @@ func (en *Engine) ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.F
 	}
 	en.begin()
 	defer en.end()
+	var runs [][2]int
+	if en.cfg.ParallelEntries && en.cfg.Workers > 1 {
+		facts := en.renameFacts(ctx, entries)
+		runs = IndependentEntryRuns(entries, func(i int) RenameFacts { return facts[i] })
+	} else {
+		runs = IndependentRuns(entries)
+	}
 	var fails []ops.Failure
-	for _, r := range IndependentRuns(entries) {
+	for _, r := range runs {
 		if r[1]-r[0] > 1 {
 			fails = append(fails, en.parallel(ctx, r[0], r[1], b)...)
 		} else {

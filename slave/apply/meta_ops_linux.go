@@ -66,12 +66,17 @@ func (en *Engine) applyMeta(m ops.Meta) error {
 		return err
 	}
 	isLink := IsLinkMode(st.Mode)
-	if m.SetOwner {
+	// Owner and mode are changed only when they differ from what the stat
+	// above says (each change is a round trip on a FUSE replica); a chown
+	// may clear setuid and setgid, so the mode is set again after one.
+	chowned := false
+	if m.SetOwner && (st.Uid != m.UID || st.Gid != m.GID) {
 		if err := n.Chown(m.UID, m.GID); err != nil {
 			return fmt.Errorf("chown %d:%d: %w", m.UID, m.GID, err)
 		}
+		chowned = true
 	}
-	if m.SetMode && !isLink {
+	if m.SetMode && !isLink && NeedChmod(st.Mode, m.Mode, chowned) {
 		if err := n.Chmod(m.Mode & 0o7777); err != nil {
 			return fmt.Errorf("chmod %#o: %w", m.Mode&0o7777, err)
 		}
@@ -117,4 +122,12 @@ func (en *Engine) replaceUserXattrs(n Node, want map[string][]byte) error {
 		}
 	}
 	return nil
+}
+
+// NeedChmod reports whether an inode whose st_mode was have must be
+// chmod-ed to get the permission bits of want: when they differ, or when
+// want has setuid or setgid and a chown (chowned) or a write since may
+// have cleared them.
+func NeedChmod(have, want uint32, chowned bool) bool {
+	return have&0o7777 != want&0o7777 || chowned && want&(unix.S_ISUID|unix.S_ISGID) != 0
 }

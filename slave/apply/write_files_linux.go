@@ -64,12 +64,21 @@ func (en *Engine) writeFile(f ops.FileData) error {
 		}
 		b = b[n:]
 	}
+	// Owner and mode as in applyMeta: changed only when st (before the
+	// write) differs; the truncate or write may have cleared setuid and setgid,
+	// so a mode with either is always set again.
 	n := FdNode(fd)
-	if err := n.Chown(f.UID, f.GID); err != nil {
-		return fmt.Errorf("chown %d:%d: %w", f.UID, f.GID, err)
+	chowned := false
+	if st.Uid != f.UID || st.Gid != f.GID {
+		if err := n.Chown(f.UID, f.GID); err != nil {
+			return fmt.Errorf("chown %d:%d: %w", f.UID, f.GID, err)
+		}
+		chowned = true
 	}
-	if err := n.Chmod(f.Mode & 0o7777); err != nil {
-		return fmt.Errorf("chmod %#o: %w", f.Mode&0o7777, err)
+	if NeedChmod(st.Mode, f.Mode, chowned || st.Size != 0 || len(f.Data) > 0) {
+		if err := n.Chmod(f.Mode & 0o7777); err != nil {
+			return fmt.Errorf("chmod %#o: %w", f.Mode&0o7777, err)
+		}
 	}
 	mt := f.Mtime
 	if err := n.Utimes(nil, &mt); err != nil {

@@ -38,16 +38,15 @@ func wantMode(e ops.Entry) uint32 {
 // statGFID stats the inode of g without following it; ok is false when the
 // volume has no such gfid.
 func (v *volume) statGFID(g gfid.GFID) (st unix.Stat_t, ok bool, err error) {
-	fd, err := v.openGFID(g, unix.O_PATH)
+	fd, st, err := v.openGFIDStat(g, unix.O_PATH)
 	if err == unix.ENOENT {
 		return st, false, nil
 	}
 	if err != nil {
 		return st, false, fmt.Errorf("lookup gfid %s: %w", g, err)
 	}
-	defer apply.CloseFd(fd)
-	st, err = apply.Fstat(fd)
-	return st, err == nil, err
+	apply.CloseFd(fd)
+	return st, true, nil
 }
 
 // Create makes the inode with gsyncd's glusterfs.gfid.newfile on
@@ -55,7 +54,7 @@ func (v *volume) statGFID(g gfid.GFID) (st unix.Stat_t, ok bool, err error) {
 func (v *volume) Create(pfd int, e ops.Entry) error {
 	mode := wantMode(e)
 	want := ops.TypeOfMode(mode)
-	if err := v.newEntry(e.Parent, e.Name, e.GFID, mode, e.Rdev, e.Target); err != nil {
+	if err := v.newEntryAt(pfd, e.Name, e.GFID, mode, e.Rdev, e.Target); err != nil {
 		if err == unix.EEXIST || err == unix.ENODATA {
 			// Raced, or the gfid appeared elsewhere: report what is there.
 			if ni, lerr := v.Lookup(pfd, e.Name); lerr == nil && ni.Exists && ni.GFID != e.GFID {
@@ -68,17 +67,27 @@ func (v *volume) Create(pfd int, e ops.Entry) error {
 		}
 		return fmt.Errorf("create: %w", err)
 	}
-	fd, err := v.openGFID(e.GFID, unix.O_PATH)
+	fd, st, err := v.openGFIDStat(e.GFID, unix.O_PATH)
 	if err != nil {
 		return fmt.Errorf("open new %s: %w", want, err)
 	}
 	defer apply.CloseFd(fd)
+	// The new inode, as openGFID just stat-ed it (a FUSE round trip to the
+	// bricks each): glusterfs.gfid.newfile made it owned by 0:0 (or the
+	// group of a setgid parent) with the blob's mode and umask 0, so for a
+	// root-owned entry neither chown nor chmod has anything to change.
+	// Each is done when the inode differs, never skipped on assumption.
 	n := apply.PathNode(fd)
-	if err := n.Chown(e.UID, e.GID); err != nil {
-		return fmt.Errorf("chown %d:%d: %w", e.UID, e.GID, err)
+	chowned := false
+	if st.Uid != e.UID || st.Gid != e.GID {
+		if err := n.Chown(e.UID, e.GID); err != nil {
+			return fmt.Errorf("chown %d:%d: %w", e.UID, e.GID, err)
+		}
+		chowned = true
 	}
-	if want != ops.TypeSymlink {
-		// After chown, so that setuid and setgid stick.
+	// After chown, so that setuid and setgid stick: chown may have cleared
+	// them, so a mode with either is set again whenever chown ran.
+	if want != ops.TypeSymlink && (st.Mode&0o7777 != mode&0o7777 || chowned && mode&(unix.S_ISUID|unix.S_ISGID) != 0) {
 		if err := n.Chmod(mode & 0o7777); err != nil {
 			return fmt.Errorf("chmod %#o: %w", mode&0o7777, err)
 		}

@@ -110,8 +110,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Volume, error) {
 	}
 	log.Info("slave volume mounted", "volume", cfg.Volume, "mount", v.point)
 	ecfg := apply.Config{
-		Workers:   parallelOps,
-		Namespace: "trusted",
+		Workers: parallelOps,
+		// The volume keeps every gfid itself: nothing of ours to keep in
+		// step, so independent entry ops of any kind go side by side.
+		ParallelEntries: true,
+		Namespace:       "trusted",
 		Reserved: map[string]string{gfidDir: errReservedGFIDDir,
 			DirLockName: `name "` + DirLockName + `" in the volume root is reserved by georep's slave on a GlusterFS volume (its slave nodes' directory lock): rename it on the master`},
 		Hidden: InternalRootNames,
@@ -248,19 +251,35 @@ func (vol *Volume) DataDir() string { return vol.v.data }
 // openGFID opens the inode of g (O_PATH unless flags say otherwise), never
 // following a symlink.
 func (v *volume) openGFID(g gfid.GFID, flags int) (int, error) {
+	fd, _, err := v.openGFIDStat(g, flags)
+	return fd, err
+}
+
+// openGFIDStat is openGFID that also returns the inode's attributes, as
+// the open checked them.
+func (v *volume) openGFIDStat(g gfid.GFID, flags int) (int, unix.Stat_t, error) {
+	var st unix.Stat_t
 	if g == gfid.Root {
-		return beneath.Open(v.rootFd, ".", flags)
+		fd, err := beneath.Open(v.rootFd, ".", flags)
+		if err != nil {
+			return -1, st, err
+		}
+		if st, err = apply.Fstat(fd); err != nil {
+			apply.CloseFd(fd)
+			return -1, st, err
+		}
+		return fd, st, nil
 	}
 	fd, err := beneath.Open(v.rootFd, gfidDir+"/"+g.String(), flags)
 	if err == unix.ESTALE || err == unix.EINVAL && g.IsZero() {
-		return -1, unix.ENOENT
+		return -1, st, unix.ENOENT
 	}
 	if err != nil {
-		return -1, err
+		return -1, st, err
 	}
 	// A gfid whose inode is gone can still open (a cached inode) and then
 	// answer ESTALE.
-	st, err := apply.Fstat(fd)
+	st, err = apply.Fstat(fd)
 	if err == nil && st.Nlink == 0 && !apply.IsDirMode(st.Mode) {
 		err = unix.ENOENT
 	}
@@ -269,22 +288,34 @@ func (v *volume) openGFID(g gfid.GFID, flags int) (int, error) {
 		if err == unix.ESTALE {
 			err = unix.ENOENT
 		}
-		return -1, err
+		return -1, st, err
 	}
-	return fd, nil
+	return fd, st, nil
 }
 
 // Lookup looks name up in dirfd without following it, with its gfid.
+//
+// The name is opened O_PATH (never following it; a device or fifo is not
+// opened): one lookup through FUSE, then the stat and the gfid attribute
+// of that very inode through its descriptor. (An lstat and an lgetxattr of
+// the name would look it up twice, and could see two inodes.)
 func (v *volume) Lookup(dirfd int, name string) (apply.Name, error) {
-	st, err := apply.LstatAt(dirfd, name)
+	fd, err := beneath.Open(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW)
 	if err == unix.ENOENT || err == unix.ESTALE {
 		return apply.Name{}, nil
 	}
 	if err != nil {
 		return apply.Name{}, err
 	}
-	p := apply.ProcPath(dirfd, name)
-	b, err := apply.ReadSized(func(d []byte) (int, error) { return unix.Lgetxattr(p, gfidAttr, d) })
+	defer apply.CloseFd(fd)
+	st, err := apply.Fstat(fd)
+	if err == unix.ENOENT || err == unix.ESTALE {
+		return apply.Name{}, nil
+	}
+	if err != nil {
+		return apply.Name{}, err
+	}
+	b, err := apply.PathNode(fd).Getxattr(gfidAttr)
 	if err == unix.ENOENT || err == unix.ESTALE {
 		return apply.Name{}, nil
 	}
@@ -319,12 +350,18 @@ func gfidOfFd(fd int) (gfid.GFID, error) {
 // _fmt_symlink): uid and gid 0 (the caller chowns), the mode with its type
 // bits, rdev for devices, umask 0.
 func (v *volume) newEntry(parent gfid.GFID, name string, g gfid.GFID, mode uint32, rdev uint64, target string) error {
-	blob := newfileBlob(g, name, mode, rdev, target)
 	pfd, err := v.OpenDir(parent)
 	if err != nil {
 		return err
 	}
 	defer apply.CloseFd(pfd)
+	return v.newEntryAt(pfd, name, g, mode, rdev, target)
+}
+
+// newEntryAt is newEntry in the directory open as pfd (O_PATH, opened by
+// its gfid): the caller's descriptor, not a second lookup of the parent.
+func (v *volume) newEntryAt(pfd int, name string, g gfid.GFID, mode uint32, rdev uint64, target string) error {
+	blob := newfileBlob(g, name, mode, rdev, target)
 	// pfd is an O_PATH directory: the procfs link leads to it.
 	return eintr.Retry(func() error { return unix.Setxattr(apply.ProcFd(pfd), newfileAttr, blob, 0) })
 }

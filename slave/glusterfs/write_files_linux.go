@@ -14,18 +14,14 @@ import (
 func (v *volume) OpenData(g gfid.GFID) (int, error) {
 	// Look first (O_PATH opens nothing), so that only a regular file is ever
 	// opened for writing; then check that the inode opened is that one.
-	pfd, err := v.openGFID(g, unix.O_PATH)
+	pfd, lst, err := v.openGFIDStat(g, unix.O_PATH)
 	if err == unix.ENOENT {
 		return -1, apply.ErrUnknownFile(g)
 	}
 	if err != nil {
 		return -1, fmt.Errorf("lookup: %w", err)
 	}
-	lst, err := apply.Fstat(pfd)
 	apply.CloseFd(pfd)
-	if err != nil {
-		return -1, err
-	}
 	if lst.Mode&unix.S_IFMT != unix.S_IFREG {
 		return -1, apply.ErrUnknownFile(g)
 	}

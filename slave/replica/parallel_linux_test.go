@@ -15,3 +15,12 @@ func TestParallelCreatesMatchSerial(t *testing.T) {
 	})
 	assertDataDirRegularOnly(t, par.(*Replica))
 }
+
+// TestParallelEntriesMatchSerial: the plain replica applies entries other
+// than creates in order; the batch must still give what one entry at a
+// time gives.
+func TestParallelEntriesMatchSerial(t *testing.T) {
+	applytest.ParallelEntriesMatchSerial(t, func(t *testing.T) (applytest.Replica, string) {
+		return newReplica(t)
+	})
+}

@@ -80,4 +80,6 @@
 //   - GEOREP_BENCH_GSYNCD_STOCK=1: no secondary-access-mount (see above).
 //   - GEOREP_BENCH_TOOLS: "gsyncd", "georep" or both (default).
 //   - GEOREP_BENCH_GEOREP_ARGS: extra georep-master arguments, space-separated.
+//   - GEOREP_BENCH_LOGS: a directory where the georep daemons' logs are
+//     written when they stop (<benchmark>.<binary>.log).
 package bench

@@ -2,7 +2,9 @@ package bench
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -113,6 +115,20 @@ func startStoppable(tb testing.TB, bin string, args []string) *harness.Proc {
 				}
 			}
 		}
+		keepLog(tb, bin, p.Log())
 	})
 	return p
+}
+
+// keepLog writes a daemon's log to GEOREP_BENCH_LOGS/<test>.<bin>.log when
+// that directory is set (for reading where the time went).
+func keepLog(tb testing.TB, bin, log string) {
+	dir := os.Getenv("GEOREP_BENCH_LOGS")
+	if dir == "" {
+		return
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(tb.Name()) + "." + bin + ".log"
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(log), 0o644); err != nil {
+		tb.Logf("GEOREP_BENCH_LOGS: %v", err)
+	}
 }

@@ -106,8 +106,9 @@ func writeBig(tb testing.TB, root string, n int, size int64, seed uint64) tree {
 }
 
 // ignoredTop are names at the top of a slave that are not the replica's: the
-// georep slave's own state, GlusterFS's trash directory.
-var ignoredTop = map[string]bool{".georep": true, ".trashcan": true}
+// georep slave's own state and its slave nodes' directory lock file, GlusterFS's
+// trash directory.
+var ignoredTop = map[string]bool{".georep": true, ".georep.lock": true, ".trashcan": true}
 
 // namesDiff compares the names under root (files and directories, from
 // readdir only) with want and returns the first difference ("" when none).

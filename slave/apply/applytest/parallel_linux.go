@@ -91,6 +91,98 @@ func ParallelCreatesMatchSerial(t *testing.T, open func(t *testing.T) (Replica, 
 	return par, ser
 }
 
+// ParallelEntriesMatchSerial is ParallelCreatesMatchSerial for a batch of
+// every op after a first batch of creates: renames of files to the park,
+// unlinks, renames back to new names, a rename replacing a file that a
+// later LINK names (ENOENT once its last name is gone), a directory
+// rename, a rename of an unknown gfid, a name freed then taken again. A
+// replica whose engine has Config.ParallelEntries applies most of the
+// batch side by side; it must give what applying one entry at a time gives.
+func ParallelEntriesMatchSerial(t *testing.T, open func(t *testing.T) (Replica, string)) (par, ser Replica) {
+	t.Helper()
+	var setup []ops.Entry
+	var dirs []gfid.GFID
+	for d := range 4 {
+		g := gfid.New()
+		dirs = append(dirs, g)
+		setup = append(setup, ops.Entry{Op: ops.OpMkdir, GFID: g, Parent: gfid.Root, Name: fmt.Sprintf("d%02d", d), Mode: unix.S_IFDIR | 0o755})
+	}
+	edir, ex := gfid.New(), gfid.New()
+	setup = append(setup, ops.Entry{Op: ops.OpMkdir, GFID: edir, Parent: gfid.Root, Name: "e", Mode: unix.S_IFDIR | 0o750},
+		ops.Entry{Op: ops.OpCreate, GFID: ex, Parent: edir, Name: "x", Mode: unix.S_IFREG | 0o600})
+	type file struct {
+		g      gfid.GFID
+		parent gfid.GFID
+		name   string
+	}
+	var files []file
+	for i := range 200 {
+		f := file{gfid.New(), dirs[i%len(dirs)], fmt.Sprintf("f%03d", i)}
+		files = append(files, f)
+		setup = append(setup, ops.Entry{Op: ops.OpCreate, GFID: f.g, Parent: f.parent, Name: f.name, Mode: unix.S_IFREG | 0o640, UID: 7, GID: 8})
+	}
+	setup = append(setup, ops.Entry{Op: ops.OpLink, GFID: files[0].g, Parent: dirs[1], Name: "hardlink"})
+
+	rename := func(g, p gfid.GFID, n string, np gfid.GFID, nn string) ops.Entry {
+		return ops.Entry{Op: ops.OpRename, GFID: g, Parent: p, Name: n, NewParent: np, NewName: nn}
+	}
+	var batch []ops.Entry
+	for _, f := range files[:60] {
+		batch = append(batch, rename(f.g, f.parent, f.name, gfid.Park, f.g.String()))
+	}
+	for _, f := range files[60:100] {
+		batch = append(batch, ops.Entry{Op: ops.OpUnlink, GFID: f.g, Parent: f.parent, Name: f.name})
+	}
+	// files[101]'s only name is replaced, then linked: ENOENT in order.
+	r, h := files[100], files[101]
+	batch = append(batch, rename(r.g, r.parent, r.name, h.parent, h.name),
+		ops.Entry{Op: ops.OpLink, GFID: h.g, Parent: dirs[2], Name: "relinked"})
+	// A directory moved, then emptied and removed where it went.
+	batch = append(batch, rename(edir, gfid.Root, "e", dirs[1], "e-moved"),
+		ops.Entry{Op: ops.OpUnlink, GFID: ex, Parent: edir, Name: "x"},
+		ops.Entry{Op: ops.OpRmdir, GFID: edir, Parent: dirs[1], Name: "e-moved"})
+	nd := gfid.New()
+	batch = append(batch, ops.Entry{Op: ops.OpMkdir, GFID: nd, Parent: dirs[2], Name: "new", Mode: unix.S_IFDIR | 0o700},
+		ops.Entry{Op: ops.OpCreate, GFID: gfid.New(), Parent: nd, Name: "y", Mode: unix.S_IFREG | 0o644})
+	for i, f := range files[:60] {
+		batch = append(batch, rename(f.g, gfid.Park, f.g.String(), dirs[(i+1)%len(dirs)], fmt.Sprintf("r%03d", i)))
+	}
+	batch = append(batch, rename(gfid.New(), dirs[0], "nothing", dirs[0], "still-nothing")) // ENOENT
+	freed := files[150]
+	batch = append(batch, ops.Entry{Op: ops.OpUnlink, GFID: freed.g, Parent: freed.parent, Name: freed.name},
+		ops.Entry{Op: ops.OpCreate, GFID: gfid.New(), Parent: freed.parent, Name: freed.name, Mode: unix.S_IFREG | 0o600})
+	// A rename onto a name that holds another file nothing else names.
+	batch = append(batch, rename(files[160].g, files[160].parent, files[160].name, files[161].parent, files[161].name))
+	// A rename of the hardlinked file, whose other name stays.
+	batch = append(batch, rename(files[0].g, dirs[1], "hardlink", dirs[3], "hardlink-moved"))
+
+	par, parRoot := open(t)
+	ser, serRoot := open(t)
+	for _, rep := range []Replica{par, ser} {
+		if fs := rep.ApplyEntries(t.Context(), setup); len(fs) != 0 {
+			t.Fatalf("setup: %s", describeFailures(fs))
+		}
+	}
+	pf := par.ApplyEntries(t.Context(), batch)
+	var sf []ops.Failure
+	for i, e := range batch {
+		for _, f := range ser.ApplyEntries(t.Context(), []ops.Entry{e}) {
+			f.Index = i
+			sf = append(sf, f)
+		}
+	}
+	if describeFailures(pf) != describeFailures(sf) {
+		t.Fatalf("failures differ:\nparallel: %s\nserial:   %s", describeFailures(pf), describeFailures(sf))
+	}
+	if len(pf) != 2 {
+		t.Errorf("want 2 failures (the LINK of the replaced file, the rename of an unknown gfid), got %s", describeFailures(pf))
+	}
+	if a, b := listTree(t, parRoot), listTree(t, serRoot); a != b {
+		t.Fatalf("trees differ:\nparallel:\n%s\nserial:\n%s", a, b)
+	}
+	return par, ser
+}
+
 // runAt is the length of the run of apply.IndependentRuns starting at lo.
 func runAt(entries []ops.Entry, lo int) int {
 	for _, r := range apply.IndependentRuns(entries) {
