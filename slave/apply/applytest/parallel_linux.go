@@ -71,23 +71,7 @@ func ParallelCreatesMatchSerial(t *testing.T, open func(t *testing.T) (Replica, 
 	if got := runAt(batch, len(dirs)); got < minParallel {
 		t.Fatalf("the creates do not form a parallel run (%d entries)", got)
 	}
-	pf := par.ApplyEntries(t.Context(), batch)
-	var sf []ops.Failure
-	for i, e := range batch {
-		for _, f := range ser.ApplyEntries(t.Context(), []ops.Entry{e}) {
-			f.Index = i
-			sf = append(sf, f)
-		}
-	}
-	if describeFailures(pf) != describeFailures(sf) {
-		t.Fatalf("failures differ:\nparallel: %s\nserial:   %s", describeFailures(pf), describeFailures(sf))
-	}
-	if len(pf) != 3 {
-		t.Errorf("want 3 failures (bad name, unknown parent, name taken), got %s", describeFailures(pf))
-	}
-	if a, b := listTree(t, parRoot), listTree(t, serRoot); a != b {
-		t.Fatalf("trees differ:\nparallel:\n%s\nserial:\n%s", a, b)
-	}
+	matchSerial(t, par, ser, parRoot, serRoot, batch, 3, "bad name, unknown parent, name taken")
 	return par, ser
 }
 
@@ -163,6 +147,15 @@ func ParallelEntriesMatchSerial(t *testing.T, open func(t *testing.T) (Replica, 
 			t.Fatalf("setup: %s", describeFailures(fs))
 		}
 	}
+	matchSerial(t, par, ser, parRoot, serRoot, batch, 2, "the LINK of the replaced file, the rename of an unknown gfid")
+	return par, ser
+}
+
+// matchSerial applies batch to par in one call and to ser one entry at a
+// time, and checks that both fail the same entries (wantFailures of them,
+// which are what) and end with the same tree.
+func matchSerial(t *testing.T, par, ser Replica, parRoot, serRoot string, batch []ops.Entry, wantFailures int, what string) {
+	t.Helper()
 	pf := par.ApplyEntries(t.Context(), batch)
 	var sf []ops.Failure
 	for i, e := range batch {
@@ -174,13 +167,12 @@ func ParallelEntriesMatchSerial(t *testing.T, open func(t *testing.T) (Replica, 
 	if describeFailures(pf) != describeFailures(sf) {
 		t.Fatalf("failures differ:\nparallel: %s\nserial:   %s", describeFailures(pf), describeFailures(sf))
 	}
-	if len(pf) != 2 {
-		t.Errorf("want 2 failures (the LINK of the replaced file, the rename of an unknown gfid), got %s", describeFailures(pf))
+	if len(pf) != wantFailures {
+		t.Errorf("want %d failures (%s), got %s", wantFailures, what, describeFailures(pf))
 	}
 	if a, b := listTree(t, parRoot), listTree(t, serRoot); a != b {
 		t.Fatalf("trees differ:\nparallel:\n%s\nserial:\n%s", a, b)
 	}
-	return par, ser
 }
 
 // runAt is the length of the run of apply.IndependentRuns starting at lo.
