@@ -181,12 +181,12 @@ func TestAuditResumesAfterKill(t *testing.T) {
 			} `json:"last"`
 			Round *struct{} `json:"round"`
 		}
-		if json.Unmarshal(b, &s) == nil && s.Round != nil && s.Last.Entries >= 600 {
+		if json.Unmarshal(b, &s) == nil && s.Round != nil && s.Last.Entries >= 300 {
 			started = s.Last.Started
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the audit's place was never saved past 600 entries: %s\nmaster log:\n%s", b, lastLines(m.Log(), 30))
+			t.Fatalf("the audit's place was never saved past the root's 300 entries: %s\nmaster log:\n%s", b, lastLines(m.Log(), 30))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -212,7 +212,7 @@ func TestAuditResumesAfterKill(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	a := st.Workers[0].Audit
-	if !strings.Contains(m.Log(), "path=/d299/f5") || a.ByKind["mode"] != "1" || a.Error != "" {
+	if !strings.Contains(m.Log(), "path=/d299/f5") || a.ByKind["mode"] != "1" || a.Repaired != "1" || a.Error != "" {
 		t.Errorf("the resumed round did not find the mode of /d299/f5: %+v\nmaster log:\n%s", a, lastLines(m.Log(), 30))
 	}
 	if strings.Contains(m.Log(), "audit started") {

@@ -62,6 +62,9 @@ const auditDirsPerCall = 64
 // auditLogLimit bounds the differences logged one by one per round.
 const auditLogLimit = 1000
 
+// auditInFlight bounds the Audit calls of one step.
+const auditInFlight = 4
+
 // auditRetry is the wait after an audit call failed.
 const auditRetry = 30 * time.Second
 
@@ -94,6 +97,8 @@ type auditSaved struct {
 	LastContent time.Time     `json:"last_content"`
 	Round       *auditRound   `json:"round,omitempty"`
 	Stack       []auditDirRef `json:"stack,omitempty"`
+	// Pending: differences found whose repair pass has not run yet.
+	Pending int64 `json:"pending,omitempty"`
 }
 
 // auditRound is the round running.
@@ -149,7 +154,7 @@ func newAuditor(cfg Config, path string) (*auditor, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("audit state %s: %w (remove the file to start afresh)", path, err)
 	}
-	a.status, a.lastPlain, a.lastContent, a.round, a.stack = s.Last, s.LastPlain, s.LastContent, s.Round, s.Stack
+	a.status, a.lastPlain, a.lastContent, a.round, a.stack, a.pending = s.Last, s.LastPlain, s.LastContent, s.Round, s.Stack, s.Pending
 	if a.status.ByKind == nil {
 		a.status.ByKind = map[string]int64{}
 	}
@@ -162,7 +167,7 @@ func newAuditor(cfg Config, path string) (*auditor, error) {
 
 func (a *auditor) save() error {
 	a.mu.Lock()
-	s := auditSaved{Last: a.status, LastPlain: a.lastPlain, LastContent: a.lastContent, Round: a.round}
+	s := auditSaved{Last: a.status, LastPlain: a.lastPlain, LastContent: a.lastContent, Round: a.round, Pending: a.pending}
 	a.mu.Unlock()
 	if a.round != nil {
 		s.Stack = a.stack
@@ -311,7 +316,9 @@ func (w *worker) auditStep(ctx context.Context) bool {
 	if a.pending > 0 {
 		w.needFull = true // repair now (a hybrid crawl ships what was marked), then go on
 	}
-	if time.Since(a.saved) >= 5*time.Second {
+	// Saved every 5 s, before a wait of the rate of a second or more, and
+	// when repairs are pending.
+	if a.pending > 0 || time.Since(a.saved) >= 5*time.Second || time.Until(a.notBefore) >= time.Second {
 		if err := a.save(); err != nil {
 			w.log.Warn("audit: saving its place", "err", err)
 		}
@@ -437,42 +444,86 @@ func (w *worker) auditAfterPass(err error, st crawl.Stats) {
 func (w *worker) auditCall(ctx context.Context) (cost int64, retryable bool, err error) {
 	a := w.audit
 	limit := min(auditDirsPerCall, max(w.batch, 1))
-	var reqs []ops.AuditDirRequest
-	var refs []auditDirRef
+	// Up to auditInFlight calls at once (one when a directory cut short
+	// goes on): on a WAN a round costs round trips, not bandwidth.
+	var calls [][]auditDirRef
+	var after string
+	n := auditInFlight
 	if a.cont != nil {
-		last := a.cont.entries[len(a.cont.entries)-1].Name
-		reqs, refs = append(reqs, ops.AuditDirRequest{GFID: a.cont.ref.G, After: last}), append(refs, a.cont.ref)
+		after = a.cont.entries[len(a.cont.entries)-1].Name
+		calls, n = [][]auditDirRef{{a.cont.ref}}, 1
 	}
-	for len(reqs) < limit && len(a.stack) > 0 {
-		r := a.stack[len(a.stack)-1]
-		a.stack = a.stack[:len(a.stack)-1]
-		reqs, refs = append(reqs, ops.AuditDirRequest{GFID: r.G}), append(refs, r)
+	pop := func(call []auditDirRef) []auditDirRef {
+		for len(call) < limit && len(a.stack) > 0 {
+			call = append(call, a.stack[len(a.stack)-1])
+			a.stack = a.stack[:len(a.stack)-1]
+		}
+		return call
 	}
-	dirs, err := w.client.Audit(ctx, reqs, a.round.Content)
-	if err == nil && len(dirs) == 0 {
-		err = errors.New("audit: the slave described no directory")
+	if len(calls) == 1 {
+		calls[0] = pop(calls[0])
 	}
-	if err != nil {
-		a.stack = append(a.stack, reversed(refs[btoi(a.cont != nil):])...)
+	for len(calls) < n && len(a.stack) > 0 {
+		calls = append(calls, pop(nil))
+	}
+	answers := make([][]ops.AuditDir, len(calls))
+	errs := make([]error, len(calls))
+	var wg sync.WaitGroup
+	for k, refs := range calls {
+		reqs := make([]ops.AuditDirRequest, len(refs))
+		for i, r := range refs {
+			reqs[i] = ops.AuditDirRequest{GFID: r.G}
+		}
+		if k == 0 && a.cont != nil {
+			reqs[0].After = after
+		}
+		wg.Go(func() {
+			answers[k], errs[k] = w.client.Audit(ctx, reqs, a.round.Content)
+			if errs[k] == nil && len(answers[k]) == 0 {
+				errs[k] = errors.New("audit: the slave described no directory")
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		// All go back (a directory cut short stays where it was): they
+		// are described again.
+		for k := len(calls) - 1; k >= 0; k-- {
+			refs := calls[k]
+			if k == 0 && a.cont != nil {
+				refs = refs[1:]
+			}
+			a.stack = append(a.stack, reversed(refs)...)
+		}
 		return 0, true, err
 	}
-	// The directories the slave left out go back, in order.
-	a.stack = append(a.stack, reversed(refs[len(dirs):])...)
+	// The directories the slave left out go back, in order (the first
+	// call's on top).
+	for k := len(calls) - 1; k >= 0; k-- {
+		a.stack = append(a.stack, reversed(calls[k][len(answers[k]):])...)
+	}
 	_, owner := w.client.auditCaps()
 	j := &auditJudge{w: w, owner: owner, skip: w.auditSkips()}
-	for i, d := range dirs {
-		ref := refs[i]
-		ents := d.Entries
-		if a.cont != nil && i == 0 {
-			ents = append(a.cont.entries, ents...)
-			a.cont = nil
-		}
-		if d.More && d.Err == nil && len(ents) > 0 {
-			a.cont = &auditCont{ref: ref, entries: ents}
-			continue
-		}
-		if err := j.dir(ref, ents, d.Err); err != nil {
-			return 0, false, err
+	cont := a.cont
+	a.cont = nil
+	for k, dirs := range answers {
+		for i, d := range dirs {
+			ref := calls[k][i]
+			ents := d.Entries
+			if cont != nil && k == 0 && i == 0 {
+				ents = append(cont.entries, ents...)
+			}
+			if d.More && d.Err == nil && len(ents) > 0 {
+				if a.cont == nil {
+					a.cont = &auditCont{ref: ref, entries: ents}
+				} else {
+					a.stack = append(a.stack, ref) // one goes on at a time: this one is described again whole
+				}
+				continue
+			}
+			if err := j.dir(ref, ents, d.Err); err != nil {
+				return 0, false, err
+			}
 		}
 	}
 	for i := len(j.subdirs) - 1; i >= 0; i-- {
@@ -497,13 +548,6 @@ func (w *worker) auditCall(ctx context.Context) (cost int64, retryable bool, err
 		}
 	}
 	return j.entries*auditEntryCost + j.bytes, false, nil
-}
-
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func reversed(refs []auditDirRef) []auditDirRef {
