@@ -8,6 +8,7 @@ require (
 	github.com/moby/sys/mountinfo v0.7.2
 	github.com/pkg/xattr v0.4.12
 	github.com/prometheus/client_golang v1.23.2
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/spf13/pflag v1.0.10
 	github.com/spf13/viper v1.21.0
 	github.com/zeebo/xxh3 v1.1.0

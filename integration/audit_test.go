@@ -16,15 +16,15 @@ import (
 type auditJSON struct {
 	Workers []struct {
 		Audit *struct {
-			Finished       string            `json:"finished"`
-			Content        bool              `json:"content"`
-			EntriesChecked string            `json:"entries_checked"`
-			FilesHashed    string            `json:"files_hashed"`
-			Differences    string            `json:"differences"`
-			Repaired       string            `json:"repaired"`
-			ByKind         map[string]string `json:"by_kind"`
-			Running        bool              `json:"running"`
-			Error          string            `json:"error"`
+			Finished       string           `json:"finished"`
+			Content        bool             `json:"content"`
+			EntriesChecked int64            `json:"entries_checked"`
+			FilesHashed    int64            `json:"files_hashed"`
+			Differences    int64            `json:"differences"`
+			Repaired       int64            `json:"repaired"`
+			ByKind         map[string]int64 `json:"by_kind"`
+			Running        bool             `json:"running"`
+			Error          string           `json:"error"`
 		} `json:"audit"`
 	} `json:"workers"`
 }
@@ -117,7 +117,7 @@ func auditRepairsDrift(t *testing.T, detector string) {
 		t.Fatalf("status --json: exit %d\n%s", code, out)
 	}
 	a := st.Workers[0].Audit
-	if a.Finished == "" || a.Running || !a.Content || a.FilesHashed == "" || a.EntriesChecked == "" || a.Error != "" {
+	if a.Finished == "" || a.Running || !a.Content || a.FilesHashed == 0 || a.EntriesChecked == 0 || a.Error != "" {
 		t.Errorf("status --json: the last audit is not shown whole: %+v\n%s", a, out)
 	}
 	text := scrape(t, metrics)
@@ -212,7 +212,7 @@ func TestAuditResumesAfterKill(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	a := st.Workers[0].Audit
-	if !strings.Contains(m.Log(), "path=/d299/f5") || a.ByKind["mode"] != "1" || a.Repaired != "1" || a.Error != "" {
+	if !strings.Contains(m.Log(), "path=/d299/f5") || a.ByKind["mode"] != 1 || a.Repaired != 1 || a.Error != "" {
 		t.Errorf("the resumed round did not find the mode of /d299/f5: %+v\nmaster log:\n%s", a, lastLines(m.Log(), 30))
 	}
 	if strings.Contains(m.Log(), "audit started") {

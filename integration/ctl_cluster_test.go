@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/georep/georep/cmd/georepctl/schema"
 	"github.com/georep/georep/integration/harness"
 )
 
@@ -95,13 +96,18 @@ func TestCtlCluster(t *testing.T) {
 	var times []string
 	for _, m := range ms {
 		code, out := ctl(t, "--master", m.addr, "checkpoint", "--json")
-		var cp struct {
-			Time string `json:"time"`
+		var doc struct {
+			Checkpoint struct {
+				Time string `json:"time"`
+			} `json:"checkpoint"`
 		}
-		if err := json.Unmarshal([]byte(out), &cp); err != nil || code != 0 || cp.Time == "" {
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || code != 0 || doc.Checkpoint.Time == "" {
 			t.Fatalf("checkpoint --json on %s: exit %d, %v\n%s", m.addr, code, err, out)
 		}
-		times = append(times, cp.Time)
+		if err := schema.Validate(schema.Checkpoint, []byte(out)); err != nil {
+			t.Errorf("checkpoint --json does not match its schema: %v\n%s", err, out)
+		}
+		times = append(times, doc.Checkpoint.Time)
 	}
 	if times[0] != times[1] {
 		t.Errorf("checkpoint set now on both: %s has %s, %s has %s", ms[0].addr, times[0], ms[1].addr, times[1])

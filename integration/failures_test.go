@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/georep/georep/cmd/georepctl/schema"
 	"github.com/georep/georep/integration/harness"
 )
 
@@ -127,7 +128,7 @@ func TestPermanentFailure(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if f.Class != "FAILURE_CLASS_PERMANENT" || f.Errno != "EPERM" || !strings.Contains(f.Reason, "reserved") {
+	if f.Class != "permanent" || f.Errno != "EPERM" || !strings.Contains(f.Reason, "reserved") {
 		t.Errorf("failure of bad: %+v, want permanent, EPERM, reserved", f)
 	}
 	if code, out := ctl(t, append(target, "failures")...); code != 0 || !strings.Contains(out, "CLASS") ||
@@ -135,7 +136,7 @@ func TestPermanentFailure(t *testing.T) {
 		t.Errorf("georepctl failures: exit %d, want bad listed with its class:\n%s", code, out)
 	}
 	s := waitStatus(t, m, target, "the failure in the status", func(s statusJSON) bool {
-		return len(s.Workers) == 1 && s.Workers[0].Failures == "1"
+		return len(s.Workers) == 1 && s.Workers[0].Failures == 1
 	})
 	if s.Workers[0].LastSynced != "" {
 		t.Errorf("stime advanced past a failure: last synced %s", s.Workers[0].LastSynced)
@@ -154,7 +155,7 @@ func TestPermanentFailure(t *testing.T) {
 		t.Fatalf("failures skip: exit %d\n%s", code, out)
 	}
 	s = waitStatus(t, m, target, "stime advancing after the skip", func(s statusJSON) bool {
-		return len(s.Workers) == 1 && (s.Workers[0].Failures == "" || s.Workers[0].Failures == "0") && s.Workers[0].LastSynced != ""
+		return len(s.Workers) == 1 && s.Workers[0].Failures == 0 && s.Workers[0].LastSynced != ""
 	})
 	fs := failures(t, target)
 	if len(fs.Failures) != 0 || len(fs.Skipped) != 1 || fs.Skipped[0].Failure.Gfid != f.Gfid || fs.Skipped[0].Reason != why {
@@ -196,7 +197,7 @@ func TestPermanentFailure(t *testing.T) {
 	}
 	before := s.Workers[0].LastSynced
 	waitStatus(t, m, target, "stime moving on past the skipped gfid", func(s statusJSON) bool {
-		return len(s.Workers) == 1 && (s.Workers[0].Failures == "" || s.Workers[0].Failures == "0") && s.Workers[0].LastSynced != before
+		return len(s.Workers) == 1 && s.Workers[0].Failures == 0 && s.Workers[0].LastSynced != before
 	})
 	if !m.WaitLog("sync failure not queued: skipped by the operator", 10*time.Second) || len(failures(t, target).Failures) != 0 {
 		t.Errorf("bad queued again after the skip:\n%s", lastLines(m.Log(), 20))
@@ -223,6 +224,9 @@ func failures(t *testing.T, target []string) failuresJSON {
 	var fs failuresJSON
 	if err := json.Unmarshal([]byte(out), &fs); err != nil {
 		t.Fatalf("georepctl failures --json: %v\n%s", err, out)
+	}
+	if err := schema.Validate(schema.Failures, []byte(out)); err != nil {
+		t.Fatalf("georepctl failures --json does not match its schema: %v\n%s", err, out)
 	}
 	return fs
 }

@@ -255,7 +255,7 @@ func TestGuardDaemonMaxDelete(t *testing.T) {
 		os.Remove(filepath.Join(s.src, fmt.Sprintf("f%03d", i)))
 	}
 	waitStatus(t, m, target, "the worker halted by max-delete", func(st statusJSON) bool {
-		return len(st.Workers) == 1 && st.Workers[0].State == "WORKER_STATE_FAULTY" && strings.Contains(st.Workers[0].Reason, "safety guard max-delete")
+		return len(st.Workers) == 1 && st.Workers[0].State == "Faulty" && strings.Contains(st.Workers[0].Reason, "safety guard max-delete")
 	})
 	if !strings.Contains(scrape(t, metricsAddr), `georep_master_guard_halted{brick="`+s.src+`",guard="max-delete"} 1`) {
 		t.Fatalf("metrics do not show the halt:\n%s", grepLines(scrape(t, metricsAddr), "guard"))
@@ -269,7 +269,7 @@ func TestGuardDaemonMaxDelete(t *testing.T) {
 		t.Fatalf("after max-delete off: %v\n%s\nmaster log:\n%s", err, strings.Join(diffs, "\n"), lastLines(m.Log(), 30))
 	}
 	waitStatus(t, m, target, "the worker Active again", func(st statusJSON) bool {
-		return len(st.Workers) == 1 && st.Workers[0].State == "WORKER_STATE_ACTIVE"
+		return len(st.Workers) == 1 && st.Workers[0].State == "Active"
 	})
 	if !strings.Contains(scrape(t, metricsAddr), `georep_master_guard_halted{brick="`+s.src+`",guard="max-delete"} 0`) {
 		t.Fatalf("metrics still show the halt:\n%s", grepLines(scrape(t, metricsAddr), "guard"))

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/georep/georep/cmd/georepctl/schema"
 	"github.com/georep/georep/integration/harness"
 )
 
@@ -23,8 +24,8 @@ type statusJSON struct {
 		State               string `json:"state"`
 		CrawlStatus         string `json:"crawl_status"`
 		LastSynced          string `json:"last_synced"`
-		Failures            string `json:"failures"`
-		FilesSynced         string `json:"files_synced"`
+		Failures            int64  `json:"failures"`
+		FilesSynced         int64  `json:"files_synced"`
 		Reason              string `json:"reason"`
 		CheckpointCompleted bool   `json:"checkpoint_completed"`
 	} `json:"workers"`
@@ -54,6 +55,9 @@ func waitStatus(t *testing.T, m *harness.Proc, target []string, what string, ok 
 			if err := json.Unmarshal([]byte(out), &s); err != nil {
 				t.Fatalf("georepctl status --json: %v\n%s", err, out)
 			}
+			if err := schema.Validate(schema.Status, []byte(out)); err != nil {
+				t.Fatalf("georepctl status --json does not match its schema: %v\n%s", err, out)
+			}
 			if ok(s) {
 				return s
 			}
@@ -66,7 +70,7 @@ func waitStatus(t *testing.T, m *harness.Proc, target []string, what string, ok 
 }
 
 func activeSynced(s statusJSON) bool {
-	return len(s.Workers) == 1 && s.Workers[0].State == "WORKER_STATE_ACTIVE" && s.Workers[0].LastSynced != ""
+	return len(s.Workers) == 1 && s.Workers[0].State == "Active" && s.Workers[0].LastSynced != ""
 }
 
 func scrape(t *testing.T, addr string) string {
@@ -265,7 +269,7 @@ func TestStatusCheckpointPause(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStatus(t, m, target, "a Paused worker", func(s statusJSON) bool {
-		return s.Paused && len(s.Workers) == 1 && s.Workers[0].State == "WORKER_STATE_PAUSED"
+		return s.Paused && len(s.Workers) == 1 && s.Workers[0].State == "Paused"
 	})
 	if code, out := ctl(t, append(target, "checkpoint", "set", "now")...); code != 0 {
 		t.Fatalf("checkpoint set now: exit %d\n%s", code, out)
@@ -343,7 +347,7 @@ func TestStatusFailures(t *testing.T) {
 		t.Errorf("georepctl failures: no header:\n%s", out)
 	}
 	waitStatus(t, m, target, "the failure in the status", func(s statusJSON) bool {
-		return len(s.Workers) == 1 && s.Workers[0].Failures == "1" && strings.Contains(s.Workers[0].Reason, "permission denied")
+		return len(s.Workers) == 1 && s.Workers[0].Failures == 1 && strings.Contains(s.Workers[0].Reason, "permission denied")
 	})
 	if code, out := ctl(t, append(target, "checkpoint", "set", "now")...); code != 0 {
 		t.Fatalf("checkpoint set: exit %d\n%s", code, out)

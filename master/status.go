@@ -216,6 +216,17 @@ func (m *monitor) status() (ws []workerStatus, paused bool, cp checkpoint) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(m.workers) == 0 {
+		// Starting: the worker (or, on a GlusterFS node, the bricks) is
+		// not set up yet: opening a large catalog or asking glusterd takes
+		// a while, and "no workers" reads as "nothing runs".
+		name, why := m.cfg.Source, "starting: opening the catalog and the session with the slave"
+		if m.cfg.GlusterVolume != "" {
+			name, why = m.cfg.GlusterVolume, "starting: asking glusterd for the volume's bricks on this node"
+		}
+		ws = append(ws, workerStatus{Node: m.node, Brick: name, Slave: m.cfg.Slave, Checkpoint: m.cp,
+			State: stateInitializing, Reason: why})
+	}
 	for _, e := range m.workers {
 		v := e.w.snapshot(now)
 		st := v.Stats

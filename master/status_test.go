@@ -251,3 +251,29 @@ func TestProgressLine(t *testing.T) {
 		t.Errorf("progress line with nothing in flight: %q", l)
 	}
 }
+
+// TestStatusStarting: before its first worker is set up, a master shows one
+// worker Initializing, named after its source or volume, not none; once a
+// worker is added, only the workers.
+func TestStatusStarting(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"plain directory", Config{Source: "/data"}, "/data"},
+		{"GlusterFS volume", Config{GlusterVolume: "mvol"}, "mvol"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, _ := testMonitor(t, tc.cfg)
+			ws, _, _ := m.status()
+			if len(ws) != 1 || ws[0].Brick != tc.want || ws[0].State != stateInitializing || !strings.HasPrefix(ws[0].Reason, "starting") {
+				t.Fatalf("status while starting: %+v", ws)
+			}
+			m, _ = testMonitor(t, tc.cfg, "host:/b1")
+			if ws, _, _ = m.status(); len(ws) != 1 || ws[0].Brick != "host:/b1" {
+				t.Fatalf("status with a worker: %+v", ws)
+			}
+		})
+	}
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -43,7 +42,7 @@ func printReport[T any](out, errw io.Writer, as []answer[T], what string, ok fun
 type nodeJSON struct {
 	Node      string `json:"node"`
 	Reachable bool   `json:"reachable"`
-	Error     string `json:"error,omitempty"`
+	Error     string `json:"error"`
 }
 
 func nodeOf[T any](a answer[T]) nodeJSON {
@@ -65,24 +64,6 @@ func protoJSON(m proto.Message) json.RawMessage {
 		panic(fmt.Sprintf("protojson: %v", err)) // a message we built or received: cannot fail
 	}
 	return b
-}
-
-// withNode is the JSON object raw with a first field "node".
-func withNode(raw json.RawMessage, node string) json.RawMessage {
-	name, _ := json.Marshal(node)
-	b := bytes.TrimSpace(raw)
-	if len(b) < 2 || b[0] != '{' {
-		b = []byte("{}")
-	}
-	rest := bytes.TrimSpace(b[1:])
-	var out bytes.Buffer
-	out.WriteString(`{"node":`)
-	out.Write(name)
-	if len(rest) > 0 && rest[0] != '}' {
-		out.WriteByte(',')
-	}
-	out.Write(rest)
-	return out.Bytes()
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -107,60 +88,6 @@ func same[T comparable](vs []T) (T, bool) {
 		}
 	}
 	return vs[0], true
-}
-
-// clusterStatusJSON is `status --json` for several masters: the shape of
-// one master's (workers, checkpoint, paused, master_volume, slave), every
-// worker with the node it runs on, and the nodes.
-type clusterStatusJSON struct {
-	Nodes   []statusNodeJSON  `json:"nodes"`
-	Workers []json.RawMessage `json:"workers"`
-	// Checkpoint: complete when every node's is; its time when they agree.
-	Checkpoint json.RawMessage `json:"checkpoint,omitempty"`
-	// Paused: every node that answered is paused.
-	Paused       bool   `json:"paused"`
-	MasterVolume string `json:"master_volume,omitempty"` // when the nodes agree
-	Slave        string `json:"slave,omitempty"`         // when the nodes agree
-}
-
-type statusNodeJSON struct {
-	nodeJSON
-	MasterVolume string          `json:"master_volume,omitempty"`
-	Slave        string          `json:"slave,omitempty"`
-	Paused       bool            `json:"paused,omitempty"`
-	Checkpoint   json.RawMessage `json:"checkpoint,omitempty"`
-	Workers      int             `json:"workers"`
-}
-
-func clusterStatusDoc(as []answer[*masterv1.GetStatusResponse]) clusterStatusJSON {
-	doc := clusterStatusJSON{Nodes: []statusNodeJSON{}, Workers: []json.RawMessage{}}
-	var vols, slaves []string
-	answered, paused := 0, 0
-	for _, a := range as {
-		n := statusNodeJSON{nodeJSON: nodeOf(a)}
-		if a.Err == nil {
-			r := a.Resp
-			answered++
-			if r.GetPaused() {
-				paused++
-			}
-			n.MasterVolume, n.Slave, n.Paused = r.GetMasterVolume(), r.GetSlave(), r.GetPaused()
-			n.Checkpoint = protoJSON(r.GetCheckpoint())
-			n.Workers = len(r.GetWorkers())
-			vols, slaves = append(vols, r.GetMasterVolume()), append(slaves, r.GetSlave())
-			for _, w := range r.GetWorkers() {
-				doc.Workers = append(doc.Workers, withNode(protoJSON(w), a.Node))
-			}
-		}
-		doc.Nodes = append(doc.Nodes, n)
-	}
-	doc.Paused = answered > 0 && paused == answered
-	doc.MasterVolume, _ = same(vols)
-	doc.Slave, _ = same(slaves)
-	if cp := sessionCheckpoint(as); cp != nil {
-		doc.Checkpoint = protoJSON(cp)
-	}
-	return doc
 }
 
 // sessionCheckpoint is the session's checkpoint as the nodes report it:
@@ -203,7 +130,7 @@ func sessionCheckpoint(as []answer[*masterv1.GetStatusResponse]) *masterv1.Check
 }
 
 func printClusterStatusJSON(w io.Writer, as []answer[*masterv1.GetStatusResponse]) error {
-	return writeJSON(w, clusterStatusDoc(as))
+	return writeJSON(w, statusDocOf(as))
 }
 
 // failedState is the STATUS of the row of a node that did not answer.
@@ -287,9 +214,10 @@ func printClusterStatus(w io.Writer, as []answer[*masterv1.GetStatusResponse], n
 
 // clusterCheckpointJSON is `checkpoint --json` for several masters.
 type clusterCheckpointJSON struct {
-	Nodes []checkpointNodeJSON `json:"nodes"`
+	SchemaVersion int                  `json:"schema_version"`
+	Nodes         []checkpointNodeJSON `json:"nodes"`
 	// Checkpoint is the session's (see sessionCheckpoint).
-	Checkpoint json.RawMessage `json:"checkpoint,omitempty"`
+	Checkpoint *checkpointDoc `json:"checkpoint"`
 	// Complete: every node's checkpoint is complete.
 	Complete bool `json:"complete"`
 	// SameTime: every node's checkpoint is at the same time.
@@ -298,17 +226,17 @@ type clusterCheckpointJSON struct {
 
 type checkpointNodeJSON struct {
 	nodeJSON
-	Checkpoint   json.RawMessage `json:"checkpoint,omitempty"`
-	WorkersDone  int             `json:"workers_done"`
-	WorkersTotal int             `json:"workers_total"`
+	Checkpoint   *checkpointDoc `json:"checkpoint"`
+	WorkersDone  int            `json:"workers_done"`
+	WorkersTotal int            `json:"workers_total"`
 }
 
 func printClusterCheckpointJSON(w io.Writer, as []answer[*masterv1.GetStatusResponse]) error {
-	doc := clusterCheckpointJSON{Nodes: []checkpointNodeJSON{}}
+	doc := clusterCheckpointJSON{SchemaVersion: schemaVersion, Nodes: []checkpointNodeJSON{}}
 	for _, a := range as {
 		n := checkpointNodeJSON{nodeJSON: nodeOf(a)}
 		if a.Err == nil {
-			n.Checkpoint = protoJSON(a.Resp.GetCheckpoint())
+			n.Checkpoint = checkpointOf(a.Resp.GetCheckpoint())
 			n.WorkersDone, n.WorkersTotal = checkpointWorkers(a.Resp)
 		}
 		doc.Nodes = append(doc.Nodes, n)
@@ -316,9 +244,7 @@ func printClusterCheckpointJSON(w io.Writer, as []answer[*masterv1.GetStatusResp
 	ws := waitState(as)
 	doc.Complete = ws.complete()
 	doc.SameTime = !ws.timesDiffer && len(ws.noCheckpoint) == 0 && len(failedNodes(as)) == 0
-	if cp := sessionCheckpoint(as); cp != nil {
-		doc.Checkpoint = protoJSON(cp)
-	}
+	doc.Checkpoint = checkpointOf(sessionCheckpoint(as))
 	return writeJSON(w, doc)
 }
 
@@ -361,26 +287,8 @@ func printClusterCheckpoint(w io.Writer, as []answer[*masterv1.GetStatusResponse
 	return nil
 }
 
-// clusterFailuresJSON is `failures --json` for several masters: one
-// master's shape, each failure with its node, and the nodes.
-type clusterFailuresJSON struct {
-	Nodes    []nodeJSON        `json:"nodes"`
-	Failures []json.RawMessage `json:"failures"`
-	Skipped  []json.RawMessage `json:"skipped"`
-}
-
 func printClusterFailuresJSON(w io.Writer, as []answer[*masterv1.ListFailuresResponse]) error {
-	doc := clusterFailuresJSON{Nodes: []nodeJSON{}, Failures: []json.RawMessage{}, Skipped: []json.RawMessage{}}
-	for _, a := range as {
-		doc.Nodes = append(doc.Nodes, nodeOf(a))
-		for _, f := range a.Resp.GetFailures() {
-			doc.Failures = append(doc.Failures, withNode(protoJSON(f), a.Node))
-		}
-		for _, s := range a.Resp.GetSkipped() {
-			doc.Skipped = append(doc.Skipped, withNode(protoJSON(s), a.Node))
-		}
-	}
-	return writeJSON(w, doc)
+	return writeJSON(w, failuresDocOf(as))
 }
 
 // printClusterFailures prints every node's failure queue in one table (a
@@ -429,17 +337,7 @@ func printClusterFailures(w io.Writer, as []answer[*masterv1.ListFailuresRespons
 
 // printClusterSkipJSON prints the skips of the nodes that held the gfid.
 func printClusterSkipJSON(w io.Writer, held []answer[*masterv1.SkipFailureResponse]) error {
-	type skipJSON struct {
-		Node string          `json:"node"`
-		Skip json.RawMessage `json:"skip"`
-	}
-	doc := struct {
-		Skips []skipJSON `json:"skips"`
-	}{Skips: []skipJSON{}}
-	for _, a := range held {
-		doc.Skips = append(doc.Skips, skipJSON{Node: a.Node, Skip: protoJSON(a.Resp)})
-	}
-	return writeJSON(w, doc)
+	return writeJSON(w, skipDocOf(held))
 }
 
 // configKeys returns the keys the nodes reported, in the order they came

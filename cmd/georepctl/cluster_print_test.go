@@ -192,20 +192,6 @@ func cpOffset(as []answer[*masterv1.GetStatusResponse]) time.Duration {
 	return d
 }
 
-func TestWithNode(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{`{"brick":"/b"}`, `{"node":"n:1","brick":"/b"}`},
-		{`{ "brick": "/b" }`, `{"node":"n:1","brick": "/b" }`},
-		{`{}`, `{"node":"n:1"}`},
-		{``, `{"node":"n:1"}`},
-	}
-	for _, tc := range tests {
-		if got := string(withNode([]byte(tc.in), "n:1")); got != tc.want {
-			t.Errorf("withNode(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestReachable(t *testing.T) {
 	tests := []struct {
 		err  error

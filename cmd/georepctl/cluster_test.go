@@ -118,7 +118,7 @@ func TestClusterStatusJSON(t *testing.T) {
 		t.Errorf("nodes %+v", doc.Nodes)
 	}
 	if len(doc.Workers) != 2 || doc.Workers[0].Node != aa || doc.Workers[0].Brick != "/b1" || doc.Workers[1].Node != ba ||
-		doc.Workers[1].MasterNode != "n2" || doc.Workers[1].State != "WORKER_STATE_ACTIVE" {
+		doc.Workers[1].MasterNode != "n2" || doc.Workers[1].State != "Active" {
 		t.Errorf("workers %+v", doc.Workers)
 	}
 	if doc.MasterVolume != "mvol" {

@@ -88,7 +88,8 @@ func main() {
 
 type app struct {
 	client  masterv1.MasterServiceClient
-	json    bool // --json
+	node    string // the master as named on the command line (--master, or --work-dir's socket)
+	json    bool   // --json
 	timeout time.Duration
 	reason  string
 	content bool // audit --content
@@ -165,7 +166,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	defer conn.Close()
-	a := &app{client: masterv1.NewMasterServiceClient(conn), json: *asJSON, timeout: *timeout, reason: *reason,
+	node := *addr
+	if node == "" {
+		node = strings.TrimPrefix(target, "unix://")
+	}
+	a := &app{client: masterv1.NewMasterServiceClient(conn), node: node, json: *asJSON, timeout: *timeout, reason: *reason,
 		content: *content, wait: *wait, out: stdout, errw: stderr}
 	code, err := a.dispatch(ctx, fs.Args())
 	if err != nil {
@@ -322,7 +327,7 @@ func (a *app) status(ctx context.Context) error {
 		return err
 	}
 	if a.json {
-		return a.printJSON(resp)
+		return writeJSON(a.out, statusDocOf([]answer[*masterv1.GetStatusResponse]{{Node: a.node, Resp: resp}}))
 	}
 	return printStatus(a.out, resp, time.Now())
 }
@@ -338,7 +343,7 @@ func (a *app) audit(ctx context.Context) error {
 		return err
 	}
 	if a.json {
-		return a.printJSON(resp)
+		return writeJSON(a.out, auditDocOf([]answer[*masterv1.AuditResponse]{{Node: a.node, Resp: resp}}))
 	}
 	if !a.wait {
 		fmt.Fprintln(a.out, "audit asked for: georepctl status shows it (or wait for it with audit --wait)")
@@ -365,7 +370,7 @@ func (a *app) checkpointShow(ctx context.Context) error {
 		return err
 	}
 	if a.json {
-		return a.printJSON(resp.GetCheckpoint())
+		return printClusterCheckpointJSON(a.out, []answer[*masterv1.GetStatusResponse]{{Node: a.node, Resp: resp}})
 	}
 	fmt.Fprintln(a.out, describeCheckpoint(resp.GetCheckpoint()))
 	return nil
@@ -435,7 +440,7 @@ func (a *app) failures(ctx context.Context) error {
 		return err
 	}
 	if a.json {
-		return a.printJSON(resp)
+		return writeJSON(a.out, failuresDocOf([]answer[*masterv1.ListFailuresResponse]{{Node: a.node, Resp: resp}}))
 	}
 	return printFailures(a.out, resp)
 }
@@ -450,7 +455,7 @@ func (a *app) skip(ctx context.Context, g string) (int, error) {
 		return exitError, err
 	}
 	if a.json {
-		return exitOK, a.printJSON(resp)
+		return exitOK, printClusterSkipJSON(a.out, []answer[*masterv1.SkipFailureResponse]{{Node: a.node, Resp: resp}})
 	}
 	for i, sk := range resp.GetSkipped() {
 		f := sk.GetFailure()
