@@ -187,3 +187,58 @@ func TestAllowedMasters(t *testing.T) {
 		}
 	})
 }
+
+// TestStatusMutualTLS serves the master's status service over mutual TLS
+// (status-tls-cert, status-allowed-clients) and drives it with georepctl's
+// certificate: status answers; plaintext, a client certificate not in the
+// list, or none is refused; georepctl refuses plaintext to an address that
+// is not loopback before dialling; a master refuses to serve status-listen
+// in plaintext on such an address unless told status-insecure.
+func TestStatusMutualTLS(t *testing.T) {
+	harness.RequireRsync(t)
+	t.Parallel()
+	s := newSite(t)
+	os.WriteFile(filepath.Join(s.src, "f"), []byte("f"), 0o644)
+	dir := t.TempDir()
+	c := harness.MakeCerts(t, filepath.Join(dir, "tls"))
+	other := harness.MakeCertsFor(t, filepath.Join(dir, "other"), "someone-else") // another CA
+	addr := harness.FreeAddr(t)
+	m := harness.StartMasterProc(t, nil, harness.MasterArgs(s.slave.Addr, s.src, s.work, "--change-interval", "500ms",
+		"--status-listen", addr, "--status-tls-cert", c.StatusCert, "--status-tls-key", c.StatusKey, "--status-tls-ca", c.CA,
+		"--status-allowed-clients", "georepctl")...)
+	withTLS := []string{"--master", addr, "--tls-cert", c.CtlCert, "--tls-key", c.CtlKey, "--tls-ca", c.CA}
+	waitStatus(t, m, withTLS, "an Active worker over mutual TLS", activeSynced)
+	if !strings.Contains(m.Log(), `msg="serving status" addr=`+addr+" tls=true") {
+		t.Errorf("the master does not log its status service as TLS:\n%s", lastLines(m.Log(), 20))
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"plaintext", []string{"--master", addr}, "cannot reach the master"},
+		{"the refusal names the key", []string{"--master", addr, "--tls-cert", c.MasterCert, "--tls-key", c.MasterKey, "--tls-ca", c.CA},
+			"status-allowed-clients"},
+		{"a certificate not allowed", []string{"--master", addr, "--tls-cert", c.MasterCert, "--tls-key", c.MasterKey, "--tls-ca", c.CA},
+			`"georep-master" (serial`},
+		{"a certificate of another CA", []string{"--master", addr, "--tls-cert", other.CtlCert, "--tls-key", other.CtlKey, "--tls-ca", c.CA},
+			"cannot reach the master"},
+		{"half the TLS flags", []string{"--master", addr, "--tls-cert", c.CtlCert}, "needs --tls-cert, --tls-key and --tls-ca"},
+		{"plaintext to a remote address", []string{"--master", "192.0.2.1:7101"}, "is not a loopback address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := ctl(t, append(tc.args, "status")...)
+			if code == 0 || !strings.Contains(out, tc.want) {
+				t.Errorf("georepctl %s status: exit %d, want a refusal saying %q:\n%s", strings.Join(tc.args, " "), code, tc.want, out)
+			}
+		})
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	args := harness.MasterArgs(s.slave.Addr, s.src, filepath.Join(dir, "work2"), "--oneshot", "--status-listen", "0.0.0.0:0")
+	if code, out := harness.Run(t, ctx, nil, "georep-master", args...); code != 2 || !strings.Contains(out, "status-listen 0.0.0.0:0 is not a loopback address") {
+		t.Errorf("status-listen on every address in plaintext: exit %d, want 2 with the reason:\n%s", code, lastLines(out, 10))
+	}
+}

@@ -73,7 +73,19 @@ type Config struct {
 	AuditRate            bwlimit.Rate
 
 	// The operator interface (master/status.go).
-	StatusListen  string         // status-listen: host:port of the status service ("" : a UNIX socket <work-dir>/status.sock)
+	StatusListen string // status-listen: host:port of the status service too (always: a UNIX socket <work-dir>/status.sock)
+	// StatusTLS is status-tls-cert, status-tls-key (the status service's
+	// server certificate) and status-tls-ca (the CA of georepctl's client
+	// certificates; default tls-ca): status-listen then serves mutual TLS.
+	StatusTLS rpc.TLSFiles
+	// StatusAllowedClients is status-allowed-clients: the identities of the
+	// client certificates served (as the slave's allowed-masters); empty:
+	// any certificate the CA signs.
+	StatusAllowedClients []string
+	// StatusInsecure is status-insecure: serve status-listen in plaintext
+	// on an address that is not loopback (explicit opt-in).
+	StatusInsecure bool
+
 	MetricsListen string         // metrics-listen: host:port serving Prometheus /metrics ("" : none)
 	LogLevel      *slog.LevelVar // the logger's level, for log-level set live (nil: not settable)
 	// Progress, with Oneshot, is where a progress bar is drawn (a
@@ -187,10 +199,36 @@ func (c Config) Validate() error {
 	if c.BandwidthLimit != 0 && c.BandwidthLimit < bwlimit.Min {
 		errs = append(errs, fmt.Errorf("bandwidth-limit: %s is below the least of %s (or none)", c.BandwidthLimit, bwlimit.Min))
 	}
+	errs = append(errs, c.statusTLSErrs()...)
 	if c.Lease < 5*time.Second {
 		errs = append(errs, fmt.Errorf("lease: %s is shorter than 5s", c.Lease))
 	}
 	return errors.Join(errs...)
+}
+
+// statusTLSErrs checks how status-listen is served: mutual TLS with a
+// certificate and key (and a CA: status-tls-ca, else tls-ca); plaintext
+// only on a loopback address or with status-insecure.
+func (c Config) statusTLSErrs() []error {
+	t := c.StatusTLS
+	tlsOn := t.Cert != "" || t.Key != ""
+	switch {
+	case c.StatusListen == "" && (tlsOn || len(c.StatusAllowedClients) > 0):
+		return []error{errors.New("status-tls-cert, status-tls-key, status-allowed-clients: serve status-listen, which is not set")}
+	case c.StatusListen == "":
+		return nil
+	case tlsOn && (t.Cert == "" || t.Key == ""):
+		return []error{errors.New("status-tls-cert and status-tls-key: give both (the status service's server certificate and key)")}
+	case tlsOn && t.CA == "":
+		return []error{errors.New("status-tls-ca: the CA of georepctl's client certificates is required with status-tls-cert (or tls-ca)")}
+	case tlsOn && c.StatusInsecure:
+		return []error{errors.New("status-insecure and status-tls-cert: give one of them")}
+	case !tlsOn && len(c.StatusAllowedClients) > 0:
+		return []error{errors.New("status-allowed-clients: names certificate identities, which need status-tls-cert and status-tls-key")}
+	case !tlsOn && !c.StatusInsecure && !rpc.IsLoopback(c.StatusListen):
+		return []error{fmt.Errorf("status-listen %s is not a loopback address: serve it with mutual TLS (status-tls-cert, status-tls-key, status-tls-ca) or pass status-insecure to serve it in plaintext", c.StatusListen)}
+	}
+	return nil
 }
 
 func sourceErr(source string) []error {

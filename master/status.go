@@ -535,10 +535,14 @@ func (m *monitor) start(ctx context.Context, wg *sync.WaitGroup) error {
 	if err != nil {
 		return fmt.Errorf("status socket %s: %w", sock, err)
 	}
-	liss := []net.Listener{peerCredListener{ulis}}
+	type listener struct {
+		lis net.Listener
+		cfg rpc.ServerConfig
+	}
+	liss := []listener{{peerCredListener{ulis}, rpc.ServerConfig{Insecure: true}}}
 	closeAll := func() {
 		for _, l := range liss {
-			l.Close()
+			l.lis.Close()
 		}
 	}
 	if m.cfg.StatusListen != "" {
@@ -547,7 +551,16 @@ func (m *monitor) start(ctx context.Context, wg *sync.WaitGroup) error {
 			closeAll()
 			return err
 		}
-		liss = append(liss, tlis)
+		scfg := rpc.ServerConfig{Insecure: true}
+		if t := m.cfg.StatusTLS; t.Cert != "" {
+			scfg = rpc.ServerConfig{TLS: t, AllowedClients: m.cfg.StatusAllowedClients, AllowedClientsKey: "the master's status-allowed-clients"}
+			if len(scfg.AllowedClients) == 0 {
+				m.log.Warn("status-allowed-clients is empty: any client certificate signed by status-tls-ca may use the status service", "ca", t.CA)
+			}
+		} else if !rpc.IsLoopback(m.cfg.StatusListen) {
+			m.log.Warn("status-listen serves plaintext on an address that is not loopback (status-insecure): anyone who reaches it may pause the session or skip failures", "addr", m.cfg.StatusListen)
+		}
+		liss = append(liss, listener{tlis, scfg})
 	}
 	if m.cfg.MetricsListen != "" {
 		mlis, err := listenTCP("metrics-listen", m.cfg.MetricsListen)
@@ -558,8 +571,9 @@ func (m *monitor) start(ctx context.Context, wg *sync.WaitGroup) error {
 		rpc.ServeMetrics(ctx, mlis, m.metrics.reg, m.log, wg)
 	}
 	svc := &statusService{mon: m}
-	for _, lis := range liss {
-		srv, err := rpc.NewServer(rpc.ServerConfig{Insecure: true}, m.log)
+	for _, l := range liss {
+		lis := l.lis
+		srv, err := rpc.NewServer(l.cfg, m.log)
 		if err != nil {
 			closeAll()
 			return err
@@ -570,7 +584,7 @@ func (m *monitor) start(ctx context.Context, wg *sync.WaitGroup) error {
 				m.log.Error("status service stopped", "err", err)
 			}
 		})
-		m.log.Info("serving status", "addr", lis.Addr().String())
+		m.log.Info("serving status", "addr", lis.Addr().String(), "tls", !l.cfg.Insecure)
 	}
 	wg.Go(func() { m.run(ctx) })
 	if m.cfg.Oneshot && m.cfg.Progress != nil {

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,6 +46,9 @@ type ServerConfig struct {
 	// included; others get PermissionDenied naming their identities. It
 	// needs TLS.
 	AllowedClients []string
+	// AllowedClientsKey names the configuration key of AllowedClients in
+	// the refusal (default "the slave's allowed-masters").
+	AllowedClientsKey string
 	// MaxConcurrentStreams bounds the streams of one connection.
 	MaxConcurrentStreams uint32
 	// Unary and Stream interceptors run after logging and before recovery.
@@ -81,7 +85,7 @@ func NewServer(cfg ServerConfig, log *slog.Logger) (*Server, error) {
 	unary := []grpc.UnaryServerInterceptor{logging.UnaryServerInterceptor(interceptorLogger(log), logOpts...)}
 	stream := []grpc.StreamServerInterceptor{logging.StreamServerInterceptor(interceptorLogger(log), logOpts...)}
 	if len(cfg.AllowedClients) > 0 {
-		allow := allowlist(slices.Clone(cfg.AllowedClients))
+		allow := allowlist{ids: slices.Clone(cfg.AllowedClients), key: cmp.Or(cfg.AllowedClientsKey, "the slave's allowed-masters")}
 		unary = append(unary, allow.unary)
 		stream = append(stream, allow.stream)
 	}

@@ -123,7 +123,10 @@ func peerCert(ctx context.Context) *x509.Certificate {
 // allowlist admits the clients whose verified certificate carries one of its
 // identities (see PeerIdentities). DNS names compare case-insensitively,
 // everything else exactly.
-type allowlist []string
+type allowlist struct {
+	ids []string
+	key string // the configuration key that holds ids, for the refusal
+}
 
 func (a allowlist) check(ctx context.Context) error {
 	cert := peerCert(ctx)
@@ -133,15 +136,15 @@ func (a allowlist) check(ctx context.Context) error {
 		return status.Error(codes.Unauthenticated, "no verified client certificate")
 	}
 	ids := PeerIdentities(cert)
-	for _, want := range a {
+	for _, want := range a.ids {
 		for _, id := range ids {
 			if id == want || strings.EqualFold(id, want) && !strings.Contains(want, "://") {
 				return nil
 			}
 		}
 	}
-	return status.Errorf(codes.PermissionDenied, "client certificate %s (serial %s) is not an allowed master: add one of its identities to the slave's allowed-masters",
-		describeIdentities(ids), cert.SerialNumber.Text(16))
+	return status.Errorf(codes.PermissionDenied, "client certificate %s (serial %s) is not allowed: add one of its identities to %s",
+		describeIdentities(ids), cert.SerialNumber.Text(16), a.key)
 }
 
 func describeIdentities(ids []string) string {

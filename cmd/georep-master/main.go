@@ -12,6 +12,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -110,6 +111,11 @@ func flags() *pflag.FlagSet {
 	fs.Duration("audit-content-interval", d.AuditContentInterval, "daemon: this often the audit also compares file contents, by digests computed on each side (0: only when asked, georepctl audit --content)")
 	fs.String("audit-rate", d.AuditRate.String(), "the audit stays under this rate of reading (an entry counts 4 KiB, a digested file its size): 50MiB/s, or none")
 	fs.String("status-listen", "", "host:port of the status service georepctl talks to (default: a UNIX socket <work-dir>/status.sock)")
+	fs.String("status-tls-cert", "", "PEM server certificate of the status service on status-listen (mutual TLS with georepctl)")
+	fs.String("status-tls-key", "", "PEM key of status-tls-cert")
+	fs.String("status-tls-ca", "", "PEM CA that signs georepctl's client certificates (default: tls-ca)")
+	fs.StringSlice("status-allowed-clients", nil, "identities (certificate CN, DNS or URI SAN) of the georepctl client certificates served on status-listen, comma-separated; empty: any certificate signed by status-tls-ca")
+	fs.Bool("status-insecure", false, "serve status-listen in plaintext on an address that is not loopback (anyone reaching it may pause the session or skip failures)")
 	fs.String("metrics-listen", "", "host:port serving Prometheus metrics on /metrics (default: none)")
 	return fs
 }
@@ -160,6 +166,9 @@ func config(v *viper.Viper) (master.Config, error) {
 		Lease:                v.GetDuration("lease"),
 		BandwidthLimit:       bw,
 		StatusListen:         v.GetString("status-listen"),
+		StatusTLS:            rpc.TLSFiles{Cert: v.GetString("status-tls-cert"), Key: v.GetString("status-tls-key"), CA: cmp.Or(v.GetString("status-tls-ca"), v.GetString("tls-ca"))},
+		StatusAllowedClients: cli.StringList(v, "status-allowed-clients"),
+		StatusInsecure:       v.GetBool("status-insecure"),
 		MetricsListen:        v.GetString("metrics-listen"),
 	}, nil
 }

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -97,31 +96,7 @@ func config(v *viper.Viper) slave.Config {
 		AcceptNewMaster: v.GetBool("accept-new-master"),
 		Adopt:           v.GetBool("adopt"),
 		MetricsListen:   v.GetString("metrics-listen"),
-		AllowedMasters:  stringList(v, "allowed-masters"),
+		AllowedMasters:  cli.StringList(v, "allowed-masters"),
 		MaxRsyncStreams: v.GetInt("max-rsync-streams"),
 	}
-}
-
-// stringList reads a list key: a list in a config file, or a comma-separated
-// string from a flag or the environment (viper would split the environment's
-// value on spaces).
-func stringList(v *viper.Viper, key string) []string {
-	var items []string
-	switch val := v.Get(key).(type) {
-	case string:
-		items = strings.Split(val, ",")
-	case []string:
-		items = val
-	case []any:
-		for _, x := range val {
-			items = append(items, fmt.Sprint(x))
-		}
-	}
-	var out []string
-	for _, it := range items {
-		if it = strings.TrimSpace(it); it != "" {
-			out = append(out, it)
-		}
-	}
-	return out
 }

@@ -347,7 +347,11 @@ func TestClusterUsage(t *testing.T) {
 		{"volume and master", []string{"--gluster-volume", "v", "--master", "a:1", "status"}, exitUsage, "only one"},
 		{"several masters and work dir", []string{"--master", "a:1,b:1", "--work-dir", "/w", "status"}, exitUsage, "not both"},
 		{"no command", []string{"--master", "a:1,b:1"}, exitUsage, "usage:"},
-		{"unknown command", []string{"--master", "a:1,b:1", "frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{"unknown command", []string{"--master", "127.0.0.1:1,127.0.0.2:1", "frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{"plaintext to remote masters", []string{"--master", "a:1,b:1", "status"}, exitUsage, "a:1 is not a loopback address"},
+		{"remote masters with --insecure", []string{"--master", "a:1,b:1", "--insecure", "frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{"TLS and --insecure", []string{"--master", "a:1", "--insecure", "--tls-cert", "c", "--tls-key", "k", "--tls-ca", "ca", "status"},
+			exitUsage, "not both"},
 		{"bad node timeout", []string{"--master", "a:1,b:1", "--node-timeout", "0s", "status"}, exitUsage, "--node-timeout"},
 	}
 	for _, tc := range tests {

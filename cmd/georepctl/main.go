@@ -113,6 +113,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	content := fs.Bool("content", false, "audit: compare file contents too")
 	wait := fs.Bool("wait", false, "audit: wait until the round and its repairs are over (bounded by --timeout)")
 	version := fs.Bool("version", false, "print georepctl's version, commit and build time, and exit")
+	var d dialer
+	fs.StringVar(&d.tls.Cert, "tls-cert", os.Getenv("GEOREPCTL_TLS_CERT"), "PEM client certificate for mutual TLS with the masters' status-listen (env GEOREPCTL_TLS_CERT)")
+	fs.StringVar(&d.tls.Key, "tls-key", os.Getenv("GEOREPCTL_TLS_KEY"), "PEM key of --tls-cert (env GEOREPCTL_TLS_KEY)")
+	fs.StringVar(&d.tls.CA, "tls-ca", os.Getenv("GEOREPCTL_TLS_CA"), "PEM CA that signs the masters' status certificates (env GEOREPCTL_TLS_CA)")
+	fs.StringVar(&d.tls.ServerName, "tls-server-name", "", "name checked in a master's certificate instead of the host dialled")
+	fs.BoolVar(&d.insecure, "insecure", false, "talk plaintext to a master that is not on a loopback address (its status-insecure)")
 	fs.Usage = func() { fmt.Fprint(stderr, usage+fs.FlagUsages()) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -152,7 +158,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			addrs = splitMasters(*addr)
 		}
 		c := &cluster{timeout: *nodeTimeout, json: *asJSON, reason: *reason, wait: *timeout, auditContent: *content, auditWait: *wait, poll: waitPoll, out: stdout, errw: stderr}
-		return runCluster(ctx, c, addrs, *workDir, fs.Args())
+		return runCluster(ctx, c, d, addrs, *workDir, fs.Args())
 	}
 	target, err := target(*addr, *workDir)
 	if err != nil {
@@ -160,10 +166,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
-	conn, err := rpc.NewClient(rpc.ClientConfig{Address: target, Insecure: true})
+	conn, err := d.dial(target)
 	if err != nil {
 		fmt.Fprintln(stderr, "georepctl:", err)
-		return exitError
+		return exitUsage
 	}
 	defer conn.Close()
 	node := *addr
@@ -190,7 +196,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // runCluster runs args on every master of addrs (see cluster).
-func runCluster(ctx context.Context, c *cluster, addrs []string, workDir string, args []string) int {
+func runCluster(ctx context.Context, c *cluster, d dialer, addrs []string, workDir string, args []string) int {
 	if workDir != "" {
 		fmt.Fprintln(c.errw, "georepctl: give several masters with --master, or one with --work-dir, not both")
 		return exitUsage
@@ -205,10 +211,10 @@ func runCluster(ctx context.Context, c *cluster, addrs []string, workDir string,
 			fmt.Fprintln(c.errw, "georepctl:", err)
 			return exitUsage
 		}
-		conn, err := rpc.NewClient(rpc.ClientConfig{Address: t, Insecure: true})
+		conn, err := d.dial(t)
 		if err != nil {
 			fmt.Fprintln(c.errw, "georepctl:", err)
-			return exitError
+			return exitUsage
 		}
 		defer conn.Close()
 		c.nodes = append(c.nodes, node{name: addr, client: masterv1.NewMasterServiceClient(conn)})
@@ -252,6 +258,33 @@ func target(addr, workDir string) (string, error) {
 		return "unix://" + filepath.Join(abs, "status.sock"), nil
 	}
 	return "", errors.New("which master? give --master HOST:PORT (its --status-listen) or --work-dir DIR")
+}
+
+// dialer connects to masters: over their UNIX socket in plaintext, over
+// TCP with mutual TLS when given certificates, in plaintext to a loopback
+// address or with --insecure; anything else is refused before dialling.
+type dialer struct {
+	tls      rpc.TLSFiles
+	insecure bool
+}
+
+func (d dialer) dial(target string) (*grpc.ClientConn, error) {
+	if strings.HasPrefix(target, "unix:") {
+		return rpc.NewClient(rpc.ClientConfig{Address: target, Insecure: true})
+	}
+	host := strings.TrimPrefix(target, "passthrough:///")
+	useTLS := d.tls.Cert != "" || d.tls.Key != "" || d.tls.CA != ""
+	switch {
+	case useTLS && d.insecure:
+		return nil, errors.New("give --tls-cert/--tls-key/--tls-ca or --insecure, not both")
+	case useTLS && (d.tls.Cert == "" || d.tls.Key == "" || d.tls.CA == ""):
+		return nil, errors.New("mutual TLS needs --tls-cert, --tls-key and --tls-ca (or GEOREPCTL_TLS_CERT, _KEY, _CA)")
+	case useTLS:
+		return rpc.NewClient(rpc.ClientConfig{Address: target, TLS: d.tls})
+	case d.insecure || rpc.IsLoopback(host):
+		return rpc.NewClient(rpc.ClientConfig{Address: target, Insecure: true})
+	}
+	return nil, fmt.Errorf("%s is not a loopback address: give --tls-cert, --tls-key and --tls-ca for mutual TLS with its status service, or --insecure if it serves plaintext (status-insecure)", host)
 }
 
 func (a *app) dispatch(ctx context.Context, args []string) (int, error) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/georep/georep/integration/cluster"
 	"github.com/georep/georep/integration/harness"
+	"github.com/georep/georep/rpc/certs"
 	"github.com/georep/georep/slave/lease"
 )
 
@@ -51,6 +52,16 @@ func newSession(t *testing.T) *session {
 		t.Fatal(err)
 	}
 	s := &session{c: c, dir: dir, bin: bin, slaves: map[string]*cluster.Proc{}, masters: map[string]*cluster.Proc{}}
+	// The masters' status services serve mutual TLS on their nodes'
+	// addresses (plaintext is for loopback only), georepctl has a client
+	// certificate.
+	var statusNames []string
+	for _, m := range c.Masters() {
+		statusNames = append(statusNames, c.Addr(m))
+	}
+	if err := certs.Generate(filepath.Join(dir, "tls"), certs.Options{SlaveNames: []string{"localhost"}, StatusNames: statusNames}); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		for _, p := range s.masters {
 			p.Kill(syscall.SIGTERM)
@@ -136,7 +147,9 @@ func (s *session) startMaster(t *testing.T, node string) {
 	p, err := s.c.Start(node, filepath.Join(s.dir, "master-"+node+".log"), filepath.Join(s.bin, "georep-master"),
 		"--gluster-volume", cluster.MasterVolume, "--volfile-server", node, "--slave", strings.Join(eps, ","),
 		"--work-dir", filepath.Join(s.dir, "work-"+node), "--insecure", "--lease", leaseFor,
-		"--status-listen", s.c.Addr(node)+":"+statusPort, "--change-interval", "1s", "--log-level", "debug")
+		"--status-listen", s.c.Addr(node)+":"+statusPort, "--status-tls-cert", s.tls(certs.StatusCertFile),
+		"--status-tls-key", s.tls(certs.StatusKeyFile), "--status-tls-ca", s.tls(certs.CAFile), "--status-allowed-clients", "georepctl",
+		"--change-interval", "1s", "--log-level", "debug")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,5 +429,11 @@ func georepctl(t *testing.T, s *session, args ...string) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	return s.c.Exec(ctx, "m1", append([]string{filepath.Join(s.bin, "georepctl"), "--master", strings.Join(ms, ",")}, args...)...)
+	return s.c.Exec(ctx, "m1", append([]string{filepath.Join(s.bin, "georepctl"), "--master", strings.Join(ms, ","),
+		"--tls-cert", s.tls(certs.CtlCertFile), "--tls-key", s.tls(certs.CtlKeyFile), "--tls-ca", s.tls(certs.CAFile)}, args...)...)
+}
+
+// tls is the path of one of the session's TLS files.
+func (s *session) tls(name string) string {
+	return filepath.Join(s.dir, "tls", name)
 }

@@ -15,6 +15,11 @@ type Certs struct {
 	CA                    string
 	SlaveCert, SlaveKey   string
 	MasterCert, MasterKey string
+	// StatusCert and StatusKey are a master status service's (valid for
+	// 127.0.0.1, ::1 and localhost); CtlCert and CtlKey georepctl's,
+	// named "georepctl".
+	StatusCert, StatusKey string
+	CtlCert, CtlKey       string
 	// MasterName is the master certificate's identity (its CN and DNS SAN).
 	MasterName string
 }
@@ -33,7 +38,8 @@ func MakeCerts(t testing.TB, dir string) Certs {
 // CA.
 func MakeCertsFor(t testing.TB, dir, masterName string) Certs {
 	t.Helper()
-	if err := certs.Generate(dir, certs.Options{SlaveNames: []string{"127.0.0.1", "::1", "localhost"}, MasterName: masterName}); err != nil {
+	if err := certs.Generate(dir, certs.Options{SlaveNames: []string{"127.0.0.1", "::1", "localhost"}, MasterName: masterName,
+		StatusNames: []string{"127.0.0.1", "::1", "localhost"}}); err != nil {
 		t.Fatal(err)
 	}
 	p := func(name string) string { return filepath.Join(dir, name) }
@@ -41,6 +47,8 @@ func MakeCertsFor(t testing.TB, dir, masterName string) Certs {
 		CA:        p(certs.CAFile),
 		SlaveCert: p(certs.SlaveCertFile), SlaveKey: p(certs.SlaveKeyFile),
 		MasterCert: p(certs.MasterCertFile), MasterKey: p(certs.MasterKeyFile),
+		StatusCert: p(certs.StatusCertFile), StatusKey: p(certs.StatusKeyFile),
+		CtlCert: p(certs.CtlCertFile), CtlKey: p(certs.CtlKeyFile),
 		MasterName: masterName,
 	}
 }

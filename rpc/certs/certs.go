@@ -34,6 +34,12 @@ const (
 	SlaveKeyFile   = "slave.key"
 	MasterCertFile = "master.crt"
 	MasterKeyFile  = "master.key"
+	// With Options.StatusNames: the status service's server certificate
+	// (a master's status-listen) and georepctl's client certificate.
+	StatusCertFile = "status.crt"
+	StatusKeyFile  = "status.key"
+	CtlCertFile    = "ctl.crt"
+	CtlKeyFile     = "ctl.key"
 )
 
 // DefaultValidity is how long the slave and master certificates are valid
@@ -51,6 +57,14 @@ type Options struct {
 	// it is a URI (spiffe://…). The slave's allowed-masters lists such
 	// names. Default "georep-master".
 	MasterName string
+	// StatusNames, when set, are the DNS names and IP addresses georepctl
+	// dials the masters' status services by (their status-listen hosts):
+	// Generate then also writes StatusCertFile (server) and CtlCertFile
+	// (client, named CtlName) for mutual TLS between them.
+	StatusNames []string
+	// CtlName is georepctl's identity (default "georepctl"), for the
+	// masters' status-allowed-clients.
+	CtlName string
 	// Validity of the slave and master certificates; 0 is DefaultValidity.
 	Validity time.Duration
 	// Now is the issue time; zero is time.Now().
@@ -76,6 +90,17 @@ func Generate(dir string, opts Options) error {
 		opts.MasterName = "georep-master"
 	}
 	if err := checkMasterName(opts.MasterName); err != nil {
+		return err
+	}
+	for _, n := range opts.StatusNames {
+		if err := checkSlaveName(n); err != nil {
+			return err
+		}
+	}
+	if opts.CtlName == "" {
+		opts.CtlName = "georepctl"
+	}
+	if err := checkMasterName(opts.CtlName); err != nil {
 		return err
 	}
 	if opts.Validity == 0 {
@@ -117,30 +142,52 @@ func Generate(dir string, opts Options) error {
 			return err
 		}
 	}
-	slave := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: opts.SlaveNames[0]},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, n := range opts.SlaveNames {
-		if ip := net.ParseIP(n); ip != nil {
-			slave.IPAddresses = append(slave.IPAddresses, ip)
-		} else {
-			slave.DNSNames = append(slave.DNSNames, n)
-		}
-	}
-	if err := leaf(dir, "slave", slave, ca, caKey, opts); err != nil {
+	if err := leaf(dir, "slave", serverTemplate(opts.SlaveNames), ca, caKey, opts); err != nil {
 		return err
 	}
-	master := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: opts.MasterName},
+	if err := leaf(dir, "master", clientTemplate(opts.MasterName), ca, caKey, opts); err != nil {
+		return err
+	}
+	if len(opts.StatusNames) == 0 {
+		return nil
+	}
+	if err := leaf(dir, "status", serverTemplate(opts.StatusNames), ca, caKey, opts); err != nil {
+		return err
+	}
+	return leaf(dir, "ctl", clientTemplate(opts.CtlName), ca, caKey, opts)
+}
+
+// serverTemplate is a server certificate valid for names (DNS names and IP
+// addresses), the first also its Common Name.
+func serverTemplate(names []string) *x509.Certificate {
+	c := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: names[0]},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			c.IPAddresses = append(c.IPAddresses, ip)
+		} else {
+			c.DNSNames = append(c.DNSNames, n)
+		}
+	}
+	return c
+}
+
+// clientTemplate is a client certificate with identity name: its Common
+// Name, and a URI SAN when it is a URI (spiffe://…) or a DNS SAN when it is
+// a DNS name.
+func clientTemplate(name string) *x509.Certificate {
+	c := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: name},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	if u, err := url.Parse(opts.MasterName); err == nil && u.Scheme != "" && strings.Contains(opts.MasterName, "://") {
-		master.URIs = []*url.URL{u}
-	} else if isDNSName(opts.MasterName) {
-		master.DNSNames = []string{opts.MasterName}
+	if u, err := url.Parse(name); err == nil && u.Scheme != "" && strings.Contains(name, "://") {
+		c.URIs = []*url.URL{u}
+	} else if isDNSName(name) {
+		c.DNSNames = []string{name}
 	}
-	return leaf(dir, "master", master, ca, caKey, opts)
+	return c
 }
 
 func leaf(dir, name string, tmpl, ca *x509.Certificate, caKey *ecdsa.PrivateKey, opts Options) error {

@@ -138,3 +138,31 @@ func TestGenerateRefuses(t *testing.T) {
 		}
 	})
 }
+
+// TestGenerateStatus: with StatusNames, a server certificate for the
+// masters' status services and a client certificate for georepctl.
+func TestGenerateStatus(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tls")
+	if err := Generate(dir, Options{SlaveNames: []string{"replica"}, StatusNames: []string{"m1.example.net", "10.0.0.1"}, CtlName: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	ca := readCert(t, filepath.Join(dir, CAFile))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	st := readCert(t, filepath.Join(dir, StatusCertFile))
+	for _, host := range []string{"m1.example.net", "10.0.0.1"} {
+		if _, err := st.Verify(x509.VerifyOptions{Roots: pool, DNSName: host, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("status certificate for %s: %v", host, err)
+		}
+	}
+	ctl := readCert(t, filepath.Join(dir, CtlCertFile))
+	if _, err := ctl.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil || ctl.Subject.CommonName != "ops" {
+		t.Errorf("ctl certificate %q: %v", ctl.Subject.CommonName, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, CtlKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("ctl key: %v %v", fi, err)
+	}
+	if err := Generate(t.TempDir(), Options{SlaveNames: []string{"r"}, StatusNames: []string{"bad name"}}); err == nil {
+		t.Error("a status name with a space was accepted")
+	}
+}

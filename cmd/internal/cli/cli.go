@@ -119,3 +119,27 @@ func Fatal(prog string, err error, code int) {
 	fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
 	os.Exit(code)
 }
+
+// StringList reads a list key: a list in a config file, or a comma-separated
+// string from a flag or the environment (viper would split the environment's
+// value on spaces).
+func StringList(v *viper.Viper, key string) []string {
+	var items []string
+	switch val := v.Get(key).(type) {
+	case string:
+		items = strings.Split(val, ",")
+	case []string:
+		items = val
+	case []any:
+		for _, x := range val {
+			items = append(items, fmt.Sprint(x))
+		}
+	}
+	var out []string
+	for _, it := range items {
+		if it = strings.TrimSpace(it); it != "" {
+			out = append(out, it)
+		}
+	}
+	return out
+}
