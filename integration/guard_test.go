@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/georep/georep/integration/harness"
+	"github.com/georep/georep/master/events"
 )
 
 // The safety guards of the master, end to end: each case is what an
@@ -238,12 +239,22 @@ func TestGuardMassDelete(t *testing.T) {
 // TestGuardDaemonMaxDelete: a running master halts on a mass delete: the
 // worker is Faulty with the guard's reason in status and metrics, the slave
 // keeps everything, and `georepctl config set max-delete off` lets it go on.
+// Each step is announced as an event, to glustereventsd (a UDP socket
+// here) and to a webhook: ACTIVE, CHECKPOINT_COMPLETED, the guard's refusal
+// and FAULTY with its reason, ACTIVE again.
 func TestGuardDaemonMaxDelete(t *testing.T) {
 	s := newGuardSite(t, 300)
+	ev := newEventSink(t)
 	statusAddr, metricsAddr := harness.FreeAddr(t), harness.FreeAddr(t)
-	m := harness.StartMasterProc(t, nil, s.args("--change-interval", "500ms", "--status-listen", statusAddr, "--metrics-listen", metricsAddr)...)
+	m := harness.StartMasterProc(t, nil, s.args(append([]string{"--change-interval", "500ms", "--status-listen", statusAddr,
+		"--metrics-listen", metricsAddr}, ev.args()...)...)...)
 	target := []string{"--master", statusAddr}
 	waitStatus(t, m, target, "an Active worker that has synced", activeSynced)
+	ev.wait(t, 93, "brick_path="+s.src, events.Active, map[string]string{"primary_volume": s.src, "brick_path": s.src})
+	if code, out := ctl(t, append(target, "checkpoint", "set", "now")...); code != 0 {
+		t.Fatalf("checkpoint set now: exit %d\n%s", code, out)
+	}
+	ev.wait(t, 92, "checkpoint_completion_time=", events.CheckpointCompleted, map[string]string{"primary_volume": s.src})
 	if diffs, err := harness.WaitConverged(s.src, s.replica, harness.CompareOptions{}, convergeTimeout); err != nil || len(diffs) > 0 {
 		t.Fatalf("first sync: %v %v", err, diffs)
 	}
@@ -261,6 +272,9 @@ func TestGuardDaemonMaxDelete(t *testing.T) {
 		t.Fatalf("metrics do not show the halt:\n%s", grepLines(scrape(t, metricsAddr), "guard"))
 	}
 	s.same(t, kept, "daemon halted")
+	ev.wait(t, 91, "guard_refused=true", events.GuardRefused, map[string]string{"guard": "max-delete", "proceed": "max-delete off"})
+	ev.wait(t, 91, "reason=safety guard max-delete", events.Faulty, map[string]string{"reason": "safety guard max-delete"})
+	actives := ev.count(events.Active)
 
 	if code, out := ctl(t, append(target, "config", "set", "max-delete", "off")...); code != 0 {
 		t.Fatalf("config set max-delete off: exit %d\n%s", code, out)
@@ -271,6 +285,14 @@ func TestGuardDaemonMaxDelete(t *testing.T) {
 	waitStatus(t, m, target, "the worker Active again", func(st statusJSON) bool {
 		return len(st.Workers) == 1 && st.Workers[0].State == "Active"
 	})
+	for deadline := time.Now().Add(convergeTimeout); ev.count(events.Active) == actives; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no GEOREP_ACTIVE after the worker went on")
+		}
+	}
+	if n := ev.count(events.GuardRefused); n != 1 {
+		t.Errorf("the guard's refusal was announced %d times, want once (not at every retry)", n)
+	}
 	if !strings.Contains(scrape(t, metricsAddr), `georep_master_guard_halted{brick="`+s.src+`",guard="max-delete"} 0`) {
 		t.Fatalf("metrics still show the halt:\n%s", grepLines(scrape(t, metricsAddr), "guard"))
 	}

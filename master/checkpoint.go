@@ -108,6 +108,7 @@ func (m *monitor) checkCheckpoint(now time.Time) []*worker {
 		cp.Completed = now.UTC()
 		dirty = true
 		m.log.Info("checkpoint completed", "checkpoint", cp.Time.Format(time.RFC3339), "completion_time", cp.Completed.Format(time.RFC3339))
+		m.checkpointEvent(cp)
 	}
 	if dirty {
 		if err := writeJSON(m.wd.path("checkpoint"), cp); err != nil {

@@ -86,7 +86,13 @@ type Config struct {
 	// on an address that is not loopback (explicit opt-in).
 	StatusInsecure bool
 
-	MetricsListen string         // metrics-listen: host:port serving Prometheus /metrics ("" : none)
+	MetricsListen string // metrics-listen: host:port serving Prometheus /metrics ("" : none)
+	// GlusterEvents is gluster-events: where gsyncd's events go to
+	// GlusterFS's events framework: "auto" (glustereventsd on this node,
+	// when installed), "off" or host:port. EventsWebhook is events-webhook:
+	// a URL every event is POSTed to as JSON ("" : none). See master/events.
+	GlusterEvents string
+	EventsWebhook string
 	LogLevel      *slog.LevelVar // the logger's level, for log-level set live (nil: not settable)
 	// Progress, with Oneshot, is where a progress bar is drawn (a
 	// terminal); nil draws none (the log says "progress" every 10 s).
@@ -126,6 +132,8 @@ func DefaultConfig() Config {
 		AuditInterval:        24 * time.Hour,
 		AuditContentInterval: 7 * 24 * time.Hour,
 		AuditRate:            50 << 20,
+
+		GlusterEvents: "auto",
 	}
 }
 

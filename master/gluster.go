@@ -197,6 +197,9 @@ func (g *glusterRun) supervise(ctx context.Context) {
 
 // setStatus records the worker's state (Active, Passive, Faulty) and why.
 func (w *worker) setStatus(state, why string) {
+	if w.stats.WorkerStatus != state && w.mon != nil {
+		w.mon.stateEvent(w, state, why)
+	}
 	w.stats.WorkerStatus = state
 	if why != "" {
 		w.stats.LastError = why

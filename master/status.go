@@ -13,6 +13,7 @@ import (
 	"time"
 
 	masterv1 "github.com/georep/georep/gen/georep/master/v1"
+	"github.com/georep/georep/master/events"
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/atomicfile"
 	"github.com/georep/georep/rpc/bwlimit"
@@ -39,6 +40,9 @@ type monitor struct {
 	// shares, changed live by config set.
 	bw      *bwlimit.Limiter
 	metrics *metrics
+	// events announces state changes, checkpoints and guard refusals.
+	events *events.Emitter
+	nodeID string // the events' primary_node_id: glusterd's UUID of this node, or ""
 
 	mu      sync.Mutex
 	workers []*workerEntry
@@ -85,6 +89,14 @@ func newMonitor(cfg Config, wd *workDir, log *slog.Logger) (*monitor, error) {
 		log.Warn("the session is paused (georepctl resume lets it go on)")
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("work-dir: %w", err)
+	}
+	m.nodeID = glusterdUUID(glusterdInfo)
+	evID := m.nodeID
+	if evID == "" {
+		evID = node
+	}
+	if m.events, err = events.New(events.Config{Gluster: cfg.GlusterEvents, Webhook: cfg.EventsWebhook, NodeID: evID}, log); err != nil {
+		return nil, err
 	}
 	m.metrics.register(m)
 	return m, nil
@@ -587,6 +599,7 @@ func (m *monitor) start(ctx context.Context, wg *sync.WaitGroup) error {
 		m.log.Info("serving status", "addr", lis.Addr().String(), "tls", !l.cfg.Insecure)
 	}
 	wg.Go(func() { m.run(ctx) })
+	wg.Go(func() { m.events.Run(ctx) })
 	if m.cfg.Oneshot && m.cfg.Progress != nil {
 		wg.Go(func() { m.progressBar(ctx, m.cfg.Progress) })
 	}

@@ -30,16 +30,19 @@ import (
 var ErrNotConverged = errors.New("not converged")
 
 type worker struct {
-	cfg     Config
-	log     *slog.Logger
-	wd      *workDir
-	cat     *catalog.Catalog
-	client  *slaveClient // the session: handshake, keep-alive
-	slave   slaveAPI     // the calls the pipeline makes (client, or a fake in tests)
-	data    dataSyncer
-	batch   int // entries per call: entry-batch capped by the slave's max-batch
-	stats   crawlStats
-	session bool // a session is open
+	cfg    Config
+	log    *slog.Logger
+	wd     *workDir
+	cat    *catalog.Catalog
+	client *slaveClient // the session: handshake, keep-alive
+	slave  slaveAPI     // the calls the pipeline makes (client, or a fake in tests)
+	data   dataSyncer
+	batch  int // entries per call: entry-batch capped by the slave's max-batch
+	// guardAnnounced is the guard whose refusal was announced as an event
+	// ("" once a pass runs again): one event per refusal, not per retry.
+	guardAnnounced string
+	stats          crawlStats
+	session        bool // a session is open
 	// sessionGen is the client's session generation this worker adopted.
 	sessionGen int64
 	verified   bool // the slave has been compared with the source in this session
@@ -630,6 +633,7 @@ func (w *worker) parkPrefix() string {
 // session id on every call, rsync tunnels included).
 func (w *worker) passDone(err *error) {
 	if *err == nil {
+		w.guardAnnounced = ""
 		if w.stats.Guard != "" {
 			w.log.Info("safety guard no longer refuses: the pass ran", "guard", w.stats.Guard)
 			w.stats.Guard = ""
@@ -644,10 +648,13 @@ func (w *worker) passDone(err *error) {
 	w.stats.Guard = ""
 	var guard *GuardError
 	if errors.As(*err, &guard) {
-		w.stats.Guard = guard.Guard
 		if w.mon != nil {
 			w.mon.metrics.guardRefusals.WithLabelValues(guard.Guard).Inc()
+			if w.guardAnnounced != guard.Guard {
+				w.mon.guardEvent(w, guard) // once per guard that starts refusing, not at every retry
+			}
 		}
+		w.stats.Guard, w.guardAnnounced = guard.Guard, guard.Guard
 		w.log.Error("safety guard refused the pass: nothing applied", "guard", guard.Guard, "detail", guard.Detail, "proceed", guard.Proceed)
 	}
 	w.stats.LastError = (*err).Error()

@@ -116,6 +116,8 @@ func flags() *pflag.FlagSet {
 	fs.String("status-tls-ca", "", "PEM CA that signs georepctl's client certificates (default: tls-ca)")
 	fs.StringSlice("status-allowed-clients", nil, "identities (certificate CN, DNS or URI SAN) of the georepctl client certificates served on status-listen, comma-separated; empty: any certificate signed by status-tls-ca")
 	fs.Bool("status-insecure", false, "serve status-listen in plaintext on an address that is not loopback (anyone reaching it may pause the session or skip failures)")
+	fs.String("gluster-events", "auto", "send gsyncd's events (GEOREP_ACTIVE, _PASSIVE, _FAULTY, _CHECKPOINT_COMPLETED) to GlusterFS's events framework: auto (glustereventsd on this node, when installed), off, or host:port")
+	fs.String("events-webhook", "", "URL each event is POSTed to as glustereventsd's JSON (guard refusals too, as GEOREP_GUARD_REFUSED); default: none")
 	fs.String("metrics-listen", "", "host:port serving Prometheus metrics on /metrics (default: none)")
 	return fs
 }
@@ -170,6 +172,8 @@ func config(v *viper.Viper) (master.Config, error) {
 		StatusAllowedClients: cli.StringList(v, "status-allowed-clients"),
 		StatusInsecure:       v.GetBool("status-insecure"),
 		MetricsListen:        v.GetString("metrics-listen"),
+		GlusterEvents:        v.GetString("gluster-events"),
+		EventsWebhook:        v.GetString("events-webhook"),
 	}, nil
 }
 
