@@ -50,9 +50,7 @@ type statusDoc struct {
 
 // nodeDoc is one master as status --json shows it.
 type nodeDoc struct {
-	Node         string         `json:"node"`
-	Reachable    bool           `json:"reachable"`
-	Error        string         `json:"error"`
+	nodeJSON
 	MasterVolume string         `json:"master_volume"`
 	Slave        string         `json:"slave"`
 	Paused       bool           `json:"paused"`
@@ -246,8 +244,7 @@ func statusDocOf(as []answer[*masterv1.GetStatusResponse]) statusDoc {
 	var vols, slaves []string
 	answered, paused := 0, 0
 	for _, a := range as {
-		ref := nodeOf(a)
-		n := nodeDoc{Node: ref.Node, Reachable: ref.Reachable, Error: ref.Error}
+		n := nodeDoc{nodeJSON: nodeOf(a)}
 		if a.Err == nil {
 			r := a.Resp
 			answered++
