@@ -34,8 +34,15 @@ func TestGlustereventsd(t *testing.T) {
 			t.Skipf("%s not installed", tool)
 		}
 	}
-	if _, err := os.Stat("/etc/glusterfs/eventsconfig.json"); err != nil {
+	conf, err := os.ReadFile("/etc/glusterfs/eventsconfig.json")
+	if err != nil {
 		t.Skipf("GlusterFS's events framework is not configured: %v", err)
+	}
+	var ec struct {
+		Port int `json:"port"`
+	}
+	if err := json.Unmarshal(conf, &ec); err != nil || ec.Port == 0 {
+		t.Fatalf("/etc/glusterfs/eventsconfig.json: no port: %v\n%s", err, conf)
 	}
 	t.Parallel()
 	dir := t.TempDir()
@@ -62,10 +69,12 @@ func TestGlustereventsd(t *testing.T) {
 		q(daemon) + " -p " + q(filepath.Join(dir, "eventsd.pid")) + " > /dev/null 2>&1 &",
 		q(harness.Bin(t, "georep-slave")) + " --root " + q(replica) + " --listen 127.0.0.1:17100 --insecure --state-dir " + q(filepath.Join(dir, "sstate")) +
 			" > " + q(filepath.Join(dir, "slave.log")) + " 2>&1 &",
-		"sleep 1",
+		// Events are datagrams, sent once (as gsyncd's): start the master
+		// once glustereventsd has passed a probe on to the webhook.
+		fmt.Sprintf("for i in $(seq 1 300); do python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b\"1 93 probe=1\", (\"127.0.0.1\", %d))'; grep -q probe %s 2>/dev/null && break; sleep 0.2; done", ec.Port, q(got)),
 		q(harness.Bin(t, "georep-master")) + " --source " + q(src) + " --slave 127.0.0.1:17100 --insecure --work-dir " + q(filepath.Join(dir, "work")) +
 			" --gluster-events auto --change-interval 500ms > " + q(filepath.Join(dir, "master.log")) + " 2>&1 &",
-		fmt.Sprintf("for i in $(seq 1 200); do grep -q GEOREP_ACTIVE %s 2>/dev/null && break; sleep 0.2; done", q(got)),
+		fmt.Sprintf("for i in $(seq 1 200); do grep -q %s %s 2>/dev/null && break; sleep 0.2; done", q(`"brick_path": "`+src+`"`), q(got)),
 		"ps axo pid,stat,wchan:30,args | cut -c1-150 # shown when the test fails",
 	}, "\n") // the PID namespace's processes end with its first, sh
 
@@ -81,7 +90,7 @@ func TestGlustereventsd(t *testing.T) {
 	var doc *events.WebhookDocument
 	for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
 		var d events.WebhookDocument
-		if json.Unmarshal([]byte(line), &d) == nil && d.Event == string(events.Active) {
+		if json.Unmarshal([]byte(line), &d) == nil && d.Event == string(events.Active) && d.Message["probe"] == "" {
 			doc = &d
 			break
 		}
