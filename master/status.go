@@ -97,6 +97,7 @@ func (m *monitor) add(w *worker, name string) *workerEntry {
 	m.mu.Lock()
 	m.workers = append(m.workers, e)
 	m.mu.Unlock()
+	m.metrics.addWorker(name)
 	return e
 }
 
@@ -167,6 +168,7 @@ type workerStatus struct {
 	ReplicaSet         string // "" for a plain directory
 	State              string
 	Reason             string
+	Connected          bool // the worker's session with its slave is open, its connection up
 	Stats              crawlStats
 	Lag                time.Duration // 0: caught up
 	FilesPerSec        float64
@@ -225,6 +227,7 @@ func (m *monitor) status() (ws []workerStatus, paused bool, cp checkpoint) {
 				s.Slave = c.current().addr // the slave node this worker's session is on
 			}
 			s.ReplicaSet = c.replicaSet
+			s.Connected = c.connected()
 		}
 		s.State, s.Reason = st.WorkerStatus, st.LastError
 		if s.State == "" {

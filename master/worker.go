@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	client, err := newSlaveClient(cfg, volumeID, wd.path("session"), wd.path("tunnel.sock"), mon.bw)
+	client, err := newSlaveClient(cfg, volumeID, wd.path("session"), wd.path("tunnel.sock"), mon.bw, mon.metrics)
 	if err != nil {
 		return err
 	}

@@ -171,13 +171,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		Insecure:       cfg.Insecure,
 		TLS:            cfg.TLS,
 		AllowedClients: cfg.AllowedMasters,
-		Unary:          []grpc.UnaryServerInterceptor{mx.unary, svc.unaryAuth},
-		Stream:         []grpc.StreamServerInterceptor{mx.stream, svc.streamAuth},
+		Metrics:        mx.grpc,
+		Certs:          mx.certs,
+		Unary:          []grpc.UnaryServerInterceptor{svc.unaryAuth},
+		Stream:         []grpc.StreamServerInterceptor{svc.streamAuth},
 	}, log)
 	if err != nil {
 		return err
 	}
 	slavev1.RegisterSlaveServiceServer(srv, svc)
+	mx.grpc.InitializeMetrics(srv.Server)
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
