@@ -127,6 +127,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := mon.start(octx, &ops); err != nil {
 		return err
 	}
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
 	if cfg.GlusterVolume != "" {
 		return runGluster(ctx, cfg, wd, mon, rsyncPath, self, log)
 	}
