@@ -94,13 +94,7 @@ func (s *notifySocket) waitFor(t *testing.T, pid int, field string, within time.
 // (NotifyAccess=main).
 func TestDeploySystemdNotify(t *testing.T) {
 	harness.RequireRsync(t)
-	base := t.TempDir()
-	src, replica, work := filepath.Join(base, "src"), filepath.Join(base, "replica"), filepath.Join(base, "work")
-	for _, d := range []string{src, replica} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	src, replica, work := siteDirs(t)
 	if err := os.WriteFile(filepath.Join(src, "a"), []byte("a"), 0o644); err != nil {
 		t.Fatal(err)
 	}

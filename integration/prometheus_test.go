@@ -12,6 +12,20 @@ import (
 	"github.com/georep/georep/integration/harness"
 )
 
+// siteDirs makes an empty source and replica directory, and names a work
+// dir, under the test's temporary directory.
+func siteDirs(t *testing.T) (src, replica, work string) {
+	t.Helper()
+	base := t.TempDir()
+	src, replica, work = filepath.Join(base, "src"), filepath.Join(base, "replica"), filepath.Join(base, "work")
+	for _, d := range []string{src, replica} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return src, replica, work
+}
+
 // promtool is Prometheus's promtool (Debian's package prometheus, which
 // make deps installs), or a skip saying so.
 func promtool(t *testing.T) string {
@@ -45,13 +59,7 @@ func TestMetricsAlertRules(t *testing.T) {
 // and types) finds nothing to say about either scrape.
 func TestMetricsScrape(t *testing.T) {
 	harness.RequireRsync(t)
-	base := t.TempDir()
-	src, replica, work := filepath.Join(base, "src"), filepath.Join(base, "replica"), filepath.Join(base, "work")
-	for _, d := range []string{src, replica} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	src, replica, work := siteDirs(t)
 	for _, name := range []string{"a", "b"} {
 		if err := os.WriteFile(filepath.Join(src, name), []byte("content of "+name), 0o644); err != nil {
 			t.Fatal(err)
