@@ -17,8 +17,11 @@ GRPCURL_VERSION            := v1.9.3
 # openssh-server for gsyncd in the side-by-side benchmark and rsync over ssh in
 # the WAN benchmark, systemd for
 # systemd-analyze and openssl for deploy/tls/make-certs.sh in the deploy test,
-# iproute2 for the network namespaces of the WAN test.
-DEB_PACKAGES := rsync attr acl glusterfs-server glusterfs-client openssh-server systemd openssl iproute2
+# iproute2 for the network namespaces of the WAN test, prometheus for promtool
+# (the alert rules' unit tests and the lint of a real /metrics scrape; Debian's
+# package, no service started, rather than building promtool from the whole
+# Prometheus module).
+DEB_PACKAGES := rsync attr acl glusterfs-server glusterfs-client openssh-server systemd openssl iproute2 prometheus
 
 .PHONY: help deps tools build test unit integration lint generate check-generate demo bench bench-wan bench-scale bench-audit bench-gluster fuzz fuzz-ci clean
 

@@ -121,8 +121,9 @@ func auditRepairsDrift(t *testing.T, detector string) {
 		t.Errorf("status --json: the last audit is not shown whole: %+v\n%s", a, out)
 	}
 	text := scrape(t, metrics)
-	for _, want := range []string{`georep_master_audit_differences_total{kind="content"} 1`, `georep_master_audit_differences_total{kind="extra"} 1`,
-		"georep_master_audit_last_finished_timestamp_seconds", "georep_master_audit_last_duration_seconds"} {
+	for _, want := range []string{`georep_master_audit_differences_total{brick="` + src + `",kind="content"} 1`,
+		`georep_master_audit_differences_total{brick="` + src + `",kind="extra"} 1`,
+		`georep_master_audit_last_finished_timestamp_seconds{brick="` + src + `"}`, `georep_master_audit_last_duration_seconds{brick="` + src + `"}`} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)
 		}

@@ -37,7 +37,7 @@ func TestDeploySystemdUnits(t *testing.T) {
 	}
 	units, _ := filepath.Glob(filepath.Join(deployDir, "systemd", "*.service"))
 	if len(units) < 2 {
-		t.Fatalf("deploy/systemd holds %d units, want georep-master@.service and georep-slave.service", len(units))
+		t.Fatalf("deploy/systemd holds %d units, want georep-master@.service and georep-slave@.service", len(units))
 	}
 	dir := t.TempDir()
 	for _, unit := range units {
@@ -70,7 +70,11 @@ func TestDeploySystemdUnits(t *testing.T) {
 					}
 				}
 			}
-			for _, key := range []string{"Restart=on-failure", "RestartPreventExitStatus=2", "KillMode=mixed", "NoNewPrivileges=yes", "CapabilityBoundingSet="} {
+			if !strings.HasSuffix(name, "@.service") {
+				t.Errorf("%s: not a template (each master has its own slave, each session its own master)", name)
+			}
+			for _, key := range []string{"Type=notify", "NotifyAccess=main", "WatchdogSec=", "Restart=on-failure", "RestartPreventExitStatus=2",
+				"KillMode=mixed", "NoNewPrivileges=yes", "CapabilityBoundingSet="} {
 				if !strings.Contains(text, "\n"+key) {
 					t.Errorf("%s: no %s", name, key)
 				}
@@ -105,7 +109,7 @@ func TestDeployConfigs(t *testing.T) {
 	harness.RequireRsync(t)
 	units := map[string]string{
 		"georep-master": deployCaps(t, filepath.Join(deployDir, "systemd", "georep-master@.service")),
-		"georep-slave":  deployCaps(t, filepath.Join(deployDir, "systemd", "georep-slave.service")),
+		"georep-slave":  deployCaps(t, filepath.Join(deployDir, "systemd", "georep-slave@.service")),
 	}
 	var configs []deployConfig
 	files, _ := filepath.Glob(filepath.Join(deployDir, "config", "*.yaml"))

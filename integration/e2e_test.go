@@ -27,13 +27,8 @@ type site struct {
 func newSite(t *testing.T) *site {
 	t.Helper()
 	harness.RequireRsync(t)
-	dir := t.TempDir()
-	s := &site{src: filepath.Join(dir, "src"), replica: filepath.Join(dir, "replica"), work: filepath.Join(dir, "work")}
-	for _, d := range []string{s.src, s.replica} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s := &site{}
+	s.src, s.replica, s.work = siteDirs(t)
 	s.slave = harness.StartSlave(t, s.replica)
 	return s
 }

@@ -174,10 +174,11 @@ func TestStatusGrpcurl(t *testing.T) {
 
 	mm := scrape(t, masterMetrics)
 	for _, want := range []string{
-		`georep_master_synced_total{brick="` + src + `",kind="files"} 3`,
-		`georep_master_lag_seconds{brick="` + src + `"}`,
+		`georep_master_synced_files_total{brick="` + src + `"} 3`,
+		`georep_master_last_synced_timestamp_seconds{brick="` + src + `"}`,
 		`georep_master_failures{brick="` + src + `"} 0`,
 		`georep_master_worker_state{brick="` + src + `",state="Active"} 1`,
+		`georep_master_worker_state{brick="` + src + `",state="Faulty"} 0`,
 		`georep_master_entry_ops_total{op="create"}`,
 		`georep_master_pending{brick="` + src + `",kind="entry"} 0`,
 		`georep_build_info{goversion="`,
@@ -190,14 +191,14 @@ func TestStatusGrpcurl(t *testing.T) {
 	if !strings.Contains(sm, `program="georep-slave"`) {
 		t.Errorf("slave /metrics lacks georep_build_info")
 	}
-	if !strings.Contains(sm, `georep_slave_rpc_duration_seconds_count{code="OK",method="Handshake"}`) {
-		t.Errorf("slave /metrics lacks the Handshake's duration")
+	if !strings.Contains(sm, `grpc_server_handling_seconds_count{grpc_method="Handshake",grpc_service="georep.slave.v1.SlaveService",grpc_type="unary"}`) {
+		t.Errorf("slave /metrics lacks the Handshake's handling time")
 	}
 	// Entry ops go through the Apply stream (EntryOps where the slave has
 	// no Apply).
-	if !strings.Contains(sm, `georep_slave_rpc_duration_seconds_count{code="OK",method="Apply"}`) &&
-		!strings.Contains(sm, `georep_slave_rpc_duration_seconds_count{code="OK",method="EntryOps"}`) {
-		t.Errorf("slave /metrics lacks the duration of the entry ops (Apply or EntryOps)")
+	if !strings.Contains(sm, `grpc_server_handled_total{grpc_code="OK",grpc_method="Apply",grpc_service="georep.slave.v1.SlaveService",grpc_type="bidi_stream"}`) &&
+		!strings.Contains(sm, `grpc_server_handled_total{grpc_code="OK",grpc_method="EntryOps",grpc_service="georep.slave.v1.SlaveService",grpc_type="unary"}`) {
+		t.Errorf("slave /metrics lacks the entry ops' calls (Apply or EntryOps)")
 	}
 }
 

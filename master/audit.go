@@ -375,9 +375,6 @@ func (w *worker) auditEnd(err error) {
 	if serr := a.save(); serr != nil {
 		w.log.Warn("audit: saving its state", "err", serr)
 	}
-	if w.mon != nil {
-		w.mon.metrics.auditDone(st)
-	}
 	if err != nil {
 		w.log.Error("audit stopped short", "err", err)
 		return
@@ -423,9 +420,7 @@ func (w *worker) auditAfterPass(err error, st crawl.Stats) {
 	a.mu.Unlock()
 	if unsynced > 0 {
 		w.log.Warn("audit: the source held changes the master had not synced; the closing crawl shipped them", "changes", unsynced)
-		if w.mon != nil {
-			w.mon.metrics.auditDifferences.WithLabelValues("unsynced").Add(float64(unsynced))
-		}
+		w.auditFound("unsynced", unsynced)
 	}
 	if a.crawlAfter {
 		if ok {
@@ -542,10 +537,8 @@ func (w *worker) auditCall(ctx context.Context) (cost int64, retryable bool, err
 	}
 	a.mu.Unlock()
 	a.pending += j.found
-	if w.mon != nil {
-		for k, n := range j.kinds {
-			w.mon.metrics.auditDifferences.WithLabelValues(k).Add(float64(n))
-		}
+	for k, n := range j.kinds {
+		w.auditFound(k, n)
 	}
 	return j.entries*auditEntryCost + j.bytes, false, nil
 }

@@ -97,6 +97,14 @@ type Config struct {
 	// Progress, with Oneshot, is where a progress bar is drawn (a
 	// terminal); nil draws none (the log says "progress" every 10 s).
 	Progress io.Writer
+	// Ready, when not nil, is called once the master serves: its work dir
+	// locked, the status service (and /metrics) listening (systemd's
+	// READY=1).
+	Ready func()
+	// Alive, when not nil, is called each time the monitor's loop has done
+	// a round (every 500 ms: the workers' snapshots taken, the checkpoint
+	// decided): systemd's watchdog ping comes from it.
+	Alive func()
 
 	// Self is the path of the georep-master binary, run by rsync as its -e
 	// transport ("georep-master rsync-tunnel ..."). Empty: os.Executable().

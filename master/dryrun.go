@@ -71,7 +71,7 @@ func dryRun(ctx context.Context, cfg Config, out io.Writer, log *slog.Logger) er
 
 // dryRunClient connects to the slave without opening a session.
 func dryRunClient(ctx context.Context, cfg Config, volumeID string) (*slaveClient, error) {
-	client, err := newSlaveClient(cfg, volumeID, filepath.Join(os.TempDir(), "georep-dry-run-no-session"), "", nil)
+	client, err := newSlaveClient(cfg, volumeID, filepath.Join(os.TempDir(), "georep-dry-run-no-session"), "", nil, nil)
 	if err != nil {
 		return nil, err
 	}

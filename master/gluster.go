@@ -112,7 +112,7 @@ func (g *glusterRun) addWorker(b glusterfs.Brick, rsyncPath, self string) (*work
 	g.closes = append(g.closes, func() { bwd.close() })
 	// The relay's socket sits in the node's work dir under a short name: a
 	// socket path is limited to 108 bytes, and brick paths are long.
-	client, err := newSlaveClientFor(g.cfg, g.vol.ID, bwd.path("session"), g.wd.path(fmt.Sprintf("tunnel.%d.sock", b.Index)), g.mon.bw, b.Index)
+	client, err := newSlaveClientFor(g.cfg, g.vol.ID, bwd.path("session"), g.wd.path(fmt.Sprintf("tunnel.%d.sock", b.Index)), g.mon.bw, g.mon.metrics, b.Index)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -189,15 +190,20 @@ const sessionRefusal = "is not the current session"
 // newSlaveClient opens the gRPC client of the slave. Every connection it
 // makes to the slave goes through bw (nil: no limit), and when relaySock is
 // not empty it also relays the rsync tunnels' connections there (see
-// tunnel.Relay), so that bw covers all that the master sends.
-func newSlaveClient(cfg Config, volumeID, sessionFile, relaySock string, bw *bwlimit.Limiter) (*slaveClient, error) {
-	return newSlaveClientFor(cfg, volumeID, sessionFile, relaySock, bw, 0)
+// tunnel.Relay), so that bw covers all that the master sends. Its calls and
+// the certificates it loads are measured in mx (nil: not measured).
+func newSlaveClient(cfg Config, volumeID, sessionFile, relaySock string, bw *bwlimit.Limiter, mx *metrics) (*slaveClient, error) {
+	return newSlaveClientFor(cfg, volumeID, sessionFile, relaySock, bw, mx, 0)
 }
 
 // newSlaveClientFor is newSlaveClient for the worker numbered prefer: of
 // the slave's endpoints it prefers the one numbered prefer modulo their
 // count (gsyncd: brick i to slave node i mod n), then the ones after it.
-func newSlaveClientFor(cfg Config, volumeID, sessionFile, relaySock string, bw *bwlimit.Limiter, prefer int) (*slaveClient, error) {
+func newSlaveClientFor(cfg Config, volumeID, sessionFile, relaySock string, bw *bwlimit.Limiter, mx *metrics, prefer int) (*slaveClient, error) {
+	cc := rpc.ClientConfig{TLS: cfg.TLS, Insecure: cfg.Insecure}
+	if mx != nil {
+		cc.Metrics, cc.Certs = mx.grpc, mx.certs
+	}
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
@@ -217,7 +223,8 @@ func newSlaveClientFor(cfg Config, volumeID, sessionFile, relaySock string, bw *
 	}
 	for i := range addrs {
 		addr := addrs[(prefer+i)%len(addrs)]
-		conn, err := rpc.NewClient(rpc.ClientConfig{Address: addr, TLS: cfg.TLS, Insecure: cfg.Insecure, Dial: dial})
+		cc.Address, cc.Dial = addr, dial
+		conn, err := rpc.NewClient(cc)
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -291,6 +298,19 @@ func (c *slaveClient) release(ctx context.Context, why string) {
 	defer cancel()
 	_, _ = c.api.Release(c.ctx(ctx), &slavev1.ReleaseRequest{Reason: why})
 	c.lost.Store(true)
+}
+
+// connected says whether the session is open (a handshake succeeded and
+// no keep-alive was refused since) over a connection that is up.
+func (c *slaveClient) connected() bool {
+	if c.sessionID() == "" || c.lost.Load() {
+		return false
+	}
+	switch c.current().conn.GetState() {
+	case connectivity.Ready, connectivity.Idle:
+		return true
+	}
+	return false
 }
 
 // slaveVolume returns the slave's volume id, known once a session is open.

@@ -54,7 +54,7 @@ func handshakeWith(t *testing.T, answer error) error {
 	t.Cleanup(srv.Stop)
 	cfg := DefaultConfig()
 	cfg.Slave, cfg.Insecure = lis.Addr().String(), true
-	c, err := newSlaveClient(cfg, "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa", filepath.Join(t.TempDir(), "session"), "", nil)
+	c, err := newSlaveClient(cfg, "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa", filepath.Join(t.TempDir(), "session"), "", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

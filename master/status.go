@@ -61,6 +61,9 @@ type workerEntry struct {
 	exited atomic.Bool // its loop has returned
 	// samples of what it shipped, for the rates (guarded by monitor.mu).
 	samples []rateSample
+	// lastBeat is when heartbeat last asked it for a pass (guarded by
+	// monitor.mu).
+	lastBeat time.Time
 }
 
 type rateSample struct {
@@ -109,6 +112,7 @@ func (m *monitor) add(w *worker, name string) *workerEntry {
 	m.mu.Lock()
 	m.workers = append(m.workers, e)
 	m.mu.Unlock()
+	m.metrics.addWorker(name)
 	return e
 }
 
@@ -134,6 +138,45 @@ func (m *monitor) run(ctx context.Context) {
 			}
 			lastNudge = now
 		}
+		m.heartbeat(now)
+		if m.cfg.Alive != nil {
+			m.cfg.Alive()
+		}
+	}
+}
+
+// stimeHeartbeat is how old the stime of an idle Active worker may grow
+// before the monitor asks it for a pass, which moves stime to the pass's
+// start (or, for a brick, to its last rollover): so that stime, and
+// time() - georep_master_last_synced_timestamp_seconds, says how far
+// behind the slave is for a worker with nothing to do as well, whose
+// change source would otherwise give it no pass at all. A variable for
+// tests.
+var stimeHeartbeat = time.Minute
+
+// heartbeat asks every idle Active worker whose stime is older than
+// stimeHeartbeat for a pass, at most once per stimeHeartbeat. Not one
+// that is busy (a changelog in flight, items pending: its pass moves
+// stime), holds failures (they hold stime), or is paused.
+func (m *monitor) heartbeat(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.paused {
+		return
+	}
+	for _, e := range m.workers {
+		if e.exited.Load() || now.Sub(e.lastBeat) < stimeHeartbeat {
+			continue
+		}
+		v := e.w.snapshot(now)
+		st := v.Stats
+		pending := st.EntriesPending + st.FilesPending + st.MetaPending + st.DeletesPending
+		if st.WorkerStatus != stateActive || st.LastSynced.IsZero() || now.Sub(st.LastSynced) < stimeHeartbeat ||
+			v.Progress != nil || pending > 0 || st.Failures > 0 {
+			continue
+		}
+		e.lastBeat = now
+		e.w.nudge(false)
 	}
 }
 
@@ -179,6 +222,7 @@ type workerStatus struct {
 	ReplicaSet         string // "" for a plain directory
 	State              string
 	Reason             string
+	Connected          bool // the worker's session with its slave is open, its connection up
 	Stats              crawlStats
 	Lag                time.Duration // 0: caught up
 	FilesPerSec        float64
@@ -248,6 +292,7 @@ func (m *monitor) status() (ws []workerStatus, paused bool, cp checkpoint) {
 				s.Slave = c.current().addr // the slave node this worker's session is on
 			}
 			s.ReplicaSet = c.replicaSet
+			s.Connected = c.connected()
 		}
 		s.State, s.Reason = st.WorkerStatus, st.LastError
 		if s.State == "" {

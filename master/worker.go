@@ -130,6 +130,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := mon.start(octx, &ops); err != nil {
 		return err
 	}
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
 	if cfg.GlusterVolume != "" {
 		return runGluster(ctx, cfg, wd, mon, rsyncPath, self, log)
 	}
@@ -137,7 +140,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	client, err := newSlaveClient(cfg, volumeID, wd.path("session"), wd.path("tunnel.sock"), mon.bw)
+	client, err := newSlaveClient(cfg, volumeID, wd.path("session"), wd.path("tunnel.sock"), mon.bw, mon.metrics)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"google.golang.org/grpc"
 	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -25,12 +26,17 @@ type ClientConfig struct {
 	// Address (which is then passed to it as it is, not resolved first);
 	// TLS still checks the server's certificate against Address's host.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Metrics, when not nil, measures every call as grpc_client_*
+	// (NewClientMetrics).
+	Metrics *grpcprom.ClientMetrics
+	// Certs, when not nil, shows the certificates loaded (CertMetrics).
+	Certs *CertMetrics
 }
 
 // NewClient returns a lazily connecting client with keepalive and message
 // limits matching NewServer, and reconnect backoff capped at 30 s.
 func NewClient(cfg ClientConfig) (*grpc.ClientConn, error) {
-	creds, err := clientCredentials(cfg.TLS, cfg.Insecure)
+	creds, err := clientCredentials(cfg.TLS, cfg.Insecure, cfg.Certs)
 	if err != nil {
 		return nil, err
 	}
@@ -40,6 +46,10 @@ func NewClient(cfg ClientConfig) (*grpc.ClientConn, error) {
 	if cfg.Dial != nil {
 		target = "passthrough:///" + cfg.Address
 		opts = append(opts, grpc.WithContextDialer(cfg.Dial))
+	}
+	if cfg.Metrics != nil {
+		opts = append(opts, grpc.WithChainUnaryInterceptor(cfg.Metrics.UnaryClientInterceptor()),
+			grpc.WithChainStreamInterceptor(cfg.Metrics.StreamClientInterceptor()))
 	}
 	conn, err := grpc.NewClient(target, append(opts,
 		grpc.WithTransportCredentials(creds),

@@ -31,7 +31,7 @@ func TestCoalescedWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientCreds, err := clientCredentials(masters["georep-master"], false)
+	clientCreds, err := clientCredentials(masters["georep-master"], false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
@@ -51,6 +52,11 @@ type ServerConfig struct {
 	AllowedClientsKey string
 	// MaxConcurrentStreams bounds the streams of one connection.
 	MaxConcurrentStreams uint32
+	// Metrics, when not nil, measures every call (outermost: refusals
+	// included) as grpc_server_* (NewServerMetrics).
+	Metrics *grpcprom.ServerMetrics
+	// Certs, when not nil, shows the certificates loaded (CertMetrics).
+	Certs *CertMetrics
 	// Unary and Stream interceptors run after logging and before recovery.
 	Unary  []grpc.UnaryServerInterceptor
 	Stream []grpc.StreamServerInterceptor
@@ -82,8 +88,14 @@ func NewServer(cfg ServerConfig, log *slog.Logger) (*Server, error) {
 		log.ErrorContext(ctx, "panic in handler", "panic", p)
 		return status.Errorf(codes.Internal, "internal error: %v", p)
 	})
-	unary := []grpc.UnaryServerInterceptor{logging.UnaryServerInterceptor(interceptorLogger(log), logOpts...)}
-	stream := []grpc.StreamServerInterceptor{logging.StreamServerInterceptor(interceptorLogger(log), logOpts...)}
+	var unary []grpc.UnaryServerInterceptor
+	var stream []grpc.StreamServerInterceptor
+	if cfg.Metrics != nil {
+		unary = append(unary, cfg.Metrics.UnaryServerInterceptor())
+		stream = append(stream, cfg.Metrics.StreamServerInterceptor())
+	}
+	unary = append(unary, logging.UnaryServerInterceptor(interceptorLogger(log), logOpts...))
+	stream = append(stream, logging.StreamServerInterceptor(interceptorLogger(log), logOpts...))
 	if len(cfg.AllowedClients) > 0 {
 		allow := allowlist{ids: slices.Clone(cfg.AllowedClients), key: cmp.Or(cfg.AllowedClientsKey, "the slave's allowed-masters")}
 		unary = append(unary, allow.unary)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -34,7 +35,8 @@ type TLSFiles struct {
 // given: georep never falls back to plaintext silently.
 var ErrNoTLS = errors.New("no TLS certificate configured (tls-cert, tls-key, tls-ca); pass --insecure to run without TLS")
 
-func (f TLSFiles) load() (tls.Certificate, *x509.CertPool, error) {
+// load reads the files; what it loaded is shown in certs (nil: nowhere).
+func (f TLSFiles) load(certs *CertMetrics) (tls.Certificate, *x509.CertPool, error) {
 	if f.Cert == "" || f.Key == "" || f.CA == "" {
 		return tls.Certificate{}, nil, ErrNoTLS
 	}
@@ -42,22 +44,48 @@ func (f TLSFiles) load() (tls.Certificate, *x509.CertPool, error) {
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("load TLS key pair %s, %s: %w", f.Cert, f.Key, err)
 	}
-	pem, err := os.ReadFile(f.CA)
+	caPEM, err := os.ReadFile(f.CA)
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("read TLS CA: %w", err)
 	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
+	if !pool.AppendCertsFromPEM(caPEM) {
 		return tls.Certificate{}, nil, fmt.Errorf("TLS CA %s: no PEM certificate found", f.CA)
 	}
+	leaf := cert.Leaf
+	if leaf == nil && len(cert.Certificate) > 0 {
+		leaf, _ = x509.ParseCertificate(cert.Certificate[0]) // LoadX509KeyPair parsed it already
+	}
+	certs.loaded(leaf, pemCertificates(caPEM))
 	return cert, pool, nil
+}
+
+// pemCertificates parses the certificates of a PEM bundle, skipping
+// blocks that are not certificates or do not parse (as
+// x509.CertPool.AppendCertsFromPEM does).
+func pemCertificates(data []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for len(data) > 0 {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" || len(b.Headers) != 0 {
+			continue
+		}
+		if c, err := x509.ParseCertificate(b.Bytes); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func serverCredentials(cfg ServerConfig) (credentials.TransportCredentials, error) {
 	if cfg.Insecure {
 		return insecure.NewCredentials(), nil
 	}
-	cert, pool, err := cfg.TLS.load()
+	cert, pool, err := cfg.TLS.load(cfg.Certs)
 	if err != nil {
 		return nil, err
 	}
@@ -69,11 +97,11 @@ func serverCredentials(cfg ServerConfig) (credentials.TransportCredentials, erro
 	}), nil
 }
 
-func clientCredentials(files TLSFiles, insecureOK bool) (credentials.TransportCredentials, error) {
+func clientCredentials(files TLSFiles, insecureOK bool, certs *CertMetrics) (credentials.TransportCredentials, error) {
 	if insecureOK {
 		return insecure.NewCredentials(), nil
 	}
-	cert, pool, err := files.load()
+	cert, pool, err := files.load(certs)
 	if err != nil {
 		return nil, err
 	}

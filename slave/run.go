@@ -66,6 +66,10 @@ type Config struct {
 	Adopt bool
 	// MetricsListen is host:port serving Prometheus /metrics; "" none.
 	MetricsListen string
+	// Alive, when not nil, is called each time the lease watch has done a
+	// round (every second: expired sessions ended, the live ones' leases
+	// checked on the replica): systemd's watchdog ping comes from it.
+	Alive func()
 }
 
 // DefaultConfig returns the defaults.
@@ -147,7 +151,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if err != nil {
 		return err
 	}
-	sess := &sessions{now: time.Now, maxLease: cfg.Lease, leases: leases, log: log}
+	sess := &sessions{now: time.Now, maxLease: cfg.Lease, leases: leases, log: log, alive: cfg.Alive}
 	wctx, wcancel := context.WithCancel(ctx)
 	var watchWG sync.WaitGroup
 	defer watchWG.Wait()
@@ -171,13 +175,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		Insecure:       cfg.Insecure,
 		TLS:            cfg.TLS,
 		AllowedClients: cfg.AllowedMasters,
-		Unary:          []grpc.UnaryServerInterceptor{mx.unary, svc.unaryAuth},
-		Stream:         []grpc.StreamServerInterceptor{mx.stream, svc.streamAuth},
+		Metrics:        mx.grpc,
+		Certs:          mx.certs,
+		Unary:          []grpc.UnaryServerInterceptor{svc.unaryAuth},
+		Stream:         []grpc.StreamServerInterceptor{svc.streamAuth},
 	}, log)
 	if err != nil {
 		return err
 	}
 	slavev1.RegisterSlaveServiceServer(srv, svc)
+	mx.grpc.InitializeMetrics(srv.Server)
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)

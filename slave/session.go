@@ -40,6 +40,8 @@ type sessions struct {
 	// other within this process only).
 	leases *lease.Store
 	log    *slog.Logger
+	// alive is called after each round of watch (nil: nothing).
+	alive func()
 
 	byID  map[string]*session
 	bySet map[string]*session // by setKey
@@ -301,6 +303,9 @@ func (s *sessions) watch(ctx context.Context, every time.Duration) {
 		s.mu.Unlock()
 		for _, id := range ids {
 			_, _ = s.check(id, false, true)
+		}
+		if s.alive != nil {
+			s.alive()
 		}
 	}
 }

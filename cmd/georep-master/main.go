@@ -61,6 +61,13 @@ func main() {
 	defer cli.StartCPUProfile("georep-master")()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	sd := cli.NewNotifier(log)
+	cfg.Ready = func() { sd.Ready("serving status on " + cfg.WorkDir + "/status.sock") }
+	cfg.Alive = sd.Alive
+	go func() {
+		<-ctx.Done()
+		sd.Stopping()
+	}()
 	if err := master.Run(ctx, cfg, log); err != nil {
 		code := 1
 		switch {

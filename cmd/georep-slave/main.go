@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -51,7 +52,14 @@ func main() {
 	defer cli.StartCPUProfile("georep-slave")()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := slave.Run(ctx, cfg, log, nil); err != nil {
+	sd := cli.NewNotifier(log)
+	cfg.Alive = sd.Alive
+	go func() {
+		<-ctx.Done()
+		sd.Stopping()
+	}()
+	ready := func(addr net.Addr) { sd.Ready("serving on " + addr.String()) }
+	if err := slave.Run(ctx, cfg, log, ready); err != nil {
 		cli.Fatal("georep-slave", err, 1)
 	}
 }
