@@ -80,6 +80,11 @@ type Config struct {
 	// terminal); nil draws none (the log says "progress" every 10 s).
 	Progress io.Writer
 
+	// Sources says where each key's value came from (cli.SourceFlag, ...:
+	// "flag", "env", "file", "default"); config get shows it. A key it
+	// lacks is "default".
+	Sources map[string]string
+
 	// Self is the path of the georep-master binary, run by rsync as its -e
 	// transport ("georep-master rsync-tunnel ..."). Empty: os.Executable().
 	Self string
@@ -108,6 +113,8 @@ func DefaultConfig() Config {
 		EntryBatch:         5000,
 		MaxDelete:          DefaultDeleteLimit,
 		SmallFileSize:      256 << 10,
+		SyncXattrs:         true, // gsyncd's defaults
+		SyncACLs:           true,
 		OneshotTimeout:     time.Hour,
 		Lease:              60 * time.Second,
 

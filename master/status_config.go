@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/georep/georep/rpc/bwlimit"
+	"github.com/georep/georep/rpc/duration"
 )
 
 // Errors of the live configuration.
@@ -91,9 +92,9 @@ func (m *monitor) setConfig(key, value string) (configValue, error) {
 	}
 	switch key {
 	case "change-interval":
-		d, err := time.ParseDuration(value)
+		d, err := duration.Parse(value)
 		if err != nil || d < 100*time.Millisecond {
-			return configValue{}, fmt.Errorf("%w: change-interval: %q is not a duration of at least 100ms (e.g. 5s)", errBadValue, value)
+			return configValue{}, fmt.Errorf("%w: change-interval: %q is not a duration of at least 100ms (seconds, e.g. 5, or a duration, e.g. 1m30s)", errBadValue, value)
 		}
 		m.interval.Store(int64(d))
 		m.mu.Lock()
