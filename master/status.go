@@ -39,6 +39,11 @@ type monitor struct {
 	// shares, changed live by config set.
 	bw      *bwlimit.Limiter
 	metrics *metrics
+	// startLevel is log-level as the master started (config reset's).
+	startLevel slog.Level
+
+	liveMu sync.Mutex        // held while a live key changes, file and value
+	live   map[string]string // the keys changed with config set (the live file's)
 
 	mu      sync.Mutex
 	workers []*workerEntry
@@ -80,6 +85,12 @@ func newMonitor(cfg Config, wd *workDir, log *slog.Logger) (*monitor, error) {
 		return nil, err
 	}
 	m.cp = cp
+	if cfg.LogLevel != nil {
+		m.startLevel = cfg.LogLevel.Level()
+	}
+	if err := m.loadLive(); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(wd.path("paused")); err == nil {
 		m.paused, m.resumed = true, make(chan struct{})
 		log.Warn("the session is paused (georepctl resume lets it go on)")

@@ -69,6 +69,8 @@ func main() {
 			code = 4
 		case errors.Is(err, master.ErrNotConverged):
 			code = 3
+		case errors.Is(err, master.ErrConfig):
+			code = 2
 		}
 		cli.Fatal("georep-master", err, code)
 	}
