@@ -59,6 +59,22 @@ func (m *monitor) setCheckpoint(t time.Time) (checkpoint, error) {
 	return cp, nil
 }
 
+// clearCheckpoint removes the checkpoint (config reset checkpoint).
+func (m *monitor) clearCheckpoint() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := os.Remove(m.wd.path("checkpoint")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("clearing the checkpoint: %w", err)
+	}
+	had := !m.cp.Time.IsZero()
+	m.cp = checkpoint{}
+	m.broadcast()
+	if had {
+		m.log.Info("checkpoint cleared")
+	}
+	return nil
+}
+
 // broadcast wakes whoever waits on the checkpoint (m.mu held).
 func (m *monitor) broadcast() {
 	close(m.changed)

@@ -106,6 +106,11 @@ type Config struct {
 	// decided): systemd's watchdog ping comes from it.
 	Alive func()
 
+	// Sources says where each key's value came from (cli.SourceFlag, ...:
+	// "flag", "env", "file", "default"); config get shows it. A key it
+	// lacks is "default".
+	Sources map[string]string
+
 	// Self is the path of the georep-master binary, run by rsync as its -e
 	// transport ("georep-master rsync-tunnel ..."). Empty: os.Executable().
 	Self string
@@ -134,6 +139,8 @@ func DefaultConfig() Config {
 		EntryBatch:         5000,
 		MaxDelete:          DefaultDeleteLimit,
 		SmallFileSize:      256 << 10,
+		SyncXattrs:         true, // gsyncd's defaults
+		SyncACLs:           true,
 		OneshotTimeout:     time.Hour,
 		Lease:              60 * time.Second,
 

@@ -22,8 +22,9 @@ type pendingData struct {
 // dataShipper hands a changelog's file data to the sync jobs, each file as
 // soon as the entry op creating its gfid is applied: the sync jobs start
 // on the first batches while the slave applies the next ones. Files up to
-// small-file-size go whole through WriteFiles instead of rsync (not with
-// sync-acls: rsync ships the ACLs). It is driven by one goroutine
+// small-file-size go whole through WriteFiles instead of rsync (with
+// sync-acls, those without an ACL, to a slave that clears the one its file
+// has; the others go through rsync -A). It is driven by one goroutine
 // (processChangelog); the calls it launches report to it through results.
 type dataShipper struct {
 	w        *worker
@@ -62,8 +63,8 @@ func (w *worker) newDataShipper(plan changelogPlan, snap *crawl.Snapshot, out *o
 	}
 	s := &dataShipper{w: w, out: out, smallMax: w.cfg.SmallFileSize,
 		sizeOf: make(map[gfid.GFID]int64, len(plan.data)), launchedData: map[gfid.GFID]bool{}, writtenWhole: map[gfid.GFID]bool{}}
-	if w.cfg.SyncACLs {
-		s.smallMax = 0
+	if a, ok := w.slave.(aclWriter); w.cfg.SyncACLs && (!ok || !a.writesACL()) {
+		s.smallMax = 0 // a slave that cannot clear an ACL: rsync -A ships them all
 	}
 	for _, g := range plan.data {
 		n, ok := snap.Lookup(g)

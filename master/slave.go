@@ -79,6 +79,17 @@ func (c *slaveClient) walk(ctx context.Context, dir gfid.GFID, fn func(gfid.GFID
 	return true, c.Client.Walk(ctx, dir, fn)
 }
 
+// aclWriter is a slave whose WriteFiles can clear a file's ACL
+// (ops.FileData.ClearACL): with sync-acls, small files without an ACL go
+// through WriteFiles only to such a slave.
+type aclWriter interface{ writesACL() bool }
+
+func (c *slaveClient) writesACL() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.haveACL
+}
+
 // auditCaps says whether the slave can be audited, and whether it applies
 // owners (so that the audit compares them).
 func (c *slaveClient) auditCaps() (audit, owner bool) {
@@ -151,6 +162,7 @@ type slaveClient struct {
 	haveWalk   bool // Walk
 	haveAudit  bool // Audit
 	haveOwner  bool // the slave applies owners (it runs as root)
+	haveACL    bool // WriteFiles clears a file's ACL when asked (write-files-acl)
 	parkEmpty  bool // the park held nothing at the handshake
 	leaseEpoch uint64
 	setStime   time.Time // the replica set's stime the slave's lease holds
@@ -351,7 +363,7 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 	c.session = resp.GetSessionId()
 	c.slaveVol = resp.GetSlaveVolumeId()
 	c.maxBatch = int(resp.GetMaxBatch())
-	c.haveRsync, c.haveApply, c.haveWalk, c.haveAudit, c.haveOwner = false, false, false, false, false
+	c.haveRsync, c.haveApply, c.haveWalk, c.haveAudit, c.haveOwner, c.haveACL = false, false, false, false, false, false
 	for _, cap := range resp.GetCapabilities() {
 		switch cap {
 		case "rsync":
@@ -364,6 +376,8 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 			c.haveAudit = true
 		case "owner":
 			c.haveOwner = true
+		case "write-files-acl":
+			c.haveACL = true
 		}
 	}
 	c.parkEmpty = resp.GetParkEmpty()

@@ -41,7 +41,8 @@ func (b *smallBatcher) add(it syncer.Item, size int64, maxFiles int) {
 func (b *smallBatcher) done() [][]syncer.Item { return b.batches }
 
 // errNotSmall means a file is not for the small-file path after all: it grew
-// beyond small-file-size since the crawl, or it has holes (rsync keeps them).
+// beyond small-file-size since the crawl, it has holes (rsync keeps them), or
+// with sync-acls it has an ACL (rsync -A ships it).
 var errNotSmall = errors.New("not a small dense file")
 
 // writeSmall ships items whole through WriteFiles, with at most cap(slots)
@@ -71,7 +72,7 @@ func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int6
 	var sent []gfid.GFID
 	var rsync []syncer.Item
 	for _, it := range items {
-		fd, key, err := readSmall(it.Path, limit)
+		fd, key, err := readSmall(it.Path, limit, w.cfg.SyncACLs)
 		if err == nil && w.brick == nil {
 			err = w.sameFile(it, key)
 		}
@@ -167,7 +168,10 @@ func (w *worker) sameFile(it syncer.Item, key catalog.Key) error {
 // the inode read (not of the crawl's snapshot, so that they go with the
 // bytes), and that inode's catalog key. A file that is no longer a regular
 // file or vanished is an error; a larger or sparse one is errNotSmall.
-func readSmall(path string, limit int64) (ops.FileData, catalog.Key, error) {
+//
+// With acls (sync-acls), a file with a POSIX access ACL is errNotSmall, and
+// one without is read with ClearACL: the slave's file must have none.
+func readSmall(path string, limit int64, acls bool) (ops.FileData, catalog.Key, error) {
 	if fi, err := os.Lstat(path); err != nil {
 		return ops.FileData{}, catalog.Key{}, err
 	} else if !fi.Mode().IsRegular() {
@@ -188,6 +192,9 @@ func readSmall(path string, limit int64) (ops.FileData, catalog.Key, error) {
 		key.BtimeNs = stx.Btime.Sec*1e9 + int64(stx.Btime.Nsec)
 	}
 	fd, err := readSmallFd(f, path, limit)
+	if err == nil && acls {
+		fd.ClearACL, err = hasNoACL(f)
+	}
 	return fd, key, err
 }
 
@@ -229,4 +236,19 @@ func readSmallFd(f *os.File, path string, limit int64) (ops.FileData, error) {
 		Data: buf, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid,
 		Mtime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec),
 	}, nil
+}
+
+// hasNoACL says whether the open file f has no POSIX access ACL (true), or
+// has one (errNotSmall: rsync -A ships it). A filesystem without ACLs has
+// none.
+func hasNoACL(f *os.File) (bool, error) {
+	var one [1]byte
+	_, err := unix.Fgetxattr(int(f.Fd()), "system.posix_acl_access", one[:])
+	switch {
+	case errors.Is(err, unix.ENODATA), errors.Is(err, unix.EOPNOTSUPP):
+		return true, nil
+	case err == nil, errors.Is(err, unix.ERANGE):
+		return false, errNotSmall
+	}
+	return false, fmt.Errorf("%s: reading its ACL: %w", f.Name(), err)
 }

@@ -2,7 +2,9 @@ package master
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/georep/georep/master/crawl"
@@ -51,5 +53,58 @@ func TestSmallFileRenamedOverIsNotShippedAsAnother(t *testing.T) {
 	}
 	if !out.dataFailed[ga] {
 		t.Errorf("a's data not failed: %v", out.dataFailed)
+	}
+}
+
+// TestSmallFilesWithACLs: with sync-acls (the default), a small file with a
+// POSIX ACL goes through rsync -A, one without through WriteFiles asking
+// the slave to clear the ACL its file may have; to a slave that cannot,
+// every file goes through rsync.
+func TestSmallFilesWithACLs(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		acls, noACL bool
+		wantWritten []string // through WriteFiles, with ClearACL when acls
+		wantRsynced []string
+	}{
+		{name: "sync-acls", acls: true, wantWritten: []string{"plain"}, wantRsynced: []string{"acl"}},
+		{name: "slave without write-files-acl", acls: true, noACL: true, wantRsynced: []string{"acl", "plain"}},
+		{name: "no sync-acls", wantWritten: []string{"acl", "plain"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tw := newTestWorker(t)
+			tw.cfg.SyncACLs = tt.acls
+			tw.slave.noACL = tt.noACL
+			tw.cfg.SmallFileSize = 1000
+			tw.write(t, "plain", "no ACL")
+			tw.write(t, "acl", "an ACL")
+			if out, err := exec.Command("setfacl", "-m", "u:12345:r", filepath.Join(tw.src, "acl")).CombinedOutput(); err != nil {
+				t.Skipf("setfacl on %s: %v %s (no ACLs on this filesystem)", tw.src, err, out)
+			}
+			tw.crawlAndProcess(t)
+			names := map[gfid.GFID]string{}
+			for _, n := range []string{"plain", "acl"} {
+				g, ok := tw.slave.Lookup(gfid.Root, n)
+				if !ok {
+					t.Fatalf("%s not on the slave", n)
+				}
+				names[g] = n
+			}
+			var written, rsynced []string
+			for _, fd := range tw.data.written {
+				written = append(written, names[fd.GFID])
+				if fd.ClearACL != tt.acls {
+					t.Errorf("%s written with ClearACL %v, want %v", names[fd.GFID], fd.ClearACL, tt.acls)
+				}
+			}
+			for _, it := range tw.data.synced {
+				rsynced = append(rsynced, filepath.Base(it.Path))
+			}
+			slices.Sort(written)
+			slices.Sort(rsynced)
+			if !slices.Equal(written, tt.wantWritten) || !slices.Equal(rsynced, tt.wantRsynced) {
+				t.Errorf("WriteFiles %v, rsync %v; want %v, %v", written, rsynced, tt.wantWritten, tt.wantRsynced)
+			}
+		})
 	}
 }

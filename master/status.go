@@ -43,6 +43,11 @@ type monitor struct {
 	// events announces state changes, checkpoints and guard refusals.
 	events *events.Emitter
 	nodeID string // the events' primary_node_id: glusterd's UUID of this node, or ""
+	// startLevel is log-level as the master started (config reset's).
+	startLevel slog.Level
+
+	liveMu sync.Mutex        // held while a live key changes, file and value
+	live   map[string]string // the keys changed with config set (the live file's)
 
 	mu      sync.Mutex
 	workers []*workerEntry
@@ -87,6 +92,12 @@ func newMonitor(cfg Config, wd *workDir, log *slog.Logger) (*monitor, error) {
 		return nil, err
 	}
 	m.cp = cp
+	if cfg.LogLevel != nil {
+		m.startLevel = cfg.LogLevel.Level()
+	}
+	if err := m.loadLive(); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(wd.path("paused")); err == nil {
 		m.paused, m.resumed = true, make(chan struct{})
 		log.Warn("the session is paused (georepctl resume lets it go on)")

@@ -170,7 +170,7 @@ func (s *statusService) GetConfig(ctx context.Context, req *masterv1.GetConfigRe
 	}
 	resp := &masterv1.GetConfigResponse{}
 	for _, v := range vals {
-		resp.Values = append(resp.Values, &masterv1.ConfigValue{Key: v.Key, Value: v.Value, Live: v.Live})
+		resp.Values = append(resp.Values, configToProto(v))
 	}
 	return resp, nil
 }
@@ -180,7 +180,19 @@ func (s *statusService) SetConfig(ctx context.Context, req *masterv1.SetConfigRe
 	if err != nil {
 		return nil, configStatus(err)
 	}
-	return &masterv1.SetConfigResponse{Value: &masterv1.ConfigValue{Key: v.Key, Value: v.Value, Live: v.Live}}, nil
+	return &masterv1.SetConfigResponse{Value: configToProto(v)}, nil
+}
+
+func (s *statusService) ResetConfig(ctx context.Context, req *masterv1.ResetConfigRequest) (*masterv1.ResetConfigResponse, error) {
+	v, err := s.mon.resetConfig(req.GetKey())
+	if err != nil {
+		return nil, configStatus(err)
+	}
+	return &masterv1.ResetConfigResponse{Value: configToProto(v)}, nil
+}
+
+func configToProto(v configValue) *masterv1.ConfigValue {
+	return &masterv1.ConfigValue{Key: v.Key, Value: v.Value, Live: v.Live, Source: v.Source}
 }
 
 func configStatus(err error) error {

@@ -98,10 +98,14 @@ var errNeedFull = errors.New("a hybrid crawl is needed")
 // Run runs the master until ctx is done (daemon) or, with Oneshot, until the
 // slave has converged to the source.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if err := cfg.Validate(); err != nil {
+	var err error
+	if err = cfg.Validate(); err != nil {
 		return err
 	}
 	if cfg.DryRun {
+		if cfg.MaxDelete, err = liveDeleteLimit(cfg.WorkDir, cfg.MaxDelete); err != nil {
+			return err
+		}
 		return dryRun(ctx, cfg, os.Stdout, log)
 	}
 	rsyncPath, err := exec.LookPath(cfg.RsyncPath)

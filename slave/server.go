@@ -109,7 +109,7 @@ func (s *service) Handshake(ctx context.Context, req *slavev1.HandshakeRequest) 
 	id, lease := o.id, o.lease
 	s.log.Info("session opened", "master_volume", req.GetMasterVolumeId(), "master_node", req.GetMasterNode(), "lease", lease,
 		"replica_set", req.GetReplicaSet(), "worker", req.GetWorkerId(), "lease_epoch", o.epoch)
-	caps := []string{"xattrs", "mknod", "apply", "walk"}
+	caps := []string{"xattrs", "mknod", "apply", "walk", "write-files-acl"}
 	if s.rsync != "" {
 		caps = append(caps, "rsync")
 	}

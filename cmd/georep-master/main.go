@@ -35,7 +35,8 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "rsync-tunnel" {
 		os.Exit(rsyncTunnel(os.Args[2:]))
 	}
-	v, err := cli.Load(flags(), os.Args[1:])
+	fs := flags()
+	v, err := cli.Load(fs, os.Args[1:])
 	if errors.Is(err, cli.ErrVersion) {
 		fmt.Println(cli.Version("georep-master"))
 		return
@@ -52,6 +53,7 @@ func main() {
 		cli.Fatal("georep-master", err, 2)
 	}
 	cfg.LogLevel = level
+	cfg.Sources = cli.Sources(fs, v)
 	if cfg.Oneshot && isTerminal(os.Stderr) {
 		cfg.Progress = os.Stderr
 	}
@@ -75,6 +77,8 @@ func main() {
 			code = 4
 		case errors.Is(err, master.ErrNotConverged):
 			code = 3
+		case errors.Is(err, master.ErrConfig):
+			code = 2
 		}
 		cli.Fatal("georep-master", err, code)
 	}
@@ -96,26 +100,26 @@ func flags() *pflag.FlagSet {
 	fs.String("tls-ca", "", "PEM CA that signs the slave's certificate")
 	fs.String("tls-server-name", "", "name expected in the slave's certificate (default: the host of --slave)")
 	fs.Int("sync-jobs", d.SyncJobs, "parallel rsync runs")
-	fs.Duration("change-interval", d.ChangeInterval, "daemon: pause between hybrid crawls (xsync), between retries of the failure queue (changelog)")
+	cli.Duration(fs, "change-interval", d.ChangeInterval, "daemon: pause between hybrid crawls (xsync), between retries of the failure queue (changelog)")
 	fs.String("change-detector", d.ChangeDetector, "daemon: changelog (fanotify journal, needs root; falls back to xsync) or xsync (a hybrid crawl every change-interval)")
-	fs.Duration("rollover-time", d.RolloverTime, "a change journal file is closed and indexed after this long (records are consumed before)")
+	cli.Duration(fs, "rollover-time", d.RolloverTime, "a change journal file is closed and indexed after this long (records are consumed before)")
 	fs.Int("changelog-batch-size", d.ChangelogBatchSize, "journal records per live pass")
 	fs.Bool("ignore-deletes", false, "never remove anything on the slave")
 	fs.String("max-delete", d.MaxDelete.String(), "safety guard: a pass that would delete more than this on the slave applies nothing: a percentage of the replica's entries (refusing 100 deletes or more), a count, or off")
 	fs.Bool("accept-new-source", false, "the source's identity changed, or it is empty, and it is the tree to replicate: lift that guard for this run (recorded in <work-dir>/guard.log)")
 	fs.Bool("dry-run", false, "with --oneshot: print what one pass would do (creates, renames, deletes, data, meta) and change nothing on either side")
-	fs.Bool("sync-xattrs", false, "replicate user.* extended attributes")
-	fs.Bool("sync-acls", false, "replicate POSIX ACLs")
+	fs.Bool("sync-xattrs", d.SyncXattrs, "replicate user.* extended attributes (gsyncd's default: true)")
+	fs.Bool("sync-acls", d.SyncACLs, "replicate POSIX ACLs (gsyncd's default: true)")
 	fs.String("rsync-command", d.RsyncPath, "rsync binary")
 	fs.String("rsync-options", "", "extra options for every rsync run (space separated)")
 	fs.Int("entry-batch", d.EntryBatch, "entries per EntryOps/MetaOps call")
 	fs.Int64("small-file-size", d.SmallFileSize, "regular files up to this many bytes are shipped whole over gRPC, not through rsync (0: never)")
 	fs.Bool("oneshot", false, "one pass; exit 0 only when the slave has converged to the source")
-	fs.Duration("oneshot-timeout", d.OneshotTimeout, "with --oneshot: give up (exit 3) after this long")
-	fs.Duration("lease", d.Lease, "session lease asked of the slave")
+	cli.Duration(fs, "oneshot-timeout", d.OneshotTimeout, "with --oneshot: give up (exit 3) after this long")
+	cli.Duration(fs, "lease", d.Lease, "session lease asked of the slave")
 	fs.String("bandwidth-limit", d.BandwidthLimit.String(), "all the master sends to the slave (gRPC and the rsync tunnels together) stays under this rate: 20MiB/s, 500KiB/s, 100Mbit/s, or none")
-	fs.Duration("audit-interval", d.AuditInterval, "daemon: compare the whole replica with what was synced this often, and repair what differs (0: only when asked, georepctl audit)")
-	fs.Duration("audit-content-interval", d.AuditContentInterval, "daemon: this often the audit also compares file contents, by digests computed on each side (0: only when asked, georepctl audit --content)")
+	cli.Duration(fs, "audit-interval", d.AuditInterval, "daemon: compare the whole replica with what was synced this often, and repair what differs (0: only when asked, georepctl audit)")
+	cli.Duration(fs, "audit-content-interval", d.AuditContentInterval, "daemon: this often the audit also compares file contents, by digests computed on each side (0: only when asked, georepctl audit --content)")
 	fs.String("audit-rate", d.AuditRate.String(), "the audit stays under this rate of reading (an entry counts 4 KiB, a digested file its size): 50MiB/s, or none")
 	fs.String("status-listen", "", "host:port of the status service georepctl talks to (default: a UNIX socket <work-dir>/status.sock)")
 	fs.String("status-tls-cert", "", "PEM server certificate of the status service on status-listen (mutual TLS with georepctl)")

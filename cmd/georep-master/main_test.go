@@ -74,7 +74,7 @@ func TestUnparsableValuesRefused(t *testing.T) {
 	for key, val := range map[string]string{
 		"GEOREP_IGNORE_DELETES":  "yes",
 		"GEOREP_SYNC_JOBS":       "abc",
-		"GEOREP_CHANGE_INTERVAL": "5",
+		"GEOREP_CHANGE_INTERVAL": "5x",
 	} {
 		t.Run(key, func(t *testing.T) {
 			t.Setenv(key, val)
@@ -85,9 +85,10 @@ func TestUnparsableValuesRefused(t *testing.T) {
 		})
 	}
 	t.Setenv("GEOREP_IGNORE_DELETES", "true")
+	t.Setenv("GEOREP_CHANGE_INTERVAL", "5") // gsyncd's integer seconds
 	v, err := cli.Load(flags(), nil)
-	if err != nil || !mustConfig(t, v).IgnoreDeletes {
-		t.Fatalf("GEOREP_IGNORE_DELETES=true: %v", err)
+	if err != nil || !mustConfig(t, v).IgnoreDeletes || mustConfig(t, v).ChangeInterval != 5*time.Second {
+		t.Fatalf("GEOREP_IGNORE_DELETES=true, GEOREP_CHANGE_INTERVAL=5: %v", err)
 	}
 }
 

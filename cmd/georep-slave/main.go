@@ -81,7 +81,7 @@ func flags() *pflag.FlagSet {
 	fs.Int("max-rsync-streams", d.MaxRsyncStreams, "rsync tunnel streams (rsync processes) running at once; more are refused")
 	fs.String("rsync-command", "rsync", "rsync binary")
 	fs.Int("max-batch", d.MaxBatch, "maximum entries in one EntryOps/MetaOps/Stat call")
-	fs.Duration("lease", d.Lease, "how long a master holds the session without a keep-alive")
+	cli.Duration(fs, "lease", d.Lease, "how long a master holds the session without a keep-alive")
 	fs.Bool("accept-new-master", false, "let a different master volume take over this replica")
 	fs.Bool("adopt", false, "let the first master take over a root (or volume) that already holds other data: what that master's source lacks is then removed")
 	fs.String("metrics-listen", "", "host:port serving Prometheus metrics on /metrics (default: none)")

@@ -180,13 +180,21 @@ func (c *cluster) dispatch(ctx context.Context, args []string) (int, error) {
 	case cmd == "config" && arg(0) == "get" && len(rest) <= 2:
 		return c.configGet(ctx, arg(1))
 	case cmd == "config" && arg(0) == "set" && len(rest) == 3:
-		key, value := arg(1), arg(2)
+		key := arg(1)
+		value, err := configSetValue(key, arg(2), time.Now()) // one time for every master
+		if err != nil {
+			return exitError, err
+		}
 		as := fanOut(ctx, c, func(ctx context.Context, cl masterv1.MasterServiceClient) (*masterv1.SetConfigResponse, error) {
 			return cl.SetConfig(ctx, &masterv1.SetConfigRequest{Key: key, Value: value})
 		})
-		return report(c, as, key+" set", func(r *masterv1.SetConfigResponse) string {
-			return fmt.Sprintf("%s = %s", r.GetValue().GetKey(), r.GetValue().GetValue())
-		}), nil
+		return report(c, as, key+" set", func(r *masterv1.SetConfigResponse) string { return configSetText(r.GetValue()) }), nil
+	case cmd == "config" && configResetKey(rest) != "":
+		key := configResetKey(rest)
+		as := fanOut(ctx, c, func(ctx context.Context, cl masterv1.MasterServiceClient) (*masterv1.ResetConfigResponse, error) {
+			return cl.ResetConfig(ctx, &masterv1.ResetConfigRequest{Key: key})
+		})
+		return report(c, as, key+" reset", func(r *masterv1.ResetConfigResponse) string { return configResetText(r.GetValue()) }), nil
 	}
 	fmt.Fprintf(c.errw, "georepctl: unknown command %q\n", strings.Join(args, " "))
 	fmt.Fprint(c.errw, usage)

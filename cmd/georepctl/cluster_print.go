@@ -379,6 +379,52 @@ func configDiffers(vs []*masterv1.ConfigValue) bool {
 	return !ok
 }
 
+// perNode is the one value every node has, or each node's as NODE=VALUE.
+func perNode(nodes, vs []string) string {
+	if v, ok := same(vs); ok {
+		return v
+	}
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = nodes[i] + "=" + v
+	}
+	return strings.Join(parts, " ")
+}
+
+// configRow is one line of config get's table.
+type configRow struct {
+	key, value, source string
+	live               bool
+}
+
+// printConfigTable prints config get's table: each key, its value, where
+// the value comes from (default, file, env, flag, live) and whether config
+// set may change it.
+func printConfigTable(w io.Writer, rows []configRow) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tVALUE\tSOURCE\tLIVE")
+	for _, r := range rows {
+		live := "no"
+		if r.live {
+			live = "yes"
+		}
+		src := r.source
+		if src == "" {
+			src = "N/A" // a master that does not report it
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.key, r.value, src, live)
+	}
+	return tw.Flush()
+}
+
+// shownValue is a value as the table shows it: "" for an empty one.
+func shownValue(v string) string {
+	if v == "" {
+		return `""`
+	}
+	return v
+}
+
 // clusterConfigJSON is `config get --json` for several masters.
 type clusterConfigJSON struct {
 	Nodes []configNodeJSON `json:"nodes"`
@@ -429,28 +475,29 @@ func printClusterConfig(w, errw io.Writer, as []answer[*masterv1.GetConfigRespon
 		return err
 	}
 	var differ []string
+	var rows []configRow
 	for _, k := range keys {
 		vs := vals[k]
-		live := ""
+		row := configRow{key: k}
 		for _, v := range vs {
-			if v.GetLive() {
-				live = "  (live)"
-			}
+			row.live = row.live || v.GetLive()
 		}
-		if !configDiffers(vs) {
-			fmt.Fprintf(w, "%s: %s%s\n", k, vs[0].GetValue(), live)
-			continue
-		}
-		differ = append(differ, k)
-		parts := make([]string, len(vs))
+		values, sources := make([]string, len(vs)), make([]string, len(vs))
 		for i, v := range vs {
-			val := v.GetValue()
+			values[i], sources[i] = shownValue(v.GetValue()), v.GetSource()
 			if v == nil {
-				val = "(unknown key)"
+				values[i], sources[i] = "(unknown key)", "(unknown key)"
 			}
-			parts[i] = answered[i] + "=" + val
 		}
-		fmt.Fprintf(w, "%s: DIFFERS: %s%s\n", k, strings.Join(parts, " "), live)
+		row.value, row.source = perNode(answered, values), perNode(answered, sources)
+		if configDiffers(vs) {
+			differ = append(differ, k)
+			row.value = "DIFFERS: " + row.value
+		}
+		rows = append(rows, row)
+	}
+	if err := printConfigTable(w, rows); err != nil {
+		return err
 	}
 	if len(differ) > 0 {
 		fmt.Fprintf(w, "\n%d of %d keys differ between the nodes: %s\n", len(differ), len(keys), strings.Join(differ, ", "))

@@ -100,9 +100,11 @@ func TestPrintCluster(t *testing.T) {
 	}
 	config := []answer[*masterv1.GetConfigResponse]{
 		{Node: "node1:7101", Resp: &masterv1.GetConfigResponse{Values: []*masterv1.ConfigValue{
-			{Key: "change-interval", Value: "5s", Live: true}, {Key: "sync-jobs", Value: "3"}, {Key: "max-delete", Value: "50%", Live: true}}}},
+			{Key: "change-interval", Value: "5s", Live: true, Source: "default"}, {Key: "sync-jobs", Value: "3", Source: "file"},
+			{Key: "max-delete", Value: "50%", Live: true, Source: "live"}, {Key: "rsync-options", Source: "default"}}}},
 		{Node: "node2:7101", Resp: &masterv1.GetConfigResponse{Values: []*masterv1.ConfigValue{
-			{Key: "change-interval", Value: "5s", Live: true}, {Key: "sync-jobs", Value: "4"}}}},
+			{Key: "change-interval", Value: "5s", Live: true, Source: "flag"}, {Key: "sync-jobs", Value: "4", Source: "file"},
+			{Key: "rsync-options", Source: "default"}}}},
 		{Node: "node3:7101", Err: errOther},
 	}
 	tests := []struct {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"runtime"
 	"strings"
@@ -269,6 +270,13 @@ func TestClusterConfig(t *testing.T) {
 		{args: []string{"config", "set", "log-level", "debug"}, code: exitOK, wantOut: "=" + aa + ": log-level = debug\n" + ba + ": log-level = debug\n"},
 		{args: []string{"config", "get", "log-level"}, code: exitOK, wantOut: "=debug\n"},
 		{args: []string{"config", "set", "sync-jobs", "3"}, code: exitError, wantOut: aa + ": failed: sync-jobs cannot be changed while the master runs"},
+		{args: []string{"config", "reset", "log-level"}, code: exitOK, wantOut: "=" + aa + ": log-level = info (reset: default)\n" + ba + ": log-level = info (reset: default)\n"},
+		{args: []string{"config", "get", "log-level"}, code: exitOK, wantOut: "=info\n"},
+		{args: []string{"config", "set", "log-level", "warn"}, code: exitOK, wantOut: aa + ": log-level = warn\n"},
+		{args: []string{"config", "!log-level"}, code: exitOK, wantOut: ba + ": log-level = info (reset: default)\n"}, // gluster's spelling
+		{args: []string{"config", "set", "checkpoint", "1780000000"}, code: exitOK,
+			wantOut: "=" + aa + ": checkpoint = 2026-05-28T20:26:40Z\n" + ba + ": checkpoint = 2026-05-28T20:26:40Z\n"},
+		{args: []string{"config", "set", "checkpoint", "soon"}, code: exitError, wantOut: "=" /* refused before any master is asked */},
 	}
 	for _, s := range steps {
 		code, out, errs := ctl(t, append([]string{"--master", m}, s.args...)...)
@@ -282,12 +290,25 @@ func TestClusterConfig(t *testing.T) {
 		}
 	}
 
+	// config set checkpoint now: one time, georepctl's, for every master.
+	if code, out, errs := ctl(t, "--master", m, "config", "set", "checkpoint", "now"); code != exitOK {
+		t.Fatalf("config set checkpoint now: exit %d\n%s%s", code, out, errs)
+	}
+	if a.config["checkpoint"] == "" || a.config["checkpoint"] != b.config["checkpoint"] {
+		t.Errorf("config set checkpoint now set %q and %q", a.config["checkpoint"], b.config["checkpoint"])
+	}
+	cp := a.config["checkpoint"]
 	b.config["change-interval"] = "1s"
 	code, out, _ := ctl(t, "--master", m, "config", "get")
 	if code != exitOK {
 		t.Errorf("config get: exit %d", code)
 	}
-	want := "change-interval: DIFFERS: " + aa + "=5s " + ba + "=1s  (live)\nlog-level: debug  (live)\n\n1 of 2 keys differ between the nodes: change-interval\n"
+	diff := "DIFFERS: " + aa + "=5s " + ba + "=1s"
+	want := fmt.Sprintf("%-16s %-*s  SOURCE   LIVE\n", "KEY", len(diff), "VALUE") +
+		fmt.Sprintf("%-16s %s  default  yes\n", "change-interval", diff) +
+		fmt.Sprintf("%-16s %-*s  live     yes\n", "checkpoint", len(diff), cp) +
+		fmt.Sprintf("%-16s %-*s  default  yes\n", "log-level", len(diff), "info") +
+		"\n1 of 3 keys differ between the nodes: change-interval\n"
 	if out != want {
 		t.Errorf("config get:\n%s\nwant:\n%s", out, want)
 	}

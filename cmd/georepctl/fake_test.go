@@ -30,6 +30,7 @@ type fakeMaster struct {
 	completeAfter int
 	sinceSet      int
 	config        map[string]string
+	setKeys       map[string]string // what config set changed, and its value before (a reset's)
 	failures      []*masterv1.Failure
 	skipped       []*masterv1.SkippedFailure
 	delay         time.Duration // before every answer
@@ -37,7 +38,8 @@ type fakeMaster struct {
 }
 
 func newFakeMaster(node string, workers ...string) *fakeMaster {
-	f := &fakeMaster{node: node, config: map[string]string{"change-interval": "5s", "log-level": "info"}}
+	f := &fakeMaster{node: node, config: map[string]string{"change-interval": "5s", "log-level": "info", "checkpoint": ""},
+		setKeys: map[string]string{}}
 	for _, b := range workers {
 		f.workers = append(f.workers, &masterv1.WorkerStatus{MasterNode: node, Brick: b, Slave: "slave:7100",
 			State: masterv1.WorkerState_WORKER_STATE_ACTIVE, CrawlStatus: masterv1.CrawlStatus_CRAWL_STATUS_CHANGELOG,
@@ -144,9 +146,9 @@ func (f *fakeMaster) GetConfig(ctx context.Context, req *masterv1.GetConfigReque
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	resp := &masterv1.GetConfigResponse{}
-	for _, k := range []string{"change-interval", "log-level"} {
+	for _, k := range []string{"change-interval", "checkpoint", "log-level"} {
 		if req.GetKey() == "" || req.GetKey() == k {
-			resp.Values = append(resp.Values, &masterv1.ConfigValue{Key: k, Value: f.config[k], Live: true})
+			resp.Values = append(resp.Values, f.value(k))
 		}
 	}
 	if len(resp.Values) == 0 {
@@ -161,8 +163,33 @@ func (f *fakeMaster) SetConfig(ctx context.Context, req *masterv1.SetConfigReque
 	if _, ok := f.config[req.GetKey()]; !ok {
 		return nil, status.Errorf(codes.FailedPrecondition, "%s cannot be changed while the master runs", req.GetKey())
 	}
+	if _, ok := f.setKeys[req.GetKey()]; !ok {
+		f.setKeys[req.GetKey()] = f.config[req.GetKey()]
+	}
 	f.config[req.GetKey()] = req.GetValue()
-	return &masterv1.SetConfigResponse{Value: &masterv1.ConfigValue{Key: req.GetKey(), Value: req.GetValue(), Live: true}}, nil
+	return &masterv1.SetConfigResponse{Value: f.value(req.GetKey())}, nil
+}
+
+func (f *fakeMaster) ResetConfig(ctx context.Context, req *masterv1.ResetConfigRequest) (*masterv1.ResetConfigResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.config[req.GetKey()]; !ok {
+		return nil, status.Errorf(codes.FailedPrecondition, "%s cannot be changed while the master runs", req.GetKey())
+	}
+	if was, ok := f.setKeys[req.GetKey()]; ok {
+		f.config[req.GetKey()] = was
+		delete(f.setKeys, req.GetKey())
+	}
+	return &masterv1.ResetConfigResponse{Value: f.value(req.GetKey())}, nil
+}
+
+// value is key's ConfigValue (f.mu held): source live once set.
+func (f *fakeMaster) value(key string) *masterv1.ConfigValue {
+	src := "default"
+	if _, ok := f.setKeys[key]; ok {
+		src = "live"
+	}
+	return &masterv1.ConfigValue{Key: key, Value: f.config[key], Live: true, Source: src}
 }
 
 func (f *fakeMaster) ListFailures(ctx context.Context, _ *masterv1.ListFailuresRequest) (*masterv1.ListFailuresResponse, error) {

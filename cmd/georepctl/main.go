@@ -10,7 +10,7 @@
 //	georepctl ... failures [retry] | failures skip GFID --reason TEXT
 //	georepctl ... audit [--content] [--wait]
 //	georepctl ... pause | resume
-//	georepctl ... config get [KEY] | config set KEY VALUE
+//	georepctl ... config get [KEY] | config set KEY VALUE | config reset KEY
 package main
 
 import (
@@ -63,7 +63,10 @@ commands:
                                    the round and its repairs are over, bounded by --timeout)
   pause | resume                   stop after the pass in flight | go on
   config get [KEY]                 configuration of the running master
-  config set KEY VALUE             change a key that may change live (bandwidth-limit, change-interval, log-level, max-delete)
+  config set KEY VALUE             change a key that may change live (bandwidth-limit, change-interval, checkpoint,
+                                   log-level, max-delete); kept in the master's work dir: it outlives a restart
+  config reset KEY | config '!KEY' undo config set: the value the master started with (flag, environment, file or
+                                   default); config reset checkpoint clears the checkpoint
 
 several masters (a session spans the nodes holding the master volume's bricks, one georep-master each):
   --master m1:7101,m2:7101 or --gluster-volume VOL (its bricks' hosts at --status-port, from
@@ -334,9 +337,19 @@ func (a *app) dispatch(ctx context.Context, args []string) (int, error) {
 	case cmd == "config" && arg(0) == "get" && len(rest) <= 2:
 		return exitOK, a.configGet(ctx, arg(1))
 	case cmd == "config" && arg(0) == "set" && len(rest) == 3:
-		resp, err := a.client.SetConfig(ctx, &masterv1.SetConfigRequest{Key: arg(1), Value: arg(2)})
+		value, err := configSetValue(arg(1), arg(2), time.Now())
+		if err != nil {
+			return exitError, err
+		}
+		resp, err := a.client.SetConfig(ctx, &masterv1.SetConfigRequest{Key: arg(1), Value: value})
 		if err == nil {
-			fmt.Fprintf(a.out, "%s = %s\n", resp.GetValue().GetKey(), resp.GetValue().GetValue())
+			fmt.Fprintln(a.out, configSetText(resp.GetValue()))
+		}
+		return exitOK, err
+	case cmd == "config" && configResetKey(rest) != "":
+		resp, err := a.client.ResetConfig(ctx, &masterv1.ResetConfigRequest{Key: configResetKey(rest)})
+		if err == nil {
+			fmt.Fprintln(a.out, configResetText(resp.GetValue()))
 		}
 		return exitOK, err
 	}
@@ -498,6 +511,44 @@ func (a *app) skip(ctx context.Context, g string) (int, error) {
 	return exitOK, nil
 }
 
+// configResetKey is the key of config reset KEY, or of gluster's spelling
+// config '!KEY'; "" when args are neither.
+func configResetKey(args []string) string {
+	switch {
+	case len(args) == 2 && args[0] == "reset":
+		return args[1]
+	case len(args) == 1 && len(args[0]) > 1 && args[0][0] == '!':
+		return args[0][1:]
+	}
+	return ""
+}
+
+// configSetValue is the value config set sends: a checkpoint's time is
+// resolved here (now is georepctl's clock, so that every master of a
+// session gets the same time, as with checkpoint set); any other value is
+// the master's to check.
+func configSetValue(key, value string, now time.Time) (string, error) {
+	if key != "checkpoint" {
+		return value, nil
+	}
+	t := now
+	if value != "now" {
+		var err error
+		if t, err = parseTime(value); err != nil {
+			return "", err
+		}
+	}
+	return t.UTC().Format(time.RFC3339Nano), nil
+}
+
+func configSetText(v *masterv1.ConfigValue) string {
+	return fmt.Sprintf("%s = %s", v.GetKey(), shownValue(v.GetValue()))
+}
+
+func configResetText(v *masterv1.ConfigValue) string {
+	return fmt.Sprintf("%s = %s (reset: %s)", v.GetKey(), shownValue(v.GetValue()), v.GetSource())
+}
+
 func (a *app) configGet(ctx context.Context, key string) error {
 	resp, err := a.client.GetConfig(ctx, &masterv1.GetConfigRequest{Key: key})
 	if err != nil {
@@ -510,12 +561,9 @@ func (a *app) configGet(ctx context.Context, key string) error {
 		fmt.Fprintln(a.out, resp.GetValues()[0].GetValue())
 		return nil
 	}
+	rows := make([]configRow, 0, len(resp.GetValues()))
 	for _, v := range resp.GetValues() {
-		live := ""
-		if v.GetLive() {
-			live = "  (live)"
-		}
-		fmt.Fprintf(a.out, "%s: %s%s\n", v.GetKey(), v.GetValue(), live)
+		rows = append(rows, configRow{key: v.GetKey(), value: shownValue(v.GetValue()), source: v.GetSource(), live: v.GetLive()})
 	}
-	return nil
+	return printConfigTable(a.out, rows)
 }

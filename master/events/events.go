@@ -301,14 +301,18 @@ func (e *Emitter) post(ctx context.Context, body []byte) error {
 	}
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s answered %s", redact(e.webhook), resp.Status)
+		return fmt.Errorf("%s answered %s", Redact(e.webhook), resp.Status)
 	}
 	return nil
 }
 
-// redact is u without its user info and query (where tokens live).
-func redact(u string) string {
+// Redact is u without its user info and query (where tokens live), to
+// show or log.
+func Redact(u string) string {
 	p, err := url.Parse(u)
+	if u == "" {
+		return ""
+	}
 	if err != nil {
 		return "the webhook"
 	}

@@ -108,6 +108,9 @@ type FileData struct {
 	Mode     uint32
 	UID, GID uint32
 	Mtime    time.Time
+	// ClearACL (sync-acls): the file has no extended POSIX ACL on the
+	// master, so the replica's file must have none either.
+	ClearACL bool
 }
 
 // Type is the file type the entry creates (CREATE, MKDIR, MKNOD, SYMLINK;

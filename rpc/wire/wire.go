@@ -188,7 +188,7 @@ func MetaFromProto(pm *slavev1.Meta) (ops.Meta, error) {
 func FileDataToProto(f ops.FileData) *slavev1.FileData {
 	return &slavev1.FileData{
 		Gfid: f.GFID.String(), Data: f.Data, Mode: f.Mode, Uid: f.UID, Gid: f.GID,
-		Mtime: TimeToProto(f.Mtime),
+		Mtime: TimeToProto(f.Mtime), ClearAcl: f.ClearACL,
 	}
 }
 
@@ -210,7 +210,7 @@ func FileDataFromProto(pf *slavev1.FileData) (ops.FileData, error) {
 	}
 	return ops.FileData{
 		GFID: g, Data: pf.GetData(), Mode: pf.GetMode(), UID: pf.GetUid(), GID: pf.GetGid(),
-		Mtime: TimeFromProto(pf.GetMtime()),
+		Mtime: TimeFromProto(pf.GetMtime()), ClearACL: pf.GetClearAcl(),
 	}, nil
 }
 

@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -26,6 +27,9 @@ func (en *Engine) WriteFiles(ctx context.Context, files []ops.FileData) []ops.Fa
 		what: func(i int) string { return "WRITE " + files[i].GFID.String() },
 	})
 }
+
+// aclAccessXattr holds a file's POSIX access ACL.
+const aclAccessXattr = "system.posix_acl_access"
 
 // ErrUnknownFile is the failure of a write to a gfid the replica holds no
 // regular file of.
@@ -68,6 +72,20 @@ func (en *Engine) writeFile(f ops.FileData) error {
 	// write) differs; the truncate or write may have cleared setuid and setgid,
 	// so a mode with either is always set again.
 	n := FdNode(fd)
+	if f.ClearACL {
+		// The master's file has no extended ACL (sync-acls): one an
+		// earlier rsync -A gave this file goes, before the mode is set
+		// (with an ACL, chmod would set its mask instead).
+		// Removing it leaves the mode bits as they are: the chmod below
+		// compares them as before.
+		switch err := eintr.Retry(func() error { return unix.Fremovexattr(fd, aclAccessXattr) }); {
+		case err == nil:
+		case errors.Is(err, unix.ENODATA), errors.Is(err, unix.EOPNOTSUPP):
+			// none, or the filesystem has no ACLs
+		default:
+			return fmt.Errorf("removing the ACL: %w", err)
+		}
+	}
 	chowned := false
 	if st.Uid != f.UID || st.Gid != f.GID {
 		if err := n.Chown(f.UID, f.GID); err != nil {

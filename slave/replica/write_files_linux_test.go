@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -200,5 +201,44 @@ func TestWriteFilesPartialBatchAndCancel(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(root, "a")); string(got) != "A" {
 		t.Errorf("a = %q after a canceled write", got)
+	}
+}
+
+// TestWriteFilesClearACL: ClearACL (sync-acls, a master file without an
+// ACL) removes the ACL an earlier rsync -A gave the replica's file, and
+// the mode is the master's; without it the ACL stays.
+func TestWriteFilesClearACL(t *testing.T) {
+	r, root := newReplica(t)
+	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
+	for _, tt := range []struct {
+		name    string
+		clear   bool
+		wantACL bool
+	}{{"cleared", true, false}, {"kept", false, true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := gfid.New()
+			mustApply(t, r, create(f, gfid.Root, tt.name, 0o640))
+			p := filepath.Join(root, tt.name)
+			if out, err := exec.Command("setfacl", "-m", "u:12345:rw", p).CombinedOutput(); err != nil {
+				t.Skipf("setfacl: %v %s (no ACLs on this filesystem)", err, out)
+			}
+			if fails := r.WriteFiles(t.Context(), []ops.FileData{{GFID: f, Data: []byte("x"), Mode: 0o604, UID: uid, GID: gid,
+				ClearACL: tt.clear}}); len(fails) != 0 {
+				t.Fatalf("failures: %+v", fails)
+			}
+			_, err := unix.Getxattr(p, "system.posix_acl_access", nil)
+			if hasACL := err == nil; hasACL != tt.wantACL {
+				t.Errorf("ACL after WriteFiles: %v (%v), want %v", hasACL, err, tt.wantACL)
+			}
+			if st := lstat(t, p); tt.clear && st.Mode&0o7777 != 0o604 {
+				t.Errorf("mode %o after clearing the ACL, want 604", st.Mode&0o7777)
+			}
+		})
+	}
+	// A file that never had one: nothing to clear, no failure.
+	f := gfid.New()
+	mustApply(t, r, create(f, gfid.Root, "none", 0o644))
+	if fails := r.WriteFiles(t.Context(), []ops.FileData{{GFID: f, Mode: 0o644, UID: uid, GID: gid, ClearACL: true}}); len(fails) != 0 {
+		t.Fatalf("failures: %+v", fails)
 	}
 }

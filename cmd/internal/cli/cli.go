@@ -77,12 +77,48 @@ func Load(fs *pflag.FlagSet, args []string) (*viper.Viper, error) {
 		val := fmt.Sprint(v.Get(f.Name))
 		if err := f.Value.Set(val); err != nil {
 			bad = append(bad, fmt.Errorf("%s: %q is not a valid %s", f.Name, val, f.Value.Type()))
+			return
+		}
+		// A duration is read the flag's way ("5" is 5s; viper's cast
+		// would make it 5ns): the getters get the flag's reading of it.
+		if f.Value.Type() == "duration" {
+			v.Set(f.Name, f.Value.String())
 		}
 	})
 	if err := errors.Join(bad...); err != nil {
 		return nil, err
 	}
 	return v, nil
+}
+
+// Source values: where a key's value came from.
+const (
+	SourceDefault = "default"
+	SourceFile    = "file"
+	SourceEnv     = "env"
+	SourceFlag    = "flag"
+	SourceLive    = "live" // georepctl config set, kept in the work dir (the master's own)
+)
+
+// Sources says, for every flag of fs that Load read into v, where its value
+// came from: the command line, the environment, the --config file or the
+// default, in Load's order of precedence.
+func Sources(fs *pflag.FlagSet, v *viper.Viper) map[string]string {
+	out := map[string]string{}
+	fs.VisitAll(func(f *pflag.Flag) {
+		env := "GEOREP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		switch {
+		case f.Changed:
+			out[f.Name] = SourceFlag
+		case os.Getenv(env) != "": // viper ignores an empty variable
+			out[f.Name] = SourceEnv
+		case v.InConfig(f.Name):
+			out[f.Name] = SourceFile
+		default:
+			out[f.Name] = SourceDefault
+		}
+	})
+	return out
 }
 
 // Logger builds the process logger from the log-level and log-format keys.

@@ -1963,10 +1963,14 @@ func (x *GetConfigResponse) GetValues() []*ConfigValue {
 // ConfigValue is one key, its current value and whether SetConfig may
 // change it while the master runs.
 type ConfigValue struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
-	Live          bool                   `protobuf:"varint,3,opt,name=live,proto3" json:"live,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Live  bool                   `protobuf:"varint,3,opt,name=live,proto3" json:"live,omitempty"`
+	// source is where the value comes from: "default", "file" (--config),
+	// "env" (GEOREP_<KEY>), "flag", or "live" (SetConfig, kept in the work
+	// dir).
+	Source        string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2020,6 +2024,13 @@ func (x *ConfigValue) GetLive() bool {
 		return x.Live
 	}
 	return false
+}
+
+func (x *ConfigValue) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
 }
 
 type SetConfigRequest struct {
@@ -2112,6 +2123,94 @@ func (*SetConfigResponse) Descriptor() ([]byte, []int) {
 }
 
 func (x *SetConfigResponse) GetValue() *ConfigValue {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+type ResetConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetConfigRequest) Reset() {
+	*x = ResetConfigRequest{}
+	mi := &file_georep_master_v1_master_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetConfigRequest) ProtoMessage() {}
+
+func (x *ResetConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_master_v1_master_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetConfigRequest.ProtoReflect.Descriptor instead.
+func (*ResetConfigRequest) Descriptor() ([]byte, []int) {
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ResetConfigRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type ResetConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Value         *ConfigValue           `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetConfigResponse) Reset() {
+	*x = ResetConfigResponse{}
+	mi := &file_georep_master_v1_master_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetConfigResponse) ProtoMessage() {}
+
+func (x *ResetConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_master_v1_master_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetConfigResponse.ProtoReflect.Descriptor instead.
+func (*ResetConfigResponse) Descriptor() ([]byte, []int) {
+	return file_georep_master_v1_master_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ResetConfigResponse) GetValue() *ConfigValue {
 	if x != nil {
 		return x.Value
 	}
@@ -2265,15 +2364,20 @@ const file_georep_master_v1_master_proto_rawDesc = "" +
 	"\x10GetConfigRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"J\n" +
 	"\x11GetConfigResponse\x125\n" +
-	"\x06values\x18\x01 \x03(\v2\x1d.georep.master.v1.ConfigValueR\x06values\"I\n" +
+	"\x06values\x18\x01 \x03(\v2\x1d.georep.master.v1.ConfigValueR\x06values\"a\n" +
 	"\vConfigValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x12\n" +
-	"\x04live\x18\x03 \x01(\bR\x04live\":\n" +
+	"\x04live\x18\x03 \x01(\bR\x04live\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\":\n" +
 	"\x10SetConfigRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"H\n" +
 	"\x11SetConfigResponse\x123\n" +
+	"\x05value\x18\x01 \x01(\v2\x1d.georep.master.v1.ConfigValueR\x05value\"&\n" +
+	"\x12ResetConfigRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"J\n" +
+	"\x13ResetConfigResponse\x123\n" +
 	"\x05value\x18\x01 \x01(\v2\x1d.georep.master.v1.ConfigValueR\x05value*\xc9\x01\n" +
 	"\vWorkerState\x12\x1c\n" +
 	"\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
@@ -2291,7 +2395,7 @@ const file_georep_master_v1_master_proto_rawDesc = "" +
 	"\fFailureClass\x12\x1d\n" +
 	"\x19FAILURE_CLASS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FAILURE_CLASS_TRANSIENT\x10\x01\x12\x1b\n" +
-	"\x17FAILURE_CLASS_PERMANENT\x10\x022\xd8\a\n" +
+	"\x17FAILURE_CLASS_PERMANENT\x10\x022\xb4\b\n" +
 	"\rMasterService\x12T\n" +
 	"\tGetStatus\x12\".georep.master.v1.GetStatusRequest\x1a#.georep.master.v1.GetStatusResponse\x12`\n" +
 	"\rSetCheckpoint\x12&.georep.master.v1.SetCheckpointRequest\x1a'.georep.master.v1.SetCheckpointResponse\x12e\n" +
@@ -2302,7 +2406,8 @@ const file_georep_master_v1_master_proto_rawDesc = "" +
 	"\x05Pause\x12\x1e.georep.master.v1.PauseRequest\x1a\x1f.georep.master.v1.PauseResponse\x12K\n" +
 	"\x06Resume\x12\x1f.georep.master.v1.ResumeRequest\x1a .georep.master.v1.ResumeResponse\x12T\n" +
 	"\tGetConfig\x12\".georep.master.v1.GetConfigRequest\x1a#.georep.master.v1.GetConfigResponse\x12T\n" +
-	"\tSetConfig\x12\".georep.master.v1.SetConfigRequest\x1a#.georep.master.v1.SetConfigResponse\x12H\n" +
+	"\tSetConfig\x12\".georep.master.v1.SetConfigRequest\x1a#.georep.master.v1.SetConfigResponse\x12Z\n" +
+	"\vResetConfig\x12$.georep.master.v1.ResetConfigRequest\x1a%.georep.master.v1.ResetConfigResponse\x12H\n" +
 	"\x05Audit\x12\x1e.georep.master.v1.AuditRequest\x1a\x1f.georep.master.v1.AuditResponseB8Z6github.com/georep/georep/gen/georep/master/v1;masterv1b\x06proto3"
 
 var (
@@ -2318,7 +2423,7 @@ func file_georep_master_v1_master_proto_rawDescGZIP() []byte {
 }
 
 var file_georep_master_v1_master_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_georep_master_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_georep_master_v1_master_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_georep_master_v1_master_proto_goTypes = []any{
 	(WorkerState)(0),               // 0: georep.master.v1.WorkerState
 	(CrawlStatus)(0),               // 1: georep.master.v1.CrawlStatus
@@ -2353,8 +2458,10 @@ var file_georep_master_v1_master_proto_goTypes = []any{
 	(*ConfigValue)(nil),            // 30: georep.master.v1.ConfigValue
 	(*SetConfigRequest)(nil),       // 31: georep.master.v1.SetConfigRequest
 	(*SetConfigResponse)(nil),      // 32: georep.master.v1.SetConfigResponse
-	nil,                            // 33: georep.master.v1.AuditStatus.ByKindEntry
-	(*timestamppb.Timestamp)(nil),  // 34: google.protobuf.Timestamp
+	(*ResetConfigRequest)(nil),     // 33: georep.master.v1.ResetConfigRequest
+	(*ResetConfigResponse)(nil),    // 34: georep.master.v1.ResetConfigResponse
+	nil,                            // 35: georep.master.v1.AuditStatus.ByKindEntry
+	(*timestamppb.Timestamp)(nil),  // 36: google.protobuf.Timestamp
 }
 var file_georep_master_v1_master_proto_depIdxs = []int32{
 	6,  // 0: georep.master.v1.GetStatusResponse.workers:type_name -> georep.master.v1.WorkerStatus
@@ -2362,60 +2469,63 @@ var file_georep_master_v1_master_proto_depIdxs = []int32{
 	5,  // 2: georep.master.v1.GetStatusResponse.build:type_name -> georep.master.v1.BuildInfo
 	0,  // 3: georep.master.v1.WorkerStatus.state:type_name -> georep.master.v1.WorkerState
 	1,  // 4: georep.master.v1.WorkerStatus.crawl_status:type_name -> georep.master.v1.CrawlStatus
-	34, // 5: georep.master.v1.WorkerStatus.last_synced:type_name -> google.protobuf.Timestamp
-	34, // 6: georep.master.v1.WorkerStatus.checkpoint_time:type_name -> google.protobuf.Timestamp
-	34, // 7: georep.master.v1.WorkerStatus.checkpoint_completion_time:type_name -> google.protobuf.Timestamp
+	36, // 5: georep.master.v1.WorkerStatus.last_synced:type_name -> google.protobuf.Timestamp
+	36, // 6: georep.master.v1.WorkerStatus.checkpoint_time:type_name -> google.protobuf.Timestamp
+	36, // 7: georep.master.v1.WorkerStatus.checkpoint_completion_time:type_name -> google.protobuf.Timestamp
 	10, // 8: georep.master.v1.WorkerStatus.progress:type_name -> georep.master.v1.Progress
 	7,  // 9: georep.master.v1.WorkerStatus.audit:type_name -> georep.master.v1.AuditStatus
-	34, // 10: georep.master.v1.AuditStatus.started:type_name -> google.protobuf.Timestamp
-	34, // 11: georep.master.v1.AuditStatus.finished:type_name -> google.protobuf.Timestamp
-	33, // 12: georep.master.v1.AuditStatus.by_kind:type_name -> georep.master.v1.AuditStatus.ByKindEntry
-	34, // 13: georep.master.v1.AuditStatus.next:type_name -> google.protobuf.Timestamp
+	36, // 10: georep.master.v1.AuditStatus.started:type_name -> google.protobuf.Timestamp
+	36, // 11: georep.master.v1.AuditStatus.finished:type_name -> google.protobuf.Timestamp
+	35, // 12: georep.master.v1.AuditStatus.by_kind:type_name -> georep.master.v1.AuditStatus.ByKindEntry
+	36, // 13: georep.master.v1.AuditStatus.next:type_name -> google.protobuf.Timestamp
 	6,  // 14: georep.master.v1.AuditResponse.workers:type_name -> georep.master.v1.WorkerStatus
-	34, // 15: georep.master.v1.Progress.started:type_name -> google.protobuf.Timestamp
-	34, // 16: georep.master.v1.Checkpoint.time:type_name -> google.protobuf.Timestamp
-	34, // 17: georep.master.v1.Checkpoint.set_time:type_name -> google.protobuf.Timestamp
-	34, // 18: georep.master.v1.Checkpoint.completion_time:type_name -> google.protobuf.Timestamp
-	34, // 19: georep.master.v1.SetCheckpointRequest.time:type_name -> google.protobuf.Timestamp
+	36, // 15: georep.master.v1.Progress.started:type_name -> google.protobuf.Timestamp
+	36, // 16: georep.master.v1.Checkpoint.time:type_name -> google.protobuf.Timestamp
+	36, // 17: georep.master.v1.Checkpoint.set_time:type_name -> google.protobuf.Timestamp
+	36, // 18: georep.master.v1.Checkpoint.completion_time:type_name -> google.protobuf.Timestamp
+	36, // 19: georep.master.v1.SetCheckpointRequest.time:type_name -> google.protobuf.Timestamp
 	11, // 20: georep.master.v1.SetCheckpointResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
 	11, // 21: georep.master.v1.WaitCheckpointResponse.checkpoint:type_name -> georep.master.v1.Checkpoint
 	18, // 22: georep.master.v1.ListFailuresResponse.failures:type_name -> georep.master.v1.Failure
 	19, // 23: georep.master.v1.ListFailuresResponse.skipped:type_name -> georep.master.v1.SkippedFailure
-	34, // 24: georep.master.v1.Failure.since:type_name -> google.protobuf.Timestamp
-	34, // 25: georep.master.v1.Failure.last:type_name -> google.protobuf.Timestamp
+	36, // 24: georep.master.v1.Failure.since:type_name -> google.protobuf.Timestamp
+	36, // 25: georep.master.v1.Failure.last:type_name -> google.protobuf.Timestamp
 	2,  // 26: georep.master.v1.Failure.class:type_name -> georep.master.v1.FailureClass
 	18, // 27: georep.master.v1.SkippedFailure.failure:type_name -> georep.master.v1.Failure
-	34, // 28: georep.master.v1.SkippedFailure.time:type_name -> google.protobuf.Timestamp
+	36, // 28: georep.master.v1.SkippedFailure.time:type_name -> google.protobuf.Timestamp
 	19, // 29: georep.master.v1.SkipFailureResponse.skipped:type_name -> georep.master.v1.SkippedFailure
 	30, // 30: georep.master.v1.GetConfigResponse.values:type_name -> georep.master.v1.ConfigValue
 	30, // 31: georep.master.v1.SetConfigResponse.value:type_name -> georep.master.v1.ConfigValue
-	3,  // 32: georep.master.v1.MasterService.GetStatus:input_type -> georep.master.v1.GetStatusRequest
-	12, // 33: georep.master.v1.MasterService.SetCheckpoint:input_type -> georep.master.v1.SetCheckpointRequest
-	14, // 34: georep.master.v1.MasterService.WaitCheckpoint:input_type -> georep.master.v1.WaitCheckpointRequest
-	16, // 35: georep.master.v1.MasterService.ListFailures:input_type -> georep.master.v1.ListFailuresRequest
-	20, // 36: georep.master.v1.MasterService.RetryFailures:input_type -> georep.master.v1.RetryFailuresRequest
-	22, // 37: georep.master.v1.MasterService.SkipFailure:input_type -> georep.master.v1.SkipFailureRequest
-	24, // 38: georep.master.v1.MasterService.Pause:input_type -> georep.master.v1.PauseRequest
-	26, // 39: georep.master.v1.MasterService.Resume:input_type -> georep.master.v1.ResumeRequest
-	28, // 40: georep.master.v1.MasterService.GetConfig:input_type -> georep.master.v1.GetConfigRequest
-	31, // 41: georep.master.v1.MasterService.SetConfig:input_type -> georep.master.v1.SetConfigRequest
-	8,  // 42: georep.master.v1.MasterService.Audit:input_type -> georep.master.v1.AuditRequest
-	4,  // 43: georep.master.v1.MasterService.GetStatus:output_type -> georep.master.v1.GetStatusResponse
-	13, // 44: georep.master.v1.MasterService.SetCheckpoint:output_type -> georep.master.v1.SetCheckpointResponse
-	15, // 45: georep.master.v1.MasterService.WaitCheckpoint:output_type -> georep.master.v1.WaitCheckpointResponse
-	17, // 46: georep.master.v1.MasterService.ListFailures:output_type -> georep.master.v1.ListFailuresResponse
-	21, // 47: georep.master.v1.MasterService.RetryFailures:output_type -> georep.master.v1.RetryFailuresResponse
-	23, // 48: georep.master.v1.MasterService.SkipFailure:output_type -> georep.master.v1.SkipFailureResponse
-	25, // 49: georep.master.v1.MasterService.Pause:output_type -> georep.master.v1.PauseResponse
-	27, // 50: georep.master.v1.MasterService.Resume:output_type -> georep.master.v1.ResumeResponse
-	29, // 51: georep.master.v1.MasterService.GetConfig:output_type -> georep.master.v1.GetConfigResponse
-	32, // 52: georep.master.v1.MasterService.SetConfig:output_type -> georep.master.v1.SetConfigResponse
-	9,  // 53: georep.master.v1.MasterService.Audit:output_type -> georep.master.v1.AuditResponse
-	43, // [43:54] is the sub-list for method output_type
-	32, // [32:43] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	30, // 32: georep.master.v1.ResetConfigResponse.value:type_name -> georep.master.v1.ConfigValue
+	3,  // 33: georep.master.v1.MasterService.GetStatus:input_type -> georep.master.v1.GetStatusRequest
+	12, // 34: georep.master.v1.MasterService.SetCheckpoint:input_type -> georep.master.v1.SetCheckpointRequest
+	14, // 35: georep.master.v1.MasterService.WaitCheckpoint:input_type -> georep.master.v1.WaitCheckpointRequest
+	16, // 36: georep.master.v1.MasterService.ListFailures:input_type -> georep.master.v1.ListFailuresRequest
+	20, // 37: georep.master.v1.MasterService.RetryFailures:input_type -> georep.master.v1.RetryFailuresRequest
+	22, // 38: georep.master.v1.MasterService.SkipFailure:input_type -> georep.master.v1.SkipFailureRequest
+	24, // 39: georep.master.v1.MasterService.Pause:input_type -> georep.master.v1.PauseRequest
+	26, // 40: georep.master.v1.MasterService.Resume:input_type -> georep.master.v1.ResumeRequest
+	28, // 41: georep.master.v1.MasterService.GetConfig:input_type -> georep.master.v1.GetConfigRequest
+	31, // 42: georep.master.v1.MasterService.SetConfig:input_type -> georep.master.v1.SetConfigRequest
+	33, // 43: georep.master.v1.MasterService.ResetConfig:input_type -> georep.master.v1.ResetConfigRequest
+	8,  // 44: georep.master.v1.MasterService.Audit:input_type -> georep.master.v1.AuditRequest
+	4,  // 45: georep.master.v1.MasterService.GetStatus:output_type -> georep.master.v1.GetStatusResponse
+	13, // 46: georep.master.v1.MasterService.SetCheckpoint:output_type -> georep.master.v1.SetCheckpointResponse
+	15, // 47: georep.master.v1.MasterService.WaitCheckpoint:output_type -> georep.master.v1.WaitCheckpointResponse
+	17, // 48: georep.master.v1.MasterService.ListFailures:output_type -> georep.master.v1.ListFailuresResponse
+	21, // 49: georep.master.v1.MasterService.RetryFailures:output_type -> georep.master.v1.RetryFailuresResponse
+	23, // 50: georep.master.v1.MasterService.SkipFailure:output_type -> georep.master.v1.SkipFailureResponse
+	25, // 51: georep.master.v1.MasterService.Pause:output_type -> georep.master.v1.PauseResponse
+	27, // 52: georep.master.v1.MasterService.Resume:output_type -> georep.master.v1.ResumeResponse
+	29, // 53: georep.master.v1.MasterService.GetConfig:output_type -> georep.master.v1.GetConfigResponse
+	32, // 54: georep.master.v1.MasterService.SetConfig:output_type -> georep.master.v1.SetConfigResponse
+	34, // 55: georep.master.v1.MasterService.ResetConfig:output_type -> georep.master.v1.ResetConfigResponse
+	9,  // 56: georep.master.v1.MasterService.Audit:output_type -> georep.master.v1.AuditResponse
+	45, // [45:57] is the sub-list for method output_type
+	33, // [33:45] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_georep_master_v1_master_proto_init() }
@@ -2429,7 +2539,7 @@ func file_georep_master_v1_master_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georep_master_v1_master_proto_rawDesc), len(file_georep_master_v1_master_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

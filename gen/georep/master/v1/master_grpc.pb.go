@@ -34,6 +34,7 @@ const (
 	MasterService_Resume_FullMethodName         = "/georep.master.v1.MasterService/Resume"
 	MasterService_GetConfig_FullMethodName      = "/georep.master.v1.MasterService/GetConfig"
 	MasterService_SetConfig_FullMethodName      = "/georep.master.v1.MasterService/SetConfig"
+	MasterService_ResetConfig_FullMethodName    = "/georep.master.v1.MasterService/ResetConfig"
 	MasterService_Audit_FullMethodName          = "/georep.master.v1.MasterService/Audit"
 )
 
@@ -71,8 +72,14 @@ type MasterServiceClient interface {
 	GetConfig(ctx context.Context, in *GetConfigRequest, opts ...grpc.CallOption) (*GetConfigResponse, error)
 	// SetConfig changes a key that is safe to change while the master runs;
 	// any other key is refused with FAILED_PRECONDITION (an unknown key with
-	// INVALID_ARGUMENT).
+	// INVALID_ARGUMENT). The change is kept in <work-dir>/config-live.json
+	// and outlives a restart (source "live") until ResetConfig. The key
+	// checkpoint sets the checkpoint (now, RFC 3339, or epoch seconds).
 	SetConfig(ctx context.Context, in *SetConfigRequest, opts ...grpc.CallOption) (*SetConfigResponse, error)
+	// ResetConfig removes a live key's change: its value is again the one the
+	// master started with (flag, environment, file or default). The key
+	// checkpoint clears the checkpoint. Keys as SetConfig.
+	ResetConfig(ctx context.Context, in *ResetConfigRequest, opts ...grpc.CallOption) (*ResetConfigResponse, error)
 	// Audit starts an audit round on every Active worker now (one already
 	// running goes on; with content, a running round without content starts
 	// again with it). With wait it returns when the rounds (their repairs
@@ -198,6 +205,16 @@ func (c *masterServiceClient) SetConfig(ctx context.Context, in *SetConfigReques
 	return out, nil
 }
 
+func (c *masterServiceClient) ResetConfig(ctx context.Context, in *ResetConfigRequest, opts ...grpc.CallOption) (*ResetConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetConfigResponse)
+	err := c.cc.Invoke(ctx, MasterService_ResetConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *masterServiceClient) Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AuditResponse)
@@ -242,8 +259,14 @@ type MasterServiceServer interface {
 	GetConfig(context.Context, *GetConfigRequest) (*GetConfigResponse, error)
 	// SetConfig changes a key that is safe to change while the master runs;
 	// any other key is refused with FAILED_PRECONDITION (an unknown key with
-	// INVALID_ARGUMENT).
+	// INVALID_ARGUMENT). The change is kept in <work-dir>/config-live.json
+	// and outlives a restart (source "live") until ResetConfig. The key
+	// checkpoint sets the checkpoint (now, RFC 3339, or epoch seconds).
 	SetConfig(context.Context, *SetConfigRequest) (*SetConfigResponse, error)
+	// ResetConfig removes a live key's change: its value is again the one the
+	// master started with (flag, environment, file or default). The key
+	// checkpoint clears the checkpoint. Keys as SetConfig.
+	ResetConfig(context.Context, *ResetConfigRequest) (*ResetConfigResponse, error)
 	// Audit starts an audit round on every Active worker now (one already
 	// running goes on; with content, a running round without content starts
 	// again with it). With wait it returns when the rounds (their repairs
@@ -289,6 +312,9 @@ func (UnimplementedMasterServiceServer) GetConfig(context.Context, *GetConfigReq
 }
 func (UnimplementedMasterServiceServer) SetConfig(context.Context, *SetConfigRequest) (*SetConfigResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetConfig not implemented")
+}
+func (UnimplementedMasterServiceServer) ResetConfig(context.Context, *ResetConfigRequest) (*ResetConfigResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResetConfig not implemented")
 }
 func (UnimplementedMasterServiceServer) Audit(context.Context, *AuditRequest) (*AuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Audit not implemented")
@@ -487,6 +513,24 @@ func _MasterService_SetConfig_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MasterService_ResetConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MasterServiceServer).ResetConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MasterService_ResetConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MasterServiceServer).ResetConfig(ctx, req.(*ResetConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _MasterService_Audit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AuditRequest)
 	if err := dec(in); err != nil {
@@ -547,6 +591,10 @@ var MasterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetConfig",
 			Handler:    _MasterService_SetConfig_Handler,
+		},
+		{
+			MethodName: "ResetConfig",
+			Handler:    _MasterService_ResetConfig_Handler,
 		},
 		{
 			MethodName: "Audit",

@@ -1376,10 +1376,16 @@ type FileData struct {
 	// The file's whole new content.
 	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
 	// Permission bits (07777) applied after the owner.
-	Mode          uint32    `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
-	Uid           uint32    `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
-	Gid           uint32    `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
-	Mtime         *Timespec `protobuf:"bytes,6,opt,name=mtime,proto3" json:"mtime,omitempty"`
+	Mode  uint32    `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Uid   uint32    `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid   uint32    `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	Mtime *Timespec `protobuf:"bytes,6,opt,name=mtime,proto3" json:"mtime,omitempty"`
+	// clear_acl (sync-acls): the file has no extended POSIX ACL on the master;
+	// the slave removes the one its file has (system.posix_acl_access)
+	// before it sets the mode. A master sends it only to a slave with the
+	// capability "write-files-acl"; a file that has an ACL goes through
+	// rsync -A.
+	ClearAcl      bool `protobuf:"varint,7,opt,name=clear_acl,json=clearAcl,proto3" json:"clear_acl,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1454,6 +1460,13 @@ func (x *FileData) GetMtime() *Timespec {
 		return x.Mtime
 	}
 	return nil
+}
+
+func (x *FileData) GetClearAcl() bool {
+	if x != nil {
+		return x.ClearAcl
+	}
+	return false
 }
 
 type WriteFilesRequest struct {
@@ -3096,14 +3109,15 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\x0eMetaOpsRequest\x12+\n" +
 	"\x05metas\x18\x01 \x03(\v2\x15.georep.slave.v1.MetaR\x05metas\"L\n" +
 	"\x0fMetaOpsResponse\x129\n" +
-	"\bfailures\x18\x01 \x03(\v2\x1d.georep.slave.v1.EntryFailureR\bfailures\"\x9b\x01\n" +
+	"\bfailures\x18\x01 \x03(\v2\x1d.georep.slave.v1.EntryFailureR\bfailures\"\xb8\x01\n" +
 	"\bFileData\x12\x12\n" +
 	"\x04gfid\x18\x01 \x01(\tR\x04gfid\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x12\n" +
 	"\x04mode\x18\x03 \x01(\rR\x04mode\x12\x10\n" +
 	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\x05 \x01(\rR\x03gid\x12/\n" +
-	"\x05mtime\x18\x06 \x01(\v2\x19.georep.slave.v1.TimespecR\x05mtime\"D\n" +
+	"\x05mtime\x18\x06 \x01(\v2\x19.georep.slave.v1.TimespecR\x05mtime\x12\x1b\n" +
+	"\tclear_acl\x18\a \x01(\bR\bclearAcl\"D\n" +
 	"\x11WriteFilesRequest\x12/\n" +
 	"\x05files\x18\x01 \x03(\v2\x19.georep.slave.v1.FileDataR\x05files\"O\n" +
 	"\x12WriteFilesResponse\x129\n" +
