@@ -23,7 +23,9 @@ type pendingData struct {
 // soon as the entry op creating its gfid is applied: the sync jobs start
 // on the first batches while the slave applies the next ones. Files up to
 // small-file-size go whole through WriteFiles instead of rsync (not with
-// sync-acls: rsync ships the ACLs). It is driven by one goroutine
+// sync-acls: rsync ships the ACLs); larger ones the changelog creates (new,
+// so empty on the slave) each through a WriteFile stream when the slave
+// has one, at most sync-jobs at once (largefiles.go). It is driven by one goroutine
 // (processChangelog); the calls it launches report to it through results.
 type dataShipper struct {
 	w        *worker
@@ -35,10 +37,14 @@ type dataShipper struct {
 	prog     *progress
 	// Every goroutine launched sends exactly one result, and each carries
 	// at least one item.
-	results  chan map[gfid.GFID]error
-	writers  chan struct{} // WriteFiles calls in flight
-	readers  chan struct{} // WriteFiles batches being read
-	launched int
+	results chan map[gfid.GFID]error
+	writers chan struct{} // WriteFiles calls in flight
+	streams chan struct{} // WriteFile streams in flight
+	// largeMin: new files larger go through WriteFile (canStream).
+	largeMin  int64
+	canStream bool
+	readers   chan struct{} // WriteFiles batches being read
+	launched  int
 	// files and smallFiles count the files handed over, by either path
 	// and by WriteFiles.
 	files, smallFiles int
@@ -82,6 +88,8 @@ func (w *worker) newDataShipper(plan changelogPlan, snap *crawl.Snapshot, out *o
 	s.results = make(chan map[gfid.GFID]error, len(s.queue)+1)
 	s.writers = make(chan struct{}, max(1, w.cfg.SyncJobs))
 	s.readers = make(chan struct{}, max(1, w.cfg.SyncJobs))
+	s.streams = make(chan struct{}, max(1, w.cfg.SyncJobs))
+	s.largeMin, s.canStream = w.streams()
 	s.prog = &progress{start: time.Now(), entriesTotal: int64(len(plan.entries)), filesTotal: int64(len(s.queue)), bytesTotal: out.bytes}
 	return s
 }
@@ -109,6 +117,19 @@ func (s *dataShipper) launch(ctx context.Context, applied int) {
 			s.smallFiles++
 			continue
 		}
+		if s.canStream && q.ready > 0 && q.size > s.largeMin {
+			// Created by this changelog: empty on the slave, unless a
+			// replay finds it written (the slave says so, and rsync
+			// ships it).
+			s.launched++
+			go func() {
+				r := w.shipLarge(ctx, q.item, s.streams, s.wroteWhole)
+				s.prog.files.Add(1)
+				w.shipped(s.prog, []syncer.Item{q.item}, r, s.sizeOf)
+				s.results <- r
+			}()
+			continue
+		}
 		items = append(items, q.item)
 	}
 	if len(items) > 0 {
@@ -123,16 +144,20 @@ func (s *dataShipper) launch(ctx context.Context, applied int) {
 	for _, b := range small.done() {
 		s.launched++
 		go func() {
-			r := w.writeSmall(ctx, b, s.smallMax, s.readers, s.writers, func(g gfid.GFID) {
-				s.writtenMu.Lock()
-				s.writtenWhole[g] = true
-				s.writtenMu.Unlock()
-			})
+			r := w.writeSmall(ctx, b, s.smallMax, s.readers, s.writers, s.wroteWhole)
 			s.prog.files.Add(int64(len(b)))
 			w.shipped(s.prog, b, r, s.sizeOf)
 			s.results <- r
 		}()
 	}
+}
+
+// wroteWhole records that g was shipped with its metadata (WriteFiles,
+// WriteFile).
+func (s *dataShipper) wroteWhole(g gfid.GFID) {
+	s.writtenMu.Lock()
+	s.writtenWhole[g] = true
+	s.writtenMu.Unlock()
 }
 
 // resolved is called once the resolution rounds are over, with the number

@@ -86,6 +86,15 @@ func (c *slaveClient) auditCaps() (audit, owner bool) {
 	return c.haveAudit, c.haveOwner
 }
 
+// writeFileCap says whether the slave fills new files from a WriteFile
+// stream (capability "write-file"); an older slave, or a GlusterFS one, has
+// them shipped by rsync.
+func (c *slaveClient) writeFileCap() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.haveWrite
+}
+
 // slaveDirGone reports whether err, from Entries, says the directory is not
 // on the slave as a directory: no inode has its gfid (fs.ErrNotExist), its
 // gfid is not a directory there (ops.ErrNotDir), or its name there holds
@@ -150,6 +159,7 @@ type slaveClient struct {
 	haveWalk   bool // Walk
 	haveAudit  bool // Audit
 	haveOwner  bool // the slave applies owners (it runs as root)
+	haveWrite  bool // WriteFile: new files filled from a stream
 	parkEmpty  bool // the park held nothing at the handshake
 	leaseEpoch uint64
 	setStime   time.Time // the replica set's stime the slave's lease holds
@@ -331,7 +341,7 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 	c.session = resp.GetSessionId()
 	c.slaveVol = resp.GetSlaveVolumeId()
 	c.maxBatch = int(resp.GetMaxBatch())
-	c.haveRsync, c.haveApply, c.haveWalk, c.haveAudit, c.haveOwner = false, false, false, false, false
+	c.haveRsync, c.haveApply, c.haveWalk, c.haveAudit, c.haveOwner, c.haveWrite = false, false, false, false, false, false
 	for _, cap := range resp.GetCapabilities() {
 		switch cap {
 		case "rsync":
@@ -344,6 +354,8 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 			c.haveAudit = true
 		case "owner":
 			c.haveOwner = true
+		case "write-file":
+			c.haveWrite = true
 		}
 	}
 	c.parkEmpty = resp.GetParkEmpty()
