@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/georep/georep/master/catalog"
@@ -48,6 +49,7 @@ type dataShipper struct {
 	// files and smallFiles count the files handed over, by either path
 	// and by WriteFiles.
 	files, smallFiles int
+	streamed          atomic.Int64 // files WriteFile wrote
 	launchedData      map[gfid.GFID]bool
 	writtenMu         sync.Mutex
 	writtenWhole      map[gfid.GFID]bool // shipped by WriteFiles, metadata included
@@ -123,7 +125,10 @@ func (s *dataShipper) launch(ctx context.Context, applied int) {
 			// ships it).
 			s.launched++
 			go func() {
-				r := w.shipLarge(ctx, q.item, s.streams, s.wroteWhole)
+				r := w.shipLarge(ctx, q.item, s.streams, func(g gfid.GFID) {
+					s.streamed.Add(1)
+					s.wroteWhole(g)
+				})
 				s.prog.files.Add(1)
 				w.shipped(s.prog, []syncer.Item{q.item}, r, s.sizeOf)
 				s.results <- r
