@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/status"
 
 	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc/gfid"
@@ -122,6 +123,12 @@ func (w *worker) streamFile(ctx context.Context, it syncer.Item) error {
 		return fmt.Errorf("%w: %w", err, errToRsync)
 	case errors.Is(err, syscall.EEXIST):
 		return fmt.Errorf("%w: %w", err, errToRsync)
+	}
+	var errno syscall.Errno
+	if _, ok := status.FromError(err); ok && errors.As(err, &errno) {
+		// The slave's errno (what classify calls the slave side), not
+		// one of reading the source.
+		return &slaveErrno{errno: errno, err: err}
 	}
 	return err
 }
