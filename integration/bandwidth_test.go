@@ -19,39 +19,49 @@ import (
 // 50 ms of it, at least 16 KiB (rpc/bwlimit).
 func bwBurst(rate float64) float64 { return max(rate/20, 16<<10) }
 
-// bwTree fills a fresh source with big files (rsync's path, through the
-// tunnels) and small ones (WriteFiles, in the master's gRPC connection):
-// bigMiB MiB in 4 MiB files and smallMiB MiB in 128 KiB files.
+// bwTree fills a fresh source with big files and small ones (WriteFiles,
+// in the master's gRPC connection): bigMiB MiB in 4 MiB files and smallMiB
+// MiB in 128 KiB files. Of the big files, the even ones are dense (new
+// files: the WriteFile stream, in the master's gRPC connection) and the odd
+// ones begin with a hole of 1 MiB (rsync's path, through the tunnels).
 func bwTree(t *testing.T, bigMiB, smallMiB int) (string, int64) {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "src")
 	rng := rand.New(rand.NewPCG(16, 3))
 	var total int64
-	write := func(dir string, i, size int) {
-		b := make([]byte, size)
+	write := func(dir string, i, size, hole int) {
+		b := make([]byte, size-hole)
 		for j := range b {
 			b[j] = byte(rng.Uint32())
 		}
 		if err := os.MkdirAll(filepath.Join(src, dir), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(src, dir, fmt.Sprintf("f%03d", i)), b, 0o644); err != nil {
+		f, err := os.Create(filepath.Join(src, dir, fmt.Sprintf("f%03d", i)))
+		if err == nil {
+			_, err = f.WriteAt(b, int64(hole))
+		}
+		if err == nil {
+			err = f.Close()
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 		total += int64(size)
 	}
 	for i := range bigMiB / 4 {
-		write("big", i, 4<<20)
+		write("big", i, 4<<20, (i%2)<<20)
 	}
 	for i := range smallMiB * 8 {
-		write(fmt.Sprintf("small%d", i%4), i, 128<<10)
+		write(fmt.Sprintf("small%d", i%4), i, 128<<10, 0)
 	}
 	return src, total
 }
 
 // TestBandwidthLimit: with --bandwidth-limit, what the master sends to
-// the slave — its gRPC connection (entry ops, small files in WriteFiles)
-// and the rsync tunnels (big files) together — stays under the limit: the
+// the slave — its gRPC connection (entry ops, small files in WriteFiles,
+// new big files in WriteFile streams) and the rsync tunnels (big files
+// with holes) together — stays under the limit: the
 // bytes a proxy in front of the slave saw come from the master, over the
 // time the --oneshot run took, are at most the rate (and one burst), and
 // at least half of it. Then live: a daemon started at 1MiB/s keeps to it

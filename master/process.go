@@ -144,7 +144,7 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 		level = slog.LevelDebug // a live pass per change: too many for info
 	}
 	w.log.Log(ctx, level, "changelog processed", "changelog", filepath.Base(path), "entries", len(plan.entries), "entry_ops_time", tEntries,
-		"metas", len(metas), "meta_ops_time", tMeta, "files", ship.files, "small_files", ship.smallFiles, "bytes", out.bytes, "total_time", time.Since(t0),
+		"metas", len(metas), "meta_ops_time", tMeta, "files", ship.files, "small_files", ship.smallFiles, "streamed_files", ship.streamed.Load(), "bytes", out.bytes, "total_time", time.Since(t0),
 		"failures", len(out.failed))
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/georep/georep/master/catalog"
@@ -24,7 +25,9 @@ type pendingData struct {
 // on the first batches while the slave applies the next ones. Files up to
 // small-file-size go whole through WriteFiles instead of rsync (with
 // sync-acls, those without an ACL, to a slave that clears the one its file
-// has; the others go through rsync -A). It is driven by one goroutine
+// has; the others go through rsync -A); larger ones the changelog creates
+// (new, so empty on the slave) each through a WriteFile stream when the
+// slave has one, at most sync-jobs at once (largefiles.go). It is driven by one goroutine
 // (processChangelog); the calls it launches report to it through results.
 type dataShipper struct {
 	w        *worker
@@ -36,13 +39,18 @@ type dataShipper struct {
 	prog     *progress
 	// Every goroutine launched sends exactly one result, and each carries
 	// at least one item.
-	results  chan map[gfid.GFID]error
-	writers  chan struct{} // WriteFiles calls in flight
-	readers  chan struct{} // WriteFiles batches being read
-	launched int
+	results chan map[gfid.GFID]error
+	writers chan struct{} // WriteFiles calls in flight
+	streams chan struct{} // WriteFile streams in flight
+	// largeMin: new files larger go through WriteFile (canStream).
+	largeMin  int64
+	canStream bool
+	readers   chan struct{} // WriteFiles batches being read
+	launched  int
 	// files and smallFiles count the files handed over, by either path
 	// and by WriteFiles.
 	files, smallFiles int
+	streamed          atomic.Int64 // files WriteFile wrote
 	launchedData      map[gfid.GFID]bool
 	writtenMu         sync.Mutex
 	writtenWhole      map[gfid.GFID]bool // shipped by WriteFiles, metadata included
@@ -83,6 +91,8 @@ func (w *worker) newDataShipper(plan changelogPlan, snap *crawl.Snapshot, out *o
 	s.results = make(chan map[gfid.GFID]error, len(s.queue)+1)
 	s.writers = make(chan struct{}, max(1, w.cfg.SyncJobs))
 	s.readers = make(chan struct{}, max(1, w.cfg.SyncJobs))
+	s.streams = make(chan struct{}, max(1, w.cfg.SyncJobs))
+	s.largeMin, s.canStream = w.streams()
 	s.prog = &progress{start: time.Now(), entriesTotal: int64(len(plan.entries)), filesTotal: int64(len(s.queue)), bytesTotal: out.bytes}
 	return s
 }
@@ -110,6 +120,22 @@ func (s *dataShipper) launch(ctx context.Context, applied int) {
 			s.smallFiles++
 			continue
 		}
+		if s.canStream && q.ready > 0 && q.size > s.largeMin {
+			// Created by this changelog: empty on the slave, unless a
+			// replay finds it written (the slave says so, and rsync
+			// ships it).
+			s.launched++
+			go func() {
+				r := w.shipLarge(ctx, q.item, s.streams, func(g gfid.GFID) {
+					s.streamed.Add(1)
+					s.wroteWhole(g)
+				})
+				s.prog.files.Add(1)
+				w.shipped(s.prog, []syncer.Item{q.item}, r, s.sizeOf)
+				s.results <- r
+			}()
+			continue
+		}
 		items = append(items, q.item)
 	}
 	if len(items) > 0 {
@@ -124,16 +150,20 @@ func (s *dataShipper) launch(ctx context.Context, applied int) {
 	for _, b := range small.done() {
 		s.launched++
 		go func() {
-			r := w.writeSmall(ctx, b, s.smallMax, s.readers, s.writers, func(g gfid.GFID) {
-				s.writtenMu.Lock()
-				s.writtenWhole[g] = true
-				s.writtenMu.Unlock()
-			})
+			r := w.writeSmall(ctx, b, s.smallMax, s.readers, s.writers, s.wroteWhole)
 			s.prog.files.Add(int64(len(b)))
 			w.shipped(s.prog, b, r, s.sizeOf)
 			s.results <- r
 		}()
 	}
+}
+
+// wroteWhole records that g was shipped with its metadata (WriteFiles,
+// WriteFile).
+func (s *dataShipper) wroteWhole(g gfid.GFID) {
+	s.writtenMu.Lock()
+	s.writtenWhole[g] = true
+	s.writtenMu.Unlock()
 }
 
 // resolved is called once the resolution rounds are over, with the number

@@ -98,6 +98,15 @@ func (c *slaveClient) auditCaps() (audit, owner bool) {
 	return c.haveAudit, c.haveOwner
 }
 
+// writeFileCap says whether the slave fills new files from a WriteFile
+// stream (capability "write-file"); an older slave, or a GlusterFS one, has
+// them shipped by rsync.
+func (c *slaveClient) writeFileCap() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.haveWrite
+}
+
 // slaveDirGone reports whether err, from Entries, says the directory is not
 // on the slave as a directory: no inode has its gfid (fs.ErrNotExist), its
 // gfid is not a directory there (ops.ErrNotDir), or its name there holds
@@ -163,6 +172,7 @@ type slaveClient struct {
 	haveAudit  bool // Audit
 	haveOwner  bool // the slave applies owners (it runs as root)
 	haveACL    bool // WriteFiles clears a file's ACL when asked (write-files-acl)
+	haveWrite  bool // WriteFile: new files filled from a stream
 	parkEmpty  bool // the park held nothing at the handshake
 	leaseEpoch uint64
 	setStime   time.Time // the replica set's stime the slave's lease holds
@@ -363,7 +373,7 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 	c.session = resp.GetSessionId()
 	c.slaveVol = resp.GetSlaveVolumeId()
 	c.maxBatch = int(resp.GetMaxBatch())
-	c.haveRsync, c.haveApply, c.haveWalk, c.haveAudit, c.haveOwner, c.haveACL = false, false, false, false, false, false
+	c.haveRsync, c.haveApply, c.haveWalk, c.haveAudit, c.haveOwner, c.haveACL, c.haveWrite = false, false, false, false, false, false, false
 	for _, cap := range resp.GetCapabilities() {
 		switch cap {
 		case "rsync":
@@ -378,6 +388,8 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 			c.haveOwner = true
 		case "write-files-acl":
 			c.haveACL = true
+		case "write-file":
+			c.haveWrite = true
 		}
 	}
 	c.parkEmpty = resp.GetParkEmpty()

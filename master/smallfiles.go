@@ -172,30 +172,42 @@ func (w *worker) sameFile(it syncer.Item, key catalog.Key) error {
 // With acls (sync-acls), a file with a POSIX access ACL is errNotSmall, and
 // one without is read with ClearACL: the slave's file must have none.
 func readSmall(path string, limit int64, acls bool) (ops.FileData, catalog.Key, error) {
-	if fi, err := os.Lstat(path); err != nil {
-		return ops.FileData{}, catalog.Key{}, err
-	} else if !fi.Mode().IsRegular() {
-		return ops.FileData{}, catalog.Key{}, fmt.Errorf("%s: not a regular file any more", path)
-	}
-	// O_NONBLOCK: a fifo swapped in since the lstat must not block the open.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	f, key, err := openSource(path)
 	if err != nil {
 		return ops.FileData{}, catalog.Key{}, err
 	}
 	defer f.Close()
-	var stx unix.Statx_t
-	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_STATX_SYNC_AS_STAT, unix.STATX_INO|unix.STATX_BTIME, &stx); err != nil {
-		return ops.FileData{}, catalog.Key{}, err
-	}
-	key := catalog.Key{Ino: stx.Ino} // as the crawl keys inodes
-	if stx.Mask&unix.STATX_BTIME != 0 {
-		key.BtimeNs = stx.Btime.Sec*1e9 + int64(stx.Btime.Nsec)
-	}
 	fd, err := readSmallFd(f, path, limit)
 	if err == nil && acls {
 		fd.ClearACL, err = hasNoACL(f)
 	}
 	return fd, key, err
+}
+
+// openSource opens the regular file at path for reading, without following
+// a symlink or blocking on a fifo swapped in, and returns it with the
+// catalog key of the inode opened.
+func openSource(path string) (*os.File, catalog.Key, error) {
+	if fi, err := os.Lstat(path); err != nil {
+		return nil, catalog.Key{}, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, catalog.Key{}, fmt.Errorf("%s: not a regular file any more", path)
+	}
+	// O_NONBLOCK: a fifo swapped in since the lstat must not block the open.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, catalog.Key{}, err
+	}
+	var stx unix.Statx_t
+	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_STATX_SYNC_AS_STAT, unix.STATX_INO|unix.STATX_BTIME, &stx); err != nil {
+		f.Close()
+		return nil, catalog.Key{}, err
+	}
+	key := catalog.Key{Ino: stx.Ino} // as the crawl keys inodes
+	if stx.Mask&unix.STATX_BTIME != 0 {
+		key.BtimeNs = stx.Btime.Sec*1e9 + int64(stx.Btime.Nsec)
+	}
+	return f, key, nil
 }
 
 func readSmallFd(f *os.File, path string, limit int64) (ops.FileData, error) {

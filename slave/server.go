@@ -67,6 +67,7 @@ type service struct {
 	rsyncSlots chan struct{}
 	maxBatch   int
 	log        *slog.Logger
+	writes     writing // the gfids WriteFile streams are filling
 }
 
 func (s *service) Handshake(ctx context.Context, req *slavev1.HandshakeRequest) (*slavev1.HandshakeResponse, error) {
@@ -115,6 +116,9 @@ func (s *service) Handshake(ctx context.Context, req *slavev1.HandshakeRequest) 
 	}
 	if _, ok := s.replica.(auditor); ok {
 		caps = append(caps, "audit")
+	}
+	if _, ok := s.writesStreams(); ok {
+		caps = append(caps, "write-file")
 	}
 	if os.Geteuid() == 0 {
 		caps = append(caps, "owner") // owners are applied: the audit compares them
@@ -505,6 +509,7 @@ var mutating = map[string]bool{
 	slavev1.SlaveService_Purge_FullMethodName:      true,
 	slavev1.SlaveService_WriteFiles_FullMethodName: true,
 	slavev1.SlaveService_Rsync_FullMethodName:      true,
+	slavev1.SlaveService_WriteFile_FullMethodName:  true,
 	slavev1.SlaveService_Apply_FullMethodName:      true,
 	slavev1.SlaveService_Release_FullMethodName:    true,
 }

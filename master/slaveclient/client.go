@@ -24,11 +24,14 @@ import (
 	"syscall"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/rpc/rawcodec"
 	"github.com/georep/georep/rpc/wire"
 )
 
@@ -100,6 +103,68 @@ func (c *Client) WriteFiles(ctx context.Context, files []ops.FileData) ([]ops.Fa
 		return nil, fmt.Errorf("write files: %w", wire.FromStatus(err))
 	}
 	return failures("write files", resp.GetFailures(), len(files))
+}
+
+// fileChunk is the most file data one WriteFile message carries.
+const fileChunk = 1 << 20
+
+// filePool holds the buffers WriteFile reads a file into: each goes to
+// gRPC as it is (rawcodec, no copy) and comes back once written.
+var filePool = rawcodec.NewPool(fileChunk)
+
+// fileDataField is WriteFileRequest's data field: a message of it alone
+// is what rawcodec sends from the buffers read.
+var fileDataField = protowire.Number((&slavev1.WriteFileRequest{}).ProtoReflect().Descriptor().Fields().ByName("data").Number())
+
+// WriteFile fills the empty regular file g on the slave (capability
+// "write-file") with exactly size bytes read from r, in order, then gives
+// it the attributes attrs returns, which it calls once r is read (so that
+// they are those of what was read). An error of r or attrs, or r ending
+// before size bytes, ends the stream without End: the slave leaves the
+// file empty. A file that holds data on the slave fails at once with an
+// error matching syscall.EEXIST.
+func (c *Client) WriteFile(ctx context.Context, g gfid.GFID, size int64, r io.Reader, attrs func() (ops.FileAttrs, error)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // a stream given up: the slave sees it cancelled
+	stream, err := c.api.WriteFile(c.ctx(ctx))
+	if err != nil {
+		return fmt.Errorf("write file %s: %w", g, wire.FromStatus(err))
+	}
+	// closed: the slave ended the call (a refusal); its status says why.
+	closed := func(err error) error {
+		if errors.Is(err, io.EOF) {
+			_, err = stream.CloseAndRecv()
+		}
+		return fmt.Errorf("write file %s: %w", g, wire.FromStatus(err))
+	}
+	start := &slavev1.WriteFileRequest{Msg: &slavev1.WriteFileRequest_Start{Start: &slavev1.WriteFileStart{Gfid: g.String(), Size: uint64(size)}}}
+	if err := stream.Send(start); err != nil {
+		return closed(err)
+	}
+	for left := size; left > 0; {
+		n := int(min(left, fileChunk))
+		buf := filePool.Get(n)
+		if _, err := io.ReadFull(r, *buf); err != nil {
+			filePool.Put(buf)
+			return fmt.Errorf("write file %s: read at %d of %d bytes: %w", g, size-left, size, err)
+		}
+		left -= int64(n)
+		// The wire bytes of WriteFileRequest{Data: buf}; gRPC frees buf.
+		if err := stream.SendMsg(&rawcodec.Bytes{Field: fileDataField, Data: mem.BufferSlice{mem.NewBuffer(buf, filePool)}}); err != nil {
+			return closed(err)
+		}
+	}
+	a, err := attrs()
+	if err != nil {
+		return fmt.Errorf("write file %s: %w", g, err)
+	}
+	if err := stream.Send(&slavev1.WriteFileRequest{Msg: &slavev1.WriteFileRequest_End{End: wire.FileAttrsToProto(a)}}); err != nil {
+		return closed(err)
+	}
+	if _, err := stream.CloseAndRecv(); err != nil {
+		return fmt.Errorf("write file %s: %w", g, wire.FromStatus(err))
+	}
+	return nil
 }
 
 // Entries lists the directory dir.

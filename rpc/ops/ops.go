@@ -113,6 +113,18 @@ type FileData struct {
 	ClearACL bool
 }
 
+// FileAttrs are what a file written from a stream (the slave's WriteFile)
+// is given once its data is in: owner, then the access ACL (with SetACL:
+// ACL, the raw value of system.posix_acl_access; empty removes it), then
+// the permission bits (07777), then the mtime.
+type FileAttrs struct {
+	Mode     uint32
+	UID, GID uint32
+	Mtime    time.Time
+	SetACL   bool
+	ACL      []byte
+}
+
 // Type is the file type the entry creates (CREATE, MKDIR, MKNOD, SYMLINK;
 // regular for any other op).
 func (e Entry) Type() FileType {

@@ -214,6 +214,18 @@ func FileDataFromProto(pf *slavev1.FileData) (ops.FileData, error) {
 	}, nil
 }
 
+// FileAttrsToProto returns the End message of a WriteFile stream that sets a.
+func FileAttrsToProto(a ops.FileAttrs) *slavev1.WriteFileEnd {
+	return &slavev1.WriteFileEnd{Mode: a.Mode, Uid: a.UID, Gid: a.GID, Mtime: TimeToProto(a.Mtime), SetAcl: a.SetACL, Acl: a.ACL}
+}
+
+// FileAttrsFromProto returns the attributes an End message sets; its Mtime
+// is the zero time when pe has none.
+func FileAttrsFromProto(pe *slavev1.WriteFileEnd) ops.FileAttrs {
+	return ops.FileAttrs{Mode: pe.GetMode(), UID: pe.GetUid(), GID: pe.GetGid(), Mtime: TimeFromProto(pe.GetMtime()),
+		SetACL: pe.GetSetAcl(), ACL: pe.GetAcl()}
+}
+
 // FailureToProto returns f as a protocol EntryFailure (Index is f.Index).
 func FailureToProto(f ops.Failure) *slavev1.EntryFailure {
 	pf := &slavev1.EntryFailure{Index: uint32(f.Index), Errno: int32(f.Errno), Message: f.Message}

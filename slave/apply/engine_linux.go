@@ -131,6 +131,10 @@ type Config struct {
 	NoSpecialXattrs bool
 	// Closed is the error of every call after Close.
 	Closed error
+	// StreamWrites lets OpenWriter fill new files from a stream (the plain
+	// replica; a GlusterFS volume leaves its large files to rsync, the path
+	// its tests have proven).
+	StreamWrites bool
 }
 
 // Engine applies entry ops, meta ops and whole-file writes, answers Stat,

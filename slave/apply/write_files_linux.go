@@ -28,9 +28,6 @@ func (en *Engine) WriteFiles(ctx context.Context, files []ops.FileData) []ops.Fa
 	})
 }
 
-// aclAccessXattr holds a file's POSIX access ACL.
-const aclAccessXattr = "system.posix_acl_access"
-
 // ErrUnknownFile is the failure of a write to a gfid the replica holds no
 // regular file of.
 func ErrUnknownFile(g gfid.GFID) error {
@@ -68,42 +65,52 @@ func (en *Engine) writeFile(f ops.FileData) error {
 		}
 		b = b[n:]
 	}
-	// Owner and mode as in applyMeta: changed only when st (before the
-	// write) differs; the truncate or write may have cleared setuid and setgid,
-	// so a mode with either is always set again.
+	// ClearACL (sync-acls): the master's file has no extended ACL; one an
+	// earlier rsync -A gave this file goes (SetACL without an ACL).
+	return setFileAttrs(fd, st, ops.FileAttrs{Mode: f.Mode, UID: f.UID, GID: f.GID, Mtime: f.Mtime, SetACL: f.ClearACL}, st.Size != 0 || len(f.Data) > 0)
+}
+
+// setFileAttrs gives the regular file fd, whose stat before it was written
+// is st, the owner, access ACL, mode and mtime of a (in that order, so that
+// setuid and setgid stick). Owner and mode as in applyMeta: changed only
+// when st differs; a truncate or write (written) may have cleared setuid
+// and setgid, so a mode with either is then always set again.
+func setFileAttrs(fd int, st unix.Stat_t, a ops.FileAttrs, written bool) error {
 	n := FdNode(fd)
-	if f.ClearACL {
-		// The master's file has no extended ACL (sync-acls): one an
-		// earlier rsync -A gave this file goes, before the mode is set
-		// (with an ACL, chmod would set its mask instead).
-		// Removing it leaves the mode bits as they are: the chmod below
-		// compares them as before.
-		switch err := eintr.Retry(func() error { return unix.Fremovexattr(fd, aclAccessXattr) }); {
-		case err == nil:
-		case errors.Is(err, unix.ENODATA), errors.Is(err, unix.EOPNOTSUPP):
-			// none, or the filesystem has no ACLs
-		default:
-			return fmt.Errorf("removing the ACL: %w", err)
-		}
-	}
 	chowned := false
-	if st.Uid != f.UID || st.Gid != f.GID {
-		if err := n.Chown(f.UID, f.GID); err != nil {
-			return fmt.Errorf("chown %d:%d: %w", f.UID, f.GID, err)
+	if st.Uid != a.UID || st.Gid != a.GID {
+		if err := n.Chown(a.UID, a.GID); err != nil {
+			return fmt.Errorf("chown %d:%d: %w", a.UID, a.GID, err)
 		}
 		chowned = true
 	}
-	if NeedChmod(st.Mode, f.Mode, chowned || st.Size != 0 || len(f.Data) > 0) {
-		if err := n.Chmod(f.Mode & 0o7777); err != nil {
-			return fmt.Errorf("chmod %#o: %w", f.Mode&0o7777, err)
+	acl := false
+	if a.SetACL {
+		var err error
+		if len(a.ACL) > 0 {
+			err = n.Setxattr(aclAccess, a.ACL)
+		} else if err = n.Removexattr(aclAccess); errors.Is(err, unix.ENODATA) || errors.Is(err, unix.EOPNOTSUPP) {
+			err = nil // none, or the filesystem has no ACLs
+		}
+		if err != nil {
+			return fmt.Errorf("access ACL: %w", err)
+		}
+		acl = true // it sets the mode's group bits (the mask)
+	}
+	if acl || NeedChmod(st.Mode, a.Mode, chowned || written) {
+		if err := n.Chmod(a.Mode & 0o7777); err != nil {
+			return fmt.Errorf("chmod %#o: %w", a.Mode&0o7777, err)
 		}
 	}
-	mt := f.Mtime
+	mt := a.Mtime
 	if err := n.Utimes(nil, &mt); err != nil {
 		return fmt.Errorf("setting times: %w", err)
 	}
 	return nil
 }
+
+// aclAccess is the xattr holding a file's access ACL (what rsync -A sets).
+const aclAccess = "system.posix_acl_access"
 
 // CheckOpened returns fd when it is open on the regular file lst described
 // (what was looked at before opening); otherwise it closes fd and fails,

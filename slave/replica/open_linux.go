@@ -100,6 +100,7 @@ func Open(root string, log *slog.Logger) (*Replica, error) {
 		Workers:         parallelWorkers,
 		Namespace:       ns,
 		NoSpecialXattrs: !asRoot,
+		StreamWrites:    true,
 		Closed:          fmt.Errorf("replica %s: %w", abs, os.ErrClosed),
 	}
 	return &Replica{Engine: apply.New(r, cfg, log), s: r}, nil

@@ -266,7 +266,7 @@ type HandshakeResponse struct {
 	SessionId    string `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	LeaseSeconds uint32 `protobuf:"varint,4,opt,name=lease_seconds,json=leaseSeconds,proto3" json:"lease_seconds,omitempty"`
 	// Capabilities of this slave: "xattrs", "acls", "mknod", "rsync",
-	// "apply" (the Apply stream), "walk" (Walk).
+	// "apply" (the Apply stream), "walk" (Walk), "write-file" (WriteFile).
 	Capabilities []string `protobuf:"bytes,5,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
 	// Maximum entries in one EntryOps or MetaOps batch.
 	MaxBatch uint32 `protobuf:"varint,6,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
@@ -1558,6 +1558,282 @@ func (x *WriteFilesResponse) GetFailures() []*EntryFailure {
 	return nil
 }
 
+type WriteFileStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gfid of a regular file the replica holds, empty.
+	Gfid string `protobuf:"bytes,1,opt,name=gfid,proto3" json:"gfid,omitempty"`
+	// How many bytes of data follow; more is refused, fewer fails at End.
+	Size          uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteFileStart) Reset() {
+	*x = WriteFileStart{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteFileStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteFileStart) ProtoMessage() {}
+
+func (x *WriteFileStart) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteFileStart.ProtoReflect.Descriptor instead.
+func (*WriteFileStart) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *WriteFileStart) GetGfid() string {
+	if x != nil {
+		return x.Gfid
+	}
+	return ""
+}
+
+func (x *WriteFileStart) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+type WriteFileEnd struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Permission bits (07777) applied after the owner and the ACL.
+	Mode  uint32    `protobuf:"varint,1,opt,name=mode,proto3" json:"mode,omitempty"`
+	Uid   uint32    `protobuf:"varint,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid   uint32    `protobuf:"varint,3,opt,name=gid,proto3" json:"gid,omitempty"`
+	Mtime *Timespec `protobuf:"bytes,4,opt,name=mtime,proto3" json:"mtime,omitempty"`
+	// With set_acl, the file's access ACL becomes acl, the raw value of the
+	// xattr system.posix_acl_access (numeric ids, as rsync --numeric-ids
+	// -A); an empty acl removes it (the mode alone then says the access).
+	SetAcl        bool   `protobuf:"varint,5,opt,name=set_acl,json=setAcl,proto3" json:"set_acl,omitempty"`
+	Acl           []byte `protobuf:"bytes,6,opt,name=acl,proto3" json:"acl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteFileEnd) Reset() {
+	*x = WriteFileEnd{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteFileEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteFileEnd) ProtoMessage() {}
+
+func (x *WriteFileEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteFileEnd.ProtoReflect.Descriptor instead.
+func (*WriteFileEnd) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *WriteFileEnd) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *WriteFileEnd) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *WriteFileEnd) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *WriteFileEnd) GetMtime() *Timespec {
+	if x != nil {
+		return x.Mtime
+	}
+	return nil
+}
+
+func (x *WriteFileEnd) GetSetAcl() bool {
+	if x != nil {
+		return x.SetAcl
+	}
+	return false
+}
+
+func (x *WriteFileEnd) GetAcl() []byte {
+	if x != nil {
+		return x.Acl
+	}
+	return nil
+}
+
+type WriteFileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*WriteFileRequest_Start
+	//	*WriteFileRequest_Data
+	//	*WriteFileRequest_End
+	Msg           isWriteFileRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteFileRequest) Reset() {
+	*x = WriteFileRequest{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteFileRequest) ProtoMessage() {}
+
+func (x *WriteFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteFileRequest.ProtoReflect.Descriptor instead.
+func (*WriteFileRequest) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *WriteFileRequest) GetMsg() isWriteFileRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *WriteFileRequest) GetStart() *WriteFileStart {
+	if x != nil {
+		if x, ok := x.Msg.(*WriteFileRequest_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *WriteFileRequest) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*WriteFileRequest_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+func (x *WriteFileRequest) GetEnd() *WriteFileEnd {
+	if x != nil {
+		if x, ok := x.Msg.(*WriteFileRequest_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
+type isWriteFileRequest_Msg interface {
+	isWriteFileRequest_Msg()
+}
+
+type WriteFileRequest_Start struct {
+	Start *WriteFileStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type WriteFileRequest_Data struct {
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+}
+
+type WriteFileRequest_End struct {
+	End *WriteFileEnd `protobuf:"bytes,3,opt,name=end,proto3,oneof"`
+}
+
+func (*WriteFileRequest_Start) isWriteFileRequest_Msg() {}
+
+func (*WriteFileRequest_Data) isWriteFileRequest_Msg() {}
+
+func (*WriteFileRequest_End) isWriteFileRequest_Msg() {}
+
+type WriteFileResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteFileResponse) Reset() {
+	*x = WriteFileResponse{}
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteFileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteFileResponse) ProtoMessage() {}
+
+func (x *WriteFileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteFileResponse.ProtoReflect.Descriptor instead.
+func (*WriteFileResponse) Descriptor() ([]byte, []int) {
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{24}
+}
+
 type SetXtimeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Gfid          string                 `protobuf:"bytes,1,opt,name=gfid,proto3" json:"gfid,omitempty"`
@@ -1569,7 +1845,7 @@ type SetXtimeRequest struct {
 
 func (x *SetXtimeRequest) Reset() {
 	*x = SetXtimeRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1857,7 @@ func (x *SetXtimeRequest) String() string {
 func (*SetXtimeRequest) ProtoMessage() {}
 
 func (x *SetXtimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[21]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1870,7 @@ func (x *SetXtimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetXtimeRequest.ProtoReflect.Descriptor instead.
 func (*SetXtimeRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{21}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetXtimeRequest) GetGfid() string {
@@ -1626,7 +1902,7 @@ type SetXtimeResponse struct {
 
 func (x *SetXtimeResponse) Reset() {
 	*x = SetXtimeResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1914,7 @@ func (x *SetXtimeResponse) String() string {
 func (*SetXtimeResponse) ProtoMessage() {}
 
 func (x *SetXtimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[22]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1927,7 @@ func (x *SetXtimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetXtimeResponse.ProtoReflect.Descriptor instead.
 func (*SetXtimeResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{22}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{26}
 }
 
 type XtimeRequest struct {
@@ -1664,7 +1940,7 @@ type XtimeRequest struct {
 
 func (x *XtimeRequest) Reset() {
 	*x = XtimeRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +1952,7 @@ func (x *XtimeRequest) String() string {
 func (*XtimeRequest) ProtoMessage() {}
 
 func (x *XtimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[23]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +1965,7 @@ func (x *XtimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use XtimeRequest.ProtoReflect.Descriptor instead.
 func (*XtimeRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{23}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *XtimeRequest) GetGfid() string {
@@ -1716,7 +1992,7 @@ type XtimeResponse struct {
 
 func (x *XtimeResponse) Reset() {
 	*x = XtimeResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1728,7 +2004,7 @@ func (x *XtimeResponse) String() string {
 func (*XtimeResponse) ProtoMessage() {}
 
 func (x *XtimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[24]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1741,7 +2017,7 @@ func (x *XtimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use XtimeResponse.ProtoReflect.Descriptor instead.
 func (*XtimeResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{24}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *XtimeResponse) GetXtime() *Timespec {
@@ -1763,7 +2039,7 @@ type PurgeRequest struct {
 
 func (x *PurgeRequest) Reset() {
 	*x = PurgeRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +2051,7 @@ func (x *PurgeRequest) String() string {
 func (*PurgeRequest) ProtoMessage() {}
 
 func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[25]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +2064,7 @@ func (x *PurgeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeRequest.ProtoReflect.Descriptor instead.
 func (*PurgeRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{25}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PurgeRequest) GetPargfid() string {
@@ -1822,7 +2098,7 @@ type PurgeResponse struct {
 
 func (x *PurgeResponse) Reset() {
 	*x = PurgeResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1834,7 +2110,7 @@ func (x *PurgeResponse) String() string {
 func (*PurgeResponse) ProtoMessage() {}
 
 func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[26]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1847,7 +2123,7 @@ func (x *PurgeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeResponse.ProtoReflect.Descriptor instead.
 func (*PurgeResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{26}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PurgeResponse) GetRemoved() uint64 {
@@ -1874,7 +2150,7 @@ type Attr struct {
 
 func (x *Attr) Reset() {
 	*x = Attr{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1886,7 +2162,7 @@ func (x *Attr) String() string {
 func (*Attr) ProtoMessage() {}
 
 func (x *Attr) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[27]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1899,7 +2175,7 @@ func (x *Attr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attr.ProtoReflect.Descriptor instead.
 func (*Attr) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{27}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Attr) GetType() FileType {
@@ -1977,7 +2253,7 @@ type DirEntry struct {
 
 func (x *DirEntry) Reset() {
 	*x = DirEntry{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2265,7 @@ func (x *DirEntry) String() string {
 func (*DirEntry) ProtoMessage() {}
 
 func (x *DirEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[28]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2278,7 @@ func (x *DirEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirEntry.ProtoReflect.Descriptor instead.
 func (*DirEntry) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{28}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DirEntry) GetName() []byte {
@@ -2035,7 +2311,7 @@ type EntriesRequest struct {
 
 func (x *EntriesRequest) Reset() {
 	*x = EntriesRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2323,7 @@ func (x *EntriesRequest) String() string {
 func (*EntriesRequest) ProtoMessage() {}
 
 func (x *EntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[29]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2336,7 @@ func (x *EntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntriesRequest.ProtoReflect.Descriptor instead.
 func (*EntriesRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{29}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *EntriesRequest) GetGfid() string {
@@ -2079,7 +2355,7 @@ type EntriesResponse struct {
 
 func (x *EntriesResponse) Reset() {
 	*x = EntriesResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2367,7 @@ func (x *EntriesResponse) String() string {
 func (*EntriesResponse) ProtoMessage() {}
 
 func (x *EntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[30]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2380,7 @@ func (x *EntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntriesResponse.ProtoReflect.Descriptor instead.
 func (*EntriesResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{30}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EntriesResponse) GetEntries() []*DirEntry {
@@ -2124,7 +2400,7 @@ type WalkRequest struct {
 
 func (x *WalkRequest) Reset() {
 	*x = WalkRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[31]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2136,7 +2412,7 @@ func (x *WalkRequest) String() string {
 func (*WalkRequest) ProtoMessage() {}
 
 func (x *WalkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[31]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2149,7 +2425,7 @@ func (x *WalkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalkRequest.ProtoReflect.Descriptor instead.
 func (*WalkRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{31}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WalkRequest) GetGfid() string {
@@ -2177,7 +2453,7 @@ type WalkResponse struct {
 
 func (x *WalkResponse) Reset() {
 	*x = WalkResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[32]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2189,7 +2465,7 @@ func (x *WalkResponse) String() string {
 func (*WalkResponse) ProtoMessage() {}
 
 func (x *WalkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[32]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2202,7 +2478,7 @@ func (x *WalkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalkResponse.ProtoReflect.Descriptor instead.
 func (*WalkResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{32}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WalkResponse) GetGfid() string {
@@ -2244,7 +2520,7 @@ type AuditRequest struct {
 
 func (x *AuditRequest) Reset() {
 	*x = AuditRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2256,7 +2532,7 @@ func (x *AuditRequest) String() string {
 func (*AuditRequest) ProtoMessage() {}
 
 func (x *AuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[33]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2269,7 +2545,7 @@ func (x *AuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRequest.ProtoReflect.Descriptor instead.
 func (*AuditRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{33}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AuditRequest) GetDirs() []*AuditDirRequest {
@@ -2299,7 +2575,7 @@ type AuditDirRequest struct {
 
 func (x *AuditDirRequest) Reset() {
 	*x = AuditDirRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[34]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2311,7 +2587,7 @@ func (x *AuditDirRequest) String() string {
 func (*AuditDirRequest) ProtoMessage() {}
 
 func (x *AuditDirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[34]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2324,7 +2600,7 @@ func (x *AuditDirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditDirRequest.ProtoReflect.Descriptor instead.
 func (*AuditDirRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{34}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AuditDirRequest) GetGfid() string {
@@ -2353,7 +2629,7 @@ type AuditResponse struct {
 
 func (x *AuditResponse) Reset() {
 	*x = AuditResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[35]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2365,7 +2641,7 @@ func (x *AuditResponse) String() string {
 func (*AuditResponse) ProtoMessage() {}
 
 func (x *AuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[35]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2378,7 +2654,7 @@ func (x *AuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditResponse.ProtoReflect.Descriptor instead.
 func (*AuditResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{35}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AuditResponse) GetDirs() []*AuditDir {
@@ -2405,7 +2681,7 @@ type AuditDir struct {
 
 func (x *AuditDir) Reset() {
 	*x = AuditDir{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[36]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2417,7 +2693,7 @@ func (x *AuditDir) String() string {
 func (*AuditDir) ProtoMessage() {}
 
 func (x *AuditDir) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[36]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2430,7 +2706,7 @@ func (x *AuditDir) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditDir.ProtoReflect.Descriptor instead.
 func (*AuditDir) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{36}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AuditDir) GetGfid() string {
@@ -2491,7 +2767,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[37]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2503,7 +2779,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[37]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2516,7 +2792,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{37}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AuditEntry) GetName() []byte {
@@ -2577,7 +2853,7 @@ type StatRequest struct {
 
 func (x *StatRequest) Reset() {
 	*x = StatRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[38]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2589,7 +2865,7 @@ func (x *StatRequest) String() string {
 func (*StatRequest) ProtoMessage() {}
 
 func (x *StatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[38]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2602,7 +2878,7 @@ func (x *StatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatRequest.ProtoReflect.Descriptor instead.
 func (*StatRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{38}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *StatRequest) GetGfids() []string {
@@ -2624,7 +2900,7 @@ type StatResult struct {
 
 func (x *StatResult) Reset() {
 	*x = StatResult{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[39]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2636,7 +2912,7 @@ func (x *StatResult) String() string {
 func (*StatResult) ProtoMessage() {}
 
 func (x *StatResult) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[39]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2649,7 +2925,7 @@ func (x *StatResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResult.ProtoReflect.Descriptor instead.
 func (*StatResult) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{39}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *StatResult) GetGfid() string {
@@ -2682,7 +2958,7 @@ type StatResponse struct {
 
 func (x *StatResponse) Reset() {
 	*x = StatResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[40]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2694,7 +2970,7 @@ func (x *StatResponse) String() string {
 func (*StatResponse) ProtoMessage() {}
 
 func (x *StatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[40]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2707,7 +2983,7 @@ func (x *StatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatResponse.ProtoReflect.Descriptor instead.
 func (*StatResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{40}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StatResponse) GetResults() []*StatResult {
@@ -2729,7 +3005,7 @@ type RsyncStart struct {
 
 func (x *RsyncStart) Reset() {
 	*x = RsyncStart{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[41]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +3017,7 @@ func (x *RsyncStart) String() string {
 func (*RsyncStart) ProtoMessage() {}
 
 func (x *RsyncStart) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[41]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +3030,7 @@ func (x *RsyncStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncStart.ProtoReflect.Descriptor instead.
 func (*RsyncStart) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{41}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RsyncStart) GetArgs() []string {
@@ -2778,7 +3054,7 @@ type RsyncRequest struct {
 
 func (x *RsyncRequest) Reset() {
 	*x = RsyncRequest{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[42]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2790,7 +3066,7 @@ func (x *RsyncRequest) String() string {
 func (*RsyncRequest) ProtoMessage() {}
 
 func (x *RsyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[42]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2803,7 +3079,7 @@ func (x *RsyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncRequest.ProtoReflect.Descriptor instead.
 func (*RsyncRequest) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{42}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RsyncRequest) GetMsg() isRsyncRequest_Msg {
@@ -2873,7 +3149,7 @@ type RsyncExit struct {
 
 func (x *RsyncExit) Reset() {
 	*x = RsyncExit{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[43]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2885,7 +3161,7 @@ func (x *RsyncExit) String() string {
 func (*RsyncExit) ProtoMessage() {}
 
 func (x *RsyncExit) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[43]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2898,7 +3174,7 @@ func (x *RsyncExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncExit.ProtoReflect.Descriptor instead.
 func (*RsyncExit) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{43}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RsyncExit) GetCode() int32 {
@@ -2929,7 +3205,7 @@ type RsyncResponse struct {
 
 func (x *RsyncResponse) Reset() {
 	*x = RsyncResponse{}
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[44]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2941,7 +3217,7 @@ func (x *RsyncResponse) String() string {
 func (*RsyncResponse) ProtoMessage() {}
 
 func (x *RsyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_georep_slave_v1_slave_proto_msgTypes[44]
+	mi := &file_georep_slave_v1_slave_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2954,7 +3230,7 @@ func (x *RsyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RsyncResponse.ProtoReflect.Descriptor instead.
 func (*RsyncResponse) Descriptor() ([]byte, []int) {
-	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{44}
+	return file_georep_slave_v1_slave_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RsyncResponse) GetMsg() isRsyncResponse_Msg {
@@ -3121,7 +3397,23 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\x11WriteFilesRequest\x12/\n" +
 	"\x05files\x18\x01 \x03(\v2\x19.georep.slave.v1.FileDataR\x05files\"O\n" +
 	"\x12WriteFilesResponse\x129\n" +
-	"\bfailures\x18\x01 \x03(\v2\x1d.georep.slave.v1.EntryFailureR\bfailures\"s\n" +
+	"\bfailures\x18\x01 \x03(\v2\x1d.georep.slave.v1.EntryFailureR\bfailures\"8\n" +
+	"\x0eWriteFileStart\x12\x12\n" +
+	"\x04gfid\x18\x01 \x01(\tR\x04gfid\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\"\xa2\x01\n" +
+	"\fWriteFileEnd\x12\x12\n" +
+	"\x04mode\x18\x01 \x01(\rR\x04mode\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x03 \x01(\rR\x03gid\x12/\n" +
+	"\x05mtime\x18\x04 \x01(\v2\x19.georep.slave.v1.TimespecR\x05mtime\x12\x17\n" +
+	"\aset_acl\x18\x05 \x01(\bR\x06setAcl\x12\x10\n" +
+	"\x03acl\x18\x06 \x01(\fR\x03acl\"\x9b\x01\n" +
+	"\x10WriteFileRequest\x127\n" +
+	"\x05start\x18\x01 \x01(\v2\x1f.georep.slave.v1.WriteFileStartH\x00R\x05start\x12\x14\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x121\n" +
+	"\x03end\x18\x03 \x01(\v2\x1d.georep.slave.v1.WriteFileEndH\x00R\x03endB\x05\n" +
+	"\x03msg\"\x13\n" +
+	"\x11WriteFileResponse\"s\n" +
 	"\x0fSetXtimeRequest\x12\x12\n" +
 	"\x04gfid\x18\x01 \x01(\tR\x04gfid\x12\x1b\n" +
 	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x12/\n" +
@@ -3231,7 +3523,7 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\x0eFILE_TYPE_FIFO\x10\x04\x12\x12\n" +
 	"\x0eFILE_TYPE_CHAR\x10\x05\x12\x13\n" +
 	"\x0fFILE_TYPE_BLOCK\x10\x06\x12\x14\n" +
-	"\x10FILE_TYPE_SOCKET\x10\a2\x95\t\n" +
+	"\x10FILE_TYPE_SOCKET\x10\a2\xeb\t\n" +
 	"\fSlaveService\x12R\n" +
 	"\tHandshake\x12!.georep.slave.v1.HandshakeRequest\x1a\".georep.slave.v1.HandshakeResponse\x12R\n" +
 	"\tKeepAlive\x12!.georep.slave.v1.KeepAliveRequest\x1a\".georep.slave.v1.KeepAliveResponse\x12L\n" +
@@ -3244,7 +3536,8 @@ const file_georep_slave_v1_slave_proto_rawDesc = "" +
 	"\aEntries\x12\x1f.georep.slave.v1.EntriesRequest\x1a .georep.slave.v1.EntriesResponse\x12C\n" +
 	"\x04Stat\x12\x1c.georep.slave.v1.StatRequest\x1a\x1d.georep.slave.v1.StatResponse\x12U\n" +
 	"\n" +
-	"WriteFiles\x12\".georep.slave.v1.WriteFilesRequest\x1a#.georep.slave.v1.WriteFilesResponse\x12J\n" +
+	"WriteFiles\x12\".georep.slave.v1.WriteFilesRequest\x1a#.georep.slave.v1.WriteFilesResponse\x12T\n" +
+	"\tWriteFile\x12!.georep.slave.v1.WriteFileRequest\x1a\".georep.slave.v1.WriteFileResponse(\x01\x12J\n" +
 	"\x05Rsync\x12\x1d.georep.slave.v1.RsyncRequest\x1a\x1e.georep.slave.v1.RsyncResponse(\x010\x01\x12J\n" +
 	"\x05Apply\x12\x1d.georep.slave.v1.ApplyRequest\x1a\x1e.georep.slave.v1.ApplyResponse(\x010\x01\x12E\n" +
 	"\x04Walk\x12\x1c.georep.slave.v1.WalkRequest\x1a\x1d.georep.slave.v1.WalkResponse0\x01\x12F\n" +
@@ -3263,7 +3556,7 @@ func file_georep_slave_v1_slave_proto_rawDescGZIP() []byte {
 }
 
 var file_georep_slave_v1_slave_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_georep_slave_v1_slave_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_georep_slave_v1_slave_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_georep_slave_v1_slave_proto_goTypes = []any{
 	(EntryOp)(0),               // 0: georep.slave.v1.EntryOp
 	(FileType)(0),              // 1: georep.slave.v1.FileType
@@ -3288,30 +3581,34 @@ var file_georep_slave_v1_slave_proto_goTypes = []any{
 	(*FileData)(nil),           // 20: georep.slave.v1.FileData
 	(*WriteFilesRequest)(nil),  // 21: georep.slave.v1.WriteFilesRequest
 	(*WriteFilesResponse)(nil), // 22: georep.slave.v1.WriteFilesResponse
-	(*SetXtimeRequest)(nil),    // 23: georep.slave.v1.SetXtimeRequest
-	(*SetXtimeResponse)(nil),   // 24: georep.slave.v1.SetXtimeResponse
-	(*XtimeRequest)(nil),       // 25: georep.slave.v1.XtimeRequest
-	(*XtimeResponse)(nil),      // 26: georep.slave.v1.XtimeResponse
-	(*PurgeRequest)(nil),       // 27: georep.slave.v1.PurgeRequest
-	(*PurgeResponse)(nil),      // 28: georep.slave.v1.PurgeResponse
-	(*Attr)(nil),               // 29: georep.slave.v1.Attr
-	(*DirEntry)(nil),           // 30: georep.slave.v1.DirEntry
-	(*EntriesRequest)(nil),     // 31: georep.slave.v1.EntriesRequest
-	(*EntriesResponse)(nil),    // 32: georep.slave.v1.EntriesResponse
-	(*WalkRequest)(nil),        // 33: georep.slave.v1.WalkRequest
-	(*WalkResponse)(nil),       // 34: georep.slave.v1.WalkResponse
-	(*AuditRequest)(nil),       // 35: georep.slave.v1.AuditRequest
-	(*AuditDirRequest)(nil),    // 36: georep.slave.v1.AuditDirRequest
-	(*AuditResponse)(nil),      // 37: georep.slave.v1.AuditResponse
-	(*AuditDir)(nil),           // 38: georep.slave.v1.AuditDir
-	(*AuditEntry)(nil),         // 39: georep.slave.v1.AuditEntry
-	(*StatRequest)(nil),        // 40: georep.slave.v1.StatRequest
-	(*StatResult)(nil),         // 41: georep.slave.v1.StatResult
-	(*StatResponse)(nil),       // 42: georep.slave.v1.StatResponse
-	(*RsyncStart)(nil),         // 43: georep.slave.v1.RsyncStart
-	(*RsyncRequest)(nil),       // 44: georep.slave.v1.RsyncRequest
-	(*RsyncExit)(nil),          // 45: georep.slave.v1.RsyncExit
-	(*RsyncResponse)(nil),      // 46: georep.slave.v1.RsyncResponse
+	(*WriteFileStart)(nil),     // 23: georep.slave.v1.WriteFileStart
+	(*WriteFileEnd)(nil),       // 24: georep.slave.v1.WriteFileEnd
+	(*WriteFileRequest)(nil),   // 25: georep.slave.v1.WriteFileRequest
+	(*WriteFileResponse)(nil),  // 26: georep.slave.v1.WriteFileResponse
+	(*SetXtimeRequest)(nil),    // 27: georep.slave.v1.SetXtimeRequest
+	(*SetXtimeResponse)(nil),   // 28: georep.slave.v1.SetXtimeResponse
+	(*XtimeRequest)(nil),       // 29: georep.slave.v1.XtimeRequest
+	(*XtimeResponse)(nil),      // 30: georep.slave.v1.XtimeResponse
+	(*PurgeRequest)(nil),       // 31: georep.slave.v1.PurgeRequest
+	(*PurgeResponse)(nil),      // 32: georep.slave.v1.PurgeResponse
+	(*Attr)(nil),               // 33: georep.slave.v1.Attr
+	(*DirEntry)(nil),           // 34: georep.slave.v1.DirEntry
+	(*EntriesRequest)(nil),     // 35: georep.slave.v1.EntriesRequest
+	(*EntriesResponse)(nil),    // 36: georep.slave.v1.EntriesResponse
+	(*WalkRequest)(nil),        // 37: georep.slave.v1.WalkRequest
+	(*WalkResponse)(nil),       // 38: georep.slave.v1.WalkResponse
+	(*AuditRequest)(nil),       // 39: georep.slave.v1.AuditRequest
+	(*AuditDirRequest)(nil),    // 40: georep.slave.v1.AuditDirRequest
+	(*AuditResponse)(nil),      // 41: georep.slave.v1.AuditResponse
+	(*AuditDir)(nil),           // 42: georep.slave.v1.AuditDir
+	(*AuditEntry)(nil),         // 43: georep.slave.v1.AuditEntry
+	(*StatRequest)(nil),        // 44: georep.slave.v1.StatRequest
+	(*StatResult)(nil),         // 45: georep.slave.v1.StatResult
+	(*StatResponse)(nil),       // 46: georep.slave.v1.StatResponse
+	(*RsyncStart)(nil),         // 47: georep.slave.v1.RsyncStart
+	(*RsyncRequest)(nil),       // 48: georep.slave.v1.RsyncRequest
+	(*RsyncExit)(nil),          // 49: georep.slave.v1.RsyncExit
+	(*RsyncResponse)(nil),      // 50: georep.slave.v1.RsyncResponse
 }
 var file_georep_slave_v1_slave_proto_depIdxs = []int32{
 	6,  // 0: georep.slave.v1.KeepAliveRequest.mark:type_name -> georep.slave.v1.VolumeMark
@@ -3329,56 +3626,61 @@ var file_georep_slave_v1_slave_proto_depIdxs = []int32{
 	15, // 12: georep.slave.v1.FileData.mtime:type_name -> georep.slave.v1.Timespec
 	20, // 13: georep.slave.v1.WriteFilesRequest.files:type_name -> georep.slave.v1.FileData
 	12, // 14: georep.slave.v1.WriteFilesResponse.failures:type_name -> georep.slave.v1.EntryFailure
-	15, // 15: georep.slave.v1.SetXtimeRequest.xtime:type_name -> georep.slave.v1.Timespec
-	15, // 16: georep.slave.v1.XtimeResponse.xtime:type_name -> georep.slave.v1.Timespec
-	1,  // 17: georep.slave.v1.Attr.type:type_name -> georep.slave.v1.FileType
-	15, // 18: georep.slave.v1.Attr.mtime:type_name -> georep.slave.v1.Timespec
-	1,  // 19: georep.slave.v1.DirEntry.type:type_name -> georep.slave.v1.FileType
-	30, // 20: georep.slave.v1.EntriesResponse.entries:type_name -> georep.slave.v1.DirEntry
-	30, // 21: georep.slave.v1.WalkResponse.entries:type_name -> georep.slave.v1.DirEntry
-	36, // 22: georep.slave.v1.AuditRequest.dirs:type_name -> georep.slave.v1.AuditDirRequest
-	38, // 23: georep.slave.v1.AuditResponse.dirs:type_name -> georep.slave.v1.AuditDir
-	39, // 24: georep.slave.v1.AuditDir.entries:type_name -> georep.slave.v1.AuditEntry
-	29, // 25: georep.slave.v1.AuditEntry.attr:type_name -> georep.slave.v1.Attr
-	29, // 26: georep.slave.v1.StatResult.attr:type_name -> georep.slave.v1.Attr
-	41, // 27: georep.slave.v1.StatResponse.results:type_name -> georep.slave.v1.StatResult
-	43, // 28: georep.slave.v1.RsyncRequest.start:type_name -> georep.slave.v1.RsyncStart
-	45, // 29: georep.slave.v1.RsyncResponse.exit:type_name -> georep.slave.v1.RsyncExit
-	2,  // 30: georep.slave.v1.SlaveService.Handshake:input_type -> georep.slave.v1.HandshakeRequest
-	7,  // 31: georep.slave.v1.SlaveService.KeepAlive:input_type -> georep.slave.v1.KeepAliveRequest
-	4,  // 32: georep.slave.v1.SlaveService.Release:input_type -> georep.slave.v1.ReleaseRequest
-	13, // 33: georep.slave.v1.SlaveService.EntryOps:input_type -> georep.slave.v1.EntryOpsRequest
-	18, // 34: georep.slave.v1.SlaveService.MetaOps:input_type -> georep.slave.v1.MetaOpsRequest
-	23, // 35: georep.slave.v1.SlaveService.SetXtime:input_type -> georep.slave.v1.SetXtimeRequest
-	25, // 36: georep.slave.v1.SlaveService.Xtime:input_type -> georep.slave.v1.XtimeRequest
-	27, // 37: georep.slave.v1.SlaveService.Purge:input_type -> georep.slave.v1.PurgeRequest
-	31, // 38: georep.slave.v1.SlaveService.Entries:input_type -> georep.slave.v1.EntriesRequest
-	40, // 39: georep.slave.v1.SlaveService.Stat:input_type -> georep.slave.v1.StatRequest
-	21, // 40: georep.slave.v1.SlaveService.WriteFiles:input_type -> georep.slave.v1.WriteFilesRequest
-	44, // 41: georep.slave.v1.SlaveService.Rsync:input_type -> georep.slave.v1.RsyncRequest
-	10, // 42: georep.slave.v1.SlaveService.Apply:input_type -> georep.slave.v1.ApplyRequest
-	33, // 43: georep.slave.v1.SlaveService.Walk:input_type -> georep.slave.v1.WalkRequest
-	35, // 44: georep.slave.v1.SlaveService.Audit:input_type -> georep.slave.v1.AuditRequest
-	3,  // 45: georep.slave.v1.SlaveService.Handshake:output_type -> georep.slave.v1.HandshakeResponse
-	8,  // 46: georep.slave.v1.SlaveService.KeepAlive:output_type -> georep.slave.v1.KeepAliveResponse
-	5,  // 47: georep.slave.v1.SlaveService.Release:output_type -> georep.slave.v1.ReleaseResponse
-	14, // 48: georep.slave.v1.SlaveService.EntryOps:output_type -> georep.slave.v1.EntryOpsResponse
-	19, // 49: georep.slave.v1.SlaveService.MetaOps:output_type -> georep.slave.v1.MetaOpsResponse
-	24, // 50: georep.slave.v1.SlaveService.SetXtime:output_type -> georep.slave.v1.SetXtimeResponse
-	26, // 51: georep.slave.v1.SlaveService.Xtime:output_type -> georep.slave.v1.XtimeResponse
-	28, // 52: georep.slave.v1.SlaveService.Purge:output_type -> georep.slave.v1.PurgeResponse
-	32, // 53: georep.slave.v1.SlaveService.Entries:output_type -> georep.slave.v1.EntriesResponse
-	42, // 54: georep.slave.v1.SlaveService.Stat:output_type -> georep.slave.v1.StatResponse
-	22, // 55: georep.slave.v1.SlaveService.WriteFiles:output_type -> georep.slave.v1.WriteFilesResponse
-	46, // 56: georep.slave.v1.SlaveService.Rsync:output_type -> georep.slave.v1.RsyncResponse
-	11, // 57: georep.slave.v1.SlaveService.Apply:output_type -> georep.slave.v1.ApplyResponse
-	34, // 58: georep.slave.v1.SlaveService.Walk:output_type -> georep.slave.v1.WalkResponse
-	37, // 59: georep.slave.v1.SlaveService.Audit:output_type -> georep.slave.v1.AuditResponse
-	45, // [45:60] is the sub-list for method output_type
-	30, // [30:45] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	15, // 15: georep.slave.v1.WriteFileEnd.mtime:type_name -> georep.slave.v1.Timespec
+	23, // 16: georep.slave.v1.WriteFileRequest.start:type_name -> georep.slave.v1.WriteFileStart
+	24, // 17: georep.slave.v1.WriteFileRequest.end:type_name -> georep.slave.v1.WriteFileEnd
+	15, // 18: georep.slave.v1.SetXtimeRequest.xtime:type_name -> georep.slave.v1.Timespec
+	15, // 19: georep.slave.v1.XtimeResponse.xtime:type_name -> georep.slave.v1.Timespec
+	1,  // 20: georep.slave.v1.Attr.type:type_name -> georep.slave.v1.FileType
+	15, // 21: georep.slave.v1.Attr.mtime:type_name -> georep.slave.v1.Timespec
+	1,  // 22: georep.slave.v1.DirEntry.type:type_name -> georep.slave.v1.FileType
+	34, // 23: georep.slave.v1.EntriesResponse.entries:type_name -> georep.slave.v1.DirEntry
+	34, // 24: georep.slave.v1.WalkResponse.entries:type_name -> georep.slave.v1.DirEntry
+	40, // 25: georep.slave.v1.AuditRequest.dirs:type_name -> georep.slave.v1.AuditDirRequest
+	42, // 26: georep.slave.v1.AuditResponse.dirs:type_name -> georep.slave.v1.AuditDir
+	43, // 27: georep.slave.v1.AuditDir.entries:type_name -> georep.slave.v1.AuditEntry
+	33, // 28: georep.slave.v1.AuditEntry.attr:type_name -> georep.slave.v1.Attr
+	33, // 29: georep.slave.v1.StatResult.attr:type_name -> georep.slave.v1.Attr
+	45, // 30: georep.slave.v1.StatResponse.results:type_name -> georep.slave.v1.StatResult
+	47, // 31: georep.slave.v1.RsyncRequest.start:type_name -> georep.slave.v1.RsyncStart
+	49, // 32: georep.slave.v1.RsyncResponse.exit:type_name -> georep.slave.v1.RsyncExit
+	2,  // 33: georep.slave.v1.SlaveService.Handshake:input_type -> georep.slave.v1.HandshakeRequest
+	7,  // 34: georep.slave.v1.SlaveService.KeepAlive:input_type -> georep.slave.v1.KeepAliveRequest
+	4,  // 35: georep.slave.v1.SlaveService.Release:input_type -> georep.slave.v1.ReleaseRequest
+	13, // 36: georep.slave.v1.SlaveService.EntryOps:input_type -> georep.slave.v1.EntryOpsRequest
+	18, // 37: georep.slave.v1.SlaveService.MetaOps:input_type -> georep.slave.v1.MetaOpsRequest
+	27, // 38: georep.slave.v1.SlaveService.SetXtime:input_type -> georep.slave.v1.SetXtimeRequest
+	29, // 39: georep.slave.v1.SlaveService.Xtime:input_type -> georep.slave.v1.XtimeRequest
+	31, // 40: georep.slave.v1.SlaveService.Purge:input_type -> georep.slave.v1.PurgeRequest
+	35, // 41: georep.slave.v1.SlaveService.Entries:input_type -> georep.slave.v1.EntriesRequest
+	44, // 42: georep.slave.v1.SlaveService.Stat:input_type -> georep.slave.v1.StatRequest
+	21, // 43: georep.slave.v1.SlaveService.WriteFiles:input_type -> georep.slave.v1.WriteFilesRequest
+	25, // 44: georep.slave.v1.SlaveService.WriteFile:input_type -> georep.slave.v1.WriteFileRequest
+	48, // 45: georep.slave.v1.SlaveService.Rsync:input_type -> georep.slave.v1.RsyncRequest
+	10, // 46: georep.slave.v1.SlaveService.Apply:input_type -> georep.slave.v1.ApplyRequest
+	37, // 47: georep.slave.v1.SlaveService.Walk:input_type -> georep.slave.v1.WalkRequest
+	39, // 48: georep.slave.v1.SlaveService.Audit:input_type -> georep.slave.v1.AuditRequest
+	3,  // 49: georep.slave.v1.SlaveService.Handshake:output_type -> georep.slave.v1.HandshakeResponse
+	8,  // 50: georep.slave.v1.SlaveService.KeepAlive:output_type -> georep.slave.v1.KeepAliveResponse
+	5,  // 51: georep.slave.v1.SlaveService.Release:output_type -> georep.slave.v1.ReleaseResponse
+	14, // 52: georep.slave.v1.SlaveService.EntryOps:output_type -> georep.slave.v1.EntryOpsResponse
+	19, // 53: georep.slave.v1.SlaveService.MetaOps:output_type -> georep.slave.v1.MetaOpsResponse
+	28, // 54: georep.slave.v1.SlaveService.SetXtime:output_type -> georep.slave.v1.SetXtimeResponse
+	30, // 55: georep.slave.v1.SlaveService.Xtime:output_type -> georep.slave.v1.XtimeResponse
+	32, // 56: georep.slave.v1.SlaveService.Purge:output_type -> georep.slave.v1.PurgeResponse
+	36, // 57: georep.slave.v1.SlaveService.Entries:output_type -> georep.slave.v1.EntriesResponse
+	46, // 58: georep.slave.v1.SlaveService.Stat:output_type -> georep.slave.v1.StatResponse
+	22, // 59: georep.slave.v1.SlaveService.WriteFiles:output_type -> georep.slave.v1.WriteFilesResponse
+	26, // 60: georep.slave.v1.SlaveService.WriteFile:output_type -> georep.slave.v1.WriteFileResponse
+	50, // 61: georep.slave.v1.SlaveService.Rsync:output_type -> georep.slave.v1.RsyncResponse
+	11, // 62: georep.slave.v1.SlaveService.Apply:output_type -> georep.slave.v1.ApplyResponse
+	38, // 63: georep.slave.v1.SlaveService.Walk:output_type -> georep.slave.v1.WalkResponse
+	41, // 64: georep.slave.v1.SlaveService.Audit:output_type -> georep.slave.v1.AuditResponse
+	49, // [49:65] is the sub-list for method output_type
+	33, // [33:49] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_georep_slave_v1_slave_proto_init() }
@@ -3390,12 +3692,17 @@ func file_georep_slave_v1_slave_proto_init() {
 		(*ApplyRequest_Entries)(nil),
 		(*ApplyRequest_Metas)(nil),
 	}
-	file_georep_slave_v1_slave_proto_msgTypes[42].OneofWrappers = []any{
+	file_georep_slave_v1_slave_proto_msgTypes[23].OneofWrappers = []any{
+		(*WriteFileRequest_Start)(nil),
+		(*WriteFileRequest_Data)(nil),
+		(*WriteFileRequest_End)(nil),
+	}
+	file_georep_slave_v1_slave_proto_msgTypes[46].OneofWrappers = []any{
 		(*RsyncRequest_Start)(nil),
 		(*RsyncRequest_Stdin)(nil),
 		(*RsyncRequest_CloseStdin)(nil),
 	}
-	file_georep_slave_v1_slave_proto_msgTypes[44].OneofWrappers = []any{
+	file_georep_slave_v1_slave_proto_msgTypes[48].OneofWrappers = []any{
 		(*RsyncResponse_Stdout)(nil),
 		(*RsyncResponse_Stderr)(nil),
 		(*RsyncResponse_Exit)(nil),
@@ -3406,7 +3713,7 @@ func file_georep_slave_v1_slave_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_georep_slave_v1_slave_proto_rawDesc), len(file_georep_slave_v1_slave_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   45,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,7 @@ const (
 	SlaveService_Entries_FullMethodName    = "/georep.slave.v1.SlaveService/Entries"
 	SlaveService_Stat_FullMethodName       = "/georep.slave.v1.SlaveService/Stat"
 	SlaveService_WriteFiles_FullMethodName = "/georep.slave.v1.SlaveService/WriteFiles"
+	SlaveService_WriteFile_FullMethodName  = "/georep.slave.v1.SlaveService/WriteFile"
 	SlaveService_Rsync_FullMethodName      = "/georep.slave.v1.SlaveService/Rsync"
 	SlaveService_Apply_FullMethodName      = "/georep.slave.v1.SlaveService/Apply"
 	SlaveService_Walk_FullMethodName       = "/georep.slave.v1.SlaveService/Walk"
@@ -80,6 +81,15 @@ type SlaveServiceClient interface {
 	// mtime: gsyncd's tar+ssh path, without rsync's per-run cost. It never
 	// creates a file. Per-file failures are response data.
 	WriteFiles(ctx context.Context, in *WriteFilesRequest, opts ...grpc.CallOption) (*WriteFilesResponse, error)
+	// WriteFile fills one new regular file the replica holds empty (created
+	// by EntryOps, size 0) with its whole content from a stream (capability
+	// "write-file"): Start, then the data in order, then End with the
+	// attributes to set; the large-file path, without an rsync on either
+	// side. The slave refuses a file that holds data already with
+	// ALREADY_EXISTS (errno EEXIST): rsync's delta transfer is for those. A
+	// stream that ends without End, or fails, leaves the file empty again.
+	// It never creates a file.
+	WriteFile(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[WriteFileRequest, WriteFileResponse], error)
 	// Rsync is a byte tunnel to an `rsync --server` that the slave starts with
 	// arguments it validates and completes itself, confined to the replica.
 	Rsync(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RsyncRequest, RsyncResponse], error)
@@ -228,9 +238,22 @@ func (c *slaveServiceClient) WriteFiles(ctx context.Context, in *WriteFilesReque
 	return out, nil
 }
 
+func (c *slaveServiceClient) WriteFile(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[WriteFileRequest, WriteFileResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &SlaveService_ServiceDesc.Streams[0], SlaveService_WriteFile_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WriteFileRequest, WriteFileResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SlaveService_WriteFileClient = grpc.ClientStreamingClient[WriteFileRequest, WriteFileResponse]
+
 func (c *slaveServiceClient) Rsync(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RsyncRequest, RsyncResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &SlaveService_ServiceDesc.Streams[0], SlaveService_Rsync_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &SlaveService_ServiceDesc.Streams[1], SlaveService_Rsync_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +266,7 @@ type SlaveService_RsyncClient = grpc.BidiStreamingClient[RsyncRequest, RsyncResp
 
 func (c *slaveServiceClient) Apply(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ApplyRequest, ApplyResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &SlaveService_ServiceDesc.Streams[1], SlaveService_Apply_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &SlaveService_ServiceDesc.Streams[2], SlaveService_Apply_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +279,7 @@ type SlaveService_ApplyClient = grpc.BidiStreamingClient[ApplyRequest, ApplyResp
 
 func (c *slaveServiceClient) Walk(ctx context.Context, in *WalkRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WalkResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &SlaveService_ServiceDesc.Streams[2], SlaveService_Walk_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &SlaveService_ServiceDesc.Streams[3], SlaveService_Walk_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -318,6 +341,15 @@ type SlaveServiceServer interface {
 	// mtime: gsyncd's tar+ssh path, without rsync's per-run cost. It never
 	// creates a file. Per-file failures are response data.
 	WriteFiles(context.Context, *WriteFilesRequest) (*WriteFilesResponse, error)
+	// WriteFile fills one new regular file the replica holds empty (created
+	// by EntryOps, size 0) with its whole content from a stream (capability
+	// "write-file"): Start, then the data in order, then End with the
+	// attributes to set; the large-file path, without an rsync on either
+	// side. The slave refuses a file that holds data already with
+	// ALREADY_EXISTS (errno EEXIST): rsync's delta transfer is for those. A
+	// stream that ends without End, or fails, leaves the file empty again.
+	// It never creates a file.
+	WriteFile(grpc.ClientStreamingServer[WriteFileRequest, WriteFileResponse]) error
 	// Rsync is a byte tunnel to an `rsync --server` that the slave starts with
 	// arguments it validates and completes itself, confined to the replica.
 	Rsync(grpc.BidiStreamingServer[RsyncRequest, RsyncResponse]) error
@@ -388,6 +420,9 @@ func (UnimplementedSlaveServiceServer) Stat(context.Context, *StatRequest) (*Sta
 }
 func (UnimplementedSlaveServiceServer) WriteFiles(context.Context, *WriteFilesRequest) (*WriteFilesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WriteFiles not implemented")
+}
+func (UnimplementedSlaveServiceServer) WriteFile(grpc.ClientStreamingServer[WriteFileRequest, WriteFileResponse]) error {
+	return status.Error(codes.Unimplemented, "method WriteFile not implemented")
 }
 func (UnimplementedSlaveServiceServer) Rsync(grpc.BidiStreamingServer[RsyncRequest, RsyncResponse]) error {
 	return status.Error(codes.Unimplemented, "method Rsync not implemented")
@@ -620,6 +655,13 @@ func _SlaveService_WriteFiles_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SlaveService_WriteFile_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(SlaveServiceServer).WriteFile(&grpc.GenericServerStream[WriteFileRequest, WriteFileResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SlaveService_WriteFileServer = grpc.ClientStreamingServer[WriteFileRequest, WriteFileResponse]
+
 func _SlaveService_Rsync_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(SlaveServiceServer).Rsync(&grpc.GenericServerStream[RsyncRequest, RsyncResponse]{ServerStream: stream})
 }
@@ -720,6 +762,11 @@ var SlaveService_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WriteFile",
+			Handler:       _SlaveService_WriteFile_Handler,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "Rsync",
 			Handler:       _SlaveService_Rsync_Handler,
