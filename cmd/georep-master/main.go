@@ -61,6 +61,7 @@ func main() {
 		cli.Fatal("georep-master", err, 2)
 	}
 	defer cli.StartCPUProfile("georep-master")()
+	defer cli.StartMemProfile("georep-master")()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	sd := cli.NewNotifier(log)

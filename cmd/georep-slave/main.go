@@ -50,6 +50,7 @@ func main() {
 		cli.Fatal("georep-slave", err, 2)
 	}
 	defer cli.StartCPUProfile("georep-slave")()
+	defer cli.StartMemProfile("georep-slave")()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	sd := cli.NewNotifier(log)

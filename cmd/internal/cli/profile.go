@@ -9,11 +9,12 @@ import (
 	"sync"
 )
 
-// stopProfile ends the CPU profile StartCPUProfile began; Fatal calls it
-// before it exits, so a run that ends in an error still leaves its profile.
+// stopProfiles end the profiles StartCPUProfile and StartMemProfile began;
+// Fatal calls them before it exits, so a run that ends in an error still
+// leaves its profiles.
 var (
-	profileMu   sync.Mutex
-	stopProfile func()
+	profileMu    sync.Mutex
+	stopProfiles []func()
 )
 
 // StartCPUProfile writes a CPU profile of the whole run to the file named by
@@ -46,17 +47,22 @@ func StartCPUProfile(prog string) (stop func()) {
 			}
 		})
 	}
-	profileMu.Lock()
-	stopProfile = stop
-	profileMu.Unlock()
+	onFatal(stop)
 	return stop
+}
+
+// onFatal has Fatal call stop before it exits.
+func onFatal(stop func()) {
+	profileMu.Lock()
+	stopProfiles = append(stopProfiles, stop)
+	profileMu.Unlock()
 }
 
 func endProfile() {
 	profileMu.Lock()
-	stop := stopProfile
+	stops := stopProfiles
 	profileMu.Unlock()
-	if stop != nil {
+	for _, stop := range stops {
 		stop()
 	}
 }
