@@ -76,7 +76,7 @@ func TestReadMarks(t *testing.T) {
 	m.shipped(map[gfid.GFID]int64{g(6): 2}, ok())
 
 	for _, tc := range []struct {
-		name  string
+		name   string
 		files  []string
 		counts []int              // records of each file
 		recs   []changelog.Record // the files', then the current changelog's
