@@ -55,6 +55,8 @@ type brickState struct {
 	rolls    map[int64]int
 	since    int64
 	rollsMax int64
+	// marks are the read marks of the files shipped (brick_reads.go).
+	marks readMarks
 }
 
 // currentChangelog is the changelog the brick is writing.
@@ -217,7 +219,10 @@ func (b *brickState) dataPath(g gfid.GFID) string {
 // gathers the names to re-examine: the names of entry records, and for
 // data and metadata records the names the catalog knows the gfid by (a
 // gfid new since the last pass is named by its own entry record).
-func (w *worker) brickDirs(ds *dirSet, recs []changelog.Record) error {
+//
+// A D record marks its names as written (a ship even when size and times
+// did not change) only when force holds its gfid (readMarks.forced).
+func (w *worker) brickDirs(ds *dirSet, recs []changelog.Record, force map[gfid.GFID]bool) error {
 	byGFID := map[gfid.GFID]int{} // directory gfid → index in ds, -1: gone
 	dir := func(g gfid.GFID) (int, error) {
 		if i, ok := byGFID[g]; ok {
@@ -261,7 +266,7 @@ func (w *worker) brickDirs(ds *dirSet, recs []changelog.Record) error {
 				err = mark(r.NewParent, r.NewName, false)
 			}
 		case changelog.Data, changelog.Meta:
-			data := r.Kind == changelog.Data
+			data := r.Kind == changelog.Data && force[r.GFID]
 			var n catalog.Node
 			var ok bool
 			n, ok, err = w.cat.Node(r.GFID)

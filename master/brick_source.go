@@ -73,7 +73,7 @@ func (s *brickSource) next(ctx context.Context) (changes, error) {
 		w.log.Error("reading the brick's changelogs failed; crawling the whole brick", "err", err)
 		return changes{}, fmt.Errorf("%w: %v", errNeedFull, err)
 	}
-	files, recs, epoch, perr := w.readBrickChangelogs(files)
+	files, counts, recs, epoch, perr := w.readBrickChangelogs(files)
 	var cur *currentRead
 	if perr == nil && len(recs) < w.cfg.ChangelogBatchSize {
 		cur, perr = b.readCurrent()
@@ -86,6 +86,10 @@ func (s *brickSource) next(ctx context.Context) (changes, error) {
 	}
 	if cur != nil {
 		recs = append(recs, cur.recs...)
+	}
+	force, err := b.marks.forced(files, counts, recs)
+	if err != nil {
+		return changes{}, err
 	}
 	if w.log.Enabled(ctx, slog.LevelDebug) {
 		for _, f := range files {
@@ -110,7 +114,7 @@ func (s *brickSource) next(ctx context.Context) (changes, error) {
 	// stime: everything before the batch's last second is applied
 	// (another changelog of that second may roll over later).
 	return changes{empty: len(recs) == 0, stimeAt: epoch.Add(-time.Second),
-		gather: func(ds *dirSet) error { return w.brickDirs(ds, recs) }}, nil
+		gather: func(ds *dirSet) error { return w.brickDirs(ds, recs, force) }}, nil
 }
 
 // wait moves stime along the empty rollovers of an idle brick, then waits
@@ -172,32 +176,32 @@ func (w *worker) chainStart() (history bool) {
 }
 
 // readBrickChangelogs parses changelogs in order until changelog-batch-size
-// records are gathered. It returns the files taken, their records and the
-// epoch of the last one.
-func (w *worker) readBrickChangelogs(files []string) (taken []string, recs []changelog.Record, epoch time.Time, err error) {
+// records are gathered. It returns the files taken, how many records each
+// holds, their records and the epoch of the last one.
+func (w *worker) readBrickChangelogs(files []string) (taken []string, counts []int, recs []changelog.Record, epoch time.Time, err error) {
 	for _, p := range files {
 		if len(taken) > 0 && len(recs) >= w.cfg.ChangelogBatchSize {
 			break
 		}
 		e, err := glusterfs.ChangelogEpoch(p)
 		if err != nil {
-			return nil, nil, time.Time{}, err
+			return nil, nil, nil, time.Time{}, err
 		}
 		f, err := os.Open(p)
 		if err != nil {
-			return nil, nil, time.Time{}, fmt.Errorf("open brick changelog: %w", err)
+			return nil, nil, nil, time.Time{}, fmt.Errorf("open brick changelog: %w", err)
 		}
 		rs, err := changelog.ParseBrick(f, p)
 		f.Close()
 		if err != nil {
-			return nil, nil, time.Time{}, err
+			return nil, nil, nil, time.Time{}, err
 		}
 		// Records applied while it was the current changelog are
 		// applied again, now that the brick is done with them: the brick
 		// records an entry op as it starts it, and a file's data once per
 		// changelog however often it is written, so what an early read
 		// saw may not be the end of it.
-		recs, taken, epoch = append(recs, rs...), append(taken, p), e
+		recs, taken, counts, epoch = append(recs, rs...), append(taken, p), append(counts, len(rs)), e
 	}
-	return taken, recs, epoch, nil
+	return taken, counts, recs, epoch, nil
 }

@@ -39,6 +39,9 @@ type outcome struct {
 	// may replace the inode it would have been written to). purged holds
 	// the gfids whose names the rounds purged on the slave.
 	resolving, purged map[gfid.GFID]bool
+	// dataRead holds, for a brick worker, the read mark of each file whose
+	// data was handed to the sync jobs (readMarks.observe, taken before).
+	dataRead map[gfid.GFID]int64
 }
 
 // fail records the first failure of g, classified by c.

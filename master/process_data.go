@@ -104,6 +104,14 @@ func (s *dataShipper) launch(ctx context.Context, applied int) {
 	w, out := s.w, s.out
 	var items []syncer.Item
 	var small smallBatcher
+	mark := int64(-1)
+	if w.brick != nil && len(s.queue) > 0 && s.queue[0].ready <= applied {
+		// Before any of this data is read (brick_reads.go).
+		mark = w.brick.marks.observe(w.brick.currentChangelog())
+		if out.dataRead == nil {
+			out.dataRead = map[gfid.GFID]int64{}
+		}
+	}
 	for ; len(s.queue) > 0 && s.queue[0].ready <= applied; s.queue = s.queue[1:] {
 		q := s.queue[0]
 		if _, bad := out.failed[q.item.GFID]; bad {
@@ -114,6 +122,9 @@ func (s *dataShipper) launch(ctx context.Context, applied int) {
 			continue
 		}
 		s.launchedData[q.item.GFID] = true
+		if out.dataRead != nil {
+			out.dataRead[q.item.GFID] = mark
+		}
 		s.files++
 		if s.smallMax > 0 && q.size <= s.smallMax {
 			small.add(q.item, q.size, w.batch)

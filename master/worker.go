@@ -512,6 +512,10 @@ func (w *worker) adopt(gen int64) {
 		w.batch = m
 	}
 	w.session, w.sessionGen, w.verified = true, gen, false
+	if w.brick != nil {
+		// Another worker of the replica set may have shipped since.
+		w.brick.marks.forget()
+	}
 }
 
 // pass runs one hybrid crawl and processes its changelog. changed reports
@@ -697,6 +701,10 @@ func (w *worker) apply(ctx context.Context, res *crawl.Result, retried bool) err
 		return nil
 	})
 	if err != nil {
+		if w.brick != nil {
+			// What was shipped is not known file by file.
+			w.brick.marks.forget()
+		}
 		return err
 	}
 	failed := make(map[gfid.GFID]bool, len(out.failed))
@@ -704,7 +712,13 @@ func (w *worker) apply(ctx context.Context, res *crawl.Result, retried bool) err
 		failed[g] = true
 	}
 	if err := res.Commit(w.cat, failed, out.dataFailed); err != nil {
+		if w.brick != nil {
+			w.brick.marks.forget()
+		}
 		return fmt.Errorf("commit catalog: %w", err)
+	}
+	if w.brick != nil {
+		w.brick.marks.shipped(out.dataRead, out)
 	}
 	if err := os.Remove(res.Changelog); err != nil {
 		w.log.Warn("removing processed changelog", "err", err)
