@@ -41,7 +41,7 @@ func TestGlusterAudit(t *testing.T) {
 	// The first pass is over (its verify included) once stime is set:
 	// damage made before would be verify's to find.
 	deadline := time.Now().Add(2 * time.Minute)
-	for st := ctl("status", "--json"); !strings.Contains(st, `"last_synced"`) || !strings.Contains(st, `"Active"`); st = ctl("status", "--json") {
+	for st := ctl("status", "--json"); !harness.AllSynced(st); st = ctl("status", "--json") {
 		if time.Now().After(deadline) {
 			t.Fatalf("the first pass did not end:\n%s", st)
 		}

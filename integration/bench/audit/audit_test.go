@@ -81,7 +81,7 @@ func waitIdle(b *testing.B, work string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		code, out := harness.Run(b, ctx, nil, "georepctl", "--work-dir", work, "status", "--json")
 		cancel()
-		if code == 0 && strings.Contains(out, `"last_synced"`) && strings.Contains(out, `"Active"`) {
+		if code == 0 && harness.AllSynced(out) {
 			return
 		}
 		time.Sleep(time.Second)
