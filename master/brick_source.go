@@ -118,9 +118,11 @@ func (s *brickSource) next(ctx context.Context) (changes, error) {
 }
 
 // wait moves stime along the empty rollovers of an idle brick, then waits
-// for the current changelog to change.
+// for the current changelog to change. With failures queued, or data left
+// to ship again, stime stays where the last pass left it, as it does after
+// a pass that leaves them: it may pass only what the slave has.
 func (s *brickSource) wait(ctx context.Context, wake <-chan struct{}) {
-	if s.idleTo.After(s.b.idleStime) {
+	if s.idleTo.After(s.b.idleStime) && !s.w.owesSlave() {
 		if err := s.w.advance(ctx, s.idleTo.Add(-time.Second)); err != nil {
 			s.w.log.Debug("advancing stime while idle", "err", err)
 		} else {

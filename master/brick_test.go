@@ -1,6 +1,7 @@
 package master
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/georep/georep/master/glusterfs"
+	"github.com/georep/georep/rpc/gfid"
 )
 
 // htimeBrick is a brick directory with an HTIME index started at start;
@@ -99,4 +101,55 @@ func TestReplacedChangelog(t *testing.T) {
 	hb.roll(t0+8, true)
 	hb.roll(t0+8, true)
 	check(0, false)
+}
+
+// TestIdleStimeWaitsForFailures: an idle brick worker follows the empty
+// rollovers with stime only while nothing it took is owed to the slave;
+// with a failure queued, stime stays where the last pass left it.
+func TestIdleStimeWaitsForFailures(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the brick's stime is a trusted.* xattr")
+	}
+	const t0 = 1795678238
+	hb := newHTIMEBrick(t, t0)
+	tw := newTestWorker(t)
+	q, err := loadFailures(tw.wd.path("failures"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw.failures = q
+	tw.client = &slaveClient{slaveVol: "955866e3-bc16-4ad8-a238-843ed00ef97d"}
+	tw.brick = &brickState{path: hb.path, volumeID: "828b277d-217b-499d-b78f-eb56f774df18"}
+	idle := func(roll int64) {
+		t.Helper()
+		s := &brickSource{w: tw.worker, b: tw.brick, idleTo: time.Unix(roll, 0)}
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel() // wait's wait for a change returns at once
+		s.wait(ctx, nil)
+	}
+	stimeIs := func(want time.Time) {
+		t.Helper()
+		st, err := tw.wd.loadStime()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bt, _, err := glusterfs.Stime(hb.path, tw.brick.volumeID, tw.client.slaveVolume())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.Data.Equal(want) || !bt.Equal(want) {
+			t.Fatalf("stime: work dir %v, brick %v; want %v", st.Data, bt, want)
+		}
+	}
+
+	q.update([]*failure{{GFID: gfid.New(), Name: "f", Reason: "EIO on the slave"}}, false, time.Now())
+	idle(t0 + 15)
+	stimeIs(time.Time{})
+	tw.staleData = map[gfid.GFID]bool{gfid.New(): true}
+	q.update(nil, true, time.Now()) // the retry went through
+	idle(t0 + 30)
+	stimeIs(time.Time{})
+	tw.staleData = nil
+	idle(t0 + 45)
+	stimeIs(time.Unix(t0+44, 0))
 }

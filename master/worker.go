@@ -888,6 +888,13 @@ func (w *worker) advance(ctx context.Context, t time.Time) error {
 	return w.wd.saveStats(w.stats)
 }
 
+// owesSlave reports whether changes already taken are not all on the
+// slave: failures queued for retry, or files whose data is to be shipped
+// again. stime may not pass them.
+func (w *worker) owesSlave() bool {
+	return (w.failures != nil && w.failures.len() > 0) || len(w.staleData) > 0
+}
+
 // markXtime marks the slave's root with t in the background.
 func (w *worker) markXtime(ctx context.Context, t time.Time) {
 	done := make(chan error, 1)
