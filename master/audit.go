@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -188,16 +189,8 @@ func (a *auditor) snapshot() auditStatus {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.status
-	s.ByKind = maps(a.status.ByKind)
+	s.ByKind = maps.Clone(a.status.ByKind)
 	return s
-}
-
-func maps(m map[string]int64) map[string]int64 {
-	out := make(map[string]int64, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // request asks for a round now (with content: file contents compared too).
