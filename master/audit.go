@@ -19,6 +19,7 @@ import (
 
 	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/master/crawl"
+	"github.com/georep/georep/master/glusterfs"
 	"github.com/georep/georep/rpc/atomicfile"
 	"github.com/georep/georep/rpc/bwlimit"
 	"github.com/georep/georep/rpc/gfid"
@@ -564,6 +565,7 @@ type auditJudge struct {
 	subdirs []auditDirRef
 
 	entries, files, bytes, found int64
+	behind                       int64 // names where the catalog, not the slave, was behind the brick
 	kinds                        map[string]int64
 	purges                       []purge
 	unsync                       []gfid.GFID
@@ -584,6 +586,36 @@ func (j *auditJudge) differ(kind, path string, g gfid.GFID, what string) {
 		j.w.log.Warn("audit: more differences; not logging them one by one any more this round (status shows the counts)")
 	}
 	a.logged++
+}
+
+// catalogBehind says, for a brick worker, whether the brick itself holds
+// at path what the slave holds there (slaveHas, or nothing when !present)
+// where the catalog says otherwise. Each worker of a replica set keeps its
+// own catalog, and the changes the set's other worker synced while this
+// one was Passive are not in it (it starts again from the set's stime): the
+// slave is right, and the hybrid crawl that closes the round relearns the
+// name. Purging it would delete good data on a guess. A plain source, or a
+// brick that cannot be read there, says false: the difference stands.
+func (j *auditJudge) catalogBehind(path string, slaveHas gfid.GFID, present bool) bool {
+	b := j.w.brick
+	if b == nil {
+		return false
+	}
+	g, err := glusterfs.BrickGFID(filepath.Join(b.path, path))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if present {
+			return false
+		}
+	case err != nil || !present || g != slaveHas:
+		return false
+	}
+	j.behind++
+	if j.behind <= auditLogLimit {
+		j.w.log.Info("audit: the slave holds what the brick holds, the catalog is behind it (synced by the replica set's other worker); the round's crawl relearns it",
+			"path", path, "gfid", gfidText(slaveHas))
+	}
+	return true
 }
 
 // taint marks node n of the catalog as not synced in respect what
@@ -635,7 +667,7 @@ func (j *auditJudge) dir(ref auditDirRef, ents []ops.AuditEntry, lerr error) err
 		case mine && j.skip[g]:
 			continue
 		case !mine:
-			if w.cfg.IgnoreDeletes || w.partial {
+			if w.cfg.IgnoreDeletes || w.partial || j.catalogBehind(path, e.GFID, true) {
 				continue
 			}
 			j.differ("extra", path, e.GFID, "the master has no such name")
@@ -643,6 +675,9 @@ func (j *auditJudge) dir(ref auditDirRef, ents []ops.AuditEntry, lerr error) err
 			purgedIn = true
 			continue
 		case e.GFID != g:
+			if j.catalogBehind(path, e.GFID, true) {
+				continue
+			}
 			j.differ("gfid", path, e.GFID, fmt.Sprintf("holds gfid %s, the master's is %s", gfidText(e.GFID), g))
 			j.unsync = append(j.unsync, g)
 			if !w.partial {
@@ -663,10 +698,11 @@ func (j *auditJudge) dir(ref auditDirRef, ents []ops.AuditEntry, lerr error) err
 		}
 	}
 	for name, g := range want {
-		if j.skip[g] {
+		path := "/" + filepath.Join(ref.P, name)
+		if j.skip[g] || j.catalogBehind(path, gfid.GFID{}, false) {
 			continue
 		}
-		j.differ("missing", "/"+filepath.Join(ref.P, name), g, "the slave has no such name")
+		j.differ("missing", path, g, "the slave has no such name")
 		j.unsync = append(j.unsync, g)
 	}
 	if purgedIn && ref.G != gfid.Root {

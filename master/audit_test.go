@@ -1,11 +1,16 @@
 package master
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/pkg/xattr"
+
+	"github.com/georep/georep/master/glusterfs"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // TestAuditDue checks the audit's schedule: a round every audit-interval,
@@ -78,5 +83,58 @@ func TestAuditResumes(t *testing.T) {
 		t.Errorf("place after restart = %v, want %v and the directory cut short again", b.stack, a.stack)
 	case !b.status.Running || b.status.Entries != 42 || b.status.ByKind["mtime"] != 2 || b.inos == nil:
 		t.Errorf("status after restart = %+v", b.status)
+	}
+}
+
+// TestAuditCatalogBehindBrick: on a brick, a name where the slave holds
+// what the brick holds but the catalog says otherwise (the replica set's
+// other worker synced it while this one was Passive) is not a difference
+// and is not purged; where the brick disagrees with the slave, it is.
+func TestAuditCatalogBehindBrick(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: a brick's gfids are trusted.* xattrs")
+	}
+	tw := newTestWorker(t)
+	tw.noVerify = true
+	for _, name := range []string{"renamed", "gone", "kept"} {
+		tw.write(t, name, name)
+	}
+	tw.crawlAndProcess(t)
+	setGFID := func(name string, g gfid.GFID) {
+		t.Helper()
+		if err := xattr.LSet(filepath.Join(tw.src, name), glusterfs.GFIDXattr, g[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What the other worker synced: "renamed" now holds another inode,
+	// "new" was created and "gone" removed, on the brick and the slave.
+	other, created, stray := gfid.New(), gfid.New(), gfid.New()
+	setGFID("renamed", other)
+	tw.write(t, "new", "new")
+	setGFID("new", created)
+	if err := os.Remove(filepath.Join(tw.src, "gone")); err != nil {
+		t.Fatal(err)
+	}
+	// And what is wrong on the slave all the same: "stray", an extra name
+	// the brick does not have, and "kept", missing though the brick has it.
+	tw.brick = &brickState{path: tw.src}
+	a, err := newAuditor(Config{}, filepath.Join(t.TempDir(), "audit.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw.audit = a
+	j := &auditJudge{w: tw.worker}
+	ents := []ops.AuditEntry{{Name: "renamed", GFID: other}, {Name: "new", GFID: created}, {Name: "stray", GFID: stray}}
+	if err := j.dir(auditDirRef{G: gfid.Root}, ents, nil); err != nil {
+		t.Fatal(err)
+	}
+	if j.behind != 3 {
+		t.Errorf("%d names where the catalog is behind, want 3 (renamed, new, gone)", j.behind)
+	}
+	if j.found != 2 || j.kinds["extra"] != 1 || j.kinds["missing"] != 1 {
+		t.Errorf("differences %d %v, want extra 1 (stray) and missing 1 (kept)", j.found, j.kinds)
+	}
+	if len(j.purges) != 1 || j.purges[0].name != "stray" {
+		t.Errorf("purges %+v, want only stray", j.purges)
 	}
 }
