@@ -134,6 +134,20 @@ func TestPurgesSlaveOnlyNames(t *testing.T) {
 	os.RemoveAll(filepath.Join(s.replica, "a/b"))
 	s.sync(t)
 	s.check(t, harness.CompareOptions{}, "after damaging the replica")
+
+	// A --oneshot pass that changes the slave leaves verify to the pass
+	// that confirms it: the damage is found beside that pass's crawl, and
+	// repaired all the same.
+	os.WriteFile(filepath.Join(s.replica, "a/stray2"), []byte("not on master"), 0o644)
+	os.RemoveAll(filepath.Join(s.replica, "a/b"))
+	os.WriteFile(filepath.Join(s.src, "new"), []byte("new on the master"), 0o644)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	out := harness.MustOneshot(t, ctx, s.args("--log-level", "debug")...)
+	s.check(t, harness.CompareOptions{}, "after damaging the replica while the master changed")
+	if !strings.Contains(out, `compared with the catalog while the pass crawled" differences=2`) {
+		t.Errorf("verify did not compare beside the confirming pass (want its 2 differences found there):\n%s", harness.Tail(out, 40))
+	}
 }
 
 func fmtSeed(seed uint64) string { return fmt.Sprintf("seed-%d", seed) }

@@ -46,6 +46,9 @@ type worker struct {
 	// sessionGen is the client's session generation this worker adopted.
 	sessionGen int64
 	verified   bool // the slave has been compared with the source in this session
+	// verifyPutOff: a --oneshot pass that changed the slave left verify to
+	// the pass that confirms it (once a run).
+	verifyPutOff bool
 	// needFull asks the worker loop (worker_loop.go) for a hybrid crawl:
 	// at start, after the change source lost track, or when the park held
 	// entries.
@@ -585,6 +588,14 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 			return true, verr
 		}
 		return true, partial
+	}
+	if changed && w.cfg.Oneshot && !w.verified && !w.verifyPutOff {
+		// --oneshot runs another pass to confirm this one left nothing
+		// to do: verify compares beside that pass's crawl (early) instead
+		// of after this one, which takes a round trip and the slave's
+		// walk off the run. stime waits for it.
+		w.verifyPutOff = true
+		return true, nil
 	}
 	if found, err := w.verifyOnceFrom(ctx, early.take(changed, w.cat.Writes)); err != nil || found > 0 {
 		w.repairAfterVerify(found) // stime waits for the repair
