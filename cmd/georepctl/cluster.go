@@ -141,6 +141,7 @@ func outcome[T any](as []answer[T]) int {
 }
 
 func (c *cluster) dispatch(ctx context.Context, args []string) (int, error) {
+	args = glusterConfigArgs(args)
 	cmd, rest := args[0], args[1:]
 	arg := func(i int) string {
 		if i < len(rest) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -274,6 +275,12 @@ func TestClusterConfig(t *testing.T) {
 		{args: []string{"config", "get", "log-level"}, code: exitOK, wantOut: "=info\n"},
 		{args: []string{"config", "set", "log-level", "warn"}, code: exitOK, wantOut: aa + ": log-level = warn\n"},
 		{args: []string{"config", "!log-level"}, code: exitOK, wantOut: ba + ": log-level = info (reset: default)\n"}, // gluster's spelling
+		// gluster's config KEY VALUE and config KEY
+		{args: []string{"config", "log-level", "error"}, code: exitOK, wantOut: "=" + aa + ": log-level = error\n" + ba + ": log-level = error\n"},
+		{args: []string{"config", "log-level"}, code: exitOK, wantOut: "=error\n"},
+		{args: []string{"config"}, code: exitOK, wantOut: "change-interval"},
+		{args: []string{"config", "log-level", "info", "extra"}, code: exitUsage, wantOut: "="},
+		{args: []string{"config", "reset", "log-level"}, code: exitOK, wantOut: "=" + aa + ": log-level = info (reset: default)\n" + ba + ": log-level = info (reset: default)\n"},
 		{args: []string{"config", "set", "checkpoint", "1780000000"}, code: exitOK,
 			wantOut: "=" + aa + ": checkpoint = 2026-05-28T20:26:40Z\n" + ba + ": checkpoint = 2026-05-28T20:26:40Z\n"},
 		{args: []string{"config", "set", "checkpoint", "soon"}, code: exitError, wantOut: "=" /* refused before any master is asked */},
@@ -443,6 +450,24 @@ func TestWaitStateReplicaSets(t *testing.T) {
 	for _, tc := range tests {
 		if got := waitState(tc.as).complete(); got != tc.want {
 			t.Errorf("%s: complete %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestGlusterConfigArgs(t *testing.T) {
+	for _, tt := range []struct{ in, want []string }{
+		{[]string{"config"}, []string{"config", "get"}},
+		{[]string{"config", "log-level"}, []string{"config", "get", "log-level"}},
+		{[]string{"config", "log-level", "debug"}, []string{"config", "set", "log-level", "debug"}},
+		{[]string{"config", "get", "log-level"}, []string{"config", "get", "log-level"}},
+		{[]string{"config", "set", "log-level", "debug"}, []string{"config", "set", "log-level", "debug"}},
+		{[]string{"config", "reset", "log-level"}, []string{"config", "reset", "log-level"}},
+		{[]string{"config", "!log-level"}, []string{"config", "!log-level"}},
+		{[]string{"config", "a", "b", "c"}, []string{"config", "a", "b", "c"}},
+		{[]string{"status"}, []string{"status"}},
+	} {
+		if got := glusterConfigArgs(tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("glusterConfigArgs(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

@@ -10,7 +10,7 @@
 //	georepctl ... failures [retry] | failures skip GFID --reason TEXT
 //	georepctl ... audit [--content] [--wait]
 //	georepctl ... pause | resume
-//	georepctl ... config get [KEY] | config set KEY VALUE | config reset KEY
+//	georepctl ... config get [KEY] | config set KEY VALUE | config reset KEY | config [KEY [VALUE]]
 package main
 
 import (
@@ -65,6 +65,7 @@ commands:
   config get [KEY]                 configuration of the running master
   config set KEY VALUE             change a key that may change live (bandwidth-limit, change-interval, checkpoint,
                                    log-level, max-delete); kept in the master's work dir: it outlives a restart
+  config [KEY [VALUE]]             gluster's spellings: config get [KEY], or config set KEY VALUE
   config reset KEY | config '!KEY' undo config set: the value the master started with (flag, environment, file or
                                    default); config reset checkpoint clears the checkpoint
 
@@ -291,6 +292,7 @@ func (d dialer) dial(target string) (*grpc.ClientConn, error) {
 }
 
 func (a *app) dispatch(ctx context.Context, args []string) (int, error) {
+	args = glusterConfigArgs(args)
 	cmd, rest := args[0], args[1:]
 	arg := func(i int) string {
 		if i < len(rest) {
@@ -509,6 +511,27 @@ func (a *app) skip(ctx context.Context, g string) (int, error) {
 			className(f.GetClass()), f.GetReason(), resp.GetLogs()[i])
 	}
 	return exitOK, nil
+}
+
+// glusterConfigArgs turns gluster's spellings of geo-replication config
+// into georepctl's: config (every key) is config get, config KEY is config
+// get KEY, config KEY VALUE is config set KEY VALUE. Other args are
+// returned as they are.
+func glusterConfigArgs(args []string) []string {
+	if len(args) == 0 || args[0] != "config" {
+		return args
+	}
+	rest := args[1:]
+	if len(rest) > 0 && (rest[0] == "get" || rest[0] == "set" || rest[0] == "reset" || strings.HasPrefix(rest[0], "!")) {
+		return args
+	}
+	switch len(rest) {
+	case 0, 1:
+		return append([]string{"config", "get"}, rest...)
+	case 2:
+		return []string{"config", "set", rest[0], rest[1]}
+	}
+	return args
 }
 
 // configResetKey is the key of config reset KEY, or of gluster's spelling
