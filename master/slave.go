@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -143,6 +144,9 @@ type slaveClient struct {
 	volumeID string // the master volume's id
 	node     string
 	lease    time.Duration
+	// opened is signalled when a handshake opens a session: keepAlive
+	// then counts its wait from it, with the lease the slave granted.
+	opened chan struct{}
 	// replicaSet and workerID name the worker to the slave, which lets one
 	// worker per replica set hold a session (the set's lease); empty for
 	// a plain directory's one worker.
@@ -241,7 +245,7 @@ func newSlaveClientFor(cfg Config, volumeID, sessionFile, relaySock string, bw *
 	host, _ := os.Hostname()
 	c := &slaveClient{
 		volumeID: volumeID, node: fmt.Sprintf("%s pid %d", host, os.Getpid()),
-		lease: cfg.Lease, sessionFile: sessionFile,
+		lease: cfg.Lease, sessionFile: sessionFile, opened: make(chan struct{}, 1),
 	}
 	for i := range addrs {
 		addr := addrs[(prefer+i)%len(addrs)]
@@ -371,6 +375,10 @@ func (c *slaveClient) handshake(ctx context.Context) error {
 		c.lease = granted // the slave may grant less than asked: renew in time
 	}
 	c.session = resp.GetSessionId()
+	select {
+	case c.opened <- struct{}{}:
+	default:
+	}
 	c.slaveVol = resp.GetSlaveVolumeId()
 	c.maxBatch = int(resp.GetMaxBatch())
 	c.haveRsync, c.haveApply, c.haveWalk, c.haveAudit, c.haveOwner, c.haveACL, c.haveWrite = false, false, false, false, false, false, false
@@ -505,7 +513,9 @@ func (c *slaveClient) keepAliveLogged(ctx context.Context, log *slog.Logger) {
 }
 
 // keepAlive renews the lease every third of it until ctx ends. A failed
-// renewal is logged by the caller through the returned channel.
+// renewal is logged by the caller through the returned channel. The wait
+// starts again when a session opens: the lease the slave granted may be
+// shorter than the one asked for, which the wait begun before it was.
 func (c *slaveClient) keepAlive(ctx context.Context, errs chan<- error) {
 	for {
 		c.mu.Lock()
@@ -514,6 +524,8 @@ func (c *slaveClient) keepAlive(ctx context.Context, errs chan<- error) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-c.opened:
+			continue
 		case <-time.After(every):
 		}
 		if c.sessionID() == "" || c.lost.Load() {
@@ -521,7 +533,7 @@ func (c *slaveClient) keepAlive(ctx context.Context, errs chan<- error) {
 		}
 		now := time.Now()
 		_, err := c.api.KeepAlive(c.ctx(ctx), &slavev1.KeepAliveRequest{Mark: &slavev1.VolumeMark{
-			Uuid: c.volumeID, Sec: now.Unix(), Nsec: int32(now.Nanosecond()), Timeout: uint32(every / time.Second * 3),
+			Uuid: c.volumeID, Sec: now.Unix(), Nsec: int32(now.Nanosecond()), Timeout: uint32(math.Ceil((3 * every).Seconds())),
 		}})
 		if status.Code(err) == codes.FailedPrecondition {
 			c.lost.Store(true)

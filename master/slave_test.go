@@ -1,14 +1,18 @@
 package master
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"syscall"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	slavev1 "github.com/georep/georep/gen/georep/slave/v1"
 	"github.com/georep/georep/rpc/wire"
 )
 
@@ -36,5 +40,43 @@ func TestSlaveDirGone(t *testing.T) {
 		if got := slaveDirGone(tt.err); got != tt.gone {
 			t.Errorf("slaveDirGone(%v) = %v, want %v", tt.err, got, tt.gone)
 		}
+	}
+}
+
+// keepAliveAPI counts the KeepAlive calls of a slave client.
+type keepAliveAPI struct {
+	slavev1.SlaveServiceClient
+	calls chan *slavev1.KeepAliveRequest
+}
+
+func (k *keepAliveAPI) KeepAlive(_ context.Context, req *slavev1.KeepAliveRequest, _ ...grpc.CallOption) (*slavev1.KeepAliveResponse, error) {
+	k.calls <- req
+	return &slavev1.KeepAliveResponse{}, nil
+}
+
+// TestKeepAliveFollowsGrantedLease: the keep-alive loop starts before the
+// session opens, waiting a third of the lease asked for; a session opened
+// with a shorter lease (the slave grants less) is renewed within a third
+// of that one, not after the wait begun before it.
+func TestKeepAliveFollowsGrantedLease(t *testing.T) {
+	api := &keepAliveAPI{calls: make(chan *slavev1.KeepAliveRequest, 16)}
+	c := &slaveClient{api: api, lease: time.Hour, opened: make(chan struct{}, 1), volumeID: "v"}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); c.keepAlive(ctx, make(chan error, 1)) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(50 * time.Millisecond) // the loop waits on the asked-for lease
+	// What handshake does with the slave's answer: a 3 s lease.
+	c.mu.Lock()
+	c.lease, c.session = 3*time.Second, "s1"
+	c.mu.Unlock()
+	c.opened <- struct{}{}
+	select {
+	case req := <-api.calls:
+		if got := req.GetMark().GetTimeout(); got != 3 {
+			t.Errorf("keep-alive mark timeout %d s, want the lease's 3", got)
+		}
+	case <-time.After(time.Minute): // a third of the granted lease is 1 s; of the asked one, 20 min
+		t.Fatal("no keep-alive within a minute of a session opened with a 3 s lease")
 	}
 }
