@@ -21,7 +21,7 @@ import (
 // decompressed: 16 MB and 16 KB blocks made those reads 70 % of a no-change
 // pass's CPU at 1,000,000 files. 128 MB holds the node table of a million
 // files (64 MB about half: a no-change pass of a million files then took
-// 20-21 s of the master's CPU, 17-18 s with 128 MB); the cache fills only
+// 20.7 s of the master's CPU, 17.5 s with 128 MB, alternating); the cache fills only
 // as far as the store reaches, so a small catalog costs what it did. 4 KB
 // blocks make a miss a quarter of the decompression, for 8 % more on disk
 // (129 bytes a file instead of 120 at 1,000,000). The process's RSS stays
