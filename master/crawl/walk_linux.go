@@ -433,10 +433,14 @@ func readlinkat(dirfd int, name string) (string, error) {
 	}
 }
 
-// userXattrs reads the user.* xattrs of name in dirfd, through
-// /proc/self/fd so that no path longer than one name is resolved and the
-// final component is not followed.
+// userXattrs reads the user.* xattrs of name in dirfd without following the
+// final component: through listxattrat and getxattrat where the kernel has
+// them, else through /proc/self/fd so that no path longer than one name is
+// resolved.
 func userXattrs(dirfd int, name string) (map[string][]byte, error) {
+	if haveXattrat() {
+		return userXattrsAt(dirfd, name)
+	}
 	p := "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name
 	list, err := xattr.LList(p)
 	if err != nil {
