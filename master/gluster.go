@@ -27,6 +27,7 @@ func runGluster(ctx context.Context, cfg Config, wd *workDir, mon *monitor, rsyn
 	if err != nil {
 		return err
 	}
+	limitMemory(len(bricks))
 	mnt, err := mountAux(ctx, cfg, wd, vol, bricks)
 	if err != nil {
 		return err

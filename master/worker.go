@@ -159,6 +159,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer w.close()
 	mon.add(w, cfg.Source)
 	w.setStatus(stateInitializing, "")
+	limitMemory(1)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -28,7 +27,6 @@ import (
 
 	"github.com/georep/georep/cmd/internal/cli"
 	"github.com/georep/georep/master"
-	"github.com/georep/georep/master/catalog"
 	"github.com/georep/georep/rpc"
 	"github.com/georep/georep/rpc/bwlimit"
 )
@@ -62,7 +60,6 @@ func main() {
 	if err := cfg.Validate(); err != nil {
 		cli.Fatal("georep-master", err, 2)
 	}
-	setMemoryLimit()
 	defer cli.StartCPUProfile("georep-master")()
 	defer cli.StartMemProfile("georep-master")()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -196,24 +193,4 @@ func config(v *viper.Viper) (master.Config, error) {
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
-}
-
-// memoryBudget is what the master's memory should stay within, the
-// catalog's included: Go's heap gets a soft limit of what the catalog's
-// cache and memtables leave (catalog.Resident: 136 MiB, for 128 MiB of it).
-// Measured at 1,000,000 files (README, "Scale"): left to GOGC alone, Go held
-// up to 161 MB at a first pass's peak (88 MB of it live objects), which
-// beside a full cache would pass 300 MB; a limit costs only collections
-// when the heap nears it (a first pass's master CPU: +4 % with 100 MiB). A
-// soft limit: a pass whose live heap needs more gets it (Go caps the
-// collector's share of CPU as the limit is passed).
-const memoryBudget = 264 << 20
-
-// setMemoryLimit sets Go's soft memory limit to memoryBudget less the
-// catalog's resident memory, unless GOMEMLIMIT says otherwise.
-func setMemoryLimit() {
-	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
-		return
-	}
-	debug.SetMemoryLimit(memoryBudget - catalog.Resident)
 }

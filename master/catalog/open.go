@@ -26,7 +26,7 @@ import (
 // blocks make a miss a quarter of the decompression, for 8 % more on disk
 // (129 bytes a file instead of 120 at 1,000,000). The process's RSS stays
 // under 300 MB with it only because glibc keeps one arena (malloc_cgo.go)
-// and Go's heap has a soft limit beside it (Resident, the master's main).
+// and Go's heap has a soft limit beside it (Resident; master/memlimit.go).
 const (
 	cacheSize    = 128 << 20 // decompressed blocks, index and filter blocks
 	memTableSize = 4 << 20   // two at most: one filling, one being flushed
