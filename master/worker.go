@@ -626,7 +626,7 @@ func (w *worker) repairAfterVerify(found int) {
 
 func (w *worker) crawlConfig() crawl.Config {
 	return crawl.Config{Source: w.cfg.Source, ChangelogDir: w.wd.path("xsync"),
-		IgnoreDeletes: w.cfg.IgnoreDeletes, SyncXattrs: w.cfg.SyncXattrs, Brick: w.brick != nil, ParkPrefix: w.parkPrefix()}
+		IgnoreDeletes: w.cfg.IgnoreDeletes, SyncXattrs: w.cfg.SyncXattrs, Brick: w.brick != nil, WritesRecorded: w.brick != nil, ParkPrefix: w.parkPrefix()}
 }
 
 // parkPrefix starts the names this worker parks on the slave: its replica
