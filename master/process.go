@@ -239,6 +239,17 @@ func (w *worker) touchedMetas(plan changelogPlan, snap *crawl.Snapshot, out *out
 	for _, g := range plan.data {
 		shipped[g] = true
 	}
+	// In a first sync into an empty slave, an inode this changelog creates
+	// is new there: it has no user.* xattr for a meta op to remove.
+	var created map[gfid.GFID]bool
+	if w.cfg.SyncXattrs && w.fresh && w.freshGen == w.sessionGen && w.sessionOpen() {
+		created = map[gfid.GFID]bool{}
+		for i, e := range plan.entries {
+			if e.Op == ops.OpCreate {
+				created[plan.opGFID[i]] = true
+			}
+		}
+	}
 	for g := range plan.touched {
 		if _, bad := out.failed[g]; bad {
 			continue
@@ -248,6 +259,11 @@ func (w *worker) touchedMetas(plan changelogPlan, snap *crawl.Snapshot, out *out
 		}
 		n, ok := snap.Lookup(g)
 		if !ok {
+			continue
+		}
+		if shipped[g] && created[g] && n.Type == catalog.TypeReg && len(n.Xattrs) == 0 {
+			// Nor has it any to get: what the data sets (mode, owner,
+			// times) is all its metadata.
 			continue
 		}
 		metas = append(metas, w.metaOp(g, n))

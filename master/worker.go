@@ -46,6 +46,11 @@ type worker struct {
 	// sessionGen is the client's session generation this worker adopted.
 	sessionGen int64
 	verified   bool // the slave has been compared with the source in this session
+	// fresh is set while the pass of a first sync into an empty slave
+	// runs (see pass), in session generation freshGen: every inode the
+	// pass creates on the slave is new there.
+	fresh    bool
+	freshGen int64
 	// needFull asks the worker loop (worker_loop.go) for a hybrid crawl:
 	// at start, after the change source lost track, or when the park held
 	// entries.
@@ -542,10 +547,20 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 	firstOfSession := !w.sessionOpen() || !w.verified
 	open := w.openBeside(ctx, stopCrawl)
 	var early *earlyVerify
-	if n, cerr := w.cat.Count(); cerr == nil && n > 0 && firstOfSession {
+	n, cerr := w.cat.Count()
+	if cerr == nil && n > 0 && firstOfSession {
 		early = w.startEarlyVerify(ctx, open)
 		defer early.stop()
 	}
+	// A first sync into an empty slave (nothing in the catalog, nothing in
+	// the slave's root before this worker applies anything, the session
+	// the same throughout) leaves on the slave only what the pass put
+	// there: verify would compare the pass's own work with the catalog it
+	// committed, listing every directory while the changes made since
+	// wait behind it. freshGen is the session it held for that.
+	checkFresh := cerr == nil && n == 0 && firstOfSession
+	freshGen := int64(-1)
+	defer func() { w.fresh = false }()
 	// The crawl emits its changes in segments, each applied and committed
 	// before it goes on (crawl.Stream); a segment that leaves failures
 	// does not stop the others. The queue keeps every failure until the
@@ -555,6 +570,13 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 		early.abandon()
 		if err := open.wait(); err != nil {
 			return err
+		}
+		if checkFresh {
+			checkFresh = false
+			if ents, err := w.slave.Entries(ctx, gfid.Root); err == nil && len(ents) == 0 {
+				freshGen = w.sessionGen
+				w.fresh, w.freshGen = true, freshGen
+			}
 		}
 		changed = true
 		err := w.apply(ctx, res, false)
@@ -585,6 +607,10 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 			return true, verr
 		}
 		return true, partial
+	}
+	if freshGen >= 0 && freshGen == w.sessionGen && w.sessionOpen() && !w.verified {
+		w.log.Debug("verify: skipped, the slave was empty before this pass, which left no failures")
+		w.verified = true
 	}
 	if found, err := w.verifyOnceFrom(ctx, early.take(changed, w.cat.Writes)); err != nil || found > 0 {
 		w.repairAfterVerify(found) // stime waits for the repair
