@@ -86,8 +86,23 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	defer w.prog.Store(nil)
 
 	// The metas go behind the entry ops, in the same pipeline: computed
-	// now, nothing has failed yet.
-	metas, metaGFID := w.touchedMetas(plan, snap, out)
+	// now, nothing has failed yet. Many of them (a first sync) are
+	// computed while the entry ops go, and follow them in a pipeline of
+	// their own: on a brick each is a stat through the aux-gfid mount, and
+	// thousands of those ahead of the first entry op kept the slave idle
+	// for seconds; one more round trip is nothing beside that.
+	var metas []ops.Meta
+	var metaGFID []gfid.GFID
+	var metasReady chan struct{}
+	if len(plan.touched) >= asyncMetas {
+		metasReady = make(chan struct{})
+		go func() {
+			defer close(metasReady)
+			metas, metaGFID = w.touchedMetas(plan, snap, out)
+		}()
+	} else {
+		metas, metaGFID = w.touchedMetas(plan, snap, out)
+	}
 	t0 := time.Now()
 	ship.prog.report(ctx, w.log, len(plan.entries), len(ship.queue), t0)
 	defer ship.prog.stop()
@@ -100,6 +115,13 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 			tEntries = time.Since(t0)
 		}
 	})
+	if metasReady != nil {
+		<-metasReady
+		if err == nil && len(failed) == 0 {
+			// After every entry op, as in the one pipeline.
+			_, metaFails, err = w.sendOps(ctx, nil, nil, out, metas, nil)
+		}
+	}
 	if err == nil {
 		err = w.resolveEntries(ctx, plan.entries, plan.opGFID, failed, out, snap)
 	}
@@ -229,6 +251,10 @@ func planChangelog(recs []changelog.Record, snap *crawl.Snapshot, entryOp func(c
 	delete(p.touched, gfid.Park)
 	return p
 }
+
+// asyncMetas is how many gfids a changelog touches from which its metas
+// are computed beside its entry ops (processChangelog).
+const asyncMetas = 512
 
 // touchedMetas returns the meta ops of everything the plan touched, from
 // the master's stat, but those whose ops failed and, unless sync-xattrs,
