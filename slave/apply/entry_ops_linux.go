@@ -159,6 +159,18 @@ func (en *Engine) create(e ops.Entry, d *dirs) error {
 	}
 	defer release()
 	want := e.Type()
+	var in Inode
+	located := false
+	if en.cfg.CreateChecksName {
+		// Most creates make a gfid no inode has: Create checks the name.
+		if in, err = en.b.Locate(e.GFID); err != nil {
+			return err
+		}
+		if in.Type == 0 || in.Stale {
+			return en.b.Create(pfd, e)
+		}
+		located = true
+	}
 	ni, err := en.b.Lookup(pfd, e.Name)
 	if err != nil {
 		return err
@@ -172,9 +184,10 @@ func (en *Engine) create(e ops.Entry, d *dirs) error {
 		}
 		return en.b.Named(pfd, e.Parent, e.Name, e.GFID, ni)
 	}
-	in, err := en.b.Locate(e.GFID)
-	if err != nil {
-		return err
+	if !located {
+		if in, err = en.b.Locate(e.GFID); err != nil {
+			return err
+		}
 	}
 	if have := in.Type; have != 0 && !in.Stale {
 		if want == ops.TypeDir || have == ops.TypeDir {
