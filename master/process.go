@@ -1,6 +1,7 @@
 package master
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -252,6 +253,16 @@ func planChangelog(recs []changelog.Record, snap *crawl.Snapshot, entryOp func(c
 	return p
 }
 
+// xattrsSynced reports whether the regular file g, as crawled (n), has the
+// user.* xattrs the catalog's record of it says the slave holds: a record
+// of a complete sync (not one committed with impossible times, whose meta
+// and data were still to come), of a regular file, with the same digest.
+func (w *worker) xattrsSynced(g gfid.GFID, n crawl.Node) bool {
+	o, ok, err := w.cat.Node(g)
+	return err == nil && ok && o.Type == catalog.TypeReg && o.MtimeNs >= 0 && o.CtimeNs >= 0 &&
+		bytes.Equal(o.XattrHash, n.XattrHash)
+}
+
 // asyncMetas is how many gfids a changelog touches from which its metas
 // are computed beside its entry ops (processChangelog).
 const asyncMetas = 512
@@ -290,6 +301,12 @@ func (w *worker) touchedMetas(plan changelogPlan, snap *crawl.Snapshot, out *out
 		if shipped[g] && created[g] && n.Type == catalog.TypeReg && len(n.Xattrs) == 0 {
 			// Nor has it any to get: what the data sets (mode, owner,
 			// times) is all its metadata.
+			continue
+		}
+		if shipped[g] && w.cfg.SyncXattrs && n.Type == catalog.TypeReg && w.xattrsSynced(g, n) {
+			// Its xattrs are those the slave has (the catalog's complete
+			// record): what the data sets is all that may have changed,
+			// as without sync-xattrs.
 			continue
 		}
 		metas = append(metas, w.metaOp(g, n))
