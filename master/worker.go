@@ -554,12 +554,9 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 	}
 	// A first sync into an empty slave (nothing in the catalog, nothing in
 	// the slave's root before this worker applies anything, the session
-	// the same throughout) leaves on the slave only what the pass put
-	// there: verify would compare the pass's own work with the catalog it
-	// committed, listing every directory while the changes made since
-	// wait behind it. freshGen is the session it held for that.
+	// the same throughout): every inode the pass creates is new on the
+	// slave (w.fresh, in session generation w.freshGen).
 	checkFresh := cerr == nil && n == 0 && firstOfSession
-	freshGen := int64(-1)
 	defer func() { w.fresh = false }()
 	// The crawl emits its changes in segments, each applied and committed
 	// before it goes on (crawl.Stream); a segment that leaves failures
@@ -574,8 +571,7 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 		if checkFresh {
 			checkFresh = false
 			if ents, err := w.slave.Entries(ctx, gfid.Root); err == nil && len(ents) == 0 {
-				freshGen = w.sessionGen
-				w.fresh, w.freshGen = true, freshGen
+				w.fresh, w.freshGen = true, w.sessionGen
 			}
 		}
 		changed = true
@@ -607,10 +603,6 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 			return true, verr
 		}
 		return true, partial
-	}
-	if freshGen >= 0 && freshGen == w.sessionGen && w.sessionOpen() && !w.verified {
-		w.log.Debug("verify: skipped, the slave was empty before this pass, which left no failures")
-		w.verified = true
 	}
 	if found, err := w.verifyOnceFrom(ctx, early.take(changed, w.cat.Writes)); err != nil || found > 0 {
 		w.repairAfterVerify(found) // stime waits for the repair
