@@ -1,6 +1,7 @@
 package master
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -86,8 +87,23 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 	defer w.prog.Store(nil)
 
 	// The metas go behind the entry ops, in the same pipeline: computed
-	// now, nothing has failed yet.
-	metas, metaGFID := w.touchedMetas(plan, snap, out)
+	// now, nothing has failed yet. Many of them (a first sync) are
+	// computed while the entry ops go, and follow them in a pipeline of
+	// their own: on a brick each is a stat through the aux-gfid mount, and
+	// thousands of those ahead of the first entry op kept the slave idle
+	// for seconds; one more round trip is nothing beside that.
+	var metas []ops.Meta
+	var metaGFID []gfid.GFID
+	var metasReady chan struct{}
+	if len(plan.touched) >= asyncMetas {
+		metasReady = make(chan struct{})
+		go func() {
+			defer close(metasReady)
+			metas, metaGFID = w.touchedMetas(plan, snap, out)
+		}()
+	} else {
+		metas, metaGFID = w.touchedMetas(plan, snap, out)
+	}
 	t0 := time.Now()
 	ship.prog.report(ctx, w.log, len(plan.entries), len(ship.queue), t0)
 	defer ship.prog.stop()
@@ -100,6 +116,13 @@ func (w *worker) processChangelog(ctx context.Context, path string, snap *crawl.
 			tEntries = time.Since(t0)
 		}
 	})
+	if metasReady != nil {
+		<-metasReady
+		if err == nil && len(failed) == 0 {
+			// After every entry op, as in the one pipeline.
+			_, metaFails, err = w.sendOps(ctx, nil, nil, out, metas, nil)
+		}
+	}
 	if err == nil {
 		err = w.resolveEntries(ctx, plan.entries, plan.opGFID, failed, out, snap)
 	}
@@ -230,6 +253,20 @@ func planChangelog(recs []changelog.Record, snap *crawl.Snapshot, entryOp func(c
 	return p
 }
 
+// xattrsSynced reports whether the regular file g, as crawled (n), has the
+// user.* xattrs the catalog's record of it says the slave holds: a record
+// of a complete sync (not one committed with impossible times, whose meta
+// and data were still to come), of a regular file, with the same digest.
+func (w *worker) xattrsSynced(g gfid.GFID, n crawl.Node) bool {
+	o, ok, err := w.cat.Node(g)
+	return err == nil && ok && o.Type == catalog.TypeReg && o.MtimeNs >= 0 && o.CtimeNs >= 0 &&
+		bytes.Equal(o.XattrHash, n.XattrHash)
+}
+
+// asyncMetas is how many gfids a changelog touches from which its metas
+// are computed beside its entry ops (processChangelog).
+const asyncMetas = 512
+
 // touchedMetas returns the meta ops of everything the plan touched, from
 // the master's stat, but those whose ops failed and, unless sync-xattrs,
 // the files whose data is shipped (rsync and WriteFiles set their mode,
@@ -238,6 +275,17 @@ func (w *worker) touchedMetas(plan changelogPlan, snap *crawl.Snapshot, out *out
 	shipped := make(map[gfid.GFID]bool, len(plan.data))
 	for _, g := range plan.data {
 		shipped[g] = true
+	}
+	// In a first sync into an empty slave, an inode this changelog creates
+	// is new there: it has no user.* xattr for a meta op to remove.
+	var created map[gfid.GFID]bool
+	if w.cfg.SyncXattrs && w.fresh && w.freshGen == w.sessionGen && w.sessionOpen() {
+		created = map[gfid.GFID]bool{}
+		for i, e := range plan.entries {
+			if e.Op == ops.OpCreate {
+				created[plan.opGFID[i]] = true
+			}
+		}
 	}
 	for g := range plan.touched {
 		if _, bad := out.failed[g]; bad {
@@ -248,6 +296,17 @@ func (w *worker) touchedMetas(plan changelogPlan, snap *crawl.Snapshot, out *out
 		}
 		n, ok := snap.Lookup(g)
 		if !ok {
+			continue
+		}
+		if shipped[g] && created[g] && n.Type == catalog.TypeReg && len(n.Xattrs) == 0 {
+			// Nor has it any to get: what the data sets (mode, owner,
+			// times) is all its metadata.
+			continue
+		}
+		if shipped[g] && w.cfg.SyncXattrs && n.Type == catalog.TypeReg && w.xattrsSynced(g, n) {
+			// Its xattrs are those the slave has (the catalog's complete
+			// record): what the data sets is all that may have changed,
+			// as without sync-xattrs.
 			continue
 		}
 		metas = append(metas, w.metaOp(g, n))

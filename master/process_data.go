@@ -11,6 +11,7 @@ import (
 	"github.com/georep/georep/master/crawl"
 	"github.com/georep/georep/master/syncer"
 	"github.com/georep/georep/rpc/gfid"
+	"github.com/georep/georep/rpc/ops"
 )
 
 // pendingData is a file whose data waits for entry ops to be applied.
@@ -52,8 +53,11 @@ type dataShipper struct {
 	files, smallFiles int
 	streamed          atomic.Int64 // files WriteFile wrote
 	launchedData      map[gfid.GFID]bool
-	writtenMu         sync.Mutex
-	writtenWhole      map[gfid.GFID]bool // shipped by WriteFiles, metadata included
+	// fresh holds the files this changelog creates in a first sync into
+	// an empty slave (pass): new there, without an ACL to clear.
+	fresh        map[gfid.GFID]bool
+	writtenMu    sync.Mutex
+	writtenWhole map[gfid.GFID]bool // shipped by WriteFiles, metadata included
 }
 
 // newDataShipper queues the plan's regular files that the snapshot still
@@ -73,6 +77,14 @@ func (w *worker) newDataShipper(plan changelogPlan, snap *crawl.Snapshot, out *o
 		sizeOf: make(map[gfid.GFID]int64, len(plan.data)), launchedData: map[gfid.GFID]bool{}, writtenWhole: map[gfid.GFID]bool{}}
 	if a, ok := w.slave.(aclWriter); w.cfg.SyncACLs && (!ok || !a.writesACL()) {
 		s.smallMax = 0 // a slave that cannot clear an ACL: rsync -A ships them all
+	}
+	if w.cfg.SyncACLs && w.fresh && w.freshGen == w.sessionGen && w.sessionOpen() {
+		s.fresh = map[gfid.GFID]bool{}
+		for i, e := range plan.entries {
+			if e.Op == ops.OpCreate {
+				s.fresh[plan.opGFID[i]] = true
+			}
+		}
 	}
 	for _, g := range plan.data {
 		n, ok := snap.Lookup(g)
@@ -161,7 +173,7 @@ func (s *dataShipper) launch(ctx context.Context, applied int) {
 	for _, b := range small.done() {
 		s.launched++
 		go func() {
-			r := w.writeSmall(ctx, b, s.smallMax, s.readers, s.writers, s.wroteWhole)
+			r := w.writeSmall(ctx, b, s.smallMax, s.readers, s.writers, s.fresh, s.wroteWhole)
 			s.prog.files.Add(int64(len(b)))
 			w.shipped(s.prog, b, r, s.sizeOf)
 			s.results <- r

@@ -51,8 +51,10 @@ var errNotSmall = errors.New("not a small dense file")
 // the next batches are read while calls are in flight (and wait, read, for
 // a slot, at most cap(readers) of them). Files that turn out
 // not to be small go to the data syncer instead. written, when not nil, is
-// told each file WriteFiles wrote, with its mode, owner and mtime.
-func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int64, readers, slots chan struct{}, written func(gfid.GFID)) map[gfid.GFID]error {
+// told each file WriteFiles wrote, with its mode, owner and mtime. The files
+// in fresh are new on the slave (a first sync into an empty one): they have
+// no ACL for WriteFiles to clear.
+func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int64, readers, slots chan struct{}, fresh map[gfid.GFID]bool, written func(gfid.GFID)) map[gfid.GFID]error {
 	failed := map[gfid.GFID]error{}
 	acquire := func(c chan struct{}) bool {
 		select {
@@ -83,6 +85,9 @@ func (w *worker) writeSmall(ctx context.Context, items []syncer.Item, limit int6
 			failed[it.GFID] = err
 		default:
 			fd.GFID = it.GFID
+			if fresh[it.GFID] {
+				fd.ClearACL = false
+			}
 			if w.brick != nil {
 				w.volumeMeta(it.GFID, &fd)
 			}

@@ -49,6 +49,11 @@ type worker struct {
 	// verifyPutOff: a --oneshot pass that changed the slave left verify to
 	// the pass that confirms it (once a run).
 	verifyPutOff bool
+	// fresh is set while the pass of a first sync into an empty slave
+	// runs (see pass), in session generation freshGen: every inode the
+	// pass creates on the slave is new there.
+	fresh    bool
+	freshGen int64
 	// needFull asks the worker loop (worker_loop.go) for a hybrid crawl:
 	// at start, after the change source lost track, or when the park held
 	// entries.
@@ -546,10 +551,17 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 	firstOfSession := !w.sessionOpen() || !w.verified
 	open := w.openBeside(ctx, stopCrawl)
 	var early *earlyVerify
-	if n, cerr := w.cat.Count(); cerr == nil && n > 0 && firstOfSession {
+	n, cerr := w.cat.Count()
+	if cerr == nil && n > 0 && firstOfSession {
 		early = w.startEarlyVerify(ctx, open)
 		defer early.stop()
 	}
+	// A first sync into an empty slave (nothing in the catalog, nothing in
+	// the slave's root before this worker applies anything, the session
+	// the same throughout): every inode the pass creates is new on the
+	// slave (w.fresh, in session generation w.freshGen).
+	checkFresh := cerr == nil && n == 0 && firstOfSession
+	defer func() { w.fresh = false }()
 	// The crawl emits its changes in segments, each applied and committed
 	// before it goes on (crawl.Stream); a segment that leaves failures
 	// does not stop the others. The queue keeps every failure until the
@@ -559,6 +571,12 @@ func (w *worker) pass(ctx context.Context) (changed bool, err error) {
 		early.abandon()
 		if err := open.wait(); err != nil {
 			return err
+		}
+		if checkFresh {
+			checkFresh = false
+			if ents, err := w.slave.Entries(ctx, gfid.Root); err == nil && len(ents) == 0 {
+				w.fresh, w.freshGen = true, w.sessionGen
+			}
 		}
 		changed = true
 		err := w.apply(ctx, res, false)
@@ -638,7 +656,7 @@ func (w *worker) repairAfterVerify(found int) {
 
 func (w *worker) crawlConfig() crawl.Config {
 	return crawl.Config{Source: w.cfg.Source, ChangelogDir: w.wd.path("xsync"),
-		IgnoreDeletes: w.cfg.IgnoreDeletes, SyncXattrs: w.cfg.SyncXattrs, Brick: w.brick != nil, ParkPrefix: w.parkPrefix()}
+		IgnoreDeletes: w.cfg.IgnoreDeletes, SyncXattrs: w.cfg.SyncXattrs, Brick: w.brick != nil, WritesRecorded: w.brick != nil, ParkPrefix: w.parkPrefix()}
 }
 
 // parkPrefix starts the names this worker parks on the slave: its replica

@@ -57,6 +57,14 @@ type Config struct {
 	// walk of the whole tree (Stream), not from a journal that reports
 	// writes: a change of ctime alone then ships data, as in Hybrid.
 	Walked bool
+	// WritesRecorded tells the scoped crawl that its names come with every
+	// write of a file's data marked (a GlusterFS brick's changelog has a D
+	// record for each, and the read marks decide which force a ship): a
+	// change of ctime alone is then no sign of a write (a rename, a link,
+	// an unlink of another name, a setattr or an xattr all change it), and
+	// ships no data. Size and mtime still do, and so does the catalog's
+	// impossible ctime of data not shipped yet.
+	WritesRecorded bool
 	// ParkPrefix starts the names under which this crawl's renames park
 	// inodes on the slave (the park directory holds <prefix><gfid>): the
 	// replica set's, on a GlusterFS volume, so that a worker that starts a

@@ -275,7 +275,8 @@ func (sc *scopedCrawl) involve() error {
 	sc.found = map[gfid.GFID][]catalog.Link{}
 	// Files found only at the other names of a changed file: unlinking
 	// the lost name changed their ctime, which is no sign of a write here
-	// (one through the lost name was reported with it).
+	// (one through the lost name was reported with it). With
+	// WritesRecorded, no file's ctime is.
 	sc.noCtime = map[gfid.GFID]bool{}
 	for _, in := range sc.w.inodes {
 		if in.node.Type == catalog.TypeUnknown {
@@ -285,7 +286,9 @@ func (sc *scopedCrawl) involve() error {
 		for _, l := range in.links {
 			sc.found[in.node.GFID] = append(sc.found[in.node.GFID], catalog.Link{Parent: l.parent.node.GFID, Name: l.name})
 		}
-		if !sc.cfg.Walked && len(in.links) > 0 && !slices.ContainsFunc(in.links, func(l wlink) bool { return !sc.extra[l] }) {
+		if !sc.cfg.Walked && sc.cfg.WritesRecorded {
+			sc.noCtime[in.node.GFID] = true
+		} else if !sc.cfg.Walked && len(in.links) > 0 && !slices.ContainsFunc(in.links, func(l wlink) bool { return !sc.extra[l] }) {
 			sc.noCtime[in.node.GFID] = true
 		}
 	}

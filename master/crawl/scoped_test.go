@@ -406,3 +406,52 @@ func TestScopedDirectoryRenameHalves(t *testing.T) {
 		})
 	}
 }
+
+// With WritesRecorded (a brick's changelog, which marks every write), a
+// rename, which changes the file's ctime, ships no data; a write marked, a
+// change of size or mtime, and a ctime the catalog holds as impossible
+// still do. Without it, the renamed file's ctime ships its data.
+func TestScopedWritesRecordedCtime(t *testing.T) {
+	for _, recorded := range []bool{false, true} {
+		t.Run(fmt.Sprintf("recorded=%v", recorded), func(t *testing.T) {
+			e := newEnv(t)
+			e.cfg.WritesRecorded = recorded
+			must(t, os.MkdirAll(e.p("a"), 0o755))
+			must(t, os.MkdirAll(e.p("b"), 0o755))
+			write(t, e.p("a/moved"), "moved")
+			write(t, e.p("a/written"), "written")
+			write(t, e.p("a/grown"), "grown")
+			e.crawl()
+			time.Sleep(20 * time.Millisecond) // a later ctime, whatever the clock's tick
+			j := newJournal(t, e.src)
+			must(t, os.Rename(e.p("a/moved"), e.p("b/moved")))
+			j.note(e.p("a/moved"), false)
+			j.note(e.p("b/moved"), false)
+			// Rewritten in place, same size, the mtime put back: only the
+			// mark tells.
+			var st unix.Stat_t
+			must(t, unix.Lstat(e.p("a/written"), &st))
+			write(t, e.p("a/written"), "WRITTEN")
+			mt := time.Unix(st.Mtim.Sec, st.Mtim.Nsec)
+			must(t, os.Chtimes(e.p("a/written"), mt, mt))
+			j.note(e.p("a/written"), true)
+			write(t, e.p("a/grown"), "grown more")
+			j.note(e.p("a/grown"), false)
+			res := e.scoped(j)
+			data := map[string]bool{}
+			for _, r := range res.Records {
+				if r.Kind == changelog.Data {
+					p, _ := res.Snapshot.Path(r.GFID)
+					rel, _ := filepath.Rel(e.src, p)
+					data[rel] = true
+				}
+			}
+			want := map[string]bool{"a/written": true, "a/grown": true, "b/moved": !recorded}
+			for rel, w := range want {
+				if data[rel] != w {
+					t.Errorf("%s: data record %v, want %v (records: %q)", rel, data[rel], w, e.lines(res))
+				}
+			}
+		})
+	}
+}

@@ -116,6 +116,12 @@ type Config struct {
 	// non-directories. Methods are then called concurrently for entries of
 	// distinct names, gfids and parents.
 	ParallelEntries bool
+	// CreateChecksName says the backend's Create of a name that is taken
+	// fails with EEXIST and reports what the name holds, as a lookup
+	// would (ExistsErr), changing nothing (a GlusterFS volume's
+	// glusterfs.gfid.newfile): a create of a gfid no inode has then goes
+	// straight to Create, without looking the name up first.
+	CreateChecksName bool
 	// Namespace is the xattr namespace of georep's own attributes
 	// ("trusted", or "user" for a slave not running as root; then
 	// user.georep.* is georep's and refused in a meta op).

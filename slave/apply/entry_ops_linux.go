@@ -26,7 +26,7 @@ import (
 // affect each other (the RENAMEs looked at first, see renameFacts).
 func (en *Engine) ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.Failure {
 	b := batch{
-		do:   func(i int) error { return en.applyEntry(entries[i]) },
+		do:   func(i int) error { return en.applyEntry(entries[i], nil) },
 		what: func(i int) string { return Describe(entries[i]) },
 	}
 	en.begin()
@@ -41,6 +41,16 @@ func (en *Engine) ApplyEntries(ctx context.Context, entries []ops.Entry) []ops.F
 	var fails []ops.Failure
 	for _, r := range runs {
 		if r[1]-r[0] > 1 {
+			if en.cfg.ParallelEntries {
+				// The run's parents stay open for the run (dirs).
+				d := &dirs{}
+				fails = append(fails, en.parallel(ctx, r[0], r[1], batch{
+					do:   func(i int) error { return en.applyEntry(entries[i], d) },
+					what: b.what,
+				})...)
+				d.close()
+				continue
+			}
 			fails = append(fails, en.parallel(ctx, r[0], r[1], b)...)
 		} else {
 			fails = append(fails, en.serial(ctx, r[0], r[1], b)...)
@@ -78,35 +88,45 @@ func (en *Engine) reserved(parent gfid.GFID, name string) error {
 	return nil
 }
 
-func (en *Engine) applyEntry(e ops.Entry) error {
+// applyEntry applies e, opening its parents through d (nil: each opened
+// and closed by this entry).
+func (en *Engine) applyEntry(e ops.Entry, d *dirs) error {
 	if err := en.validateEntry(e); err != nil {
 		return err
 	}
 	switch e.Op {
 	case ops.OpCreate, ops.OpMkdir, ops.OpMknod, ops.OpSymlink:
-		return en.create(e)
+		return en.create(e, d)
 	case ops.OpLink:
-		return en.link(e)
+		return en.link(e, d)
 	case ops.OpRename:
-		return en.rename(e)
+		return en.rename(e, d)
 	case ops.OpUnlink:
-		return en.remove(e, false)
+		return en.remove(e, false, d)
 	}
-	return en.remove(e, true)
+	return en.remove(e, true, d)
 }
 
-// openParent opens the directory an entry names as parent.
+// openParent opens the directory an entry names as parent; the caller
+// closes the descriptor.
 func (en *Engine) openParent(g gfid.GFID) (int, error) {
-	fd, err := en.b.OpenDir(g)
+	fd, _, err := en.openParentIn(nil, g)
+	return fd, err
+}
+
+// openParentIn opens the directory an entry names as parent through d;
+// release is called when done with the descriptor.
+func (en *Engine) openParentIn(d *dirs, g gfid.GFID) (int, func(), error) {
+	fd, release, err := d.open(en, g)
 	switch errno := ErrnoOf(err); {
 	case err == nil:
-		return fd, nil
+		return fd, release, nil
 	case errno == unix.ENOENT:
-		return -1, Errorf(unix.ENOENT, "parent %s not found", g)
+		return -1, nil, Errorf(unix.ENOENT, "parent %s not found", g)
 	case errno == unix.ENOTDIR:
-		return -1, Errorf(unix.ENOTDIR, "parent %s is not a directory", g)
+		return -1, nil, Errorf(unix.ENOTDIR, "parent %s is not a directory", g)
 	}
-	return -1, err
+	return -1, nil, err
 }
 
 // ExistsErr is the EEXIST of a name holding another inode than wanted.
@@ -125,7 +145,7 @@ type DirLocker interface {
 	LockDir(g gfid.GFID) (unlock func(), err error)
 }
 
-func (en *Engine) create(e ops.Entry) error {
+func (en *Engine) create(e ops.Entry, d *dirs) error {
 	if l, ok := en.b.(DirLocker); ok && e.Op == ops.OpMkdir {
 		unlock, err := l.LockDir(e.GFID)
 		if err != nil {
@@ -133,12 +153,24 @@ func (en *Engine) create(e ops.Entry) error {
 		}
 		defer unlock()
 	}
-	pfd, err := en.openParent(e.Parent)
+	pfd, release, err := en.openParentIn(d, e.Parent)
 	if err != nil {
 		return err
 	}
-	defer CloseFd(pfd)
+	defer release()
 	want := e.Type()
+	var in Inode
+	located := false
+	if en.cfg.CreateChecksName {
+		// Most creates make a gfid no inode has: Create checks the name.
+		if in, err = en.b.Locate(e.GFID); err != nil {
+			return err
+		}
+		if in.Type == 0 || in.Stale {
+			return en.b.Create(pfd, e)
+		}
+		located = true
+	}
 	ni, err := en.b.Lookup(pfd, e.Name)
 	if err != nil {
 		return err
@@ -152,9 +184,10 @@ func (en *Engine) create(e ops.Entry) error {
 		}
 		return en.b.Named(pfd, e.Parent, e.Name, e.GFID, ni)
 	}
-	in, err := en.b.Locate(e.GFID)
-	if err != nil {
-		return err
+	if !located {
+		if in, err = en.b.Locate(e.GFID); err != nil {
+			return err
+		}
 	}
 	if have := in.Type; have != 0 && !in.Stale {
 		if want == ops.TypeDir || have == ops.TypeDir {
@@ -170,12 +203,12 @@ func (en *Engine) create(e ops.Entry) error {
 }
 
 // link applies LINK: another name for an existing non-directory.
-func (en *Engine) link(e ops.Entry) error {
-	pfd, err := en.openParent(e.Parent)
+func (en *Engine) link(e ops.Entry, d *dirs) error {
+	pfd, release, err := en.openParentIn(d, e.Parent)
 	if err != nil {
 		return err
 	}
-	defer CloseFd(pfd)
+	defer release()
 	ni, err := en.b.Lookup(pfd, e.Name)
 	if err != nil {
 		return err
@@ -203,8 +236,8 @@ func (en *Engine) link(e ops.Entry) error {
 
 // remove applies UNLINK (dir false) and RMDIR (dir true). A missing parent
 // or name is success; a name that holds another inode is left alone.
-func (en *Engine) remove(e ops.Entry, dir bool) error {
-	pfd, err := en.b.OpenDir(e.Parent)
+func (en *Engine) remove(e ops.Entry, dir bool, d *dirs) error {
+	pfd, release, err := d.open(en, e.Parent)
 	if NotFound(err) {
 		en.log.Debug("remove: parent gone, nothing to do", "op", e.Op.String(), "gfid", e.GFID.String(), "parent", e.Parent.String())
 		return nil
@@ -212,7 +245,7 @@ func (en *Engine) remove(e ops.Entry, dir bool) error {
 	if err != nil {
 		return err
 	}
-	defer CloseFd(pfd)
+	defer release()
 	ni, err := en.b.Lookup(pfd, e.Name)
 	if err != nil || !ni.Exists {
 		return err

@@ -10,19 +10,19 @@ import (
 )
 
 // rename applies RENAME.
-func (en *Engine) rename(e ops.Entry) error {
-	nfd, err := en.openParent(e.NewParent)
+func (en *Engine) rename(e ops.Entry, d *dirs) error {
+	nfd, nrelease, err := en.openParentIn(d, e.NewParent)
 	if err != nil {
 		return err
 	}
-	defer CloseFd(nfd)
-	ofd, err := en.b.OpenDir(e.Parent)
+	defer nrelease()
+	ofd, orelease, err := d.open(en, e.Parent)
 	if err != nil && !NotFound(err) {
 		return err
 	}
 	var oi Name
 	if err == nil {
-		defer CloseFd(ofd)
+		defer orelease()
 		if oi, err = en.b.Lookup(ofd, e.Name); err != nil {
 			return err
 		}

@@ -114,7 +114,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Volume, error) {
 		// The volume keeps every gfid itself: nothing of ours to keep in
 		// step, so independent entry ops of any kind go side by side.
 		ParallelEntries: true,
-		Namespace:       "trusted",
+		// glusterfs.gfid.newfile fails EEXIST on a name taken, and Create
+		// reports what it holds.
+		CreateChecksName: true,
+		Namespace:        "trusted",
 		Reserved: map[string]string{gfidDir: errReservedGFIDDir,
 			DirLockName: `name "` + DirLockName + `" in the volume root is reserved by georep's slave on a GlusterFS volume (its slave nodes' directory lock): rename it on the master`},
 		Hidden: InternalRootNames,
