@@ -1,6 +1,9 @@
 package harness
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestAllSynced(t *testing.T) {
 	for _, tc := range []struct {
@@ -17,5 +20,9 @@ func TestAllSynced(t *testing.T) {
 		if got := AllSynced(tc.doc); got != tc.want {
 			t.Errorf("%s: AllSynced = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+	doc := `{"workers":[{"state":"Active","last_synced":"2026-12-07T22:50:00Z"}]}`
+	if !AllSyncedSince(doc, time.Date(2026, 12, 7, 22, 50, 0, 0, time.UTC)) || AllSyncedSince(doc, time.Date(2026, 12, 7, 22, 50, 1, 0, time.UTC)) {
+		t.Error("AllSyncedSince does not compare last_synced with since")
 	}
 }
