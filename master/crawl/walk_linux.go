@@ -13,6 +13,7 @@ import (
 	"github.com/georep/georep/rpc/eintr"
 	"github.com/georep/georep/rpc/gfid"
 	"github.com/georep/georep/rpc/ops"
+	"github.com/georep/georep/rpc/xattrat"
 	"github.com/pkg/xattr"
 	"golang.org/x/sys/unix"
 )
@@ -438,9 +439,14 @@ func readlinkat(dirfd int, name string) (string, error) {
 // them, else through /proc/self/fd so that no path longer than one name is
 // resolved.
 func userXattrs(dirfd int, name string) (map[string][]byte, error) {
-	if haveXattrat() {
+	if xattrat.Available() {
 		return userXattrsAt(dirfd, name)
 	}
+	return userXattrsProc(dirfd, name)
+}
+
+// userXattrsProc is userXattrs through /proc/self/fd.
+func userXattrsProc(dirfd int, name string) (map[string][]byte, error) {
 	p := "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name
 	list, err := xattr.LList(p)
 	if err != nil {

@@ -9,13 +9,15 @@ import (
 
 	"github.com/pkg/xattr"
 	"golang.org/x/sys/unix"
+
+	"github.com/georep/georep/rpc/xattrat"
 )
 
 // TestUserXattrsAt checks that the *xattrat path reads what the procfs path
 // reads: user.* attributes with values long and empty, none, a symlink not
 // followed, a vanished name.
 func TestUserXattrsAt(t *testing.T) {
-	if !haveXattrat() {
+	if !xattrat.Available() {
 		t.Skip("no listxattrat/getxattrat on this kernel")
 	}
 	dir := t.TempDir()
@@ -52,13 +54,7 @@ func TestUserXattrsAt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	procfs := func(name string) (map[string][]byte, error) {
-		xattratOnce.Do(func() {})
-		saved := xattratOK
-		xattratOK = false
-		defer func() { xattratOK = saved }()
-		return userXattrs(fd, name)
-	}
+	procfs := func(name string) (map[string][]byte, error) { return userXattrsProc(fd, name) }
 	for _, name := range []string{"plain", "with", "link", ".", "gone"} {
 		got, gerr := userXattrsAt(fd, name)
 		want, werr := procfs(name)

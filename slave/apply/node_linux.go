@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/georep/georep/rpc/eintr"
+	"github.com/georep/georep/rpc/xattrat"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,15 +51,15 @@ func (n Node) Getxattr(attr string) ([]byte, error) {
 	switch {
 	case n.path:
 		p := ProcFd(n.fd)
-		return ReadSized(func(d []byte) (int, error) { return unix.Getxattr(p, attr, d) })
+		return xattrat.ReadSized(func(d []byte) (int, error) { return unix.Getxattr(p, attr, d) })
 	case n.fd >= 0:
-		return ReadSized(func(d []byte) (int, error) { return unix.Fgetxattr(n.fd, attr, d) })
+		return xattrat.ReadSized(func(d []byte) (int, error) { return unix.Fgetxattr(n.fd, attr, d) })
 	}
-	if haveGetxattrat() {
-		return ReadSized(func(d []byte) (int, error) { return getxattrat(n.dirfd, n.name, attr, d) })
+	if xattrat.Available() {
+		return xattrat.ReadSized(func(d []byte) (int, error) { return xattrat.Get(n.dirfd, n.name, attr, d) })
 	}
 	p := ProcPath(n.dirfd, n.name)
-	return ReadSized(func(d []byte) (int, error) { return unix.Lgetxattr(p, attr, d) })
+	return xattrat.ReadSized(func(d []byte) (int, error) { return unix.Lgetxattr(p, attr, d) })
 }
 
 // Setxattr sets attribute attr to value.
@@ -98,7 +99,7 @@ func (n Node) Listxattr() ([]string, error) {
 		p := ProcPath(n.dirfd, n.name)
 		get = func(d []byte) (int, error) { return unix.Llistxattr(p, d) }
 	}
-	b, err := ReadSized(get)
+	b, err := xattrat.ReadSized(get)
 	if err != nil {
 		return nil, err
 	}

@@ -73,27 +73,6 @@ func ProcFd(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 // component is ever part of it.
 func ProcPath(dirfd int, name string) string { return ProcFd(dirfd) + "/" + name }
 
-// ReadSized reads a variable-sized value (an attribute, a list of them)
-// with get, which fills dest (nil dest asks for the size).
-func ReadSized(get func(dest []byte) (int, error)) ([]byte, error) {
-	buf := make([]byte, 256)
-	for range 8 {
-		n, err := eintr.Value(func() (int, error) { return get(buf) })
-		if err == nil {
-			return buf[:n], nil
-		}
-		if err != unix.ERANGE {
-			return nil, err
-		}
-		size, err := eintr.Value(func() (int, error) { return get(nil) })
-		if err != nil {
-			return nil, err
-		}
-		buf = make([]byte, size+64)
-	}
-	return nil, unix.ERANGE
-}
-
 // ReadDirNames lists the directory open as fd (without "." and "..").
 func ReadDirNames(fd int) ([]string, error) {
 	if _, err := unix.Seek(fd, 0, 0); err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/georep/georep/rpc/xattrat"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,7 +44,7 @@ func TestGetxattrAtMatchesProcPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	t.Logf("getxattrat available: %v", haveGetxattrat())
+	t.Logf("getxattrat available: %v", xattrat.Available())
 	tests := []struct {
 		name, attr string
 		want       []byte
@@ -58,7 +59,7 @@ func TestGetxattrAtMatchesProcPath(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name+" "+tt.attr, func(t *testing.T) {
 			got, err := AtNode(fd, tt.name).Getxattr(tt.attr)
-			ref, rerr := ReadSized(func(d []byte) (int, error) { return unix.Lgetxattr(ProcPath(fd, tt.name), tt.attr, d) })
+			ref, rerr := xattrat.ReadSized(func(d []byte) (int, error) { return unix.Lgetxattr(ProcPath(fd, tt.name), tt.attr, d) })
 			if !errors.Is(err, rerr) && !(err == nil && rerr == nil) {
 				t.Fatalf("error %v, the procfs path says %v", err, rerr)
 			}
